@@ -1,0 +1,178 @@
+"""The one place where critic prompts are built, sent to a text backend, parsed, and retried.
+
+Every critic backend (transformers, OpenAI-compatible HTTP, the shapes-world reference critic)
+is a ``TextCompleter``: it turns ``ChatPrompt``s into text. ``ProtocolCritic`` wraps one and
+gives the ``critique`` / ``judge`` interface the engine uses.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Protocol, Sequence, TypeVar, Union
+
+from PIL import Image
+
+from models.critic.chat import ChatPrompt, CompletionError
+from models.critic.parser import parse_critique, parse_pairwise
+from models.critic.prompts import build_pairwise_prompt, build_pointwise_prompt
+from models.errors import ConfigError, CritiqueParseError, InvalidInputError
+from models.images import ImageLimits, check_prompt, prepare_image
+from models.types import (
+    CritiqueFailure,
+    CritiqueRequest,
+    CritiqueResult,
+    PairRequest,
+    PairResult,
+)
+
+logger = logging.getLogger(__name__)
+
+Parsed = TypeVar("Parsed")
+
+
+class TextCompleter(Protocol):
+    """A backend that writes the critic's text for each prompt, in order."""
+
+    def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]: ...
+
+
+@dataclass
+class CriticStats:
+    """Counters a user can see: how many calls, and how many failed and why."""
+
+    requests: int = 0
+    parse_retries: int = 0
+    parse_failures: int = 0
+    transport_failures: int = 0
+    repaired: int = 0
+    failure_reasons: list[str] = field(default_factory=list)
+
+
+class ProtocolCritic:
+    """Critique and judge images with any ``TextCompleter``.
+
+    A parse failure is re-asked ``parse_retries`` times, then returned as a ``CritiqueFailure``
+    (counted in ``stats``); a transport failure is returned as one at once (backends retry
+    connection errors themselves). Nothing is ever turned into a score.
+    """
+
+    def __init__(
+        self,
+        completer: TextCompleter,
+        *,
+        parse_retries: int = 1,
+        limits: ImageLimits | None = None,
+        name: str = "critic",
+    ) -> None:
+        if parse_retries < 0:
+            raise ConfigError(f"parse_retries must be 0 or more, got {parse_retries}.")
+        self.completer = completer
+        self.parse_retries = parse_retries
+        self.limits = limits or ImageLimits()
+        self.name = name
+        self.stats = CriticStats()
+
+    def critique(self, requests: Sequence[CritiqueRequest]) -> list[CritiqueResult]:
+        """Pointwise critiques for ``requests``, in order: a ``Critique`` or a ``CritiqueFailure``.
+
+        Raises ``InvalidInputError`` (before any model call) when a request is unusable.
+        """
+        prompts = [build_pointwise_prompt(self._checked_pointwise(r, i)) for i, r in enumerate(requests)]
+        return self._run(prompts, lambda text, p: parse_critique(text, p.request.task))
+
+    def judge(self, requests: Sequence[PairRequest]) -> list[PairResult]:
+        """Pairwise judgements (A first, B second) for ``requests``, in order."""
+        prompts = [build_pairwise_prompt(self._checked_pair(r, i)) for i, r in enumerate(requests)]
+        return self._run(prompts, lambda text, p: parse_pairwise(text, p.request.task))
+
+    # -- input checks -------------------------------------------------------------------------
+
+    def _checked_pointwise(self, request: CritiqueRequest, index: int) -> CritiqueRequest:
+        where = f"request {index + 1}"
+        check_prompt(request.prompt, self.limits, where=where)
+        return CritiqueRequest(
+            task=request.task,
+            prompt=request.prompt.strip(),
+            image=prepare_image(request.image, self.limits, what=f"{where}: image"),
+            source_image=self._checked_source(request.task, request.source_image, where),
+        )
+
+    def _checked_pair(self, request: PairRequest, index: int) -> PairRequest:
+        where = f"pair {index + 1}"
+        check_prompt(request.prompt, self.limits, where=where)
+        return PairRequest(
+            task=request.task,
+            prompt=request.prompt.strip(),
+            image_a=prepare_image(request.image_a, self.limits, what=f"{where}: image A"),
+            image_b=prepare_image(request.image_b, self.limits, what=f"{where}: image B"),
+            source_image=self._checked_source(request.task, request.source_image, where),
+        )
+
+    def _checked_source(
+        self, task: str, source: Image.Image | str | Path | bytes | None, where: str
+    ) -> Image.Image | None:
+        if task == "edit":
+            if source is None:
+                raise InvalidInputError(
+                    f"{where}: the edit task needs a source image; none was given. "
+                    "Add the source image or switch the task to text-to-image."
+                )
+            return prepare_image(source, self.limits, what=f"{where}: source image")
+        if task != "t2i":
+            raise InvalidInputError(f"{where}: unknown task {task!r}; use 't2i' or 'edit'.")
+        return None
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def _run(
+        self, prompts: list[ChatPrompt], parse: Callable[[str, ChatPrompt], Parsed]
+    ) -> list[Union[Parsed, CritiqueFailure]]:
+        results: list[Union[Parsed, CritiqueFailure, None]] = [None] * len(prompts)
+        last_raw: list[str | None] = [None] * len(prompts)
+        pending = list(range(len(prompts)))
+        self.stats.requests += len(prompts)
+        for attempt in range(1, self.parse_retries + 2):
+            if not pending:
+                break
+            if attempt > 1:
+                self.stats.parse_retries += len(pending)
+                logger.info("%s: re-asking %d unparseable critiques", self.name, len(pending))
+            texts = self.completer.complete([prompts[i] for i in pending])
+            if len(texts) != len(pending):
+                raise RuntimeError(f"{self.name} returned {len(texts)} completions for {len(pending)} prompts")
+            still_pending = []
+            for i, text in zip(pending, texts):
+                if isinstance(text, CompletionError):
+                    self.stats.transport_failures += 1
+                    self._note_failure(text.reason)
+                    results[i] = CritiqueFailure(reason=text.reason, raw=last_raw[i], attempts=attempt)
+                    continue
+                last_raw[i] = text
+                try:
+                    parsed = parse(text, prompts[i])
+                except CritiqueParseError as e:
+                    if attempt <= self.parse_retries:
+                        still_pending.append(i)
+                    else:
+                        self.stats.parse_failures += 1
+                        reason = f"{self.name} output did not parse after {attempt} attempt(s): {e}"
+                        self._note_failure(reason)
+                        results[i] = CritiqueFailure(reason=reason, raw=text, attempts=attempt)
+                    continue
+                if parsed.warnings:
+                    self.stats.repaired += 1
+                results[i] = parsed
+            pending = still_pending
+        return results  # type: ignore[return-value]
+
+    def _note_failure(self, reason: str) -> None:
+        logger.warning("%s: %s", self.name, reason[:300])
+        self.stats.failure_reasons = (self.stats.failure_reasons + [reason])[-20:]
+
+    def close(self) -> None:
+        """Release the backend (HTTP client, model memory) if it holds anything."""
+        close = getattr(self.completer, "close", None)
+        if close is not None:
+            close()

@@ -1,0 +1,143 @@
+"""Plain data shared by every backend and the engine: tasks, dimensions, requests, critiques."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal, Union
+
+from PIL import Image
+
+Task = Literal["t2i", "edit"]
+TASKS: tuple[Task, ...] = ("t2i", "edit")
+Winner = Literal["A", "B", "tie"]
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """One judged dimension of the critique protocol.
+
+    ``heading`` is exactly what the critic writes; ``levels`` are the labels of levels 4, 3, 2, 1.
+    """
+
+    key: str
+    heading: str
+    levels: tuple[str, str, str, str]
+    allows_na: bool = False
+
+
+TEXT_FAITHFULNESS = Dimension(
+    "text_faithfulness", "Text Faithfulness",
+    ("Full match", "Minor mismatch", "Some mismatch", "Major deviations"),
+)
+IMAGE_FAITHFULNESS = Dimension(
+    "image_faithfulness", "Image Faithfulness",
+    ("Uses input fully", "Minor mismatch", "Partial mismatch", "Fails to use input"),
+)
+PHYSICAL_QUALITY = Dimension(
+    "physical_quality", "Physical and Visual Quality",
+    ("No noticeable flaws", "Minor flaws", "Some flaws", "Severe flaws"),
+)
+TEXT_RENDERING = Dimension(
+    "text_rendering", "Text Rendering",
+    ("Full match", "Mostly match", "Partial match", "Major deviations"),
+    allows_na=True,
+)
+
+_TASK_DIMENSIONS: dict[str, tuple[Dimension, ...]] = {
+    "t2i": (TEXT_FAITHFULNESS, PHYSICAL_QUALITY, TEXT_RENDERING),
+    "edit": (TEXT_FAITHFULNESS, IMAGE_FAITHFULNESS, PHYSICAL_QUALITY, TEXT_RENDERING),
+}
+
+
+def task_dimensions(task: str) -> tuple[Dimension, ...]:
+    """The dimensions of ``task`` in protocol order. Raises ``ValueError`` for an unknown task."""
+    if task not in _TASK_DIMENSIONS:
+        raise ValueError(f"Unknown task {task!r}; expected one of {sorted(_TASK_DIMENSIONS)}.")
+    return _TASK_DIMENSIONS[task]
+
+
+@dataclass
+class CritiqueRequest:
+    """One image to critique. ``image`` is the generated (t2i) or edited (edit) image;
+    ``source_image`` is the edit's input and is required for ``task == "edit"``."""
+
+    task: Task
+    prompt: str
+    image: Image.Image
+    source_image: Image.Image | None = None
+
+
+@dataclass
+class PairRequest:
+    """Two candidate images for one request, judged side by side (A first, B second)."""
+
+    task: Task
+    prompt: str
+    image_a: Image.Image
+    image_b: Image.Image
+    source_image: Image.Image | None = None
+
+
+@dataclass
+class Critique:
+    """A parsed pointwise critique.
+
+    ``scores`` maps each dimension key of the task to a float in [1, 4], or ``None`` for N/A or a
+    dimension the critic did not write. ``overall`` is the [0, 1] scalar under the default
+    scoring policy (``None`` when no dimension counts). ``warnings`` says what the parser
+    repaired or found missing; ``raw`` is the critic's text.
+    """
+
+    task: Task
+    scores: dict[str, float | None]
+    justifications: dict[str, str | None]
+    analysis: str | None
+    summary: str | None
+    refinement_comments: str | None
+    refined_request: str | None
+    overall: float | None
+    raw: str
+    warnings: list[str] = field(default_factory=list)
+
+    ok = True
+
+
+@dataclass
+class DimensionVerdict:
+    """Pairwise verdict on one dimension."""
+
+    score_a: float | None
+    score_b: float | None
+    winner: Winner | None
+    justification: str | None = None
+
+
+@dataclass
+class PairwiseJudgement:
+    """A parsed pairwise judgement: per-dimension scores for A and B and a winner each."""
+
+    task: Task
+    dimensions: dict[str, DimensionVerdict]
+    summary: str | None
+    raw: str
+    warnings: list[str] = field(default_factory=list)
+
+    ok = True
+
+
+@dataclass
+class CritiqueFailure:
+    """A critique that could not be obtained: transport error or unparseable output.
+
+    Never a score. ``raw`` is the last text the critic wrote (``None`` if it wrote nothing).
+    """
+
+    reason: str
+    raw: str | None = None
+    attempts: int = 1
+
+    ok = False
+
+
+CritiqueResult = Union[Critique, CritiqueFailure]
+PairResult = Union[PairwiseJudgement, CritiqueFailure]
