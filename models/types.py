@@ -141,3 +141,29 @@ class CritiqueFailure:
 
 CritiqueResult = Union[Critique, CritiqueFailure]
 PairResult = Union[PairwiseJudgement, CritiqueFailure]
+
+
+@dataclass
+class GenerationRequest:
+    """What to generate. ``source_image`` is required for ``task == "edit"``. ``None`` settings mean
+    the backend's defaults (which it reports back in ``GenerationResult.settings``).
+    Image ``i`` of a request uses seed ``seed + i``."""
+
+    task: Task
+    prompt: str
+    source_image: Image.Image | None = None
+    seed: int = 0
+    num_images: int = 1
+    steps: int | None = None
+    guidance: float | None = None
+    width: int | None = None
+    height: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    """Generated images with the exact settings used (model, steps, guidance, size, seeds, ...)."""
+
+    images: list[Image.Image]
+    seeds: list[int]
+    settings: dict[str, object]

@@ -171,6 +171,11 @@ class ProtocolCritic:
         logger.warning("%s: %s", self.name, reason[:300])
         self.stats.failure_reasons = (self.stats.failure_reasons + [reason])[-20:]
 
+    def to_config(self) -> dict[str, object]:
+        """Settings that rebuild this critic (the backend's own, plus ``parse_retries``)."""
+        backend = getattr(self.completer, "to_config", lambda: {})()
+        return {**backend, "parse_retries": self.parse_retries}
+
     def close(self) -> None:
         """Release the backend (HTTP client, model memory) if it holds anything."""
         close = getattr(self.completer, "close", None)
