@@ -1,0 +1,53 @@
+"""Backends by role and name, imported lazily so that heavy libraries load only when used.
+
+``load_backend("critic", "openai", base_url=...)`` builds an ``OpenAICritic``. A name of the
+form ``"package.module:Class"`` loads a user's own backend.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from models.errors import ConfigError
+
+BACKENDS: dict[str, dict[str, str]] = {
+    "critic": {
+        "transformers": "models.critic.critic_transformers:TransformersCritic",
+        "openai": "models.critic.critic_openai:OpenAICritic",
+        "shapes": "models.shapes.critic_shapes:ShapesCritic",
+    },
+    "generator": {
+        "diffusers": "models.generator_diffusers:DiffusersGenerator",
+    },
+    "rewriter": {
+        "critic": "models.rewriter:CriticRewriter",
+        "llm": "models.rewriter:LLMRewriter",
+    },
+}
+
+
+def backend_class(role: str, name: str) -> type:
+    """The class registered for ``role``/``name`` (or the ``module:Class`` path given as name)."""
+    if role not in BACKENDS:
+        raise ConfigError(f"Unknown backend role {role!r}; expected one of {sorted(BACKENDS)}.")
+    target = BACKENDS[role].get(name, name)
+    if ":" not in target:
+        raise ConfigError(
+            f"Unknown {role} backend {name!r}; expected one of {sorted(BACKENDS[role])} "
+            "or a 'package.module:Class' path."
+        )
+    module_name, class_name = target.split(":", 1)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as e:
+        raise ConfigError(f"The {role} backend {name!r} could not be imported: {e}") from e
+    try:
+        return getattr(module, class_name)
+    except AttributeError as e:
+        raise ConfigError(f"{module_name} has no class {class_name} (the {role} backend {name!r}).") from e
+
+
+def load_backend(role: str, name: str, **options: Any) -> Any:
+    """Instantiate the ``role`` backend ``name`` with keyword ``options``."""
+    return backend_class(role, name)(**options)
