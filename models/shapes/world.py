@@ -1,0 +1,560 @@
+"""The shapes world: scenes, the prompt grammar, edit instructions and the renderer.
+
+A scene is 1-4 coloured shapes on a plain background, each in its own cell of a 3x3 grid, plus an
+optional word of 1-3 capital letters drawn in a band below the grid with the font shipped in
+``assets/fonts``. Prompts come in a *short* form ("two red circles and a blue square") and a
+*detailed* form that pins sizes and positions ("a large red circle at the top left and a small
+blue square in the centre"); ``parse_prompt`` reads both. Edit instructions ("move the blue square
+to the top right") are generated with their exact target scene by ``random_edit`` and read back
+by ``parse_edit``.
+
+Rendering is deterministic: a scene always gives the same pixels. Defects and noise live in
+``models.shapes.defects``. The geometry helpers (``cell_centre``, ``object_extent``,
+``shape_mask``, ``letter_mask``) are public so that the analyzer can draw templates with exactly
+the renderer's geometry.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from models.errors import InvalidInputError
+
+logger = logging.getLogger(__name__)
+
+SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "diamond", "star")
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (215, 40, 40),
+    "green": (40, 160, 70),
+    "blue": (40, 90, 220),
+    "yellow": (240, 205, 30),
+    "purple": (140, 60, 175),
+    "orange": (245, 135, 25),
+}
+SIZES: tuple[str, ...] = ("small", "large")
+POSITIONS: tuple[str, ...] = (
+    "top left", "top", "top right",
+    "left", "centre", "right",
+    "bottom left", "bottom", "bottom right",
+)
+INK: tuple[int, int, int] = (30, 30, 30)
+BACKGROUND: tuple[int, int, int] = (245, 245, 245)
+MAX_WORD_LETTERS = 3
+MIN_IMAGE_SIZE = 32
+
+FONT_PATH = Path(__file__).resolve().parents[2] / "assets" / "fonts" / "DejaVuSans-Bold.ttf"
+
+# Layout, as fractions of the image side: the grid fills the top, the word band the bottom.
+GRID_HEIGHT = 0.80
+_EXTENT = {"small": 0.13, "large": 0.22}  # side of a shape's bounding box
+_FONT_SIZE = 0.19
+_SLOT_WIDTH = 0.18
+_SUPERSAMPLE = 4
+
+_NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_WORD_RE = re.compile(r"^[A-Z]{1,3}$")
+
+
+@dataclass(frozen=True)
+class ShapeObject:
+    """One object of a scene: a shape of one colour and size in one grid cell."""
+
+    shape: str
+    colour: str
+    size: str
+    position: str
+
+    def __post_init__(self) -> None:
+        for value, allowed, what in (
+            (self.shape, SHAPES, "shape"),
+            (self.colour, tuple(COLOURS), "colour"),
+            (self.size, SIZES, "size"),
+            (self.position, POSITIONS, "position"),
+        ):
+            if value not in allowed:
+                raise InvalidInputError(f"Unknown {what} {value!r}; the shapes world knows {', '.join(allowed)}.")
+
+
+@dataclass(frozen=True)
+class Scene:
+    """A full scene: 1 to 9 objects (random scenes have at most 4), at most one per grid cell,
+    kept in grid order, and an optional word of 1-3 capital letters."""
+
+    objects: tuple[ShapeObject, ...]
+    word: str | None = None
+
+    def __post_init__(self) -> None:
+        objects = tuple(sorted(self.objects, key=lambda o: POSITIONS.index(o.position)))
+        if not objects:
+            raise InvalidInputError("A scene needs at least one object; got none.")
+        cells = [o.position for o in objects]
+        if len(set(cells)) != len(cells):
+            taken = sorted({c for c in cells if cells.count(c) > 1})
+            raise InvalidInputError(f"Two objects share a grid cell ({', '.join(taken)}); each cell holds one object.")
+        if self.word is not None and not _WORD_RE.match(self.word):
+            raise InvalidInputError(f"The word must be 1-3 capital letters A-Z; got {self.word!r}.")
+        object.__setattr__(self, "objects", objects)
+
+    def at(self, position: str) -> ShapeObject | None:
+        """The object in cell ``position``, or ``None`` when the cell is empty."""
+        return next((o for o in self.objects if o.position == position), None)
+
+
+@dataclass(frozen=True)
+class ObjectSpec:
+    """An object as a prompt asks for it; ``size`` and ``position`` are ``None`` when unsaid."""
+
+    shape: str
+    colour: str
+    size: str | None = None
+    position: str | None = None
+
+
+@dataclass(frozen=True)
+class PromptSpec:
+    """What a prompt asks for: the objects (one entry per object) and the word, if any."""
+
+    objects: tuple[ObjectSpec, ...]
+    word: str | None = None
+
+
+@dataclass(frozen=True)
+class Edit:
+    """An edit instruction over a source scene, with its exact ``target`` scene.
+
+    ``kind`` is one of ``EDIT_KINDS``."""
+
+    instruction: str
+    kind: str
+    target: Scene
+
+
+EDIT_KINDS: tuple[str, ...] = ("recolour", "remove", "add", "move", "resize", "word")
+
+
+# -- geometry ---------------------------------------------------------------------------------
+
+
+def cell_centre(position: str, size: int) -> tuple[float, float]:
+    """Pixel centre ``(x, y)`` of grid cell ``position`` in a ``size`` x ``size`` image."""
+    row, col = divmod(POSITIONS.index(position), 3)
+    cell_h = GRID_HEIGHT * size / 3
+    return ((col + 0.5) * size / 3, (row + 0.5) * cell_h)
+
+
+def cell_of(x: float, y: float, size: int) -> str:
+    """The grid cell that contains pixel ``(x, y)`` (points in the word band count as bottom row)."""
+    col = min(2, max(0, int(3 * x / size)))
+    row = min(2, max(0, int(3 * y / (GRID_HEIGHT * size))))
+    return POSITIONS[3 * row + col]
+
+
+def object_extent(size_name: str, size: int) -> float:
+    """Side in pixels of the bounding box of a ``size_name`` object in a ``size`` image."""
+    return _EXTENT[size_name] * size
+
+
+def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+    if shape == "square":
+        h = 0.88 * r
+        return [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
+    if shape == "triangle":
+        return [(cx, cy - r), (cx + r, cy + r), (cx - r, cy + r)]
+    if shape == "diamond":
+        return [(cx, cy - r), (cx + r, cy), (cx, cy + r), (cx - r, cy)]
+    if shape == "star":
+        points = []
+        for i in range(10):
+            radius = r if i % 2 == 0 else 0.45 * r
+            angle = np.pi * i / 5 - np.pi / 2
+            points.append((cx + radius * np.cos(angle), cy + radius * np.sin(angle) + 0.1 * r))
+        return points
+    raise InvalidInputError(f"Unknown shape {shape!r}; the shapes world knows {', '.join(SHAPES)}.")
+
+
+def shape_mask(shape: str, centre: tuple[float, float], extent: float, size: int) -> np.ndarray:
+    """Anti-aliased coverage in [0, 1] (``size`` x ``size`` float array) of ``shape`` whose
+    bounding box of side ``extent`` is centred on ``centre``."""
+    k = _SUPERSAMPLE
+    canvas = Image.new("L", (size * k, size * k), 0)
+    draw = ImageDraw.Draw(canvas)
+    cx, cy, r = centre[0] * k, centre[1] * k, extent * k / 2
+    if shape == "circle":
+        draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
+    else:
+        draw.polygon(_shape_points(shape, cx, cy, r), fill=255)
+    return np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255.0
+
+
+@lru_cache(maxsize=8)
+def _font(pixels: int) -> ImageFont.FreeTypeFont:
+    if not FONT_PATH.is_file():
+        raise FileNotFoundError(f"The shapes-world font is missing: expected {FONT_PATH}.")
+    return ImageFont.truetype(str(FONT_PATH), pixels)
+
+
+def word_slots(length: int, size: int) -> list[float]:
+    """x centres of the letter slots of a ``length``-letter word (letters sit in fixed slots)."""
+    slot = _SLOT_WIDTH * size
+    return [size / 2 + (i - (length - 1) / 2) * slot for i in range(length)]
+
+
+def word_baseline(size: int) -> float:
+    """y of the baseline of the word in a ``size`` image (capitals are centred in the band)."""
+    band_top = GRID_HEIGHT * size
+    cap_height = 0.73 * _FONT_SIZE * size
+    return band_top + ((1 - GRID_HEIGHT) * size + cap_height) / 2
+
+
+@lru_cache(maxsize=512)
+def letter_mask(letter: str, slot: int, length: int, size: int) -> np.ndarray:
+    """Anti-aliased coverage of capital ``letter`` in slot ``slot`` of a ``length``-letter word.
+    The returned array is shared (cached): do not modify it."""
+    k = _SUPERSAMPLE
+    canvas = Image.new("L", (size * k, size * k), 0)
+    draw = ImageDraw.Draw(canvas)
+    x = word_slots(length, size)[slot] * k
+    draw.text((x, word_baseline(size) * k), letter, fill=255, font=_font(round(_FONT_SIZE * size * k)), anchor="ms")
+    mask = np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255.0
+    mask.flags.writeable = False
+    return mask
+
+
+def word_mask(word: str, size: int) -> np.ndarray:
+    """Coverage in [0, 1] of the whole ``word``."""
+    total = np.zeros((size, size), dtype=np.float32)
+    for i, letter in enumerate(word):
+        total = np.maximum(total, letter_mask(letter, i, len(word), size))
+    return total
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+
+def check_size(size: int) -> None:
+    """Raise ``InvalidInputError`` unless ``size`` is a usable image side."""
+    if not isinstance(size, int) or size < MIN_IMAGE_SIZE:
+        raise InvalidInputError(f"Shapes-world images are at least {MIN_IMAGE_SIZE} pixels wide; got {size!r}. Use 64 or 128.")
+
+
+def render(
+    scene: Scene,
+    size: int = 64,
+    *,
+    background: tuple[int, int, int] = BACKGROUND,
+    offsets: Mapping[str, tuple[float, float]] | None = None,
+) -> Image.Image:
+    """Draw ``scene`` as an RGB ``size`` x ``size`` image.
+
+    :param offsets: optional pixel shifts ``(dx, dy)`` per object position (used by the defects
+        module to jitter objects); rendering is deterministic for given arguments.
+    """
+    check_size(size)
+    canvas = np.empty((size, size, 3), dtype=np.float32)
+    canvas[:] = background
+    shifts = offsets or {}
+    for obj in scene.objects:
+        cx, cy = cell_centre(obj.position, size)
+        dx, dy = shifts.get(obj.position, (0.0, 0.0))
+        alpha = shape_mask(obj.shape, (cx + dx, cy + dy), object_extent(obj.size, size), size)[..., None]
+        canvas = canvas * (1 - alpha) + np.asarray(COLOURS[obj.colour], dtype=np.float32) * alpha
+    if scene.word:
+        alpha = word_mask(scene.word, size)[..., None]
+        canvas = canvas * (1 - alpha) + np.asarray(INK, dtype=np.float32) * alpha
+    return Image.fromarray(np.clip(canvas.round(), 0, 255).astype(np.uint8), "RGB")
+
+
+# -- random scenes ----------------------------------------------------------------------------
+
+
+def random_word(rng: random.Random) -> str:
+    """A random word of 1-3 capital letters."""
+    return "".join(rng.choice("ABCDEFGHIJKLMNOPQRSTUVWXYZ") for _ in range(rng.randint(1, MAX_WORD_LETTERS)))
+
+
+def random_object(rng: random.Random, position: str) -> ShapeObject:
+    """A random shape, colour and size in cell ``position``."""
+    return ShapeObject(rng.choice(SHAPES), rng.choice(tuple(COLOURS)), rng.choice(SIZES), position)
+
+
+def random_scene(rng: random.Random, *, max_objects: int = 4, word_prob: float = 0.3) -> Scene:
+    """A random scene of 1 to ``max_objects`` objects in distinct cells; with probability
+    ``word_prob`` it carries a word."""
+    if not 1 <= max_objects <= len(POSITIONS):
+        raise InvalidInputError(f"max_objects must be between 1 and {len(POSITIONS)}; got {max_objects}.")
+    positions = rng.sample(POSITIONS, rng.randint(1, max_objects))
+    word = random_word(rng) if rng.random() < word_prob else None
+    return Scene(tuple(random_object(rng, p) for p in positions), word)
+
+
+# -- the prompt grammar -----------------------------------------------------------------------
+
+_POSITION_PHRASES = {
+    "top left": "at the top left", "top": "at the top", "top right": "at the top right",
+    "left": "on the left", "centre": "in the centre", "right": "on the right",
+    "bottom left": "at the bottom left", "bottom": "at the bottom", "bottom right": "at the bottom right",
+}
+_POSITION_SYNONYMS = {
+    **{p: p for p in POSITIONS},
+    "center": "centre", "middle": "centre",
+    "upper left": "top left", "upper right": "top right", "lower left": "bottom left", "lower right": "bottom right",
+    "top centre": "top", "top center": "top", "top middle": "top",
+    "bottom centre": "bottom", "bottom center": "bottom", "bottom middle": "bottom",
+    "centre left": "left", "center left": "left", "middle left": "left",
+    "centre right": "right", "center right": "right", "middle right": "right",
+}
+_SIZE_SYNONYMS = {"small": "small", "little": "small", "tiny": "small", "large": "large", "big": "large"}
+
+
+def _article(phrase: str) -> str:
+    return ("an " if phrase[0] in "aeiou" else "a ") + phrase
+
+
+def _join(items: list[str]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " and " + items[-1]
+
+
+def _word_suffix(word: str | None) -> str:
+    return f' with the word "{word}"' if word else ""
+
+
+def position_phrase(position: str) -> str:
+    """How prompts say where an object is: "at the top left", "in the centre", ..."""
+    return _POSITION_PHRASES[position]
+
+
+def describe(obj: ShapeObject | ObjectSpec) -> str:
+    """An object with an article and every attribute it has: "a large red circle at the top left"."""
+    size = f"{obj.size} " if obj.size else ""
+    where = f" {position_phrase(obj.position)}" if obj.position else ""
+    return _article(f"{size}{obj.colour} {obj.shape}") + where
+
+
+def short_prompt(scene: Scene) -> str:
+    """The short form: objects counted by colour and shape, e.g. "two red circles and a blue square"."""
+    counts: dict[tuple[str, str], int] = {}
+    for obj in scene.objects:
+        counts[(obj.colour, obj.shape)] = counts.get((obj.colour, obj.shape), 0) + 1
+    parts = [
+        _article(f"{colour} {shape}") if n == 1 else f"{_NUMBERS[n]} {colour} {shape}s"
+        for (colour, shape), n in counts.items()
+    ]
+    return _join(parts) + _word_suffix(scene.word)
+
+
+def detailed_prompt(scene: Scene | PromptSpec) -> str:
+    """The detailed form: every object with its size and position, e.g. "a large red circle at
+    the top left and a small blue square in the centre". A ``PromptSpec`` is written with
+    whatever attributes it pins."""
+    return _join([describe(o) for o in scene.objects]) + _word_suffix(scene.word)
+
+
+_COLOUR_RE = "|".join(COLOURS)
+_SHAPE_RE = "|".join(SHAPES)
+_SIZE_RE = "|".join(_SIZE_SYNONYMS)
+_POS_RE = "|".join(sorted(_POSITION_SYNONYMS, key=len, reverse=True))
+_COUNT_RE = "|".join(("a", "an", *_NUMBERS[1:], "[1-9]"))
+_ITEM = re.compile(
+    rf"^(?P<count>{_COUNT_RE})\s+(?:(?P<size>{_SIZE_RE})\s+)?(?P<colour>{_COLOUR_RE})\s+(?P<shape>{_SHAPE_RE})(?:e?s)?"
+    rf"(?:\s+(?:at|on|in)\s+the\s+(?P<position>{_POS_RE}))?$"
+)
+_WORD_CLAUSE = re.compile(
+    r"[\s,]*(?:with|and)\s+the\s+(?:word|text|letters?)\s+[\"'“”‘’]?(?P<word>[A-Za-z]{1,3})[\"'“”‘’]?"
+    r"(?:\s+(?:written|drawn)?\s*(?:below|underneath|at the bottom))?",
+    re.IGNORECASE,
+)
+_LEAD = re.compile(r"^(?:an?\s+)?(?:image|picture|drawing|scene)\s+(?:of|with)\s+", re.IGNORECASE)
+_SPLIT = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+
+
+def _normalise(text: str) -> str:
+    return re.sub(r"\s+", " ", text.strip().rstrip(".!").strip())
+
+
+def _count(word: str) -> int:
+    if word in ("a", "an"):
+        return 1
+    return int(word) if word.isdigit() else _NUMBERS.index(word)
+
+
+def parse_prompt(text: str) -> PromptSpec:
+    """Read a short or detailed prompt back into a ``PromptSpec`` (inverse of ``short_prompt``
+    and ``detailed_prompt``). The short form leaves sizes and positions ``None``.
+
+    Raises ``InvalidInputError`` naming the part that could not be read.
+    """
+    body = _normalise(text)
+    word = None
+    clause = _WORD_CLAUSE.search(body)
+    if clause:
+        word = clause.group("word").upper()
+        body = (body[: clause.start()] + body[clause.end():]).strip(" ,")
+    body = _LEAD.sub("", body).lower()
+    if not body:
+        raise InvalidInputError(f"The prompt {text!r} names no objects. Write e.g. \"a large red circle at the top left\".")
+    objects: list[ObjectSpec] = []
+    for part in _SPLIT.split(body):
+        match = _ITEM.match(part.strip())
+        if not match:
+            raise InvalidInputError(
+                f"Could not read {part!r} in the prompt {text!r} as shapes-world objects. Write objects like "
+                f"\"two red circles\" or \"a small blue square at the top left\" (shapes: {', '.join(SHAPES)}; "
+                f"colours: {', '.join(COLOURS)})."
+            )
+        n = _count(match.group("count"))
+        position = _POSITION_SYNONYMS[match.group("position")] if match.group("position") else None
+        if n > 1 and position:
+            raise InvalidInputError(f"{part!r} puts {n} objects in one cell; give each object its own position.")
+        size = _SIZE_SYNONYMS[match.group("size")] if match.group("size") else None
+        objects.extend(ObjectSpec(match.group("shape"), match.group("colour"), size, position) for _ in range(n))
+    if len(objects) > len(POSITIONS):
+        raise InvalidInputError(f"The prompt asks for {len(objects)} objects; the 3x3 grid holds at most 9.")
+    return PromptSpec(tuple(objects), word)
+
+
+# -- edits ------------------------------------------------------------------------------------
+
+
+def refer(obj: ShapeObject, scene: Scene) -> str:
+    """The shortest unambiguous way to name ``obj`` in ``scene``: "the red circle", or with its
+    position when another object has the same colour and shape."""
+    twins = [o for o in scene.objects if (o.colour, o.shape) == (obj.colour, obj.shape)]
+    base = f"the {obj.colour} {obj.shape}"
+    return base if len(twins) == 1 else f"{base} {position_phrase(obj.position)}"
+
+
+def _replace(scene: Scene, old: ShapeObject, new: ShapeObject | None) -> Scene:
+    objects = tuple(o for o in scene.objects if o != old) + ((new,) if new else ())
+    return Scene(objects, scene.word)
+
+
+def random_edit(scene: Scene, rng: random.Random, *, max_objects: int = 4) -> Edit:
+    """A random feasible edit of ``scene`` (recolour, remove, add, move, resize or word), with its
+    instruction text and exact target. The target keeps 1 to ``max_objects`` objects."""
+    free = [p for p in POSITIONS if scene.at(p) is None]
+    kinds = ["recolour", "resize", "word"]
+    if len(scene.objects) > 1:
+        kinds.append("remove")
+    if free:
+        kinds.append("move")
+        if len(scene.objects) < max_objects:
+            kinds.append("add")
+    kind = rng.choice(kinds)
+    obj = rng.choice(scene.objects)
+    ref = refer(obj, scene)
+    if kind == "recolour":
+        colour = rng.choice([c for c in COLOURS if c != obj.colour])
+        return Edit(f"make {ref} {colour}", kind, _replace(scene, obj, ShapeObject(obj.shape, colour, obj.size, obj.position)))
+    if kind == "resize":
+        size = "large" if obj.size == "small" else "small"
+        change = "bigger" if size == "large" else "smaller"
+        return Edit(f"make {ref} {change}", kind, _replace(scene, obj, ShapeObject(obj.shape, obj.colour, size, obj.position)))
+    if kind == "remove":
+        return Edit(f"remove {ref}", kind, _replace(scene, obj, None))
+    if kind == "move":
+        position = rng.choice(free)
+        moved = ShapeObject(obj.shape, obj.colour, obj.size, position)
+        return Edit(f"move {ref} to the {position}", kind, _replace(scene, obj, moved))
+    if kind == "add":
+        new = random_object(rng, rng.choice(free))
+        return Edit(f"add {describe(new)}", kind, Scene(scene.objects + (new,), scene.word))
+    if scene.word and rng.random() < 0.25:
+        return Edit("remove the word", kind, Scene(scene.objects, None))
+    word = random_word(rng)
+    while word == scene.word:
+        word = random_word(rng)
+    verb = f'change the word to "{word}"' if scene.word else f'add the word "{word}"'
+    return Edit(verb, kind, Scene(scene.objects, word))
+
+
+_REF = rf"the\s+(?:(?P<size>{_SIZE_RE})\s+)?(?P<colour>{_COLOUR_RE})\s+(?P<shape>{_SHAPE_RE})(?:\s+(?:at|on|in)\s+the\s+(?P<where>{_POS_RE}))?"
+_EDIT_PATTERNS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("resize", re.compile(rf"^(?:make|turn)\s+{_REF}\s+(?P<change>bigger|larger|smaller|small|large|big)$")),
+    ("recolour", re.compile(rf"^(?:make|turn|colour|color|recolour|recolor|paint)\s+{_REF}\s+(?:to\s+|into\s+)?(?P<colour_new>{_COLOUR_RE})$")),
+    ("remove", re.compile(rf"^(?:remove|delete|erase)\s+{_REF}$")),
+    ("move", re.compile(rf"^move\s+{_REF}\s+(?:to|into)\s+the\s+(?P<to>{_POS_RE})$")),
+    ("add", re.compile(rf"^add\s+(?P<item>(?:a|an)\s+.+)$")),
+    ("word", re.compile(r"^(?:change|replace|set)\s+the\s+(?:word|text)\s+(?:to|with)\s+[\"'“”]?(?P<word>[a-z]{1,3})[\"'“”]?$")),
+    ("word", re.compile(r"^(?:add|write)\s+the\s+(?:word|text)\s+[\"'“”]?(?P<word>[a-z]{1,3})[\"'“”]?$")),
+    ("word", re.compile(r"^(?:remove|delete|erase)\s+the\s+(?:word|text)$")),
+)
+_KEEP_TAIL = re.compile(
+    r"[\s,;]*(?:and\s+)?(?:keep(?:ing)?|leave|leaving)\s+(?:everything|all)\s+else\s+(?:unchanged|the same|as it is|as is)$"
+)
+
+
+def _resolve(match: re.Match[str], source: Scene, instruction: str) -> ShapeObject:
+    where = match.group("where")
+    position = _POSITION_SYNONYMS[where] if where else None
+    size = _SIZE_SYNONYMS[match.group("size")] if match.group("size") else None
+    found = [
+        o for o in source.objects
+        if (o.colour, o.shape) == (match.group("colour"), match.group("shape"))
+        and (position is None or o.position == position)
+        and (size is None or o.size == size)
+    ]
+    named = match.group(0)
+    if not found:
+        raise InvalidInputError(f"The instruction {instruction!r} refers to an object that is not in the source image ({named!r}).")
+    if len(found) > 1:
+        cells = ", ".join(o.position for o in found)
+        raise InvalidInputError(f"The instruction {instruction!r} is ambiguous: {len(found)} objects match ({cells}). Name the position too.")
+    return found[0]
+
+
+def parse_edit(instruction: str, source: Scene) -> Scene:
+    """The exact target scene of ``instruction`` applied to ``source``.
+
+    Reads the instructions written by ``random_edit`` (and their common paraphrases), with an
+    optional ", keeping everything else unchanged". Raises ``InvalidInputError`` when the
+    instruction cannot be read, names an object that is missing or ambiguous, or leads to an
+    impossible scene (an occupied cell, no objects left).
+    """
+    text = _KEEP_TAIL.sub("", _normalise(instruction).lower())
+    for kind, pattern in _EDIT_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            return _apply(kind, match, source, instruction)
+    raise InvalidInputError(
+        f"Could not read the edit instruction {instruction!r}. Use one of: \"make the red circle blue\", "
+        "\"remove the red circle\", \"add a small green star at the bottom right\", \"move the red circle to the "
+        "top left\", \"make the red circle bigger\", 'change the word to \"AB\"', \"remove the word\"."
+    )
+
+
+def _apply(kind: str, match: re.Match[str], source: Scene, instruction: str) -> Scene:
+    groups = match.groupdict()
+    if kind == "word":
+        word = groups.get("word")
+        return Scene(source.objects, word.upper() if word else None)
+    if kind == "add":
+        spec = parse_prompt(groups["item"])
+        if len(spec.objects) != 1 or spec.objects[0].size is None or spec.objects[0].position is None:
+            raise InvalidInputError(f"{instruction!r}: say one object with its size and position, e.g. \"add a small green star at the bottom right\".")
+        new = spec.objects[0]
+        if source.at(new.position) is not None:
+            raise InvalidInputError(f"{instruction!r}: the {new.position} cell already holds {describe(source.at(new.position))}.")
+        return Scene(source.objects + (ShapeObject(new.shape, new.colour, new.size, new.position),), source.word)
+    obj = _resolve(match, source, instruction)
+    if kind == "remove":
+        if len(source.objects) == 1:
+            raise InvalidInputError(f"{instruction!r} would leave the scene empty; a scene keeps at least one object.")
+        return _replace(source, obj, None)
+    if kind == "move":
+        to = _POSITION_SYNONYMS[groups["to"]]
+        if to != obj.position and source.at(to) is not None:
+            raise InvalidInputError(f"{instruction!r}: the {to} cell already holds {describe(source.at(to))}.")
+        return _replace(source, obj, ShapeObject(obj.shape, obj.colour, obj.size, to))
+    if kind == "resize":
+        size = "small" if groups["change"] in ("smaller", "small") else "large"
+        return _replace(source, obj, ShapeObject(obj.shape, obj.colour, size, obj.position))
+    return _replace(source, obj, ShapeObject(obj.shape, groups["colour_new"], obj.size, obj.position))
