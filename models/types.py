@@ -114,13 +114,15 @@ class DimensionVerdict:
 
 @dataclass
 class PairwiseJudgement:
-    """A parsed pairwise judgement: per-dimension scores for A and B and a winner each."""
+    """A parsed pairwise judgement: per-dimension scores for A and B and a winner each.
+    ``overall_winner`` is the critic's own overall verdict when it wrote one."""
 
     task: Task
     dimensions: dict[str, DimensionVerdict]
     summary: str | None
     raw: str
     warnings: list[str] = field(default_factory=list)
+    overall_winner: Winner | None = None
 
     ok = True
 

@@ -1,0 +1,371 @@
+"""The one tolerant parser of critic output, pointwise and pairwise. Pure functions, no I/O.
+
+It reads the layout ``models.critic.prompts`` asks for and the usual deviations from it: either
+order of Score and Justification, markdown around headings and numbers, words after a number,
+``3/4`` or ``3.5 out of 4``, a leading ``<think>...</think>`` block, a refined request over several
+lines, missing or truncated sections. Every repair and every missing part is named in
+``warnings``. A text with no readable dimension raises ``CritiqueParseError`` (keeping the raw
+text); it is never turned into a score.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import re
+from dataclasses import dataclass, field
+
+from models.critic.scoring import ScoringPolicy
+from models.errors import CritiqueParseError
+from models.types import Critique, Dimension, DimensionVerdict, PairwiseJudgement, Winner, task_dimensions
+
+logger = logging.getLogger(__name__)
+
+# Leading markup before a label: spaces, '#', '>', '*', '_', '`', bullets, then "1." / "2)".
+_LEAD = re.compile(r"^[\s#>*_`-]*(?:\(?\d{1,2}\s*[.)]\s*)?[\s*_`]*")
+_MARKED = re.compile(r"^\s*(?:#|\*\*|__|\(?\d{1,2}\s*[.)])")
+_NUMBER = re.compile(r"(?<![\w.])[+-]?(?:(?:nan|inf(?:inity)?)\b|\d+(?:\.\d+)?|\.\d+)", re.IGNORECASE)
+_NA = re.compile(r"^(?:n\s*/\s*a|n\.a\.?|not applicable)(?![\w])", re.IGNORECASE)
+_SCORE_LIKE = re.compile(r"^(?:[+-]?(?:\d|\.\d)|n\s*/\s*a|n\.a|not applicable|nan\b|inf)", re.IGNORECASE)
+_PAIR_SCORE = re.compile(r"^(?:score\s*(?:for\s*)?(?:image\s*|candidate\s*)?\(?([ab])\)?|(?:image\s*)?([ab])\s*score)$")
+_WINNER_AB = re.compile(r"^(?:image|candidate|output|picture)?\s*\(?([ab])\)?(?![\w])", re.IGNORECASE)
+_WINNER_TIE = re.compile(r"\b(?:tie|tied|equal|equally|draw|same|both|neither)\b", re.IGNORECASE)
+_END_TOKENS = re.compile(r"(?:<\|im_end\|>|<\|endoftext\|>|</s>)\s*$")
+
+_SECTION_LABELS = {
+    "analysis": ("user request analysis", "request analysis", "analysis"),
+    "judgement": ("detailed judgement", "detailed judgment", "judgement", "judgment"),
+    "summary": ("summary", "overall summary"),
+    "refinement": ("user request refinement", "request refinement", "refinement"),
+    "comments": ("refinement comments", "refinement comment"),
+    "refined": ("refined request", "refined prompt", "refined instruction"),
+    "overall_winner": ("overall winner", "final winner"),
+}
+_FIELD_LABELS = {
+    "justification": ("justification", "reasoning", "rationale"),
+    "score": ("score", "final score", "rating"),
+    "winner": ("winner", "dimension winner"),
+}
+_DIMENSION_ALIASES = {
+    "text_faithfulness": ("text faithfulness", "prompt faithfulness"),
+    "image_faithfulness": ("image faithfulness", "source faithfulness"),
+    "physical_quality": (
+        "physical and visual quality",
+        "physical visual quality",
+        "physical quality",
+        "visual quality",
+        "physical and visual",
+    ),
+    "text_rendering": ("text rendering",),
+}
+_LABELS: dict[str, str] = {}
+for _kind, _names in (*_SECTION_LABELS.items(), *_FIELD_LABELS.items(), *_DIMENSION_ALIASES.items()):
+    for _name in _names:
+        _LABELS[_name] = _kind
+_DIMENSION_KEYS = frozenset(_DIMENSION_ALIASES)
+_FIELDS = frozenset({*_FIELD_LABELS, "score_a", "score_b"})
+
+
+def _normalise_label(label: str) -> str:
+    label = label.strip().strip("*_`").strip().lower()
+    label = label.replace("&", " and ").replace("/", " ").replace("-", " ").replace("_", " ")
+    return re.sub(r"\s+", " ", label).strip(" .")
+
+
+def _classify(line: str) -> tuple[str | None, str, bool]:
+    """(kind, value, marked): what a line starts (a section, a dimension, a field, or ``None`` for
+    plain text), the text after its colon, and whether it carries heading markup."""
+    rest = line[_LEAD.match(line).end():]  # type: ignore[union-attr]
+    parts = re.split(r"[:：]", rest, maxsplit=1)
+    label, value = (parts[0], parts[1]) if len(parts) == 2 else (rest, "")
+    name = _normalise_label(label)
+    kind = _LABELS.get(name) or _LABELS.get(re.sub(r"\s*\(.*\)$", "", name))
+    if kind is None:
+        match = _PAIR_SCORE.match(re.sub(r"[()]", "", name))
+        if match:
+            kind = "score_" + (match.group(1) or match.group(2))
+    return kind, value.strip().strip("*_`").strip(), bool(_MARKED.match(line))
+
+
+@dataclass
+class _Block:
+    """One dimension as written: the text after its heading and each labelled field's lines."""
+
+    fields: dict[str, list[str]] = field(default_factory=dict)
+
+
+@dataclass
+class _Layout:
+    """The critic's text split into sections and dimension blocks."""
+
+    sections: dict[str, list[str]] = field(default_factory=dict)
+    blocks: dict[str, _Block] = field(default_factory=dict)
+
+
+def _strip_think(text: str, warnings: list[str]) -> str:
+    """Drop a leading reasoning block: ``<think>...</think>`` (empty or not), or everything up to a
+    lone ``</think>`` (when the chat template opened the block in the prompt)."""
+    body = _END_TOKENS.sub("", text.strip())
+    lower = body.lower()
+    if lower.startswith("<think>"):
+        end = lower.find("</think>")
+        if end < 0:
+            warnings.append("The reasoning block <think> was never closed; parsed the text inside it.")
+            return body[len("<think>"):]
+        return body[end + len("</think>"):]
+    end = lower.find("</think>")
+    if end >= 0 and body[end + len("</think>"):].strip():
+        return body[end + len("</think>"):]
+    return body
+
+
+def _split(text: str, task: str, warnings: list[str]) -> _Layout:
+    """Walk the lines once, routing each to the section, dimension or field it belongs to."""
+    wanted = {d.key: d for d in task_dimensions(task)}
+    layout = _Layout()
+    target: list[str] = layout.sections.setdefault("preamble", [])
+    block: _Block | None = None
+    for line in text.splitlines():
+        kind, value, marked = _classify(line)
+        if kind in _DIMENSION_KEYS and (marked or not value or _SCORE_LIKE.match(value)):
+            if kind not in wanted:
+                warnings.append(f"Ignored a '{line.strip()}' section: it is not a dimension of the {task} task.")
+                block, target = None, []
+                continue
+            if kind in layout.blocks:
+                warnings.append(f"{wanted[kind].heading} appears twice; kept the first.")
+                block, target = None, []
+                continue
+            block = layout.blocks[kind] = _Block()
+            target = block.fields.setdefault("heading", [value])
+        elif kind in _FIELDS and block is not None:
+            if kind in block.fields:
+                warnings.append(f"A second '{kind.replace('_', ' ')}' line under one dimension was ignored.")
+                target = []
+                continue
+            target = block.fields.setdefault(kind, [value])
+        elif kind in _SECTION_LABELS:
+            block = None
+            target = layout.sections.setdefault(kind, [value])
+        else:
+            target.append(line)
+    return layout
+
+
+def _text(lines: list[str] | None) -> str | None:
+    """Joined, trimmed text of ``lines``; ``None`` when there is none."""
+    if not lines:
+        return None
+    joined = "\n".join(line.rstrip() for line in lines).strip()
+    return joined or None
+
+
+def _first_line(lines: list[str]) -> str | None:
+    return next((line.strip() for line in lines if line.strip()), None)
+
+
+def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]) -> tuple[float | None, bool]:
+    """(score, readable) from a score field's text. N/A reads as ``(None, True)`` for a dimension
+    that allows it; everything unreadable is ``(None, False)`` with a warning."""
+    if text is None:
+        warnings.append(f"{dim.heading}: the {what} is empty; counted as missing.")
+        return None, False
+    cleaned = text.strip().strip("*_`").strip()
+    if _NA.match(cleaned):
+        if dim.allows_na:
+            return None, True
+        warnings.append(f"{dim.heading}: N/A is only allowed for Text Rendering; the {what} counts as missing.")
+        return None, False
+    match = _NUMBER.search(cleaned)
+    if match is None:
+        warnings.append(f"{dim.heading}: could not read a number in the {what} {cleaned[:60]!r}; counted as missing.")
+        return None, False
+    value = float(match.group(0))
+    if not math.isfinite(value):
+        warnings.append(f"{dim.heading}: the {what} {match.group(0)!r} is not a finite number; counted as missing.")
+        return None, False
+    if not 1.0 <= value <= 4.0:
+        clamped = min(4.0, max(1.0, value))
+        warnings.append(f"{dim.heading}: the {what} {value:g} is outside 1-4; clamped to {clamped:g}.")
+        value = clamped
+    return value, True
+
+
+def _dimension_score(block: _Block, dim: Dimension, warnings: list[str]) -> tuple[float | None, bool]:
+    """The pointwise score of one block, falling back to a number written on the heading line."""
+    if "score" in block.fields:
+        return _read_score(_first_line(block.fields["score"]), dim, "score", warnings)
+    inline = block.fields["heading"][0]
+    if inline and _SCORE_LIKE.match(inline):
+        warnings.append(f"{dim.heading}: no '## Score:' line; read the score from the heading line.")
+        return _read_score(inline, dim, "score", warnings)
+    warnings.append(f"{dim.heading}: no score was written; counted as missing.")
+    return None, False
+
+
+def _justification(block: _Block, dim: Dimension, warnings: list[str]) -> str | None:
+    """The justification field, or the free text under the heading when the label is missing."""
+    if "justification" in block.fields:
+        return _text(block.fields["justification"])
+    heading = block.fields["heading"]
+    lines = heading[1:] if heading[0] and _SCORE_LIKE.match(heading[0]) else heading
+    text = _text(lines)
+    if text is None:
+        warnings.append(f"{dim.heading}: no justification was written.")
+    return text
+
+
+def _analysis(layout: _Layout, warnings: list[str]) -> str | None:
+    if "analysis" in layout.sections:
+        return _text(layout.sections["analysis"])
+    preamble = _text(layout.sections.get("preamble"))
+    if preamble is None:
+        warnings.append("No user request analysis was written.")
+        return None
+    warnings.append("No '# User Request Analysis' heading; used the first paragraph as the analysis.")
+    return preamble.split("\n\n", 1)[0].strip()
+
+
+def _unquote(text: str | None) -> str | None:
+    """Drop one pair of quotes wrapping the whole text (the critic often quotes its request)."""
+    if text and len(text) >= 2 and text[0] + text[-1] in ('""', "“”", "''"):
+        return text[1:-1].strip() or None
+    return text
+
+
+def _no_dimension(text: str, task: str) -> CritiqueParseError:
+    start = " ".join(text.split())[:80]
+    return CritiqueParseError(
+        f"No dimension of the {task} critique could be read (expected headings such as "
+        f"'1. Text Faithfulness:' followed by '## Score: 3.5'). The output starts: {start!r}.",
+        text,
+    )
+
+
+def parse_critique(text: str, task: str) -> Critique:
+    """Parse a pointwise critique for ``task`` (``"t2i"`` or ``"edit"``).
+
+    Scores are floats in [1, 4] (clamped with a warning), ``None`` for N/A (Text Rendering only)
+    or a dimension that is missing or unreadable (with a warning). ``overall`` uses
+    ``ScoringPolicy.default()``. Raises ``CritiqueParseError`` when no dimension has a score, and
+    ``ValueError`` for an unknown task.
+    """
+    dimensions = task_dimensions(task)
+    warnings: list[str] = []
+    layout = _split(_strip_think(text, warnings), task, warnings)
+    scores: dict[str, float | None] = {}
+    justifications: dict[str, str | None] = {}
+    readable = 0
+    for dim in dimensions:
+        block = layout.blocks.get(dim.key)
+        if block is None:
+            warnings.append(f"{dim.heading}: the dimension is missing from the critique.")
+            scores[dim.key], justifications[dim.key] = None, None
+            continue
+        scores[dim.key], _ = _dimension_score(block, dim, warnings)
+        justifications[dim.key] = _justification(block, dim, warnings)
+        readable += scores[dim.key] is not None
+    if not readable:
+        raise _no_dimension(text, task)
+    summary = _text(layout.sections.get("summary"))
+    if summary is None:
+        warnings.append("No summary was written.")
+    comments = _text(layout.sections.get("comments"))
+    refined = _unquote(_text(layout.sections.get("refined")))
+    if refined is None:
+        warnings.append("No refined request was written.")
+    critique = Critique(
+        task=task,  # type: ignore[arg-type]
+        scores=scores,
+        justifications=justifications,
+        analysis=_analysis(layout, warnings),
+        summary=summary,
+        refinement_comments=comments,
+        refined_request=refined,
+        overall=None,
+        raw=text,
+        warnings=warnings,
+    )
+    critique.overall = ScoringPolicy.default().score(critique)
+    if warnings:
+        logger.debug("critique parsed with %d warning(s): %s", len(warnings), "; ".join(warnings))
+    return critique
+
+
+def _read_winner(text: str | None) -> Winner | None:
+    """``"A"``, ``"B"`` or ``"tie"`` from a winner field (``"Image A"``, ``"**B**"``, ``"Tie"``,
+    ``"equal"``, ``"draw"``); ``None`` when it names none of them."""
+    if not text:
+        return None
+    cleaned = text.strip().strip("*_`\"'").strip()
+    match = _WINNER_AB.match(cleaned)
+    if match:
+        return "A" if match.group(1).lower() == "a" else "B"
+    return "tie" if _WINNER_TIE.search(cleaned) else None
+
+
+def _verdict(block: _Block, dim: Dimension, warnings: list[str]) -> tuple[DimensionVerdict, bool]:
+    """The verdict of one pairwise block and whether anything in it was readable."""
+    found: dict[str, float | None] = {}
+    readable = False
+    for side in ("a", "b"):
+        lines = block.fields.get(f"score_{side}")
+        if lines is None:
+            warnings.append(f"{dim.heading}: no score for Image {side.upper()}; counted as missing.")
+            found[side] = None
+            continue
+        found[side], _ = _read_score(_first_line(lines), dim, f"score of Image {side.upper()}", warnings)
+        readable = readable or found[side] is not None
+    winner_text = _first_line(block.fields.get("winner", []))
+    winner = _read_winner(winner_text)
+    if winner is None:
+        if winner_text is not None:
+            warnings.append(f"{dim.heading}: could not read the winner {winner_text[:40]!r}.")
+        a, b = found["a"], found["b"]
+        if a is not None and b is not None:
+            winner = "A" if a > b else "B" if b > a else "tie"
+            warnings.append(f"{dim.heading}: no readable winner; took {winner} from the scores.")
+        else:
+            warnings.append(f"{dim.heading}: no winner was written.")
+    readable = readable or winner is not None
+    justification = _text(block.fields.get("justification")) or _text(block.fields["heading"])
+    return DimensionVerdict(score_a=found["a"], score_b=found["b"], winner=winner, justification=justification), readable
+
+
+def parse_pairwise(text: str, task: str) -> PairwiseJudgement:
+    """Parse a pairwise judgement for ``task``: per dimension Score A, Score B and Winner.
+
+    A missing winner is derived from the two scores (with a warning); ``# Overall Winner:`` is read
+    into ``overall_winner`` when present. Raises ``CritiqueParseError`` when no dimension has a
+    readable score or winner.
+    """
+    dimensions = task_dimensions(task)
+    warnings: list[str] = []
+    layout = _split(_strip_think(text, warnings), task, warnings)
+    verdicts: dict[str, DimensionVerdict] = {}
+    readable = 0
+    for dim in dimensions:
+        block = layout.blocks.get(dim.key)
+        if block is None:
+            warnings.append(f"{dim.heading}: the dimension is missing from the judgement.")
+            verdicts[dim.key] = DimensionVerdict(score_a=None, score_b=None, winner=None)
+            continue
+        verdicts[dim.key], ok = _verdict(block, dim, warnings)
+        readable += ok
+    if not readable:
+        raise _no_dimension(text, task)
+    summary = _text(layout.sections.get("summary"))
+    if summary is None:
+        warnings.append("No summary was written.")
+    overall_text = _first_line(layout.sections.get("overall_winner", []))
+    overall = _read_winner(overall_text)
+    if overall_text is not None and overall is None:
+        warnings.append(f"Could not read the overall winner {overall_text[:40]!r}.")
+    return PairwiseJudgement(
+        task=task,  # type: ignore[arg-type]
+        dimensions=verdicts,
+        summary=summary,
+        raw=text,
+        warnings=warnings,
+        overall_winner=overall,
+    )
