@@ -34,3 +34,11 @@ class CritiqueParseError(StudioError):
     def __init__(self, message: str, raw: str) -> None:
         super().__init__(message)
         self.raw = raw
+
+
+class CancellationError(StudioError):
+    """The user stopped a running operation (a generation) before it finished; nothing was kept."""
+
+
+class RewriteError(StudioError):
+    """A prompt rewriter produced no usable prompt (empty, or over the generator's length limit)."""
