@@ -24,7 +24,7 @@ logger = logging.getLogger(__name__)
 # Leading markup before a label: spaces, '#', '>', '*', '_', '`', bullets, then "1." / "2)".
 _LEAD = re.compile(r"^[\s#>*_`-]*(?:\(?\d{1,2}\s*[.)]\s*)?[\s*_`]*")
 _MARKED = re.compile(r"^\s*(?:#|\*\*|__|\(?\d{1,2}\s*[.)])")
-_NUMBER = re.compile(r"(?<![\w.])[+-]?(?:(?:nan|inf(?:inity)?)\b|\d+(?:\.\d+)?|\.\d+)", re.IGNORECASE)
+_NUMBER = re.compile(r"(?<![\w.])[+-]?(?:(?:nan|inf(?:inity)?)\b|(?:\d+(?:\.\d+)?|\.\d+)(?:e[+-]?\d+)?)", re.IGNORECASE)
 _NA = re.compile(r"^(?:n\s*/\s*a|n\.a\.?|not applicable)(?![\w])", re.IGNORECASE)
 _SCORE_LIKE = re.compile(r"^(?:[+-]?(?:\d|\.\d)|n\s*/\s*a|n\.a|not applicable|nan\b|inf)", re.IGNORECASE)
 _PAIR_SCORE = re.compile(r"^(?:score\s*(?:for\s*)?(?:image\s*|candidate\s*)?\(?([ab])\)?|(?:image\s*)?([ab])\s*score)$")
@@ -79,11 +79,11 @@ def _classify(line: str) -> tuple[str | None, str, bool]:
     parts = re.split(r"[:：]", rest, maxsplit=1)
     label, value = (parts[0], parts[1]) if len(parts) == 2 else (rest, "")
     name = _normalise_label(label)
-    kind = _LABELS.get(name) or _LABELS.get(re.sub(r"\s*\(.*\)$", "", name))
-    if kind is None:
-        match = _PAIR_SCORE.match(re.sub(r"[()]", "", name))
-        if match:
-            kind = "score_" + (match.group(1) or match.group(2))
+    pair = _PAIR_SCORE.match(re.sub(r"[()]", "", name))
+    if pair:
+        kind: str | None = "score_" + (pair.group(1) or pair.group(2))
+    else:  # "Text Rendering (if any)" reads as "Text Rendering"
+        kind = _LABELS.get(name) or _LABELS.get(re.sub(r"\s*\(.*\)$", "", name))
     return kind, value.strip().strip("*_`").strip(), bool(_MARKED.match(line))
 
 
