@@ -1,0 +1,130 @@
+"""The backends and the store the engine works with, built once per app (or CLI run, or test).
+
+Heavy backends are wrapped in ``Lazy`` so the app starts at once and a model loads on its first
+use; ``Services(store=..., critic=FakeCritic(), t2i_generator=FakeGenerator())`` works too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Generic, TypeVar, Union
+
+from models.base import Critic, Generator, Rewriter
+from models.errors import ConfigError
+from models.registry import load_backend
+from models.types import Task
+from studio.config import StudioConfig
+from studio.store import SessionStore
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class Lazy(Generic[T]):
+    """A backend built on first ``get()`` (once, thread-safe). ``name`` is known before loading."""
+
+    def __init__(self, load: Callable[[], T], name: str, config: dict[str, Any] | None = None) -> None:
+        self._load = load
+        self.name = name
+        self.config = config or {}
+        self._value: T | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def loaded(self) -> bool:
+        """Whether the backend has been built."""
+        return self._value is not None
+
+    def get(self) -> T:
+        """The backend, building it on the first call."""
+        with self._lock:
+            if self._value is None:
+                logger.info("loading %s", self.name)
+                self._value = self._load()
+            return self._value
+
+
+Slot = Union[T, Lazy[T], None]
+
+
+@dataclass
+class Services:
+    """The store plus the critic, the generators (text-to-image, editing) and the LLM rewriter.
+
+    Each backend is an object, a ``Lazy`` that builds it on first use, or ``None`` when the role
+    is not configured. ``rewriter`` is only needed for sessions whose ``rewriter`` setting is
+    "llm" (the "critic" and "human" rewriters need no model).
+    """
+
+    store: SessionStore
+    critic: Slot[Critic] = None
+    t2i_generator: Slot[Generator] = None
+    edit_generator: Slot[Generator] = None
+    rewriter: Slot[Rewriter] = None
+
+    @classmethod
+    def from_config(cls, config: StudioConfig) -> "Services":
+        """Open the store in ``config.store_dir`` and register each configured backend lazily."""
+        store = SessionStore(Path(config.store_dir) / "studio.db")
+        return cls(
+            store=store,
+            critic=_lazy("critic", config.critic),
+            t2i_generator=_lazy("generator", config.t2i_generator),
+            edit_generator=_lazy("generator", config.edit_generator),
+            rewriter=_lazy("rewriter", config.rewriter),
+        )
+
+    def get_critic(self) -> Critic:
+        """The critic. Raises ``ConfigError`` when none is configured."""
+        return _resolve(self.critic, "critic", "Configure a critic backend in the studio config.")
+
+    def get_generator(self, task: Task) -> Generator:
+        """The generator for ``task`` ("t2i" or "edit"). Raises ``ConfigError`` when none is set."""
+        slot = self.t2i_generator if task == "t2i" else self.edit_generator
+        return _resolve(
+            slot, f"{task} generator",
+            f"Configure '{'t2i_generator' if task == 't2i' else 'edit_generator'}' in the studio config.",
+        )
+
+    def get_rewriter(self) -> Rewriter:
+        """The LLM rewriter. Raises ``ConfigError`` when none is configured."""
+        return _resolve(
+            self.rewriter, "rewriter",
+            "Configure a 'rewriter' backend, or use the critic's refined request (rewriter = 'critic').",
+        )
+
+    def names(self) -> dict[str, str | None]:
+        """Display name of each role's backend, without loading any model."""
+        return {
+            role: None if slot is None else slot.name
+            for role, slot in (("critic", self.critic), ("t2i_generator", self.t2i_generator),
+                               ("edit_generator", self.edit_generator), ("rewriter", self.rewriter))
+        }
+
+    def close(self) -> None:
+        """Close the store and every loaded backend that can be closed."""
+        for slot in (self.critic, self.t2i_generator, self.edit_generator, self.rewriter):
+            if slot is None or (isinstance(slot, Lazy) and not slot.loaded):
+                continue
+            close = getattr(slot.get() if isinstance(slot, Lazy) else slot, "close", None)
+            if close is not None:
+                close()
+        self.store.close()
+
+
+def _lazy(role: str, spec: dict[str, Any] | None) -> Lazy[Any] | None:
+    if spec is None:
+        return None
+    options = {k: v for k, v in spec.items() if k != "backend"}
+    name = str(options.get("name") or spec["backend"])
+    return Lazy(lambda: load_backend(role, spec["backend"], **options), name=name, config=dict(spec))
+
+
+def _resolve(slot: Slot[T], what: str, hint: str) -> T:
+    if slot is None:
+        raise ConfigError(f"No {what} is configured. {hint}")
+    return slot.get() if isinstance(slot, Lazy) else slot

@@ -1,0 +1,660 @@
+"""The session store: every session, round, image, critique, judgement, vote, note and job in
+SQLite, so that nothing is lost when the browser closes or the app restarts.
+
+The database runs in WAL mode with one connection per thread. Images are PNG files named by the
+SHA-256 of their bytes under ``<db folder>/images/ab/abcdef....png``; tables hold only the path.
+The schema is created and migrated with ``sqlite_utils.migrations.Migrations``.
+
+Example::
+
+    store = SessionStore("runs/studio.db")
+    sid = store.create_session(task="t2i", prompt="a red cube", settings={})
+    store.search_sessions(text="cube", scores=[ScoreFilter.parse("text_rendering < 2")])
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import io
+import json
+import logging
+import os
+import re
+import shutil
+import socket
+import sqlite3
+import threading
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal, Sequence, get_args
+
+from PIL import Image
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+from models.errors import InvalidInputError, NotFoundError
+from models.types import Critique, CritiqueFailure, CritiqueResult, TASKS, task_dimensions
+
+logger = logging.getLogger(__name__)
+
+SessionStatus = Literal["running", "awaiting", "finished", "interrupted", "cancelled", "failed"]
+Vote = Literal["A", "B", "tie", "both_bad"]
+VOTES: tuple[str, ...] = get_args(Vote)
+#: GenAI-Bench's ``vote_type`` for each of our votes.
+GENAI_BENCH_VOTE = {"A": "leftvote", "B": "rightvote", "tie": "tievote", "both_bad": "bothbad_vote"}
+
+DIMENSION_COLUMNS: tuple[str, ...] = tuple(d.key for d in task_dimensions("edit"))  # every dimension
+_SCORE_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "=", "==": "="}
+_PNG_LEVEL = 1  # fast compression: the loop writes every image before showing it
+
+MIGRATIONS = Migrations("rationalrewards_studio")
+
+# Store objects alive in this process, by owner token: their "running" sessions are not stale.
+_LIVE_OWNERS: set[str] = set()
+
+
+def now() -> str:
+    """The current UTC time as an ISO-8601 string with milliseconds (how the store dates rows)."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@MIGRATIONS()
+def m001_initial(db: Database) -> None:
+    """Sessions, rounds, images, critiques, judgements, votes, notes and jobs."""
+    db["sessions"].create(
+        {
+            "id": str, "task": str, "prompt": str, "status": str, "stop_reason": str, "message": str,
+            "settings": str, "source_image_id": int, "generator": str, "critic": str, "rewriter": str,
+            "generator_name": str, "critic_name": str, "rewriter_name": str, "pending_prompt": str,
+            "best_image_id": int, "best_critique_id": int, "best_score": float, "best_round": int,
+            "best_candidate": int, "best_meets": int, "owner": str, "created": str, "updated": str,
+        },
+        pk="id",
+        not_null={"task", "prompt", "status", "created", "updated"},
+    )
+    db["rounds"].create(
+        {
+            "id": int, "session_id": str, "idx": int, "prompt": str, "seed": int, "status": str,
+            "best_image_id": int, "best_critique_id": int, "best_score": float, "failures": int,
+            "next_prompt": str, "prompt_source": str, "generate_s": float, "critique_s": float,
+            "created": str, "updated": str,
+        },
+        pk="id",
+        foreign_keys=[("session_id", "sessions", "id")],
+    )
+    db["images"].create(
+        {
+            "id": int, "sha256": str, "path": str, "width": int, "height": int, "role": str,
+            "session_id": str, "round_id": int, "candidate": int, "seed": int, "settings": str,
+            "created": str,
+        },
+        pk="id",
+        not_null={"sha256", "path", "role"},
+    )
+    db["critiques"].create(
+        {
+            "id": int, "image_id": int, "session_id": str, "round_id": int, "candidate": int,
+            "task": str, "prompt": str, "critic_name": str, "ok": int, "failure_reason": str,
+            "attempts": int, "raw": str, "overall": float, "score": float,
+            **{key: float for key in DIMENSION_COLUMNS},
+            "justifications": str, "analysis": str, "summary": str, "refinement_comments": str,
+            "refined_request": str, "warnings": str, "created": str,
+        },
+        pk="id",
+    )
+    db["judgements"].create(
+        {
+            "id": int, "task": str, "prompt": str, "image_a_id": int, "image_b_id": int,
+            "source_image_id": int, "critic_name": str, "winner": str, "consistent": int,
+            "dimensions": str, "raw_ab": str, "raw_ba": str, "failures": str, "created": str,
+        },
+        pk="id",
+    )
+    db["votes"].create(
+        {
+            "id": int, "judgement_id": int, "task": str, "prompt": str, "image_a_id": int,
+            "image_b_id": int, "source_image_id": int, "model_a": str, "model_b": str, "vote": str,
+            "created": str,
+        },
+        pk="id",
+        not_null={"vote", "prompt"},
+    )
+    db["notes"].create(
+        {"id": int, "session_id": str, "round_id": int, "text": str, "created": str}, pk="id"
+    )
+    db["jobs"].create(
+        {
+            "id": str, "kind": str, "status": str, "config": str, "folder": str, "pid": int,
+            "message": str, "created": str, "updated": str,
+        },
+        pk="id",
+        not_null={"kind", "status"},
+    )
+    db["sessions"].create_index(["status"])
+    db["sessions"].create_index(["created"])
+    db["rounds"].create_index(["session_id", "idx"])
+    db["images"].create_index(["session_id"])
+    db["critiques"].create_index(["session_id"])
+    db["critiques"].create_index(["image_id"])
+
+
+@dataclass(frozen=True)
+class StoredImage:
+    """An image row: ``id`` in the images table, ``sha256`` of its PNG bytes, ``path`` on disk."""
+
+    id: int
+    sha256: str
+    path: Path
+
+
+@dataclass(frozen=True)
+class ScoreFilter:
+    """A condition on a dimension score (or ``overall``) of a session's best critique.
+
+    Example: ``ScoreFilter.parse("text_rendering < 2")``
+    """
+
+    dimension: str
+    op: str
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.dimension not in (*DIMENSION_COLUMNS, "overall", "score"):
+            raise InvalidInputError(
+                f"Unknown score {self.dimension!r}; use one of {[*DIMENSION_COLUMNS, 'overall']}."
+            )
+        if self.op not in _SCORE_OPS:
+            raise InvalidInputError(f"Unknown comparison {self.op!r}; use one of {sorted(_SCORE_OPS)}.")
+
+    @classmethod
+    def parse(cls, text: str) -> "ScoreFilter":
+        """Parse ``"<dimension> <op> <number>"``, e.g. ``"text_rendering < 2"``."""
+        match = re.fullmatch(r"\s*([a-z_]+)\s*(<=|>=|==|<|>|=)\s*([0-9.]+)\s*", text or "")
+        if not match:
+            raise InvalidInputError(
+                f"Cannot read the score filter {text!r}; write it like 'text_rendering < 2'."
+            )
+        return cls(match.group(1), match.group(2), float(match.group(3)))
+
+
+class SessionStore:
+    """Sessions and everything around them, in one SQLite file plus an image folder beside it.
+
+    Opening a store creates or migrates the schema, and marks sessions left "running" by a
+    process that is gone as "interrupted" (they can be resumed).
+
+    :param path: the database file; images go to ``<its folder>/images``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.image_dir = self.path.parent / "images"
+        self.image_dir.mkdir(exist_ok=True)
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+        self._local = threading.local()
+        self._connections: list[Database] = []
+        self._lock = threading.Lock()
+        db = self.db
+        db.enable_wal()
+        MIGRATIONS.apply(db)
+        _LIVE_OWNERS.add(self.owner)
+        self._mark_stale_sessions()
+
+    # -- connections ----------------------------------------------------------------------------
+
+    @property
+    def db(self) -> Database:
+        """This thread's connection (opened on first use)."""
+        db = getattr(self._local, "db", None)
+        if db is None:
+            conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            db = Database(conn)
+            self._local.db = db
+            with self._lock:
+                self._connections.append(db)
+        return db
+
+    def close(self) -> None:
+        """Close every connection this store opened. Its running sessions count as stale after."""
+        _LIVE_OWNERS.discard(self.owner)
+        with self._lock:
+            for db in self._connections:
+                db.close()
+            self._connections.clear()
+        self._local = threading.local()
+
+    def _mark_stale_sessions(self) -> None:
+        stale = [row["id"] for row in self.db["sessions"].rows_where("status = 'running'", select="id, owner")
+                 if _owner_gone(row["owner"])]
+        for sid in stale:
+            self.update_session(sid, status="interrupted", message="The app stopped while this session ran.")
+        if stale:
+            logger.info("marked %d session(s) left running as interrupted", len(stale))
+
+    # -- images ---------------------------------------------------------------------------------
+
+    def save_image(
+        self,
+        image: Image.Image,
+        *,
+        role: str,
+        session_id: str | None = None,
+        round_id: int | None = None,
+        candidate: int | None = None,
+        seed: int | None = None,
+        settings: dict[str, Any] | None = None,
+    ) -> StoredImage:
+        """Write ``image`` as a content-addressed PNG (once per content) and record a row for it.
+
+        :param role: what the image is: "candidate", "source", "judge", "diagnose", ...
+        """
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG", compress_level=_PNG_LEVEL)
+        data = buffer.getvalue()
+        sha = hashlib.sha256(data).hexdigest()
+        relative = Path(sha[:2]) / f"{sha}.png"
+        target = self.image_dir / relative
+        if not target.exists():
+            target.parent.mkdir(exist_ok=True)
+            partial = target.with_suffix(f".{uuid.uuid4().hex[:8]}.part")
+            partial.write_bytes(data)
+            os.replace(partial, target)
+        row = {
+            "sha256": sha, "path": str(relative), "width": image.width, "height": image.height,
+            "role": role, "session_id": session_id, "round_id": round_id, "candidate": candidate,
+            "seed": seed, "settings": _dumps(settings), "created": now(),
+        }
+        image_id = self.db["images"].insert(row).last_pk
+        return StoredImage(id=int(image_id), sha256=sha, path=target)
+
+    def image_path(self, image_id: int) -> Path:
+        """The file of image ``image_id``. Raises ``NotFoundError`` for an unknown id."""
+        return self.image_dir / self._get("images", image_id)["path"]
+
+    def load_image(self, image_id: int) -> Image.Image:
+        """Open image ``image_id`` fully into memory."""
+        with Image.open(self.image_path(image_id)) as opened:
+            return opened.convert("RGB")
+
+    # -- sessions and rounds --------------------------------------------------------------------
+
+    def create_session(
+        self,
+        *,
+        task: str,
+        prompt: str,
+        settings: dict[str, Any],
+        source_image_id: int | None = None,
+        backends: dict[str, dict[str, Any]] | None = None,
+        names: dict[str, str] | None = None,
+    ) -> str:
+        """Record a new running session and return its id.
+
+        :param backends: role ("generator", "critic", "rewriter") → the backend's ``to_config()``.
+        :param names: role → the backend's display name (searchable as "model").
+        """
+        backends, names = backends or {}, names or {}
+        sid = uuid.uuid4().hex[:16]
+        stamp = now()
+        self.db["sessions"].insert({
+            "id": sid, "task": task, "prompt": prompt, "status": "running", "settings": _dumps(settings),
+            "source_image_id": source_image_id, "owner": self.owner, "created": stamp, "updated": stamp,
+            **{role: _dumps(backends.get(role)) for role in ("generator", "critic", "rewriter")},
+            **{f"{role}_name": names.get(role) for role in ("generator", "critic", "rewriter")},
+        })
+        return sid
+
+    def update_session(self, session_id: str, **values: Any) -> None:
+        """Set columns of session ``session_id`` (``updated`` is set too; a dict ``settings`` is
+        stored as JSON)."""
+        if isinstance(values.get("settings"), dict):
+            values["settings"] = _dumps(values["settings"])
+        self.db["sessions"].update(session_id, {**values, "updated": now()})
+
+    def claim_session(self, session_id: str) -> None:
+        """Mark a session running under this store (before resuming it)."""
+        self.update_session(session_id, status="running", owner=self.owner, message=None)
+
+    def session_is_live(self, session_id: str) -> bool:
+        """Whether a running session belongs to a process (or store object) that is still alive."""
+        row = self._get("sessions", session_id)
+        return row["status"] == "running" and not _owner_gone(row["owner"])
+
+    def get_session(self, session_id: str) -> dict[str, Any]:
+        """Session ``session_id`` as a dict with ``settings`` and the backend configs
+        (``generator``, ``critic``, ``rewriter``) decoded. Raises ``NotFoundError``."""
+        row = self._get("sessions", session_id)
+        for key in ("settings", "generator", "critic", "rewriter"):
+            row[key] = json.loads(row[key]) if row[key] else ({} if key == "settings" else None)
+        return row
+
+    def start_round(self, session_id: str, index: int, prompt: str, seed: int) -> int:
+        """Record round ``index`` (1-based) as running and return its row id."""
+        stamp = now()
+        return int(self.db["rounds"].insert({
+            "session_id": session_id, "idx": index, "prompt": prompt, "seed": seed, "status": "running",
+            "failures": 0, "created": stamp, "updated": stamp,
+        }).last_pk)
+
+    def update_round(self, round_id: int, **values: Any) -> None:
+        """Set columns of round ``round_id`` (``updated`` is set too)."""
+        self.db["rounds"].update(round_id, {**values, "updated": now()})
+
+    def rounds(self, session_id: str, *, status: str | None = None) -> list[dict[str, Any]]:
+        """Rounds of a session in order (every attempt, unless ``status`` picks some)."""
+        where, args = "session_id = ?", [session_id]
+        if status is not None:
+            where, args = where + " and status = ?", args + [status]
+        return list(self.db["rounds"].rows_where(where, args, order_by="idx, id"))
+
+    # -- critiques ------------------------------------------------------------------------------
+
+    def save_critique(
+        self,
+        result: CritiqueResult,
+        *,
+        task: str,
+        prompt: str,
+        image_id: int,
+        critic_name: str,
+        score: float | None = None,
+        session_id: str | None = None,
+        round_id: int | None = None,
+        candidate: int | None = None,
+    ) -> int:
+        """Record a critique or a critique failure (raw text kept) and return its row id.
+
+        :param score: the [0, 1] score under the session's scoring policy (``None`` for a failure).
+        """
+        row: dict[str, Any] = {
+            "image_id": image_id, "session_id": session_id, "round_id": round_id, "candidate": candidate,
+            "task": task, "prompt": prompt, "critic_name": critic_name, "ok": int(result.ok),
+            "raw": result.raw, "created": now(),
+        }
+        if isinstance(result, CritiqueFailure):
+            row.update(failure_reason=result.reason, attempts=result.attempts)
+        else:
+            row.update(
+                overall=result.overall, score=score,
+                **{key: result.scores.get(key) for key in DIMENSION_COLUMNS},
+                justifications=_dumps(result.justifications), analysis=result.analysis,
+                summary=result.summary, refinement_comments=result.refinement_comments,
+                refined_request=result.refined_request, warnings=_dumps(result.warnings),
+            )
+        return int(self.db["critiques"].insert(row).last_pk)
+
+    def get_critique(self, critique_id: int) -> CritiqueResult:
+        """Rebuild the ``Critique`` (or ``CritiqueFailure``) stored as ``critique_id``."""
+        row = self._get("critiques", critique_id)
+        if not row["ok"]:
+            return CritiqueFailure(reason=row["failure_reason"], raw=row["raw"], attempts=row["attempts"] or 1)
+        keys = [d.key for d in task_dimensions(row["task"])]
+        return Critique(
+            task=row["task"], scores={k: row[k] for k in keys},
+            justifications=json.loads(row["justifications"] or "{}"), analysis=row["analysis"],
+            summary=row["summary"], refinement_comments=row["refinement_comments"],
+            refined_request=row["refined_request"], overall=row["overall"], raw=row["raw"],
+            warnings=json.loads(row["warnings"] or "[]"),
+        )
+
+    def critiques(self, session_id: str) -> list[dict[str, Any]]:
+        """Critique rows of a session, in the order they were written."""
+        return list(self.db["critiques"].rows_where("session_id = ?", [session_id], order_by="id"))
+
+    # -- judgements, votes, notes ---------------------------------------------------------------
+
+    def save_judgement(self, **values: Any) -> int:
+        """Record a pairwise judgement (columns of the judgements table) and return its id."""
+        return int(self.db["judgements"].insert({**values, "created": now()}).last_pk)
+
+    def get_judgement(self, judgement_id: int) -> dict[str, Any]:
+        """Judgement ``judgement_id`` as a dict. Raises ``NotFoundError``."""
+        return self._get("judgements", judgement_id)
+
+    def save_vote(
+        self,
+        *,
+        vote: str,
+        task: str,
+        prompt: str,
+        image_a_id: int,
+        image_b_id: int,
+        source_image_id: int | None = None,
+        model_a: str | None = None,
+        model_b: str | None = None,
+        judgement_id: int | None = None,
+    ) -> int:
+        """Record a person's preference between image A and image B; return the vote id."""
+        if vote not in VOTES:
+            raise InvalidInputError(f"Unknown vote {vote!r}; use one of {list(VOTES)}.")
+        return int(self.db["votes"].insert({
+            "judgement_id": judgement_id, "task": task, "prompt": prompt, "image_a_id": image_a_id,
+            "image_b_id": image_b_id, "source_image_id": source_image_id, "model_a": model_a,
+            "model_b": model_b, "vote": vote, "created": now(),
+        }).last_pk)
+
+    def votes(self) -> list[dict[str, Any]]:
+        """Every vote, oldest first."""
+        return list(self.db["votes"].rows_where(order_by="id"))
+
+    def add_note(self, session_id: str, text: str, *, round_id: int | None = None) -> int:
+        """Attach a person's note to a session (and optionally one round)."""
+        self._get("sessions", session_id)
+        return int(self.db["notes"].insert({
+            "session_id": session_id, "round_id": round_id, "text": text, "created": now(),
+        }).last_pk)
+
+    def notes(self, session_id: str) -> list[dict[str, Any]]:
+        """Notes of a session, oldest first."""
+        return list(self.db["notes"].rows_where("session_id = ?", [session_id], order_by="id"))
+
+    # -- jobs -----------------------------------------------------------------------------------
+
+    def create_job(self, kind: str, config: dict[str, Any], folder: str | Path) -> str:
+        """Record a training job (status "created") and return its id."""
+        job_id = uuid.uuid4().hex[:12]
+        stamp = now()
+        self.db["jobs"].insert({
+            "id": job_id, "kind": kind, "status": "created", "config": _dumps(config),
+            "folder": str(folder), "created": stamp, "updated": stamp,
+        })
+        return job_id
+
+    def update_job(self, job_id: str, **values: Any) -> None:
+        """Set columns of job ``job_id`` (status, pid, message)."""
+        self._get("jobs", job_id)
+        self.db["jobs"].update(job_id, {**values, "updated": now()})
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        """Job ``job_id`` with ``config`` decoded. Raises ``NotFoundError``."""
+        row = self._get("jobs", job_id)
+        row["config"] = json.loads(row["config"] or "{}")
+        return row
+
+    def list_jobs(self, *, kind: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
+        """Jobs, newest first, optionally of one kind and status."""
+        where, args = _conditions({"kind = ?": kind, "status = ?": status})
+        return list(self.db["jobs"].rows_where(where, args, order_by="created desc"))
+
+    def delete_job(self, job_id: str) -> None:
+        """Forget job ``job_id`` (its folder stays on disk)."""
+        self._get("jobs", job_id)
+        self.db["jobs"].delete(job_id)
+
+    # -- search and export ----------------------------------------------------------------------
+
+    def search_sessions(
+        self,
+        *,
+        text: str | None = None,
+        model: str | None = None,
+        since: str | datetime | None = None,
+        until: str | datetime | None = None,
+        status: str | None = None,
+        task: str | None = None,
+        scores: Sequence[ScoreFilter] = (),
+        limit: int = 200,
+    ) -> list[dict[str, Any]]:
+        """Sessions, newest first, matching every given condition.
+
+        :param text: words the initial prompt contains (case-insensitive).
+        :param model: part of the generator or critic name.
+        :param since: sessions created at or after this time (ISO string or datetime, UTC).
+        :param until: sessions created before this time.
+        :param scores: conditions on the best critique of the session, e.g.
+            ``[ScoreFilter.parse("text_rendering < 2")]``.
+        """
+        where, args = _conditions({
+            "s.prompt like ?": f"%{text}%" if text else None,
+            "(s.generator_name like ? or s.critic_name like ?)": [f"%{model}%"] * 2 if model else None,
+            "s.created >= ?": _iso(since),
+            "s.created < ?": _iso(until),
+            "s.status = ?": status,
+            "s.task = ?": task,
+        })
+        for f in scores:
+            where += f" and c.[{f.dimension}] {_SCORE_OPS[f.op]} ?"
+            args.append(f.value)
+        sql = (
+            "select s.*, " + ", ".join(f"c.[{k}] as [{k}]" for k in DIMENSION_COLUMNS)
+            + " from sessions s left join critiques c on c.id = s.best_critique_id"
+            + f" where {where} order by s.created desc limit ?"
+        )
+        return [dict(row) for row in self.db.query(sql, [*args, limit])]
+
+    def session_timeline(self, session_id: str) -> dict[str, Any]:
+        """A session with its rounds, each round's images and critiques, and its notes."""
+        session = self.get_session(session_id)
+        images = list(self.db["images"].rows_where("session_id = ?", [session_id], order_by="id"))
+        critiques = {row["image_id"]: row for row in self.critiques(session_id)}
+        rounds = []
+        for rnd in self.rounds(session_id):
+            rnd["candidates"] = [
+                {**image, "critique": critiques.get(image["id"])}
+                for image in images if image["round_id"] == rnd["id"]
+            ]
+            rounds.append(rnd)
+        return {"session": session, "rounds": rounds, "notes": self.notes(session_id)}
+
+    def export_session(self, session_id: str, folder: str | Path) -> Path:
+        """Copy a session's images into ``folder/images`` and write ``folder/session.json``."""
+        timeline = self.session_timeline(session_id)
+        folder = Path(folder)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        image_ids = [c["id"] for r in timeline["rounds"] for c in r["candidates"]]
+        for key in ("source_image_id", "best_image_id"):
+            if timeline["session"][key] is not None:
+                image_ids.append(timeline["session"][key])
+        files = {image_id: self._export_image(image_id, folder) for image_id in image_ids}
+        for rnd in timeline["rounds"]:
+            for cand in rnd["candidates"]:
+                cand["file"] = files[cand["id"]]
+        timeline["files"] = {str(k): v for k, v in files.items()}
+        target = folder / "session.json"
+        target.write_text(json.dumps(timeline, indent=2, default=str), encoding="utf-8")
+        return target
+
+    def export_votes(self, folder: str | Path, format: Literal["jsonl", "parquet"] = "jsonl") -> Path:
+        """Write every vote as a preference dataset with GenAI-Bench column names.
+
+        Columns: ``prompt``, ``left_image``, ``right_image``, ``left_model``, ``right_model``,
+        ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
+        ``None`` for text-to-image) and ``task``. Image columns are paths relative to ``folder``,
+        whose ``images/`` holds the files. Parquet needs the ``pyarrow`` package.
+        """
+        if format not in ("jsonl", "parquet"):
+            raise InvalidInputError(f"Unknown export format {format!r}; use 'jsonl' or 'parquet'.")
+        if format == "parquet" and importlib.util.find_spec("pyarrow") is None:
+            raise InvalidInputError(
+                "Exporting votes as parquet needs the 'pyarrow' package, which is not installed. "
+                "Install it (pip install pyarrow) or export as jsonl."
+            )
+        folder = Path(folder)
+        (folder / "images").mkdir(parents=True, exist_ok=True)
+        rows = [
+            {
+                "prompt": v["prompt"],
+                "left_image": self._export_image(v["image_a_id"], folder),
+                "right_image": self._export_image(v["image_b_id"], folder),
+                "left_model": v["model_a"] or "",
+                "right_model": v["model_b"] or "",
+                "vote_type": GENAI_BENCH_VOTE[v["vote"]],
+                "source_image": self._export_image(v["source_image_id"], folder)
+                if v["source_image_id"] is not None else None,
+                "task": v["task"],
+            }
+            for v in self.votes()
+        ]
+        if format == "jsonl":
+            target = folder / "votes.jsonl"
+            target.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+            return target
+        import pyarrow as pa  # optional dependency, checked above
+        import pyarrow.parquet as pq
+
+        target = folder / "votes.parquet"
+        pq.write_table(pa.Table.from_pylist(rows), target)
+        return target
+
+    # -- helpers --------------------------------------------------------------------------------
+
+    def _export_image(self, image_id: int, folder: Path) -> str:
+        source = self.image_path(image_id)
+        relative = f"images/{source.name}"
+        if not (folder / relative).exists():
+            shutil.copyfile(source, folder / relative)
+        return relative
+
+    def _get(self, table: str, key: str | int) -> dict[str, Any]:
+        rows = list(self.db[table].rows_where("id = ?", [key]))
+        if not rows:
+            raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
+        return rows[0]
+
+
+def _owner_gone(owner: str | None) -> bool:
+    """Whether the process that owned a running session has stopped."""
+    if not owner:
+        return True
+    host, _, rest = owner.partition(":")
+    pid_text, _, token = rest.partition(":")
+    if host != socket.gethostname():
+        return False  # another machine shares the database: it cannot be checked from here
+    if int(pid_text) == os.getpid():
+        return token not in _LIVE_OWNERS
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _conditions(candidates: dict[str, Any]) -> tuple[str, list[Any]]:
+    """SQL ``where`` text and arguments from the conditions whose argument is not ``None``."""
+    parts, args = ["1 = 1"], []
+    for clause, value in candidates.items():
+        if value is None:
+            continue
+        parts.append(clause)
+        args.extend(value if isinstance(value, list) else [value])
+    return " and ".join(parts), args
+
+
+def _iso(value: str | datetime | None) -> str | None:
+    if value is None or isinstance(value, str):
+        return value
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _dumps(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, default=str)
+
