@@ -51,26 +51,34 @@ def check_prompt(prompt: str, limits: ImageLimits = ImageLimits(), *, where: str
 
 
 def _open(image: ImageInput, what: str, limits: ImageLimits) -> Image.Image:
+    """Open ``image`` and decode it fully, refusing huge ones before decoding."""
     if isinstance(image, Image.Image):
-        return image
-    if isinstance(image, (str, Path)):
-        path = Path(image)
-        if not path.is_file():
-            raise InvalidInputError(f"{what}: no file at {path}.")
-        source: object = path
-    elif isinstance(image, (bytes, bytearray)):
-        source = io.BytesIO(image)
+        opened = image
     else:
-        raise InvalidInputError(f"{what}: expected an image, a file path or bytes, got {type(image).__name__}.")
-    try:
-        opened = Image.open(source)  # type: ignore[arg-type]  # reads the header only
-    except UnidentifiedImageError as e:
-        raise InvalidInputError(f"{what}: the file is not an image format we can read (PNG, JPEG, WebP, ...).") from e
-    except Image.DecompressionBombError as e:
-        raise InvalidInputError(f"{what}: the image is far too large to open safely ({e}).") from e
+        if isinstance(image, (str, Path)):
+            path = Path(image)
+            if not path.is_file():
+                raise InvalidInputError(f"{what}: no file at {path}.")
+            source: object = path
+        elif isinstance(image, (bytes, bytearray)):
+            source = io.BytesIO(image)
+        else:
+            raise InvalidInputError(
+                f"{what}: expected an image, a file path or bytes, got {type(image).__name__}."
+            )
+        try:
+            opened = Image.open(source)  # type: ignore[arg-type]  # reads the header only
+        except UnidentifiedImageError as e:
+            raise InvalidInputError(
+                f"{what}: the file is not an image format we can read (PNG, JPEG, WebP, ...)."
+            ) from e
+        except Image.DecompressionBombError as e:
+            raise InvalidInputError(f"{what}: the image is far too large to open safely ({e}).") from e
+        except (OSError, SyntaxError, ValueError) as e:  # a header cut short
+            raise InvalidInputError(f"{what}: the image file is corrupt or truncated ({e}).") from e
     _refuse_if_huge(opened, what, limits)
     try:
-        opened.load()
+        opened.load()  # also decodes a lazily opened PIL image handed in by the caller
     except (OSError, SyntaxError, ValueError) as e:
         raise InvalidInputError(f"{what}: the image file is corrupt or truncated ({e}).") from e
     return opened
@@ -88,20 +96,25 @@ def _refuse_if_huge(image: Image.Image, what: str, limits: ImageLimits) -> None:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """Convert any PIL mode to RGB: alpha is composited on white, 16-bit and float greyscale
-    are rescaled from their actual range, CMYK/palette/greyscale go through PIL's conversion."""
+    """Convert any PIL mode to RGB: alpha is composited on white, 16-bit greyscale is mapped from
+    its 0-65535 range (32-bit integers too when they exceed 255), float greyscale from 0-1 when it
+    fits there (else clipped to 0-255), CMYK/palette/greyscale go through PIL's conversion."""
     mode = image.mode
     if mode == "RGB":
         return image
     if mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         arr = np.asarray(image, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = np.zeros_like(arr) if hi <= lo else (arr - lo) / (hi - lo) * 255.0
-        return Image.fromarray(scaled.round().astype(np.uint8), "L").convert("RGB")
+        peak = float(arr.max()) if arr.size else 0.0
+        if mode.startswith("I;16") or (mode == "I" and peak > 255):
+            arr = arr * (255.0 / 65535.0)
+        elif mode == "F" and peak <= 1.0:
+            arr = arr * 255.0
+        grey = np.clip(arr, 0, 255).round().astype(np.uint8)
+        return Image.fromarray(grey, "L").convert("RGB")
     if mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
         mode = "RGBA"
-    if mode in ("RGBA", "LA", "RGBa", "La"):
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         return Image.alpha_composite(background, rgba).convert("RGB")
@@ -111,9 +124,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
 def prepare_image(image: ImageInput, limits: ImageLimits = ImageLimits(), *, what: str = "image") -> Image.Image:
     """Decode, check, convert to RGB and downscale ``image``; raise ``InvalidInputError`` with a
     plain-language reason when it cannot be used."""
-    opened = _open(image, what, limits)
-    _refuse_if_huge(opened, what, limits)
-    rgb = to_rgb(opened)
+    rgb = to_rgb(_open(image, what, limits))
     w, h = rgb.size
     if w * h > limits.max_pixels:
         scale = (limits.max_pixels / (w * h)) ** 0.5
