@@ -200,6 +200,11 @@ POINTWISE_CASES = [
     ("repeated-dimension-keeps-first", T2I_GOOD.replace(
         "# Summary", "3. Text Rendering:\n## Justification: again\n## Score: 1\n# Summary"), "t2i", T2I_SCORES,
      ["appears twice"], T2I_REFINED),
+    ("second-score-line-ignored", T2I_GOOD.replace("## Score: 2.75", "## Score: 2.75\n## Score: 1"), "t2i",
+     T2I_SCORES, ["Physical and Visual Quality: a second 'Score' line was ignored"], T2I_REFINED),
+    ("analysis-word-inside-justification", T2I_GOOD.replace(
+        "## Justification: The paws merge", "## Justification:\nAnalysis: the paws merge\nThe paws merge"), "t2i",
+     T2I_SCORES, [], T2I_REFINED),
     ("chat-end-token", T2I_GOOD + "<|im_end|>", "t2i", T2I_SCORES, [], T2I_REFINED),
     ("windows-line-endings", T2I_GOOD.replace("\n", "\r\n"), "t2i", T2I_SCORES, [], T2I_REFINED),
 ]
@@ -371,3 +376,33 @@ def test_parse_pairwise_failure_keeps_raw(text):
     with pytest.raises(CritiqueParseError) as info:
         parse_pairwise(text, "t2i")
     assert info.value.raw == text
+
+
+@pytest.mark.parametrize("task, text", [("t2i", T2I_GOOD), ("edit", EDIT_GOOD)])
+def test_parse_critique_any_truncation_parses_or_fails_visibly(task, text):
+    # A cut inside the last section, the refined request, cannot be told from its real end.
+    last_detectable = text.index("## Refined Request:") + len("## Refined Request: ")
+    for cut in range(0, last_detectable + 1, 3):
+        prefix = text[:cut]
+        try:
+            critique = parse_critique(prefix, task)
+        except CritiqueParseError as e:
+            assert e.raw == prefix
+            continue
+        assert critique.warnings, f"cut at {cut}: a truncated critique parsed without any warning"
+        assert all(v is None or 1.0 <= v <= 4.0 for v in critique.scores.values())
+        assert 0.0 <= critique.overall <= 1.0
+
+
+def test_parse_pairwise_any_truncation_parses_or_fails_visibly():
+    last_detectable = PAIR_T2I.index("# Summary:") + len("# Summary: ")
+    for cut in range(0, last_detectable + 1, 3):
+        prefix = PAIR_T2I[:cut]
+        try:
+            judgement = parse_pairwise(prefix, "t2i")
+        except CritiqueParseError as e:
+            assert e.raw == prefix
+            continue
+        assert judgement.warnings, f"cut at {cut}: a truncated judgement parsed without any warning"
+        scores = [s for v in judgement.dimensions.values() for s in (v.score_a, v.score_b) if s is not None]
+        assert all(1.0 <= s <= 4.0 for s in scores)

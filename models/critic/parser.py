@@ -31,20 +31,21 @@ _PAIR_SCORE = re.compile(r"^(?:score\s*(?:for\s*)?(?:image\s*|candidate\s*)?\(?(
 _WINNER_AB = re.compile(r"^(?:image|candidate|output|picture)?\s*\(?([ab])\)?(?![\w])", re.IGNORECASE)
 _WINNER_TIE = re.compile(r"\b(?:tie|tied|equal|equally|draw|same|both|neither)\b", re.IGNORECASE)
 _END_TOKENS = re.compile(r"(?:<\|im_end\|>|<\|endoftext\|>|</s>)\s*$")
+_DEFAULT_POLICY = ScoringPolicy.default()
 
 _SECTION_LABELS = {
-    "analysis": ("user request analysis", "request analysis", "analysis"),
-    "judgement": ("detailed judgement", "detailed judgment", "judgement", "judgment"),
+    "analysis": ("user request analysis", "request analysis"),
+    "judgement": ("detailed judgement", "detailed judgment"),
     "summary": ("summary", "overall summary"),
-    "refinement": ("user request refinement", "request refinement", "refinement"),
+    "refinement": ("user request refinement", "request refinement"),
     "comments": ("refinement comments", "refinement comment"),
     "refined": ("refined request", "refined prompt", "refined instruction"),
     "overall_winner": ("overall winner", "final winner"),
 }
 _FIELD_LABELS = {
-    "justification": ("justification", "reasoning", "rationale"),
-    "score": ("score", "final score", "rating"),
-    "winner": ("winner", "dimension winner"),
+    "justification": ("justification",),
+    "score": ("score", "final score"),
+    "winner": ("winner",),
 }
 _DIMENSION_ALIASES = {
     "text_faithfulness": ("text faithfulness", "prompt faithfulness"),
@@ -63,7 +64,10 @@ for _kind, _names in (*_SECTION_LABELS.items(), *_FIELD_LABELS.items(), *_DIMENS
     for _name in _names:
         _LABELS[_name] = _kind
 _DIMENSION_KEYS = frozenset(_DIMENSION_ALIASES)
-_FIELDS = frozenset({*_FIELD_LABELS, "score_a", "score_b"})
+_FIELD_NAMES = {
+    "justification": "Justification", "score": "Score", "score_a": "Score A", "score_b": "Score B", "winner": "Winner"
+}
+_FIELDS = frozenset(_FIELD_NAMES)
 
 
 def _normalise_label(label: str) -> str:
@@ -91,6 +95,7 @@ def _classify(line: str) -> tuple[str | None, str, bool]:
 class _Block:
     """One dimension as written: the text after its heading and each labelled field's lines."""
 
+    heading: str
     fields: dict[str, list[str]] = field(default_factory=dict)
 
 
@@ -136,11 +141,11 @@ def _split(text: str, task: str, warnings: list[str]) -> _Layout:
                 warnings.append(f"{wanted[kind].heading} appears twice; kept the first.")
                 block, target = None, []
                 continue
-            block = layout.blocks[kind] = _Block()
+            block = layout.blocks[kind] = _Block(wanted[kind].heading)
             target = block.fields.setdefault("heading", [value])
         elif kind in _FIELDS and block is not None:
             if kind in block.fields:
-                warnings.append(f"A second '{kind.replace('_', ' ')}' line under one dimension was ignored.")
+                warnings.append(f"{block.heading}: a second '{_FIELD_NAMES[kind]}' line was ignored.")
                 target = []
                 continue
             target = block.fields.setdefault(kind, [value])
@@ -164,34 +169,33 @@ def _first_line(lines: list[str]) -> str | None:
     return next((line.strip() for line in lines if line.strip()), None)
 
 
-def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]) -> tuple[float | None, bool]:
-    """(score, readable) from a score field's text. N/A reads as ``(None, True)`` for a dimension
-    that allows it; everything unreadable is ``(None, False)`` with a warning."""
+def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]) -> float | None:
+    """The score in a score field's text, in [1, 4]. ``None`` for N/A on a dimension that allows it
+    (no warning) and for anything unreadable (with a warning)."""
     if text is None:
         warnings.append(f"{dim.heading}: the {what} is empty; counted as missing.")
-        return None, False
+        return None
     cleaned = text.strip().strip("*_`").strip()
     if _NA.match(cleaned):
-        if dim.allows_na:
-            return None, True
-        warnings.append(f"{dim.heading}: N/A is only allowed for Text Rendering; the {what} counts as missing.")
-        return None, False
+        if not dim.allows_na:
+            warnings.append(f"{dim.heading}: N/A is only allowed for Text Rendering; the {what} counts as missing.")
+        return None
     match = _NUMBER.search(cleaned)
     if match is None:
         warnings.append(f"{dim.heading}: could not read a number in the {what} {cleaned[:60]!r}; counted as missing.")
-        return None, False
+        return None
     value = float(match.group(0))
     if not math.isfinite(value):
         warnings.append(f"{dim.heading}: the {what} {match.group(0)!r} is not a finite number; counted as missing.")
-        return None, False
+        return None
     if not 1.0 <= value <= 4.0:
         clamped = min(4.0, max(1.0, value))
         warnings.append(f"{dim.heading}: the {what} {value:g} is outside 1-4; clamped to {clamped:g}.")
         value = clamped
-    return value, True
+    return value
 
 
-def _dimension_score(block: _Block, dim: Dimension, warnings: list[str]) -> tuple[float | None, bool]:
+def _dimension_score(block: _Block, dim: Dimension, warnings: list[str]) -> float | None:
     """The pointwise score of one block, falling back to a number written on the heading line."""
     if "score" in block.fields:
         return _read_score(_first_line(block.fields["score"]), dim, "score", warnings)
@@ -200,7 +204,7 @@ def _dimension_score(block: _Block, dim: Dimension, warnings: list[str]) -> tupl
         warnings.append(f"{dim.heading}: no '## Score:' line; read the score from the heading line.")
         return _read_score(inline, dim, "score", warnings)
     warnings.append(f"{dim.heading}: no score was written; counted as missing.")
-    return None, False
+    return None
 
 
 def _justification(block: _Block, dim: Dimension, warnings: list[str]) -> str | None:
@@ -262,7 +266,7 @@ def parse_critique(text: str, task: str) -> Critique:
             warnings.append(f"{dim.heading}: the dimension is missing from the critique.")
             scores[dim.key], justifications[dim.key] = None, None
             continue
-        scores[dim.key], _ = _dimension_score(block, dim, warnings)
+        scores[dim.key] = _dimension_score(block, dim, warnings)
         justifications[dim.key] = _justification(block, dim, warnings)
         readable += scores[dim.key] is not None
     if not readable:
@@ -286,7 +290,7 @@ def parse_critique(text: str, task: str) -> Critique:
         raw=text,
         warnings=warnings,
     )
-    critique.overall = ScoringPolicy.default().score(critique)
+    critique.overall = _DEFAULT_POLICY.score(critique)
     if warnings:
         logger.debug("critique parsed with %d warning(s): %s", len(warnings), "; ".join(warnings))
     return critique
@@ -314,7 +318,7 @@ def _verdict(block: _Block, dim: Dimension, warnings: list[str]) -> tuple[Dimens
             warnings.append(f"{dim.heading}: no score for Image {side.upper()}; counted as missing.")
             found[side] = None
             continue
-        found[side], _ = _read_score(_first_line(lines), dim, f"score of Image {side.upper()}", warnings)
+        found[side] = _read_score(_first_line(lines), dim, f"score of Image {side.upper()}", warnings)
         readable = readable or found[side] is not None
     winner_text = _first_line(block.fields.get("winner", []))
     winner = _read_winner(winner_text)
