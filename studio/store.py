@@ -622,11 +622,11 @@ def _owner_gone(owner: str | None) -> bool:
     if not owner:
         return True
     host, _, rest = owner.partition(":")
-    pid_text, _, token = rest.partition(":")
+    pid_text = rest.partition(":")[0]
     if host != socket.gethostname():
         return False  # another machine shares the database: it cannot be checked from here
     if int(pid_text) == os.getpid():
-        return token not in _LIVE_OWNERS
+        return owner not in _LIVE_OWNERS
     try:
         os.kill(int(pid_text), 0)
     except ProcessLookupError:

@@ -1,0 +1,234 @@
+"""The SQLite session store: schema, WAL, threads, image files, search, exports, jobs."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+
+import pytest
+from PIL import Image
+
+from models.errors import InvalidInputError, NotFoundError
+from models.types import CritiqueFailure
+from studio.store import MIGRATIONS, ScoreFilter, SessionStore
+from tests.studio_fakes import make_critique
+
+
+@pytest.fixture
+def store(tmp_path):
+    opened = SessionStore(tmp_path / "studio.db")
+    yield opened
+    opened.close()
+
+
+def red(size: int = 8) -> Image.Image:
+    return Image.new("RGB", (size, size), (255, 0, 0))
+
+
+def session_with_best(store: SessionStore, prompt: str, scores: dict, **kwargs) -> str:
+    sid = store.create_session(task="t2i", prompt=prompt, settings={}, **kwargs)
+    image = store.save_image(red(), role="candidate", session_id=sid)
+    cid = store.save_critique(make_critique("t2i", scores), task="t2i", prompt=prompt, image_id=image.id,
+                              critic_name="critic", session_id=sid)
+    store.update_session(sid, best_critique_id=cid, best_image_id=image.id)
+    return sid
+
+
+def test_store_creates_schema_once(tmp_path):
+    first = SessionStore(tmp_path / "studio.db")
+    applied = [m.name for m in MIGRATIONS.applied(first.db)]
+    first.close()
+    second = SessionStore(tmp_path / "studio.db")
+    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial"]
+    assert {"sessions", "rounds", "images", "critiques", "judgements", "votes", "notes", "jobs"} <= set(
+        second.db.table_names()
+    )
+    second.close()
+
+
+def test_store_uses_wal(store):
+    assert store.db.execute("pragma journal_mode").fetchone()[0] == "wal"
+
+
+def test_store_gives_each_thread_its_own_connection(store):
+    seen = {}
+
+    def work(name: str) -> None:
+        seen[name] = store.db
+        store.create_session(task="t2i", prompt=f"from {name}", settings={})
+
+    threads = [threading.Thread(target=work, args=(f"t{i}",)) for i in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({id(db) for db in seen.values()} | {id(store.db)}) == 4
+    assert len(store.search_sessions(text="from t")) == 3
+
+
+def test_save_image_names_file_by_content_hash(store):
+    first = store.save_image(red(), role="candidate")
+    second = store.save_image(red(), role="judge")
+    assert first.sha256 == second.sha256 and first.id != second.id
+    assert first.path == store.image_dir / first.sha256[:2] / f"{first.sha256}.png"
+    assert first.path.is_file()
+    assert store.load_image(second.id).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_image_bytes_never_go_into_tables(store):
+    store.save_image(red(64), role="candidate")
+    columns = {col.name: col.type for col in store.db["images"].columns}
+    assert "BLOB" not in columns.values()
+
+
+def test_reopen_marks_sessions_of_a_closed_store_interrupted(tmp_path):
+    first = SessionStore(tmp_path / "studio.db")
+    sid = first.create_session(task="t2i", prompt="a cat", settings={})
+    first.close()
+    reopened = SessionStore(tmp_path / "studio.db")
+    assert reopened.get_session(sid)["status"] == "interrupted"
+    reopened.close()
+
+
+def test_second_store_leaves_live_sessions_running(tmp_path):
+    first = SessionStore(tmp_path / "studio.db")
+    sid = first.create_session(task="t2i", prompt="a cat", settings={})
+    second = SessionStore(tmp_path / "studio.db")
+    assert second.get_session(sid)["status"] == "running"
+    assert second.session_is_live(sid)
+    first.close()
+    second.close()
+
+
+def test_get_session_unknown_id_raises(store):
+    with pytest.raises(NotFoundError, match="no-such"):
+        store.get_session("no-such")
+
+
+def test_critique_round_trip(store):
+    image = store.save_image(red(), role="diagnose")
+    critique = make_critique("t2i", {"text_faithfulness": 3.0, "physical_quality": 2.5})
+    cid = store.save_critique(critique, task="t2i", prompt="p", image_id=image.id, critic_name="c", score=0.6)
+    assert store.get_critique(cid) == critique
+    row = store.db["critiques"].get(cid)
+    assert (row["text_faithfulness"], row["physical_quality"], row["text_rendering"], row["score"]) == (3.0, 2.5, None, 0.6)
+
+
+def test_critique_failure_round_trip_keeps_raw_text(store):
+    image = store.save_image(red(), role="diagnose")
+    failure = CritiqueFailure(reason="no dimension parsed", raw="I like it", attempts=2)
+    cid = store.save_critique(failure, task="t2i", prompt="p", image_id=image.id, critic_name="c")
+    assert store.get_critique(cid) == failure
+    assert store.db["critiques"].get(cid)["overall"] is None
+
+
+def test_search_by_text_model_status_and_task(store):
+    a = store.create_session(task="t2i", prompt="A Red Cube", settings={}, names={"generator": "flux-dev"})
+    b = store.create_session(task="edit", prompt="make the cube blue", settings={}, names={"critic": "rr-8b"})
+    store.update_session(b, status="finished")
+    assert [r["id"] for r in store.search_sessions(text="red cube")] == [a]
+    assert [r["id"] for r in store.search_sessions(model="flux")] == [a]
+    assert [r["id"] for r in store.search_sessions(model="rr-8b")] == [b]
+    assert [r["id"] for r in store.search_sessions(status="finished")] == [b]
+    assert [r["id"] for r in store.search_sessions(task="edit")] == [b]
+    assert {r["id"] for r in store.search_sessions(text="cube")} == {a, b}
+
+
+def test_search_by_date_range(store):
+    sid = store.create_session(task="t2i", prompt="a cat", settings={})
+    store.db["sessions"].update(sid, {"created": "2026-01-05T10:00:00.000+00:00"})
+    store.create_session(task="t2i", prompt="a dog", settings={})
+    hits = store.search_sessions(since="2026-01-01", until="2026-02-01")
+    assert [r["id"] for r in hits] == [sid]
+
+
+def test_search_by_score_thresholds_of_the_best_critique(store):
+    bad_text = session_with_best(store, "a sign", {"text_faithfulness": 3.5, "physical_quality": 3.0, "text_rendering": 1.5})
+    good_text = session_with_best(store, "a sign", {"text_faithfulness": 3.5, "physical_quality": 3.0, "text_rendering": 3.5})
+    hits = store.search_sessions(scores=[ScoreFilter.parse("text_rendering < 2")])
+    assert [r["id"] for r in hits] == [bad_text]
+    hits = store.search_sessions(scores=[ScoreFilter.parse("text_rendering>=3"), ScoreFilter("physical_quality", ">", 2.5)])
+    assert [r["id"] for r in hits] == [good_text]
+    assert hits[0]["text_rendering"] == 3.5
+
+
+@pytest.mark.parametrize("text", ["text_rendering ~ 2", "colour < 2", "text_rendering <"])
+def test_score_filter_parse_rejects_bad_input(text):
+    with pytest.raises(InvalidInputError):
+        ScoreFilter.parse(text)
+
+
+def test_session_timeline_groups_images_and_critiques_by_round(store):
+    sid = store.create_session(task="t2i", prompt="a cat", settings={"max_rounds": 2})
+    rid = store.start_round(sid, 1, "a cat", seed=0)
+    image = store.save_image(red(), role="candidate", session_id=sid, round_id=rid, candidate=0)
+    store.save_critique(make_critique("t2i", {"text_faithfulness": 2.0}), task="t2i", prompt="a cat",
+                        image_id=image.id, critic_name="c", session_id=sid, round_id=rid)
+    store.add_note(sid, "too dark")
+    timeline = store.session_timeline(sid)
+    assert timeline["session"]["settings"] == {"max_rounds": 2}
+    (rnd,) = timeline["rounds"]
+    assert rnd["candidates"][0]["critique"]["text_faithfulness"] == 2.0
+    assert [n["text"] for n in timeline["notes"]] == ["too dark"]
+
+
+def test_export_session_writes_images_and_json(store, tmp_path):
+    sid = session_with_best(store, "a cat", {"text_faithfulness": 3.0})
+    rid = store.start_round(sid, 1, "a cat", seed=0)
+    store.save_image(Image.new("RGB", (8, 8), (0, 255, 0)), role="candidate", session_id=sid, round_id=rid)
+    target = store.export_session(sid, tmp_path / "export")
+    data = json.loads(target.read_text())
+    assert data["session"]["prompt"] == "a cat"
+    files = data["rounds"][0]["candidates"][0]["file"]
+    assert (tmp_path / "export" / files).is_file()
+
+
+def test_export_votes_uses_genai_bench_columns(store, tmp_path):
+    a = store.save_image(red(), role="judge").id
+    b = store.save_image(Image.new("RGB", (8, 8), (0, 0, 255)), role="judge").id
+    src = store.save_image(Image.new("RGB", (8, 8)), role="source").id
+    for vote in ("A", "B", "tie", "both_bad"):
+        store.save_vote(vote=vote, task="t2i", prompt="a cat", image_a_id=a, image_b_id=b, model_a="m1", model_b="m2")
+    store.save_vote(vote="A", task="edit", prompt="make it blue", image_a_id=a, image_b_id=b, source_image_id=src)
+    target = store.export_votes(tmp_path / "prefs")
+    rows = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [r["vote_type"] for r in rows] == ["leftvote", "rightvote", "tievote", "bothbad_vote", "leftvote"]
+    assert set(rows[0]) >= {"prompt", "left_image", "right_image", "left_model", "right_model", "vote_type", "source_image"}
+    assert rows[0]["source_image"] is None and (tmp_path / "prefs" / rows[4]["source_image"]).is_file()
+    assert (tmp_path / "prefs" / rows[0]["left_image"]).is_file()
+
+
+def test_export_votes_parquet(store, tmp_path):
+    a = store.save_image(red(), role="judge").id
+    store.save_vote(vote="tie", task="t2i", prompt="a cat", image_a_id=a, image_b_id=a)
+    if importlib.util.find_spec("pyarrow") is None:
+        with pytest.raises(InvalidInputError, match="pyarrow"):
+            store.export_votes(tmp_path / "prefs", format="parquet")
+    else:
+        import pyarrow.parquet as pq
+
+        table = pq.read_table(store.export_votes(tmp_path / "prefs", format="parquet"))
+        assert table.column("vote_type").to_pylist() == ["tievote"]
+
+
+def test_save_vote_rejects_unknown_vote(store):
+    with pytest.raises(InvalidInputError, match="both_bad"):
+        store.save_vote(vote="left", task="t2i", prompt="p", image_a_id=1, image_b_id=2)
+
+
+def test_jobs_crud(store, tmp_path):
+    job = store.create_job("parrot", {"epochs": 1}, tmp_path / "job")
+    store.update_job(job, status="running", pid=1234)
+    row = store.get_job(job)
+    assert (row["status"], row["pid"], row["config"]) == ("running", 1234, {"epochs": 1})
+    assert [j["id"] for j in store.list_jobs(kind="parrot", status="running")] == [job]
+    assert store.list_jobs(kind="rl") == []
+    store.delete_job(job)
+    with pytest.raises(NotFoundError):
+        store.get_job(job)
+
+
+def test_add_note_to_unknown_session_raises(store):
+    with pytest.raises(NotFoundError):
+        store.add_note("missing", "hello")
