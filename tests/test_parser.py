@@ -111,7 +111,8 @@ Two cats on a sofa.
 
 MULTILINE_REFINED = T2I_GOOD.replace(
     "## Refined Request: A red fox",
-    "## Refined Request:\nA red fox in a sunny park,\nreading a newspaper titled \"MORNING NEWS\".\n\nThe paws are clearly drawn. A red fox",
+    '## Refined Request:\nA red fox in a sunny park,\nreading a newspaper titled "MORNING NEWS".\n\n'
+    "The paws are clearly drawn. A red fox",
 )
 
 
@@ -246,7 +247,8 @@ def test_parse_critique_multiline_justification_kept():
 
 
 def test_parse_critique_analysis_first_paragraph_only():
-    text = "The request is about a fox.\n\nMore musing.\n# Detailed Judgement" + T2I_GOOD.split("# Detailed Judgement")[1]
+    judgement = T2I_GOOD[T2I_GOOD.index("# Detailed Judgement"):]
+    text = "The request is about a fox.\n\nMore musing.\n" + judgement
     critique = parse_critique(text, "t2i")
     assert critique.analysis == "The request is about a fox."
     assert critique.scores == T2I_SCORES

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Union
+from collections.abc import Sequence
 
 import pytest
 from PIL import Image
@@ -113,7 +114,8 @@ def test_negative_parse_retries_refused():
 def test_edit_without_source_refused_before_any_call():
     completer = ScriptedCompleter()
     with pytest.raises(InvalidInputError, match="source image"):
-        ProtocolCritic(completer).critique([_request(), CritiqueRequest(task="edit", prompt="make it blue", image=_image())])
+        edit_without_source = CritiqueRequest(task="edit", prompt="make it blue", image=_image())
+        ProtocolCritic(completer).critique([_request(), edit_without_source])
     assert completer.calls == []
 
 

@@ -66,7 +66,9 @@ def test_prefer_refuses_a_critique_without_score():
 
 
 def test_pairwise_winner_sums_scores_of_counted_dimensions():
-    j = _judgement(text_faithfulness=(4.0, 2.0, "A"), physical_quality=(2.0, 3.5, "B"), text_rendering=(None, None, "tie"))
+    j = _judgement(
+        text_faithfulness=(4.0, 2.0, "A"), physical_quality=(2.0, 3.5, "B"), text_rendering=(None, None, "tie")
+    )
     assert ScoringPolicy.default().pairwise_winner(j) == "A"  # 6.0 vs 5.5
     only_quality = ScoringPolicy(weights={"physical_quality": 1.0})
     assert only_quality.pairwise_winner(j) == "B"
@@ -79,7 +81,9 @@ def test_pairwise_winner_tie_within_tolerance():
 
 
 def test_pairwise_winner_falls_back_to_votes_without_scores():
-    j = _judgement(text_faithfulness=(None, None, "B"), physical_quality=(None, 3.0, "B"), text_rendering=(None, None, "A"))
+    j = _judgement(
+        text_faithfulness=(None, None, "B"), physical_quality=(None, 3.0, "B"), text_rendering=(None, None, "A")
+    )
     assert ScoringPolicy.default().pairwise_winner(j) == "B"
 
 

@@ -333,7 +333,8 @@ def _verdict(block: _Block, dim: Dimension, warnings: list[str]) -> tuple[Dimens
             warnings.append(f"{dim.heading}: no winner was written.")
     readable = readable or winner is not None
     justification = _text(block.fields.get("justification")) or _text(block.fields["heading"])
-    return DimensionVerdict(score_a=found["a"], score_b=found["b"], winner=winner, justification=justification), readable
+    verdict = DimensionVerdict(score_a=found["a"], score_b=found["b"], winner=winner, justification=justification)
+    return verdict, readable
 
 
 def parse_pairwise(text: str, task: str) -> PairwiseJudgement:

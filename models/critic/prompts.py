@@ -10,7 +10,7 @@ usual deviations from it).
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
 from PIL import Image
 
@@ -44,6 +44,13 @@ _SCORING_METHOD = (
 
 _NA_RULE = "Write N/A as the Text Rendering score only when the request asks for no text in the image."
 
+_PAIRWISE_METHOD = (
+    " Score Image A and Image B independently, then name the winner of the dimension; write Tie "
+    "when they are equally good."
+)
+
+_LAYOUT_INTRO = "Answer in exactly this layout, keeping every heading and marker:\n"
+
 _REFINEMENT_REQUEST = (
     "After judging, write a refined version of the user's request: keep everything the user "
     "asked for, and reword or add detail so that a new attempt avoids the weaknesses you found. "
@@ -51,20 +58,24 @@ _REFINEMENT_REQUEST = (
 )
 
 
-def _image_labels(task: str, judged: tuple[str, ...]) -> list[str]:
-    """The text naming each image, in the order the images are passed: [source,] judged..."""
-    return (["Source image (before the edit)"] if task == "edit" else []) + list(judged)
-
-
-def _content_with_images(instruction: str, labels: list[str], body: str) -> list[dict[str, Any]]:
-    """User-message parts: the instruction, each image placeholder right after the text naming it,
-    then the body text."""
+def _user_content(
+    task: str, instruction: str, judged: list[tuple[str, Image.Image]], source: Image.Image | None, body: str
+) -> tuple[list[dict[str, Any]], list[Image.Image]]:
+    """User-message parts and their images: the instruction, then each image placeholder right
+    after the text naming it ([source,] judged...), then the body text."""
+    named = list(judged)
+    if task == "edit":
+        if source is None:
+            raise InvalidInputError(
+                "The edit task needs a source image; none was given. Add the source image or switch the "
+                "task to text-to-image."
+            )
+        named.insert(0, ("Source image (before the edit)", source))
     parts: list[dict[str, Any]] = [{"type": "text", "text": f"User Instruction: {instruction}\n"}]
-    for label in labels:
-        parts.append({"type": "text", "text": f"\n{label}:"})
-        parts.append({"type": "image"})
+    for label, _ in named:
+        parts += [{"type": "text", "text": f"\n{label}:"}, {"type": "image"}]
     parts.append({"type": "text", "text": "\n\n" + body})
-    return parts
+    return parts, [image for _, image in named]
 
 
 def _rubric(dimensions: tuple[Dimension, ...]) -> str:
@@ -122,11 +133,20 @@ def _pairwise_layout(dimensions: tuple[Dimension, ...]) -> str:
     return "\n".join(lines)
 
 
-def _messages(system: str, user_parts: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [
-        {"role": "system", "content": [{"type": "text", "text": system}]},
-        {"role": "user", "content": user_parts},
+def _chat(
+    kind: Literal["pointwise", "pairwise"],
+    system: str,
+    request: CritiqueRequest | PairRequest,
+    judged: list[tuple[str, Image.Image]],
+    body: list[str],
+) -> ChatPrompt:
+    """The system message and the user message of one critic call, with their images."""
+    parts, images = _user_content(request.task, request.prompt, judged, request.source_image, "\n\n".join(body))
+    messages = [
+        {"role": "system", "content": [{"type": "text", "text": system.format(subject=_SUBJECT[request.task])}]},
+        {"role": "user", "content": parts},
     ]
+    return ChatPrompt(kind=kind, messages=messages, images=images, request=request)
 
 
 def build_pointwise_prompt(request: CritiqueRequest) -> ChatPrompt:
@@ -138,63 +158,28 @@ def build_pointwise_prompt(request: CritiqueRequest) -> ChatPrompt:
     """
     dimensions = task_dimensions(request.task)
     label = "Edited image" if request.task == "edit" else "Generated image"
-    body = "\n\n".join(
-        [
-            _rubric(dimensions),
-            _dimension_help(request.task),
-            _SCORING_METHOD,
-            _REFINEMENT_REQUEST,
-            "Answer in exactly this layout, keeping every heading and marker:\n" + _pointwise_layout(dimensions),
-        ]
-    )
-    images: list[Image.Image] = [request.image]
-    if request.task == "edit":
-        images.insert(0, _require_source(request.source_image))
-    return ChatPrompt(
-        kind="pointwise",
-        messages=_messages(
-            _POINTWISE_SYSTEM.format(subject=_SUBJECT[request.task]),
-            _content_with_images(request.prompt, _image_labels(request.task, (label,)), body),
-        ),
-        images=images,
-        request=request,
-    )
+    body = [
+        _rubric(dimensions),
+        _dimension_help(request.task),
+        _SCORING_METHOD,
+        _REFINEMENT_REQUEST,
+        _LAYOUT_INTRO + _pointwise_layout(dimensions),
+    ]
+    return _chat("pointwise", _POINTWISE_SYSTEM, request, [(label, request.image)], body)
 
 
 def build_pairwise_prompt(request: PairRequest) -> ChatPrompt:
     """The critic prompt comparing Image A and Image B per dimension (Score A, Score B, Winner).
 
-    Images come in the order the text names them: ``[source,] A, B``.
+    Images come in the order the text names them: ``[source,] A, B``. Raises like
+    ``build_pointwise_prompt``.
     """
     dimensions = task_dimensions(request.task)
-    body = "\n\n".join(
-        [
-            _rubric(dimensions),
-            _dimension_help(request.task),
-            _SCORING_METHOD
-            + " Score Image A and Image B independently, then name the winner of the dimension;"
-            " write Tie when they are equally good.",
-            "Answer in exactly this layout, keeping every heading and marker:\n" + _pairwise_layout(dimensions),
-        ]
-    )
-    images: list[Image.Image] = [request.image_a, request.image_b]
-    if request.task == "edit":
-        images.insert(0, _require_source(request.source_image))
-    return ChatPrompt(
-        kind="pairwise",
-        messages=_messages(
-            _PAIRWISE_SYSTEM.format(subject=_SUBJECT[request.task]),
-            _content_with_images(request.prompt, _image_labels(request.task, ("Image A", "Image B")), body),
-        ),
-        images=images,
-        request=request,
-    )
-
-
-def _require_source(source: Image.Image | None) -> Image.Image:
-    if source is None:
-        raise InvalidInputError(
-            "The edit task needs a source image; none was given. Add the source image or switch the "
-            "task to text-to-image."
-        )
-    return source
+    body = [
+        _rubric(dimensions),
+        _dimension_help(request.task),
+        _SCORING_METHOD + _PAIRWISE_METHOD,
+        _LAYOUT_INTRO + _pairwise_layout(dimensions),
+    ]
+    judged = [("Image A", request.image_a), ("Image B", request.image_b)]
+    return _chat("pairwise", _PAIRWISE_SYSTEM, request, judged, body)

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Literal, Mapping
+from typing import Any, Literal
+from collections.abc import Mapping
 
 from models.errors import ConfigError, InvalidInputError
 from models.types import (
@@ -21,6 +22,10 @@ logger = logging.getLogger(__name__)
 
 ALL_DIMENSION_KEYS: tuple[str, ...] = tuple(d.key for d in task_dimensions("edit"))
 _SWAP: dict[str, Winner] = {"A": "B", "B": "A", "tie": "tie"}
+
+
+def _non_negative_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= 0
 
 
 @dataclass(frozen=True)
@@ -47,22 +52,21 @@ class ScoringPolicy:
                     f"Unknown dimension(s) {unknown} in scoring weights; use {list(ALL_DIMENSION_KEYS)}."
                 )
             for key, weight in self.weights.items():
-                if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+                if not _non_negative_number(weight):
                     raise ConfigError(f"The weight of {key} must be a finite number >= 0, got {weight!r}.")
             object.__setattr__(self, "weights", {k: float(v) for k, v in self.weights.items()})
-        tol = self.tie_tolerance
-        if isinstance(tol, bool) or not isinstance(tol, (int, float)) or not math.isfinite(tol) or tol < 0:
-            raise ConfigError(f"tie_tolerance must be a finite number >= 0, got {tol!r}.")
+        if not _non_negative_number(self.tie_tolerance):
+            raise ConfigError(f"tie_tolerance must be a finite number >= 0, got {self.tie_tolerance!r}.")
 
     # -- presets ------------------------------------------------------------------------------
 
     @classmethod
-    def default(cls) -> "ScoringPolicy":
+    def default(cls) -> ScoringPolicy:
         """Every scored dimension, equal weights (the public README's average)."""
         return cls()
 
     @classmethod
-    def rl_reward(cls) -> "ScoringPolicy":
+    def rl_reward(cls) -> ScoringPolicy:
         """The public RL reward: equal weights, Image Faithfulness left out."""
         return cls(
             weights={key: 1.0 for key in ALL_DIMENSION_KEYS if key != IMAGE_FAITHFULNESS.key},
@@ -70,7 +74,7 @@ class ScoringPolicy:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "ScoringPolicy":
+    def from_dict(cls, data: Mapping[str, Any]) -> ScoringPolicy:
         """Rebuild from ``to_dict`` output. Raises ``ConfigError`` for unknown keys or bad values."""
         allowed = {"weights", "tie_tolerance", "name"}
         unknown = sorted(set(data) - allowed)
