@@ -1,0 +1,96 @@
+"""RationalRewards Studio: the Gradio app.
+
+Run ``python app.py`` for the shapes world on CPU, or choose backends with flags (``--help``).
+Host and port also come from Gradio's ``GRADIO_SERVER_NAME`` / ``GRADIO_SERVER_PORT``, every
+other flag from its ``STUDIO_*`` variable.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import logging
+import os
+import sys
+
+from models.errors import ConfigError, StudioError
+from studio.options import add_backend_options, config_from_args, configure_logging, env, env_flag
+
+logger = logging.getLogger("app")
+
+#: Upload limit in public mode when --max-upload-mb is not given.
+PUBLIC_UPLOAD_MB = 20
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Parse the app's flags; defaults come from the environment."""
+    parser = argparse.ArgumentParser(description="RationalRewards Studio (Gradio app).")
+    add_backend_options(parser)
+    server = parser.add_argument_group("server")
+    server.add_argument("--host", default=env("GRADIO_SERVER_NAME", "127.0.0.1"),
+                        help="interface to listen on [GRADIO_SERVER_NAME, default 127.0.0.1]")
+    server.add_argument("--port", type=int, default=int(env("GRADIO_SERVER_PORT", "7860") or 7860),
+                        help="port to listen on [GRADIO_SERVER_PORT, default 7860]")
+    server.add_argument("--public", action="store_true", default=env_flag("STUDIO_PUBLIC"),
+                        help="shared-deployment mode: hide endpoint and file-system settings, limit uploads "
+                             "[STUDIO_PUBLIC]")
+    server.add_argument("--max-upload-mb", type=float, default=_env_float("STUDIO_MAX_UPLOAD_MB"),
+                        help=f"largest accepted upload in MB [STUDIO_MAX_UPLOAD_MB; default: no limit, "
+                             f"{PUBLIC_UPLOAD_MB} with --public]")
+    server.add_argument("--mcp", action="store_true", default=env_flag("STUDIO_MCP"),
+                        help="also serve the API as MCP tools (needs gradio[mcp]) [STUDIO_MCP]")
+    server.add_argument("--share", action="store_true", default=env_flag("STUDIO_SHARE"),
+                        help="ask Gradio for a temporary public share link [STUDIO_SHARE]")
+    return parser.parse_args(argv)
+
+
+def _env_float(name: str) -> float | None:
+    value = env(name)
+    if value is None:
+        return None
+    try:
+        return float(value)
+    except ValueError as e:
+        raise ConfigError(f"{name} must be a number of megabytes, got {value!r}.") from e
+
+
+def upload_limit(args: argparse.Namespace) -> str | None:
+    """Gradio's ``max_file_size`` for these flags (``None``: no limit)."""
+    mb = args.max_upload_mb if args.max_upload_mb is not None else (PUBLIC_UPLOAD_MB if args.public else None)
+    if mb is None:
+        return None
+    if mb <= 0:
+        raise ConfigError(f"--max-upload-mb must be above 0, got {mb}.")
+    return f"{mb:g}mb"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Build the services and serve the app until interrupted. Returns the exit status."""
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    try:
+        args = parse_args(argv)
+        configure_logging(args.verbose, args.quiet)
+        if args.mcp and importlib.util.find_spec("mcp") is None:
+            raise ConfigError("--mcp needs the MCP extra of Gradio: pip install 'gradio[mcp]'.")
+        from studio.services import Services
+        from studio.ui.app import LAUNCH_OPTIONS, build_app
+
+        services = Services.from_config(config_from_args(args))
+        demo = build_app(services, public=args.public)
+    except StudioError as e:
+        print(f"app.py: {e}", file=sys.stderr)
+        return 2
+    logger.info("serving on http://%s:%d (public mode: %s)", args.host, args.port, args.public)
+    demo.launch(
+        server_name=args.host,
+        server_port=args.port,
+        share=args.share,
+        mcp_server=args.mcp,
+        max_file_size=upload_limit(args),
+        **LAUNCH_OPTIONS,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,134 @@
+"""Flags and ``STUDIO_*`` environment variables that choose the store and the backends.
+
+Shared by ``app.py`` and ``python -m studio`` so that both read the same options the same way.
+Each flag's default comes from its environment variable, then from the shapes world shipped in
+``assets/``: with no flags at all the studio runs the shapes-world critic and generators.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from models.errors import ConfigError
+from studio.config import StudioConfig
+
+logger = logging.getLogger(__name__)
+
+ASSETS = Path(__file__).resolve().parent.parent / "assets"
+SHAPES_T2I = ASSETS / "shapes-t2i"
+SHAPES_EDIT = ASSETS / "shapes-edit"
+
+#: Flag value that leaves a generator role unconfigured.
+NONE = "none"
+
+
+def env(name: str, default: str | None = None) -> str | None:
+    """The environment variable ``name``, or ``default`` when it is unset or empty."""
+    value = os.environ.get(name, "").strip()
+    return value or default
+
+
+def env_flag(name: str) -> bool:
+    """Whether the environment variable ``name`` is set to a true value (1, true, yes, on)."""
+    value = (env(name) or "").lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off; got {value!r}.")
+
+
+def add_backend_options(parser: argparse.ArgumentParser) -> None:
+    """Add the store, critic, generator, rewriter and logging flags to ``parser``."""
+    group = parser.add_argument_group("store and backends")
+    group.add_argument("--store", default=env("STUDIO_STORE", ".studio"), metavar="DIR",
+                       help="folder of the session store (SQLite file + images) [STUDIO_STORE, default .studio]")
+    group.add_argument("--critic", default=env("STUDIO_CRITIC", "shapes"), metavar="SPEC",
+                       help="'shapes' (the shapes-world critic), or a Hugging Face model id or local folder "
+                            "of a RationalRewards checkpoint run with transformers [STUDIO_CRITIC]")
+    group.add_argument("--critic-url", default=env("STUDIO_CRITIC_URL"), metavar="URL",
+                       help="base URL of an OpenAI-compatible server (e.g. vLLM) serving the critic; "
+                            "overrides --critic [STUDIO_CRITIC_URL]")
+    group.add_argument("--critic-model", default=env("STUDIO_CRITIC_MODEL"), metavar="NAME",
+                       help="model name to request from --critic-url (default: the first one the server lists) "
+                            "[STUDIO_CRITIC_MODEL]")
+    group.add_argument("--critic-4bit", action="store_true", default=env_flag("STUDIO_CRITIC_4BIT"),
+                       help="load a transformers critic in 4-bit (bitsandbytes NF4) [STUDIO_CRITIC_4BIT]")
+    group.add_argument("--t2i", default=env("STUDIO_T2I", str(SHAPES_T2I)), metavar="MODEL",
+                       help="diffusers text-to-image model id or folder, or 'none' [STUDIO_T2I, "
+                            "default assets/shapes-t2i]")
+    group.add_argument("--edit", default=env("STUDIO_EDIT", str(SHAPES_EDIT)), metavar="MODEL",
+                       help="diffusers image-editing model id or folder, or 'none' [STUDIO_EDIT, "
+                            "default assets/shapes-edit]")
+    group.add_argument("--rewriter", choices=("critic", "llm"), default=env("STUDIO_REWRITER", "critic"),
+                       help="where the next round's prompt comes from: the critic's refined request, or an "
+                            "instruction-following LLM [STUDIO_REWRITER, default critic]")
+    group.add_argument("--rewriter-url", default=env("STUDIO_REWRITER_URL"), metavar="URL",
+                       help="base URL of an OpenAI-compatible server for --rewriter llm [STUDIO_REWRITER_URL]")
+    group.add_argument("--rewriter-model", default=env("STUDIO_REWRITER_MODEL"), metavar="NAME",
+                       help="model for --rewriter llm: a name on --rewriter-url, or a transformers model id or "
+                            "folder [STUDIO_REWRITER_MODEL]")
+    verbosity = parser.add_argument_group("logging")
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    verbosity.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
+
+
+def config_from_args(args: argparse.Namespace) -> StudioConfig:
+    """The ``StudioConfig`` that ``args`` (from ``add_backend_options``) describe."""
+    return StudioConfig(
+        store_dir=args.store,
+        critic=_critic_spec(args),
+        t2i_generator=_generator_spec(args.t2i, "--t2i"),
+        edit_generator=_generator_spec(args.edit, "--edit"),
+        rewriter=_rewriter_spec(args),
+    )
+
+
+def configure_logging(verbose: int = 0, quiet: int = 0) -> None:
+    """Configure the root logger once for the process: INFO by default, -v DEBUG, -q WARNING."""
+    level = logging.INFO
+    if quiet:
+        level = logging.WARNING
+    elif verbose:
+        level = logging.DEBUG
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if level > logging.DEBUG:
+        for noisy in ("httpx", "httpcore", "urllib3", "PIL"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _critic_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.critic_url:
+        return {"backend": "openai", "base_url": args.critic_url, "model": args.critic_model}
+    if args.critic_model:
+        raise ConfigError("--critic-model names a model on --critic-url; give --critic-url too, "
+                          "or pass the model id or folder as --critic.")
+    if args.critic == "shapes":
+        if args.critic_4bit:
+            raise ConfigError("--critic-4bit applies to a transformers critic; the shapes critic has no weights.")
+        return {"backend": "shapes"}
+    return {"backend": "transformers", "model": args.critic, "load_in_4bit": args.critic_4bit}
+
+
+def _generator_spec(model: str, flag: str) -> dict[str, Any] | None:
+    if model.lower() == NONE:
+        return None
+    if not model.strip():
+        raise ConfigError(f"{flag} is empty; give a diffusers model id or folder, or 'none'.")
+    return {"backend": "diffusers", "model": model}
+
+
+def _rewriter_spec(args: argparse.Namespace) -> dict[str, Any]:
+    if args.rewriter == "critic":
+        if args.rewriter_url or args.rewriter_model:
+            raise ConfigError("--rewriter-url and --rewriter-model apply to --rewriter llm; "
+                              "add --rewriter llm or drop them.")
+        return {"backend": "critic"}
+    if not (args.rewriter_url or args.rewriter_model):
+        raise ConfigError("--rewriter llm needs --rewriter-url (an OpenAI-compatible server) "
+                          "or --rewriter-model (a transformers model id or folder).")
+    return {"backend": "llm", "base_url": args.rewriter_url, "model": args.rewriter_model}

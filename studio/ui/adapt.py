@@ -1,0 +1,377 @@
+"""Turns widget values into engine arguments and engine results into what the widgets show.
+
+Gradio-free on purpose: every function takes and returns plain values (strings, paths, pandas
+frames), so the tabs stay ~10-line handlers and these conversions are testable on their own.
+Images are always read from the store's files.
+"""
+
+from __future__ import annotations
+
+import base64
+import difflib
+import html
+import io
+import json
+import logging
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from PIL import Image
+
+from models.errors import InvalidInputError
+from models.images import prepare_image
+from models.types import Critique, CritiqueResult, task_dimensions
+from studio.config import LoopSettings
+from studio.diagnose import CSV_COLUMNS, DiagnosisRow
+from studio.judge import PairVerdict
+from studio.loop import (
+    AwaitingPrompt,
+    CritiqueReady,
+    ImageReady,
+    LoopEvent,
+    PromptProposed,
+    RoundFinished,
+    RoundStarted,
+    SessionStarted,
+    Stopped,
+)
+from studio.services import Lazy, Services
+from studio.store import SessionStore
+
+logger = logging.getLogger(__name__)
+
+THUMBNAIL_PX = 160
+SCORE_COLUMNS = ("round", "dimension", "score")
+
+
+# -- widget values -> engine arguments ---------------------------------------------------------
+
+
+def loop_settings(
+    max_rounds: float, candidates: float, seed: float, seed_policy: str, rewriter: str,
+    thresholds: dict[str, float], plateau_rounds: float, stop_on_regression: bool,
+) -> LoopSettings:
+    """``LoopSettings`` from the Studio tab's widgets (sliders and numbers arrive as floats)."""
+    return LoopSettings(
+        max_rounds=int(max_rounds), candidates=int(candidates), seed=int(seed), seed_policy=seed_policy,  # type: ignore[arg-type]
+        rewriter=rewriter, thresholds=dict(thresholds), plateau_rounds=int(plateau_rounds),  # type: ignore[arg-type]
+        stop_on_regression=bool(stop_on_regression),
+    )
+
+
+def open_upload(path: str | None, what: str, *, required: bool = True) -> Image.Image | None:
+    """The uploaded image at ``path``, decoded and checked (``None`` when optional and absent).
+
+    Raises ``InvalidInputError`` when a required upload is missing or the file is unusable
+    (not an image, truncated, or too many pixels).
+    """
+    if not path:
+        if required:
+            raise InvalidInputError(f"No {what} was uploaded. Upload an image file (PNG, JPEG, WebP).")
+        return None
+    return prepare_image(path, what=what)
+
+
+def source_upload(task: str, path: str | None) -> Image.Image | None:
+    """The edit's source image (required for "edit"); ``None`` for text to image."""
+    return open_upload(path, "source image") if task == "edit" else None
+
+
+# -- loop events -> status -----------------------------------------------------------------------
+
+
+def event_status(event: LoopEvent) -> str:
+    """One line of Markdown saying what the loop just did."""
+    if isinstance(event, SessionStarted):
+        verb = f"resumed at round {event.first_round}" if event.resumed else "started"
+        return f"Session `{event.session_id}` {verb}."
+    if isinstance(event, RoundStarted):
+        return f"Round {event.round}: generating (seed {event.seed})…"
+    if isinstance(event, ImageReady):
+        return f"Round {event.round}: image {event.candidate + 1} ready; critiquing…"
+    if isinstance(event, CritiqueReady):
+        if not event.critique.ok:
+            return f"Round {event.round}: the critique of image {event.candidate + 1} failed: {event.critique.reason}"  # type: ignore[union-attr]
+        return f"Round {event.round}: image {event.candidate + 1} scored {_fmt(event.score)}."
+    if isinstance(event, RoundFinished):
+        return (f"Round {event.round} done: best {_fmt(event.best_score)}; best so far {_fmt(event.session_best_score)} "
+                f"(round {event.session_best_round}).")
+    if isinstance(event, PromptProposed):
+        return f"Next prompt (from {event.source}) proposed."
+    if isinstance(event, AwaitingPrompt):
+        return "Waiting for you: edit or approve the next prompt below, then press **Continue**."
+    if isinstance(event, Stopped):
+        best = f" Best: {_fmt(event.best.score)} (round {event.best.round})." if event.best else ""
+        failed = f" Critique failures: {event.failures}." if event.failures else ""
+        return f"**Stopped — {event.message}**{best} Rounds: {event.rounds_done}.{failed}"
+    raise TypeError(f"unknown loop event {type(event).__name__}")
+
+
+def event_progress(event: LoopEvent, max_rounds: int) -> float:
+    """The share of the session done at ``event`` (for ``gr.Progress``)."""
+    round_no = getattr(event, "round", 0) or 0
+    if isinstance(event, (RoundFinished, PromptProposed, Stopped, AwaitingPrompt)):
+        return 1.0 if isinstance(event, Stopped) else min(1.0, round_no / max_rounds)
+    return min(1.0, max(0, round_no - 1) / max_rounds + (0.5 / max_rounds if isinstance(event, (ImageReady, CritiqueReady)) else 0))
+
+
+def next_prompt(event: LoopEvent) -> str | None:
+    """The prompt to offer for edit-and-continue after ``event`` (``None``: unchanged)."""
+    if isinstance(event, (PromptProposed, AwaitingPrompt)):
+        return event.prompt if isinstance(event, PromptProposed) else event.proposed_prompt
+    if isinstance(event, Stopped) and event.best is not None and event.best.critique.refined_request:
+        return event.best.critique.refined_request
+    return None
+
+
+# -- a session's timeline ----------------------------------------------------------------------
+
+
+def best_image_path(store: SessionStore, timeline: dict[str, Any]) -> str | None:
+    """The file of the session's best image so far (``None`` before any round is scored)."""
+    best = timeline["session"]["best_image_id"]
+    return str(store.image_path(best)) if best is not None else None
+
+
+def before_after(store: SessionStore, timeline: dict[str, Any]) -> tuple[str, str] | None:
+    """(before, after) files for the slider: the edit's source (or round 1's best) and the best."""
+    session = timeline["session"]
+    done = [r for r in timeline["rounds"] if r["best_image_id"] is not None]
+    if session["best_image_id"] is None or not done:
+        return None
+    before = session["source_image_id"] if session["source_image_id"] is not None else done[0]["best_image_id"]
+    return str(store.image_path(before)), str(store.image_path(session["best_image_id"]))
+
+
+def score_frame(timeline: dict[str, Any]) -> pd.DataFrame:
+    """Per-dimension scores (1-4) of each finished round's best candidate, long format."""
+    rows = []
+    keys = [d.key for d in task_dimensions(timeline["session"]["task"])]
+    for rnd in timeline["rounds"]:
+        best = next((c for c in rnd["candidates"] if c["id"] == rnd["best_image_id"]), None)
+        critique = best and best["critique"]
+        if not critique:
+            continue
+        rows += [{"round": rnd["idx"], "dimension": k, "score": critique[k]} for k in keys if critique[k] is not None]
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+
+
+def timeline_html(store: SessionStore, timeline: dict[str, Any]) -> str:
+    """The session as HTML cards, one per round: prompt (with its diff to the round before),
+    each candidate's thumbnail, score bars and justifications; the best so far is marked."""
+    session = timeline["session"]
+    head = (f"<div class='rr-session'><b>Session</b> <code>{_e(session['id'])}</code> · {_e(session['task'])} · "
+            f"status <b>{_e(session['status'])}</b>"
+            + (f" — {_e(session['message'])}" if session.get("message") else "") + "</div>")
+    cards, previous = [], None
+    for rnd in timeline["rounds"]:
+        cards.append(_round_card(store, session, rnd, previous))
+        previous = rnd["prompt"]
+    return f"<div class='rr-timeline'>{head}{''.join(reversed(cards)) or '<p>No round yet.</p>'}</div>"
+
+
+def _round_card(store: SessionStore, session: dict[str, Any], rnd: dict[str, Any], previous: str | None) -> str:
+    prompt = prompt_diff_html(previous, rnd["prompt"]) if previous is not None else _e(rnd["prompt"])
+    candidates = "".join(_candidate_html(store, session, c) for c in rnd["candidates"])
+    source = f" · next prompt from {_e(rnd['prompt_source'])}" if rnd.get("prompt_source") else ""
+    return (f"<div class='rr-round'><div class='rr-round-head'><b>Round {rnd['idx']}</b> · {_e(rnd['status'])} · "
+            f"seed {rnd['seed']}{source}</div><div class='rr-prompt'>{prompt}</div>"
+            f"<div class='rr-candidates'>{candidates}</div></div>")
+
+
+def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dict[str, Any]) -> str:
+    is_best = candidate["id"] == session["best_image_id"]
+    badge = "<div class='rr-best'>★ best so far</div>" if is_best else ""
+    image = f"<img alt='round image' src='{thumbnail_uri(store.image_path(candidate['id']))}'>"
+    critique = candidate["critique"]
+    if critique is None:
+        body = "<div class='rr-pending'>critiquing…</div>"
+    elif not critique["ok"]:
+        body = f"<div class='rr-failure'>Critique failed: {_e(critique['failure_reason'])}</div>"
+    else:
+        body = _scores_html(session["task"], critique)
+    return f"<div class='rr-candidate{' rr-is-best' if is_best else ''}'>{badge}{image}{body}</div>"
+
+
+def _scores_html(task: str, critique: dict[str, Any]) -> str:
+    justifications = json.loads(critique["justifications"] or "{}")
+    rows = []
+    for dim in task_dimensions(task):
+        value = critique[dim.key]
+        width = 0 if value is None else int((value - 1) / 3 * 100)
+        note = justifications.get(dim.key) or ""
+        rows.append(
+            f"<div class='rr-dim'><span class='rr-dim-name'>{_e(dim.heading)}</span>"
+            f"<span class='rr-bar'><span style='width:{width}%'></span></span>"
+            f"<span class='rr-dim-score'>{'N/A' if value is None else f'{value:.2f}'}</span></div>"
+            + (f"<details><summary>why</summary>{_e(note)}</details>" if note else "")
+        )
+    summary = f"<div class='rr-summary'>{_e(critique['summary'])}</div>" if critique.get("summary") else ""
+    return f"<div class='rr-score'>score {_fmt(critique['score'])}</div>{''.join(rows)}{summary}"
+
+
+def prompt_diff_html(before: str, after: str) -> str:
+    """Word-level diff: removed words struck through, added words highlighted."""
+    old, new = before.split(), after.split()
+    parts = []
+    for op, i1, i2, j1, j2 in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes():
+        if op in ("delete", "replace"):
+            parts.append(f"<del>{_e(' '.join(old[i1:i2]))}</del>")
+        if op in ("insert", "replace"):
+            parts.append(f"<ins>{_e(' '.join(new[j1:j2]))}</ins>")
+        if op == "equal":
+            parts.append(_e(" ".join(old[i1:i2])))
+    return " ".join(parts)
+
+
+def thumbnail_uri(path: Path) -> str:
+    """A small PNG data URI of the image at ``path`` (keeps file paths out of the page)."""
+    with Image.open(path) as image:
+        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        buffer = io.BytesIO()
+        image.save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+# -- critiques (Diagnose) ----------------------------------------------------------------------
+
+
+def critique_frame(critique: Critique) -> pd.DataFrame:
+    """The critique's dimension scores (N/A left out) for a bar plot."""
+    rows = [{"dimension": d.heading, "score": critique.scores.get(d.key)} for d in task_dimensions(critique.task)]
+    return pd.DataFrame([r for r in rows if r["score"] is not None], columns=["dimension", "score"])
+
+
+def critique_markdown(result: CritiqueResult) -> str:
+    """The full critique as Markdown (or the failure, with the critic's raw text kept visible)."""
+    if not result.ok:
+        return f"**The critique failed:** {result.reason}"  # type: ignore[union-attr]
+    assert isinstance(result, Critique)
+    lines = [f"**Score:** {_fmt(result.overall)}"]
+    for dim in task_dimensions(result.task):
+        value = result.scores.get(dim.key)
+        lines.append(f"- **{dim.heading}:** {'N/A' if value is None else f'{value:.2f}'} — "
+                     f"{result.justifications.get(dim.key) or ''}")
+    if result.summary:
+        lines.append(f"\n**Summary:** {result.summary}")
+    if result.refinement_comments:
+        lines.append(f"\n**Refinement comments:** {result.refinement_comments}")
+    if result.warnings:
+        lines.append(f"\n_Parser notes: {'; '.join(result.warnings)}_")
+    return "\n".join(lines)
+
+
+def batch_frame(rows: list[DiagnosisRow]) -> pd.DataFrame:
+    """The batch table: one row per image with its score, dimension scores and failure."""
+    frame = pd.DataFrame([row.to_dict() for row in rows], columns=list(CSV_COLUMNS))
+    return frame.drop(columns=["prompt", "refined_request"]).dropna(axis=1, how="all")
+
+
+# -- judge -------------------------------------------------------------------------------------
+
+WINNER_TEXT = {"A": "A is better", "B": "B is better", "tie": "a tie"}
+
+
+def verdict_markdown(verdict: PairVerdict) -> str:
+    """The verdict in words: winner, position consistency, failures."""
+    if verdict.winner is None:
+        return "**No verdict:** the critic could not judge this pair. " + " ".join(verdict.failures)
+    lines = [f"**Verdict: {WINNER_TEXT[verdict.winner]}.**"]
+    if verdict.consistent is not None:
+        orders = f"A/B said {WINNER_TEXT[verdict.winner_ab]}, B/A said {WINNER_TEXT[verdict.winner_ba]}"  # type: ignore[index]
+        lines.append(f"Position-consistent: {'yes' if verdict.consistent else 'no'} ({orders}).")
+    if verdict.failures:
+        lines.append("Failed: " + "; ".join(verdict.failures))
+    if verdict.summary:
+        lines.append(f"\n{verdict.summary}")
+    return "\n".join(lines)
+
+
+def verdict_frame(verdict: PairVerdict) -> pd.DataFrame:
+    """Per-dimension scores of A and B and the winner, in protocol order."""
+    headings = {d.key: d.heading for d in task_dimensions("edit")}
+    rows = [[headings.get(key, key), _fmt(v.score_a), _fmt(v.score_b), v.winner or "—"]
+            for key, v in verdict.dimensions.items()]
+    return pd.DataFrame(rows, columns=["dimension", "A", "B", "winner"])
+
+
+def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]:
+    """(label, image id) of the best image of recent sessions, newest first, for pickers."""
+    return [
+        (f"{row['prompt'][:50]} · {_fmt(row['best_score'])} · {row['id'][:6]}", str(row["best_image_id"]))
+        for row in store.search_sessions(limit=limit) if row["best_image_id"] is not None
+    ]
+
+
+# -- history -----------------------------------------------------------------------------------
+
+HISTORY_COLUMNS = ("id", "created", "status", "task", "prompt", "generator", "critic", "best score")
+
+
+def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Search results as a table, newest first."""
+    return pd.DataFrame(
+        [[r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"], r["prompt"],
+          r["generator_name"], r["critic_name"], r["best_score"]] for r in rows],
+        columns=list(HISTORY_COLUMNS),
+    )
+
+
+def parse_date(text: str, what: str) -> datetime | None:
+    """A ``YYYY-MM-DD`` (or full ISO) date typed into a search box, as UTC; ``None`` when empty."""
+    if not text or not text.strip():
+        return None
+    try:
+        value = datetime.fromisoformat(text.strip())
+    except ValueError as e:
+        raise InvalidInputError(f"{what}: {text.strip()!r} is not a date; write it like 2026-11-26.") from e
+    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def session_id_from(text: str) -> str:
+    """The session id typed or picked in a box. Raises ``InvalidInputError`` when empty."""
+    if not text or not text.strip():
+        raise InvalidInputError("No session chosen: search and click a row, or paste a session id.")
+    return text.strip()
+
+
+def backend_settings(services: Services) -> dict[str, Any]:
+    """Each configured role's settings (endpoints, model folders), without loading any model."""
+    settings = {}
+    for role in ("critic", "t2i_generator", "edit_generator", "rewriter"):
+        slot = getattr(services, role)
+        if slot is not None:
+            settings[role] = slot.config if isinstance(slot, Lazy) else slot.to_config()
+    return settings
+
+
+def _fmt(score: float | None) -> str:
+    return "—" if score is None else f"{score:.2f}"
+
+
+def _e(text: object) -> str:
+    return html.escape("" if text is None else str(text))
+
+
+#: Styles of the timeline cards; passed to ``launch(css=...)``.
+CSS = """
+.rr-timeline .rr-session {margin-bottom: .5em}
+.rr-round {border: 1px solid var(--border-color-primary); border-radius: 8px; padding: .6em; margin-bottom: .6em}
+.rr-round-head {font-size: .9em; margin-bottom: .3em}
+.rr-prompt {font-style: italic; margin-bottom: .4em}
+.rr-prompt del {color: #b42318} .rr-prompt ins {color: #067647; text-decoration: none; font-weight: 600}
+.rr-candidates {display: flex; flex-wrap: wrap; gap: .6em}
+.rr-candidate {width: 220px; padding: .3em; border-radius: 6px}
+.rr-candidate.rr-is-best {outline: 2px solid #f5b000}
+.rr-candidate img {width: 160px; image-rendering: pixelated; display: block}
+.rr-best {font-weight: 700; color: #b54708}
+.rr-dim {display: flex; align-items: center; gap: .3em; font-size: .8em}
+.rr-dim-name {width: 90px} .rr-dim-score {width: 3em; text-align: right}
+.rr-bar {flex: 1; height: .6em; background: var(--neutral-200); border-radius: 3px; overflow: hidden}
+.rr-bar span {display: block; height: 100%; background: #2e90fa}
+.rr-failure {color: #b42318; font-size: .85em}
+.rr-summary {font-size: .8em; margin-top: .2em}
+"""
+

@@ -1,0 +1,54 @@
+"""The Gradio app: four tabs over the engine, one queue, stable ``api_name``s.
+
+Every listener that runs a model shares ``concurrency_id="gpu"`` with a limit of 1, so one GPU
+is never asked for two things at once; store-only listeners (history, votes, exports) run
+beside them. Each public endpoint is named after the engine function it calls: ``refine``,
+``resume``, ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``,
+``history_search``, ``history_open``, ``export_session`` and ``export_votes``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from studio.services import Services
+from studio.ui.adapt import CSS
+from studio.ui.tabs.diagnose import create_diagnose_tab
+from studio.ui.tabs.history import create_history_tab
+from studio.ui.tabs.judge import create_judge_tab
+from studio.ui.tabs.studio import create_studio_tab
+
+logger = logging.getLogger(__name__)
+
+#: Requests that may wait in the queue before new ones are turned away.
+QUEUE_SIZE = 32
+
+API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
+             "history_open", "export_session", "export_votes")
+
+
+def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
+    """The studio's ``gr.Blocks`` over ``services``.
+
+    :param public: shared-deployment mode: no endpoint or model-folder settings and no server
+        folders in the UI (the upload size limit is set at ``launch``, see ``app.py``).
+    """
+    with gr.Blocks(title="RationalRewards Studio") as demo:
+        gr.Markdown("# RationalRewards Studio\nGenerate, critique, refine — with a reward model that explains itself.")
+        with gr.Tab("Studio", id="studio"):
+            create_studio_tab(services, public=public)
+        with gr.Tab("Judge", id="judge"):
+            create_judge_tab(services)
+        with gr.Tab("Diagnose", id="diagnose"):
+            create_diagnose_tab(services, public=public)
+        with gr.Tab("History", id="history"):
+            create_history_tab(services)
+    demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
+    return demo
+
+
+#: Keyword arguments for ``demo.launch`` shared by every way of serving the app.
+LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "show_error": False, "footer_links": ["api"]}

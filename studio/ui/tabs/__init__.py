@@ -1,0 +1,1 @@
+"""One module per tab; each ``create_<tab>_tab`` builds its widgets and listeners."""

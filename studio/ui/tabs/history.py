@@ -1,0 +1,87 @@
+"""The History tab: search stored sessions, open one's timeline, export a session or the votes."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from studio.services import Services
+from studio.store import ScoreFilter
+from studio.ui import adapt
+from studio.ui.errors import ui_errors
+from studio.ui.tabs.studio import session_view
+
+logger = logging.getLogger(__name__)
+
+STATUSES = ["", "running", "awaiting", "finished", "interrupted", "cancelled", "failed"]
+
+
+def create_history_tab(services: Services) -> dict[str, gr.components.Component]:
+    """Build the History tab's widgets and listeners; return its components by name."""
+    store = services.store
+    with gr.Row():
+        text = gr.Textbox(label="Prompt contains")
+        model = gr.Textbox(label="Model name contains")
+        status = gr.Dropdown(STATUSES, value="", label="Status")
+    with gr.Row():
+        since = gr.Textbox(label="From date (YYYY-MM-DD)")
+        until = gr.Textbox(label="Until date (YYYY-MM-DD, exclusive)")
+        scores = gr.Textbox(label="Score conditions", placeholder="text_rendering < 2; physical_quality >= 3")
+    search = gr.Button("Search", variant="primary")
+    results = gr.Dataframe(label="Sessions (click a row to open it)", interactive=False, elem_id="history-results")
+    with gr.Row():
+        session_id = gr.Textbox(label="Session", max_lines=1)
+        open_button = gr.Button("Open")
+        export = gr.Button("Export session")
+        votes_format = gr.Radio(["jsonl", "parquet"], value="jsonl", label="Votes format")
+        export_votes = gr.Button("Export votes")
+    download = gr.File(label="Export", interactive=False)
+    with gr.Row():
+        best = gr.Image(label="Best image", interactive=False, height=256)
+        compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
+        plot = gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], label="Scores per round", height=220)
+    timeline = gr.HTML(elem_id="history-timeline")
+
+    @ui_errors
+    def run_search(text: str, model: str, status: str, since: str, until: str, scores: str) -> Any:
+        filters = [ScoreFilter.parse(part) for part in scores.split(";") if part.strip()]
+        rows = store.search_sessions(text=text.strip() or None, model=model.strip() or None, status=status or None,
+                                     since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
+                                     scores=filters)
+        return adapt.history_frame(rows)
+
+    @ui_errors
+    def run_open(session_id: str) -> tuple[Any, ...]:
+        return session_view(services, adapt.session_id_from(session_id))
+
+    @ui_errors
+    def run_export(session_id: str) -> str:
+        sid = adapt.session_id_from(session_id)
+        folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"session-{sid}"
+        store.export_session(sid, folder)
+        return shutil.make_archive(str(folder), "zip", folder)
+
+    @ui_errors
+    def run_export_votes(format: str) -> str:
+        folder = Path(tempfile.mkdtemp(prefix="studio-votes-"))
+        store.export_votes(folder, format=format)  # type: ignore[arg-type]
+        return shutil.make_archive(str(folder / "votes"), "zip", folder)
+
+    def selected(frame: Any, event: gr.SelectData) -> str:
+        return str(frame.iloc[event.index[0]]["id"])
+
+    filters = [text, model, status, since, until, scores]
+    search.click(run_search, filters, results, api_name="history_search")
+    results.select(selected, results, session_id, api_visibility="private").then(
+        run_open, session_id, [best, compare, plot, timeline], api_visibility="private")
+    open_button.click(run_open, session_id, [best, compare, plot, timeline], api_name="history_open")
+    export.click(run_export, session_id, download, api_name="export_session")
+    export_votes.click(run_export_votes, votes_format, download, api_name="export_votes")
+    return {"text": text, "model": model, "status": status, "since": since, "until": until, "scores": scores,
+            "search": search, "results": results, "session_id": session_id, "open": open_button, "export": export,
+            "export_votes": export_votes, "download": download, "best": best, "timeline": timeline}

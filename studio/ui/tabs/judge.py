@@ -1,0 +1,108 @@
+"""The Judge tab: two images and a prompt; the critic's verdict in both orders; a person's vote."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+
+from models.errors import InvalidInputError
+from models.images import check_prompt
+from models.spaces import gpu
+from models.types import GenerationRequest, PairRequest
+from studio.judge import judge_pair, record_vote
+from studio.services import Services
+from studio.ui import adapt
+from studio.ui.errors import ui_errors
+from studio.ui.widgets import image_input, source_visibility, task_radio
+
+logger = logging.getLogger(__name__)
+
+VOTE_CHOICES = [("A is better", "A"), ("B is better", "B"), ("Tie", "tie"), ("Both bad", "both_bad")]
+VOTE_LABELS = {value: label for label, value in VOTE_CHOICES}
+
+
+def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
+    """Build the Judge tab's widgets and listeners; return its components by name."""
+    with gr.Row():
+        with gr.Column():
+            task = task_radio()
+            prompt = gr.Textbox(label="Prompt", lines=2)
+            source = image_input("Source image", visible=False)
+            with gr.Row():
+                image_a = image_input("Image A")
+                image_b = image_input("Image B")
+            with gr.Accordion("Pick from history or generate", open=False):
+                with gr.Row():
+                    pick_a = gr.Dropdown(label="A from history", choices=[])
+                    pick_b = gr.Dropdown(label="B from history", choices=[])
+                    refresh = gr.Button("Refresh list", size="sm")
+                with gr.Row():
+                    seed_a = gr.Number(value=0, precision=0, minimum=0, label="Seed A")
+                    seed_b = gr.Number(value=1, precision=0, minimum=0, label="Seed B")
+                    generate = gr.Button("Generate A and B")
+            both_orders = gr.Checkbox(value=True, label="Judge both orders (A/B and B/A) to check position bias")
+            judge = gr.Button("Judge", variant="primary")
+        with gr.Column():
+            verdict = gr.Markdown("Upload two images and a prompt, then press **Judge**.", elem_id="judge-verdict")
+            table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False)
+            judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1)
+            vote = gr.Radio(VOTE_CHOICES, label="Your vote")
+            record = gr.Button("Record vote")
+            vote_status = gr.Markdown(elem_id="judge-vote-status")
+
+    @ui_errors
+    def run_judge(task: str, prompt: str, source_image: str | None, image_a: str | None, image_b: str | None,
+                  both_orders: bool) -> tuple[Any, ...]:
+        request = _pair(task, prompt, source_image, image_a, image_b)
+        result = judge_pair(request, services, both_orders=both_orders)
+        return adapt.verdict_markdown(result), adapt.verdict_frame(result), str(result.judgement_id)
+
+    @ui_errors
+    def run_vote(judgement_id: str, vote: str | None, task: str, prompt: str, source_image: str | None,
+                 image_a: str | None, image_b: str | None) -> str:
+        if not vote:
+            raise InvalidInputError("Pick a vote first: A, B, tie or both bad.")
+        target = int(judgement_id) if judgement_id else _pair(task, prompt, source_image, image_a, image_b)
+        vote_id = record_vote(services.store, target, vote)
+        return f"Vote #{vote_id} recorded: **{VOTE_LABELS[vote]}**."
+
+    @ui_errors
+    def run_generate(task: str, prompt: str, source_image: str | None, seed_a: float, seed_b: float) -> tuple[str, str]:
+        generator = services.get_generator(task)
+        source = adapt.source_upload(task, source_image)
+        paths = []
+        for seed in (int(seed_a), int(seed_b)):
+            result = generator.generate(GenerationRequest(task, check_prompt(prompt), source, seed=seed))
+            paths.append(str(services.store.save_image(result.images[0], role="judge", seed=seed).path))
+        return paths[0], paths[1]
+
+    @ui_errors
+    def recent() -> tuple[Any, Any]:
+        choices = adapt.recent_images(services.store)
+        return gr.update(choices=choices), gr.update(choices=choices)
+
+    @ui_errors
+    def picked(image_id: str | None) -> Any:
+        return str(services.store.image_path(int(image_id))) if image_id else gr.skip()
+
+    task.change(source_visibility, task, source, api_visibility="private", queue=False)
+    refresh.click(recent, None, [pick_a, pick_b], api_visibility="private")
+    pick_a.change(picked, pick_a, image_a, api_visibility="private")
+    pick_b.change(picked, pick_b, image_b, api_visibility="private")
+    generate.click(gpu(run_generate), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
+                   api_name="generate_pair", concurrency_id="gpu", concurrency_limit=1)
+    judge.click(gpu(run_judge), [task, prompt, source, image_a, image_b, both_orders], [verdict, table, judgement_id],
+                api_name="judge", concurrency_id="gpu", concurrency_limit=1)
+    record.click(run_vote, [judgement_id, vote, task, prompt, source, image_a, image_b], vote_status, api_name="vote")
+    for widget in (image_a, image_b, prompt, task):
+        widget.change(lambda: "", None, judgement_id, api_visibility="private", queue=False)
+    return {"task": task, "prompt": prompt, "source": source, "image_a": image_a, "image_b": image_b,
+            "judge": judge, "verdict": verdict, "table": table, "judgement_id": judgement_id, "vote": vote,
+            "record": record, "vote_status": vote_status, "generate": generate}
+
+
+def _pair(task: str, prompt: str, source: str | None, a: str | None, b: str | None) -> PairRequest:
+    return PairRequest(task, prompt, adapt.open_upload(a, "image A"), adapt.open_upload(b, "image B"),  # type: ignore[arg-type]
+                       adapt.source_upload(task, source))

@@ -1,0 +1,143 @@
+"""The Studio tab: run a Generate-Critique-Refine session and watch it round by round."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any, Iterator
+
+import gradio as gr
+
+from models.spaces import gpu
+from models.types import task_dimensions
+from studio.config import LoopSettings
+from models.errors import InvalidInputError
+from studio.loop import ImageReady, LoopEvent, RefineRequest, refine, resume
+from studio.services import Services
+from studio.ui import adapt
+from studio.ui.errors import ui_errors
+from studio.ui.widgets import image_input, source_visibility, task_radio
+
+logger = logging.getLogger(__name__)
+
+DIMENSIONS = {d.key: d.heading for d in task_dimensions("edit")}
+
+
+def stream_session(events: Iterator[LoopEvent], stop: threading.Event) -> Iterator[LoopEvent]:
+    """Pass the engine's events on; when the viewer closes the stream (Stop button or a closed
+    tab), set ``stop`` and let the engine reach its next check, so that the session is stored
+    as cancelled rather than abandoned mid-round."""
+    try:
+        yield from events
+    except GeneratorExit:
+        stop.set()
+        for _ in events:
+            pass
+        raise
+
+
+def session_view(services: Services, session_id: str) -> tuple[Any, ...]:
+    """(best image, before/after, score plot, timeline) of a stored session."""
+    timeline = services.store.session_timeline(session_id)
+    store = services.store
+    return (adapt.best_image_path(store, timeline), adapt.before_after(store, timeline),
+            adapt.score_frame(timeline), adapt.timeline_html(store, timeline))
+
+
+def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+    """Build the Studio tab's widgets and listeners; return its components by name."""
+    names = services.names()
+    tasks = tuple(t for t, role in (("t2i", "t2i_generator"), ("edit", "edit_generator")) if names[role])
+    defaults = LoopSettings()
+    with gr.Row():
+        with gr.Column(scale=2):
+            task = task_radio(tasks or ("t2i",))
+            prompt = gr.Textbox(label="Prompt", lines=3, placeholder="What should the image show?")
+            source = image_input("Source image", visible=False)
+            with gr.Accordion("Loop settings", open=False):
+                with gr.Row():
+                    max_rounds = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rounds")
+                    candidates = gr.Slider(1, 8, value=defaults.candidates, step=1, label="Images per round (best of N)")
+                with gr.Row():
+                    seed = gr.Number(value=defaults.seed, precision=0, minimum=0, label="Seed")
+                    seed_policy = gr.Radio(["fixed", "vary"], value=defaults.seed_policy, label="Seed policy")
+                rewriter = gr.Radio(
+                    [("Critic's refined request", "critic"), ("LLM rewriter", "llm"), ("Me (approve each prompt)", "human")],
+                    value=defaults.rewriter, label="Next prompt from",
+                )
+                thresholds = [
+                    gr.Slider(1, 4, value=defaults.thresholds.get(key, 3.5), step=0.25, label=f"Stop when {heading} ≥")
+                    for key, heading in DIMENSIONS.items()
+                ]
+                with gr.Row():
+                    plateau = gr.Slider(0, 5, value=defaults.plateau_rounds, step=1, label="Stop after rounds without gain (0: off)")
+                    regression = gr.Checkbox(value=defaults.stop_on_regression, label="Stop when a round scores lower")
+            gr.Markdown(_models_markdown(names))
+            if not public:
+                with gr.Accordion("Backend settings", open=False):
+                    gr.JSON(adapt.backend_settings(services), label="Endpoints and model folders")
+            with gr.Row():
+                run = gr.Button("Run", variant="primary")
+                stop = gr.Button("Stop", variant="stop")
+        with gr.Column(scale=3):
+            status = gr.Markdown("Type a prompt and press **Run**.", elem_id="studio-status")
+            session_id = gr.Textbox(label="Session", interactive=False, max_lines=1)
+            with gr.Row():
+                latest = gr.Image(label="Latest image", interactive=False, height=256)
+                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
+            plot = gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], label="Scores per round",
+                               height=220)
+            proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2)
+            resume_button = gr.Button("Continue with this prompt")
+            timeline = gr.HTML(label="Rounds", elem_id="studio-timeline")
+
+    outputs = [session_id, status, latest, compare, plot, timeline, proposed]
+
+    def show(events: Iterator[LoopEvent], max_total: int, progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
+        sid, suggestion, latest_path = None, gr.skip(), gr.skip()
+        for event in events:
+            sid = event.session_id
+            progress(adapt.event_progress(event, max_total), desc=adapt.event_status(event))
+            suggestion = adapt.next_prompt(event) or suggestion
+            if isinstance(event, ImageReady):
+                latest_path = str(services.store.image_path(event.image_id))
+            _, before_after, frame, html = session_view(services, sid)
+            yield sid, adapt.event_status(event), latest_path, before_after, frame, html, suggestion
+
+    @ui_errors
+    def run_refine(task: str, prompt: str, source_image: str | None, max_rounds: float, candidates: float, seed: float,
+                   seed_policy: str, rewriter: str, text_faithfulness: float, image_faithfulness: float,
+                   physical_quality: float, text_rendering: float, plateau: float, regression: bool,
+                   progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        limits = dict(zip(DIMENSIONS, (text_faithfulness, image_faithfulness, physical_quality, text_rendering)))
+        settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
+        request = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
+        stop_flag = threading.Event()
+        yield from show(stream_session(refine(request, services, settings, should_stop=stop_flag.is_set), stop_flag),
+                        settings.max_rounds, progress)
+
+    @ui_errors
+    def run_resume(session_id: str, prompt: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        if not session_id:
+            raise InvalidInputError("No session to continue yet: run one first, or open one in History.")
+        stop_flag = threading.Event()
+        settings = LoopSettings.from_dict(services.store.get_session(session_id)["settings"])
+        events = resume(session_id, services, prompt=prompt or None, should_stop=stop_flag.is_set)
+        yield from show(stream_session(events, stop_flag), settings.max_rounds, progress)
+
+    task.change(source_visibility, task, source, api_visibility="private", queue=False)
+    inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau, regression]
+    run_event = run.click(gpu(run_refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
+                          concurrency_limit=1)
+    resume_event = resume_button.click(gpu(run_resume), [session_id, proposed], outputs, api_name="resume",
+                                       concurrency_id="gpu", concurrency_limit=1)
+    stop.click(None, None, None, cancels=[run_event, resume_event], api_visibility="private")
+    return {"task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
+            "session_id": session_id, "latest": latest, "compare": compare, "plot": plot, "timeline": timeline,
+            "proposed": proposed, "resume": resume_button}
+
+
+def _models_markdown(names: dict[str, str | None]) -> str:
+    """Which backend serves each role."""
+    labels = {"critic": "Critic", "t2i_generator": "Text-to-image", "edit_generator": "Editing", "rewriter": "Rewriter"}
+    return "Models — " + " · ".join(f"{labels[role]}: `{name}`" for role, name in names.items() if name)
