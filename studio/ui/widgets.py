@@ -6,34 +6,13 @@ import logging
 from typing import Any
 
 import gradio as gr
-from PIL import Image, UnidentifiedImageError
 
 from models.types import TASKS
+from studio.ui.image_upload import ImageUpload
 
 logger = logging.getLogger(__name__)
 
 TASK_LABELS = {"t2i": "Text to image", "edit": "Image editing"}
-
-
-class ImageUpload(gr.Image):
-    """``gr.Image`` whose unreadable uploads become a readable ``gr.Error``.
-
-    Gradio opens an uploaded image before any handler runs; a file that is not an image would
-    otherwise surface as a generic error. The browser renders it as a plain image widget.
-    """
-
-    is_template = True  # rendered by the frontend's "image" component
-
-    def preprocess(self, payload: Any) -> Any:
-        """Gradio's preprocessing, with PIL's errors turned into a message naming the widget."""
-        try:
-            return super().preprocess(payload)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
-            logger.info("rejected upload for %r: %s", self.label, e)
-            raise gr.Error(
-                f"{self.label}: the uploaded file is not an image we can read. Upload a PNG, JPEG or WebP file.",
-                print_exception=False,
-            ) from e
 
 
 def image_input(label: str, **kwargs: Any) -> ImageUpload:

@@ -1,0 +1,42 @@
+"""An image upload widget that rejects unreadable files with a readable message.
+
+Gradio writes a ``.pyi`` stub beside any module that defines a component class;
+``image_upload.pyi`` is that stub, kept in the repository so that it is not rewritten.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import gradio as gr
+from PIL import Image, UnidentifiedImageError
+
+logger = logging.getLogger(__name__)
+
+from gradio.events import Dependency
+
+class ImageUpload(gr.Image):
+    """``gr.Image`` whose unreadable uploads become a readable ``gr.Error``.
+
+    Gradio opens an uploaded image before any handler runs; a file that is not an image would
+    otherwise surface as a generic error. The browser renders it as a plain image widget.
+    """
+
+    is_template = True  # rendered by the frontend's "image" component
+
+    def preprocess(self, payload: Any) -> Any:
+        """Gradio's preprocessing, with PIL's errors turned into a message naming the widget."""
+        try:
+            return super().preprocess(payload)
+        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+            logger.info("rejected upload for %r: %s", self.label, e)
+            raise gr.Error(
+                f"{self.label}: the uploaded file is not an image we can read. Upload a PNG, JPEG or WebP file.",
+                print_exception=False,
+            ) from e
+    from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
+    from gradio.blocks import Block
+    if TYPE_CHECKING:
+        from gradio.components import Timer
+        from gradio.components.base import Component
