@@ -88,9 +88,9 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
     )
 
 
-def configure_logging(verbose: int = 0, quiet: int = 0) -> None:
-    """Configure the root logger once for the process: INFO by default, -v DEBUG, -q WARNING."""
-    level = logging.INFO
+def configure_logging(verbose: int = 0, quiet: int = 0, *, default: int = logging.INFO) -> None:
+    """Configure the root logger once for the process: ``default`` level, -v DEBUG, -q WARNING."""
+    level = default
     if quiet:
         level = logging.WARNING
     elif verbose:

@@ -347,6 +347,15 @@ def backend_settings(services: Services) -> dict[str, Any]:
     return settings
 
 
+def rewriter_choices(services: Services) -> list[tuple[str, str]]:
+    """Where the next prompt can come from: the critic, a person, and an LLM when one is set up."""
+    choices = [("Critic's refined request", "critic"), ("Me (approve each prompt)", "human")]
+    slot = services.rewriter
+    if slot is not None and not (isinstance(slot, Lazy) and slot.config.get("backend") == "critic"):
+        choices.insert(1, ("LLM rewriter", "llm"))
+    return choices
+
+
 def _fmt(score: float | None) -> str:
     return "—" if score is None else f"{score:.2f}"
 

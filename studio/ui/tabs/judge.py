@@ -75,7 +75,8 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
         paths = []
         for seed in (int(seed_a), int(seed_b)):
             result = generator.generate(GenerationRequest(task, check_prompt(prompt), source, seed=seed))
-            paths.append(str(services.store.save_image(result.images[0], role="judge", seed=seed).path))
+            saved = services.store.save_image(result.images[0], role="judge", seed=seed)
+            paths.append(str(services.store.image_path(saved.id)))
         return paths[0], paths[1]
 
     @ui_errors

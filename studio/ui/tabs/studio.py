@@ -61,10 +61,9 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 with gr.Row():
                     seed = gr.Number(value=defaults.seed, precision=0, minimum=0, label="Seed")
                     seed_policy = gr.Radio(["fixed", "vary"], value=defaults.seed_policy, label="Seed policy")
-                rewriter = gr.Radio(
-                    [("Critic's refined request", "critic"), ("LLM rewriter", "llm"), ("Me (approve each prompt)", "human")],
-                    value=defaults.rewriter, label="Next prompt from",
-                )
+                choices = adapt.rewriter_choices(services)
+                rewriter = gr.Radio(choices, value="llm" if ("LLM rewriter", "llm") in choices else "critic",
+                                    label="Next prompt from")
                 thresholds = [
                     gr.Slider(1, 4, value=defaults.thresholds.get(key, 3.5), step=0.25, label=f"Stop when {heading} ≥")
                     for key, heading in DIMENSIONS.items()

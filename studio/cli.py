@@ -1,0 +1,289 @@
+"""``python -m studio refine|judge|diagnose|curate``: the engine, headless, on files and folders.
+
+Every command prints JSON lines on stdout (one object per event or per image) and a progress
+bar on stderr. A ``StudioError`` (bad input, missing backend, unknown session) ends the run with
+its message on stderr and exit status 2. The store and backend flags are the app's (``--help``).
+
+Examples::
+
+    python -m studio refine "two red circles above a blue square" --rounds 3
+    python -m studio judge --prompt "a green triangle" a.png b.png
+    python -m studio diagnose --prompt "a green triangle" images/
+    python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from dataclasses import fields, is_dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, TextIO
+
+from PIL import Image
+from tqdm import tqdm
+
+from models.errors import InvalidInputError, StudioError
+from models.images import prepare_image
+from models.types import PairRequest
+from studio.config import DIMENSION_KEYS, LoopSettings
+from studio.diagnose import BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
+from studio.judge import judge_pair
+from studio.loop import RefineRequest, RoundFinished, Stopped, refine, resume
+from studio.options import add_backend_options, config_from_args, configure_logging
+from studio.services import Services
+from studio.store import SessionStore
+
+logger = logging.getLogger(__name__)
+
+Command = Callable[[argparse.Namespace, Services, TextIO], int]
+
+
+# -- commands ----------------------------------------------------------------------------------
+
+
+def cmd_refine(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    """Run (or, with --resume, continue) a Generate-Critique-Refine session; one line per event."""
+    if args.resume:
+        settings = LoopSettings.from_dict(services.store.get_session(args.resume)["settings"])
+        events = resume(args.resume, services, prompt=args.prompt)
+    else:
+        if args.prompt is None:
+            raise InvalidInputError("refine needs a prompt (or --resume SESSION_ID).")
+        settings = _loop_settings(args)
+        source = prepare_image(args.source, what="--source") if args.source else None
+        events = refine(RefineRequest(args.task, args.prompt, source), services, settings)
+    stopped = None
+    with tqdm(total=settings.max_rounds, unit="round", file=sys.stderr, disable=args.no_progress) as bar:
+        for event in events:
+            emit(out, event, services.store)
+            if isinstance(event, RoundFinished):
+                bar.update(1)
+            stopped = event if isinstance(event, Stopped) else stopped
+    return 0 if stopped is None or stopped.reason != "critic_failed" else 1
+
+
+def cmd_judge(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    """Judge image A against image B (both orders unless --one-order); one line."""
+    source = prepare_image(args.source, what="--source") if args.source else None
+    request = PairRequest(args.task, args.prompt, prepare_image(args.image_a, what="image A"),
+                          prepare_image(args.image_b, what="image B"), source)
+    verdict = judge_pair(request, services, both_orders=not args.one_order)
+    emit(out, verdict, services.store)
+    return 0 if verdict.ok else 1
+
+
+def cmd_diagnose(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    """Critique each image; one line per image, optionally a CSV table too."""
+    rows = list(_diagnose(args, services, out))
+    if args.csv:
+        write_csv([row for row, _ in rows], args.csv)
+    return 0 if all(row.ok for row, _ in rows) else 1
+
+
+def cmd_curate(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    """Diagnose images and keep those whose score passes --min-score (and every --min): one line
+    per image with ``kept``; kept images are copied to --copy-to when given."""
+    minimums = _parse_minimums(args.min)
+    if args.copy_to:
+        Path(args.copy_to).mkdir(parents=True, exist_ok=True)
+    kept = 0
+    for row, item in _diagnose(args, services, None):
+        keep = passes(row, args.min_score, minimums)
+        if keep and args.copy_to:
+            shutil.copy2(item.image, Path(args.copy_to) / Path(item.image).name)  # type: ignore[arg-type]
+        kept += keep
+        emit(out, {**row_record(row, item), "kept": keep})
+    logger.info("kept %d image(s)", kept)
+    return 0
+
+
+def passes(row: DiagnosisRow, min_score: float, minimums: dict[str, float]) -> bool:
+    """Whether a diagnosed image is kept: scored, [0, 1] score at least ``min_score``, and each
+    dimension in ``minimums`` at least its value (N/A counts as passing)."""
+    if not row.ok or row.score is None or row.score < min_score:
+        return False
+    return all(row.scores.get(key) is None or row.scores[key] >= value for key, value in minimums.items())  # type: ignore[operator]
+
+
+def row_record(row: DiagnosisRow, item: BatchItem) -> dict[str, Any]:
+    """A diagnosed image as one flat record: the CSV columns plus its file and critique id."""
+    return {**row.to_dict(), "image": str(item.image), "critique_id": row.critique_id}
+
+
+COMMANDS: dict[str, Command] = {"refine": cmd_refine, "judge": cmd_judge, "diagnose": cmd_diagnose,
+                                "curate": cmd_curate}
+
+
+# -- parser ------------------------------------------------------------------------------------
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m studio`` parser: one sub-command per engine entry point."""
+    parser = argparse.ArgumentParser(
+        prog="python -m studio", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="RationalRewards Studio, headless: JSON lines on stdout, progress on stderr, exit status 0 "
+                    "(done), 1 (an image or round could not be scored) or 2 (an error, explained on stderr).",
+        epilog="examples:" + __doc__.split("Examples::")[1].rstrip(),
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = _command(commands, "refine", "Run a Generate-Critique-Refine session; one JSON line per event.")
+    p.add_argument("prompt", nargs="?", help="what the image should show (with --resume: the edited next prompt)")
+    _task_options(p)
+    p.add_argument("--resume", metavar="SESSION_ID", help="continue a stored session instead of starting one")
+    p.add_argument("--rounds", type=int, default=LoopSettings.max_rounds, help="maximum rounds (default %(default)s)")
+    p.add_argument("--candidates", type=int, default=LoopSettings.candidates, help="images per round, best of N")
+    p.add_argument("--seed", type=int, default=LoopSettings.seed, help="first seed (default %(default)s)")
+    p.add_argument("--seed-policy", choices=("fixed", "vary"), default=LoopSettings.seed_policy)
+    p.add_argument("--threshold", action="append", default=[], metavar="DIM=SCORE",
+                   help="stop when DIM reaches SCORE (1-4); repeat per dimension; replaces the defaults")
+    p.add_argument("--plateau", type=int, default=LoopSettings.plateau_rounds,
+                   help="stop after this many rounds without gain (0: off)")
+    p.add_argument("--stop-on-regression", action="store_true", help="stop when a round scores lower")
+    p.add_argument("--pause", action="store_true",
+                   help="pause after each round for a person: the session waits with the proposed prompt; "
+                        "continue with --resume SESSION_ID [EDITED_PROMPT]")
+
+    p = _command(commands, "judge", "Judge two images for one prompt; one JSON line with the verdict.")
+    p.add_argument("image_a", help="image A")
+    p.add_argument("image_b", help="image B")
+    _task_options(p, prompt_flag=True)
+    p.add_argument("--one-order", action="store_true", help="judge A/B only (no B/A position check)")
+
+    for name, summary in (("diagnose", "Critique images; one JSON line per image."),
+                          ("curate", "Diagnose images and keep those that pass a score threshold.")):
+        p = _command(commands, name, summary)
+        p.add_argument("inputs", nargs="+", help="image files, a folder of images, or one .csv/.jsonl of "
+                                                  "prompt,image[,source_image][,task] rows")
+        _task_options(p, prompt_flag=True, prompt_required=False)
+        p.add_argument("--batch-size", type=int, default=4, help="images per critic call (default %(default)s)")
+        if name == "diagnose":
+            p.add_argument("--csv", metavar="FILE", help="also write the table as CSV")
+        else:
+            p.add_argument("--min-score", type=float, required=True, help="keep images scoring at least this (0-1)")
+            p.add_argument("--min", action="append", default=[], metavar="DIM=SCORE",
+                           help="also require DIM >= SCORE (1-4); repeatable")
+            p.add_argument("--copy-to", metavar="DIR", help="copy kept images into DIR")
+    return parser
+
+
+def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
+    p = commands.add_parser(name, help=summary, description=summary)
+    add_backend_options(p)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return p
+
+
+def _task_options(p: argparse.ArgumentParser, *, prompt_flag: bool = False, prompt_required: bool = True) -> None:
+    if prompt_flag:
+        p.add_argument("--prompt", required=prompt_required, help="the prompt or edit instruction")
+    p.add_argument("--task", choices=("t2i", "edit"), default="t2i", help="text to image or editing (default t2i)")
+    p.add_argument("--source", metavar="IMAGE", help="the source image of an edit")
+
+
+# -- entry point -------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None, *, services: Services | None = None, out: TextIO | None = None) -> int:
+    """Run one command; return the exit status (0 ok, 1 some item failed, 2 a ``StudioError``).
+
+    :param services: use these instead of building them from the flags (for embedding the CLI).
+    :param out: where the JSON lines go (default stdout).
+    """
+    args = build_parser().parse_args(argv)
+    configure_logging(args.verbose, args.quiet, default=logging.WARNING)
+    own = services is None
+    try:
+        services = services or Services.from_config(config_from_args(args))
+        try:
+            return COMMANDS[args.command](args, services, out or sys.stdout)
+        finally:
+            if own:
+                services.close()
+    except StudioError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+# -- output ------------------------------------------------------------------------------------
+
+
+def emit(out: TextIO, value: Any, store: SessionStore | None = None) -> None:
+    """Write ``value`` (an engine event or result, or a dict) as one JSON line."""
+    record = as_record(value, store)
+    if is_dataclass(value):
+        record = {"event": type(value).__name__, **record}
+    out.write(json.dumps(record, default=str) + "\n")
+    out.flush()
+
+
+def as_record(value: Any, store: SessionStore | None = None) -> Any:
+    """A JSON-ready copy of ``value``: dataclasses become dicts, images are left out (every
+    stored image appears as ``image_id`` plus an ``image`` file path), a ``raw`` critic text is
+    kept only for failures."""
+    if isinstance(value, Image.Image):
+        return None
+    if is_dataclass(value) and not isinstance(value, type):
+        record = {f.name: as_record(getattr(value, f.name), store) for f in fields(value)
+                  if not isinstance(getattr(value, f.name), Image.Image)}
+        if getattr(value, "ok", False) is True and "raw" in record and "scores" in record:
+            del record["raw"]
+        if "ok" not in record and hasattr(value, "ok"):
+            record["ok"] = value.ok
+        if store is not None and record.get("image_id") is not None:
+            record["image"] = str(store.image_path(record["image_id"]))
+        return record
+    if isinstance(value, dict):
+        return {k: as_record(v, store) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [as_record(v, store) for v in value]
+    return value
+
+
+# -- helpers -----------------------------------------------------------------------------------
+
+
+def _diagnose(args: argparse.Namespace, services: Services, out: TextIO | None) -> Iterable[tuple[DiagnosisRow, BatchItem]]:
+    """Diagnose the inputs; yield each row with its item (and print it when ``out`` is given)."""
+    items = load_batch(args.inputs[0] if len(args.inputs) == 1 else args.inputs, prompt=args.prompt, task=args.task)
+    if args.source:
+        source = prepare_image(args.source, what="--source")
+        for item in items:
+            item.source_image = source
+    with tqdm(total=len(items), unit="image", file=sys.stderr, disable=args.no_progress) as bar:
+        rows = diagnose_many(items, services, batch_size=args.batch_size,
+                             on_progress=lambda done, total: bar.update(done - bar.n))
+        for row, item in zip(rows, items):
+            if out is not None:
+                emit(out, row_record(row, item))
+            yield row, item
+
+
+def _loop_settings(args: argparse.Namespace) -> LoopSettings:
+    values: dict[str, Any] = {
+        "max_rounds": args.rounds, "candidates": args.candidates, "seed": args.seed, "seed_policy": args.seed_policy,
+        "plateau_rounds": args.plateau, "stop_on_regression": args.stop_on_regression, "rewriter": "human" if args.pause else args.rewriter,
+    }
+    if args.threshold:
+        values["thresholds"] = _parse_minimums(args.threshold)
+    return LoopSettings.from_dict(values)
+
+
+def _parse_minimums(pairs: list[str]) -> dict[str, float]:
+    """``["text_rendering=3", ...]`` as a dict; raises ``InvalidInputError`` on a bad pair."""
+    parsed = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if not sep or key.strip() not in DIMENSION_KEYS or number is None:
+            raise InvalidInputError(f"{pair!r}: write DIMENSION=SCORE with a dimension of {sorted(DIMENSION_KEYS)}, "
+                                    "e.g. text_rendering=3.")
+        parsed[key.strip()] = number
+    return parsed
