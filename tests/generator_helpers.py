@@ -17,7 +17,8 @@ from tokenizers import pre_tokenizers
 _BYTE_SYMBOLS = sorted(pre_tokenizers.ByteLevel.alphabet())
 
 
-def _clip_tokenizer() -> Any:
+def clip_tokenizer() -> Any:
+    """A byte-level CLIP tokenizer (one token per character, plus start and end tokens)."""
     from transformers import CLIPTokenizer
 
     specials = ["<|startoftext|>", "<|endoftext|>"]
@@ -51,7 +52,7 @@ def _flux_components(seed: int = 0) -> dict[str, Any]:
     from transformers import T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     tokenizer_2 = _t5_tokenizer()
     transformer = FluxTransformer2DModel(
         patch_size=1, in_channels=4, num_layers=1, num_single_layers=1, attention_head_dim=16,
@@ -115,7 +116,7 @@ def save_tiny_stable_diffusion(folder: Path) -> Path:
     from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
 
     torch.manual_seed(0)
-    tokenizer = _clip_tokenizer()
+    tokenizer = clip_tokenizer()
     unet = UNet2DConditionModel(
         block_out_channels=(4, 8), layers_per_block=1, sample_size=16, in_channels=4, out_channels=4,
         down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
