@@ -72,10 +72,12 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging(args.verbose, args.quiet)
         if args.mcp and importlib.util.find_spec("mcp") is None:
             raise ConfigError("--mcp needs the MCP extra of Gradio: pip install 'gradio[mcp]'.")
-        from studio.services import Services
+        config = config_from_args(args)
+        max_file_size = upload_limit(args)
+        from studio.services import Services  # heavy imports only once the flags are known to be good
         from studio.ui.app import LAUNCH_OPTIONS, build_app
 
-        services = Services.from_config(config_from_args(args))
+        services = Services.from_config(config)
         demo = build_app(services, public=args.public)
     except StudioError as e:
         print(f"app.py: {e}", file=sys.stderr)
@@ -86,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         server_port=args.port,
         share=args.share,
         mcp_server=args.mcp,
-        max_file_size=upload_limit(args),
+        max_file_size=max_file_size,
         **LAUNCH_OPTIONS,
     )
     return 0

@@ -82,8 +82,8 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
     return StudioConfig(
         store_dir=args.store,
         critic=_critic_spec(args),
-        t2i_generator=_generator_spec(args.t2i, "--t2i"),
-        edit_generator=_generator_spec(args.edit, "--edit"),
+        t2i_generator=_generator_spec(args.t2i, "t2i"),
+        edit_generator=_generator_spec(args.edit, "edit"),
         rewriter=_rewriter_spec(args),
     )
 
@@ -111,15 +111,15 @@ def _critic_spec(args: argparse.Namespace) -> dict[str, Any]:
         if args.critic_4bit:
             raise ConfigError("--critic-4bit applies to a transformers critic; the shapes critic has no weights.")
         return {"backend": "shapes"}
-    return {"backend": "transformers", "model": args.critic, "load_in_4bit": args.critic_4bit}
+    return {"backend": "transformers", "model": args.critic, "quantization": "4bit" if args.critic_4bit else None}
 
 
-def _generator_spec(model: str, flag: str) -> dict[str, Any] | None:
+def _generator_spec(model: str, task: str) -> dict[str, Any] | None:
     if model.lower() == NONE:
         return None
     if not model.strip():
-        raise ConfigError(f"{flag} is empty; give a diffusers model id or folder, or 'none'.")
-    return {"backend": "diffusers", "model": model}
+        raise ConfigError(f"--{task} is empty; give a diffusers model id or folder, or 'none'.")
+    return {"backend": "diffusers", "model": model, "task": task, "name": Path(model.rstrip("/")).name}
 
 
 def _rewriter_spec(args: argparse.Namespace) -> dict[str, Any]:

@@ -1,0 +1,83 @@
+"""app.py and CLI flags: defaults from the environment, backend specs, and clear errors."""
+
+from __future__ import annotations
+
+import pytest
+
+import app
+from models.errors import ConfigError
+from studio.options import SHAPES_EDIT, SHAPES_T2I, config_from_args
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch):
+    for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "STUDIO_STORE", "STUDIO_CRITIC", "STUDIO_CRITIC_URL",
+                 "STUDIO_CRITIC_MODEL", "STUDIO_CRITIC_4BIT", "STUDIO_T2I", "STUDIO_EDIT", "STUDIO_REWRITER",
+                 "STUDIO_REWRITER_URL", "STUDIO_REWRITER_MODEL", "STUDIO_PUBLIC", "STUDIO_MAX_UPLOAD_MB",
+                 "STUDIO_MCP", "STUDIO_SHARE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def test_no_arguments_is_the_shapes_world():
+    config = config_from_args(app.parse_args([]))
+    assert config.critic == {"backend": "shapes"}
+    assert config.t2i_generator["model"] == str(SHAPES_T2I) and config.t2i_generator["task"] == "t2i"
+    assert config.edit_generator["model"] == str(SHAPES_EDIT) and config.edit_generator["task"] == "edit"
+    assert config.rewriter == {"backend": "critic"}
+    assert config.store_dir == ".studio"
+
+
+def test_gradio_server_variables_set_host_and_port(monkeypatch):
+    monkeypatch.setenv("GRADIO_SERVER_NAME", "0.0.0.0")
+    monkeypatch.setenv("GRADIO_SERVER_PORT", "7000")
+    args = app.parse_args([])
+    assert (args.host, args.port) == ("0.0.0.0", 7000)
+    assert app.parse_args(["--port", "7001"]).port == 7001
+
+
+def test_studio_variables_are_flag_defaults(monkeypatch):
+    monkeypatch.setenv("STUDIO_CRITIC_URL", "http://gpu:8000/v1")
+    monkeypatch.setenv("STUDIO_CRITIC_MODEL", "rr-8b")
+    monkeypatch.setenv("STUDIO_PUBLIC", "1")
+    monkeypatch.setenv("STUDIO_T2I", "none")
+    args = app.parse_args([])
+    config = config_from_args(args)
+    assert config.critic == {"backend": "openai", "base_url": "http://gpu:8000/v1", "model": "rr-8b"}
+    assert config.t2i_generator is None
+    assert args.public is True
+
+
+def test_transformers_critic_in_4bit():
+    config = config_from_args(app.parse_args(["--critic", "TIGER-Lab/RationalRewards-8B-T2I", "--critic-4bit"]))
+    assert config.critic == {"backend": "transformers", "model": "TIGER-Lab/RationalRewards-8B-T2I",
+                             "quantization": "4bit"}
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--critic-model", "x"], "--critic-url"),
+    (["--critic-4bit"], "shapes critic"),
+    (["--rewriter", "llm"], "--rewriter-url"),
+    (["--rewriter-url", "http://x/v1"], "--rewriter llm"),
+])
+def test_contradictory_flags_are_refused(flags, message):
+    with pytest.raises(ConfigError, match=message):
+        config_from_args(app.parse_args(flags))
+
+
+def test_bad_boolean_variable_is_refused(monkeypatch):
+    monkeypatch.setenv("STUDIO_PUBLIC", "maybe")
+    with pytest.raises(ConfigError, match="STUDIO_PUBLIC"):
+        app.parse_args([])
+
+
+def test_public_mode_limits_uploads_by_default():
+    assert app.upload_limit(app.parse_args([])) is None
+    assert app.upload_limit(app.parse_args(["--public"])) == f"{app.PUBLIC_UPLOAD_MB}mb"
+    assert app.upload_limit(app.parse_args(["--max-upload-mb", "5"])) == "5mb"
+    with pytest.raises(ConfigError):
+        app.upload_limit(app.parse_args(["--max-upload-mb", "0"]))
+
+
+def test_app_exits_2_with_a_sentence_on_bad_configuration(capsys):
+    assert app.main(["--rewriter", "llm"]) == 2
+    assert "--rewriter llm needs" in capsys.readouterr().err
