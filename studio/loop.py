@@ -446,6 +446,7 @@ def _round(
         state.best = round_best
         store.update_session(sid, best_image_id=round_best.image_id, best_critique_id=critique_id,
                              best_score=score, best_round=index, best_candidate=candidate, best_meets=int(meets))
+    store.flush()  # a done round has every image file on disk
     store.update_round(round_id, status="done", best_image_id=stored[candidate], best_critique_id=critique_id,
                        best_score=score, failures=failures, generate_s=generate_s, critique_s=critique_s)
     state.round_scores.append(score)

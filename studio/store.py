@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import io
 import json
 import logging
 import os
@@ -24,13 +23,17 @@ import re
 import shutil
 import socket
 import sqlite3
+import struct
 import threading
 import uuid
+import zlib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal, Sequence, get_args
 
+import numpy as np
 from PIL import Image
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
@@ -48,9 +51,12 @@ GENAI_BENCH_VOTE = {"A": "leftvote", "B": "rightvote", "tie": "tievote", "both_b
 
 DIMENSION_COLUMNS: tuple[str, ...] = tuple(d.key for d in task_dimensions("edit"))  # every dimension
 _SCORE_OPS = {"<": "<", "<=": "<=", ">": ">", ">=": ">=", "=": "=", "==": "="}
-_PNG_LEVEL = 1  # fast compression: the loop writes every image before showing it
+_PNG_LEVEL = 1  # fast compression: every candidate of every round is written
 
 MIGRATIONS = Migrations("rationalrewards_studio")
+
+# PNG encoding and file writes, shared by every store of the process (threads stay warm).
+_IMAGE_WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="studio-images")
 
 # Store objects alive in this process, by owner token: their "running" sessions are not stale.
 _LIVE_OWNERS: set[str] = set()
@@ -198,6 +204,7 @@ class SessionStore:
         self._local = threading.local()
         self._connections: list[Database] = []
         self._lock = threading.Lock()
+        self._pending: dict[str, Future[None]] = {}
         db = self.db
         db.enable_wal()
         MIGRATIONS.apply(db)
@@ -220,8 +227,10 @@ class SessionStore:
         return db
 
     def close(self) -> None:
-        """Close every connection this store opened. Its running sessions count as stale after."""
+        """Finish pending image writes and close every connection this store opened. Its
+        running sessions count as stale after."""
         _LIVE_OWNERS.discard(self.owner)
+        self.flush()
         with self._lock:
             for db in self._connections:
                 db.close()
@@ -249,32 +258,52 @@ class SessionStore:
         seed: int | None = None,
         settings: dict[str, Any] | None = None,
     ) -> StoredImage:
-        """Write ``image`` as a content-addressed PNG (once per content) and record a row for it.
+        """Record a row for ``image`` and write its PNG file (once per content) in the background.
+
+        The file is named by the SHA-256 of the pixels (mode, size and bytes). ``image_path``,
+        ``load_image``, the exports and ``flush`` wait for a pending write, so a reader never
+        sees a missing file; the encoding overlaps the next model call instead of delaying the
+        event that shows the image.
 
         :param role: what the image is: "candidate", "source", "judge", "diagnose", ...
         """
-        buffer = io.BytesIO()
-        image.save(buffer, format="PNG", compress_level=_PNG_LEVEL)
-        data = buffer.getvalue()
-        sha = hashlib.sha256(data).hexdigest()
+        if image.mode not in ("RGB", "RGBA", "L"):
+            image = image.convert("RGB")
+        pixels = image.tobytes()
+        sha = hashlib.sha256(f"{image.mode}:{image.width}x{image.height}:".encode() + pixels).hexdigest()
         relative = Path(sha[:2]) / f"{sha}.png"
         target = self.image_dir / relative
-        if not target.exists():
-            target.parent.mkdir(exist_ok=True)
-            partial = target.with_suffix(f".{uuid.uuid4().hex[:8]}.part")
-            partial.write_bytes(data)
-            os.replace(partial, target)
+        with self._lock:
+            if sha not in self._pending and not target.exists():
+                self._pending[sha] = _IMAGE_WRITER.submit(_write_png, image.mode, image.size, pixels, target)
         row = {
             "sha256": sha, "path": str(relative), "width": image.width, "height": image.height,
             "role": role, "session_id": session_id, "round_id": round_id, "candidate": candidate,
             "seed": seed, "settings": _dumps(settings), "created": now(),
         }
-        image_id = self.db["images"].insert(row).last_pk
+        image_id = self._insert("images", row)
         return StoredImage(id=int(image_id), sha256=sha, path=target)
 
+    def flush(self, sha256: str | None = None) -> None:
+        """Wait until the image file ``sha256`` (default: every pending one) is on disk.
+
+        Raises ``OSError`` when a file could not be written (disk full, no permission).
+        """
+        with self._lock:
+            keys = [sha256] if sha256 is not None else list(self._pending)
+            futures = [(k, self._pending[k]) for k in keys if k in self._pending]
+        for key, future in futures:
+            try:
+                future.result()
+            finally:
+                with self._lock:
+                    self._pending.pop(key, None)
+
     def image_path(self, image_id: int) -> Path:
-        """The file of image ``image_id``. Raises ``NotFoundError`` for an unknown id."""
-        return self.image_dir / self._get("images", image_id)["path"]
+        """The file of image ``image_id`` (waiting for its write). Raises ``NotFoundError``."""
+        row = self._get("images", image_id)
+        self.flush(row["sha256"])
+        return self.image_dir / row["path"]
 
     def load_image(self, image_id: int) -> Image.Image:
         """Open image ``image_id`` fully into memory."""
@@ -301,7 +330,7 @@ class SessionStore:
         backends, names = backends or {}, names or {}
         sid = uuid.uuid4().hex[:16]
         stamp = now()
-        self.db["sessions"].insert({
+        self._insert("sessions", {
             "id": sid, "task": task, "prompt": prompt, "status": "running", "settings": _dumps(settings),
             "source_image_id": source_image_id, "owner": self.owner, "created": stamp, "updated": stamp,
             **{role: _dumps(backends.get(role)) for role in ("generator", "critic", "rewriter")},
@@ -314,7 +343,7 @@ class SessionStore:
         stored as JSON)."""
         if isinstance(values.get("settings"), dict):
             values["settings"] = _dumps(values["settings"])
-        self.db["sessions"].update(session_id, {**values, "updated": now()})
+        self._update("sessions", session_id, {**values, "updated": now()})
 
     def claim_session(self, session_id: str) -> None:
         """Mark a session running under this store (before resuming it)."""
@@ -336,14 +365,14 @@ class SessionStore:
     def start_round(self, session_id: str, index: int, prompt: str, seed: int) -> int:
         """Record round ``index`` (1-based) as running and return its row id."""
         stamp = now()
-        return int(self.db["rounds"].insert({
+        return self._insert("rounds", {
             "session_id": session_id, "idx": index, "prompt": prompt, "seed": seed, "status": "running",
             "failures": 0, "created": stamp, "updated": stamp,
-        }).last_pk)
+        })
 
     def update_round(self, round_id: int, **values: Any) -> None:
         """Set columns of round ``round_id`` (``updated`` is set too)."""
-        self.db["rounds"].update(round_id, {**values, "updated": now()})
+        self._update("rounds", round_id, {**values, "updated": now()})
 
     def rounds(self, session_id: str, *, status: str | None = None) -> list[dict[str, Any]]:
         """Rounds of a session in order (every attempt, unless ``status`` picks some)."""
@@ -386,7 +415,7 @@ class SessionStore:
                 summary=result.summary, refinement_comments=result.refinement_comments,
                 refined_request=result.refined_request, warnings=_dumps(result.warnings),
             )
-        return int(self.db["critiques"].insert(row).last_pk)
+        return self._insert("critiques", row)
 
     def get_critique(self, critique_id: int) -> CritiqueResult:
         """Rebuild the ``Critique`` (or ``CritiqueFailure``) stored as ``critique_id``."""
@@ -410,7 +439,7 @@ class SessionStore:
 
     def save_judgement(self, **values: Any) -> int:
         """Record a pairwise judgement (columns of the judgements table) and return its id."""
-        return int(self.db["judgements"].insert({**values, "created": now()}).last_pk)
+        return self._insert("judgements", {**values, "created": now()})
 
     def get_judgement(self, judgement_id: int) -> dict[str, Any]:
         """Judgement ``judgement_id`` as a dict. Raises ``NotFoundError``."""
@@ -432,11 +461,11 @@ class SessionStore:
         """Record a person's preference between image A and image B; return the vote id."""
         if vote not in VOTES:
             raise InvalidInputError(f"Unknown vote {vote!r}; use one of {list(VOTES)}.")
-        return int(self.db["votes"].insert({
+        return self._insert("votes", {
             "judgement_id": judgement_id, "task": task, "prompt": prompt, "image_a_id": image_a_id,
             "image_b_id": image_b_id, "source_image_id": source_image_id, "model_a": model_a,
             "model_b": model_b, "vote": vote, "created": now(),
-        }).last_pk)
+        })
 
     def votes(self) -> list[dict[str, Any]]:
         """Every vote, oldest first."""
@@ -445,9 +474,9 @@ class SessionStore:
     def add_note(self, session_id: str, text: str, *, round_id: int | None = None) -> int:
         """Attach a person's note to a session (and optionally one round)."""
         self._get("sessions", session_id)
-        return int(self.db["notes"].insert({
+        return self._insert("notes", {
             "session_id": session_id, "round_id": round_id, "text": text, "created": now(),
-        }).last_pk)
+        })
 
     def notes(self, session_id: str) -> list[dict[str, Any]]:
         """Notes of a session, oldest first."""
@@ -459,7 +488,7 @@ class SessionStore:
         """Record a training job (status "created") and return its id."""
         job_id = uuid.uuid4().hex[:12]
         stamp = now()
-        self.db["jobs"].insert({
+        self._insert("jobs", {
             "id": job_id, "kind": kind, "status": "created", "config": _dumps(config),
             "folder": str(folder), "created": stamp, "updated": stamp,
         })
@@ -467,8 +496,7 @@ class SessionStore:
 
     def update_job(self, job_id: str, **values: Any) -> None:
         """Set columns of job ``job_id`` (status, pid, message)."""
-        self._get("jobs", job_id)
-        self.db["jobs"].update(job_id, {**values, "updated": now()})
+        self._update("jobs", job_id, {**values, "updated": now()})
 
     def get_job(self, job_id: str) -> dict[str, Any]:
         """Job ``job_id`` with ``config`` decoded. Raises ``NotFoundError``."""
@@ -610,11 +638,60 @@ class SessionStore:
             shutil.copyfile(source, folder / relative)
         return relative
 
+    def _insert(self, table: str, row: dict[str, Any]) -> int:
+        """Insert one row with a single statement (no schema look-ups: this is the hot path)."""
+        columns = ", ".join(f"[{c}]" for c in row)
+        marks = ", ".join("?" for _ in row)
+        cursor = self.db.execute(f"insert into [{table}] ({columns}) values ({marks})", list(row.values()))
+        return int(cursor.lastrowid or 0)
+
+    def _update(self, table: str, key: str | int, values: dict[str, Any]) -> None:
+        """Set columns of one row; raise ``NotFoundError`` when there is no row ``key``."""
+        assignments = ", ".join(f"[{c}] = ?" for c in values)
+        cursor = self.db.execute(f"update [{table}] set {assignments} where id = ?", [*values.values(), key])
+        if cursor.rowcount == 0:
+            raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
+
     def _get(self, table: str, key: str | int) -> dict[str, Any]:
         rows = list(self.db[table].rows_where("id = ?", [key]))
         if not rows:
             raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
         return rows[0]
+
+
+def _write_png(mode: str, size: tuple[int, int], pixels: bytes, target: Path) -> None:
+    """Write the pixels as a PNG file at ``target`` atomically (a partial file is never visible)."""
+    data = _png_bytes(mode, size, pixels)
+    partial = target.with_suffix(f".{uuid.uuid4().hex[:8]}.part")
+    try:
+        target.parent.mkdir(exist_ok=True)
+        partial.write_bytes(data)
+        os.replace(partial, target)
+    except OSError as e:
+        raise OSError(f"Could not write the image file {target}: {e}") from e
+
+
+def _png_bytes(mode: str, size: tuple[int, int], pixels: bytes) -> bytes:
+    """A PNG (8-bit, no scanline filter) of "L", "RGB" or "RGBA" pixels.
+
+    Written here rather than with Pillow because Pillow's encoder holds the GIL for the whole
+    compression, which stalls the engine thread; ``zlib.compress`` releases it.
+    """
+    colour_type, channels = {"L": (0, 1), "RGB": (2, 3), "RGBA": (6, 4)}[mode]
+    width, height = size
+    rows = np.zeros((height, width * channels + 1), dtype=np.uint8)  # column 0: filter type 0
+    rows[:, 1:] = np.frombuffer(pixels, dtype=np.uint8).reshape(height, width * channels)
+    header = struct.pack(">IIBBBBB", width, height, 8, colour_type, 0, 0, 0)
+    return b"".join((
+        b"\x89PNG\r\n\x1a\n",
+        _png_chunk(b"IHDR", header),
+        _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), _PNG_LEVEL)),
+        _png_chunk(b"IEND", b""),
+    ))
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(kind)))
 
 
 def _owner_gone(owner: str | None) -> bool:

@@ -59,6 +59,7 @@ class SquaresGenerator:
         self.crash = crash
         self.requests: list[GenerationRequest] = []
         self.seconds = 0.0
+        self.returned_at = 0.0
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """One image per seed ``request.seed + i``."""
@@ -69,11 +70,13 @@ class SquaresGenerator:
         if self.delay_s:
             time.sleep(self.delay_s)
         seeds = [request.seed + i for i in range(request.num_images)]
-        images = [self._draw(request.prompt, seed) for seed in seeds]
-        self.seconds += time.perf_counter() - started
+        images = [self.draw(request.prompt, seed) for seed in seeds]
+        self.returned_at = time.perf_counter()
+        self.seconds += self.returned_at - started
         return GenerationResult(images=images, seeds=seeds, settings={"model": self.name, "size": self.size})
 
-    def _draw(self, prompt: str, seed: int) -> Image.Image:
+    def draw(self, prompt: str, seed: int) -> Image.Image:
+        """The image for ``prompt`` and ``seed``."""
         image = Image.new("RGB", (self.size, self.size), (128, 128, 128))
         side = self.size // 2
         x = seed * 7 % (self.size - side)
@@ -123,6 +126,7 @@ class ScriptedCritic:
     scores gives a ``Critique`` whose refined request is ``"<prompt> v<n>"``; a string gives a
     ``CritiqueFailure`` with that reason. When the script runs out, the last item repeats.
     ``judge`` answers from ``pair_script`` the same way: ``(scores_a, scores_b)`` or a reason.
+    ``delay_s``, ``seconds`` and ``returned_at`` work as in ``SquaresGenerator``.
     """
 
     script: list[ScriptItem]
@@ -134,6 +138,7 @@ class ScriptedCritic:
     seen: list[CritiqueRequest] = field(default_factory=list)
     pairs_seen: list[PairRequest] = field(default_factory=list)
     seconds: float = 0.0
+    returned_at: float = 0.0
 
     def critique(self, requests: Sequence[CritiqueRequest]) -> list[CritiqueResult]:
         """One scripted result per request."""
@@ -150,7 +155,8 @@ class ScriptedCritic:
             else:
                 refined = f"{request.prompt.split(' v')[0]} v{len(self.seen)}" if self.refine else None
                 results.append(make_critique(request.task, item, refined=refined))
-        self.seconds += time.perf_counter() - started
+        self.returned_at = time.perf_counter()
+        self.seconds += self.returned_at - started
         return results
 
     def judge(self, requests: Sequence[PairRequest]) -> list[PairResult]:

@@ -72,8 +72,25 @@ def test_save_image_names_file_by_content_hash(store):
     second = store.save_image(red(), role="judge")
     assert first.sha256 == second.sha256 and first.id != second.id
     assert first.path == store.image_dir / first.sha256[:2] / f"{first.sha256}.png"
-    assert first.path.is_file()
+    assert store.image_path(first.id) == first.path and first.path.is_file()
     assert store.load_image(second.id).getpixel((0, 0)) == (255, 0, 0)
+
+
+def test_flush_waits_for_every_pending_image_file(store):
+    saved = [store.save_image(Image.new("RGB", (256, 256), (i, 0, 0)), role="candidate") for i in range(8)]
+    store.flush()
+    assert all(s.path.is_file() for s in saved)
+    assert not list(store.image_dir.rglob("*.part"))
+
+
+def test_failed_image_write_is_raised_not_hidden(store, monkeypatch):
+    def refuse(*args):
+        raise OSError("No space left on device")
+
+    monkeypatch.setattr("studio.store.os.replace", refuse)
+    saved = store.save_image(red(), role="candidate")
+    with pytest.raises(OSError, match="No space left"):
+        store.image_path(saved.id)
 
 
 def test_image_bytes_never_go_into_tables(store):
