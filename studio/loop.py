@@ -39,6 +39,7 @@ from PIL import Image
 
 from models.base import Critic, Generator
 from models.critic.scoring import ScoringPolicy
+from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
 from models.images import check_prompt, prepare_image
 from models.types import Critique, CritiqueRequest, CritiqueResult, GenerationRequest, Task, task_dimensions
@@ -140,12 +141,14 @@ class RoundFinished:
 
 @dataclass
 class PromptProposed:
-    """The prompt for round ``round + 1``, and where it came from."""
+    """The prompt for round ``round + 1``, where it came from, and the rewriter's remark
+    (e.g. that the critic wrote no refined request and the prompt is kept)."""
 
     session_id: str
     round: int
     prompt: str
     source: PromptSource
+    note: str | None = None
 
 
 @dataclass
@@ -464,24 +467,19 @@ def _propose(state: _State, services: Services) -> Iterator[LoopEvent]:
     critique = state.last_critique
     assert critique is not None
     previous = store.rounds(sid, status="done")[-1]
-    refined = (critique.refined_request or "").strip()
     kind = state.settings.rewriter
-    if kind == "llm":
-        text, source = services.get_rewriter().rewrite(previous["prompt"], critique, state.task), "llm"
-    elif refined:
-        text, source = refined, "critic"
-    else:
-        logger.info("session %s round %d: the critic wrote no refined request; keeping the prompt", sid, index)
-        text, source = previous["prompt"], "unchanged"
-    text = check_prompt(text, where="the next prompt")
+    rewriter = services.get_rewriter() if kind == "llm" else CriticRewriter()
+    text = check_prompt(rewriter.rewrite(previous["prompt"], critique, state.task), where="the next prompt")
+    note = getattr(rewriter, "last_note", None)
+    source: PromptSource = "llm" if kind == "llm" else ("unchanged" if note else "critic")
     if kind == "human":
         store.update_session(sid, pending_prompt=text)
-        yield PromptProposed(sid, index, text, source)
+        yield PromptProposed(sid, index, text, source, note)
         yield AwaitingPrompt(sid, index, text)
         return
     store.update_round(previous["id"], next_prompt=text, prompt_source=source)
     state.prompt = text
-    yield PromptProposed(sid, index, text, source)
+    yield PromptProposed(sid, index, text, source, note)
 
 
 def _stop_reason(state: _State) -> StopReason | None:

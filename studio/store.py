@@ -357,10 +357,7 @@ class SessionStore:
     def get_session(self, session_id: str) -> dict[str, Any]:
         """Session ``session_id`` as a dict with ``settings`` and the backend configs
         (``generator``, ``critic``, ``rewriter``) decoded. Raises ``NotFoundError``."""
-        row = self._get("sessions", session_id)
-        for key in ("settings", "generator", "critic", "rewriter"):
-            row[key] = json.loads(row[key]) if row[key] else ({} if key == "settings" else None)
-        return row
+        return _decode_session(self._get("sessions", session_id))
 
     def start_round(self, session_id: str, index: int, prompt: str, seed: int) -> int:
         """Record round ``index`` (1-based) as running and return its row id."""
@@ -528,7 +525,8 @@ class SessionStore:
         scores: Sequence[ScoreFilter] = (),
         limit: int = 200,
     ) -> list[dict[str, Any]]:
-        """Sessions, newest first, matching every given condition.
+        """Sessions (decoded as by ``get_session``, plus the best critique's dimension scores),
+        newest first, matching every given condition.
 
         :param text: words the initial prompt contains (case-insensitive).
         :param model: part of the generator or critic name.
@@ -553,7 +551,7 @@ class SessionStore:
             + " from sessions s left join critiques c on c.id = s.best_critique_id"
             + f" where {where} order by s.created desc limit ?"
         )
-        return [dict(row) for row in self.db.query(sql, [*args, limit])]
+        return [_decode_session(dict(row)) for row in self.db.query(sql, [*args, limit])]
 
     def session_timeline(self, session_id: str) -> dict[str, Any]:
         """A session with its rounds, each round's images and critiques, and its notes."""
@@ -657,6 +655,13 @@ class SessionStore:
         if not rows:
             raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
         return rows[0]
+
+
+def _decode_session(row: dict[str, Any]) -> dict[str, Any]:
+    """A session row with its JSON columns (settings, backend configs) decoded."""
+    for key in ("settings", "generator", "critic", "rewriter"):
+        row[key] = json.loads(row[key]) if row[key] else ({} if key == "settings" else None)
+    return row
 
 
 def _write_png(mode: str, size: tuple[int, int], pixels: bytes, target: Path) -> None:

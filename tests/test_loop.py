@@ -172,6 +172,7 @@ def test_refine_keeps_prompt_when_critic_wrote_no_refinement(tmp_path):
     events = run(make_services(tmp_path, critic), LoopSettings(max_rounds=2, plateau_rounds=0))
     proposed = of(events, PromptProposed)[0]
     assert (proposed.prompt, proposed.source) == ("a red square", "unchanged")
+    assert "no refined request" in proposed.note
 
 
 def test_refine_llm_rewriter_writes_the_next_prompt(tmp_path):
