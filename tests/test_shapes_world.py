@@ -17,8 +17,10 @@ from models.shapes.world import (
     PromptSpec,
     Scene,
     ShapeObject,
+    ObjectJitter,
     cell_centre,
     detailed_prompt,
+    edit_instruction,
     parse_edit,
     parse_prompt,
     random_edit,
@@ -194,3 +196,28 @@ def test_render_draws_word_only_when_asked():
 def test_render_rejects_tiny_size():
     with pytest.raises(InvalidInputError, match="at least"):
         render(RED_CIRCLES, 8)
+
+
+def test_edit_instruction_explicit_names_positions_and_round_trips():
+    rng = random.Random(8)
+    for _ in range(200):
+        scene = random_scene(rng, word_prob=0.5)
+        edit = random_edit(scene, rng)
+        explicit = edit_instruction(scene, edit.target, explicit=True)
+        assert explicit.endswith(", keeping everything else unchanged")
+        assert parse_edit(explicit, scene) == edit.target
+
+
+def test_edit_instruction_refuses_two_changes():
+    two = Scene((ShapeObject("circle", "green", "large", "top left"), ShapeObject("square", "red", "small", "centre")))
+    with pytest.raises(InvalidInputError, match="more than one"):
+        edit_instruction(RED_CIRCLES, two)
+
+
+def test_render_jitter_moves_and_tints_only_the_named_object():
+    plain = np.asarray(render(RED_CIRCLES)).astype(int)
+    jittered = np.asarray(render(RED_CIRCLES, jitter={"centre": ObjectJitter(dx=2, tint=(0, 0, -40))})).astype(int)
+    changed_rows, changed_cols = np.nonzero(np.abs(plain - jittered).max(axis=2))
+    x, y = cell_centre("centre", 64)
+    assert len(changed_rows) > 0
+    assert np.abs(changed_cols - x).max() < 10 and np.abs(changed_rows - y).max() < 10

@@ -141,6 +141,17 @@ class Edit:
 EDIT_KINDS: tuple[str, ...] = ("recolour", "remove", "add", "move", "resize", "word")
 
 
+@dataclass(frozen=True)
+class ObjectJitter:
+    """A small deviation of one object from its exact rendering (defects, robustness tests):
+    a pixel shift, a scale factor on its extent and an RGB tint added to its colour."""
+
+    dx: float = 0.0
+    dy: float = 0.0
+    scale: float = 1.0
+    tint: tuple[int, int, int] = (0, 0, 0)
+
+
 # -- geometry ---------------------------------------------------------------------------------
 
 
@@ -251,22 +262,23 @@ def render(
     size: int = 64,
     *,
     background: tuple[int, int, int] = BACKGROUND,
-    offsets: Mapping[str, tuple[float, float]] | None = None,
+    jitter: Mapping[str, ObjectJitter] | None = None,
 ) -> Image.Image:
     """Draw ``scene`` as an RGB ``size`` x ``size`` image.
 
-    :param offsets: optional pixel shifts ``(dx, dy)`` per object position (used by the defects
-        module to jitter objects); rendering is deterministic for given arguments.
+    :param jitter: optional ``ObjectJitter`` per object position (the defects module uses it);
+        rendering is deterministic for given arguments.
     """
     check_size(size)
     canvas = np.empty((size, size, 3), dtype=np.float32)
     canvas[:] = background
-    shifts = offsets or {}
     for obj in scene.objects:
         cx, cy = cell_centre(obj.position, size)
-        dx, dy = shifts.get(obj.position, (0.0, 0.0))
-        alpha = shape_mask(obj.shape, (cx + dx, cy + dy), object_extent(obj.size, size), size)[..., None]
-        canvas = canvas * (1 - alpha) + np.asarray(COLOURS[obj.colour], dtype=np.float32) * alpha
+        j = (jitter or {}).get(obj.position, ObjectJitter())
+        extent = object_extent(obj.size, size) * j.scale
+        alpha = shape_mask(obj.shape, (cx + j.dx, cy + j.dy), extent, size)[..., None]
+        colour = np.clip(np.asarray(COLOURS[obj.colour], dtype=np.float32) + j.tint, 0, 255)
+        canvas = canvas * (1 - alpha) + colour * alpha
     if scene.word:
         alpha = word_mask(scene.word, size)[..., None]
         canvas = canvas * (1 - alpha) + np.asarray(INK, dtype=np.float32) * alpha
@@ -450,30 +462,62 @@ def random_edit(scene: Scene, rng: random.Random, *, max_objects: int = 4) -> Ed
             kinds.append("add")
     kind = rng.choice(kinds)
     obj = rng.choice(scene.objects)
-    ref = refer(obj, scene)
     if kind == "recolour":
         colour = rng.choice([c for c in COLOURS if c != obj.colour])
-        return Edit(f"make {ref} {colour}", kind, _replace(scene, obj, ShapeObject(obj.shape, colour, obj.size, obj.position)))
-    if kind == "resize":
+        target = _replace(scene, obj, ShapeObject(obj.shape, colour, obj.size, obj.position))
+    elif kind == "resize":
         size = "large" if obj.size == "small" else "small"
-        change = "bigger" if size == "large" else "smaller"
-        return Edit(f"make {ref} {change}", kind, _replace(scene, obj, ShapeObject(obj.shape, obj.colour, size, obj.position)))
-    if kind == "remove":
-        return Edit(f"remove {ref}", kind, _replace(scene, obj, None))
-    if kind == "move":
-        position = rng.choice(free)
-        moved = ShapeObject(obj.shape, obj.colour, obj.size, position)
-        return Edit(f"move {ref} to the {position}", kind, _replace(scene, obj, moved))
-    if kind == "add":
-        new = random_object(rng, rng.choice(free))
-        return Edit(f"add {describe(new)}", kind, Scene(scene.objects + (new,), scene.word))
-    if scene.word and rng.random() < 0.25:
-        return Edit("remove the word", kind, Scene(scene.objects, None))
-    word = random_word(rng)
-    while word == scene.word:
+        target = _replace(scene, obj, ShapeObject(obj.shape, obj.colour, size, obj.position))
+    elif kind == "remove":
+        target = _replace(scene, obj, None)
+    elif kind == "move":
+        target = _replace(scene, obj, ShapeObject(obj.shape, obj.colour, obj.size, rng.choice(free)))
+    elif kind == "add":
+        target = Scene(scene.objects + (random_object(rng, rng.choice(free)),), scene.word)
+    elif scene.word and rng.random() < 0.25:
+        target = Scene(scene.objects, None)
+    else:
         word = random_word(rng)
-    verb = f'change the word to "{word}"' if scene.word else f'add the word "{word}"'
-    return Edit(verb, kind, Scene(scene.objects, word))
+        while word == scene.word:
+            word = random_word(rng)
+        target = Scene(scene.objects, word)
+    return Edit(edit_instruction(scene, target), kind, target)
+
+
+def edit_instruction(source: Scene, target: Scene, *, explicit: bool = False) -> str:
+    """The instruction that turns ``source`` into ``target`` when they differ by one edit.
+
+    Plain: objects are named as briefly as is unambiguous ("make the red circle blue").
+    ``explicit``: every object is named with its position and the instruction ends with
+    ", keeping everything else unchanged" (what a critic writes as a refined request).
+    Raises ``InvalidInputError`` when the two scenes differ by more than one edit.
+    """
+    def name(obj: ShapeObject) -> str:
+        return f"the {obj.colour} {obj.shape} {position_phrase(obj.position)}" if explicit else refer(obj, source)
+
+    gone = [o for o in source.objects if o not in target.objects]
+    new = [o for o in target.objects if o not in source.objects]
+    text: str | None = None
+    if not gone and not new and source.word != target.word:
+        if target.word is None:
+            text = "remove the word"
+        else:
+            text = f'change the word to "{target.word}"' if source.word else f'add the word "{target.word}"'
+    elif source.word == target.word and len(gone) == 1 and not new:
+        text = f"remove {name(gone[0])}"
+    elif source.word == target.word and len(new) == 1 and not gone:
+        text = f"add {describe(new[0])}"
+    elif source.word == target.word and len(gone) == 1 and len(new) == 1:
+        old, now = gone[0], new[0]
+        if (old.shape, old.colour, old.size) == (now.shape, now.colour, now.size):
+            text = f"move {name(old)} to the {now.position}"
+        elif (old.shape, old.size, old.position) == (now.shape, now.size, now.position):
+            text = f"make {name(old)} {now.colour}"
+        elif (old.shape, old.colour, old.position) == (now.shape, now.colour, now.position):
+            text = f"make {name(old)} {'bigger' if now.size == 'large' else 'smaller'}"
+    if text is None:
+        raise InvalidInputError("The two scenes differ by more than one recolour, removal, addition, move, resize or word change.")
+    return f"{text}, keeping everything else unchanged" if explicit else text
 
 
 _REF = rf"the\s+(?:(?P<size>{_SIZE_RE})\s+)?(?P<colour>{_COLOUR_RE})\s+(?P<shape>{_SHAPE_RE})(?:\s+(?:at|on|in)\s+the\s+(?P<where>{_POS_RE}))?"
