@@ -162,13 +162,6 @@ def cell_centre(position: str, size: int) -> tuple[float, float]:
     return ((col + 0.5) * size / 3, (row + 0.5) * cell_h)
 
 
-def cell_of(x: float, y: float, size: int) -> str:
-    """The grid cell that contains pixel ``(x, y)`` (points in the word band count as bottom row)."""
-    col = min(2, max(0, int(3 * x / size)))
-    row = min(2, max(0, int(3 * y / (GRID_HEIGHT * size))))
-    return POSITIONS[3 * row + col]
-
-
 def object_extent(size_name: str, size: int) -> float:
     """Side in pixels of the bounding box of a ``size_name`` object in a ``size`` image."""
     return _EXTENT[size_name] * size
