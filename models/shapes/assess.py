@@ -1,0 +1,291 @@
+"""Compare what a request asks for with what the analyzer saw, as graded findings per dimension.
+
+This is the judgement of the shapes-world reference critic, kept apart from the text it writes
+(``models.shapes.critic_shapes``). A finding is a deduction on the 1-4 scale with a short concrete
+sentence naming the object; a dimension's score is 4 minus its deductions, kept in [1, 4].
+
+Deductions (Text Faithfulness, and Image Faithfulness for changes outside the edit): a missing
+object 1.0, an extra object 0.75, a wrong colour or shape 0.6, a wrong position 0.5, a wrong size
+0.4, unrequested text 0.4, an edit that was not made at all 2.5. Physical and Visual Quality:
+blur and noise graded by their measured strength, a broken or merged shape 0.75 each, a smudge
+0.6, colour bleeding 0.6 to 0.8, a misshapen object 0.5. Text Rendering: a missing word 3.0, a
+misspelt word 3.0 times the share of wrong letters.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+from models.shapes.analyzer import AnalyzedObject, AnalyzedScene, Artifacts
+from models.shapes.world import (
+    POSITIONS,
+    ObjectSpec,
+    PromptSpec,
+    Scene,
+    ShapeObject,
+    describe,
+    detailed_prompt,
+    edit_instruction,
+    position_phrase,
+)
+from models.types import IMAGE_FAITHFULNESS, PHYSICAL_QUALITY, TEXT_FAITHFULNESS, TEXT_RENDERING, Task
+
+logger = logging.getLogger(__name__)
+
+MISSING, EXTRA, WRONG_COLOUR, WRONG_SHAPE, WRONG_POSITION, WRONG_SIZE = 1.0, 0.75, 0.6, 0.6, 0.5, 0.4
+UNREQUESTED_TEXT, NOT_DONE = 0.4, 2.5
+BROKEN, MERGED, SMUDGE, MISSHAPEN, BLEED = 0.75, 0.75, 0.6, 0.5, 0.6
+BLEED_START = 0.12  # share of an object's pixels in a foreign colour before it counts
+BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
+MISSING_WORD = 3.0
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One observed failure: the dimension it lowers, by how much (1-4 scale) and why."""
+
+    dimension: str
+    severity: float
+    text: str
+
+
+@dataclass
+class Assessment:
+    """The critic's judgement of one image: findings, scores (``None`` = N/A), what was asked,
+    and the refined request in the generator's prompt language."""
+
+    task: Task
+    requested: str
+    findings: list[Finding]
+    scores: dict[str, float | None]
+    praise: dict[str, str]
+    refined_request: str
+
+    def about(self, dimension: str) -> list[Finding]:
+        """The findings of one dimension, worst first."""
+        return sorted((f for f in self.findings if f.dimension == dimension), key=lambda f: -f.severity)
+
+
+def _name(spec: ObjectSpec | ShapeObject) -> str:
+    return describe(spec)[2:] if describe(spec).startswith("a ") else describe(spec)[3:]
+
+
+def _cost(spec: ObjectSpec, obj: AnalyzedObject) -> float:
+    cost = WRONG_COLOUR * (spec.colour != obj.colour) + WRONG_SHAPE * (spec.shape != obj.shape)
+    cost += WRONG_SIZE * (spec.size is not None and spec.size != obj.size)
+    return cost + WRONG_POSITION * (spec.position is not None and spec.position != obj.position)
+
+
+def match(
+    specs: tuple[ObjectSpec, ...], objects: tuple[AnalyzedObject, ...]
+) -> tuple[list[tuple[ObjectSpec, AnalyzedObject]], list[ObjectSpec], list[AnalyzedObject]]:
+    """The cheapest pairing of requested objects with seen ones: (pairs, missing, extra).
+
+    Pairing an object costs its attribute mismatches; leaving a request unmatched costs a missing
+    object, leaving a seen object unmatched an extra one. Exact, by dynamic programming over the
+    set of seen objects already used."""
+
+    @lru_cache(maxsize=None)
+    def best(i: int, used: int) -> tuple[float, tuple[int | None, ...]]:
+        if i == len(specs):
+            return EXTRA * (len(objects) - bin(used).count("1")), ()
+        cost, rest = best(i + 1, used)
+        options = [(MISSING + cost, (None, *rest))]
+        for j, obj in enumerate(objects):
+            if not used >> j & 1:
+                cost, rest = best(i + 1, used | 1 << j)
+                options.append((_cost(specs[i], obj) + cost, (j, *rest)))
+        return min(options, key=lambda option: option[0])
+
+    choice = best(0, 0)[1]
+    pairs = [(s, objects[j]) for s, j in zip(specs, choice) if j is not None]
+    missing = [s for s, j in zip(specs, choice) if j is None]
+    taken = {j for j in choice if j is not None}
+    extra = [o for j, o in enumerate(objects) if j not in taken]
+    return pairs, missing, extra
+
+
+def _mismatches(spec: ObjectSpec, obj: AnalyzedObject) -> list[tuple[float, str]]:
+    where = position_phrase(obj.position)
+    found = []
+    if spec.shape != obj.shape:
+        found.append((WRONG_SHAPE, f"the {spec.colour} {spec.shape} {where} is drawn as a {obj.shape}"))
+    if spec.colour != obj.colour:
+        found.append((WRONG_COLOUR, f"the {spec.shape} {where} is {obj.colour} instead of {spec.colour}"))
+    if spec.size is not None and spec.size != obj.size:
+        found.append((WRONG_SIZE, f"the {spec.colour} {spec.shape} {where} is {obj.size} instead of {spec.size}"))
+    if spec.position is not None and spec.position != obj.position:
+        found.append(
+            (WRONG_POSITION, f"the {spec.colour} {spec.shape} is {where} instead of {position_phrase(spec.position)}")
+        )
+    return found
+
+
+def _quality(artifacts: Artifacts, objects: tuple[AnalyzedObject, ...]) -> list[Finding]:
+    key = PHYSICAL_QUALITY.key
+    found: list[Finding] = []
+    if artifacts.blur > BLUR_START:
+        found.append(Finding(key, round(min(1.5, 0.9 * (artifacts.blur - BLUR_START)), 2), f"the edges are blurred (about {artifacts.blur:.1f} px)"))
+    if artifacts.noise > NOISE_START:
+        found.append(Finding(key, round(min(1.2, (artifacts.noise - NOISE_START) / 12), 2), f"the image is grainy (noise about {artifacts.noise:.0f} levels)"))
+    for obj in objects:
+        name = f"the {obj.colour} {obj.shape} {position_phrase(obj.position)}"
+        if obj.fragments > 1:
+            found.append(Finding(key, BROKEN, f"{name} is broken into {obj.fragments} pieces"))
+        if obj.impurity > BLEED_START:
+            found.append(Finding(key, round(BLEED + 0.5 * min(obj.impurity - BLEED_START, 0.4), 2), f"another colour bleeds into {name}"))
+        if obj.fit < 0.6 and obj.fragments == 1:
+            found.append(Finding(key, MISSHAPEN, f"{name} is misshapen"))
+    if artifacts.merged:
+        found.append(Finding(key, MERGED * artifacts.merged, f"{artifacts.merged} pair(s) of neighbouring shapes are merged into one blob"))
+    if artifacts.smudges:
+        found.append(Finding(key, SMUDGE * artifacts.smudges, f"{artifacts.smudges} smudge(s) of no requested colour"))
+    return found
+
+
+def _edit_distance(a: str, b: str) -> int:
+    row = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, cb in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ca != cb))
+    return row[-1]
+
+
+def _word(requested: str | None, seen: AnalyzedScene) -> list[Finding]:
+    if requested is None:
+        if seen.word:
+            return [Finding(TEXT_FAITHFULNESS.key, UNREQUESTED_TEXT, f'the image shows the word "{seen.word}" that was not asked for')]
+        return []
+    key = TEXT_RENDERING.key
+    if seen.word is None:
+        return [Finding(key, MISSING_WORD, f'the word "{requested}" is missing')]
+    if seen.word != requested:
+        wrong = _edit_distance(seen.word, requested) / max(len(seen.word), len(requested))
+        return [Finding(key, round(3.0 * wrong, 2), f'the word reads "{seen.word}" instead of "{requested}"')]
+    return []
+
+
+def _score(findings: list[Finding], dimension: str) -> float:
+    total = sum(f.severity for f in findings if f.dimension == dimension)
+    return round(max(1.0, min(4.0, 4.0 - total)) * 20) / 20
+
+
+def _object_list(objects: tuple[ObjectSpec, ...] | tuple[ShapeObject, ...]) -> str:
+    names = [describe(o) for o in objects]
+    if not names:
+        return "nothing"
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _word_clause(word: str | None) -> str:
+    return f' with the word "{word}"' if word else " and no text"
+
+
+def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
+    """Judge a generated image (analyzed as ``seen``) against the request ``spec``."""
+    key = TEXT_FAITHFULNESS.key
+    pairs, missing, extra = match(spec.objects, seen.objects)
+    findings = [Finding(key, MISSING, f"the {_name(s)} is missing") for s in missing]
+    findings += [Finding(key, EXTRA, f"there is an extra {_name(o.as_object())}") for o in extra]
+    findings += [Finding(key, sev, text) for s, o in pairs for sev, text in _mismatches(s, o)]
+    findings += _word(spec.word, seen) + _quality(seen.artifacts, seen.objects)
+    scores = {d: _score(findings, d) for d in (key, PHYSICAL_QUALITY.key)}
+    scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if spec.word else None
+    requested = f"The request asks for {_object_list(spec.objects)}{_word_clause(spec.word)}."
+    praise = {
+        key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}.",
+        TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
+    }
+    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing)))
+
+
+def _clean_praise() -> dict[str, str]:
+    return {PHYSICAL_QUALITY.key: "Clean shapes with sharp edges: no blur, noise, smudges, broken or merged shapes."}
+
+
+def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec]) -> Scene:
+    """The requested scene with every size and position pinned: kept from the image where an
+    object was placed (its attributes corrected to the request), chosen for missing ones."""
+    taken: dict[str, ShapeObject] = {}
+    for s, o in pairs:
+        position = s.position or o.position
+        if position not in taken:
+            taken[position] = ShapeObject(s.shape, s.colour, s.size or o.size, position)
+        else:
+            missing = missing + [s]
+    for s in missing:
+        free = [p for p in (s.position, "centre", *POSITIONS) if p and p not in taken]
+        if free:
+            taken[free[0]] = ShapeObject(s.shape, s.colour, s.size or "large", free[0])
+    return Scene(tuple(taken.values()), spec.word)
+
+
+def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene) -> list[Finding]:
+    """Word findings of an edit: a word edit that was not made (Text Faithfulness), an
+    unrequested word change (Image Faithfulness), and the rendering of the word asked for."""
+    tf, imf = TEXT_FAITHFULNESS.key, IMAGE_FAITHFULNESS.key
+    rendering = [f for f in _word(after, seen) if f.dimension == TEXT_RENDERING.key]
+    if after != before:
+        if seen.word == before:
+            return [Finding(tf, NOT_DONE, "the word was not changed as asked")] + rendering
+        if after is None and seen.word:
+            return [Finding(tf, EXTRA, f'the word "{seen.word}" should have been removed')]
+        return rendering
+    if seen.word == after:
+        return []
+    if after is None:
+        return [Finding(imf, UNREQUESTED_TEXT, f'unrequested change: the word "{seen.word}" was added')]
+    change = f'the word now reads "{seen.word}"' if seen.word else f'the word "{after}" was removed'
+    return [Finding(imf, WRONG_COLOUR, f"unrequested change: {change}")] + rendering
+
+
+def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedScene) -> Assessment:
+    """Judge an edited image (analyzed as ``seen``) made from ``source`` for ``instruction``,
+    whose exact result is ``target``. Failures where the edit acts lower Text Faithfulness;
+    changes elsewhere lower Image Faithfulness."""
+    tf, imf = TEXT_FAITHFULNESS.key, IMAGE_FAITHFULNESS.key
+    touched = {p for p in POSITIONS if source.at(p) != target.at(p)}
+    specs = tuple(ObjectSpec(o.shape, o.colour, o.size, o.position) for o in target.objects)
+    pairs, missing, extra = match(specs, seen.objects)
+    findings: list[Finding] = []
+    for s in missing:
+        if s.position in touched:
+            findings.append(Finding(tf, NOT_DONE, f"the {_name(s)} asked for is not there"))
+        else:
+            findings.append(Finding(imf, MISSING, f"the {_name(s)} of the source image is gone"))
+    for o in extra:
+        if o.position in touched and o.as_object() in source.objects:
+            findings.append(Finding(tf, NOT_DONE, f"the {_name(o.as_object())} is still there"))
+        else:
+            dim = tf if o.position in touched else imf
+            findings.append(Finding(dim, EXTRA, f"there is an unrequested {_name(o.as_object())}"))
+    for s, o in pairs:
+        problems = _mismatches(s, o)
+        if not problems:
+            continue
+        if s.position in touched or o.position in touched:
+            if o.as_object() in source.objects:
+                findings.append(Finding(tf, NOT_DONE, f"the edit was not made: the {_name(o.as_object())} is unchanged"))
+            else:
+                findings += [Finding(tf, sev, text) for sev, text in problems]
+        else:
+            findings += [Finding(imf, sev, f"unrequested change: {text}") for sev, text in problems]
+    findings += _edit_word(source.word, target.word, seen) + _quality(seen.artifacts, seen.objects)
+    scores: dict[str, float | None] = {d: _score(findings, d) for d in (tf, imf, PHYSICAL_QUALITY.key)}
+    scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if target.word else None
+    requested = (
+        f"The instruction asks to {instruction.rstrip('.')}. The source image shows {_object_list(source.objects)}"
+        f"{_word_clause(source.word)}; the edited image should show {_object_list(target.objects)}{_word_clause(target.word)}."
+    )
+    done = edit_instruction(source, target) if target != source else "nothing needed changing"
+    praise = {
+        tf: f"The edit is made exactly as asked: {done}.",
+        imf: "Everything the instruction does not mention is kept as in the source image.",
+        TEXT_RENDERING.key: f'The word "{target.word}" is drawn and spelled correctly.' if target.word else "The request asks for no text.",
+        **_clean_praise(),
+    }
+    refined = edit_instruction(source, target, explicit=True) if target != source else instruction
+    return Assessment("edit", requested, findings, scores, praise, refined)

@@ -1,0 +1,210 @@
+"""The shapes-world reference critic: a critic backend whose judgement rests on known truth.
+
+``ShapesReferenceChat`` is a ``TextCompleter`` like the transformers and HTTP backends: it reads
+the structured request carried by each ``ChatPrompt``, analyzes the image(s) with
+``models.shapes.analyzer``, judges them with ``models.shapes.assess`` and writes the critique as
+TEXT in the protocol layout (pointwise) or the pairwise layout, so that it goes through the same
+parser and retry loop as any other critic. ``ShapesCritic`` wraps it in ``ProtocolCritic``.
+
+``perception_noise`` makes it an imperfect teacher: each object seen in a judged image is, with
+that probability, missed (half the time) or confused with another colour, shape or size, and
+the word gets a wrong letter with the same probability.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import replace
+from typing import Sequence, Union
+
+from PIL import Image
+
+from models.critic.chat import ChatPrompt, CompletionError
+from models.critic.runner import ProtocolCritic
+from models.critic.scoring import ScoringPolicy
+from models.errors import ConfigError, InvalidInputError
+from models.shapes.analyzer import AnalyzedScene, analyze
+from models.shapes.assess import Assessment, assess_edit, assess_t2i
+from models.shapes.world import COLOURS, SHAPES, SIZES, parse_edit, parse_prompt
+from models.types import PHYSICAL_QUALITY, CritiqueRequest, PairRequest, Winner, task_dimensions
+
+logger = logging.getLogger(__name__)
+
+_LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def _fmt(score: float | None) -> str:
+    if score is None:
+        return "N/A"
+    return f"{score:.2f}".rstrip("0").rstrip(".")
+
+
+def _sentence(parts: list[str]) -> str:
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + "."
+
+
+def perturb(seen: AnalyzedScene, probability: float, rng: random.Random) -> AnalyzedScene:
+    """``seen`` as an imperfect observer would report it: each object is missed or has one
+    attribute confused with ``probability``; the word gets one wrong letter with ``probability``."""
+    if probability == 0:
+        return seen
+    objects = []
+    for obj in seen.objects:
+        if rng.random() >= probability:
+            objects.append(obj)
+            continue
+        if rng.random() < 0.5:
+            continue
+        attribute = rng.choice(("colour", "shape", "size"))
+        values = {"colour": tuple(COLOURS), "shape": SHAPES, "size": SIZES}[attribute]
+        wrong = rng.choice([v for v in values if v != getattr(obj, attribute)])
+        objects.append(replace(obj, **{attribute: wrong}))
+    word = seen.word
+    if word and rng.random() < probability:
+        i = rng.randrange(len(word))
+        word = word[:i] + rng.choice([c for c in _LETTERS if c != word[i]]) + word[i + 1:]
+    return replace(seen, objects=tuple(objects), word=word)
+
+
+class ShapesReferenceChat:
+    """A ``TextCompleter`` that writes shapes-world critiques from the images' analysis.
+
+    :param perception_noise: probability in [0, 1) that each seen object (and the word) is
+        misperceived; 0 is the exact reference.
+    :param seed: seeds the misperceptions, so a run is reproducible.
+    """
+
+    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0) -> None:
+        if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
+            raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
+        self.perception_noise = float(perception_noise)
+        self.seed = seed
+        self._rng = random.Random(seed)
+
+    def to_config(self) -> dict[str, object]:
+        """Settings that rebuild this backend."""
+        return {"backend": "shapes", "perception_noise": self.perception_noise, "seed": self.seed}
+
+    def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
+        """Critique text for each prompt, or a ``CompletionError`` when the request is not a
+        shapes-world request (a prompt the grammar cannot read, an edit it cannot apply)."""
+        results: list[Union[str, CompletionError]] = []
+        for prompt in prompts:
+            try:
+                if prompt.kind == "pairwise":
+                    results.append(self._pairwise(prompt.request))  # type: ignore[arg-type]
+                else:
+                    results.append(self._pointwise(prompt.request))  # type: ignore[arg-type]
+            except InvalidInputError as e:
+                reason = f"The shapes reference critic cannot judge this request: {e}"
+                logger.info(reason)
+                results.append(CompletionError(reason))
+        return results
+
+    # -- judging ------------------------------------------------------------------------------
+
+    def _assess(self, task: str, prompt: str, image: Image.Image, source_image: Image.Image | None) -> Assessment:
+        seen = perturb(analyze(image), self.perception_noise, self._rng)
+        if task == "edit":
+            if source_image is None:
+                raise InvalidInputError("The edit task needs a source image; none was given.")
+            source = analyze(source_image).to_scene()
+            return assess_edit(prompt, source, parse_edit(prompt, source), seen)
+        return assess_t2i(parse_prompt(prompt), seen)
+
+    def _pointwise(self, request: CritiqueRequest) -> str:
+        judged = self._assess(request.task, request.prompt, request.image, request.source_image)
+        lines = ["# User Request Analysis", judged.requested, "# Detailed Judgement"]
+        for number, dim in enumerate(task_dimensions(request.task), start=1):
+            lines += [
+                f"{number}. {dim.heading}:",
+                f"## Justification: {self._justify(judged, dim.key)}",
+                f"## Score: {_fmt(judged.scores[dim.key])}",
+            ]
+        lines += [
+            f"# Summary: {self._summary(judged)}",
+            "# User Request Refinement:",
+            f"## Refinement Comments: {self._comments(judged)}",
+            f"## Refined Request: {judged.refined_request}",
+        ]
+        return "\n".join(lines)
+
+    def _pairwise(self, request: PairRequest) -> str:
+        a = self._assess(request.task, request.prompt, request.image_a, request.source_image)
+        b = self._assess(request.task, request.prompt, request.image_b, request.source_image)
+        lines = ["# User Request Analysis", a.requested, "# Detailed Judgement"]
+        for number, dim in enumerate(task_dimensions(request.task), start=1):
+            score_a, score_b = a.scores[dim.key], b.scores[dim.key]
+            lines += [
+                f"{number}. {dim.heading}:",
+                f"## Justification: Image A: {self._justify(a, dim.key)} Image B: {self._justify(b, dim.key)}",
+                f"## Score A: {_fmt(score_a)}",
+                f"## Score B: {_fmt(score_b)}",
+                f"## Winner: {self._winner(score_a, score_b)}",
+            ]
+        overall = self._overall(a, b)
+        verdict = "The two images are equally good." if overall == "tie" else f"Image {overall} is better."
+        lines += [
+            f"# Summary: {verdict} Image A: {self._summary(a)} Image B: {self._summary(b)}",
+            f"# Overall Winner: {'Tie' if overall == 'tie' else overall}",
+        ]
+        return "\n".join(lines)
+
+    @staticmethod
+    def _winner(score_a: float | None, score_b: float | None) -> str:
+        if score_a is None or score_b is None or score_a == score_b:
+            return "Tie"
+        return "A" if score_a > score_b else "B"
+
+    @staticmethod
+    def _overall(a: Assessment, b: Assessment) -> Winner:
+        policy = ScoringPolicy.default()
+        means = []
+        for judged in (a, b):
+            scored = [v for v in judged.scores.values() if v is not None]
+            means.append((sum(scored) / len(scored) - 1) / 3)
+        if abs(means[0] - means[1]) <= policy.tie_tolerance:
+            return "tie"
+        return "A" if means[0] > means[1] else "B"
+
+    # -- wording ------------------------------------------------------------------------------
+
+    @staticmethod
+    def _justify(judged: Assessment, key: str) -> str:
+        found = judged.about(key)
+        if not found:
+            return judged.praise[key]
+        return _sentence([f.text for f in found])
+
+    @staticmethod
+    def _summary(judged: Assessment) -> str:
+        worst = sorted(judged.findings, key=lambda f: -f.severity)[:3]
+        if not worst:
+            return "The image matches the request in every respect and is cleanly drawn."
+        more = len(judged.findings) - len(worst)
+        extra = f" ({more} smaller issue(s) besides)" if more else ""
+        return f"Main problems: {'; '.join(f.text for f in worst)}{extra}."
+
+    @staticmethod
+    def _comments(judged: Assessment) -> str:
+        if not judged.findings:
+            return "Nothing needs fixing; the refined request pins the layout so later attempts keep it."
+        if judged.task == "edit":
+            return "Name the object to change by its position, state the change exactly and ask to keep everything else."
+        wrong = "; ".join(f.text for f in judged.findings if f.dimension != PHYSICAL_QUALITY.key) or "only the drawing quality"
+        return f"Pin every object's colour, shape, size and position in the detailed form; what went wrong: {wrong}."
+
+
+class ShapesCritic(ProtocolCritic):
+    """The shapes-world reference critic behind the usual ``critique`` / ``judge`` interface.
+
+    :param perception_noise: probability that each seen object (and the word) is misperceived.
+    :param seed: seeds the misperceptions.
+    """
+
+    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, parse_retries: int = 1, name: str = "shapes") -> None:
+        super().__init__(
+            ShapesReferenceChat(perception_noise=perception_noise, seed=seed), parse_retries=parse_retries, name=name
+        )
