@@ -68,10 +68,6 @@ class Assessment:
         return sorted((f for f in self.findings if f.dimension == dimension), key=lambda f: -f.severity)
 
 
-def _name(spec: ObjectSpec | ShapeObject) -> str:
-    return describe(spec)[2:] if describe(spec).startswith("a ") else describe(spec)[3:]
-
-
 def _cost(spec: ObjectSpec, obj: AnalyzedObject) -> float:
     cost = WRONG_COLOUR * (spec.colour != obj.colour) + WRONG_SHAPE * (spec.shape != obj.shape)
     cost += WRONG_SIZE * (spec.size is not None and spec.size != obj.size)
@@ -188,8 +184,8 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
     """Judge a generated image (analyzed as ``seen``) against the request ``spec``."""
     key = TEXT_FAITHFULNESS.key
     pairs, missing, extra = match(spec.objects, seen.objects)
-    findings = [Finding(key, MISSING, f"the {_name(s)} is missing") for s in missing]
-    findings += [Finding(key, EXTRA, f"there is an extra {_name(o.as_object())}") for o in extra]
+    findings = [Finding(key, MISSING, f"the {describe(s, article=False)} is missing") for s in missing]
+    findings += [Finding(key, EXTRA, f"there is an extra {describe(o.as_object(), article=False)}") for o in extra]
     findings += [Finding(key, sev, text) for s, o in pairs for sev, text in _mismatches(s, o)]
     findings += _word(spec.word, seen) + _quality(seen.artifacts, seen.objects)
     scores = {d: _score(findings, d) for d in (key, PHYSICAL_QUALITY.key)}
@@ -253,22 +249,22 @@ def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedSc
     findings: list[Finding] = []
     for s in missing:
         if s.position in touched:
-            findings.append(Finding(tf, NOT_DONE, f"the {_name(s)} asked for is not there"))
+            findings.append(Finding(tf, NOT_DONE, f"the {describe(s, article=False)} asked for is not there"))
         else:
-            findings.append(Finding(imf, MISSING, f"the {_name(s)} of the source image is gone"))
+            findings.append(Finding(imf, MISSING, f"the {describe(s, article=False)} of the source image is gone"))
     for o in extra:
         if o.position in touched and o.as_object() in source.objects:
-            findings.append(Finding(tf, NOT_DONE, f"the {_name(o.as_object())} is still there"))
+            findings.append(Finding(tf, NOT_DONE, f"the {describe(o.as_object(), article=False)} is still there"))
         else:
             dim = tf if o.position in touched else imf
-            findings.append(Finding(dim, EXTRA, f"there is an unrequested {_name(o.as_object())}"))
+            findings.append(Finding(dim, EXTRA, f"there is an unrequested {describe(o.as_object(), article=False)}"))
     for s, o in pairs:
         problems = _mismatches(s, o)
         if not problems:
             continue
         if s.position in touched or o.position in touched:
             if o.as_object() in source.objects:
-                findings.append(Finding(tf, NOT_DONE, f"the edit was not made: the {_name(o.as_object())} is unchanged"))
+                findings.append(Finding(tf, NOT_DONE, f"the edit was not made: the {describe(o.as_object(), article=False)} is unchanged"))
             else:
                 findings += [Finding(tf, sev, text) for sev, text in problems]
         else:

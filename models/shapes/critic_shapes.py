@@ -27,7 +27,15 @@ from models.errors import ConfigError, InvalidInputError
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.assess import Assessment, assess_edit, assess_t2i
 from models.shapes.world import COLOURS, SHAPES, SIZES, parse_edit, parse_prompt
-from models.types import PHYSICAL_QUALITY, CritiqueRequest, PairRequest, Winner, task_dimensions
+from models.types import (
+    PHYSICAL_QUALITY,
+    CritiqueRequest,
+    DimensionVerdict,
+    PairRequest,
+    PairwiseJudgement,
+    Winner,
+    task_dimensions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +152,7 @@ class ShapesReferenceChat:
                 f"## Score B: {_fmt(score_b)}",
                 f"## Winner: {self._winner(score_a, score_b)}",
             ]
-        overall = self._overall(a, b)
+        overall = self._overall(request.task, a, b)
         verdict = "The two images are equally good." if overall == "tie" else f"Image {overall} is better."
         lines += [
             f"# Summary: {verdict} Image A: {self._summary(a)} Image B: {self._summary(b)}",
@@ -159,15 +167,14 @@ class ShapesReferenceChat:
         return "A" if score_a > score_b else "B"
 
     @staticmethod
-    def _overall(a: Assessment, b: Assessment) -> Winner:
-        policy = ScoringPolicy.default()
-        means = []
-        for judged in (a, b):
-            scored = [v for v in judged.scores.values() if v is not None]
-            means.append((sum(scored) / len(scored) - 1) / 3)
-        if abs(means[0] - means[1]) <= policy.tie_tolerance:
-            return "tie"
-        return "A" if means[0] > means[1] else "B"
+    def _overall(task: str, a: Assessment, b: Assessment) -> Winner:
+        """The overall winner exactly as the engine's default scoring policy reads the scores."""
+        verdicts = {
+            dim.key: DimensionVerdict(score_a=a.scores[dim.key], score_b=b.scores[dim.key], winner=None)
+            for dim in task_dimensions(task)
+        }
+        judgement = PairwiseJudgement(task=task, dimensions=verdicts, summary=None, raw="")  # type: ignore[arg-type]
+        return ScoringPolicy.default().pairwise_winner(judgement)
 
     # -- wording ------------------------------------------------------------------------------
 

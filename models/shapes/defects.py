@@ -112,12 +112,12 @@ def apply_fault(scene: Scene, kind: str, rng: random.Random, *, avoid: Sequence[
     free = [p for p in POSITIONS if scene.at(p) is None]
     if kind == "extra_object":
         extra = random_object(rng, rng.choice(free))
-        return Scene(scene.objects + (extra,), scene.word), Defect(kind, detail=f"an extra {describe(extra)[2:]}")
+        return Scene(scene.objects + (extra,), scene.word), Defect(kind, detail=f"an extra {describe(extra, article=False)}")
     candidates = [o for o in scene.objects if o.position not in avoid]
     if not candidates or (kind == "missing_object" and len(scene.objects) < 2):
         raise InvalidInputError(f"The fault {kind!r} needs an object outside {list(avoid)}; the scene has none.")
     obj = rng.choice(candidates)
-    name = describe(obj)[2:]
+    name = describe(obj, article=False)
     if kind == "missing_object":
         return _swap(scene, obj, None), Defect(kind, detail=f"the {name} is missing")
     if kind == "wrong_colour":

@@ -337,11 +337,13 @@ def position_phrase(position: str) -> str:
     return _POSITION_PHRASES[position]
 
 
-def describe(obj: ShapeObject | ObjectSpec) -> str:
-    """An object with an article and every attribute it has: "a large red circle at the top left"."""
+def describe(obj: ShapeObject | ObjectSpec, *, article: bool = True) -> str:
+    """An object with every attribute it has: "a large red circle at the top left" (without
+    the leading "a"/"an" when ``article`` is false)."""
     size = f"{obj.size} " if obj.size else ""
     where = f" {position_phrase(obj.position)}" if obj.position else ""
-    return _article(f"{size}{obj.colour} {obj.shape}") + where
+    noun = f"{size}{obj.colour} {obj.shape}"
+    return (_article(noun) if article else noun) + where
 
 
 def short_prompt(scene: Scene) -> str:
