@@ -55,7 +55,7 @@ class OpenAIChatLLM:
 
     def to_config(self) -> dict[str, Any]:
         """The settings that rebuild this backend (never the API key)."""
-        return {"backend": "openai", **self._client.to_config()}
+        return self._client.to_config()
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -131,7 +131,9 @@ class TransformersChatLLM:
             messages, add_generation_prompt=True, return_tensors="pt", return_dict=True,
             enable_thinking=False,  # Qwen3 templates: answer directly; other templates ignore it
         ).to(model.device)
-        sampling = {"do_sample": True, "temperature": self.temperature} if self.temperature > 0 else {"do_sample": False}
+        sampling: dict[str, Any] = {"do_sample": False}
+        if self.temperature > 0:
+            sampling = {"do_sample": True, "temperature": self.temperature}
         with torch.no_grad():
             output = model.generate(
                 **inputs, max_new_tokens=self.max_new_tokens, pad_token_id=tokenizer.pad_token_id, **sampling
@@ -141,14 +143,14 @@ class TransformersChatLLM:
 
     def to_config(self) -> dict[str, Any]:
         """The settings that rebuild this backend."""
-        return {"backend": "transformers", "model": self.model_id, "device": self.device, "dtype": self.dtype,
+        return {"model": self.model_id, "device": self.device, "dtype": self.dtype,
                 "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
 
 
-def build_chat_llm(backend: str, **settings: Any) -> ChatLLM:
-    """``OpenAIChatLLM`` for ``backend="openai"``, ``TransformersChatLLM`` for ``"transformers"``."""
-    if backend == "openai":
+def build_chat_llm(llm_backend: str, **settings: Any) -> ChatLLM:
+    """``OpenAIChatLLM`` for ``llm_backend="openai"``, ``TransformersChatLLM`` for ``"transformers"``."""
+    if llm_backend == "openai":
         return OpenAIChatLLM(**settings)
-    if backend == "transformers":
+    if llm_backend == "transformers":
         return TransformersChatLLM(**settings)
-    raise ConfigError(f"The rewriter LLM backend must be 'openai' or 'transformers'; got {backend!r}.")
+    raise ConfigError(f"llm_backend must be 'openai' or 'transformers'; got {llm_backend!r}.")

@@ -203,7 +203,7 @@ class DiffusersGenerator:
         self.lora = lora
         self.lora_scale = float(lora_scale)
         self.max_side = max_side
-        self._overrides = {"steps": steps, "guidance": guidance, "width": width, "height": height}
+        self._overrides: dict[str, Any] = {"steps": steps, "guidance": guidance, "width": width, "height": height}
         self._check_overrides()
         self.device = _resolve_device(device)
         if memory != "gpu" and not self.device.startswith("cuda"):

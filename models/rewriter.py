@@ -21,7 +21,7 @@ from models.types import Critique, Task, task_dimensions
 
 logger = logging.getLogger(__name__)
 
-LimitSource = Union[PromptLimit, Callable[[], PromptLimit], None]
+LimitSource = Union[PromptLimit, Callable[[Task], PromptLimit], None]
 
 _THINK = re.compile(r"<think>.*?(</think>|$)", re.DOTALL | re.IGNORECASE)
 _FENCE = re.compile(r"^```[\w-]*\s*\n?(.*?)\n?```$", re.DOTALL)
@@ -60,11 +60,12 @@ class CriticRewriter:
 class LLMRewriter:
     """An instruction-following LLM merges the critique into the prompt.
 
-    :param backend: ``"openai"`` (an OpenAI-compatible endpoint) or ``"transformers"`` (a local
-        causal LM); the remaining keyword settings go to that backend (``model``, ``base_url``,
-        ``timeout_s``, ``max_retries``, ``max_new_tokens``, ...; see ``models.chat_llm``).
-    :param limit: the generator's prompt length limit, or a function returning it (called on the
-        first rewrite, e.g. ``generator.prompt_limit``); default: 4000 characters.
+    :param llm_backend: ``"openai"`` (an OpenAI-compatible endpoint) or ``"transformers"`` (a
+        local causal LM); the remaining keyword settings go to that backend (``model``,
+        ``base_url``, ``timeout_s``, ``max_retries``, ``max_new_tokens``, ...; see ``models.chat_llm``).
+    :param limit: the generator's prompt length limit, or a function of the task returning it
+        (called once per task, on its first rewrite, e.g.
+        ``lambda task: services.get_generator(task).prompt_limit()``); default: 4000 characters.
     :param attempts: how many answers to ask for before a too-long one is an error.
 
     The answer is cleaned (reasoning blocks, code fences, ``Refined prompt:`` labels, quotes) and
@@ -73,22 +74,24 @@ class LLMRewriter:
 
     name = "llm"
 
-    def __init__(self, *, backend: str, limit: LimitSource = None, attempts: int = 2, **settings: Any) -> None:
+    def __init__(
+        self, *, llm_backend: str = "openai", limit: LimitSource = None, attempts: int = 2, **settings: Any
+    ) -> None:
         if not isinstance(attempts, int) or attempts < 1:
             raise ConfigError(f"attempts must be a whole number of 1 or more; got {attempts!r}.")
-        self.llm: ChatLLM = build_chat_llm(backend, **settings)
+        self.llm_backend = llm_backend
+        self.llm: ChatLLM = build_chat_llm(llm_backend, **settings)
         self.attempts = attempts
         self.last_note: str | None = None
         self._limit_source = limit
+        self._limits: dict[str, PromptLimit] = {}
 
-    @property
-    def limit(self) -> PromptLimit:
-        """The prompt length limit in force (resolved from the ``limit`` setting on first use)."""
-        if self._limit_source is None:
-            self._limit_source = PromptLimit()
-        elif callable(self._limit_source):
-            self._limit_source = self._limit_source()
-        return self._limit_source
+    def limit_for(self, task: Task) -> PromptLimit:
+        """The prompt length limit for ``task`` (from the ``limit`` setting, resolved once per task)."""
+        if task not in self._limits:
+            source = self._limit_source
+            self._limits[task] = source(task) if callable(source) else source or PromptLimit()
+        return self._limits[task]
 
     def rewrite(self, prompt: str, critique: Critique, task: Task) -> str:
         """The prompt rewritten by the LLM to fix the critique's weaknesses, within ``limit``.
@@ -97,7 +100,7 @@ class LLMRewriter:
         ``BackendUnavailableError`` when it cannot be reached.
         """
         prompt = check_prompt(prompt)
-        limit = self.limit
+        limit = self.limit_for(task)
         messages = build_rewrite_messages(prompt, critique, task, limit)
         for attempt in range(1, self.attempts + 1):
             answer = self.llm.chat(messages)
@@ -109,7 +112,9 @@ class LLMRewriter:
                 )
             length = limit.measure(text)
             if length <= limit.limit:
-                self.last_note = None if attempt == 1 else f"The LLM needed {attempt} answers to fit {limit.describe()}."
+                self.last_note = (
+                    None if attempt == 1 else f"The LLM needed {attempt} answers to fit {limit.describe()}."
+                )
                 return text
             logger.info("rewriter answer %d has %d %s; the limit is %d", attempt, length, limit.unit, limit.limit)
             messages = messages + [
@@ -125,7 +130,13 @@ class LLMRewriter:
 
     def to_config(self) -> dict[str, Any]:
         """The settings that rebuild this rewriter (the limit comes from the generator at run time)."""
-        return {**self.llm.to_config(), "attempts": self.attempts}
+        return {"llm_backend": self.llm_backend, **self.llm.to_config(), "attempts": self.attempts}
+
+    def close(self) -> None:
+        """Release the LLM backend (HTTP client) if it holds one."""
+        close = getattr(self.llm, "close", None)
+        if close is not None:
+            close()
 
 
 def build_rewrite_messages(prompt: str, critique: Critique, task: Task, limit: PromptLimit) -> list[Message]:

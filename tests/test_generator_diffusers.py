@@ -70,7 +70,7 @@ def test_task_inferred_from_pipeline_class(flux: DiffusersGenerator, kontext: Di
 
 def test_task_mismatch_is_config_error(folders: dict[str, Path]) -> None:
     with pytest.raises(ConfigError, match="FluxPipeline"):
-        DiffusersGenerator(model=str(folders["flux"]), task="edit").tasks
+        _ = DiffusersGenerator(model=str(folders["flux"]), task="edit").tasks
 
 
 def test_missing_folder_is_backend_unavailable(tmp_path: Path) -> None:

@@ -47,7 +47,7 @@ def replies(*texts: str) -> Any:
 
 
 def llm_rewriter(stub: OpenAIStub, **kw: Any) -> LLMRewriter:
-    return LLMRewriter(backend="openai", base_url=stub.url, max_retries=0, timeout_s=5.0, **kw)
+    return LLMRewriter(llm_backend="openai", base_url=stub.url, max_retries=0, timeout_s=5.0, **kw)
 
 
 # -- CriticRewriter -----------------------------------------------------------------------------
@@ -102,7 +102,9 @@ def test_llm_rewriter_sends_critique_and_cleans_answer() -> None:
     assert "Text Faithfulness (2.5/4): The square is green, not blue." in user["content"]
     assert "Physical and Visual Quality" not in user["content"]  # scored 4: nothing to fix
     assert rewriter.last_note is None
-    assert rewriter.to_config()["backend"] == "openai" and "api_key" not in rewriter.to_config()
+    config = rewriter.to_config()
+    assert config["llm_backend"] == "openai" and config["base_url"] == stub.url and "api_key" not in config
+    assert LLMRewriter(**config).to_config() == config  # a settings file rebuilds it
 
 
 def test_llm_rewriter_asks_again_when_over_the_limit() -> None:
@@ -137,35 +139,38 @@ def test_llm_rewriter_empty_answer_is_an_error_not_a_keep() -> None:
             llm_rewriter(stub).rewrite(PROMPT, critique(), "t2i")
 
 
-def test_llm_rewriter_limit_function_called_on_first_rewrite() -> None:
-    calls: list[int] = []
+def test_llm_rewriter_limit_function_called_once_per_task() -> None:
+    calls: list[str] = []
 
-    def limit() -> PromptLimit:
-        calls.append(1)
-        return PromptLimit(max_chars=300)
+    def limit(task: str) -> PromptLimit:
+        calls.append(task)
+        return PromptLimit(max_chars=300 if task == "t2i" else 10)
 
     with OpenAIStub(reply=replies("A red circle.")) as stub:
         rewriter = llm_rewriter(stub, limit=limit)
         assert calls == []
         rewriter.rewrite(PROMPT, critique(), "t2i")
         rewriter.rewrite(PROMPT, critique(), "t2i")
-    assert calls == [1]
+        with pytest.raises(RewriteError, match="at most 10 characters"):
+            rewriter.rewrite(PROMPT, critique(), "edit")
+    assert calls == ["t2i", "edit"]
 
 
 def test_llm_rewriter_unreachable_server() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]  # closed again below: nothing listens there
-    rewriter = LLMRewriter(backend="openai", base_url=f"http://127.0.0.1:{port}/v1", max_retries=0, timeout_s=2.0)
+    url = f"http://127.0.0.1:{port}/v1"
+    rewriter = LLMRewriter(llm_backend="openai", base_url=url, max_retries=0, timeout_s=2.0)
     with pytest.raises(BackendUnavailableError, match=f"127.0.0.1:{port}"):
         rewriter.rewrite(PROMPT, critique(), "t2i")
 
 
 def test_llm_rewriter_bad_settings() -> None:
     with pytest.raises(ConfigError, match="'openai' or 'transformers'"):
-        LLMRewriter(backend="vllm")
+        LLMRewriter(llm_backend="vllm")
     with pytest.raises(ConfigError, match="attempts"):
-        LLMRewriter(backend="openai", attempts=0)
+        LLMRewriter(llm_backend="openai", attempts=0)
 
 
 # -- LLMRewriter over a local transformers model -----------------------------------------------
@@ -177,20 +182,20 @@ def tiny_lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_transformers_rewriter_answers_through_chat_template(tiny_lm: Path) -> None:
-    rewriter = LLMRewriter(backend="transformers", model=str(tiny_lm), max_new_tokens=8,
+    rewriter = LLMRewriter(llm_backend="transformers", model=str(tiny_lm), max_new_tokens=8,
                            limit=PromptLimit(max_chars=100))
     assert rewriter.rewrite(PROMPT, critique(), "t2i") == "aaaaaaaa"  # the tiny model always writes "a"
     assert rewriter.to_config()["model"] == str(tiny_lm)
 
 
 def test_transformers_rewriter_enforces_limit(tiny_lm: Path) -> None:
-    rewriter = LLMRewriter(backend="transformers", model=str(tiny_lm), max_new_tokens=8,
+    rewriter = LLMRewriter(llm_backend="transformers", model=str(tiny_lm), max_new_tokens=8,
                            limit=PromptLimit(max_chars=5))
     with pytest.raises(RewriteError, match="still 8 characters long after 2 answers"):
         rewriter.rewrite(PROMPT, critique(), "t2i")
 
 
 def test_transformers_rewriter_missing_model(tmp_path: Path) -> None:
-    rewriter = LLMRewriter(backend="transformers", model=str(tmp_path / "nothing"))
+    rewriter = LLMRewriter(llm_backend="transformers", model=str(tmp_path / "nothing"))
     with pytest.raises(BackendUnavailableError, match="Could not load the rewriter LLM"):
         rewriter.rewrite(PROMPT, critique(), "t2i")
