@@ -11,6 +11,7 @@ from models.critic.parser import parse_critique, parse_pairwise
 from models.critic.prompts import build_pointwise_prompt
 from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError
+from models.registry import load_backend
 from models.shapes.analyzer import analyze
 from models.shapes.critic_shapes import ShapesCritic, ShapesReferenceChat, perturb
 from models.shapes.defects import Defect, apply_edit_fault, apply_fault, render_with_defects
@@ -157,6 +158,6 @@ def test_noisy_critic_is_seeded():
 def test_settings_are_checked_and_recorded():
     with pytest.raises(ConfigError, match="perception_noise"):
         ShapesCritic(perception_noise=1.5)
-    assert ShapesCritic(perception_noise=0.2, seed=3).to_config() == {
-        "backend": "shapes", "perception_noise": 0.2, "seed": 3, "parse_retries": 1
-    }
+    config = ShapesCritic(perception_noise=0.2, seed=3).to_config()
+    assert config == {"perception_noise": 0.2, "seed": 3, "parse_retries": 1}
+    assert load_backend("critic", "shapes", **config).to_config() == config

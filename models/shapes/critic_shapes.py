@@ -93,7 +93,7 @@ class ShapesReferenceChat:
 
     def to_config(self) -> dict[str, object]:
         """Settings that rebuild this backend."""
-        return {"backend": "shapes", "perception_noise": self.perception_noise, "seed": self.seed}
+        return {"perception_noise": self.perception_noise, "seed": self.seed}
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
         """Critique text for each prompt, or a ``CompletionError`` when the request is not a
