@@ -137,3 +137,42 @@ def save_tiny_stable_diffusion(folder: Path) -> Path:
     )
     pipe.save_pretrained(folder)
     return folder
+
+
+class RecordingPipeline:
+    """Stands in for a real pipeline whose weights we cannot build cheaply (Qwen-Image, SDXL, FLUX
+    schnell): records each call's keyword arguments and returns blank images of the asked size, or
+    of ``own_size`` when the call leaves the size to the pipeline."""
+
+    vae_scale_factor = 8
+    own_size = (1184, 896)
+
+    def __init__(self, guidance_embeds: bool = True) -> None:
+        from types import SimpleNamespace
+
+        self.calls: list[dict[str, Any]] = []
+        self.scheduler = SimpleNamespace()
+        self.transformer = SimpleNamespace(config=SimpleNamespace(guidance_embeds=guidance_embeds))
+
+    def set_progress_bar_config(self, **kwargs: Any) -> None:
+        """Accepted and ignored."""
+
+    def to(self, device: str) -> "RecordingPipeline":
+        return self
+
+    def __call__(self, **kwargs: Any) -> Any:
+        from types import SimpleNamespace
+
+        from PIL import Image
+
+        self.calls.append(kwargs)
+        size = (kwargs["width"], kwargs["height"]) if "width" in kwargs else self.own_size
+        return SimpleNamespace(images=[Image.new("RGB", size) for _ in range(kwargs["num_images_per_prompt"])])
+
+
+def recording_pipeline_folder(folder: Path, class_name: str) -> Path:
+    """A folder whose ``model_index.json`` names ``class_name`` (no weights: pair it with a
+    ``RecordingPipeline`` patched in as the loader's result)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "model_index.json").write_text(json.dumps({"_class_name": class_name}))
+    return folder

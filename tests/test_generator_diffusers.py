@@ -17,6 +17,8 @@ from models.errors import BackendUnavailableError, CancellationError, ConfigErro
 from models.generator_diffusers import DiffusersGenerator  # noqa: E402
 from models.types import GenerationRequest  # noqa: E402
 from tests.generator_helpers import (  # noqa: E402
+    RecordingPipeline,
+    recording_pipeline_folder,
     save_tiny_flux,
     save_tiny_flux_lora,
     save_tiny_stable_diffusion,
@@ -254,3 +256,69 @@ def test_stable_diffusion_pipeline(tmp_path: Path) -> None:
     assert (result.settings["scheduler"], result.settings["guidance_kw"]) == ("DDIMScheduler", "guidance_scale")
     assert gen.prompt_limit().limit == 77
     assert json.dumps(gen.to_config())  # settings round-trip through JSON
+
+
+# -- per-family call quirks (recorded calls: these pipelines are too costly to build here) -------
+
+
+def recorded(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, class_name: str, folder: str = "model", **pipe_kw: object
+) -> tuple[DiffusersGenerator, RecordingPipeline]:
+    pipe = type(class_name, (RecordingPipeline,), {})(**pipe_kw)
+    monkeypatch.setattr("diffusers.DiffusionPipeline.from_pretrained", lambda *a, **k: pipe)
+    return DiffusersGenerator(model=str(recording_pipeline_folder(tmp_path / folder, class_name))), pipe
+
+
+def test_qwen_image_edit_plus_takes_image_list_and_picks_its_own_size(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gen, pipe = recorded(monkeypatch, tmp_path, "QwenImageEditPlusPipeline")
+    result = gen.generate(GenerationRequest(task="edit", prompt="make it blue", source_image=source(64, 48)))
+    (call,) = pipe.calls
+    assert isinstance(call["image"], list) and call["image"][0].size == (64, 48)
+    assert (call["true_cfg_scale"], call["negative_prompt"], call["num_inference_steps"]) == (4.0, " ", 40)
+    assert "width" not in call and "guidance_scale" not in call
+    # the actual output size is recorded, not a requested one
+    assert (result.settings["width"], result.settings["height"]) == RecordingPipeline.own_size
+    assert result.settings["family"] == "Qwen-Image-Edit-2509"
+
+
+def test_qwen_image_edit_honours_a_requested_size(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    gen, pipe = recorded(monkeypatch, tmp_path, "QwenImageEditPipeline")
+    request = GenerationRequest(task="edit", prompt="make it blue", source_image=source(), width=520, height=384)
+    assert gen.generate(request).images[0].size == (512, 384)  # snapped to multiples of 16
+    assert not isinstance(pipe.calls[0]["image"], list)
+
+
+def test_qwen_image_defaults_and_cfg_off_at_guidance_1(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    gen, pipe = recorded(monkeypatch, tmp_path, "QwenImagePipeline")
+    assert gen.generate(t2i()).images[0].size == (1328, 1328)
+    assert (pipe.calls[0]["num_inference_steps"], pipe.calls[0]["true_cfg_scale"]) == (50, 4.0)
+    gen.generate(t2i(guidance=1.0))
+    assert "negative_prompt" not in pipe.calls[1]  # true CFG needs guidance above 1
+
+
+def test_sdxl_uses_guidance_scale_and_multiples_of_8(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    gen, pipe = recorded(monkeypatch, tmp_path, "StableDiffusionXLPipeline")
+    result = gen.generate(t2i(width=1001, height=768))
+    (call,) = pipe.calls
+    assert (call["guidance_scale"], call["num_inference_steps"], call["width"]) == (5.0, 30, 1000)
+    assert "max_sequence_length" not in call and "negative_prompt" not in call
+    assert result.settings["family"] == "SDXL"
+
+
+def test_flux_without_guidance_embedding_gets_schnell_defaults(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    gen, pipe = recorded(monkeypatch, tmp_path, "FluxPipeline", guidance_embeds=False)
+    result = gen.generate(t2i())
+    (call,) = pipe.calls
+    assert (call["num_inference_steps"], call["true_cfg_scale"], call["max_sequence_length"]) == (4, 0.0, 256)
+    assert "negative_prompt" not in call and result.settings["family"] == "FLUX.1-schnell"
+
+
+def test_sd35_medium_recognised_by_name(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    gen, pipe = recorded(monkeypatch, tmp_path, "StableDiffusion3Pipeline", folder="stable-diffusion-3.5-medium")
+    gen.generate(t2i())
+    (call,) = pipe.calls
+    assert (call["num_inference_steps"], call["guidance_scale"], call["max_sequence_length"]) == (40, 4.5, 256)
