@@ -19,7 +19,7 @@ from PIL import Image
 
 from models.critic.scoring import ScoringPolicy
 from models.errors import InvalidInputError
-from models.images import check_prompt, prepare_image
+from models.images import ImageInput, check_prompt, prepare_image
 from models.types import TASKS, Critique, CritiqueRequest, CritiqueResult, Task, task_dimensions
 from studio.services import Services
 from studio.store import DIMENSION_COLUMNS
@@ -99,7 +99,7 @@ def diagnose(request: CritiqueRequest, services: Services, *, policy: ScoringPol
     Raises ``InvalidInputError`` (before the critic is called) for an empty prompt, an unreadable
     image, or an edit without a source image.
     """
-    checked = _checked(request)
+    checked = _checked(request.task, request.prompt, request.image, request.source_image)
     result = services.get_critic().critique([checked])[0]
     return _record(services, checked, result, policy or ScoringPolicy.default())
 
@@ -125,11 +125,11 @@ def diagnose_many(
         rows: dict[int, DiagnosisRow] = {}
         for i, item in enumerate(chunk):
             try:
-                ready.append((item, _checked(CritiqueRequest(item.task, item.prompt, item.image, item.source_image))))
+                ready.append((item, _checked(item.task, item.prompt, item.image, item.source_image)))
             except InvalidInputError as e:
                 rows[i] = DiagnosisRow(item.name, item.task, item.prompt, ok=False, score=None, failure=str(e))
         results = critic.critique([request for _, request in ready]) if ready else []
-        done = iter(zip(ready, results))
+        done = iter(zip(ready, results, strict=True))
         for i, item in enumerate(chunk):
             if i not in rows:
                 (_, request), result = next(done)
@@ -170,15 +170,16 @@ def write_csv(rows: Iterable[DiagnosisRow], path: str | Path) -> Path:
     return path
 
 
-def _checked(request: CritiqueRequest) -> CritiqueRequest:
-    if request.task not in TASKS:
-        raise InvalidInputError(f"Unknown task {request.task!r}; use 't2i' or 'edit'.")
-    source = None
-    if request.task == "edit":
-        if request.source_image is None:
+def _checked(task: str, prompt: str, image: ImageInput, source: ImageInput | None) -> CritiqueRequest:
+    """A request with a checked prompt and decoded images; ``InvalidInputError`` otherwise."""
+    if task not in TASKS:
+        raise InvalidInputError(f"Unknown task {task!r}; use 't2i' or 'edit'.")
+    checked_source = None
+    if task == "edit":
+        if source is None:
             raise InvalidInputError("Diagnosing an edit needs the source image; none was given. Add it or switch to t2i.")
-        source = prepare_image(request.source_image, what="source image")
-    return CritiqueRequest(request.task, check_prompt(request.prompt), prepare_image(request.image), source)
+        checked_source = prepare_image(source, what="source image")
+    return CritiqueRequest(task, check_prompt(prompt), prepare_image(image), checked_source)  # type: ignore[arg-type]
 
 
 def _record(services: Services, request: CritiqueRequest, result: CritiqueResult, policy: ScoringPolicy) -> Diagnosis:
@@ -226,8 +227,11 @@ def _from_table(path: Path, default_task: Task) -> list[BatchItem]:
         if not record.get("prompt") or not record.get("image"):
             raise InvalidInputError(f"{path}, row {n}: needs 'prompt' and 'image' values; got {sorted(record)}.")
         source = record.get("source_image") or None
+        task = record.get("task") or default_task
+        if task not in TASKS:
+            raise InvalidInputError(f"{path}, row {n}: unknown task {task!r}; use 't2i' or 'edit'.")
         items.append(BatchItem(
-            name=Path(record["image"]).name, task=record.get("task") or default_task, prompt=record["prompt"],
+            name=Path(record["image"]).name, task=task, prompt=record["prompt"],
             image=path.parent / record["image"], source_image=path.parent / source if source else None,
         ))
     if not items:

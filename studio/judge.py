@@ -81,6 +81,7 @@ def judge_pair(
     winner_ba = _winner(ba, policy, "B/A", failures) if ba is not None else None
     winner_ba = _SWAP[winner_ba] if winner_ba is not None else None
     consistent: bool | None = None
+    winner: Winner | None
     if winner_ab is not None and winner_ba is not None:
         check = position_consistency(ab, ba, policy)  # type: ignore[arg-type]
         consistent, winner = check.consistent, check.final

@@ -33,7 +33,7 @@ import inspect
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Literal, Union
+from typing import Any, Callable, Generator as EventGen, Iterator, Literal, Union
 
 from PIL import Image
 
@@ -215,17 +215,31 @@ def refine(
 
     :param should_stop: called between model calls; returning True cancels the session.
     :param session_id: continue this existing session instead (same as ``resume``).
-    Raises ``InvalidInputError`` (before any model call) for an empty prompt or an edit without
-    a source image, ``ConfigError`` when the task has no generator.
+    Raises, when called (before the first event), ``InvalidInputError`` for an empty prompt or an
+    edit without a source image and ``ConfigError`` when the task has no generator. The session
+    is recorded when the first event is taken.
     """
     if session_id is not None:
-        yield from resume(session_id, services, should_stop=should_stop)
-        return
+        return resume(session_id, services, should_stop=should_stop)
     prompt = check_prompt(request.prompt)
     source = _checked_source(request)
     generator = services.get_generator(request.task)
     critic = services.get_critic()
     _check_supports(generator, request.task)
+    return _start(request, prompt, source, services, settings, generator, critic, should_stop)
+
+
+def _start(
+    request: RefineRequest,
+    prompt: str,
+    source: Image.Image | None,
+    services: Services,
+    settings: LoopSettings,
+    generator: Generator,
+    critic: Critic,
+    should_stop: ShouldStop | None,
+) -> Iterator[LoopEvent]:
+    """Record the new session, then run it."""
     store = services.store
     source_id = store.save_image(source, role="source").id if source is not None else None
     backends = {"generator": generator.to_config(), "critic": critic.to_config()}
@@ -256,9 +270,9 @@ def resume(
     :param prompt: the prompt of the next round (an edited or approved proposal); by default the
         proposal waiting for approval, else the prompt the last round proposed (re-proposed from
         its stored critique when the crash came before that).
-    :param settings: replace the session's settings (e.g. more ``max_rounds``).
-    Raises ``NotFoundError`` for an unknown id and ``InvalidInputError`` when the session is still
-    running in a live process.
+    :param settings: replace the session's settings (e.g. more ``max_rounds``, other thresholds).
+    Raises, when called, ``NotFoundError`` for an unknown id and ``InvalidInputError`` when the
+    session is still running in a live process or the prompt is empty.
     """
     store = services.store
     row = store.get_session(session_id)
@@ -267,10 +281,25 @@ def resume(
             f"Session {session_id} is still running; stop it (or wait for it to finish) before resuming."
         )
     settings = settings or LoopSettings.from_dict(row["settings"])
-    task: Task = row["task"]
-    generator = services.get_generator(task)
+    generator = services.get_generator(row["task"])
     critic = services.get_critic()
-    _check_supports(generator, task)
+    _check_supports(generator, row["task"])
+    if prompt is not None:
+        prompt = check_prompt(prompt)
+    return _continue(row, services, settings, generator, critic, prompt, should_stop)
+
+
+def _continue(
+    row: dict[str, Any],
+    services: Services,
+    settings: LoopSettings,
+    generator: Generator,
+    critic: Critic,
+    prompt: str | None,
+    should_stop: ShouldStop | None,
+) -> Iterator[LoopEvent]:
+    """Restore a session's state from the store, then run it."""
+    store, session_id, task = services.store, row["id"], row["task"]
     for stale in store.rounds(session_id, status="running"):
         store.update_round(stale["id"], status="interrupted")
     store.claim_session(session_id)
@@ -284,11 +313,14 @@ def resume(
         failures=sum(r["failures"] or 0 for r in store.rounds(session_id)),
         best=_Best.from_session(row),
     )
+    if state.best is not None:  # the thresholds may have changed with the settings
+        best_critique = store.get_critique(state.best.critique_id)
+        state.best.meets = isinstance(best_critique, Critique) and meets_thresholds(best_critique, settings.thresholds)
     if done:
         state.last_critique = store.get_critique(done[-1]["best_critique_id"])  # type: ignore[assignment]
         state.prompt = row["pending_prompt"] if row["pending_prompt"] else done[-1]["next_prompt"]
     if prompt is not None:
-        state.prompt = check_prompt(prompt)
+        state.prompt = prompt
     if done and (prompt is not None or row["pending_prompt"]):  # a person edited or approved it
         store.update_round(done[-1]["id"], next_prompt=state.prompt, prompt_source="human")
     store.update_session(session_id, pending_prompt=None)
@@ -384,7 +416,7 @@ def _round(
     critic: Critic,
     policy: ScoringPolicy,
     cancelled: ShouldStop,
-) -> Iterator[LoopEvent]:
+) -> EventGen[LoopEvent, None, StopReason | None]:
     """One round. Returns a stop reason when the round itself ends the session."""
     settings, sid = state.settings, state.session_id
     index = len(state.round_scores) + 1
@@ -408,7 +440,7 @@ def _round(
         store.update_round(round_id, status="cancelled", generate_s=generate_s)
         return "cancelled"
     stored = []
-    for i, (image, image_seed) in enumerate(zip(result.images, result.seeds)):
+    for i, (image, image_seed) in enumerate(zip(result.images, result.seeds, strict=True)):
         saved = store.save_image(image, role="candidate", session_id=sid, round_id=round_id, candidate=i,
                                  seed=image_seed, settings=result.settings)
         stored.append(saved.id)
@@ -425,7 +457,7 @@ def _round(
     critique_s = time.perf_counter() - started
     failures = 0
     ranked: list[tuple[tuple[bool, float], int, int, Critique]] = []
-    for i, (image_id, critique) in enumerate(zip(stored, critiques)):
+    for i, (image_id, critique) in enumerate(zip(stored, critiques, strict=True)):
         score = policy.score(critique) if isinstance(critique, Critique) else None
         meets = isinstance(critique, Critique) and meets_thresholds(critique, settings.thresholds)
         critique_id = store.save_critique(

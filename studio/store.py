@@ -39,7 +39,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from models.errors import InvalidInputError, NotFoundError
-from models.types import Critique, CritiqueFailure, CritiqueResult, TASKS, task_dimensions
+from models.types import Critique, CritiqueFailure, CritiqueResult, task_dimensions
 
 logger = logging.getLogger(__name__)
 
@@ -70,7 +70,7 @@ def now() -> str:
 @MIGRATIONS()
 def m001_initial(db: Database) -> None:
     """Sessions, rounds, images, critiques, judgements, votes, notes and jobs."""
-    db["sessions"].create(
+    db.table("sessions").create(
         {
             "id": str, "task": str, "prompt": str, "status": str, "stop_reason": str, "message": str,
             "settings": str, "source_image_id": int, "generator": str, "critic": str, "rewriter": str,
@@ -81,7 +81,7 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"task", "prompt", "status", "created", "updated"},
     )
-    db["rounds"].create(
+    db.table("rounds").create(
         {
             "id": int, "session_id": str, "idx": int, "prompt": str, "seed": int, "status": str,
             "best_image_id": int, "best_critique_id": int, "best_score": float, "failures": int,
@@ -91,7 +91,7 @@ def m001_initial(db: Database) -> None:
         pk="id",
         foreign_keys=[("session_id", "sessions", "id")],
     )
-    db["images"].create(
+    db.table("images").create(
         {
             "id": int, "sha256": str, "path": str, "width": int, "height": int, "role": str,
             "session_id": str, "round_id": int, "candidate": int, "seed": int, "settings": str,
@@ -100,7 +100,7 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"sha256", "path", "role"},
     )
-    db["critiques"].create(
+    db.table("critiques").create(
         {
             "id": int, "image_id": int, "session_id": str, "round_id": int, "candidate": int,
             "task": str, "prompt": str, "critic_name": str, "ok": int, "failure_reason": str,
@@ -111,7 +111,7 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["judgements"].create(
+    db.table("judgements").create(
         {
             "id": int, "task": str, "prompt": str, "image_a_id": int, "image_b_id": int,
             "source_image_id": int, "critic_name": str, "winner": str, "consistent": int,
@@ -119,7 +119,7 @@ def m001_initial(db: Database) -> None:
         },
         pk="id",
     )
-    db["votes"].create(
+    db.table("votes").create(
         {
             "id": int, "judgement_id": int, "task": str, "prompt": str, "image_a_id": int,
             "image_b_id": int, "source_image_id": int, "model_a": str, "model_b": str, "vote": str,
@@ -128,10 +128,10 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"vote", "prompt"},
     )
-    db["notes"].create(
+    db.table("notes").create(
         {"id": int, "session_id": str, "round_id": int, "text": str, "created": str}, pk="id"
     )
-    db["jobs"].create(
+    db.table("jobs").create(
         {
             "id": str, "kind": str, "status": str, "config": str, "folder": str, "pid": int,
             "message": str, "created": str, "updated": str,
@@ -139,12 +139,12 @@ def m001_initial(db: Database) -> None:
         pk="id",
         not_null={"kind", "status"},
     )
-    db["sessions"].create_index(["status"])
-    db["sessions"].create_index(["created"])
-    db["rounds"].create_index(["session_id", "idx"])
-    db["images"].create_index(["session_id"])
-    db["critiques"].create_index(["session_id"])
-    db["critiques"].create_index(["image_id"])
+    db.table("sessions").create_index(["status"])
+    db.table("sessions").create_index(["created"])
+    db.table("rounds").create_index(["session_id", "idx"])
+    db.table("images").create_index(["session_id"])
+    db.table("critiques").create_index(["session_id"])
+    db.table("critiques").create_index(["image_id"])
 
 
 @dataclass(frozen=True)
@@ -509,7 +509,7 @@ class SessionStore:
     def delete_job(self, job_id: str) -> None:
         """Forget job ``job_id`` (its folder stays on disk)."""
         self._get("jobs", job_id)
-        self.db["jobs"].delete(job_id)
+        self.db.execute("delete from jobs where id = ?", [job_id])
 
     # -- search and export ----------------------------------------------------------------------
 

@@ -255,7 +255,7 @@ def test_refine_rejects_edit_without_source_before_any_model_call(tmp_path):
     generator = SquaresGenerator()
     services = make_services(tmp_path, ScriptedCritic([good()]), generator)
     with pytest.raises(InvalidInputError, match="source image"):
-        run(services, LoopSettings(), RefineRequest("edit", "make it blue"))
+        refine(RefineRequest("edit", "make it blue"), services, LoopSettings())  # raises when called
     assert generator.requests == [] and services.store.search_sessions() == []
 
 
@@ -391,7 +391,7 @@ def test_resume_refuses_a_session_still_running(tmp_path):
     stream = refine(T2I, services, LoopSettings())
     started = next(stream)
     with pytest.raises(InvalidInputError, match="still running"):
-        list(resume(started.session_id, services))
+        resume(started.session_id, services)
     stream.close()
 
 
@@ -401,3 +401,12 @@ def test_resume_with_more_rounds_continues_a_finished_session(tmp_path):
     more = list(resume(first.session_id, services, settings=LoopSettings(max_rounds=2, plateau_rounds=0)))
     assert [e.round for e in of(more, RoundStarted)] == [2]
     assert services.store.get_session(first.session_id)["settings"]["max_rounds"] == 2
+
+
+def test_resume_with_stricter_thresholds_continues_a_met_session(tmp_path):
+    services = make_services(tmp_path, ScriptedCritic([good(3.6), good(3.9)]))
+    first = stopped(run(services, LoopSettings(max_rounds=3)))
+    assert first.reason == "thresholds_met"
+    stricter = LoopSettings(max_rounds=3, thresholds={"text_faithfulness": 3.8, "physical_quality": 3.8})
+    more = list(resume(first.session_id, services, settings=stricter))
+    assert (stopped(more).reason, stopped(more).best.round) == ("thresholds_met", 2)
