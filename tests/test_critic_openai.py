@@ -304,3 +304,40 @@ def test_critic_to_config_round_trips_without_key():
     rebuilt = OpenAICritic(**config)
     assert rebuilt.to_config() == config
     rebuilt.close()
+
+
+@pytest.mark.parametrize(
+    "image",
+    [
+        Image.effect_noise((37, 21), 60).convert("RGB"),  # the direct RGB writer
+        Image.effect_noise((16, 9), 60),  # mode L: Pillow's writer
+        Image.new("RGBA", (5, 7), (10, 20, 30, 40)),
+    ],
+)
+def test_png_data_uri_is_lossless(image):
+    import base64
+    import io
+
+    from models.critic.chat import png_data_uri
+
+    uri = png_data_uri(image)
+    assert uri.startswith("data:image/png;base64,")
+    decoded = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
+    assert decoded.format == "PNG" and decoded.mode == image.mode and decoded.size == image.size
+    assert decoded.tobytes() == image.tobytes()
+
+
+def test_images_are_encoded_once_per_prompt_across_re_asks(monkeypatch):
+    from models.critic import chat
+
+    encoded = []
+    real = chat.png_data_uri
+    monkeypatch.setattr(chat, "png_data_uri", lambda image: encoded.append(image) or real(image))
+    with OpenAIStub(reply=lambda body: "I cannot help with that.") as stub:
+        critic = OpenAICritic(base_url=stub.url, parse_retries=2)
+        try:
+            critic.critique(_critique_requests(2))
+        finally:
+            critic.close()
+    assert stub.chat_requests == 6
+    assert len(encoded) == 2

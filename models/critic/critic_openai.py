@@ -1,29 +1,30 @@
 """The critic over any OpenAI-compatible server, such as ``vllm serve TIGER-Lab/RationalRewards-8B-T2I``.
 
-``OpenAIChat`` is the ``TextCompleter``: one shared ``httpx2.AsyncClient`` on a private event loop
-in a daemon thread, so the synchronous ``complete()`` works from any thread (Gradio workers
+``OpenAIChat`` is the ``TextCompleter``: one shared ``aiohttp.ClientSession`` on a private event
+loop in a daemon thread, so the synchronous ``complete()`` works from any thread (Gradio workers
 included) and concurrent calls share one concurrency limit. Connection errors, timeouts, HTTP 429
 (honouring ``Retry-After``) and 5xx are retried with exponential backoff and jitter; other 4xx
 answers fail at once with the server's message. ``OpenAICritic`` is ``ProtocolCritic`` over it.
 
-The client is ``httpx2`` (the maintained httpx fork that huggingface_hub already depends on), not
-``httpx`` 0.28: httpcore 1.0's connection pool rescans every connection for every request, which
-at 32 connections cost about 3x the client CPU per request and kept the HTTP benchmark far below
-its floor (``bench/critic_http.py``).
+The client is ``aiohttp`` (C HTTP parser, a plain asyncio connection pool), not ``httpx``/``httpx2``,
+whose anyio/httpcore layers cost several times aiohttp's client CPU per request; on a busy machine
+that CPU kept ``bench/critic_http.py`` far below its floor. JSON goes through ``orjson``.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
+import functools
 import logging
 import os
 import random
 import threading
+from dataclasses import dataclass
 from typing import Any, Coroutine, Sequence, TypeVar, Union
 from urllib.parse import urlsplit
 
-import httpx2
+import aiohttp
+import orjson
 
 from models.critic.chat import ChatPrompt, CompletionError, to_openai_messages
 from models.critic.runner import ProtocolCritic
@@ -83,6 +84,28 @@ class _Transient(Exception):
         self.retry_after = retry_after
 
 
+@dataclass
+class _Answer:
+    """One HTTP answer, read in full: status, body, and the ``Retry-After`` header if any."""
+
+    status: int
+    body: bytes
+    retry_after: str | None = None
+
+    @functools.cached_property
+    def data(self) -> Any:
+        """The body as JSON; ``None`` when it is not JSON."""
+        try:
+            return orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            return None
+
+    @property
+    def text(self) -> str:
+        """The body as text (undecodable bytes replaced)."""
+        return self.body.decode("utf-8", errors="replace")
+
+
 class OpenAIChat:
     """Chat completions from an OpenAI-compatible server, as a ``TextCompleter``.
 
@@ -137,7 +160,7 @@ class OpenAIChat:
         self._lock = threading.RLock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._client: httpx2.AsyncClient | None = None
+        self._session: aiohttp.ClientSession | None = None
         self._semaphore: asyncio.Semaphore | None = None
         self._closed = False
 
@@ -173,8 +196,8 @@ class OpenAIChat:
             self._closed = True
             if self._loop is None or self._thread is None:
                 return
-            assert self._client is not None
-            asyncio.run_coroutine_threadsafe(self._client.aclose(), self._loop).result()
+            assert self._session is not None
+            asyncio.run_coroutine_threadsafe(self._session.close(), self._loop).result()
             asyncio.run_coroutine_threadsafe(self._loop.shutdown_default_executor(), self._loop).result()
             self._loop.call_soon_threadsafe(self._loop.stop)
             self._thread.join()
@@ -228,42 +251,52 @@ class OpenAIChat:
         headers = {"Content-Type": "application/json"}
         if self._api_key:
             headers["Authorization"] = f"Bearer {self._api_key}"
-        self._client = httpx2.AsyncClient(
+        self._session = aiohttp.ClientSession(
             headers=headers,
-            timeout=httpx2.Timeout(self.timeout_s),
+            timeout=_timeout(self.timeout_s),
             # one connection more than the limit, for a health check while requests run
-            limits=httpx2.Limits(
-                max_connections=self.concurrency + 1, max_keepalive_connections=self.concurrency + 1
-            ),
+            connector=aiohttp.TCPConnector(limit=self.concurrency + 1),
         )
         self._semaphore = asyncio.Semaphore(self.concurrency)
+
+    async def _request(
+        self, method: str, url: str, body: bytes | None = None, *, timeout_s: float | None = None
+    ) -> _Answer:
+        """Send one request and read the whole answer.
+
+        Raises ``TimeoutError`` when no connection or no answer comes within ``timeout_s``
+        (default: the client's ``timeout_s``) and ``aiohttp.ClientError`` when the connection fails.
+        """
+        assert self._session is not None
+        timeout = _timeout(self.timeout_s if timeout_s is None else timeout_s)
+        async with self._session.request(method, url, data=body, timeout=timeout) as response:
+            return _Answer(response.status, await response.read(), response.headers.get("Retry-After"))
 
     # -- health check -------------------------------------------------------------------------
 
     async def _pick_model(self) -> str:
-        assert self._client is not None
         url = f"{self.base_url}/models"
         timeout = min(self.timeout_s, HEALTH_TIMEOUT_S)
         try:
-            response = await self._client.get(url, timeout=timeout)
-        except httpx2.TimeoutException as e:
+            response = await self._request("GET", url, timeout_s=timeout)
+        except TimeoutError as e:
             raise BackendUnavailableError(
                 f"The critic server at {url} did not answer within {timeout:g} s. Check that it is "
                 f"running and reachable. {START_HINT}"
             ) from e
-        except httpx2.TransportError as e:
+        except aiohttp.ClientError as e:
             raise BackendUnavailableError(
                 f"Cannot reach the critic server at {url} ({_describe(e)}). {START_HINT}"
             ) from e
-        if response.status_code in (401, 403):
+        if response.status in (401, 403):
             raise BackendUnavailableError(
-                f"The critic server at {url} refused the API key (HTTP {response.status_code}). Put the "
+                f"The critic server at {url} refused the API key (HTTP {response.status}). Put the "
                 f"server's key in the environment variable {self.api_key_env}."
             )
         ids = _model_ids(response)
-        if response.status_code != 200 or ids is None:
+        if response.status != 200 or ids is None:
             raise BackendUnavailableError(
-                f"The critic server at {url} answered HTTP {response.status_code} without a model list "
+                f"The critic server at {url} answered HTTP {response.status} without a model list "
                 f"({_server_message(response)}); it does not look OpenAI-compatible. Pass the server's "
                 f"base URL, ending in /v1. {START_HINT}"
             )
@@ -315,7 +348,7 @@ class OpenAIChat:
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
-        return json.dumps(payload).encode()
+        return orjson.dumps(payload)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: ``backoff_s * 2**(attempt-1)``, times 0.5 to 1."""
@@ -323,16 +356,15 @@ class OpenAIChat:
 
     async def _post(self, body: bytes) -> Union[str, CompletionError]:
         """One attempt. Raises ``_Transient`` for what is worth retrying."""
-        assert self._client is not None
         try:
-            response = await self._client.post(self._chat_url, content=body)
-        except httpx2.TimeoutException as e:
+            response = await self._request("POST", self._chat_url, body)
+        except TimeoutError as e:
             raise _Transient(f"no answer within {self.timeout_s:g} s ({type(e).__name__})") from e
-        except httpx2.TransportError as e:
+        except aiohttp.ClientError as e:
             raise _Transient(f"connection failed ({_describe(e)})") from e
-        status = response.status_code
+        status = response.status
         if status == 429 or status >= 500:
-            retry_after = _retry_after_s(response.headers.get("retry-after"))
+            retry_after = _retry_after_s(response.retry_after)
             raise _Transient(f"HTTP {status}: {_server_message(response)}", retry_after)
         if status != 200:
             hint = ""
@@ -351,7 +383,13 @@ class OpenAIChat:
         return content
 
 
-def _describe(error: httpx2.TransportError) -> str:
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """At most ``seconds`` to get a connection and between reads of the answer; no limit on the
+    whole exchange (httpx's per-phase timeouts, which this client used before)."""
+    return aiohttp.ClientTimeout(total=None, connect=seconds, sock_read=seconds)
+
+
+def _describe(error: aiohttp.ClientError) -> str:
     return f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
 
 
@@ -368,17 +406,10 @@ def _retry_after_s(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_WAIT_S)
 
 
-def _json(response: httpx2.Response) -> Any:
-    try:
-        return response.json()
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        return None
-
-
-def _server_message(response: httpx2.Response) -> str:
+def _server_message(response: _Answer) -> str:
     """The error message in an OpenAI-style (``{"error": {"message"}}``) or vLLM-style
     (``{"message"}``) body, else the start of the body."""
-    data = _json(response)
+    data = response.data
     if isinstance(data, dict):
         error = data.get("error")
         if isinstance(error, dict) and isinstance(error.get("message"), str):
@@ -389,16 +420,16 @@ def _server_message(response: httpx2.Response) -> str:
     return text[:300] if text else "empty body"
 
 
-def _model_ids(response: httpx2.Response) -> list[str] | None:
-    data = _json(response)
+def _model_ids(response: _Answer) -> list[str] | None:
+    data = response.data
     if not isinstance(data, dict) or not isinstance(data.get("data"), list):
         return None
     return [item["id"] for item in data["data"] if isinstance(item, dict) and isinstance(item.get("id"), str)]
 
 
-def _message_content(response: httpx2.Response) -> str | None:
+def _message_content(response: _Answer) -> str | None:
     """``choices[0].message.content`` when it is non-empty text (reasoning fields are ignored)."""
-    data = _json(response)
+    data = response.data
     try:
         content = data["choices"][0]["message"]["content"]
     except (KeyError, IndexError, TypeError):
