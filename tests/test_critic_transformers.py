@@ -57,14 +57,18 @@ def _prompt(i: int) -> ChatPrompt:
     text = f"Request {i}: a {COLOURS[i % len(COLOURS)]} square. " * (i + 1)
     messages = [
         {"role": "system", "content": "You judge images."},
-        {"role": "user", "content": [{"type": "text", "text": text}, {"type": "image"}, {"type": "text", "text": "Judge it."}]},
+        {
+            "role": "user",
+            "content": [{"type": "text", "text": text}, {"type": "image"}, {"type": "text", "text": "Judge it."}],
+        },
     ]
     return ChatPrompt(kind="pointwise", messages=messages, images=[image], request=CritiqueRequest("t2i", text, image))
 
 
 def _chat(folder: Path, **settings) -> TransformersChat:
     """Greedy, float32 (bit-stable batching on any device), short outputs."""
-    return TransformersChat(model=str(folder), **{"dtype": "float32", "temperature": 0, "max_new_tokens": 16, **settings})
+    defaults = {"dtype": "float32", "temperature": 0, "max_new_tokens": 16}
+    return TransformersChat(model=str(folder), **{**defaults, **settings})
 
 
 def test_complete_batched_equals_one_at_a_time_in_order(tiny_folder):
@@ -194,7 +198,10 @@ def test_folder_without_config_raises_backend_unavailable(tmp_path):
         TransformersCritic(model=str(tmp_path))
 
 
-def test_unknown_hub_id_offline_raises_backend_unavailable():
+def test_unknown_hub_id_offline_raises_backend_unavailable(monkeypatch):
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)  # read at call time
     with pytest.raises(BackendUnavailableError, match="nobody-here/no-such-critic"):
         TransformersCritic(model="nobody-here/no-such-critic")
 

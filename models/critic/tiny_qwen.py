@@ -79,7 +79,7 @@ def build_tiny_qwen3vl(
         text_config={
             **_text_config(tokenizer, hidden_size, num_layers, num_heads, initializer_range),
             "head_dim": head_dim,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(head_dim)},
+            "rope_parameters": _rope_parameters(head_dim),
         },
         vision_config={
             "depth": vision_depth,
@@ -118,7 +118,7 @@ def build_tiny_qwen25vl(
     config = Qwen2_5_VLConfig(
         text_config={
             **_text_config(tokenizer, hidden_size, num_layers, num_heads, initializer_range),
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": _mrope_section(head_dim)},
+            "rope_parameters": _rope_parameters(head_dim),
         },
         vision_config={
             "depth": vision_depth,
@@ -145,12 +145,12 @@ def _head_dim(hidden_size: int, num_heads: int) -> int:
     return hidden_size // num_heads
 
 
-def _mrope_section(head_dim: int) -> list[int]:
-    """Multimodal rotary sections (time, height, width) summing to ``head_dim / 2``, in the
-    proportions of the released models (24, 20, 20 for a head of 128)."""
+def _rope_parameters(head_dim: int) -> dict[str, object]:
+    """Multimodal rotary embedding whose (time, height, width) sections sum to ``head_dim / 2``,
+    in the proportions of the released models (24, 20, 20 for a head of 128)."""
     half = head_dim // 2
     spatial = half * 5 // 16
-    return [half - 2 * spatial, spatial, spatial]
+    return {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [half - 2 * spatial, spatial, spatial]}
 
 
 def _text_config(
