@@ -31,6 +31,10 @@ _PAIR_SCORE = re.compile(r"^(?:score\s*(?:for\s*)?(?:image\s*|candidate\s*)?\(?(
 _WINNER_AB = re.compile(r"^(?:image|candidate|output|picture)?\s*\(?([ab])\)?(?![\w])", re.IGNORECASE)
 _WINNER_TIE = re.compile(r"\b(?:tie|tied|equal|equally|draw|same|both|neither)\b", re.IGNORECASE)
 _END_TOKENS = re.compile(r"(?:<\|im_end\|>|<\|endoftext\|>|</s>)\s*$")
+_COLON = re.compile(r"[:：]")
+_SPACES = re.compile(r"\s+")
+_PARENS = re.compile(r"[()]")
+_TRAILING_NOTE = re.compile(r"\s*\(.*\)$")
 _DEFAULT_POLICY = ScoringPolicy.default()
 
 _SECTION_LABELS = {
@@ -73,21 +77,21 @@ _FIELDS = frozenset(_FIELD_NAMES)
 def _normalise_label(label: str) -> str:
     label = label.strip().strip("*_`").strip().lower()
     label = label.replace("&", " and ").replace("/", " ").replace("-", " ").replace("_", " ")
-    return re.sub(r"\s+", " ", label).strip(" .")
+    return _SPACES.sub(" ", label).strip(" .")
 
 
 def _classify(line: str) -> tuple[str | None, str, bool]:
     """(kind, value, marked): what a line starts (a section, a dimension, a field, or ``None`` for
     plain text), the text after its colon, and whether it carries heading markup."""
     rest = line[_LEAD.match(line).end():]  # type: ignore[union-attr]
-    parts = re.split(r"[:：]", rest, maxsplit=1)
+    parts = _COLON.split(rest, maxsplit=1)
     label, value = (parts[0], parts[1]) if len(parts) == 2 else (rest, "")
     name = _normalise_label(label)
-    pair = _PAIR_SCORE.match(re.sub(r"[()]", "", name))
+    pair = _PAIR_SCORE.match(_PARENS.sub("", name))
     if pair:
         kind: str | None = "score_" + (pair.group(1) or pair.group(2))
     else:  # "Text Rendering (if any)" reads as "Text Rendering"
-        kind = _LABELS.get(name) or _LABELS.get(re.sub(r"\s*\(.*\)$", "", name))
+        kind = _LABELS.get(name) or _LABELS.get(_TRAILING_NOTE.sub("", name))
     return kind, value.strip().strip("*_`").strip(), bool(_MARKED.match(line))
 
 
