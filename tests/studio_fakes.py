@@ -4,6 +4,7 @@ from the prompt, a critic that returns scripted critiques, and an LLM rewriter."
 from __future__ import annotations
 
 import hashlib
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -58,12 +59,9 @@ class SquaresGenerator:
         self.crash_on_call = crash_on_call
         self.crash = crash
         self.requests: list[GenerationRequest] = []
-        self.seconds = 0.0
-        self.returned_at = 0.0
 
     def generate(self, request: GenerationRequest) -> GenerationResult:
         """One image per seed ``request.seed + i``."""
-        started = time.perf_counter()
         self.requests.append(request)
         if self.crash_on_call == len(self.requests):
             raise self.crash("simulated crash")
@@ -71,8 +69,6 @@ class SquaresGenerator:
             time.sleep(self.delay_s)
         seeds = [request.seed + i for i in range(request.num_images)]
         images = [self.draw(request.prompt, seed) for seed in seeds]
-        self.returned_at = time.perf_counter()
-        self.seconds += self.returned_at - started
         return GenerationResult(images=images, seeds=seeds, settings={"model": self.name, "size": self.size})
 
     def draw(self, prompt: str, seed: int) -> Image.Image:
@@ -102,6 +98,40 @@ class StoppableGenerator(SquaresGenerator):
         return super().generate(request)
 
 
+class ShapesRenderer:
+    """A shapes-world "generator" that draws exactly what the prompt asks for (unsaid sizes are
+    large, unsaid positions the first free cells), except that its first ``faulty_calls`` calls
+    draw the scene with one object in the wrong colour: a known mistake for the critic to find."""
+
+    name = "shapes-renderer"
+    tasks: tuple[Task, ...] = ("t2i",)
+
+    def __init__(self, *, size: int = 64, faulty_calls: int = 1) -> None:
+        self.size = size
+        self.faulty_calls = faulty_calls
+        self.requests: list[GenerationRequest] = []
+
+    def generate(self, request: GenerationRequest) -> GenerationResult:
+        """``request.num_images`` renderings (identical: the world is deterministic)."""
+        from models.shapes.defects import apply_fault
+        from models.shapes.world import POSITIONS, Scene, ShapeObject, parse_prompt, render
+
+        self.requests.append(request)
+        spec = parse_prompt(request.prompt)
+        free = [p for p in POSITIONS if p not in {o.position for o in spec.objects}]
+        objects = [ShapeObject(o.shape, o.colour, o.size or "large", o.position or free.pop(0)) for o in spec.objects]
+        scene = Scene(tuple(objects), spec.word)
+        if len(self.requests) <= self.faulty_calls:
+            scene, _ = apply_fault(scene, "wrong_colour", random.Random(request.seed))
+        images = [render(scene, self.size) for _ in range(request.num_images)]
+        seeds = [request.seed + i for i in range(request.num_images)]
+        return GenerationResult(images=images, seeds=seeds, settings={"model": self.name, "size": self.size})
+
+    def to_config(self) -> dict[str, Any]:
+        """Settings that rebuild this generator."""
+        return {"size": self.size, "faulty_calls": self.faulty_calls}
+
+
 ScriptItem = Union[dict[str, float | None], str]
 
 
@@ -126,7 +156,7 @@ class ScriptedCritic:
     scores gives a ``Critique`` whose refined request is ``"<prompt> v<n>"``; a string gives a
     ``CritiqueFailure`` with that reason. When the script runs out, the last item repeats.
     ``judge`` answers from ``pair_script`` the same way: ``(scores_a, scores_b)`` or a reason.
-    ``delay_s``, ``seconds`` and ``returned_at`` work as in ``SquaresGenerator``.
+    ``delay_s`` sleeps before answering, to stand in for a model.
     """
 
     script: list[ScriptItem]
@@ -137,12 +167,9 @@ class ScriptedCritic:
     calls: list[int] = field(default_factory=list)
     seen: list[CritiqueRequest] = field(default_factory=list)
     pairs_seen: list[PairRequest] = field(default_factory=list)
-    seconds: float = 0.0
-    returned_at: float = 0.0
 
     def critique(self, requests: Sequence[CritiqueRequest]) -> list[CritiqueResult]:
         """One scripted result per request."""
-        started = time.perf_counter()
         if self.delay_s:
             time.sleep(self.delay_s)
         self.calls.append(len(requests))
@@ -155,8 +182,6 @@ class ScriptedCritic:
             else:
                 refined = f"{request.prompt.split(' v')[0]} v{len(self.seen)}" if self.refine else None
                 results.append(make_critique(request.task, item, refined=refined))
-        self.returned_at = time.perf_counter()
-        self.seconds += self.returned_at - started
         return results
 
     def judge(self, requests: Sequence[PairRequest]) -> list[PairResult]:

@@ -32,6 +32,7 @@ from studio.store import SessionStore
 from tests.studio_fakes import (
     EchoRewriter,
     ScriptedCritic,
+    ShapesRenderer,
     SquaresGenerator,
     StoppableGenerator,
     good,
@@ -410,3 +411,19 @@ def test_resume_with_stricter_thresholds_continues_a_met_session(tmp_path):
     stricter = LoopSettings(max_rounds=3, thresholds={"text_faithfulness": 3.8, "physical_quality": 3.8})
     more = list(resume(first.session_id, services, settings=stricter))
     assert (stopped(more).reason, stopped(more).best.round) == ("thresholds_met", 2)
+
+
+def test_refine_in_the_shapes_world_fixes_a_wrong_colour(tmp_path):
+    # the real reference critic (protocol text, parser, retries) against a renderer whose first
+    # image has one object in the wrong colour: round 1 misses, the refined request fixes it
+    from models.shapes.critic_shapes import ShapesCritic
+
+    generator = ShapesRenderer(faulty_calls=1)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=generator)
+    settings = LoopSettings(max_rounds=3, plateau_rounds=0, thresholds={"text_faithfulness": 3.9})
+    events = list(refine(RefineRequest("t2i", "a red circle and a blue square"), services, settings))
+    first, second = of(events, CritiqueReady)
+    assert first.critique.scores["text_faithfulness"] < 3.9 <= second.critique.scores["text_faithfulness"]
+    stop = stopped(events)
+    assert (stop.reason, stop.rounds_done, stop.best.round) == ("thresholds_met", 2, 2)
+    assert of(events, RoundStarted)[1].prompt == first.critique.refined_request
