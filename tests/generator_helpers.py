@@ -76,19 +76,15 @@ def _flux_components(seed: int = 0) -> dict[str, Any]:
     }
 
 
-def save_tiny_flux(folder: Path, *, kontext: bool = False, defaults: dict[str, Any] | None = None) -> Path:
-    """Build a seeded tiny ``FluxPipeline`` (or ``FluxKontextPipeline``) and save it in ``folder``.
-
-    ``defaults`` is written as the folder's ``studio_defaults.json`` when given.
-    """
+def save_tiny_flux(t2i_folder: Path, edit_folder: Path) -> tuple[Path, Path]:
+    """Build seeded tiny FLUX components once and save them as a ``FluxPipeline`` in
+    ``t2i_folder`` and a ``FluxKontextPipeline`` in ``edit_folder``."""
     from diffusers import FluxKontextPipeline, FluxPipeline
 
-    cls = FluxKontextPipeline if kontext else FluxPipeline
-    pipe = cls(**_flux_components())
-    pipe.save_pretrained(folder)
-    if defaults is not None:
-        (folder / "studio_defaults.json").write_text(json.dumps(defaults))
-    return folder
+    components = _flux_components()
+    FluxPipeline(**components).save_pretrained(t2i_folder)
+    FluxKontextPipeline(**components).save_pretrained(edit_folder)
+    return t2i_folder, edit_folder
 
 
 def save_tiny_flux_lora(pipeline_folder: Path, lora_folder: Path, *, seed: int = 1) -> Path:

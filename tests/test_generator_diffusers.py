@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -30,12 +31,8 @@ torch.set_num_threads(1)
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("pipelines")
-    flux = save_tiny_flux(root / "flux")
-    return {
-        "flux": flux,
-        "kontext": save_tiny_flux(root / "kontext", kontext=True),
-        "lora": save_tiny_flux_lora(flux, root / "lora"),
-    }
+    flux, kontext = save_tiny_flux(root / "flux", root / "kontext")
+    return {"flux": flux, "kontext": kontext, "lora": save_tiny_flux_lora(flux, root / "lora")}
 
 
 @pytest.fixture(scope="module")
@@ -145,19 +142,25 @@ def test_should_stop_cancels(flux: DiffusersGenerator) -> None:
         flux.generate(t2i(), should_stop=lambda: True)
 
 
-def test_studio_defaults_file_overrides_family_defaults(tmp_path: Path) -> None:
+def copy_with_defaults(folder: Path, target: Path, defaults: dict[str, object]) -> Path:
+    shutil.copytree(folder, target)
+    (target / "studio_defaults.json").write_text(json.dumps(defaults))
+    return target
+
+
+def test_studio_defaults_file_overrides_family_defaults(folders: dict[str, Path], tmp_path: Path) -> None:
     # the keys the shapes-world export writes (diffusers keyword names)
     defaults = {"num_inference_steps": 3, "true_cfg_scale": 1.0, "negative_prompt": "", "height": 24,
                 "width": 16, "max_sequence_length": 32}
-    gen = DiffusersGenerator(model=str(save_tiny_flux(tmp_path / "shapes", defaults=defaults)))
+    gen = DiffusersGenerator(model=str(copy_with_defaults(folders["flux"], tmp_path / "shapes", defaults)))
     s = gen.generate(t2i()).settings
     assert (s["steps"], s["guidance"], s["width"], s["height"]) == (3, 1.0, 16, 24)
     assert s["family"] == "shapes"
     assert gen.prompt_limit().limit == 32
 
 
-def test_studio_defaults_unknown_key_is_config_error(tmp_path: Path) -> None:
-    folder = save_tiny_flux(tmp_path / "bad", defaults={"stpes": 3})
+def test_studio_defaults_unknown_key_is_config_error(folders: dict[str, Path], tmp_path: Path) -> None:
+    folder = copy_with_defaults(folders["flux"], tmp_path / "bad", {"stpes": 3})
     with pytest.raises(ConfigError, match="stpes"):
         DiffusersGenerator(model=str(folder)).generate(t2i())
 
