@@ -38,6 +38,7 @@ class OpenAIChatLLM:
         from models.critic.critic_openai import OpenAIChat
 
         settings.setdefault("concurrency", 1)
+        settings.setdefault("max_tokens", 512)  # a prompt, not a critique
         self._client = OpenAIChat(**settings)
 
     def chat(self, messages: list[Message]) -> str:

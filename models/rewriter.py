@@ -37,9 +37,8 @@ class CriticRewriter:
     """The next prompt is the critic's refined request. When the critique has none, the prompt
     is kept and ``last_note`` says so."""
 
-    name = "critic"
-
-    def __init__(self) -> None:
+    def __init__(self, *, name: str = "critic") -> None:
+        self.name = name
         self.last_note: str | None = None
 
     def rewrite(self, prompt: str, critique: Critique, task: Task) -> str:
@@ -53,8 +52,8 @@ class CriticRewriter:
         return prompt.strip()
 
     def to_config(self) -> dict[str, Any]:
-        """No settings: ``{}``."""
-        return {}
+        """The settings that rebuild this rewriter."""
+        return {"name": self.name}
 
 
 class LLMRewriter:
@@ -67,18 +66,19 @@ class LLMRewriter:
         (called once per task, on its first rewrite, e.g.
         ``lambda task: services.get_generator(task).prompt_limit()``); default: 4000 characters.
     :param attempts: how many answers to ask for before a too-long one is an error.
+    :param name: the name the studio shows for this rewriter.
 
     The answer is cleaned (reasoning blocks, code fences, ``Refined prompt:`` labels, quotes) and
     checked: empty, or still over the limit after ``attempts`` answers, raises ``RewriteError``.
     """
 
-    name = "llm"
-
     def __init__(
-        self, *, llm_backend: str = "openai", limit: LimitSource = None, attempts: int = 2, **settings: Any
+        self, *, llm_backend: str = "openai", limit: LimitSource = None, attempts: int = 2, name: str = "llm",
+        **settings: Any,
     ) -> None:
         if not isinstance(attempts, int) or attempts < 1:
             raise ConfigError(f"attempts must be a whole number of 1 or more; got {attempts!r}.")
+        self.name = name
         self.llm_backend = llm_backend
         self.llm: ChatLLM = build_chat_llm(llm_backend, **settings)
         self.attempts = attempts
@@ -130,7 +130,7 @@ class LLMRewriter:
 
     def to_config(self) -> dict[str, Any]:
         """The settings that rebuild this rewriter (the limit comes from the generator at run time)."""
-        return {"llm_backend": self.llm_backend, **self.llm.to_config(), "attempts": self.attempts}
+        return {"llm_backend": self.llm_backend, **self.llm.to_config(), "attempts": self.attempts, "name": self.name}
 
     def close(self) -> None:
         """Release the LLM backend (HTTP client) if it holds one."""
