@@ -341,3 +341,14 @@ def test_images_are_encoded_once_per_prompt_across_re_asks(monkeypatch):
             critic.close()
     assert stub.chat_requests == 6
     assert len(encoded) == 2
+
+
+def test_proxy_from_environment_is_used_unless_no_proxy(chat_factory, monkeypatch):
+    for name in ("HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", f"http://127.0.0.1:{_closed_port()}")
+    with OpenAIStub() as stub:
+        with pytest.raises(BackendUnavailableError, match="Cannot reach"):
+            chat_factory(stub.url).health_check()  # went to the (closed) proxy
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+        assert chat_factory(stub.url).health_check() == "stub-critic"

@@ -19,6 +19,7 @@ import logging
 import os
 import random
 import threading
+import urllib.request
 from dataclasses import dataclass
 from typing import Any, Coroutine, Sequence, TypeVar, Union
 from urllib.parse import urlsplit
@@ -161,6 +162,7 @@ class OpenAIChat:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._proxy = _env_proxy(self.base_url)
         self._semaphore: asyncio.Semaphore | None = None
         self._closed = False
 
@@ -269,7 +271,10 @@ class OpenAIChat:
         """
         assert self._session is not None
         timeout = _timeout(self.timeout_s if timeout_s is None else timeout_s)
-        async with self._session.request(method, url, data=body, timeout=timeout) as response:
+        request = self._session.request(
+            method, url, data=body, timeout=timeout, proxy=self._proxy, allow_redirects=False  # as httpx did
+        )
+        async with request as response:
             return _Answer(response.status, await response.read(), response.headers.get("Retry-After"))
 
     # -- health check -------------------------------------------------------------------------
@@ -381,6 +386,18 @@ class OpenAIChat:
                 f"(model {self.served_model})."
             )
         return content
+
+
+def _env_proxy(url: str) -> str | None:
+    """The proxy that ``HTTP_PROXY`` / ``HTTPS_PROXY`` (less ``NO_PROXY``) name for ``url``, if any.
+
+    Looked up once per client: aiohttp's own ``trust_env`` looks it up on every request, which
+    costs about 0.3 ms of CPU each.
+    """
+    host = urlsplit(url).hostname
+    if host and urllib.request.proxy_bypass(host):
+        return None
+    return urllib.request.getproxies().get(urlsplit(url).scheme)
 
 
 def _timeout(seconds: float) -> aiohttp.ClientTimeout:
