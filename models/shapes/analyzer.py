@@ -56,7 +56,7 @@ logger = logging.getLogger(__name__)
 
 ANALYSIS_SIZE = 64
 BLUR_LEVELS: tuple[float, ...] = (0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.2, 2.6)
-_SCALES: tuple[float, ...] = (0.93, 1.0, 1.07)  # generated shapes are rarely the exact size
+_SCALES: tuple[float, ...] = (0.88, 0.94, 1.0, 1.06, 1.12)  # generated shapes are rarely the exact size
 _WORD_BLURS: tuple[float, ...] = (0.0, 0.7, 1.3, 2.0)
 _LETTERS = string.ascii_uppercase
 _PALETTE_NAMES: tuple[str, ...] = tuple(COLOURS)
@@ -70,7 +70,8 @@ _MIN_COMPONENT = 3  # smaller components are specks (noise)
 _MIN_SMUDGE = 5  # marks of no palette colour at least this big are smudges
 _PIECE_ALPHA = 0.7  # coverage of the pixels that hold a shape together
 _GAP_CLOSING = 2  # pixels: gaps up to twice this wide inside a broken shape are bridged
-_BLEED_RESIDUAL = 35.0  # off-line distance of a pixel tinted by another colour
+_BLEED_RESIDUAL = 35.0  # distance of a pixel tinted by another colour from its object's colour
+_LOOSE_RESIDUAL = 90.0  # a generated colour this far from every palette line is no palette colour
 _WINDOW_MARGIN = 3
 _CORE_INSET = 4.0
 _MISSHAPEN_FIT = 0.6
@@ -143,9 +144,13 @@ class AnalyzedScene:
 
 @dataclass
 class _ColourFit:
+    """Every pixel explained as a mix of the background and each colour (palette, then ink)."""
+
+    pixels: np.ndarray  # (H, W, 3) the image
+    background: np.ndarray  # (3,) its background colour
     alpha: np.ndarray  # (K+1, H, W) coverage per colour (palette..., ink)
     residual: np.ndarray  # (K+1, H, W)
-    best: np.ndarray  # (H, W) class index, _NO_COLOUR when nothing fits
+    best: np.ndarray  # (H, W) class index of the nearest mixing line, _NO_COLOUR when none is near
     foreground: np.ndarray  # (H, W) bool
     strength: np.ndarray  # (H, W) distance of each pixel from the background
     reach: np.ndarray  # (K+1,) distance of each colour from the background
@@ -161,9 +166,9 @@ def _fit_colours(pixels: np.ndarray, background: np.ndarray) -> _ColourFit:
     distance = np.linalg.norm(diff, axis=-1)
     foreground = distance > _FG_FRACTION * np.sqrt(norms.min())
     best = residual.argmin(axis=0)
-    fits = np.take_along_axis(residual, best[None], 0)[0] <= _MAX_RESIDUAL
-    best = np.where(fits, best, _NO_COLOUR)
-    return _ColourFit(alpha, residual, best, foreground, distance, np.sqrt(norms))
+    near = np.take_along_axis(residual, best[None], 0)[0] <= _LOOSE_RESIDUAL
+    best = np.where(near, best, _NO_COLOUR)
+    return _ColourFit(pixels, background, alpha, residual, best, foreground, distance, np.sqrt(norms))
 
 
 def _label(mask: np.ndarray) -> np.ndarray:
@@ -322,6 +327,23 @@ def _analyze_objects(fit: _ColourFit, noise: float) -> tuple[list[AnalyzedObject
     return objects, blurs, counts
 
 
+def _impurity(window: np.ndarray, core: np.ndarray, noise: float) -> float:
+    """Share of an object's solid pixels (``core`` in ``window``, background already subtracted)
+    that lie off the mixing line of their median colour in clusters: another colour bleeding in.
+    A uniformly wrong colour is pure, and scattered noisy pixels do not count."""
+    if not core.any():
+        return 0.0
+    line = np.median(window[core], axis=0)
+    share = np.clip(window @ line / max(float(line @ line), 1e-6), 0.0, None)
+    off = core & (np.linalg.norm(window - share[..., None] * line, axis=-1) > max(_BLEED_RESIDUAL, 3.5 * noise))
+    padded = np.pad(off, 1).astype(np.int8)
+    neighbours = sum(
+        padded[1 + dy: padded.shape[0] - 1 + dy, 1 + dx: padded.shape[1] - 1 + dx]
+        for dy in (-1, 0, 1) for dx in (-1, 0, 1) if (dy, dx) != (0, 0)
+    )
+    return float((off & (neighbours > 0)).sum() / core.sum())
+
+
 def _analyze_cell(
     position: str, comps: list[tuple[int, bool]], labels: np.ndarray, fit: _ColourFit, noise: float
 ) -> tuple[AnalyzedObject, float] | None:
@@ -348,8 +370,9 @@ def _analyze_cell(
     colour = int(votes.argmax())
     off_line = fit.residual[colour][box] > max(_BLEED_RESIDUAL, 3.5 * noise)
     body = mine & (in_cell | exclusive)
-    impurity = float((off_line & body).sum() / max(body.sum(), 1))
-    pieces = _label(body & (fit.strength[box] >= _PIECE_ALPHA * fit.reach[colour]))
+    core = body & (fit.strength[box] >= _PIECE_ALPHA * fit.reach[colour])
+    impurity = _impurity(fit.pixels[box] - fit.background, core, noise)
+    pieces = _label(core)
     fragments = int((np.bincount(pieces.ravel())[1:] >= _MIN_COMPONENT).sum())
     coverage = fit.alpha[colour][box].copy()
     tinted = off_line & body  # bled into by another colour: still part of the shape

@@ -37,7 +37,7 @@ logger = logging.getLogger(__name__)
 MISSING, EXTRA, WRONG_COLOUR, WRONG_SHAPE, WRONG_POSITION, WRONG_SIZE = 1.0, 0.75, 0.6, 0.6, 0.5, 0.4
 UNREQUESTED_TEXT, NOT_DONE = 0.4, 2.5
 BROKEN, MERGED, SMUDGE, MISSHAPEN, BLEED = 0.75, 0.75, 0.6, 0.5, 0.6
-BLEED_START = 0.12  # share of an object's pixels in a foreign colour before it counts
+BLEED_START = 0.07  # share of an object's pixels in a foreign colour before it counts
 BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
 MISSING_WORD = 3.0
 

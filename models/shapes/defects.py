@@ -198,8 +198,14 @@ def _stroke(size: int, start: tuple[float, float], end: tuple[float, float], wid
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255.0
 
 
+def _damaged_object(scene: Scene, rng: random.Random) -> ShapeObject:
+    """The object a shape defect hits: a large one when there is one (damage to a small shape is
+    barely visible at 64x64)."""
+    return rng.choice([o for o in scene.objects if o.size == "large"] or list(scene.objects))
+
+
 def _broken(array: np.ndarray, scene: Scene, rng: random.Random, severity: float, background: Sequence[int]) -> np.ndarray:
-    obj = rng.choice([o for o in scene.objects if o.size == "large"] or list(scene.objects))
+    obj = _damaged_object(scene, rng)
     size = array.shape[0]
     cx, cy = cell_centre(obj.position, size)
     r = object_extent(obj.size, size)
@@ -230,7 +236,8 @@ def _merged(array: np.ndarray, scene: Scene, rng: random.Random, severity: float
 
 
 def _colour_bleed(array: np.ndarray, scene: Scene, rng: random.Random, severity: float) -> np.ndarray:
-    obj = rng.choice(scene.objects)
+    """Tint one side of an object (a large one when there is one) with a distant colour."""
+    obj = _damaged_object(scene, rng)
     size = array.shape[0]
     own = np.asarray(COLOURS[obj.colour], dtype=np.float32)
     other = rng.choice([c for c in COLOURS if np.linalg.norm(np.asarray(COLOURS[c]) - own) > _BLEED_DISTANCE])
