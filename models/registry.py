@@ -27,27 +27,28 @@ BACKENDS: dict[str, dict[str, str]] = {
 }
 
 
-def backend_class(role: str, name: str) -> type:
-    """The class registered for ``role``/``name`` (or the ``module:Class`` path given as name)."""
+def backend_class(role: str, backend: str) -> type:
+    """The class registered for ``role``/``backend`` (or the ``module:Class`` path given instead)."""
     if role not in BACKENDS:
         raise ConfigError(f"Unknown backend role {role!r}; expected one of {sorted(BACKENDS)}.")
-    target = BACKENDS[role].get(name, name)
+    target = BACKENDS[role].get(backend, backend)
     if ":" not in target:
         raise ConfigError(
-            f"Unknown {role} backend {name!r}; expected one of {sorted(BACKENDS[role])} "
+            f"Unknown {role} backend {backend!r}; expected one of {sorted(BACKENDS[role])} "
             "or a 'package.module:Class' path."
         )
     module_name, class_name = target.split(":", 1)
     try:
         module = importlib.import_module(module_name)
     except ImportError as e:
-        raise ConfigError(f"The {role} backend {name!r} could not be imported: {e}") from e
+        raise ConfigError(f"The {role} backend {backend!r} could not be imported: {e}") from e
     try:
         return getattr(module, class_name)
     except AttributeError as e:
-        raise ConfigError(f"{module_name} has no class {class_name} (the {role} backend {name!r}).") from e
+        raise ConfigError(f"{module_name} has no class {class_name} (the {role} backend {backend!r}).") from e
 
 
-def load_backend(role: str, name: str, **options: Any) -> Any:
-    """Instantiate the ``role`` backend ``name`` with keyword ``options``."""
-    return backend_class(role, name)(**options)
+def load_backend(role: str, backend: str, **options: Any) -> Any:
+    """Instantiate the ``role`` backend ``backend`` with keyword ``options`` (which may include
+    the backend's own ``name``)."""
+    return backend_class(role, backend)(**options)
