@@ -12,9 +12,14 @@ import importlib.util
 import logging
 import os
 import sys
+import threading
+from typing import TYPE_CHECKING
 
 from models.errors import ConfigError, StudioError
 from studio.options import add_backend_options, config_from_args, configure_logging, env, env_flag
+
+if TYPE_CHECKING:
+    from studio.services import Services
 
 logger = logging.getLogger("app")
 
@@ -41,6 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="also serve the API as MCP tools (needs gradio[mcp]) [STUDIO_MCP]")
     server.add_argument("--share", action="store_true", default=env_flag("STUDIO_SHARE"),
                         help="ask Gradio for a temporary public share link [STUDIO_SHARE]")
+    server.add_argument("--lazy", action="store_true", default=env_flag("STUDIO_LAZY"),
+                        help="load each model on its first use instead of in the background while the page "
+                             "starts serving [STUDIO_LAZY]")
     return parser.parse_args(argv)
 
 
@@ -64,6 +72,29 @@ def upload_limit(args: argparse.Namespace) -> str | None:
     return f"{mb:g}mb"
 
 
+def preload(services: "Services") -> threading.Thread:
+    """Load the critic and the generators in a background thread, so that the first Run does not
+    wait for them. A backend that fails to load is logged here and reported again, as a readable
+    error, by the first action that needs it."""
+
+    def load() -> None:
+        roles = (("critic", services.critic, services.get_critic),
+                 ("t2i generator", services.t2i_generator, lambda: services.get_generator("t2i")),
+                 ("edit generator", services.edit_generator, lambda: services.get_generator("edit")))
+        for role, slot, get in roles:
+            if slot is None:
+                continue
+            try:
+                get()
+            except StudioError as e:
+                logger.warning("%s not loaded at start-up: %s", role, e)
+        logger.info("models loaded")
+
+    thread = threading.Thread(target=load, name="studio-preload", daemon=True)
+    thread.start()
+    return thread
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the services and serve the app until interrupted. Returns the exit status."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -82,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
     except StudioError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2
+    if not args.lazy:
+        preload(services)
     logger.info("serving on http://%s:%d (public mode: %s)", args.host, args.port, args.public)
     demo.launch(
         server_name=args.host,

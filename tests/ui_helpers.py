@@ -91,11 +91,11 @@ def wait_until_serving(app: RunningApp, timeout_s: float) -> float:
 
 
 def stop_app(app: RunningApp) -> None:
-    """Stop the app (SIGINT, then SIGKILL after 10 s)."""
+    """Stop the app (SIGINT, as Ctrl-C would; SIGKILL after 5 s)."""
     if app.process.poll() is None:
         app.process.send_signal(signal.SIGINT)
         try:
-            app.process.wait(timeout=10)
+            app.process.wait(timeout=5)
         except subprocess.TimeoutExpired:
             app.process.kill()
             app.process.wait(timeout=10)

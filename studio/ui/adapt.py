@@ -192,7 +192,8 @@ def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dic
         body = f"<div class='rr-failure'>Critique failed: {_e(critique['failure_reason'])}</div>"
     else:
         body = _scores_html(session["task"], critique)
-    return f"<div class='rr-candidate{' rr-is-best' if is_best else ''}'>{badge}{image}{body}</div>"
+    return (f"<div class='rr-candidate{' rr-is-best' if is_best else ''}'>{badge}"
+            f"<div class='rr-candidate-body'>{image}<div class='rr-scores'>{body}</div></div></div>")
 
 
 def _scores_html(task: str, critique: dict[str, Any]) -> str:
@@ -372,9 +373,10 @@ CSS = """
 .rr-prompt {font-style: italic; margin-bottom: .4em}
 .rr-prompt del {color: #b42318} .rr-prompt ins {color: #067647; text-decoration: none; font-weight: 600}
 .rr-candidates {display: flex; flex-wrap: wrap; gap: .6em}
-.rr-candidate {width: 220px; padding: .3em; border-radius: 6px}
+.rr-candidate {width: 440px; padding: .3em; border-radius: 6px}
+.rr-candidate-body {display: flex; gap: .6em; align-items: flex-start} .rr-scores {flex: 1}
 .rr-candidate.rr-is-best {outline: 2px solid #f5b000}
-.rr-candidate img {width: 160px; image-rendering: pixelated; display: block}
+.rr-candidate img {width: 128px; image-rendering: pixelated; display: block}
 .rr-best {font-weight: 700; color: #b54708}
 .rr-dim {display: flex; align-items: center; gap: .3em; font-size: .8em}
 .rr-dim-name {width: 90px} .rr-dim-score {width: 3em; text-align: right}

@@ -31,7 +31,7 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
             task = task_radio()
             prompt = gr.Textbox(label="Prompt", lines=2)
             source = image_input("Source image", visible=False)
-            image = image_input("Image to diagnose")
+            image = image_input("Image to diagnose", elem_id="diagnose-image")
             run = gr.Button("Diagnose", variant="primary")
         with gr.Column():
             chart = gr.BarPlot(x="dimension", y="score", y_lim=[1, 4], label="Scores", height=220, sort=None)

@@ -31,8 +31,8 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
             prompt = gr.Textbox(label="Prompt", lines=2)
             source = image_input("Source image", visible=False)
             with gr.Row():
-                image_a = image_input("Image A")
-                image_b = image_input("Image B")
+                image_a = image_input("Image A", elem_id="judge-image-a")
+                image_b = image_input("Image B", elem_id="judge-image-b")
             with gr.Accordion("Pick from history or generate", open=False):
                 with gr.Row():
                     pick_a = gr.Dropdown(label="A from history", choices=[])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import logging
 import threading
 from typing import Any, Iterator
@@ -23,17 +24,12 @@ logger = logging.getLogger(__name__)
 DIMENSIONS = {d.key: d.heading for d in task_dimensions("edit")}
 
 
-def stream_session(events: Iterator[LoopEvent], stop: threading.Event) -> Iterator[LoopEvent]:
-    """Pass the engine's events on; when the viewer closes the stream (Stop button or a closed
-    tab), set ``stop`` and let the engine reach its next check, so that the session is stored
-    as cancelled rather than abandoned mid-round."""
-    try:
-        yield from events
-    except GeneratorExit:
-        stop.set()
-        for _ in events:
-            pass
-        raise
+def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> None:
+    """The viewer closed the stream (Stop button, closed tab): ask the engine to stop and let it
+    reach its next check in a background thread, so that the session is stored as cancelled
+    (not abandoned mid-round) without holding up the server."""
+    stop.set()
+    threading.Thread(target=collections.deque, args=(events, 0), name="studio-cancel", daemon=True).start()
 
 
 def session_view(services: Services, session_id: str) -> tuple[Any, ...]:
@@ -79,29 +75,36 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 run = gr.Button("Run", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
         with gr.Column(scale=3):
-            status = gr.Markdown("Type a prompt and press **Run**.", elem_id="studio-status")
-            session_id = gr.Textbox(label="Session", interactive=False, max_lines=1)
             with gr.Row():
-                latest = gr.Image(label="Latest image", interactive=False, height=256)
-                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
-            plot = gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], label="Scores per round",
-                               height=220)
-            proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2)
-            resume_button = gr.Button("Continue with this prompt")
+                status = gr.Markdown("Type a prompt and press **Run**.", elem_id="studio-status")
+                session_id = gr.Textbox(label="Session", interactive=False, max_lines=1, scale=0, min_width=200)
+            with gr.Row():
+                latest = gr.Image(label="Latest image", interactive=False, height=220)
+                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=220)
+                plot = gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], label="Scores per round",
+                                   height=220)
             timeline = gr.HTML(label="Rounds", elem_id="studio-timeline")
+            with gr.Row():
+                proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2, scale=3)
+                resume_button = gr.Button("Continue with this prompt", scale=1)
 
     outputs = [session_id, status, latest, compare, plot, timeline, proposed]
 
-    def show(events: Iterator[LoopEvent], max_total: int, progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
+    def show(events: Iterator[LoopEvent], stop_flag: threading.Event, max_total: int,
+             progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
         sid, suggestion, latest_path = None, gr.skip(), gr.skip()
-        for event in events:
-            sid = event.session_id
-            progress(adapt.event_progress(event, max_total), desc=adapt.event_status(event))
-            suggestion = adapt.next_prompt(event) or suggestion
-            if isinstance(event, ImageReady):
-                latest_path = str(services.store.image_path(event.image_id))
-            _, before_after, frame, html = session_view(services, sid)
-            yield sid, adapt.event_status(event), latest_path, before_after, frame, html, suggestion
+        try:
+            for event in events:
+                sid = event.session_id
+                progress(adapt.event_progress(event, max_total), desc=adapt.event_status(event))
+                suggestion = adapt.next_prompt(event) or suggestion
+                if isinstance(event, ImageReady):
+                    latest_path = str(services.store.image_path(event.image_id))
+                _, before_after, frame, html = session_view(services, sid)
+                yield sid, adapt.event_status(event), latest_path, before_after, frame, html, suggestion
+        except GeneratorExit:
+            cancel_in_background(events, stop_flag)
+            raise
 
     @ui_errors
     def run_refine(task: str, prompt: str, source_image: str | None, max_rounds: float, candidates: float, seed: float,
@@ -112,8 +115,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
         request = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
         stop_flag = threading.Event()
-        yield from show(stream_session(refine(request, services, settings, should_stop=stop_flag.is_set), stop_flag),
-                        settings.max_rounds, progress)
+        events = refine(request, services, settings, should_stop=stop_flag.is_set)
+        yield from show(events, stop_flag, settings.max_rounds, progress)
 
     @ui_errors
     def run_resume(session_id: str, prompt: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
@@ -122,7 +125,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         stop_flag = threading.Event()
         settings = LoopSettings.from_dict(services.store.get_session(session_id)["settings"])
         events = resume(session_id, services, prompt=prompt or None, should_stop=stop_flag.is_set)
-        yield from show(stream_session(events, stop_flag), settings.max_rounds, progress)
+        yield from show(events, stop_flag, settings.max_rounds, progress)
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau, regression]
