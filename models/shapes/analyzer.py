@@ -12,12 +12,14 @@ How it reads an image:
    mix colours linearly in RGB, so a blurred edge still fits its colour with a small residual.
 2. Foreground pixels (far from the background) are grouped into 4-connected components; the
    pixels of components are assigned to the grid cell they lie in, and a cell with enough mass
-   holds an object. A component spread over two cells is a merge, a cell fed by several
-   components a broken shape; components of ink or of no palette colour in the grid are smudges.
+   holds an object. A component spread over two cells is a merge; components of ink or of no
+   palette colour in the grid are smudges; an object whose solid pixels fall apart in pieces is
+   broken; clusters of its solid pixels off its colour are colour bleeding.
 3. An object's colour is the alpha-weighted vote of its solid pixels. Its shape and size are the
    best match, in squared error over the cell, of its coverage map against the renderer's own
-   templates of every shape and size, aligned on the centroid and blurred at several levels (the
-   winning level is the blur estimate).
+   templates of every shape and size, aligned on the centroid, at five scales (generated shapes
+   are rarely the exact size) and blurred at several levels (the winning level is the blur
+   estimate).
 4. The word is read by matching the ink in the band under the grid against glyphs rendered with
    the shipped font in the renderer's letter slots, for 1-3 letters, small shifts and blur
    levels; the best-fitting reconstruction wins, and a band with too little ink has no word.
@@ -350,9 +352,8 @@ def _analyze_cell(
     """The object of one cell from the components that feed it (``exclusive`` components lie
     in this cell only and may overflow its border; shared ones count inside it only).
 
-    Its pieces are counted on its solid pixels, so that a gap filled in by blur still shows;
-    its impurity is the share of its pixels off its colour's mixing line by more than the noise
-    explains."""
+    Its pieces are counted on its solid pixels (whatever their colour), so that a gap that blur
+    has half filled in still shows."""
     box = _cell_box(position)
     ys, xs = np.mgrid[box[0], box[1]]
     in_cell = _cell_index(ys + 0.5, xs + 0.5) == POSITIONS.index(position)
