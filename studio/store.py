@@ -15,7 +15,6 @@ Example::
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import logging
 import os
@@ -591,15 +590,10 @@ class SessionStore:
         Columns: ``prompt``, ``left_image``, ``right_image``, ``left_model``, ``right_model``,
         ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
         ``None`` for text-to-image) and ``task``. Image columns are paths relative to ``folder``,
-        whose ``images/`` holds the files. Parquet needs the ``pyarrow`` package.
+        whose ``images/`` holds the files.
         """
         if format not in ("jsonl", "parquet"):
             raise InvalidInputError(f"Unknown export format {format!r}; use 'jsonl' or 'parquet'.")
-        if format == "parquet" and importlib.util.find_spec("pyarrow") is None:
-            raise InvalidInputError(
-                "Exporting votes as parquet needs the 'pyarrow' package, which is not installed. "
-                "Install it (pip install pyarrow) or export as jsonl."
-            )
         folder = Path(folder)
         (folder / "images").mkdir(parents=True, exist_ok=True)
         rows = [
@@ -620,7 +614,7 @@ class SessionStore:
             target = folder / "votes.jsonl"
             target.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
             return target
-        import pyarrow as pa  # optional dependency, checked above
+        import pyarrow as pa  # imported here: only parquet exports need it
         import pyarrow.parquet as pq
 
         target = folder / "votes.parquet"

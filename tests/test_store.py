@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import threading
 
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -219,14 +219,10 @@ def test_export_votes_uses_genai_bench_columns(store, tmp_path):
 def test_export_votes_parquet(store, tmp_path):
     a = store.save_image(red(), role="judge").id
     store.save_vote(vote="tie", task="t2i", prompt="a cat", image_a_id=a, image_b_id=a)
-    if importlib.util.find_spec("pyarrow") is None:
-        with pytest.raises(InvalidInputError, match="pyarrow"):
-            store.export_votes(tmp_path / "prefs", format="parquet")
-    else:
-        import pyarrow.parquet as pq
-
-        table = pq.read_table(store.export_votes(tmp_path / "prefs", format="parquet"))
-        assert table.column("vote_type").to_pylist() == ["tievote"]
+    target = store.export_votes(tmp_path / "prefs", format="parquet")
+    table = pq.read_table(target)
+    assert table.column("vote_type").to_pylist() == ["tievote"]
+    assert (tmp_path / "prefs" / table.column("left_image").to_pylist()[0]).is_file()
 
 
 def test_save_vote_rejects_unknown_vote(store):
