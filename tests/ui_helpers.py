@@ -34,11 +34,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def app_env() -> dict[str, str]:
-    """The environment the app subprocess runs with: offline, no analytics, one torch thread."""
+def app_env(*, one_thread: bool = True) -> dict[str, str]:
+    """The environment the app subprocess runs with: offline, no analytics, no ``STUDIO_*`` or
+    ``GRADIO_SERVER_*`` variables from the caller, and (for tests) one torch thread."""
     env = dict(os.environ)
-    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", OMP_NUM_THREADS="1",
-               TOKENIZERS_PARALLELISM="false", PYTHONUNBUFFERED="1")
+    env.update(HF_HUB_OFFLINE="1", GRADIO_ANALYTICS_ENABLED="False", TOKENIZERS_PARALLELISM="false",
+               PYTHONUNBUFFERED="1")
+    if one_thread:
+        env["OMP_NUM_THREADS"] = "1"
     for name in [n for n in env if n.startswith("STUDIO_") or n.startswith("GRADIO_SERVER_")]:
         del env[name]
     return env
@@ -52,40 +55,41 @@ class RunningApp:
     store: Path
     process: subprocess.Popen
     log: Path
+    started: float  # time.monotonic() when the process was started
 
     def log_text(self) -> str:
         """Everything the app wrote to stdout/stderr so far."""
         return self.log.read_text(encoding="utf-8", errors="replace")
 
 
-def start_app(store: Path, *flags: str, timeout_s: float = 60.0) -> RunningApp:
+def start_app(store: Path, *flags: str, timeout_s: float = 120.0, env: dict[str, str] | None = None) -> RunningApp:
     """Start ``python app.py --store STORE --port <free> FLAGS`` and wait until ``/`` answers 200.
 
     Raises ``RuntimeError`` with the app's log when it exits or does not serve in time.
     """
     port = free_port()
     log = store.parent / f"app-{port}.log"
+    started = time.monotonic()
     command = [sys.executable, str(ROOT / "app.py"), "--store", str(store), "--port", str(port), *flags]
     with log.open("wb") as sink:
-        process = subprocess.Popen(command, cwd=ROOT, env=app_env(), stdout=sink, stderr=subprocess.STDOUT,
+        process = subprocess.Popen(command, cwd=ROOT, env=env or app_env(), stdout=sink, stderr=subprocess.STDOUT,
                                    start_new_session=True)
-    app = RunningApp(url=f"http://127.0.0.1:{port}/", store=store, process=process, log=log)
+    app = RunningApp(url=f"http://127.0.0.1:{port}/", store=store, process=process, log=log, started=started)
     wait_until_serving(app, timeout_s)
     return app
 
 
 def wait_until_serving(app: RunningApp, timeout_s: float) -> float:
-    """Poll ``app.url`` until it answers 200; return the seconds waited."""
-    start = time.monotonic()
-    while time.monotonic() - start < timeout_s:
+    """Poll ``app.url`` until it answers 200; return the seconds since the process started."""
+    while time.monotonic() - app.started < timeout_s:
         if app.process.poll() is not None:
             raise RuntimeError(f"app.py exited with {app.process.returncode}:\n{app.log_text()[-3000:]}")
         try:
             if httpx.get(app.url, timeout=2.0).status_code == 200:
-                return time.monotonic() - start
+                return time.monotonic() - app.started
         except httpx.TransportError:
             pass
-        time.sleep(0.1)
+        time.sleep(0.05)
     stop_app(app)
     raise RuntimeError(f"app.py did not serve within {timeout_s:.0f} s:\n{app.log_text()[-3000:]}")
 

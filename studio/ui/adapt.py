@@ -129,6 +129,14 @@ def next_prompt(event: LoopEvent) -> str | None:
 # -- a session's timeline ----------------------------------------------------------------------
 
 
+def session_view(store: SessionStore, session_id: str) -> tuple[str | None, tuple[str, str] | None, pd.DataFrame, str]:
+    """(best image file, before/after files, score frame, timeline HTML) of a stored session.
+    Raises ``NotFoundError`` for an unknown id."""
+    timeline = store.session_timeline(session_id)
+    return (best_image_path(store, timeline), before_after(store, timeline), score_frame(timeline),
+            timeline_html(store, timeline))
+
+
 def best_image_path(store: SessionStore, timeline: dict[str, Any]) -> str | None:
     """The file of the session's best image so far (``None`` before any round is scored)."""
     best = timeline["session"]["best_image_id"]

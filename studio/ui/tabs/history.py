@@ -14,7 +14,6 @@ from studio.services import Services
 from studio.store import ScoreFilter
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
-from studio.ui.tabs.studio import session_view
 
 logger = logging.getLogger(__name__)
 
@@ -57,7 +56,7 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
 
     @ui_errors
     def run_open(session_id: str) -> tuple[Any, ...]:
-        return session_view(services, adapt.session_id_from(session_id))
+        return adapt.session_view(store, adapt.session_id_from(session_id))
 
     @ui_errors
     def run_export(session_id: str) -> str:

@@ -9,10 +9,10 @@ from typing import Any, Iterator
 
 import gradio as gr
 
+from models.errors import InvalidInputError
 from models.spaces import gpu
 from models.types import task_dimensions
 from studio.config import LoopSettings
-from models.errors import InvalidInputError
 from studio.loop import ImageReady, LoopEvent, RefineRequest, refine, resume
 from studio.services import Services
 from studio.ui import adapt
@@ -30,14 +30,6 @@ def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> 
     (not abandoned mid-round) without holding up the server."""
     stop.set()
     threading.Thread(target=collections.deque, args=(events, 0), name="studio-cancel", daemon=True).start()
-
-
-def session_view(services: Services, session_id: str) -> tuple[Any, ...]:
-    """(best image, before/after, score plot, timeline) of a stored session."""
-    timeline = services.store.session_timeline(session_id)
-    store = services.store
-    return (adapt.best_image_path(store, timeline), adapt.before_after(store, timeline),
-            adapt.score_frame(timeline), adapt.timeline_html(store, timeline))
 
 
 def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
@@ -100,7 +92,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 suggestion = adapt.next_prompt(event) or suggestion
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
-                _, before_after, frame, html = session_view(services, sid)
+                _, before_after, frame, html = adapt.session_view(services.store, sid)
                 yield sid, adapt.event_status(event), latest_path, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)

@@ -1,0 +1,109 @@
+"""The UI's conversions (``studio.ui.adapt``) and error boundary (``studio.ui.errors``), without a
+browser: what a user reads in the status line, the timeline, the tables and the error pop-ups."""
+
+from __future__ import annotations
+
+import logging
+
+import gradio as gr
+import pytest
+
+from models.errors import InvalidInputError
+from studio.config import LoopSettings
+from studio.loop import RefineRequest, refine
+from studio.ui import adapt
+from studio.ui.errors import to_gradio_error, ui_errors
+from tests.studio_fakes import ScriptedCritic, good, make_services, poor
+
+
+@pytest.fixture
+def finished(tmp_path):
+    """A two-round session (round 2 best) and its services."""
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0), good(3.8)]))
+    events = list(refine(RefineRequest("t2i", "a red square"), services, LoopSettings(max_rounds=3)))
+    return services, events
+
+
+def test_event_status_tells_the_story_of_a_session(finished):
+    _, events = finished
+    lines = [adapt.event_status(e) for e in events]
+    assert lines[0].startswith("Session `") and lines[0].endswith("started.")
+    assert "Round 1: generating" in lines[1]
+    assert any("image 1 scored 0.33" in line for line in lines)
+    assert lines[-1].startswith("**Stopped — Every chosen dimension reached its threshold.**")
+    assert "Best: 0.93 (round 2)" in lines[-1]
+
+
+def test_event_progress_rises_to_one(finished):
+    _, events = finished
+    shares = [adapt.event_progress(e, 3) for e in events]
+    assert shares == sorted(shares) and shares[-1] == 1.0
+
+
+def test_timeline_marks_the_best_round_and_shows_the_prompt_diff(finished):
+    services, events = finished
+    html = adapt.timeline_html(services.store, services.store.session_timeline(events[0].session_id))
+    assert html.count("class='rr-round'") == 2 and html.count("★ best so far") == 1
+    assert html.index("Round 2") < html.index("★ best so far") < html.index("Round 1")  # newest first
+    assert "<ins>v1</ins>" in html  # round 2's prompt is the critic's "a red square v1"
+    assert "data:image/png;base64," in html and str(services.store.image_dir) not in html
+
+
+def test_score_frame_has_each_dimension_per_round(finished):
+    services, events = finished
+    frame = adapt.score_frame(services.store.session_timeline(events[0].session_id))
+    assert sorted(set(frame["round"])) == [1, 2]
+    assert set(frame["dimension"]) == {"text_faithfulness", "physical_quality"}  # text rendering was N/A
+
+
+def test_prompt_diff_marks_removed_and_added_words():
+    html = adapt.prompt_diff_html("a red square", "a large red circle")
+    assert html == "a <ins>large</ins> red <del>square</del> <ins>circle</ins>"
+
+
+def test_prompt_diff_escapes_html():
+    assert "&lt;b&gt;" in adapt.prompt_diff_html("x", "<b>")
+
+
+@pytest.mark.parametrize("text", ["2026-13-01", "yesterday"])
+def test_parse_date_refuses_what_is_not_a_date(text):
+    with pytest.raises(InvalidInputError, match="write it like 2026-11-26"):
+        adapt.parse_date(text, "From date")
+
+
+def test_parse_date_reads_a_day_as_utc():
+    assert adapt.parse_date("2026-11-26", "From date").isoformat() == "2026-11-26T00:00:00+00:00"
+    assert adapt.parse_date("  ", "From date") is None
+
+
+def test_missing_upload_says_what_to_upload():
+    with pytest.raises(InvalidInputError, match="No image A was uploaded"):
+        adapt.open_upload(None, "image A")
+    assert adapt.source_upload("t2i", None) is None
+    with pytest.raises(InvalidInputError, match="No source image"):
+        adapt.source_upload("edit", None)
+
+
+def test_studio_error_becomes_its_message():
+    error = to_gradio_error(InvalidInputError("The prompt is empty."))
+    assert isinstance(error, gr.Error) and error.message == "The prompt is empty."
+
+
+def test_unexpected_error_is_logged_with_an_id_and_shown_without_details(caplog):
+    with caplog.at_level(logging.ERROR):
+        error = to_gradio_error(KeyError("secret internals"))
+    log_id = caplog.records[0].getMessage().split("log id ")[1].rstrip("]")
+    assert f"log id {log_id}" in error.message and "secret" not in error.message
+    assert caplog.records[0].exc_info is not None  # the traceback is in the log
+
+
+def test_ui_errors_wraps_streaming_handlers():
+    @ui_errors
+    def handler():
+        yield 1
+        raise InvalidInputError("No session chosen.")
+
+    stream = handler()
+    assert next(stream) == 1
+    with pytest.raises(gr.Error, match="No session chosen."):
+        next(stream)

@@ -1,0 +1,72 @@
+"""``build_app`` over fake backends, in-process: the API surface, public mode, the shared GPU queue,
+and Stop (a cancelled stream is stored as a cancelled session)."""
+
+from __future__ import annotations
+
+import time
+from typing import Iterator
+
+import gradio as gr
+import pytest
+from gradio_client import Client
+
+from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, build_app
+from tests.studio_fakes import ScriptedCritic, SquaresGenerator, make_services, poor
+from tests.ui_helpers import free_port
+
+GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch"}
+
+
+def dependencies(demo: gr.Blocks) -> list[dict]:
+    return demo.get_config_file()["dependencies"]
+
+
+@pytest.fixture
+def services(tmp_path):
+    return make_services(tmp_path, ScriptedCritic([poor(2.0)]), SquaresGenerator(delay_s=0.3))
+
+
+@pytest.fixture
+def served(services) -> Iterator[tuple[gr.Blocks, Client]]:
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        yield demo, Client(f"http://127.0.0.1:{port}/", verbose=False)
+    finally:
+        demo.close()
+
+
+def test_public_endpoints_are_exactly_the_engine_actions(services):
+    public = {d["api_name"] for d in dependencies(build_app(services)) if d["api_visibility"] == "public"}
+    assert public == set(API_NAMES)
+
+
+def test_model_bound_actions_share_one_gpu_slot(services):
+    functions = {fn.api_name: fn for fn in build_app(services).fns.values()}
+    assert {name for name, fn in functions.items() if fn.concurrency_id == "gpu"} == GPU_BOUND
+    assert all(functions[name].concurrency_limit == 1 for name in GPU_BOUND)
+
+
+def test_public_mode_hides_backend_settings_and_server_folders(services):
+    def labels(demo: gr.Blocks) -> set[str]:
+        return {c.get("props", {}).get("label") for c in demo.get_config_file()["components"]
+                if c.get("props", {}).get("visible", True) is not False}
+
+    assert {"Backend settings", "…or a folder on the server"} <= labels(build_app(services))
+    assert not {"Backend settings", "…or a folder on the server"} & labels(build_app(services, public=True))
+
+
+def test_stop_stores_the_session_as_cancelled(served, services):
+    _, client = served
+    job = client.submit("t2i", "a red square", None, 10, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
+                        api_name="/refine")
+    deadline = time.monotonic() + 30
+    while not any(out[2] for out in job.outputs()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    job.cancel()
+    while services.store.search_sessions()[0]["status"] == "running" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    session = services.store.search_sessions()[0]
+    assert (session["status"], session["stop_reason"]) == ("cancelled", "cancelled")
+    assert services.store.rounds(session["id"])[-1]["status"] in ("cancelled", "done")
