@@ -1,0 +1,539 @@
+"""Trains the tiny shapes-world generators and exports them as two diffusers pipeline folders.
+
+    python -m models.shapes.train_generator --out assets --minutes 55 --seed 0
+
+Two phases inside one wall-clock budget: a small VAE learns to reconstruct rendered scenes (then
+it is frozen and its scaling/shift factors are set from latent statistics), then one tiny FLUX
+transformer and its two text encoders learn jointly, with flow matching, text-to-image (a random
+scene, prompted in the short or the detailed form) and editing (source render + instruction ->
+target render, in the Kontext token layout). The EMA weights are exported to
+``<out>/shapes-t2i`` (``FluxPipeline``) and ``<out>/shapes-edit`` (``FluxKontextPipeline``).
+
+A checkpoint in ``--run-dir`` (default ``runs/shapes-generator``) is written every few minutes;
+running the same command again resumes from it. Held-out scenes (``heldout_scenes``,
+``heldout_edits``) are never trained on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import math
+import os
+import random
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from diffusers import FluxPipeline
+from PIL import Image
+from tqdm import tqdm
+
+from models.errors import ConfigError
+from models.shapes import world
+from models.shapes.tiny_flux import FluxComponents, TinyFluxConfig, assemble_pipelines, build_components
+
+logger = logging.getLogger(__name__)
+
+HELDOUT_SEED = 990_001  # held-out evaluation scenes; training streams are seeded elsewhere
+CORPUS_SEED = 12_345  # the text corpus the tokenizers are built from
+T2I_FOLDER = "shapes-t2i"
+EDIT_FOLDER = "shapes-edit"
+DEFAULTS_FILE = "studio_defaults.json"
+IMAGE_SIZE = 64
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one training run (defaults: the shipped models)."""
+
+    out: str = "assets"  # where the two pipeline folders are written
+    run_dir: str = "runs/shapes-generator"  # checkpoint, log and eval samples
+    minutes: float = 55.0  # wall-clock budget for the whole run (both phases, eval, export)
+    seed: int = 0
+    threads: int = 1  # on the shared 2-core machine, 1 thread ran 5x faster than 2 (no spin-waiting)
+    # VAE phase
+    vae_minutes: float = 8.0
+    vae_batch: int = 8
+    vae_lr: float = 3e-3
+    vae_foreground_weight: float = 9.0  # extra loss weight on non-background pixels (colours, letters)
+    vae_kl_weight: float = 1e-6
+    # joint transformer + text-encoder phase
+    batch_t2i: int = 32
+    batch_edit: int = 16
+    lr: float = 6e-4
+    warmup_steps: int = 100
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.01
+    empty_prompt_prob: float = 0.1  # unconditional samples for classifier-free guidance
+    detailed_prob: float = 0.5  # detailed vs short prompt form in text-to-image samples
+    ema_decay: float = 0.995
+    reserve_minutes: float = 2.0  # kept free at the end for the final eval and export
+    checkpoint_minutes: float = 3.0
+    eval_minutes: float = 10.0
+    # sampling settings written to studio_defaults.json
+    sample_steps: int = 16
+    sample_cfg: float = 3.0
+    model: TinyFluxConfig = field(default_factory=TinyFluxConfig)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.batch_edit <= self.batch_t2i:
+            raise ConfigError(
+                f"batch_edit must be between 1 and batch_t2i ({self.batch_t2i}), because edit sources are drawn "
+                f"from the text-to-image batch; got {self.batch_edit}."
+            )
+        if self.vae_minutes + self.reserve_minutes >= self.minutes:
+            raise ConfigError(
+                f"The budget of {self.minutes} minutes leaves no time for the transformer after the VAE "
+                f"({self.vae_minutes} min) and the export reserve ({self.reserve_minutes} min). Raise --minutes."
+            )
+
+
+def heldout_scenes(n: int = 200, seed: int = HELDOUT_SEED) -> list[world.Scene]:
+    """``n`` distinct evaluation scenes for text-to-image; training never draws them."""
+    rng = random.Random(seed)
+    scenes: dict[world.Scene, None] = {}
+    while len(scenes) < n:
+        scenes[world.random_scene(rng)] = None
+    return list(scenes)
+
+
+def heldout_edits(n: int = 200, seed: int = HELDOUT_SEED + 1) -> list[tuple[world.Scene, world.Edit]]:
+    """``n`` evaluation edits (distinct source scenes, one edit each); never trained on."""
+    rng = random.Random(seed)
+    sources: dict[world.Scene, world.Edit] = {}
+    while len(sources) < n:
+        scene = world.random_scene(rng)
+        if scene not in sources:
+            sources[scene] = world.random_edit(scene, rng)
+    return list(sources.items())
+
+
+def text_corpus(n_scenes: int = 3000, seed: int = CORPUS_SEED) -> list[str]:
+    """Prompts in both forms and edit instructions: the texts the tokenizers are built over."""
+    rng = random.Random(seed)
+    texts: list[str] = []
+    for _ in range(n_scenes):
+        scene = world.random_scene(rng)
+        texts += [world.short_prompt(scene), world.detailed_prompt(scene), world.random_edit(scene, rng).instruction]
+    return texts
+
+
+def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
+    """RGB images -> float tensor (N, 3, H, W) in [-1, 1], as the pipelines' image processor does."""
+    array = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images])
+    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+
+
+def _foreground(x: torch.Tensor) -> torch.Tensor:
+    """Mask (N, 1, H, W) of the pixels of ``x`` (in [-1, 1]) that differ from the world's background."""
+    background = torch.tensor(world.BACKGROUND, dtype=x.dtype).view(1, 3, 1, 1) / 127.5 - 1
+    return ((x - background).abs().sum(dim=1, keepdim=True) > 0.05).to(x.dtype)
+
+
+class SceneStream:
+    """Training scenes, reproducible per step and never one of the held-out scenes."""
+
+    def __init__(self, seed: int, excluded: set[world.Scene]) -> None:
+        self.seed = seed
+        self.excluded = excluded
+
+    def rng(self, phase: str, step: int) -> random.Random:
+        """The random source of one step of one phase."""
+        return random.Random(f"{self.seed}/{phase}/{step}")
+
+    def scene(self, rng: random.Random) -> world.Scene:
+        """One training scene."""
+        while True:
+            scene = world.random_scene(rng)
+            if scene not in self.excluded:
+                return scene
+
+
+@dataclass
+class RunState:
+    """What a checkpoint holds besides the weights."""
+
+    phase: str = "vae"  # "vae", then "flux", then "done"
+    vae_step: int = 0
+    step: int = 0
+    flux_start: float = 0.0  # elapsed seconds when phase 2 began (the LR schedule runs on time)
+    elapsed: float = 0.0  # seconds of training so far, over all sessions
+
+
+class Trainer:
+    """Owns the components, the optimizer and the checkpoint of one run."""
+
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.run_dir = Path(cfg.run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.ckpt_path = self.run_dir / "ckpt.pt"
+        torch.manual_seed(cfg.seed)
+        self.parts = build_components(cfg.model, text_corpus())
+        self.t2i = FluxPipeline(**self.parts.as_kwargs())  # prompt encoding and latent packing
+        self.trainable = [self.parts.transformer, self.parts.text_encoder, self.parts.text_encoder_2]
+        self.ema = [copy.deepcopy(m).requires_grad_(False) for m in self.trainable]
+        self.vae_opt = torch.optim.AdamW(self.parts.vae.parameters(), lr=cfg.vae_lr)
+        params = [p for m in self.trainable for p in m.parameters()]
+        self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
+        excluded = set(heldout_scenes()) | {scene for scene, _ in heldout_edits()}
+        self.stream = SceneStream(cfg.seed, excluded)
+        self.state = RunState()
+        self.session_start = time.time()
+        self.elapsed_at_start = 0.0
+        if self.ckpt_path.exists():
+            self._load()
+
+    # ----------------------------------------------------------------- time and checkpoints
+    def elapsed(self) -> float:
+        """Seconds of this run so far, including earlier sessions."""
+        return self.elapsed_at_start + time.time() - self.session_start
+
+    def save(self) -> None:
+        """Write the checkpoint atomically."""
+        self.state.elapsed = self.elapsed()
+        blob = {
+            "config": asdict(self.cfg),
+            "state": asdict(self.state),
+            "vae": self.parts.vae.state_dict(),
+            "vae_factors": (self.parts.vae.config.scaling_factor, self.parts.vae.config.shift_factor),
+            "models": [m.state_dict() for m in self.trainable],
+            "ema": [m.state_dict() for m in self.ema],
+            "vae_opt": self.vae_opt.state_dict(),
+            "opt": self.opt.state_dict(),
+        }
+        tmp = self.ckpt_path.with_suffix(".tmp")
+        torch.save(blob, tmp)
+        tmp.replace(self.ckpt_path)
+        logger.info("checkpoint saved at %s (phase %s, step %d)", self.ckpt_path, self.state.phase, self.state.step)
+
+    def _load(self) -> None:
+        blob = torch.load(self.ckpt_path, map_location="cpu", weights_only=False)
+        if blob["config"]["model"] != asdict(self.cfg.model):
+            raise ConfigError(
+                f"The checkpoint in {self.ckpt_path} was trained with model sizes {blob['config']['model']}, "
+                f"but this run asks for {asdict(self.cfg.model)}. Use another --run-dir or delete the checkpoint."
+            )
+        self.state = RunState(**blob["state"])
+        self.elapsed_at_start = self.state.elapsed
+        self.parts.vae.load_state_dict(blob["vae"])
+        scaling, shift = blob["vae_factors"]
+        self.parts.vae.register_to_config(scaling_factor=scaling, shift_factor=shift)
+        for module, sd in zip(self.trainable, blob["models"]):
+            module.load_state_dict(sd)
+        for module, sd in zip(self.ema, blob["ema"]):
+            module.load_state_dict(sd)
+        self.vae_opt.load_state_dict(blob["vae_opt"])
+        self.opt.load_state_dict(blob["opt"])
+        logger.info("resumed from %s: %s", self.ckpt_path, self.state)
+
+    # ----------------------------------------------------------------- phase 1: VAE
+    def train_vae(self) -> None:
+        """Train the VAE on rendered scenes for ``vae_minutes``, then fix its latent factors."""
+        cfg, vae = self.cfg, self.parts.vae
+        vae.train()
+        deadline = cfg.vae_minutes * 60
+        bar = tqdm(desc="vae", initial=self.state.vae_step, mininterval=20)
+        last_save = time.time()
+        while self.elapsed() < deadline:
+            rng = self.stream.rng("vae", self.state.vae_step)
+            x = images_to_tensor([world.render(self.stream.scene(rng)) for _ in range(cfg.vae_batch)])
+            posterior = vae.encode(x).latent_dist
+            # the posterior mean, not a sample: with the tiny KL weight the sampling noise only
+            # slows learning down, and the pipelines encode sources with the mean too
+            recon = vae.decode(posterior.mode()).sample
+            error = recon - x
+            weight = 1 + cfg.vae_foreground_weight * _foreground(x)
+            rec_loss = ((error.abs() + error**2) * weight).mean()
+            loss = rec_loss + cfg.vae_kl_weight * posterior.kl().mean()
+            progress = min(1.0, self.elapsed() / deadline)
+            for group in self.vae_opt.param_groups:
+                group["lr"] = cfg.vae_lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+            self.vae_opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.vae_opt.step()
+            self.state.vae_step += 1
+            bar.update()
+            if self.state.vae_step % 50 == 0:
+                bar.set_postfix(rec=f"{rec_loss.item():.4f}")
+                logger.info("vae step %d rec %.4f (%.1fs)", self.state.vae_step, rec_loss.item(), self.elapsed())
+            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                self.save()
+                last_save = time.time()
+        bar.close()
+        vae.eval().requires_grad_(False)
+        self._set_latent_factors()
+        self.state.phase = "flux"
+        self.save()
+
+    @torch.no_grad()
+    def _set_latent_factors(self, n: int = 512) -> None:
+        rng = random.Random(f"{self.cfg.seed}/latent-stats")
+        x = images_to_tensor([world.render(self.stream.scene(rng)) for _ in range(n)])
+        z = self.parts.vae.encode(x).latent_dist.mode()
+        shift, scale = z.mean().item(), 1.0 / z.std().item()
+        self.parts.vae.register_to_config(scaling_factor=scale, shift_factor=shift)
+        recon = self.parts.vae.decode(z).sample
+        logger.info("vae latent shift %.4f scaling %.4f; reconstruction L1 %.4f",
+                    shift, scale, F.l1_loss(recon, x).item())
+
+    # ----------------------------------------------------------------- phase 2: transformer
+    @torch.no_grad()
+    def _latents(self, images: list[Image.Image]) -> torch.Tensor:
+        """Scaled, packed latents (N, tokens, channels * 4) of rendered images."""
+        vae = self.parts.vae
+        z = vae.encode(images_to_tensor(images)).latent_dist.mode()
+        z = (z - vae.config.shift_factor) * vae.config.scaling_factor
+        n, c, h, w = z.shape
+        return FluxPipeline._pack_latents(z, n, c, h, w)
+
+    def _image_ids(self) -> torch.Tensor:
+        side = IMAGE_SIZE // self.t2i.vae_scale_factor // 2
+        return FluxPipeline._prepare_latent_image_ids(1, side, side, "cpu", torch.float32)
+
+    def _t2i_batch(self, rng: random.Random) -> tuple[list[world.Scene], list[str], list[Image.Image]]:
+        scenes = [self.stream.scene(rng) for _ in range(self.cfg.batch_t2i)]
+        prompts, images = [], []
+        for scene in scenes:
+            if rng.random() < self.cfg.empty_prompt_prob:
+                prompts.append("")
+            elif rng.random() < self.cfg.detailed_prob:
+                prompts.append(world.detailed_prompt(scene))
+            else:
+                prompts.append(world.short_prompt(scene))
+            images.append(world.render(scene))
+        return scenes, prompts, images
+
+    def _edit_batch(self, rng: random.Random, sources: list[world.Scene]) -> tuple[list[str], list[Image.Image]]:
+        """Instructions and target renders for edits of ``sources``."""
+        prompts, targets = [], []
+        for scene in sources:
+            edit = world.random_edit(scene, rng)
+            if rng.random() < self.cfg.empty_prompt_prob:
+                prompts.append("")
+                target = scene  # no instruction: keep the source
+            else:
+                prompts.append(edit.instruction)
+                target = edit.target
+            targets.append(world.render(target))
+        return prompts, targets
+
+    def _flow_loss(self, prompts: list[str], x0: torch.Tensor, gen: torch.Generator,
+                   source: torch.Tensor | None = None) -> torch.Tensor:
+        """Flow-matching loss: x_t = (1 - s) x0 + s eps, target eps - x0, s ~ logit-normal."""
+        embeds, pooled, text_ids = self.t2i.encode_prompt(
+            prompt=prompts, prompt_2=None, device=torch.device("cpu"),
+            max_sequence_length=self.cfg.model.max_sequence_length,
+        )
+        n = x0.shape[0]
+        sigma = torch.sigmoid(torch.randn(n, generator=gen))
+        eps = torch.randn(x0.shape, generator=gen)
+        s = sigma[:, None, None]
+        hidden = (1 - s) * x0 + s * eps
+        img_ids = self._image_ids()
+        if source is not None:
+            source_ids = img_ids.clone()
+            source_ids[:, 0] = 1
+            hidden = torch.cat([hidden, source], dim=1)
+            img_ids = torch.cat([img_ids, source_ids], dim=0)
+        pred = self.parts.transformer(
+            hidden_states=hidden, timestep=sigma, pooled_projections=pooled, encoder_hidden_states=embeds,
+            txt_ids=text_ids, img_ids=img_ids, return_dict=False,
+        )[0][:, : x0.shape[1]]
+        return F.mse_loss(pred, eps - x0)
+
+    def _flux_end(self) -> float:
+        return (self.cfg.minutes - self.cfg.reserve_minutes) * 60
+
+    def _lr(self) -> float:
+        """Linear warm-up over steps, then cosine decay over the phase's wall-clock budget (the
+        machine is shared, so a step count fixed in advance would end too early or too late)."""
+        cfg, step = self.cfg, self.state.step
+        if step < cfg.warmup_steps:
+            return cfg.lr * (step + 1) / cfg.warmup_steps
+        span = max(1.0, self._flux_end() - self.state.flux_start)
+        progress = min(1.0, (self.elapsed() - self.state.flux_start) / span)
+        return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        decay = min(self.cfg.ema_decay, (1 + self.state.step) / (10 + self.state.step))
+        for ema, model in zip(self.ema, self.trainable):
+            torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
+
+    def flux_step(self) -> tuple[float, float]:
+        """One optimizer step on a text-to-image batch and an edit batch; returns both losses."""
+        cfg = self.cfg
+        rng = self.stream.rng("flux", self.state.step)
+        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.state.step)
+        # the first batch_edit scenes of the text-to-image batch are also the edit sources
+        scenes, prompts, images = self._t2i_batch(rng)
+        e_prompts, targets = self._edit_batch(rng, scenes[: cfg.batch_edit])
+        latents = self._latents(images + targets)
+        x0, target_x0 = latents[: len(images)], latents[len(images):]
+        loss_t2i = self._flow_loss(prompts, x0, gen)
+        loss_edit = self._flow_loss(e_prompts, target_x0, gen, source=x0[: cfg.batch_edit])
+        for group in self.opt.param_groups:
+            group["lr"] = self._lr()
+        self.opt.zero_grad(set_to_none=True)
+        (loss_t2i + loss_edit).backward()
+        torch.nn.utils.clip_grad_norm_([p for m in self.trainable for p in m.parameters()], 1.0)
+        self.opt.step()
+        self.state.step += 1
+        self._update_ema()
+        return loss_t2i.item(), loss_edit.item()
+
+    def train_flux(self) -> None:
+        """Joint text-to-image + editing training until the phase's wall-clock budget ends."""
+        cfg = self.cfg
+        for m in self.trainable:
+            m.train()
+        if self.state.step == 0:
+            self.state.flux_start = self.elapsed()
+        bar = tqdm(desc="flux", initial=self.state.step, mininterval=20)
+        last_save = last_eval = time.time()
+        while self.elapsed() < self._flux_end():
+            loss_t2i, loss_edit = self.flux_step()
+            bar.update()
+            if self.state.step % 25 == 0:
+                rate = self.state.step / max(1e-9, self.elapsed() - self.state.flux_start)
+                bar.set_postfix(t2i=f"{loss_t2i:.3f}", edit=f"{loss_edit:.3f}")
+                logger.info("step %d loss t2i %.4f edit %.4f lr %.2e, %.2f steps/s (%.0fs)", self.state.step,
+                            loss_t2i, loss_edit, self._lr(), rate, self.elapsed())
+            if time.time() - last_save > cfg.checkpoint_minutes * 60:
+                self.save()
+                last_save = time.time()
+            if time.time() - last_eval > cfg.eval_minutes * 60:
+                self.write_samples()
+                last_eval = time.time()
+        bar.close()
+        self.state.phase = "done"
+        self.save()
+
+    # ----------------------------------------------------------------- samples and export
+    def ema_components(self) -> FluxComponents:
+        """The components with the EMA weights of the trained modules."""
+        transformer, text_encoder, text_encoder_2 = self.ema
+        return FluxComponents(
+            tokenizer=self.parts.tokenizer, text_encoder=text_encoder, tokenizer_2=self.parts.tokenizer_2,
+            text_encoder_2=text_encoder_2, vae=self.parts.vae, transformer=transformer,
+            scheduler=self.parts.scheduler,
+        )
+
+    def sampling_kwargs(self) -> dict[str, object]:
+        """The sampling settings the export recommends (also written to studio_defaults.json)."""
+        return {
+            "num_inference_steps": self.cfg.sample_steps,
+            "true_cfg_scale": self.cfg.sample_cfg,
+            "negative_prompt": "",
+            "height": IMAGE_SIZE,
+            "width": IMAGE_SIZE,
+            "max_sequence_length": self.cfg.model.max_sequence_length,
+        }
+
+    @torch.no_grad()
+    def write_samples(self, n: int = 8) -> Path:
+        """A grid of EMA samples (top: short and detailed prompts; bottom: edits) in the run dir."""
+        t2i, edit = assemble_pipelines(self.ema_components())
+        t2i.set_progress_bar_config(disable=True)
+        edit.set_progress_bar_config(disable=True)
+        scenes = heldout_scenes()[: n // 2]
+        prompts = [world.short_prompt(s) for s in scenes] + [world.detailed_prompt(s) for s in scenes]
+        kwargs = self.sampling_kwargs()
+        gen = torch.Generator().manual_seed(0)
+        made = t2i(prompt=prompts, generator=gen, **kwargs).images
+        edits = heldout_edits()[:n]
+        edited = [
+            edit(image=world.render(src), prompt=e.instruction, generator=torch.Generator().manual_seed(0),
+                 max_area=IMAGE_SIZE * IMAGE_SIZE, _auto_resize=False, **kwargs).images[0]
+            for src, e in edits
+        ]
+        rows = [[world.render(s) for s in scenes] * 2, made, [world.render(s) for s, _ in edits], edited]
+        grid = Image.new("RGB", (IMAGE_SIZE * n, IMAGE_SIZE * len(rows)), "white")
+        for r, row in enumerate(rows):
+            for c, im in enumerate(row):
+                grid.paste(im, (c * IMAGE_SIZE, r * IMAGE_SIZE))
+        path = self.run_dir / f"samples_{self.state.step:06d}.png"
+        grid.save(path)
+        logger.info("eval samples written to %s", path)
+        return path
+
+    def export(self) -> tuple[Path, Path]:
+        """Save the EMA weights as the two pipeline folders (fp16 diffusers models, fp32 text
+        encoders so that plain ``from_pretrained`` gives a consistent float32 pipeline)."""
+        parts = copy.deepcopy(self.ema_components())
+        parts.transformer.to(torch.float16)
+        parts.vae.to(torch.float16)
+        t2i, edit = assemble_pipelines(parts)
+        out = Path(self.cfg.out)
+        defaults = {
+            "steps": self.cfg.sample_steps,
+            "guidance": self.cfg.sample_cfg,
+            "negative_prompt": "",
+            "height": IMAGE_SIZE,
+            "width": IMAGE_SIZE,
+            "max_sequence_length": self.cfg.model.max_sequence_length,
+            "description": (
+                f"Tiny shapes-world FLUX (guidance is true_cfg_scale with an empty negative prompt), trained "
+                f"by models.shapes.train_generator with seed {self.cfg.seed}: {self.state.step} steps in "
+                f"{self.elapsed() / 60:.0f} minutes."
+            ),
+        }
+        paths = []
+        for pipe, name in ((t2i, T2I_FOLDER), (edit, EDIT_FOLDER)):
+            folder = out / name
+            pipe.save_pretrained(folder)
+            (folder / DEFAULTS_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
+            paths.append(folder)
+        logger.info("exported %s and %s", *paths)
+        return paths[0], paths[1]
+
+    def run(self) -> None:
+        """Both phases (resuming where the checkpoint left off), final samples and export."""
+        torch.set_num_threads(self.cfg.threads)
+        if self.state.phase == "vae":
+            self.train_vae()
+        else:
+            self.parts.vae.eval().requires_grad_(False)
+        if self.state.phase == "flux":
+            self.train_flux()
+        self.write_samples()
+        self.export()
+        logger.info("done in %.1f minutes", self.elapsed() / 60)
+
+
+def parse_args(argv: list[str] | None = None) -> TrainConfig:
+    """Command-line overrides of ``TrainConfig`` (top-level fields; each keeps its default's type)."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    for f in fields(TrainConfig):
+        if f.name == "model":
+            continue
+        default = f.default
+        parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
+    parser.add_argument("--tiny", action="store_true", help="smoke-test sizes (a few seconds per step)")
+    args = vars(parser.parse_args(argv))
+    tiny = args.pop("tiny")
+    cfg = TrainConfig(**args)
+    if tiny:
+        cfg.model = TinyFluxConfig.smoke()
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of ``python -m models.shapes.train_generator``."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    cfg = parse_args(argv)
+    logger.info("config: %s", json.dumps(asdict(cfg)))
+    Trainer(cfg).run()
+
+
+if __name__ == "__main__":
+    main()
