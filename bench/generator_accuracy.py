@@ -1,0 +1,173 @@
+"""Exact-scene accuracy of the shipped shapes-world generators, as read by the analyzer.
+
+Held-out scenes (``heldout_scenes``; the training run never draws them) are prompted in the short
+form and in the detailed form; each image is read back with ``models.shapes.analyzer.analyze``
+and compared with ``parse_prompt`` of its prompt:
+
+- short form: the multiset of (shape, colour) and the word must match (sizes and positions are
+  free, since the prompt leaves them open);
+- detailed form: the exact objects (shape, colour, size, position) and the word must match.
+
+Edit success: held-out edits (``heldout_edits``) are applied by the editing pipeline to the
+source render; an edit succeeds when the analyzed result equals the exact target scene.
+
+Image ``i`` uses seed ``--seed + i``. Prints one JSON line; ``--grid`` writes a PNG of samples
+(rows: target render, short-prompt sample, detailed-prompt sample, edit source, edit result,
+edit target).
+
+Run from the repository root:
+    python -m bench.generator_accuracy [--n 200] [--steps 16] [--guidance 3] [--grid assets/samples_grid.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from collections import Counter
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import torch
+from diffusers import DiffusionPipeline
+from PIL import Image
+
+from models.shapes import world
+from models.shapes.analyzer import AnalyzedScene, analyze
+from models.shapes.train_generator import DEFAULTS_FILE, EDIT_FOLDER, IMAGE_SIZE, T2I_FOLDER, heldout_edits, heldout_scenes
+
+logger = logging.getLogger(__name__)
+
+GRID_COLUMNS = 8
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i and shapes-edit")
+    parser.add_argument("--n", type=int, default=200, help="held-out prompts per form, and edits")
+    parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: studio_defaults.json)")
+    parser.add_argument("--guidance", type=float, default=None, help="true_cfg_scale (default: studio_defaults.json)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the first image")
+    parser.add_argument("--batch", type=int, default=25, help="images per pipeline call")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--grid", type=Path, default=None, help="write a sample grid PNG here")
+    return parser.parse_args(argv)
+
+
+def short_match(prompt: str, found: AnalyzedScene) -> bool:
+    """Same multiset of (shape, colour) and the same word as the short ``prompt`` asks for."""
+    spec = world.parse_prompt(prompt)
+    asked = Counter((o.shape, o.colour) for o in spec.objects)
+    return asked == Counter((o.shape, o.colour) for o in found.objects) and spec.word == found.word
+
+
+def detailed_match(prompt: str, found: AnalyzedScene) -> bool:
+    """Exactly the objects (shape, colour, size, position) and the word the detailed ``prompt`` asks for."""
+    spec = world.parse_prompt(prompt)
+    asked = sorted((o.shape, o.colour, o.size, o.position) for o in spec.objects)
+    got = sorted((o.shape, o.colour, o.size, o.position) for o in found.objects)
+    return asked == got and spec.word == found.word
+
+
+def edit_match(target: world.Scene, found: AnalyzedScene) -> bool:
+    """The analyzed edit result is exactly the target scene."""
+    return bool(found.objects) and found.to_scene() == target
+
+
+def _settings(folder: Path, steps: int | None, guidance: float | None) -> dict[str, object]:
+    defaults = json.loads((folder / DEFAULTS_FILE).read_text())
+    return {
+        "num_inference_steps": steps if steps is not None else defaults["steps"],
+        "true_cfg_scale": guidance if guidance is not None else defaults["guidance"],
+        "negative_prompt": defaults["negative_prompt"],
+        "height": IMAGE_SIZE,
+        "width": IMAGE_SIZE,
+        "max_sequence_length": defaults["max_sequence_length"],
+    }
+
+
+def _generators(first: int, count: int) -> list[torch.Generator]:
+    return [torch.Generator().manual_seed(first + i) for i in range(count)]
+
+
+def generate(pipe: DiffusionPipeline, prompts: list[str], settings: dict[str, object], seed: int, batch: int,
+             sources: list[Image.Image] | None = None) -> list[Image.Image]:
+    """Images for ``prompts`` (edits of ``sources`` when given), image ``i`` with seed ``seed + i``."""
+    images: list[Image.Image] = []
+    for start in range(0, len(prompts), batch):
+        chunk = prompts[start : start + batch]
+        kwargs = dict(settings, prompt=chunk, generator=_generators(seed + start, len(chunk)))
+        if sources is not None:
+            kwargs.update(image=sources[start : start + batch], max_area=IMAGE_SIZE * IMAGE_SIZE, _auto_resize=False)
+        images += pipe(**kwargs).images
+        logger.info("%d/%d images", len(images), len(prompts))
+    return images
+
+
+def write_grid(path: Path, rows: list[list[Image.Image]]) -> None:
+    """Paste ``rows`` of images (the first ``GRID_COLUMNS`` of each) into one PNG."""
+    grid = Image.new("RGB", (IMAGE_SIZE * GRID_COLUMNS, IMAGE_SIZE * len(rows)), "white")
+    for r, row in enumerate(rows):
+        for c, image in enumerate(row[:GRID_COLUMNS]):
+            grid.paste(image.resize((IMAGE_SIZE, IMAGE_SIZE)), (c * IMAGE_SIZE, r * IMAGE_SIZE))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path, optimize=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    torch.set_num_threads(args.threads)
+    started = time.time()
+    assets = Path(args.assets)
+    t2i = DiffusionPipeline.from_pretrained(assets / T2I_FOLDER)
+    edit = DiffusionPipeline.from_pretrained(assets / EDIT_FOLDER)
+    for pipe in (t2i, edit):
+        pipe.set_progress_bar_config(disable=True)
+    settings = _settings(assets / T2I_FOLDER, args.steps, args.guidance)
+
+    scenes = heldout_scenes(args.n)
+    short = [world.short_prompt(s) for s in scenes]
+    detailed = [world.detailed_prompt(s) for s in scenes]
+    short_images = generate(t2i, short, settings, args.seed, args.batch)
+    detailed_images = generate(t2i, detailed, settings, args.seed, args.batch)
+    short_ok = [short_match(p, analyze(im)) for p, im in zip(short, short_images)]
+    detailed_ok = [detailed_match(p, analyze(im)) for p, im in zip(detailed, detailed_images)]
+
+    edits = heldout_edits(args.n)
+    sources = [world.render(source) for source, _ in edits]
+    edited = generate(edit, [e.instruction for _, e in edits], settings, args.seed, args.batch, sources=sources)
+    edit_ok = [edit_match(e.target, analyze(im)) for (_, e), im in zip(edits, edited)]
+    by_kind: dict[str, list[bool]] = {}
+    for (_, e), ok in zip(edits, edit_ok):
+        by_kind.setdefault(e.kind, []).append(ok)
+
+    def rate(flags: list[bool]) -> float:
+        return round(sum(flags) / len(flags), 3) if flags else float("nan")
+
+    no_word = [i for i, s in enumerate(scenes) if s.word is None]
+    report = {
+        "n": args.n,
+        "short_accuracy": rate(short_ok),
+        "detailed_accuracy": rate(detailed_ok),
+        "edit_success": rate(edit_ok),
+        "short_accuracy_no_word": rate([short_ok[i] for i in no_word]),
+        "detailed_accuracy_no_word": rate([detailed_ok[i] for i in no_word]),
+        "edit_success_by_kind": {k: rate(v) for k, v in sorted(by_kind.items())},
+        "steps": settings["num_inference_steps"],
+        "guidance": settings["true_cfg_scale"],
+        "seconds": round(time.time() - started, 1),
+    }
+    if args.grid:
+        targets = [world.render(e.target) for _, e in edits]
+        write_grid(args.grid, [[world.render(s) for s in scenes], short_images, detailed_images,
+                               sources, edited, targets])
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
