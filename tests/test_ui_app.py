@@ -70,3 +70,19 @@ def test_stop_stores_the_session_as_cancelled(served, services):
     session = services.store.search_sessions()[0]
     assert (session["status"], session["stop_reason"]) == ("cancelled", "cancelled")
     assert services.store.rounds(session["id"])[-1]["status"] in ("cancelled", "done")
+
+
+def test_mcp_tools_are_named_after_the_api(services):
+    """``--mcp`` serves every action as an MCP tool of the same name (needs ``gradio[mcp]``)."""
+    import httpx
+
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, mcp_server=True, **LAUNCH_OPTIONS)
+    try:
+        tools = httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()
+    finally:
+        demo.close()
+    assert {tool["name"] for tool in tools} == set(API_NAMES)
+    refine = next(tool for tool in tools if tool["name"] == "refine")
+    assert "Generate-Critique-Refine" in refine["description"]

@@ -12,7 +12,7 @@ import gradio as gr
 from models.errors import InvalidInputError
 from models.spaces import gpu
 from models.types import CritiqueRequest
-from studio.diagnose import diagnose, diagnose_many, load_batch, write_csv
+from studio import diagnose as diagnosis
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
@@ -50,26 +50,42 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
         csv_file = gr.File(label="CSV export", interactive=False)
 
     @ui_errors
-    def run_diagnose(task: str, prompt: str, source_image: str | None, image: str | None) -> tuple[Any, ...]:
+    def diagnose(task: str, prompt: str, source_image: str | None, image: str | None) -> tuple[Any, ...]:
+        """The critic's full critique of one image: scores, justifications, summary, refined request.
+
+        Args:
+            task: "t2i" or "edit".
+            prompt: the prompt or edit instruction the image answers.
+            source_image: the edit's source image (edit task only).
+            image: the image to diagnose.
+        """
         request = CritiqueRequest(task, prompt, adapt.open_upload(image, "image"),  # type: ignore[arg-type]
                                   adapt.source_upload(task, source_image))
-        result = diagnose(request, services)
+        result = diagnosis.diagnose(request, services)
         frame = adapt.critique_frame(result.critique) if result.ok else None
         return frame, adapt.critique_markdown(result.critique), result.refined_request or "", result.critique.raw or ""
 
     @ui_errors
-    def run_batch(task: str, files: list[str] | None, folder: str, prompt: str,
-                  progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:
-        items = load_batch(_batch_source(files, folder, public=public), prompt=prompt or None, task=task)  # type: ignore[arg-type]
+    def diagnose_batch(task: str, files: list[str] | None, folder: str, prompt: str,
+                       progress: gr.Progress = gr.Progress()) -> tuple[Any, str]:
+        """Diagnose many images: a table (one row per image) and its CSV.
+
+        Args:
+            task: "t2i" or "edit".
+            files: image files, or one .csv/.jsonl of prompt,image rows (not in public mode).
+            folder: a folder of images on the server (not in public mode).
+            prompt: the prompt of every image (not needed with a .csv/.jsonl).
+        """
+        items = diagnosis.load_batch(_batch_source(files, folder, public=public), prompt=prompt or None, task=task)  # type: ignore[arg-type]
         progress(0, desc=f"Diagnosing {len(items)} image(s)…")
-        rows = list(diagnose_many(items, services, on_progress=lambda done, total: progress(done / total)))
+        rows = list(diagnosis.diagnose_many(items, services, on_progress=lambda done, total: progress(done / total)))
         target = Path(tempfile.mkdtemp(prefix="studio-diagnose-")) / "diagnosis.csv"
-        return adapt.batch_frame(rows), str(write_csv(rows, target))
+        return adapt.batch_frame(rows), str(diagnosis.write_csv(rows, target))
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
-    run.click(gpu(run_diagnose), [task, prompt, source, image], [chart, report, refined, raw], api_name="diagnose",
+    run.click(gpu(diagnose), [task, prompt, source, image], [chart, report, refined, raw], api_name="diagnose",
               concurrency_id="gpu", concurrency_limit=1)
-    batch.click(gpu(run_batch), [task, files, folder, batch_prompt], [table, csv_file], api_name="diagnose_batch",
+    batch.click(gpu(diagnose_batch), [task, files, folder, batch_prompt], [table, csv_file], api_name="diagnose_batch",
                 concurrency_id="gpu", concurrency_limit=1)
     return {"task": task, "prompt": prompt, "source": source, "image": image, "run": run, "chart": chart,
             "report": report, "refined": refined, "raw": raw, "files": files, "folder": folder,

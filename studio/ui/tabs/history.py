@@ -36,9 +36,9 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
     with gr.Row():
         session_id = gr.Textbox(label="Session", max_lines=1)
         open_button = gr.Button("Open")
-        export = gr.Button("Export session")
+        export_button = gr.Button("Export session")
         votes_format = gr.Radio(["jsonl", "parquet"], value="jsonl", label="Votes format")
-        export_votes = gr.Button("Export votes")
+        votes_button = gr.Button("Export votes")
     download = gr.File(label="Export", interactive=False)
     with gr.Row():
         best = gr.Image(label="Best image", interactive=False, height=256)
@@ -47,7 +47,17 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
     timeline = gr.HTML(elem_id="history-timeline")
 
     @ui_errors
-    def run_search(text: str, model: str, status: str, since: str, until: str, scores: str) -> Any:
+    def history_search(text: str, model: str, status: str, since: str, until: str, scores: str) -> Any:
+        """Stored sessions, newest first, matching every condition given.
+
+        Args:
+            text: words the prompt contains.
+            model: part of the generator or critic name.
+            status: running, awaiting, finished, interrupted, cancelled or failed (empty: any).
+            since: sessions from this date (YYYY-MM-DD).
+            until: sessions before this date (YYYY-MM-DD).
+            scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
+        """
         filters = [ScoreFilter.parse(part) for part in scores.split(";") if part.strip()]
         rows = store.search_sessions(text=text.strip() or None, model=model.strip() or None, status=status or None,
                                      since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
@@ -55,18 +65,33 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
         return adapt.history_frame(rows)
 
     @ui_errors
-    def run_open(session_id: str) -> tuple[Any, ...]:
+    def history_open(session_id: str) -> tuple[Any, ...]:
+        """A stored session: best image, before/after, scores per round and its timeline.
+
+        Args:
+            session_id: the session to open.
+        """
         return adapt.session_view(store, adapt.session_id_from(session_id))
 
     @ui_errors
-    def run_export(session_id: str) -> str:
+    def export_session(session_id: str) -> str:
+        """A session as a zip of its images and session.json.
+
+        Args:
+            session_id: the session to export.
+        """
         sid = adapt.session_id_from(session_id)
         folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"session-{sid}"
         store.export_session(sid, folder)
         return shutil.make_archive(str(folder), "zip", folder)
 
     @ui_errors
-    def run_export_votes(format: str) -> str:
+    def export_votes(format: str) -> str:
+        """Every vote as a preference dataset (GenAI-Bench columns) with its images, zipped.
+
+        Args:
+            format: "jsonl" or "parquet".
+        """
         folder = Path(tempfile.mkdtemp(prefix="studio-votes-"))
         store.export_votes(folder, format=format)  # type: ignore[arg-type]
         return shutil.make_archive(str(folder / "votes"), "zip", folder)
@@ -75,12 +100,13 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
         return str(frame.iloc[event.index[0]]["id"])
 
     filters = [text, model, status, since, until, scores]
-    search.click(run_search, filters, results, api_name="history_search")
+    search.click(history_search, filters, results, api_name="history_search")
+    open_button.click(history_open, session_id, [best, compare, plot, timeline], api_name="history_open")
     results.select(selected, results, session_id, api_visibility="private").then(
-        run_open, session_id, [best, compare, plot, timeline], api_visibility="private")
-    open_button.click(run_open, session_id, [best, compare, plot, timeline], api_name="history_open")
-    export.click(run_export, session_id, download, api_name="export_session")
-    export_votes.click(run_export_votes, votes_format, download, api_name="export_votes")
+        history_open, session_id, [best, compare, plot, timeline], api_name="history_open_selected",
+        api_visibility="private")
+    export_button.click(export_session, session_id, download, api_name="export_session")
+    votes_button.click(export_votes, votes_format, download, api_name="export_votes")
     return {"text": text, "model": model, "status": status, "since": since, "until": until, "scores": scores,
-            "search": search, "results": results, "session_id": session_id, "open": open_button, "export": export,
-            "export_votes": export_votes, "download": download, "best": best, "timeline": timeline}
+            "search": search, "results": results, "session_id": session_id, "open": open_button, "export": export_button,
+            "export_votes": votes_button, "download": download, "best": best, "timeline": timeline}

@@ -41,27 +41,48 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
                 with gr.Row():
                     seed_a = gr.Number(value=0, precision=0, minimum=0, label="Seed A")
                     seed_b = gr.Number(value=1, precision=0, minimum=0, label="Seed B")
-                    generate = gr.Button("Generate A and B")
+                    generate_button = gr.Button("Generate A and B")
             both_orders = gr.Checkbox(value=True, label="Judge both orders (A/B and B/A) to check position bias")
-            judge = gr.Button("Judge", variant="primary")
+            judge_button = gr.Button("Judge", variant="primary")
         with gr.Column():
             verdict = gr.Markdown("Upload two images and a prompt, then press **Judge**.", elem_id="judge-verdict")
             table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False)
             judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1)
-            vote = gr.Radio(VOTE_CHOICES, label="Your vote")
+            choice = gr.Radio(VOTE_CHOICES, label="Your vote")
             record = gr.Button("Record vote")
             vote_status = gr.Markdown(elem_id="judge-vote-status")
 
     @ui_errors
-    def run_judge(task: str, prompt: str, source_image: str | None, image_a: str | None, image_b: str | None,
-                  both_orders: bool) -> tuple[Any, ...]:
+    def judge(task: str, prompt: str, source_image: str | None, image_a: str | None, image_b: str | None,
+              both_orders: bool) -> tuple[Any, ...]:
+        """The critic's verdict on image A against image B for one prompt.
+
+        Args:
+            task: "t2i" or "edit".
+            prompt: the prompt or edit instruction both images answer.
+            source_image: the edited image's source (edit task only).
+            image_a: first image.
+            image_b: second image.
+            both_orders: also judge B/A and report position consistency.
+        """
         request = _pair(task, prompt, source_image, image_a, image_b)
         result = judge_pair(request, services, both_orders=both_orders)
         return adapt.verdict_markdown(result), adapt.verdict_frame(result), str(result.judgement_id)
 
     @ui_errors
-    def run_vote(judgement_id: str, vote: str | None, task: str, prompt: str, source_image: str | None,
-                 image_a: str | None, image_b: str | None) -> str:
+    def vote(judgement_id: str, vote: str | None, task: str, prompt: str, source_image: str | None,
+             image_a: str | None, image_b: str | None) -> str:
+        """Record a person's preference as a pair for the preference dataset.
+
+        Args:
+            judgement_id: the judgement voted on (empty: vote on the images given here).
+            vote: "A", "B", "tie" or "both_bad".
+            task: "t2i" or "edit" (without a judgement).
+            prompt: the prompt (without a judgement).
+            source_image: the edit's source (without a judgement, edit task).
+            image_a: first image (without a judgement).
+            image_b: second image (without a judgement).
+        """
         if not vote:
             raise InvalidInputError("Pick a vote first: A, B, tie or both bad.")
         target = int(judgement_id) if judgement_id else _pair(task, prompt, source_image, image_a, image_b)
@@ -69,7 +90,16 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
         return f"Vote #{vote_id} recorded: **{VOTE_LABELS[vote]}**."
 
     @ui_errors
-    def run_generate(task: str, prompt: str, source_image: str | None, seed_a: float, seed_b: float) -> tuple[str, str]:
+    def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float, seed_b: float) -> tuple[str, str]:
+        """Generate two candidates for one prompt from two seeds, to judge them.
+
+        Args:
+            task: "t2i" or "edit".
+            prompt: the prompt or edit instruction.
+            source_image: the image to edit (edit task only).
+            seed_a: seed of image A.
+            seed_b: seed of image B.
+        """
         generator = services.get_generator(task)
         source = adapt.source_upload(task, source_image)
         paths = []
@@ -92,16 +122,16 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
     refresh.click(recent, None, [pick_a, pick_b], api_visibility="private")
     pick_a.change(picked, pick_a, image_a, api_visibility="private")
     pick_b.change(picked, pick_b, image_b, api_visibility="private")
-    generate.click(gpu(run_generate), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
+    generate_button.click(gpu(generate_pair), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
                    api_name="generate_pair", concurrency_id="gpu", concurrency_limit=1)
-    judge.click(gpu(run_judge), [task, prompt, source, image_a, image_b, both_orders], [verdict, table, judgement_id],
+    judge_button.click(gpu(judge), [task, prompt, source, image_a, image_b, both_orders], [verdict, table, judgement_id],
                 api_name="judge", concurrency_id="gpu", concurrency_limit=1)
-    record.click(run_vote, [judgement_id, vote, task, prompt, source, image_a, image_b], vote_status, api_name="vote")
+    record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b], vote_status, api_name="vote")
     for widget in (image_a, image_b, prompt, task):
         widget.change(lambda: "", None, judgement_id, api_visibility="private", queue=False)
     return {"task": task, "prompt": prompt, "source": source, "image_a": image_a, "image_b": image_b,
-            "judge": judge, "verdict": verdict, "table": table, "judgement_id": judgement_id, "vote": vote,
-            "record": record, "vote_status": vote_status, "generate": generate}
+            "judge": judge_button, "verdict": verdict, "table": table, "judgement_id": judgement_id, "vote": choice,
+            "record": record, "vote_status": vote_status, "generate": generate_button}
 
 
 def _pair(task: str, prompt: str, source: str | None, a: str | None, b: str | None) -> PairRequest:

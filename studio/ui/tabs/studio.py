@@ -13,7 +13,8 @@ from models.errors import InvalidInputError
 from models.spaces import gpu
 from models.types import task_dimensions
 from studio.config import LoopSettings
-from studio.loop import ImageReady, LoopEvent, RefineRequest, refine, resume
+from studio import loop
+from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
@@ -99,31 +100,55 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             raise
 
     @ui_errors
-    def run_refine(task: str, prompt: str, source_image: str | None, max_rounds: float, candidates: float, seed: float,
-                   seed_policy: str, rewriter: str, text_faithfulness: float, image_faithfulness: float,
-                   physical_quality: float, text_rendering: float, plateau: float, regression: bool,
-                   progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+    def refine(task: str, prompt: str, source_image: str | None, max_rounds: float, candidates: float, seed: float,
+               seed_policy: str, rewriter: str, text_faithfulness: float, image_faithfulness: float,
+               physical_quality: float, text_rendering: float, plateau: float, regression: bool,
+               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        """Run a Generate-Critique-Refine session, streaming each step.
+
+        Args:
+            task: "t2i" (text to image) or "edit".
+            prompt: what the image should show, or the edit instruction.
+            source_image: the image to edit (edit task only).
+            max_rounds: most rounds to run.
+            candidates: images per round; the critic's best continues.
+            seed: first seed.
+            seed_policy: "fixed" (same seed every round) or "vary".
+            rewriter: next prompt from "critic", "llm" or "human" (pause for approval).
+            text_faithfulness: stop threshold (1-4).
+            image_faithfulness: stop threshold (1-4, edits).
+            physical_quality: stop threshold (1-4).
+            text_rendering: stop threshold (1-4).
+            plateau: stop after this many rounds without gain (0: off).
+            regression: stop when a round scores lower than the one before.
+        """
         limits = dict(zip(DIMENSIONS, (text_faithfulness, image_faithfulness, physical_quality, text_rendering)))
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
         request = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
         stop_flag = threading.Event()
-        events = refine(request, services, settings, should_stop=stop_flag.is_set)
+        events = loop.refine(request, services, settings, should_stop=stop_flag.is_set)
         yield from show(events, stop_flag, settings.max_rounds, progress)
 
     @ui_errors
-    def run_resume(session_id: str, prompt: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+    def resume(session_id: str, prompt: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+        """Continue a stored session (interrupted, cancelled, failed or awaiting a prompt).
+
+        Args:
+            session_id: the session to continue.
+            prompt: the next round's prompt (empty: the one the session proposed).
+        """
         if not session_id:
             raise InvalidInputError("No session to continue yet: run one first, or open one in History.")
         stop_flag = threading.Event()
         settings = LoopSettings.from_dict(services.store.get_session(session_id)["settings"])
-        events = resume(session_id, services, prompt=prompt or None, should_stop=stop_flag.is_set)
+        events = loop.resume(session_id, services, prompt=prompt or None, should_stop=stop_flag.is_set)
         yield from show(events, stop_flag, settings.max_rounds, progress)
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau, regression]
-    run_event = run.click(gpu(run_refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
+    run_event = run.click(gpu(refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
                           concurrency_limit=1)
-    resume_event = resume_button.click(gpu(run_resume), [session_id, proposed], outputs, api_name="resume",
+    resume_event = resume_button.click(gpu(resume), [session_id, proposed], outputs, api_name="resume",
                                        concurrency_id="gpu", concurrency_limit=1)
     stop.click(None, None, None, cancels=[run_event, resume_event], api_visibility="private")
     return {"task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
