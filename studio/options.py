@@ -73,7 +73,7 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                        help="model for --rewriter llm: a name on --rewriter-url, or a transformers model id or "
                             "folder [STUDIO_REWRITER_MODEL]")
     verbosity = parser.add_argument_group("logging")
-    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
+    verbosity.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
     verbosity.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
 
 
@@ -119,7 +119,7 @@ def _generator_spec(model: str, task: str) -> dict[str, Any] | None:
         return None
     if not model.strip():
         raise ConfigError(f"--{task} is empty; give a diffusers model id or folder, or 'none'.")
-    return {"backend": "diffusers", "model": model, "task": task, "name": Path(model.rstrip("/")).name}
+    return {"backend": "diffusers", "model": model, "task": task}
 
 
 def _rewriter_spec(args: argparse.Namespace) -> dict[str, Any]:
@@ -131,4 +131,6 @@ def _rewriter_spec(args: argparse.Namespace) -> dict[str, Any]:
     if not (args.rewriter_url or args.rewriter_model):
         raise ConfigError("--rewriter llm needs --rewriter-url (an OpenAI-compatible server) "
                           "or --rewriter-model (a transformers model id or folder).")
-    return {"backend": "llm", "base_url": args.rewriter_url, "model": args.rewriter_model}
+    if args.rewriter_url:
+        return {"backend": "llm", "llm_backend": "openai", "base_url": args.rewriter_url, "model": args.rewriter_model}
+    return {"backend": "llm", "llm_backend": "transformers", "model": args.rewriter_model}

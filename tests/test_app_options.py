@@ -64,6 +64,14 @@ def test_contradictory_flags_are_refused(flags, message):
         config_from_args(app.parse_args(flags))
 
 
+def test_llm_rewriter_on_an_endpoint_or_a_local_model():
+    remote = config_from_args(app.parse_args(["--rewriter", "llm", "--rewriter-url", "http://llm:8000/v1"]))
+    assert remote.rewriter == {"backend": "llm", "llm_backend": "openai", "base_url": "http://llm:8000/v1",
+                               "model": None}
+    local = config_from_args(app.parse_args(["--rewriter", "llm", "--rewriter-model", "Qwen/Qwen3-4B"]))
+    assert local.rewriter == {"backend": "llm", "llm_backend": "transformers", "model": "Qwen/Qwen3-4B"}
+
+
 def test_bad_boolean_variable_is_refused(monkeypatch):
     monkeypatch.setenv("STUDIO_PUBLIC", "maybe")
     with pytest.raises(ConfigError, match="STUDIO_PUBLIC"):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import difflib
+import functools
 import html
 import io
 import json
@@ -111,10 +112,14 @@ def event_status(event: LoopEvent) -> str:
 
 def event_progress(event: LoopEvent, max_rounds: int) -> float:
     """The share of the session done at ``event`` (for ``gr.Progress``)."""
+    if isinstance(event, Stopped):
+        return 1.0
     round_no = getattr(event, "round", 0) or 0
-    if isinstance(event, (RoundFinished, PromptProposed, Stopped, AwaitingPrompt)):
-        return 1.0 if isinstance(event, Stopped) else min(1.0, round_no / max_rounds)
-    return min(1.0, max(0, round_no - 1) / max_rounds + (0.5 / max_rounds if isinstance(event, (ImageReady, CritiqueReady)) else 0))
+    if isinstance(event, (RoundFinished, PromptProposed, AwaitingPrompt)):
+        done = float(round_no)
+    else:
+        done = max(0, round_no - 1) + (0.5 if isinstance(event, (ImageReady, CritiqueReady)) else 0.0)
+    return min(1.0, done / max_rounds)
 
 
 def next_prompt(event: LoopEvent) -> str | None:
@@ -235,8 +240,10 @@ def prompt_diff_html(before: str, after: str) -> str:
     return " ".join(parts)
 
 
+@functools.lru_cache(maxsize=1024)
 def thumbnail_uri(path: Path) -> str:
-    """A small PNG data URI of the image at ``path`` (keeps file paths out of the page)."""
+    """A small PNG data URI of the image at ``path`` (keeps file paths out of the page). Cached:
+    store files are named by their content, so a path always holds the same image."""
     with Image.open(path) as image:
         image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
         buffer = io.BytesIO()
