@@ -35,9 +35,8 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
                 image_b = image_input("Image B", elem_id="judge-image-b")
             with gr.Accordion("Pick from history or generate", open=False):
                 with gr.Row():
-                    pick_a = gr.Dropdown(label="A from history", choices=[])
-                    pick_b = gr.Dropdown(label="B from history", choices=[])
-                    refresh = gr.Button("Refresh list", size="sm")
+                    pick_a = gr.Dropdown(label="A from history (best image of recent sessions)", choices=[])
+                    pick_b = gr.Dropdown(label="B from history (best image of recent sessions)", choices=[])
                 with gr.Row():
                     seed_a = gr.Number(value=0, precision=0, minimum=0, label="Seed A")
                     seed_b = gr.Number(value=1, precision=0, minimum=0, label="Seed B")
@@ -110,16 +109,16 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
         return paths[0], paths[1]
 
     @ui_errors
-    def recent() -> tuple[Any, Any]:
-        choices = adapt.recent_images(services.store)
-        return gr.update(choices=choices), gr.update(choices=choices)
+    def recent() -> Any:
+        return gr.update(choices=adapt.recent_images(services.store))
 
     @ui_errors
     def picked(image_id: str | None) -> Any:
         return str(services.store.image_path(int(image_id))) if image_id else gr.skip()
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
-    refresh.click(recent, None, [pick_a, pick_b], api_visibility="private")
+    for picker in (pick_a, pick_b):
+        picker.focus(recent, None, picker, api_visibility="private")
     pick_a.change(picked, pick_a, image_a, api_visibility="private")
     pick_b.change(picked, pick_b, image_b, api_visibility="private")
     generate_button.click(gpu(generate_pair), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
