@@ -86,3 +86,21 @@ def test_mcp_tools_are_named_after_the_api(services):
     assert {tool["name"] for tool in tools} == set(API_NAMES)
     refine = next(tool for tool in tools if tool["name"] == "refine")
     assert "Generate-Critique-Refine" in refine["description"]
+
+
+def test_public_export_leaves_out_backend_settings(services):
+    import json
+    import zipfile
+
+    demo = build_app(services, public=True)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        session_id = client.predict("t2i", "a red square", None, 1, 1, 0, "fixed", "critic", 3.5, 3.5, 3.5, 3.5, 1,
+                                    False, api_name="/refine")[0]
+        archive = zipfile.ZipFile(client.predict(session_id, api_name="/export_session"))
+    finally:
+        demo.close()
+    session = json.loads(archive.read("session.json"))["session"]
+    assert session["critic_name"] == "scripted-critic" and "critic" not in session and "generator" not in session

@@ -335,6 +335,15 @@ def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     )
 
 
+def drop_backend_settings(session_json: Path) -> None:
+    """Remove the backends' settings (endpoint URLs, model folders) from an exported
+    ``session.json``, keeping their display names; for exports from a public deployment."""
+    exported = json.loads(session_json.read_text(encoding="utf-8"))
+    for role in ("generator", "critic", "rewriter"):
+        exported["session"].pop(role, None)
+    session_json.write_text(json.dumps(exported, indent=2, default=str), encoding="utf-8")
+
+
 def parse_date(text: str, what: str) -> datetime | None:
     """A ``YYYY-MM-DD`` (or full ISO) date typed into a search box, as UTC; ``None`` when empty."""
     if not text or not text.strip():

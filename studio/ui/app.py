@@ -45,7 +45,7 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
         with gr.Tab("Diagnose", id="diagnose"):
             create_diagnose_tab(services, public=public)
         with gr.Tab("History", id="history"):
-            create_history_tab(services)
+            create_history_tab(services, public=public)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 

@@ -20,8 +20,11 @@ logger = logging.getLogger(__name__)
 STATUSES = ["", "running", "awaiting", "finished", "interrupted", "cancelled", "failed"]
 
 
-def create_history_tab(services: Services) -> dict[str, gr.components.Component]:
-    """Build the History tab's widgets and listeners; return its components by name."""
+def create_history_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+    """Build the History tab's widgets and listeners; return its components by name.
+
+    In ``public`` mode an exported session leaves out the backend settings (endpoints, folders).
+    """
     store = services.store
     with gr.Row():
         text = gr.Textbox(label="Prompt contains")
@@ -82,7 +85,9 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
         """
         sid = adapt.session_id_from(session_id)
         folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"session-{sid}"
-        store.export_session(sid, folder)
+        exported = store.export_session(sid, folder)
+        if public:
+            adapt.drop_backend_settings(exported)
         return shutil.make_archive(str(folder), "zip", folder)
 
     @ui_errors
@@ -92,9 +97,9 @@ def create_history_tab(services: Services) -> dict[str, gr.components.Component]
         Args:
             format: "jsonl" or "parquet".
         """
-        folder = Path(tempfile.mkdtemp(prefix="studio-votes-"))
+        folder = Path(tempfile.mkdtemp(prefix="studio-votes-")) / "votes"
         store.export_votes(folder, format=format)  # type: ignore[arg-type]
-        return shutil.make_archive(str(folder / "votes"), "zip", folder)
+        return shutil.make_archive(str(folder), "zip", folder)
 
     def selected(frame: Any, event: gr.SelectData) -> str:
         return str(frame.iloc[event.index[0]]["id"])
