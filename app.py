@@ -85,7 +85,9 @@ def preload(services: "Services") -> threading.Thread:
             if slot is None:
                 continue
             try:
-                get()
+                backend = get()
+                if hasattr(type(backend), "pipeline"):  # a diffusers generator loads its weights on first use
+                    backend.pipeline
             except StudioError as e:
                 logger.warning("%s not loaded at start-up: %s", role, e)
         logger.info("models loaded")
