@@ -87,7 +87,7 @@ def preload(services: "Services") -> threading.Thread:
             try:
                 backend = get()
                 if hasattr(type(backend), "pipeline"):  # a diffusers generator loads its weights on first use
-                    backend.pipeline
+                    _ = backend.pipeline
             except StudioError as e:
                 logger.warning("%s not loaded at start-up: %s", role, e)
         logger.info("models loaded")

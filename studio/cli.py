@@ -247,7 +247,9 @@ def as_record(value: Any, store: SessionStore | None = None) -> Any:
 # -- helpers -----------------------------------------------------------------------------------
 
 
-def _diagnose(args: argparse.Namespace, services: Services, out: TextIO | None) -> Iterable[tuple[DiagnosisRow, BatchItem]]:
+def _diagnose(
+    args: argparse.Namespace, services: Services, out: TextIO | None
+) -> Iterable[tuple[DiagnosisRow, BatchItem]]:
     """Diagnose the inputs; yield each row with its item (and print it when ``out`` is given)."""
     items = load_batch(args.inputs[0] if len(args.inputs) == 1 else args.inputs, prompt=args.prompt, task=args.task)
     if args.source:
@@ -257,7 +259,7 @@ def _diagnose(args: argparse.Namespace, services: Services, out: TextIO | None) 
     with tqdm(total=len(items), unit="image", file=sys.stderr, disable=args.no_progress) as bar:
         rows = diagnose_many(items, services, batch_size=args.batch_size,
                              on_progress=lambda done, total: bar.update(done - bar.n))
-        for row, item in zip(rows, items):
+        for row, item in zip(rows, items, strict=True):
             if out is not None:
                 emit(out, row_record(row, item))
             yield row, item
@@ -266,7 +268,8 @@ def _diagnose(args: argparse.Namespace, services: Services, out: TextIO | None) 
 def _loop_settings(args: argparse.Namespace) -> LoopSettings:
     values: dict[str, Any] = {
         "max_rounds": args.rounds, "candidates": args.candidates, "seed": args.seed, "seed_policy": args.seed_policy,
-        "plateau_rounds": args.plateau, "stop_on_regression": args.stop_on_regression, "rewriter": "human" if args.pause else args.rewriter,
+        "plateau_rounds": args.plateau, "stop_on_regression": args.stop_on_regression,
+        "rewriter": "human" if args.pause else args.rewriter,
     }
     if args.threshold:
         values["thresholds"] = _parse_minimums(args.threshold)

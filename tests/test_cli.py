@@ -99,7 +99,8 @@ def test_judge_prints_the_verdict_and_stores_the_judgement(tmp_path, capsys):
 
 def test_judge_missing_image_is_a_clean_error(tmp_path, capsys):
     services = make_services(tmp_path, ScriptedCritic([good()]))
-    status, _, err = run(capsys, services, "judge", "--prompt", "p", str(tmp_path / "nope.png"), str(tmp_path / "x.png"))
+    missing = [str(tmp_path / "nope.png"), str(tmp_path / "x.png")]
+    status, _, err = run(capsys, services, "judge", "--prompt", "p", *missing)
     assert status == 2 and "no file at" in err
 
 

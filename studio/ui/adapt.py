@@ -97,8 +97,8 @@ def event_status(event: LoopEvent) -> str:
             return f"Round {event.round}: the critique of image {event.candidate + 1} failed: {event.critique.reason}"  # type: ignore[union-attr]
         return f"Round {event.round}: image {event.candidate + 1} scored {_fmt(event.score)}."
     if isinstance(event, RoundFinished):
-        return (f"Round {event.round} done: best {_fmt(event.best_score)}; best so far {_fmt(event.session_best_score)} "
-                f"(round {event.session_best_round}).")
+        return (f"Round {event.round} done: best {_fmt(event.best_score)}; "
+                f"best so far {_fmt(event.session_best_score)} (round {event.session_best_round}).")
     if isinstance(event, PromptProposed):
         return f"Next prompt (from {event.source}) proposed."
     if isinstance(event, AwaitingPrompt):

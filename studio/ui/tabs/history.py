@@ -62,9 +62,10 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
             scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
         """
         filters = [ScoreFilter.parse(part) for part in scores.split(";") if part.strip()]
-        rows = store.search_sessions(text=text.strip() or None, model=model.strip() or None, status=status or None,
-                                     since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
-                                     scores=filters)
+        rows = store.search_sessions(
+            text=text.strip() or None, model=model.strip() or None, status=status or None, scores=filters,
+            since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
+        )
         return adapt.history_frame(rows)
 
     @ui_errors
@@ -113,5 +114,6 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
     export_button.click(export_session, session_id, download, api_name="export_session")
     votes_button.click(export_votes, votes_format, download, api_name="export_votes")
     return {"text": text, "model": model, "status": status, "since": since, "until": until, "scores": scores,
-            "search": search, "results": results, "session_id": session_id, "open": open_button, "export": export_button,
-            "export_votes": votes_button, "download": download, "best": best, "timeline": timeline}
+            "search": search, "results": results, "session_id": session_id, "open": open_button,
+            "export": export_button, "export_votes": votes_button, "download": download, "best": best,
+            "timeline": timeline}

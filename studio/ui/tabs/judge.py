@@ -89,7 +89,8 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
         return f"Vote #{vote_id} recorded: **{VOTE_LABELS[vote]}**."
 
     @ui_errors
-    def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float, seed_b: float) -> tuple[str, str]:
+    def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float,
+                      seed_b: float) -> tuple[str, str]:
         """Generate two candidates for one prompt from two seeds, to judge them.
 
         Args:
@@ -123,7 +124,8 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
     pick_b.change(picked, pick_b, image_b, api_visibility="private")
     generate_button.click(gpu(generate_pair), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
                    api_name="generate_pair", concurrency_id="gpu", concurrency_limit=1)
-    judge_button.click(gpu(judge), [task, prompt, source, image_a, image_b, both_orders], [verdict, table, judgement_id],
+    judge_button.click(gpu(judge), [task, prompt, source, image_a, image_b, both_orders],
+                       [verdict, table, judgement_id],
                 api_name="judge", concurrency_id="gpu", concurrency_limit=1)
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b], vote_status, api_name="vote")
     for widget in (image_a, image_b, prompt, task):

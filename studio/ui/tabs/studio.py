@@ -12,8 +12,8 @@ import gradio as gr
 from models.errors import InvalidInputError
 from models.spaces import gpu
 from models.types import task_dimensions
-from studio.config import LoopSettings
 from studio import loop
+from studio.config import LoopSettings
 from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
@@ -46,7 +46,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             with gr.Accordion("Loop settings", open=False):
                 with gr.Row():
                     max_rounds = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rounds")
-                    candidates = gr.Slider(1, 8, value=defaults.candidates, step=1, label="Images per round (best of N)")
+                    candidates = gr.Slider(1, 8, value=defaults.candidates, step=1,
+                                           label="Images per round (best of N)")
                 with gr.Row():
                     seed = gr.Number(value=defaults.seed, precision=0, minimum=0, label="Seed")
                     seed_policy = gr.Radio(["fixed", "vary"], value=defaults.seed_policy, label="Seed policy")
@@ -58,7 +59,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                     for key, heading in DIMENSIONS.items()
                 ]
                 with gr.Row():
-                    plateau = gr.Slider(0, 5, value=defaults.plateau_rounds, step=1, label="Stop after rounds without gain (0: off)")
+                    plateau = gr.Slider(0, 5, value=defaults.plateau_rounds, step=1,
+                                        label="Stop after rounds without gain (0: off)")
                     regression = gr.Checkbox(value=defaults.stop_on_regression, label="Stop when a round scores lower")
             gr.Markdown(_models_markdown(names))
             if not public:
@@ -122,7 +124,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             plateau: stop after this many rounds without gain (0: off).
             regression: stop when a round scores lower than the one before.
         """
-        limits = dict(zip(DIMENSIONS, (text_faithfulness, image_faithfulness, physical_quality, text_rendering)))
+        scores = (text_faithfulness, image_faithfulness, physical_quality, text_rendering)
+        limits = dict(zip(DIMENSIONS, scores, strict=True))
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
         request = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
         stop_flag = threading.Event()
@@ -145,7 +148,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         yield from show(events, stop_flag, settings.max_rounds, progress)
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
-    inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau, regression]
+    inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
+              regression]
     run_event = run.click(gpu(refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
                           concurrency_limit=1)
     resume_event = resume_button.click(gpu(resume), [session_id, proposed], outputs, api_name="resume",
