@@ -107,3 +107,12 @@ def test_ui_errors_wraps_streaming_handlers():
     assert next(stream) == 1
     with pytest.raises(gr.Error, match="No session chosen."):
         next(stream)
+
+
+def test_history_frame_hides_model_paths_in_public_mode():
+    row = {"id": "s1", "created": "2026-11-26T23:53:21.000+00:00", "status": "finished", "task": "t2i",
+           "prompt": "a red square", "generator_name": "diffusers:/srv/models/shapes-t2i", "critic_name": "shapes",
+           "best_score": 0.5}
+    assert adapt.history_frame([row])["generator"][0] == "diffusers:/srv/models/shapes-t2i"
+    public = adapt.history_frame([row], public=True)
+    assert public["generator"][0] == "shapes-t2i" and public["created"][0] == "2026-11-26 23:53:21"

@@ -326,11 +326,15 @@ def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]
 HISTORY_COLUMNS = ("id", "created", "status", "task", "prompt", "generator", "critic", "best score")
 
 
-def history_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """Search results as a table, newest first."""
+def history_frame(rows: list[dict[str, Any]], *, public: bool = False) -> pd.DataFrame:
+    """Search results as a table, newest first. In ``public`` mode model names that hold a path
+    or an id (``diffusers:/models/flux``) are cut to their last part (``flux``)."""
+    def name(value: str | None) -> str | None:
+        return value.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if public and value else value
+
     return pd.DataFrame(
         [[r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"], r["prompt"],
-          r["generator_name"], r["critic_name"], r["best_score"]] for r in rows],
+          name(r["generator_name"]), name(r["critic_name"]), r["best_score"]] for r in rows],
         columns=list(HISTORY_COLUMNS),
     )
 

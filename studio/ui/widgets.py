@@ -20,6 +20,12 @@ def image_input(label: str, **kwargs: Any) -> ImageUpload:
     return ImageUpload(label=label, type="filepath", sources=["upload", "clipboard"], **kwargs)
 
 
+def score_plot() -> gr.LinePlot:
+    """Per-dimension scores (1-4) of each round's best image."""
+    return gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], x_axis_format="d",
+                       label="Scores per round", height=220)
+
+
 def task_radio(tasks: tuple[str, ...] = TASKS) -> gr.Radio:
     """The task choice (text to image or editing) among ``tasks``."""
     return gr.Radio([(TASK_LABELS[t], t) for t in tasks], value=tasks[0], label="Task")

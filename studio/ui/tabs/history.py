@@ -14,6 +14,7 @@ from studio.services import Services
 from studio.store import ScoreFilter
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.widgets import score_plot
 
 logger = logging.getLogger(__name__)
 
@@ -42,11 +43,11 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
         export_button = gr.Button("Export session")
         votes_format = gr.Radio(["jsonl", "parquet"], value="jsonl", label="Votes format")
         votes_button = gr.Button("Export votes")
-    download = gr.File(label="Export", interactive=False)
+    download = gr.File(label="Export", interactive=False, height=90)
     with gr.Row():
         best = gr.Image(label="Best image", interactive=False, height=256)
         compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
-        plot = gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], label="Scores per round", height=220)
+        plot = score_plot()
     timeline = gr.HTML(elem_id="history-timeline")
 
     @ui_errors
@@ -66,7 +67,7 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
             text=text.strip() or None, model=model.strip() or None, status=status or None, scores=filters,
             since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
         )
-        return adapt.history_frame(rows)
+        return adapt.history_frame(rows, public=public)
 
     @ui_errors
     def history_open(session_id: str) -> tuple[Any, ...]:

@@ -18,7 +18,7 @@ from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
-from studio.ui.widgets import image_input, source_visibility, task_radio
+from studio.ui.widgets import image_input, score_plot, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
 
@@ -76,8 +76,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             with gr.Row():
                 latest = gr.Image(label="Latest image", interactive=False, height=220)
                 compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=220)
-                plot = gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], label="Scores per round",
-                                   height=220)
+                plot = score_plot()
             timeline = gr.HTML(label="Rounds", elem_id="studio-timeline")
             with gr.Row():
                 proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2, scale=3)
