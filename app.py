@@ -73,9 +73,9 @@ def upload_limit(args: argparse.Namespace) -> str | None:
 
 
 def preload(services: "Services") -> threading.Thread:
-    """Load the critic and the generators in a background thread, so that the first Run does not
-    wait for them. A backend that fails to load is logged here and reported again, as a readable
-    error, by the first action that needs it."""
+    """Load the critic and the generators (and check a critic server) in a background thread, so
+    that the first Run does not wait for them. A backend that fails to load is logged here and
+    reported again, as a readable error, by the first action that needs it."""
 
     def load() -> None:
         roles = (("critic", services.critic, services.get_critic),
@@ -86,6 +86,8 @@ def preload(services: "Services") -> threading.Thread:
                 continue
             try:
                 backend = get()
+                if hasattr(backend, "health_check"):  # a critic server: say now if it cannot be reached
+                    backend.health_check()
                 if hasattr(type(backend), "pipeline"):  # a diffusers generator loads its weights on first use
                     _ = backend.pipeline
             except StudioError as e:
