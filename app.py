@@ -12,14 +12,9 @@ import importlib.util
 import logging
 import os
 import sys
-import threading
-from typing import TYPE_CHECKING
 
 from models.errors import ConfigError, StudioError
 from studio.options import add_backend_options, config_from_args, configure_logging, env, env_flag
-
-if TYPE_CHECKING:
-    from studio.services import Services
 
 logger = logging.getLogger("app")
 
@@ -72,33 +67,6 @@ def upload_limit(args: argparse.Namespace) -> str | None:
     return f"{mb:g}mb"
 
 
-def preload(services: "Services") -> threading.Thread:
-    """Load the critic and the generators (and check a critic server) in a background thread, so
-    that the first Run does not wait for them. A backend that fails to load is logged here and
-    reported again, as a readable error, by the first action that needs it."""
-
-    def load() -> None:
-        roles = (("critic", services.critic, services.get_critic),
-                 ("t2i generator", services.t2i_generator, lambda: services.get_generator("t2i")),
-                 ("edit generator", services.edit_generator, lambda: services.get_generator("edit")))
-        for role, slot, get in roles:
-            if slot is None:
-                continue
-            try:
-                backend = get()
-                if hasattr(backend, "health_check"):  # a critic server: say now if it cannot be reached
-                    backend.health_check()
-                if hasattr(type(backend), "pipeline"):  # a diffusers generator loads its weights on first use
-                    _ = backend.pipeline
-            except StudioError as e:
-                logger.warning("%s not loaded at start-up: %s", role, e)
-        logger.info("models loaded")
-
-    thread = threading.Thread(target=load, name="studio-preload", daemon=True)
-    thread.start()
-    return thread
-
-
 def main(argv: list[str] | None = None) -> int:
     """Build the services and serve the app until interrupted. Returns the exit status."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -111,6 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         max_file_size = upload_limit(args)
         from studio.services import Services  # heavy imports only once the flags are known to be good
         from studio.ui.app import LAUNCH_OPTIONS, build_app
+        from studio.ui.preload import preload
 
         services = Services.from_config(config)
         demo = build_app(services, public=args.public)

@@ -10,12 +10,12 @@ from typing import Any
 import gradio as gr
 
 from models.errors import InvalidInputError
-from models.spaces import gpu
 from models.types import CritiqueRequest
 from studio import diagnose as diagnosis
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.preload import model_bound
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,10 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
         return adapt.batch_frame(rows), str(diagnosis.write_csv(rows, target))
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
-    run.click(gpu(diagnose), [task, prompt, source, image], [chart, report, refined, raw], api_name="diagnose",
-              concurrency_id="gpu", concurrency_limit=1)
-    batch.click(gpu(diagnose_batch), [task, files, folder, batch_prompt], [table, csv_file], api_name="diagnose_batch",
-                concurrency_id="gpu", concurrency_limit=1)
+    run.click(model_bound(diagnose), [task, prompt, source, image], [chart, report, refined, raw],
+              api_name="diagnose", concurrency_id="gpu", concurrency_limit=1)
+    batch.click(model_bound(diagnose_batch), [task, files, folder, batch_prompt], [table, csv_file],
+                api_name="diagnose_batch", concurrency_id="gpu", concurrency_limit=1)
     return {"task": task, "prompt": prompt, "source": source, "image": image, "run": run, "chart": chart,
             "report": report, "refined": refined, "raw": raw, "files": files, "folder": folder,
             "batch_prompt": batch_prompt, "batch": batch, "table": table, "csv": csv_file}

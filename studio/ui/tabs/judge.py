@@ -9,12 +9,12 @@ import gradio as gr
 
 from models.errors import InvalidInputError
 from models.images import check_prompt
-from models.spaces import gpu
 from models.types import GenerationRequest, PairRequest
 from studio.judge import judge_pair, record_vote
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.preload import model_bound
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -122,9 +122,9 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
         picker.focus(recent, None, picker, api_visibility="private")
     pick_a.change(picked, pick_a, image_a, api_visibility="private")
     pick_b.change(picked, pick_b, image_b, api_visibility="private")
-    generate_button.click(gpu(generate_pair), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
+    generate_button.click(model_bound(generate_pair), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
                    api_name="generate_pair", concurrency_id="gpu", concurrency_limit=1)
-    judge_button.click(gpu(judge), [task, prompt, source, image_a, image_b, both_orders],
+    judge_button.click(model_bound(judge), [task, prompt, source, image_a, image_b, both_orders],
                        [verdict, table, judgement_id],
                 api_name="judge", concurrency_id="gpu", concurrency_limit=1)
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b], vote_status, api_name="vote")

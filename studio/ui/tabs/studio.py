@@ -10,7 +10,6 @@ from typing import Any, Iterator
 import gradio as gr
 
 from models.errors import InvalidInputError
-from models.spaces import gpu
 from models.types import task_dimensions
 from studio import loop
 from studio.config import LoopSettings
@@ -18,6 +17,7 @@ from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.preload import model_bound
 from studio.ui.widgets import image_input, score_plot, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -149,9 +149,9 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
               regression]
-    run_event = run.click(gpu(refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
+    run_event = run.click(model_bound(refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
                           concurrency_limit=1)
-    resume_event = resume_button.click(gpu(resume), [session_id, proposed], outputs, api_name="resume",
+    resume_event = resume_button.click(model_bound(resume), [session_id, proposed], outputs, api_name="resume",
                                        concurrency_id="gpu", concurrency_limit=1)
     stop.click(None, None, None, cancels=[run_event, resume_event], api_visibility="private")
     return {"task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
