@@ -10,7 +10,7 @@ from typing import Any
 import gradio as gr
 
 from models.errors import InvalidInputError
-from models.types import CritiqueRequest
+from models.types import CritiqueRequest, task_dimensions
 from studio import diagnose as diagnosis
 from studio.services import Services
 from studio.ui import adapt
@@ -34,7 +34,8 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
             image = image_input("Image to diagnose", elem_id="diagnose-image")
             run = gr.Button("Diagnose", variant="primary")
         with gr.Column():
-            chart = gr.BarPlot(x="dimension", y="score", y_lim=[1, 4], label="Scores", height=220, sort=None)
+            chart = gr.BarPlot(x="dimension", y="score", y_lim=[1, 4], label="Scores", height=220,
+                               sort=[d.heading for d in task_dimensions("edit")])
             report = gr.Markdown("Upload an image and its prompt, then press **Diagnose**.", elem_id="diagnose-report")
             refined = gr.Textbox(label="Refined request", interactive=False, lines=2)
             with gr.Accordion("Critic's raw output", open=False):
