@@ -86,19 +86,20 @@ def cmd_diagnose(args: argparse.Namespace, services: Services, out: TextIO) -> i
 
 def cmd_curate(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     """Diagnose images and keep those whose score passes --min-score (and every --min): one line
-    per image with ``kept``; kept images are copied to --copy-to when given."""
+    per image with ``kept``; kept images are copied to --copy-to when given. An image the critic
+    could not score is not kept, and makes the exit status 1."""
     minimums = _parse_minimums(args.min)
     if args.copy_to:
         Path(args.copy_to).mkdir(parents=True, exist_ok=True)
-    kept = 0
+    kept, failed = 0, 0
     for row, item in _diagnose(args, services, None):
         keep = passes(row, args.min_score, minimums)
         if keep and args.copy_to:
             shutil.copy2(item.image, Path(args.copy_to) / Path(item.image).name)  # type: ignore[arg-type]
-        kept += keep
+        kept, failed = kept + keep, failed + (not row.ok)
         emit(out, {**row_record(row, item), "kept": keep})
-    logger.info("kept %d image(s)", kept)
-    return 0
+    logger.info("kept %d image(s); %d could not be scored", kept, failed)
+    return 1 if failed else 0
 
 
 def passes(row: DiagnosisRow, min_score: float, minimums: dict[str, float]) -> bool:

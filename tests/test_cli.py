@@ -128,6 +128,14 @@ def test_curate_keeps_and_copies_only_images_above_the_threshold(tmp_path, capsy
     assert sorted(p.name for p in kept_dir.iterdir()) == ["img0.png", "img2.png"]
 
 
+def test_curate_does_not_keep_an_unscored_image_and_says_so(tmp_path, capsys):
+    services = make_services(tmp_path, ScriptedCritic([good(3.8), "the critic wrote nonsense"]))
+    folder = images(tmp_path / "imgs", (200, 0, 0), (0, 200, 0))
+    status, lines, _ = run(capsys, services, "curate", str(folder), "--prompt", "p", "--min-score", "0.1")
+    assert status == 1
+    assert [(line["kept"], line["failure"]) for line in lines] == [(True, None), (False, "the critic wrote nonsense")]
+
+
 def test_curate_dimension_minimum_rejects_an_image(tmp_path, capsys):
     services = make_services(tmp_path, ScriptedCritic([{"text_faithfulness": 4.0, "physical_quality": 2.5,
                                                         "text_rendering": None}]))
