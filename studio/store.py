@@ -59,6 +59,8 @@ _IMAGE_WRITER = ThreadPoolExecutor(max_workers=2, thread_name_prefix="studio-ima
 
 # Store objects alive in this process, by owner token: their "running" sessions are not stale.
 _LIVE_OWNERS: set[str] = set()
+#: Serialises check-and-claim of sessions, so two browser tabs cannot both resume one session.
+_CLAIM_LOCK = threading.Lock()
 
 
 def now() -> str:
@@ -345,8 +347,18 @@ class SessionStore:
         self._update("sessions", session_id, {**values, "updated": now()})
 
     def claim_session(self, session_id: str) -> None:
-        """Mark a session running under this store (before resuming it)."""
-        self.update_session(session_id, status="running", owner=self.owner, message=None)
+        """Mark a session running under this store (before resuming it).
+
+        Raises ``InvalidInputError`` when it is already running in a live process, or in this one
+        (another tab resumed it first); the check and the claim are one step.
+        """
+        with _CLAIM_LOCK:
+            if self.session_is_live(session_id):
+                raise InvalidInputError(
+                    f"Session {session_id} is already running (in another tab or process); "
+                    "wait for it to finish or stop it before resuming."
+                )
+            self.update_session(session_id, status="running", owner=self.owner, message=None)
 
     def session_is_live(self, session_id: str) -> bool:
         """Whether a running session belongs to a process (or store object) that is still alive."""

@@ -396,6 +396,20 @@ def test_resume_refuses_a_session_still_running(tmp_path):
     stream.close()
 
 
+def test_two_tabs_resuming_one_session_at_once_only_one_runs(tmp_path):
+    # Both tabs pass resume()'s early check before either starts; the claim itself must refuse one.
+    services = make_services(tmp_path, ScriptedCritic([poor(1.5), poor(2.0), poor(2.5), poor(3.0)]))
+    events = run(services, LoopSettings(max_rounds=1))
+    session_id = events[0].session_id
+    first = resume(session_id, services, settings=LoopSettings(max_rounds=3))
+    second = resume(session_id, services, settings=LoopSettings(max_rounds=3))
+    next(first)
+    with pytest.raises(InvalidInputError, match="already running"):
+        next(second)
+    assert stopped(list(first)).rounds_done == 3
+    assert services.store.get_session(session_id)["status"] == "finished"
+
+
 def test_resume_with_more_rounds_continues_a_finished_session(tmp_path):
     services = make_services(tmp_path, ScriptedCritic([poor(1.5), poor(2.0), poor(2.5)]))
     first = stopped(run(services, LoopSettings(max_rounds=1, plateau_rounds=0)))
