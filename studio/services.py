@@ -14,6 +14,7 @@ from typing import Any, Callable, Generic, TypeVar, Union
 
 from models.base import Critic, Generator, Rewriter
 from models.errors import ConfigError
+from models.prompt_limit import PromptLimit
 from models.registry import load_backend
 from models.types import Task
 from studio.config import StudioConfig
@@ -70,13 +71,18 @@ class Services:
     def from_config(cls, config: StudioConfig) -> "Services":
         """Open the store in ``config.store_dir`` and register each configured backend lazily."""
         store = SessionStore(Path(config.store_dir) / "studio.db")
-        return cls(
+        services = cls(
             store=store,
             critic=_lazy("critic", config.critic),
             t2i_generator=_lazy("generator", config.t2i_generator),
             edit_generator=_lazy("generator", config.edit_generator),
-            rewriter=_lazy("rewriter", config.rewriter),
         )
+        if config.rewriter is not None and config.rewriter["backend"] == "llm" and "limit" not in config.rewriter:
+            # The LLM must fit the prompt into what the generator of the session's task can read.
+            services.rewriter = _lazy("rewriter", config.rewriter, limit=services.prompt_limit)
+        else:
+            services.rewriter = _lazy("rewriter", config.rewriter)
+        return services
 
     def get_critic(self) -> Critic:
         """The critic. Raises ``ConfigError`` when none is configured."""
@@ -97,6 +103,12 @@ class Services:
             "Configure a 'rewriter' backend, or use the critic's refined request (rewriter = 'critic').",
         )
 
+    def prompt_limit(self, task: Task) -> PromptLimit:
+        """The prompt length limit of ``task``'s generator (its tokenizer's tokens when it can
+        tell, else the default character limit)."""
+        measure = getattr(self.get_generator(task), "prompt_limit", None)
+        return measure() if measure is not None else PromptLimit()
+
     def names(self) -> dict[str, str | None]:
         """Display name of each role's backend, without loading any model."""
         return {
@@ -116,10 +128,11 @@ class Services:
         self.store.close()
 
 
-def _lazy(role: str, spec: dict[str, Any] | None) -> Lazy[Any] | None:
+def _lazy(role: str, spec: dict[str, Any] | None, **runtime: Any) -> Lazy[Any] | None:
+    """A ``Lazy`` building ``spec``'s backend; ``runtime`` options are passed but not recorded."""
     if spec is None:
         return None
-    options = {k: v for k, v in spec.items() if k != "backend"}
+    options = {**{k: v for k, v in spec.items() if k != "backend"}, **runtime}
     name = str(options.get("name") or spec["backend"])
     return Lazy(lambda: load_backend(role, spec["backend"], **options), name=name, config=dict(spec))
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from models.errors import ConfigError
+from models.prompt_limit import PromptLimit
 from studio.config import StudioConfig
 from studio.services import Lazy, Services
+from tests.studio_fakes import SquaresGenerator
 
 
 def test_services_from_config_loads_backends_lazily(tmp_path):
@@ -40,4 +42,23 @@ def test_services_unknown_backend_fails_on_first_use(tmp_path):
     services = Services.from_config(StudioConfig(store_dir=str(tmp_path), critic={"backend": "no_such_backend"}))
     with pytest.raises(ConfigError, match="no_such_backend"):
         services.get_critic()
+    services.close()
+
+
+class ShortPromptGenerator(SquaresGenerator):
+    """A generator whose text encoder reads at most 77 characters."""
+
+    def prompt_limit(self) -> PromptLimit:
+        return PromptLimit(max_chars=77)
+
+
+def test_llm_rewriter_from_config_fits_prompts_to_the_generators_limit(tmp_path):
+    config = StudioConfig(
+        store_dir=str(tmp_path),
+        t2i_generator={"backend": "tests.test_services:ShortPromptGenerator"},
+        rewriter={"backend": "llm", "llm_backend": "openai", "base_url": "http://127.0.0.1:9/v1"},
+    )
+    services = Services.from_config(config)
+    assert services.get_rewriter().limit_for("t2i").limit == 77
+    assert services.rewriter.config == config.rewriter  # the runtime limit is not recorded as a setting
     services.close()
