@@ -1,0 +1,193 @@
+"""The shipped shapes-world generators (assets/shapes-t2i, assets/shapes-edit) and their builders.
+
+The shipped pipelines are loaded with plain ``DiffusionPipeline.from_pretrained``: no project code
+is involved in loading or sampling. The world module is used only to draw sources and prompts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from diffusers import DiffusionPipeline
+
+from models.generator_diffusers import DiffusersGenerator
+from models.shapes import world
+from models.shapes.tiny_flux import TinyFluxConfig, corpus_words
+from models.shapes.train_generator import TrainConfig, Trainer, heldout_edits, heldout_scenes
+from models.types import GenerationRequest
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+T2I = ASSETS / "shapes-t2i"
+EDIT = ASSETS / "shapes-edit"
+STEPS = 3  # fewer than the shipped default, to keep the file fast; enough to test determinism
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread() -> None:
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def t2i() -> DiffusionPipeline:
+    pipe = DiffusionPipeline.from_pretrained(T2I)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def edit() -> DiffusionPipeline:
+    pipe = DiffusionPipeline.from_pretrained(EDIT)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _settings(folder: Path) -> dict[str, object]:
+    defaults = json.loads((folder / "studio_defaults.json").read_text())
+    return {
+        "num_inference_steps": STEPS,
+        "true_cfg_scale": defaults["guidance"],
+        "negative_prompt": defaults["negative_prompt"],
+        "height": defaults["height"],
+        "width": defaults["width"],
+        "max_sequence_length": defaults["max_sequence_length"],
+    }
+
+
+def _sample(pipe: DiffusionPipeline, prompt: str, seed: int) -> np.ndarray:
+    image = pipe(prompt, generator=torch.Generator().manual_seed(seed), **_settings(T2I)).images[0]
+    assert image.mode == "RGB" and image.size == (64, 64)
+    return np.asarray(image)
+
+
+def _edit(pipe: DiffusionPipeline, source: world.Scene, instruction: str, seed: int) -> np.ndarray:
+    image = pipe(image=world.render(source), prompt=instruction, generator=torch.Generator().manual_seed(seed),
+                 max_area=64 * 64, _auto_resize=False, **_settings(EDIT)).images[0]
+    assert image.mode == "RGB" and image.size == (64, 64)
+    return np.asarray(image)
+
+
+def test_shipped_pipelines_are_standard_flux_classes(t2i: DiffusionPipeline, edit: DiffusionPipeline) -> None:
+    assert type(t2i).__name__ == "FluxPipeline"
+    assert type(edit).__name__ == "FluxKontextPipeline"
+
+
+def test_shipped_pipelines_share_one_transformer(t2i: DiffusionPipeline, edit: DiffusionPipeline) -> None:
+    a, b = t2i.transformer.state_dict(), edit.transformer.state_dict()
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_shipped_pipelines_load_in_float32(t2i: DiffusionPipeline) -> None:
+    # the weights are stored in fp16 to stay small; a plain load must still give one dtype
+    dtypes = {m.dtype for m in (t2i.transformer, t2i.vae, t2i.text_encoder, t2i.text_encoder_2)}
+    assert dtypes == {torch.float32}
+
+
+def test_t2i_same_seed_gives_identical_pixels(t2i: DiffusionPipeline) -> None:
+    prompt = "a large red circle at the top left and a small blue square in the centre"
+    assert np.array_equal(_sample(t2i, prompt, seed=7), _sample(t2i, prompt, seed=7))
+
+
+def test_t2i_other_seed_gives_other_pixels(t2i: DiffusionPipeline) -> None:
+    prompt = "two green triangles"
+    assert not np.array_equal(_sample(t2i, prompt, seed=1), _sample(t2i, prompt, seed=2))
+
+
+def test_t2i_draws_something_on_the_background(t2i: DiffusionPipeline) -> None:
+    pixels = _sample(t2i, "a large purple star in the centre", seed=0).astype(float)
+    assert pixels.std() > 10  # not a flat or empty image
+
+
+def test_edit_returns_a_64px_image_deterministically(edit: DiffusionPipeline) -> None:
+    source = world.Scene((world.ShapeObject("circle", "red", "large", "centre"),))
+    first = _edit(edit, source, "make the red circle blue", seed=3)
+    assert np.array_equal(first, _edit(edit, source, "make the red circle blue", seed=3))
+
+
+def test_edit_without_instruction_keeps_the_source_close(edit: DiffusionPipeline) -> None:
+    # an empty instruction was trained as "keep the image": the output stays near the source
+    source = world.Scene((world.ShapeObject("square", "green", "large", "top left"),
+                          world.ShapeObject("star", "orange", "small", "bottom right")))
+    out = _edit(edit, source, "", seed=0).astype(float)
+    other = np.asarray(world.render(world.Scene((world.ShapeObject("circle", "blue", "large", "centre"),))), float)
+    src = np.asarray(world.render(source), dtype=float)
+    assert np.abs(out - src).mean() < np.abs(other - src).mean()
+
+
+def test_studio_backend_runs_the_shipped_folders_with_their_defaults() -> None:
+    t2i = DiffusersGenerator(model=str(T2I), steps=STEPS).generate(
+        GenerationRequest(task="t2i", prompt="a small green star", seed=5))
+    assert [im.size for im in t2i.images] == [(64, 64)]
+    assert (t2i.settings["guidance_kw"], t2i.settings["guidance"]) == ("true_cfg_scale", _settings(T2I)["true_cfg_scale"])
+    source = world.render(world.Scene((world.ShapeObject("circle", "red", "large", "centre"),)))
+    edited = DiffusersGenerator(model=str(EDIT), steps=STEPS).generate(
+        GenerationRequest(task="edit", prompt="make the red circle blue", source_image=source, seed=5))
+    assert [im.size for im in edited.images] == [(64, 64)]
+
+
+WORLD_TEXTS = {
+    "short": lambda scene, edit: world.short_prompt(scene),
+    "detailed": lambda scene, edit: world.detailed_prompt(scene),
+    "edit": lambda scene, edit: edit.instruction,
+}
+
+
+@pytest.mark.parametrize("form", sorted(WORLD_TEXTS))
+def test_t5_tokenizer_round_trips_world_texts(t2i: DiffusionPipeline, form: str) -> None:
+    tok = t2i.tokenizer_2
+    for scene, edit in heldout_edits(20):
+        text = WORLD_TEXTS[form](scene, edit)
+        ids = tok(text).input_ids
+        assert tok.unk_token_id not in ids
+        assert tok.decode(ids, skip_special_tokens=True) == text
+
+
+def test_clip_tokenizer_has_one_token_per_world_word(t2i: DiffusionPipeline) -> None:
+    texts = [world.detailed_prompt(s) for s in heldout_scenes(20)]
+    for word in corpus_words(texts):
+        assert len(t2i.tokenizer.tokenize(word)) == 1, word
+
+
+def test_clip_tokenizer_round_trips_world_prompts_up_to_case_and_spacing(t2i: DiffusionPipeline) -> None:
+    tok = t2i.tokenizer
+    for scene in heldout_scenes(20):
+        text = world.detailed_prompt(scene)
+        decoded = tok.decode(tok(text).input_ids, skip_special_tokens=True)
+        assert decoded.replace(" ", "") == text.lower().replace(" ", "")
+        assert len(tok(text).input_ids) <= tok.model_max_length == 77
+
+
+def _tiny_trainer(tmp_path: Path) -> Trainer:
+    cfg = TrainConfig(out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), batch_t2i=4, batch_edit=2,
+                      vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke())
+    trainer = Trainer(cfg)
+    trainer.state.phase = "flux"
+    trainer.parts.vae.eval().requires_grad_(False)
+    return trainer
+
+
+def test_tiny_build_trains_one_step(tmp_path: Path) -> None:
+    trainer = _tiny_trainer(tmp_path)
+    before = [p.detach().clone() for p in trainer.parts.transformer.parameters()]
+    loss_t2i, loss_edit = trainer.flux_step()
+    assert np.isfinite(loss_t2i) and np.isfinite(loss_edit)
+    after = list(trainer.parts.transformer.parameters())
+    assert any(not torch.equal(a, b) for a, b in zip(before, after))
+    assert trainer.state.step == 1
+
+
+def test_checkpoint_resumes_step_and_weights(tmp_path: Path) -> None:
+    trainer = _tiny_trainer(tmp_path)
+    trainer.flux_step()
+    trainer.save()
+    resumed = Trainer(trainer.cfg)
+    assert (resumed.state.phase, resumed.state.step) == ("flux", 1)
+    for a, b in zip(trainer.parts.transformer.parameters(), resumed.parts.transformer.parameters()):
+        assert torch.equal(a, b)
