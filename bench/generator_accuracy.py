@@ -13,10 +13,11 @@ source render; an edit succeeds when the analyzed result equals the exact target
 
 Image ``i`` uses seed ``--seed + i``. Prints one JSON line; ``--grid`` writes a PNG of samples
 (rows: target render, short-prompt sample, detailed-prompt sample, edit source, edit result,
-edit target).
+edit target). ``detailed_object_recall`` gives partial credit: the share of the detailed prompts'
+objects that were found exactly.
 
 Run from the repository root:
-    python -m bench.generator_accuracy [--n 200] [--steps 16] [--guidance 3] [--grid assets/samples_grid.png]
+    python -m bench.generator_accuracy [--n 200] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-from diffusers import DiffusionPipeline
+from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
 from models.shapes import world
@@ -50,6 +51,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--n", type=int, default=200, help="held-out prompts per form, and edits")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: studio_defaults.json)")
     parser.add_argument("--guidance", type=float, default=None, help="true_cfg_scale (default: studio_defaults.json)")
+    parser.add_argument("--shift", type=float, default=None, help="scheduler shift (default: the shipped scheduler's)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first image")
     parser.add_argument("--batch", type=int, default=25, help="images per pipeline call")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -70,6 +72,14 @@ def detailed_match(prompt: str, found: AnalyzedScene) -> bool:
     asked = sorted((o.shape, o.colour, o.size, o.position) for o in spec.objects)
     got = sorted((o.shape, o.colour, o.size, o.position) for o in found.objects)
     return asked == got and spec.word == found.word
+
+
+def object_recall(prompt: str, found: AnalyzedScene) -> tuple[int, int]:
+    """(objects of the detailed ``prompt`` found exactly, objects asked): partial credit."""
+    spec = world.parse_prompt(prompt)
+    got = Counter((o.shape, o.colour, o.size, o.position) for o in found.objects)
+    asked = Counter((o.shape, o.colour, o.size, o.position) for o in spec.objects)
+    return sum((asked & got).values()), sum(asked.values())
 
 
 def edit_match(target: world.Scene, found: AnalyzedScene) -> bool:
@@ -127,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     edit = DiffusionPipeline.from_pretrained(assets / EDIT_FOLDER)
     for pipe in (t2i, edit):
         pipe.set_progress_bar_config(disable=True)
+        if args.shift is not None:
+            pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=args.shift)
     settings = _settings(assets / T2I_FOLDER, args.steps, args.guidance)
 
     scenes = heldout_scenes(args.n)
@@ -135,7 +147,9 @@ def main(argv: list[str] | None = None) -> int:
     short_images = generate(t2i, short, settings, args.seed, args.batch)
     detailed_images = generate(t2i, detailed, settings, args.seed, args.batch)
     short_ok = [short_match(p, analyze(im)) for p, im in zip(short, short_images)]
-    detailed_ok = [detailed_match(p, analyze(im)) for p, im in zip(detailed, detailed_images)]
+    detailed_found = [analyze(im) for im in detailed_images]
+    detailed_ok = [detailed_match(p, found) for p, found in zip(detailed, detailed_found)]
+    recall = [object_recall(p, found) for p, found in zip(detailed, detailed_found)]
 
     edits = heldout_edits(args.n)
     sources = [world.render(source) for source, _ in edits]
@@ -156,9 +170,11 @@ def main(argv: list[str] | None = None) -> int:
         "edit_success": rate(edit_ok),
         "short_accuracy_no_word": rate([short_ok[i] for i in no_word]),
         "detailed_accuracy_no_word": rate([detailed_ok[i] for i in no_word]),
+        "detailed_object_recall": round(sum(f for f, _ in recall) / sum(a for _, a in recall), 3),
         "edit_success_by_kind": {k: rate(v) for k, v in sorted(by_kind.items())},
         "steps": settings["num_inference_steps"],
         "guidance": settings["true_cfg_scale"],
+        "shift": t2i.scheduler.config.shift,
         "seconds": round(time.time() - started, 1),
     }
     if args.grid:
