@@ -1,0 +1,144 @@
+"""Playwright drives Debian's Chromium against ``python app.py`` (the shapes world): a full Studio
+loop, a Judge vote, a Diagnose run and a History search, each checked on screen. A screenshot
+of each tab goes to ``docs/screenshots/<tab>.png`` for the README."""
+
+from __future__ import annotations
+
+import io
+import random
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from gradio_client import Client
+from PIL import Image
+from playwright.sync_api import Browser, Page, expect, sync_playwright
+
+from models.shapes import world
+from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, RunningApp, running_app
+
+pytestmark = pytest.mark.browser
+
+SCREENSHOTS = ROOT / "docs" / "screenshots"
+LONG_MS = 180_000  # a first Run loads the models; the machine may be busy
+PROMPT = "a red circle and a blue square"
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
+    yield from running_app(tmp_path_factory.mktemp("browser") / "store", "--t2i", "/tmp/shapes-dev/shapes-t2i", "--edit", "/tmp/shapes-dev/shapes-edit")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+@pytest.fixture
+def page(app: RunningApp, browser: Browser) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    opened = context.new_page()
+    opened.goto(app.url)
+    expect(opened.get_by_role("tab", name="Studio")).to_be_visible(timeout=60_000)
+    yield opened
+    context.close()
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, Path]]:
+    """Two rendered shapes-world scenes with their prompts."""
+    folder = tmp_path_factory.mktemp("scenes")
+    rng = random.Random(7)
+    rendered = []
+    for i in range(2):
+        scene = world.random_scene(rng, word_prob=0)
+        world.render(scene).save(folder / f"scene{i}.png")
+        rendered.append((world.short_prompt(scene), folder / f"scene{i}.png"))
+    return rendered
+
+
+def open_tab(page: Page, name: str) -> None:
+    page.get_by_role("tab", name=name).click()
+
+
+def field(page: Page, label: str):
+    """The visible text box labelled ``label`` (tabs repeat labels such as "Prompt")."""
+    return page.get_by_label(label, exact=True).filter(visible=True).first
+
+
+def button(page: Page, name: str):
+    return page.get_by_role("button", name=name, exact=True).filter(visible=True).first
+
+
+def screenshot(page: Page, tab: str) -> None:
+    """Save a small PNG of the page's top 1400 px (scaled to 960 px wide, 256 colours)."""
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+    shot = shot.crop((0, 0, shot.width, min(shot.height, 1400)))
+    shot = shot.resize((960, round(shot.height * 960 / shot.width)), Image.Resampling.LANCZOS)
+    shot.convert("RGB").quantize(256).save(SCREENSHOTS / f"{tab}.png", optimize=True)
+
+
+def test_studio_runs_a_full_loop_and_refuses_an_empty_prompt(page):
+    button(page, "Run").click()
+    expect(page.get_by_text("the prompt is empty").first).to_be_visible(timeout=30_000)
+    field(page, "Prompt").fill(PROMPT)
+    button(page, "Run").click()
+    status = page.locator("#studio-status")
+    expect(status).to_contain_text("Stopped", timeout=LONG_MS)
+    timeline = page.locator("#studio-timeline")
+    expect(timeline).to_contain_text("Round 1")
+    expect(timeline).to_contain_text("best so far")
+    expect(timeline.locator("img").first).to_be_visible()
+    screenshot(page, "studio")
+
+
+def test_judge_verdict_and_vote(page, scenes):
+    open_tab(page, "Judge")
+    (prompt, image_a), (_, image_b) = scenes
+    field(page, "Prompt").fill(prompt)
+    page.locator("#judge-image-a input[type=file]").set_input_files(str(image_a))
+    page.locator("#judge-image-b input[type=file]").set_input_files(str(image_b))
+    button(page, "Judge").click()
+    expect(page.locator("#judge-verdict")).to_contain_text("Verdict", timeout=LONG_MS)
+    expect(page.locator("#judge-verdict")).to_contain_text("Position-consistent")
+    page.get_by_label("A is better").check()
+    button(page, "Record vote").click()
+    expect(page.locator("#judge-vote-status")).to_contain_text("recorded: A is better", timeout=30_000)
+    screenshot(page, "judge")
+
+
+def test_diagnose_shows_the_critique_and_refuses_a_corrupt_upload(page, scenes, tmp_path):
+    open_tab(page, "Diagnose")
+    (prompt, _), (_, image) = scenes  # another scene's image: the critique has mistakes to point at
+    field(page, "Prompt").fill(prompt)
+    image_input = page.locator("#diagnose-image input[type=file]")
+    image_input.set_input_files(str(image))
+    button(page, "Diagnose").click()
+    report = page.locator("#diagnose-report")
+    expect(report).to_contain_text("Score:", timeout=LONG_MS)
+    expect(report).to_contain_text("Text Faithfulness")
+    screenshot(page, "diagnose")
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"not image data" * 50)
+    page.locator("#diagnose-image").get_by_label("Remove Image").first.click()
+    image_input.set_input_files(str(corrupt))
+    button(page, "Diagnose").click()
+    expect(page.get_by_text("not an image we can read").first).to_be_visible(timeout=30_000)
+
+
+def test_history_finds_and_opens_a_session(app, page):
+    prompt = "a green triangle"
+    Client(app.url, verbose=False).predict("t2i", prompt, None, 1, 1, 0, "fixed", "critic", 3.5, 3.5, 3.5, 3.5, 1,
+                                           False, api_name="/refine")
+    open_tab(page, "History")
+    field(page, "Prompt contains").fill("green")
+    button(page, "Search").click()
+    results = page.locator("#history-results")
+    expect(results).to_contain_text(prompt, timeout=30_000)
+    results.get_by_text(prompt).filter(visible=True).first.click()
+    expect(page.locator("#history-timeline")).to_contain_text("Round 1", timeout=30_000)
+    screenshot(page, "history")
