@@ -168,7 +168,8 @@ def score_frame(timeline: dict[str, Any]) -> pd.DataFrame:
         if not critique:
             continue
         rows += [{"round": rnd["idx"], "dimension": k, "score": critique[k]} for k in keys if critique[k] is not None]
-    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+    # Explicit numeric types: an object column would make the plot treat scores as categories.
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"round": "int64", "score": "float64"})
 
 
 def timeline_html(store: SessionStore, timeline: dict[str, Any]) -> str:
