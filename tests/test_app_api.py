@@ -29,13 +29,12 @@ from tests.ui_helpers import RunningApp, running_app
 pytestmark = pytest.mark.slow
 
 PROMPT = "a red circle and a blue square"
-DEV_FLAGS = ("--t2i", "/tmp/shapes-dev/shapes-t2i", "--edit", "/tmp/shapes-dev/shapes-edit")
 
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     """The app as a user starts it with no flags: the shapes world."""
-    yield from running_app(tmp_path_factory.mktemp("api") / "store", *DEV_FLAGS)
+    yield from running_app(tmp_path_factory.mktemp("api") / "store")
 
 
 @pytest.fixture(scope="module")
