@@ -26,7 +26,7 @@ PROMPT = "a red circle and a blue square"
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
-    yield from running_app(tmp_path_factory.mktemp("browser") / "store", "--t2i", "/tmp/shapes-dev/shapes-t2i", "--edit", "/tmp/shapes-dev/shapes-edit")
+    yield from running_app(tmp_path_factory.mktemp("browser") / "store")
 
 
 @pytest.fixture(scope="module")
