@@ -85,6 +85,8 @@ def screenshot(page: Page, tab: str) -> None:
 def test_studio_runs_a_full_loop_and_refuses_an_empty_prompt(page):
     button(page, "Run").click()
     expect(page.get_by_text("the prompt is empty").first).to_be_visible(timeout=30_000)
+    page.locator(".toast-close").first.click()
+    expect(page.get_by_text("the prompt is empty")).to_have_count(0)
     field(page, "Prompt").fill(PROMPT)
     button(page, "Run").click()
     status = page.locator("#studio-status")
@@ -93,6 +95,11 @@ def test_studio_runs_a_full_loop_and_refuses_an_empty_prompt(page):
     expect(timeline).to_contain_text("Round 1")
     expect(timeline).to_contain_text("best so far")
     expect(timeline.locator("img").first).to_be_visible()
+    # the score plot draws one line per dimension with a score (Vega labels each mark)
+    lines = page.locator("#studio-plot [aria-roledescription='line mark']")
+    expect(lines.first).to_be_attached(timeout=30_000)
+    labels = [lines.nth(i).get_attribute("aria-label") or "" for i in range(lines.count())]
+    assert any("Text Faithfulness" in label for label in labels), labels
     screenshot(page, "studio")
 
 

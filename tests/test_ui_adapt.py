@@ -53,7 +53,18 @@ def test_score_frame_has_each_dimension_per_round(finished):
     services, events = finished
     frame = adapt.score_frame(services.store.session_timeline(events[0].session_id))
     assert sorted(set(frame["round"])) == [1, 2]
-    assert set(frame["dimension"]) == {"text_faithfulness", "physical_quality"}  # text rendering was N/A
+    assert set(frame["dimension"]) == {"Text Faithfulness", "Physical and Visual Quality"}  # text rendering was N/A
+
+
+def test_session_view_sends_no_plot_until_a_round_is_scored(tmp_path):
+    # a LinePlot first given an empty frame draws every later line without a colour
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0), good(3.8)]))
+    events = refine(RefineRequest("t2i", "a red square"), services, LoopSettings(max_rounds=3))
+    session_id = next(events).session_id
+    assert adapt.session_view(services.store, session_id)[2] is None
+    list(events)
+    frame = adapt.session_view(services.store, session_id)[2]
+    assert frame is not None and len(frame) == 4
 
 
 def test_prompt_diff_marks_removed_and_added_words():

@@ -134,11 +134,14 @@ def next_prompt(event: LoopEvent) -> str | None:
 # -- a session's timeline ----------------------------------------------------------------------
 
 
-def session_view(store: SessionStore, session_id: str) -> tuple[str | None, tuple[str, str] | None, pd.DataFrame, str]:
-    """(best image file, before/after files, score frame, timeline HTML) of a stored session.
-    Raises ``NotFoundError`` for an unknown id."""
+def session_view(store: SessionStore, session_id: str) -> tuple[str | None, tuple[str, str] | None,
+                                                                pd.DataFrame | None, str]:
+    """(best image file, before/after files, score frame, timeline HTML) of a stored session; the
+    frame is ``None`` until a round has scores, because a ``gr.LinePlot`` first given an empty
+    frame draws every later line without a colour. Raises ``NotFoundError`` for an unknown id."""
     timeline = store.session_timeline(session_id)
-    return (best_image_path(store, timeline), before_after(store, timeline), score_frame(timeline),
+    frame = score_frame(timeline)
+    return (best_image_path(store, timeline), before_after(store, timeline), None if frame.empty else frame,
             timeline_html(store, timeline))
 
 
@@ -161,13 +164,14 @@ def before_after(store: SessionStore, timeline: dict[str, Any]) -> tuple[str, st
 def score_frame(timeline: dict[str, Any]) -> pd.DataFrame:
     """Per-dimension scores (1-4) of each finished round's best candidate, long format."""
     rows = []
-    keys = [d.key for d in task_dimensions(timeline["session"]["task"])]
+    dimensions = task_dimensions(timeline["session"]["task"])
     for rnd in timeline["rounds"]:
         best = next((c for c in rnd["candidates"] if c["id"] == rnd["best_image_id"]), None)
         critique = best and best["critique"]
         if not critique:
             continue
-        rows += [{"round": rnd["idx"], "dimension": k, "score": critique[k]} for k in keys if critique[k] is not None]
+        rows += [{"round": rnd["idx"], "dimension": d.heading, "score": critique[d.key]}
+                 for d in dimensions if critique[d.key] is not None]
     # Explicit numeric types: an object column would make the plot treat scores as categories.
     return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"round": "int64", "score": "float64"})
 

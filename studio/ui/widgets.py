@@ -20,10 +20,10 @@ def image_input(label: str, **kwargs: Any) -> ImageUpload:
     return ImageUpload(label=label, type="filepath", sources=["upload", "clipboard"], **kwargs)
 
 
-def score_plot() -> gr.LinePlot:
+def score_plot(elem_id: str) -> gr.LinePlot:
     """Per-dimension scores (1-4) of each round's best image."""
     return gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], x_axis_format="d",
-                       label="Scores per round", height=220)
+                       label="Scores per round", height=330, elem_id=elem_id)
 
 
 def task_radio(tasks: tuple[str, ...] = TASKS) -> gr.Radio:

@@ -47,7 +47,7 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
     with gr.Row():
         best = gr.Image(label="Best image", interactive=False, height=256)
         compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
-        plot = score_plot()
+        plot = score_plot("history-plot")
     timeline = gr.HTML(elem_id="history-timeline")
 
     @ui_errors

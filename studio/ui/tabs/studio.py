@@ -76,7 +76,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             with gr.Row():
                 latest = gr.Image(label="Latest image", interactive=False, height=220)
                 compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=220)
-                plot = score_plot()
+                plot = score_plot("studio-plot")
             timeline = gr.HTML(label="Rounds", elem_id="studio-timeline")
             with gr.Row():
                 proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2, scale=3)
