@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from models.errors import ConfigError
+from models.generator_diffusers import MEMORY_MODES
 from studio.config import StudioConfig
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,23 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--edit", default=env("STUDIO_EDIT", str(SHAPES_EDIT)), metavar="MODEL",
                        help="diffusers image-editing model id or folder, or 'none' [STUDIO_EDIT, "
                             "default assets/shapes-edit]")
+    gen = parser.add_argument_group("generators")
+    gen.add_argument("--gen-dtype", default=env("STUDIO_GEN_DTYPE", "auto"), choices=("auto", "bf16", "fp16", "fp32"),
+                     help="weights dtype of both generators: auto (bf16 on a GPU that has it, else fp32), bf16, "
+                          "fp16 or fp32 [STUDIO_GEN_DTYPE]")
+    gen.add_argument("--gen-memory", choices=MEMORY_MODES, default=env("STUDIO_GEN_MEMORY", "gpu"),
+                     help="gpu: whole pipeline on the GPU; model_offload: each model moves to the GPU when it "
+                          "runs (a 24 GB card fits FLUX); sequential_offload: layer by layer, slowest, least "
+                          "memory [STUDIO_GEN_MEMORY, default gpu]")
+    gen.add_argument("--vae-tiling", action="store_true", default=env_flag("STUDIO_VAE_TILING"),
+                     help="decode large images tile by tile to save memory [STUDIO_VAE_TILING]")
+    gen.add_argument("--t2i-lora", default=env("STUDIO_T2I_LORA"), metavar="LORA",
+                     help="LoRA weights (hub id, folder or .safetensors file) for the text-to-image model "
+                          "[STUDIO_T2I_LORA]")
+    gen.add_argument("--edit-lora", default=env("STUDIO_EDIT_LORA"), metavar="LORA",
+                     help="LoRA weights for the editing model [STUDIO_EDIT_LORA]")
+    gen.add_argument("--lora-scale", type=float, default=float(env("STUDIO_LORA_SCALE", "1.0")), metavar="S",
+                     help="strength of the LoRA weights [STUDIO_LORA_SCALE, default 1.0]")
     group.add_argument("--rewriter", choices=("critic", "llm"), default=env("STUDIO_REWRITER", "critic"),
                        help="where the next round's prompt comes from: the critic's refined request, or an "
                             "instruction-following LLM [STUDIO_REWRITER, default critic]")
@@ -82,8 +100,8 @@ def config_from_args(args: argparse.Namespace) -> StudioConfig:
     return StudioConfig(
         store_dir=args.store,
         critic=_critic_spec(args),
-        t2i_generator=_generator_spec(args.t2i, "t2i"),
-        edit_generator=_generator_spec(args.edit, "edit"),
+        t2i_generator=_generator_spec(args, args.t2i, "t2i", args.t2i_lora),
+        edit_generator=_generator_spec(args, args.edit, "edit", args.edit_lora),
         rewriter=_rewriter_spec(args),
     )
 
@@ -114,12 +132,18 @@ def _critic_spec(args: argparse.Namespace) -> dict[str, Any]:
     return {"backend": "transformers", "model": args.critic, "quantization": "4bit" if args.critic_4bit else None}
 
 
-def _generator_spec(model: str, task: str) -> dict[str, Any] | None:
+def _generator_spec(args: argparse.Namespace, model: str, task: str, lora: str | None) -> dict[str, Any] | None:
     if model.lower() == NONE:
+        if lora:
+            raise ConfigError(f"--{task}-lora was given but --{task} is 'none'; give a model or drop the LoRA.")
         return None
     if not model.strip():
         raise ConfigError(f"--{task} is empty; give a diffusers model id or folder, or 'none'.")
-    return {"backend": "diffusers", "model": model, "task": task}
+    spec: dict[str, Any] = {"backend": "diffusers", "model": model, "task": task, "dtype": args.gen_dtype,
+                            "memory": args.gen_memory, "vae_tiling": args.vae_tiling}
+    if lora:
+        spec.update(lora=lora, lora_scale=args.lora_scale)
+    return spec
 
 
 def _rewriter_spec(args: argparse.Namespace) -> dict[str, Any]:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 import app
 from models.errors import ConfigError
+from models.generator_diffusers import DiffusersGenerator
+from models.registry import load_backend
 from studio.options import SHAPES_EDIT, SHAPES_T2I, config_from_args
 
 
@@ -14,7 +17,8 @@ def clean_env(monkeypatch):
     for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "STUDIO_STORE", "STUDIO_CRITIC", "STUDIO_CRITIC_URL",
                  "STUDIO_CRITIC_MODEL", "STUDIO_CRITIC_4BIT", "STUDIO_T2I", "STUDIO_EDIT", "STUDIO_REWRITER",
                  "STUDIO_REWRITER_URL", "STUDIO_REWRITER_MODEL", "STUDIO_PUBLIC", "STUDIO_MAX_UPLOAD_MB",
-                 "STUDIO_MCP", "STUDIO_SHARE"):
+                 "STUDIO_MCP", "STUDIO_SHARE", "STUDIO_GEN_DTYPE", "STUDIO_GEN_MEMORY", "STUDIO_VAE_TILING",
+                 "STUDIO_T2I_LORA", "STUDIO_EDIT_LORA", "STUDIO_LORA_SCALE"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -53,7 +57,32 @@ def test_transformers_critic_in_4bit():
                              "quantization": "4bit"}
 
 
+def test_generator_memory_dtype_and_lora_flags_reach_the_diffusers_backend(tmp_path):
+    lora = tmp_path / "style.safetensors"
+    args = app.parse_args(["--t2i", "black-forest-labs/FLUX.1-dev", "--gen-memory", "model_offload",
+                           "--gen-dtype", "bf16", "--vae-tiling", "--t2i-lora", str(lora), "--lora-scale", "0.8"])
+    config = config_from_args(args)
+    assert config.t2i_generator == {
+        "backend": "diffusers", "model": "black-forest-labs/FLUX.1-dev", "task": "t2i", "dtype": "bf16",
+        "memory": "model_offload", "vae_tiling": True, "lora": str(lora), "lora_scale": 0.8}
+    assert "lora" not in config.edit_generator and config.edit_generator["memory"] == "model_offload"
+    # the backend validates the settings when it is built (weights load at the first image)
+    assert isinstance(load_backend("generator", **{**config.t2i_generator, "memory": "gpu"}), DiffusersGenerator)
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="no CUDA GPU found"):
+            load_backend("generator", **config.t2i_generator)
+
+
+def test_generator_settings_from_environment(monkeypatch):
+    monkeypatch.setenv("STUDIO_GEN_MEMORY", "sequential_offload")
+    monkeypatch.setenv("STUDIO_EDIT_LORA", "me/kontext-lora")
+    config = config_from_args(app.parse_args([]))
+    assert config.t2i_generator["memory"] == config.edit_generator["memory"] == "sequential_offload"
+    assert config.edit_generator["lora"] == "me/kontext-lora" and "lora" not in config.t2i_generator
+
+
 @pytest.mark.parametrize("flags, message", [
+    (["--t2i", "none", "--t2i-lora", "x"], "--t2i is 'none'"),
     (["--critic-model", "x"], "--critic-url"),
     (["--critic-4bit"], "shapes critic"),
     (["--rewriter", "llm"], "--rewriter-url"),
