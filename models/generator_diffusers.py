@@ -16,6 +16,7 @@ Example::
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import re
@@ -252,6 +253,18 @@ class DiffusersGenerator:
             if self._pipe is None:
                 self._pipe = self._load()
             return self._pipe
+
+    def close(self) -> None:
+        """Drop the loaded pipeline and give its GPU memory back (it loads again on next use)."""
+        with self._lock:
+            if self._pipe is None:
+                return
+            self._pipe = None
+        import torch
+
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
 
     def _local_folder(self) -> Path | None:
         path = Path(self.model).expanduser()

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, Union
 
@@ -66,6 +66,9 @@ class Services:
     t2i_generator: Slot[Generator] = None
     edit_generator: Slot[Generator] = None
     rewriter: Slot[Rewriter] = None
+    # a second generator for comparisons (Judge: "model for B"), at most one loaded at a time
+    _other: tuple[tuple[Task, str], Generator] | None = field(default=None, init=False, repr=False)
+    _other_lock: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False)
 
     @classmethod
     def from_config(cls, config: StudioConfig) -> "Services":
@@ -88,13 +91,35 @@ class Services:
         """The critic. Raises ``ConfigError`` when none is configured."""
         return _resolve(self.critic, "critic", "Configure a critic backend in the studio config.")
 
-    def get_generator(self, task: Task) -> Generator:
-        """The generator for ``task`` ("t2i" or "edit"). Raises ``ConfigError`` when none is set."""
+    def get_generator(self, task: Task, model: str | None = None) -> Generator:
+        """The generator for ``task`` ("t2i" or "edit"); with ``model`` (a hub id or folder other
+        than the configured one), that model built with the configured generator's settings
+        (backend, dtype, memory mode; no LoRA). Only one such other model is kept loaded.
+        Raises ``ConfigError`` when no generator is set for ``task``."""
         slot = self.t2i_generator if task == "t2i" else self.edit_generator
-        return _resolve(
+        configured = _resolve(
             slot, f"{task} generator",
             f"Configure '{'t2i_generator' if task == 't2i' else 'edit_generator'}' in the studio config.",
         )
+        spec = slot.config if isinstance(slot, Lazy) else {}
+        model = (model or "").strip()
+        if not model or model == spec.get("model"):
+            return configured
+        if not spec:
+            raise ConfigError(f"The {task} generator was given as an object, so another model cannot be built "
+                              "with its settings; configure it by spec to compare models.")
+        with self._other_lock:
+            if self._other is not None and self._other[0] == (task, model):
+                return self._other[1]
+            if self._other is not None:
+                close = getattr(self._other[1], "close", None)
+                self._other = None
+                if close is not None:
+                    close()
+            options = {k: v for k, v in spec.items() if k not in ("backend", "lora", "lora_scale", "name")}
+            other = load_backend("generator", spec["backend"], **{**options, "model": model})
+            self._other = ((task, model), other)
+            return other
 
     def get_rewriter(self) -> Rewriter:
         """The LLM rewriter. Raises ``ConfigError`` when none is configured."""
@@ -119,6 +144,10 @@ class Services:
 
     def close(self) -> None:
         """Close the store and every loaded backend that can be closed."""
+        if self._other is not None:
+            close = getattr(self._other[1], "close", None)
+            if close is not None:
+                close()
         for slot in (self.critic, self.t2i_generator, self.edit_generator, self.rewriter):
             if slot is None or (isinstance(slot, Lazy) and not slot.loaded):
                 continue

@@ -124,7 +124,7 @@ def test_resume_continues_an_awaiting_session_with_the_edited_prompt(app, client
 
 
 def test_generate_judge_and_vote_record_a_preference_pair(app, client):
-    image_a, image_b = client.predict("t2i", PROMPT, None, 1, 2, api_name="/generate_pair")
+    image_a, image_b = client.predict("t2i", PROMPT, None, 1, 2, "", api_name="/generate_pair")
     verdict, table, judgement_id = client.predict("t2i", PROMPT, None, handle_file(image_a), handle_file(image_b), True,
                                                   api_name="/judge")
     assert verdict.startswith("**Verdict") and "Position-consistent" in verdict
@@ -195,6 +195,20 @@ def test_unknown_session_is_a_readable_error(client):
 def test_readable_errors_leave_no_traceback_in_the_log(app):
     """Runs after the bad-input tests above: none of them was an unexpected error."""
     assert "Traceback" not in app.log_text()
+
+
+def test_image_b_from_a_second_model(app, client, tmp_path):
+    second = tmp_path / "second-t2i"
+    second.symlink_to(Path(__file__).resolve().parents[1] / "assets" / "shapes-t2i")  # another folder name
+    image_a, image_b = client.predict("t2i", PROMPT, None, 3, 3, str(second), api_name="/generate_pair")
+    assert Image.open(image_b).size == Image.open(image_a).size
+    with database(app) as db:
+        b_settings, a_settings = [json.loads(row[0]) for row in db.execute(
+            "select settings from images where role = 'judge' order by id desc limit 2")]
+    assert b_settings["model"] == str(second)
+    assert a_settings["model"].endswith("shapes-t2i") and a_settings["model"] != str(second)
+    with pytest.raises(AppError, match="not a diffusers pipeline folder"):
+        client.predict("t2i", PROMPT, None, 1, 2, str(tmp_path), api_name="/generate_pair")
 
 
 # -- a critic behind an OpenAI-compatible endpoint, in public mode ----------------------------------

@@ -62,3 +62,30 @@ def test_llm_rewriter_from_config_fits_prompts_to_the_generators_limit(tmp_path)
     assert services.get_rewriter().limit_for("t2i").limit == 77
     assert services.rewriter.config == config.rewriter  # the runtime limit is not recorded as a setting
     services.close()
+
+
+class NamedSquares(SquaresGenerator):
+    """A squares generator that has a model name and records being closed."""
+
+    def __init__(self, *, model: str = "squares", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.name = model
+        self.closed = False
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def test_another_model_for_comparison_shares_the_settings_and_one_is_kept(tmp_path):
+    config = StudioConfig(store_dir=str(tmp_path), t2i_generator={
+        "backend": "tests.test_services:NamedSquares", "model": "org/base", "size": 16})
+    services = Services.from_config(config)
+    base = services.get_generator("t2i")
+    assert services.get_generator("t2i", "org/base") is base and services.get_generator("t2i", " ") is base
+    other = services.get_generator("t2i", "org/other")
+    assert other is not base and (other.name, other.size) == ("org/other", 16)
+    assert services.get_generator("t2i", "org/other") is other  # loaded once
+    third = services.get_generator("t2i", "org/third")
+    assert other.closed and not third.closed and not base.closed  # only one other model stays loaded
+    services.close()
+    assert third.closed and third.name == "org/third"

@@ -41,7 +41,7 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
         with gr.Tab("Studio", id="studio"):
             create_studio_tab(services, public=public)
         with gr.Tab("Judge", id="judge"):
-            create_judge_tab(services)
+            create_judge_tab(services, public=public)
         with gr.Tab("Diagnose", id="diagnose"):
             create_diagnose_tab(services, public=public)
         with gr.Tab("History", id="history"):

@@ -23,8 +23,10 @@ VOTE_CHOICES = [("A is better", "A"), ("B is better", "B"), ("Tie", "tie"), ("Bo
 VOTE_LABELS = {value: label for label, value in VOTE_CHOICES}
 
 
-def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
-    """Build the Judge tab's widgets and listeners; return its components by name."""
+def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+    """Build the Judge tab's widgets and listeners; return its components by name.
+
+    In ``public`` mode B cannot come from another model (that would load any hub id or folder)."""
     with gr.Row():
         with gr.Column():
             task = task_radio()
@@ -40,7 +42,10 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
                 with gr.Row():
                     seed_a = gr.Number(value=0, precision=0, minimum=0, label="Seed A")
                     seed_b = gr.Number(value=1, precision=0, minimum=0, label="Seed B")
-                    generate_button = gr.Button("Generate A and B")
+                model_b = gr.Textbox(label="Model for B: a diffusers hub id or folder (empty: the same model as A)",
+                                     max_lines=1, visible=not public)
+                generate_button = gr.Button("Generate A and B")
+                models = gr.State(("", ""))  # the models that made A and B, recorded with a vote
             both_orders = gr.Checkbox(value=True, label="Judge both orders (A/B and B/A) to check position bias")
             judge_button = gr.Button("Judge", variant="primary")
         with gr.Column():
@@ -70,7 +75,7 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
 
     @ui_errors
     def vote(judgement_id: str, vote: str | None, task: str, prompt: str, source_image: str | None,
-             image_a: str | None, image_b: str | None) -> str:
+             image_a: str | None, image_b: str | None, models: tuple[str, str] = ("", "")) -> str:
         """Record a person's preference as a pair for the preference dataset.
 
         Args:
@@ -81,17 +86,19 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
             source_image: the edit's source (without a judgement, edit task).
             image_a: first image (without a judgement).
             image_b: second image (without a judgement).
+            models: the models that generated A and B, when they were generated here.
         """
         if not vote:
             raise InvalidInputError("Pick a vote first: A, B, tie or both bad.")
         target = int(judgement_id) if judgement_id else _pair(task, prompt, source_image, image_a, image_b)
-        vote_id = record_vote(services.store, target, vote)
+        model_a, model_b = models or ("", "")
+        vote_id = record_vote(services.store, target, vote, model_a=model_a or None, model_b=model_b or None)
         return f"Vote #{vote_id} recorded: **{VOTE_LABELS[vote]}**."
 
     @ui_errors
     def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float,
-                      seed_b: float) -> tuple[str, str]:
-        """Generate two candidates for one prompt from two seeds, to judge them.
+                      seed_b: float, model_b: str = "") -> tuple[str, str, tuple[str, str]]:
+        """Generate two candidates for one prompt, from two seeds and optionally two models.
 
         Args:
             task: "t2i" or "edit".
@@ -99,15 +106,20 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
             source_image: the image to edit (edit task only).
             seed_a: seed of image A.
             seed_b: seed of image B.
+            model_b: a diffusers hub id or folder for B (empty: the configured model, as for A).
         """
-        generator = services.get_generator(task)
+        if public and (model_b or "").strip():
+            raise InvalidInputError("This shared studio compares seeds of its own model only; leave 'Model for B' empty.")
         source = adapt.source_upload(task, source_image)
-        paths = []
-        for seed in (int(seed_a), int(seed_b)):
-            result = generator.generate(GenerationRequest(task, check_prompt(prompt), source, seed=seed))
-            saved = services.store.save_image(result.images[0], role="judge", seed=seed)
+        check_prompt(prompt)
+        paths, names = [], []
+        for seed, model in ((int(seed_a), None), (int(seed_b), model_b)):
+            generator = services.get_generator(task, model)
+            result = generator.generate(GenerationRequest(task, prompt, source, seed=seed))
+            saved = services.store.save_image(result.images[0], role="judge", seed=seed, settings=result.settings)
             paths.append(str(services.store.image_path(saved.id)))
-        return paths[0], paths[1]
+            names.append(generator.name)
+        return paths[0], paths[1], (names[0], names[1])
 
     @ui_errors
     def recent() -> Any:
@@ -122,17 +134,21 @@ def create_judge_tab(services: Services) -> dict[str, gr.components.Component]:
         picker.focus(recent, None, picker, api_visibility="private")
     pick_a.change(picked, pick_a, image_a, api_visibility="private")
     pick_b.change(picked, pick_b, image_b, api_visibility="private")
-    generate_button.click(model_bound(generate_pair), [task, prompt, source, seed_a, seed_b], [image_a, image_b],
-                   api_name="generate_pair", concurrency_id="gpu", concurrency_limit=1)
+    generate_button.click(model_bound(generate_pair), [task, prompt, source, seed_a, seed_b, model_b],
+                          [image_a, image_b, models], api_name="generate_pair", concurrency_id="gpu",
+                          concurrency_limit=1)
     judge_button.click(model_bound(judge), [task, prompt, source, image_a, image_b, both_orders],
                        [verdict, table, judgement_id],
                 api_name="judge", concurrency_id="gpu", concurrency_limit=1)
-    record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b], vote_status, api_name="vote")
+    record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b, models], vote_status,
+                 api_name="vote")
+    for widget in (image_a, image_b):  # an image the person brings was made by no model we know
+        widget.upload(lambda: ("", ""), None, models, api_visibility="private", queue=False)
     for widget in (image_a, image_b, prompt, task):
         widget.change(lambda: "", None, judgement_id, api_visibility="private", queue=False)
     return {"task": task, "prompt": prompt, "source": source, "image_a": image_a, "image_b": image_b,
             "judge": judge_button, "verdict": verdict, "table": table, "judgement_id": judgement_id, "vote": choice,
-            "record": record, "vote_status": vote_status, "generate": generate_button}
+            "record": record, "vote_status": vote_status, "generate": generate_button, "model_b": model_b}
 
 
 def _pair(task: str, prompt: str, source: str | None, a: str | None, b: str | None) -> PairRequest:
