@@ -15,6 +15,7 @@ from PIL import Image
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 from models.shapes import world
+from tests.openai_stub import OpenAIStub
 from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, RunningApp, running_app
 
 pytestmark = pytest.mark.browser
@@ -149,3 +150,47 @@ def test_history_finds_and_opens_a_session(app, page):
     results.get_by_text(prompt).filter(visible=True).first.click()
     expect(page.locator("#history-timeline")).to_contain_text("Round 1", timeout=30_000)
     screenshot(page, "history")
+
+
+# -- the critic behind an endpoint that writes garbage, then goes away ------------------------------
+
+
+@pytest.fixture(scope="module")
+def garbage_stub() -> Iterator[OpenAIStub]:
+    with OpenAIStub(reply=lambda body: "What a lovely picture!") as stub:
+        yield stub
+
+
+@pytest.fixture(scope="module")
+def endpoint_app(tmp_path_factory: pytest.TempPathFactory, garbage_stub: OpenAIStub) -> Iterator[RunningApp]:
+    yield from running_app(tmp_path_factory.mktemp("browser-endpoint") / "store", "--critic-url", garbage_stub.url,
+                           "--t2i", "none", "--edit", "none")
+
+
+def test_diagnose_shows_what_went_wrong_with_the_critic_or_the_upload(endpoint_app, browser, garbage_stub, tmp_path):
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(endpoint_app.url)
+    open_tab(page, "Diagnose")
+    field(page, "Prompt").fill(PROMPT)
+    image_input = page.locator("#diagnose-image input[type=file]")
+    remove = page.locator("#diagnose-image").get_by_label("Remove Image").first
+    huge = tmp_path / "huge.png"
+    Image.new("RGB", (7100, 7100), (30, 90, 200)).save(huge)  # 50 megapixels
+    image_input.set_input_files(str(huge))
+    button(page, "Diagnose").click()
+    expect(page.get_by_text("megapixels").first).to_be_visible(timeout=60_000)
+    page.locator(".toast-close").first.click()
+    remove.click()
+    small = tmp_path / "small.png"
+    Image.new("RGB", (64, 64), (215, 40, 40)).save(small)
+    image_input.set_input_files(str(small))
+    button(page, "Diagnose").click()
+    report = page.locator("#diagnose-report")
+    expect(report).to_contain_text("The critique failed", timeout=60_000)
+    expect(report).to_contain_text("did not parse")
+    garbage_stub.stop()
+    button(page, "Diagnose").click()
+    expect(report).to_contain_text(garbage_stub.url.rsplit("/", 1)[0], timeout=60_000)
+    context.close()
+    assert "Traceback" not in endpoint_app.log_text()
