@@ -30,6 +30,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+import orjson
+
 from models.types import task_dimensions
 
 logger = logging.getLogger(__name__)
@@ -193,6 +195,7 @@ class OpenAIStub:
         request_line = await reader.readline()
         if not request_line.strip():
             return False
+        arrived = time.monotonic()  # the latency counts from here, not after the stub's own parsing
         method, path, _version = request_line.decode("latin-1").split(" ", 2)
         headers: dict[str, str] = {}
         while (line := await reader.readline()) not in (b"\r\n", b"\n", b""):
@@ -211,23 +214,25 @@ class OpenAIStub:
             await self._write(writer, 200, listing, close=not keep_alive)
             return keep_alive
         if method == "POST" and path == "/v1/chat/completions":
-            return await self._chat(writer, headers, raw, keep_alive)
+            return await self._chat(writer, headers, raw, keep_alive, arrived)
         self._remember(method, path, headers, None)
         await self._write(writer, 404, _error(404, f"no route {method} {path}"), close=not keep_alive)
         return keep_alive
 
-    async def _chat(self, writer: asyncio.StreamWriter, headers: dict[str, str], raw: bytes, keep_alive: bool) -> bool:
+    async def _chat(self, writer: asyncio.StreamWriter, headers: dict[str, str], raw: bytes, keep_alive: bool,
+                    arrived: float) -> bool:
         self.chat_requests += 1
         scripted = self._script.pop(0) if self._script else Scripted(status=200)
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
             try:
-                body = json.loads(raw)
-            except json.JSONDecodeError:
+                body = orjson.loads(raw)
+            except orjson.JSONDecodeError:
                 body = None
             self._remember("POST", "/v1/chat/completions", headers, body)
-            await asyncio.sleep(self.latency_s if scripted.delay_s is None else scripted.delay_s)
+            delay = self.latency_s if scripted.delay_s is None else scripted.delay_s
+            await asyncio.sleep(max(0.0, arrived + delay - time.monotonic()))
             if scripted.drop:
                 return False
             status, payload, extra = self._answer(body, scripted)
@@ -272,7 +277,7 @@ class OpenAIStub:
         *,
         close: bool = False,
     ) -> None:
-        data = json.dumps(payload).encode()
+        data = orjson.dumps(payload)
         head = [f"HTTP/1.1 {status} {_REASONS.get(status, 'Status')}", "Content-Type: application/json",
                 f"Content-Length: {len(data)}", f"Connection: {'close' if close else 'keep-alive'}"]
         head += [f"{name}: {value}" for name, value in (extra_headers or {}).items()]

@@ -352,3 +352,25 @@ def test_proxy_from_environment_is_used_unless_no_proxy(chat_factory, monkeypatc
             chat_factory(stub.url).health_check()  # went to the (closed) proxy
         monkeypatch.setenv("no_proxy", "127.0.0.1")
         assert chat_factory(stub.url).health_check() == "stub-critic"
+
+
+def test_complete_iter_yields_each_answer_as_it_arrives(chat_factory):
+    # the first request the server gets is slow: the caller gets the others before it
+    with OpenAIStub(reply=_echo, script=[Scripted(200, delay_s=0.5)]) as stub:
+        chat = chat_factory(stub.url, concurrency=4)
+        chat.health_check()
+        arrivals = list(chat.complete_iter([_prompt(f"prompt {i}") for i in range(4)]))
+        slow = _echo(stub.chat_bodies()[0])
+    assert sorted(arrivals) == [(i, f"prompt {i}") for i in range(4)]
+    assert arrivals[-1][1] == slow
+
+
+def test_closing_complete_iter_early_cancels_the_rest(chat_factory):
+    with OpenAIStub(latency_s=0.3) as stub:
+        chat = chat_factory(stub.url, concurrency=2)
+        chat.health_check()
+        answers = chat.complete_iter([_prompt(f"p{i}") for i in range(20)])
+        next(answers)
+        answers.close()
+        time.sleep(0.8)
+        assert stub.chat_requests < 6  # not all 20: the waiting ones were never sent

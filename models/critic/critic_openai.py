@@ -17,11 +17,12 @@ import asyncio
 import functools
 import logging
 import os
+import queue
 import random
 import threading
 import urllib.request
 from dataclasses import dataclass
-from typing import Any, Coroutine, Sequence, TypeVar, Union
+from typing import Any, Coroutine, Iterator, Sequence, TypeVar, Union
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -164,6 +165,7 @@ class OpenAIChat:
         self._session: aiohttp.ClientSession | None = None
         self._proxy = _env_proxy(self.base_url)
         self._semaphore: asyncio.Semaphore | None = None
+        self._encode_slots: asyncio.Semaphore | None = None
         self._closed = False
 
     # -- public -------------------------------------------------------------------------------
@@ -183,12 +185,37 @@ class OpenAIChat:
         """The assistant's text for each prompt, in order, or a ``CompletionError`` where the
         server gave none after the retries. Raises ``BackendUnavailableError`` when the first
         health check fails."""
+        results: list[Union[str, CompletionError, None]] = [None] * len(prompts)
+        for index, text in self.complete_iter(prompts):
+            results[index] = text
+        return results  # type: ignore[return-value]
+
+    def complete_iter(self, prompts: Sequence[ChatPrompt]) -> Iterator[tuple[int, Union[str, CompletionError]]]:
+        """``(index, text or CompletionError)`` for each prompt as its answer arrives, so that the
+        caller can parse one answer while the others are still on their way. Closing the iterator
+        early cancels the requests still running."""
         if not prompts:
-            return []
+            return
         with self._lock:
             if self.served_model is None:
                 self.health_check()
-        return self._run(self._complete_all(list(prompts)))
+        loop = self._started_loop()
+        arrived: queue.SimpleQueue[tuple[int, Any]] = queue.SimpleQueue()
+        future = asyncio.run_coroutine_threadsafe(self._complete_all(list(prompts), arrived), loop)
+
+        def report_crash(done: Any) -> None:  # wake the reader if the requests died of a bug
+            if not done.cancelled() and done.exception() is not None:
+                arrived.put((-1, done.exception()))
+
+        future.add_done_callback(report_crash)
+        try:
+            for _ in range(len(prompts)):
+                index, text = arrived.get()
+                if index < 0:
+                    raise text
+                yield index, text
+        finally:
+            future.cancel()  # a no-op when every answer is in
 
     def close(self) -> None:
         """Close the HTTP client and end the event-loop thread. Later calls raise ``RuntimeError``."""
@@ -260,6 +287,8 @@ class OpenAIChat:
             connector=aiohttp.TCPConnector(limit=self.concurrency + 1),
         )
         self._semaphore = asyncio.Semaphore(self.concurrency)
+        # request bodies held at once: one wave sending and one wave encoded (bounds memory)
+        self._encode_slots = asyncio.Semaphore(2 * self.concurrency)
 
     async def _request(
         self, method: str, url: str, body: bytes | None = None, *, timeout_s: float | None = None
@@ -318,29 +347,38 @@ class OpenAIChat:
 
     # -- completions --------------------------------------------------------------------------
 
-    async def _complete_all(self, prompts: list[ChatPrompt]) -> list[Union[str, CompletionError]]:
-        return list(await asyncio.gather(*(self._complete_one(p) for p in prompts)))
+    async def _complete_all(self, prompts: list[ChatPrompt], arrived: queue.SimpleQueue[tuple[int, Any]]) -> None:
+        async def one(index: int, prompt: ChatPrompt) -> None:
+            arrived.put((index, await self._complete_one(prompt)))
+
+        await asyncio.gather(*(one(i, p) for i, p in enumerate(prompts)))
 
     async def _complete_one(self, prompt: ChatPrompt) -> Union[str, CompletionError]:
-        assert self._semaphore is not None
-        async with self._semaphore:
-            # image encoding is CPU work: keep it off the loop so other requests keep flowing
+        assert self._semaphore is not None and self._encode_slots is not None
+        async with self._encode_slots:
+            # image encoding is CPU work: keep it off the loop, and do it before taking a request
+            # slot, so that the next wave's bodies are ready while this wave waits on the server
             body = await asyncio.to_thread(self._request_body, prompt)
-            attempts = self.max_retries + 1
-            reason = ""
-            for attempt in range(1, attempts + 1):
-                try:
-                    return await self._post(body)
-                except _Transient as e:
-                    reason = e.reason
-                    if attempt == attempts:
-                        break
-                    wait = e.retry_after if e.retry_after is not None else self._backoff(attempt)
-                    logger.warning(
-                        "critic server %s: %s; retry %d of %d in %.2f s",
-                        self._chat_url, reason, attempt, self.max_retries, wait,
-                    )
-                    await asyncio.sleep(wait)
+            async with self._semaphore:
+                return await self._post_with_retries(body)
+
+    async def _post_with_retries(self, body: bytes) -> Union[str, CompletionError]:
+        """POST ``body``, retrying connection errors, timeouts, 429 and 5xx with backoff."""
+        attempts = self.max_retries + 1
+        reason = ""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await self._post(body)
+            except _Transient as e:
+                reason = e.reason
+                if attempt == attempts:
+                    break
+                wait = e.retry_after if e.retry_after is not None else self._backoff(attempt)
+                logger.warning(
+                    "critic server %s: %s; retry %d of %d in %.2f s",
+                    self._chat_url, reason, attempt, self.max_retries, wait,
+                )
+                await asyncio.sleep(wait)
         return CompletionError(
             f"The critic server at {self._chat_url} gave no answer after {attempts} attempt(s); "
             f"last error: {reason}."

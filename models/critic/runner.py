@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Protocol, Sequence, TypeVar, Union
+from typing import Callable, Iterator, Protocol, Sequence, TypeVar, Union
 
 from PIL import Image
 
@@ -33,7 +33,11 @@ Parsed = TypeVar("Parsed")
 
 
 class TextCompleter(Protocol):
-    """A backend that writes the critic's text for each prompt, in order."""
+    """A backend that writes the critic's text for each prompt, in order.
+
+    A backend may also offer ``complete_iter(prompts)``, yielding ``(index, text)`` as each answer
+    arrives (the HTTP backend does); the runner then parses answers while others are in flight.
+    """
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]: ...
 
@@ -139,11 +143,9 @@ class ProtocolCritic:
             if attempt > 1:
                 self.stats.parse_retries += len(pending)
                 logger.info("%s: re-asking %d unparseable critiques", self.name, len(pending))
-            texts = self.completer.complete([prompts[i] for i in pending])
-            if len(texts) != len(pending):
-                raise RuntimeError(f"{self.name} returned {len(texts)} completions for {len(pending)} prompts")
             still_pending = []
-            for i, text in zip(pending, texts):
+            for slot, text in self._answers([prompts[i] for i in pending]):
+                i = pending[slot]
                 if isinstance(text, CompletionError):
                     self.stats.transport_failures += 1
                     self._note_failure(text.reason)
@@ -164,8 +166,25 @@ class ProtocolCritic:
                 if parsed.warnings:
                     self.stats.repaired += 1
                 results[i] = parsed
-            pending = still_pending
+            pending = sorted(still_pending)
         return results  # type: ignore[return-value]
+
+    def _answers(self, prompts: list[ChatPrompt]) -> Iterator[tuple[int, Union[str, CompletionError]]]:
+        """``(index into prompts, text)`` for every prompt: as they arrive where the backend can
+        stream them, else all at once."""
+        stream = getattr(self.completer, "complete_iter", None)
+        if stream is None:
+            texts = self.completer.complete(prompts)
+            if len(texts) != len(prompts):
+                raise RuntimeError(f"{self.name} returned {len(texts)} completions for {len(prompts)} prompts")
+            yield from enumerate(texts)
+            return
+        seen: set[int] = set()
+        for index, text in stream(prompts):
+            seen.add(index)
+            yield index, text
+        if seen != set(range(len(prompts))):
+            raise RuntimeError(f"{self.name} answered {len(seen)} of {len(prompts)} prompts")
 
     def _note_failure(self, reason: str) -> None:
         logger.warning("%s: %s", self.name, reason[:300])
