@@ -12,8 +12,8 @@ Worlds:
 
 - ``shapes`` (default): the shapes-world reference critic (``ShapesCritic``: real protocol
   text, parser and retry loop) and the shapes renderer from the tests (always one wrong colour,
-  so no session stops early), which sleeps ``--model-ms`` per call to stand in for the tiny
-  generator until its checkpoint ships.
+  so no session stops early), which sleeps ``--model-ms`` per call: a fixed, known model time,
+  so that the share measures the engine rather than the generator's speed on a busy machine.
 - ``fake``: both model calls are stand-ins that sleep ``--model-ms``.
 
 Run from the repository root:  python -m bench.loop_overhead [--world shapes] [--size 128]
