@@ -1,8 +1,10 @@
 """Throughput of the OpenAI-compatible critic against a local server with a fixed latency.
 
-The stub server (``tests/openai_stub.py``) runs in its own process and answers every chat request
-after ``--latency-ms`` with a valid critique, so the ideal throughput is concurrency / latency
-(32 / 0.1 s = 320 requests/s). The client goes the full path: input checks, prompt building,
+The stub server (``tests/openai_stub.py``) runs in its own processes (``--stub-workers`` sharing
+one port, as a real server answers requests in parallel; a single Python process queues each
+wave of 32 requests behind ~0.3 ms of its own work per request) and answers every chat request
+``--latency-ms`` after it arrives with a valid critique, so the ideal throughput is
+concurrency / latency (32 / 0.1 s = 320 requests/s). The client goes the full path: input checks, prompt building,
 PNG data-URI encoding, HTTP, parsing. Prints, for each run and as the median of the repeats, the
 throughput as a fraction of the ideal and the client CPU milliseconds per request (this process
 only; less sensitive to a busy machine than the throughput). Exits 1 when the median fraction is
@@ -31,10 +33,10 @@ from models.types import CritiqueRequest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def start_stub(latency_ms: float) -> tuple[subprocess.Popen[str], str]:
-    """Start the stub server in a child process; return it and its base URL."""
+def start_stub(latency_ms: float, workers: int = 2) -> tuple[subprocess.Popen[str], str]:
+    """Start the stub server (``workers`` processes on one port) as a child; return it and its base URL."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "tests.openai_stub", "--latency-ms", str(latency_ms)],
+        [sys.executable, "-m", "tests.openai_stub", "--latency-ms", str(latency_ms), "--workers", str(workers)],
         cwd=ROOT, stdout=subprocess.PIPE, text=True,
     )
     assert process.stdout is not None
@@ -71,13 +73,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--latency-ms", type=float, default=100.0, help="server latency per request (default 100)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs; the median is reported (default 3)")
     parser.add_argument("--floor", type=float, default=0.9, help="least fraction of ideal that passes (default 0.9)")
+    parser.add_argument("--stub-workers", type=int, default=2, help="stub server processes (default 2)")
     args = parser.parse_args(argv)
-    for name in ("requests", "concurrency", "latency_ms", "repeats"):
+    for name in ("requests", "concurrency", "latency_ms", "repeats", "stub_workers"):
         if getattr(args, name) <= 0:
             parser.error(f"--{name.replace('_', '-')} must be above 0; got {getattr(args, name)}.")
     logging.basicConfig(level=logging.WARNING)
 
-    stub, url = start_stub(args.latency_ms)
+    stub, url = start_stub(args.latency_ms, args.stub_workers)
     critic = OpenAICritic(base_url=url, concurrency=args.concurrency)
     try:
         critic.health_check()
@@ -107,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     passed = fraction >= args.floor and failures == 0
     print(json.dumps({
         "bench": "critic_http", "requests": args.requests, "concurrency": args.concurrency,
-        "latency_ms": args.latency_ms, "repeats": args.repeats,
+        "latency_ms": args.latency_ms, "repeats": args.repeats, "stub_workers": args.stub_workers,
         "throughput_rps": round(throughput, 1), "ideal_rps": round(ideal, 1), "fraction_of_ideal": round(fraction, 3),
         "client_cpu_ms_per_request": round(cpu_per_request * 1000, 3), "server_cpu_s": round(server_cpu_s, 2), "failures": failures,
         "floor": args.floor, "passed": passed,

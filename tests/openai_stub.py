@@ -24,7 +24,9 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -139,12 +141,16 @@ class OpenAIStub:
 
     # -- life cycle ---------------------------------------------------------------------------
 
-    def start(self) -> "OpenAIStub":
-        """Bind a free port on 127.0.0.1 and serve from a daemon thread."""
+    def start(self, sock: socket.socket | None = None) -> "OpenAIStub":
+        """Bind a free port on 127.0.0.1 (or accept on the listening ``sock``, which several
+        stub processes may share) and serve from a daemon thread."""
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="openai-stub", daemon=True)
         self._thread.start()
-        start = asyncio.start_server(self._serve_connection, "127.0.0.1", 0, backlog=1024)
+        if sock is None:
+            start = asyncio.start_server(self._serve_connection, "127.0.0.1", 0, backlog=1024)
+        else:
+            start = asyncio.start_server(self._serve_connection, sock=sock)
         self._server = asyncio.run_coroutine_threadsafe(start, self._loop).result()
         self.port = self._server.sockets[0].getsockname()[1]
         logger.debug("OpenAI stub serving on %s", self.url)
@@ -294,13 +300,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=100.0, help="latency of each chat request")
     parser.add_argument("--task", choices=("t2i", "edit"), default="t2i", help="task of the critique it replies")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes accepting on the one port, as a real server answers requests in parallel")
     args = parser.parse_args(argv)
     text = sample_critique(args.task)
-    stub = OpenAIStub(latency_s=args.latency_ms / 1000, reply=lambda request: text, record=False).start()
+    sock = socket.create_server(("127.0.0.1", 0), backlog=1024)
+    children = []
+    for _ in range(args.workers - 1):
+        pid = os.fork()
+        if pid == 0:  # a worker: serve until the parent ends it
+            _serve_until_signalled(args.latency_ms, text, sock)
+            os._exit(0)
+        children.append(pid)
+    print(json.dumps({"url": f"http://127.0.0.1:{sock.getsockname()[1]}/v1"}), flush=True)
+    _serve_until_signalled(args.latency_ms, text, sock)
+    for pid in children:
+        os.kill(pid, signal.SIGTERM)
+        os.waitpid(pid, 0)
+
+
+def _serve_until_signalled(latency_ms: float, text: str, sock: socket.socket) -> None:
+    stub = OpenAIStub(latency_s=latency_ms / 1000, reply=lambda request: text, record=False).start(sock)
     stopped = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stopped.set())
-    print(json.dumps({"url": stub.url}), flush=True)
     stopped.wait()
     stub.stop()
 

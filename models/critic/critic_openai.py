@@ -43,6 +43,8 @@ START_HINT = (
 )
 HEALTH_TIMEOUT_S = 10.0
 """Upper bound on how long the health check waits for ``GET /models``."""
+INLINE_ENCODE_PIXELS = 256 * 256
+"""Images up to this many pixels in all are PNG-encoded on the event loop (well under 1 ms)."""
 MAX_WAIT_S = 60.0
 """Upper bound on one wait between attempts (backoff or the server's ``Retry-After``)."""
 
@@ -356,9 +358,14 @@ class OpenAIChat:
     async def _complete_one(self, prompt: ChatPrompt) -> Union[str, CompletionError]:
         assert self._semaphore is not None and self._encode_slots is not None
         async with self._encode_slots:
-            # image encoding is CPU work: keep it off the loop, and do it before taking a request
-            # slot, so that the next wave's bodies are ready while this wave waits on the server
-            body = await asyncio.to_thread(self._request_body, prompt)
+            # encoded before taking a request slot, so that the next wave's bodies are ready while
+            # this wave waits on the server; large images are encoded off the loop (small ones
+            # inline: a thread hand-off costs more than the encoding, and GIL hand-offs between
+            # several encoder threads delayed the first requests by ~0.1 s)
+            if sum(image.width * image.height for image in prompt.images) > INLINE_ENCODE_PIXELS:
+                body = await asyncio.to_thread(self._request_body, prompt)
+            else:
+                body = self._request_body(prompt)
             async with self._semaphore:
                 return await self._post_with_retries(body)
 

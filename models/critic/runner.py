@@ -8,6 +8,7 @@ gives the ``critique`` / ``judge`` interface the engine uses.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Protocol, Sequence, TypeVar, Union
@@ -183,6 +184,9 @@ class ProtocolCritic:
         for index, text in stream(prompts):
             seen.add(index)
             yield index, text
+            # hand the GIL to the backend's I/O thread between answers: parsing a burst of answers
+            # back to back would hold it for up to the 5 ms switch interval while replies wait
+            time.sleep(0)
         if seen != set(range(len(prompts))):
             raise RuntimeError(f"{self.name} answered {len(seen)} of {len(prompts)} prompts")
 
