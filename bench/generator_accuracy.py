@@ -55,6 +55,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="seed of the first image")
     parser.add_argument("--batch", type=int, default=25, help="images per pipeline call")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--device", default="cpu", help="where the pipelines run (cpu, cuda)")
     parser.add_argument("--grid", type=Path, default=None, help="write a sample grid PNG here")
     return parser.parse_args(argv)
 
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     t2i = DiffusionPipeline.from_pretrained(assets / T2I_FOLDER)
     edit = DiffusionPipeline.from_pretrained(assets / EDIT_FOLDER)
     for pipe in (t2i, edit):
+        pipe.to(args.device)
         pipe.set_progress_bar_config(disable=True)
         if args.shift is not None:
             pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=args.shift)

@@ -20,7 +20,8 @@ from diffusers import DiffusionPipeline
 from models.generator_diffusers import DiffusersGenerator
 from models.shapes import world
 from models.shapes.tiny_flux import TinyFluxConfig, corpus_words
-from models.shapes.train_generator import TrainConfig, Trainer, heldout_edits, heldout_scenes
+from models.errors import ConfigError
+from models.shapes.train_generator import StepBatches, TrainConfig, Trainer, heldout_edits, heldout_scenes, parse_args
 from models.types import GenerationRequest
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -191,3 +192,27 @@ def test_checkpoint_resumes_step_and_weights(tmp_path: Path) -> None:
     assert (resumed.state.phase, resumed.state.step) == ("flux", 1)
     for a, b in zip(trainer.parts.transformer.parameters(), resumed.parts.transformer.parameters()):
         assert torch.equal(a, b)
+
+
+def test_training_batches_do_not_depend_on_the_number_of_loader_workers(tmp_path: Path) -> None:
+    trainer = _tiny_trainer(tmp_path)
+    data = StepBatches(trainer.cfg, trainer.stream, start=5)
+    loader = torch.utils.data.DataLoader(data, batch_size=None, num_workers=2)
+    for step, (prompts, e_prompts, images) in zip(range(5, 9), loader):
+        expected = data.batch(step)
+        assert (prompts, e_prompts) == expected[:2] and torch.equal(images, expected[2])
+    assert images.shape == (4 + 2, 64, 64, 3) and images.dtype == torch.uint8
+
+
+def test_model_sizes_from_the_command_line() -> None:
+    cfg = parse_args(["--model-json", '{"heads": 4, "axes_dims_rope": [8, 12, 12]}', "--steps", "10"])
+    assert (cfg.model.heads, cfg.model.axes_dims_rope, cfg.steps) == (4, (8, 12, 12), 10)
+    with pytest.raises(ConfigError, match="--model-json"):
+        parse_args(["--model-json", '{"layers": 9}'])
+
+
+def test_exported_scheduler_samples_with_the_training_noise_shift(tmp_path: Path) -> None:
+    trainer = _tiny_trainer(tmp_path)
+    assert trainer.parts.scheduler.config.shift == trainer.cfg.sigma_shift == 3.0
+    shipped = json.loads((T2I / "scheduler" / "scheduler_config.json").read_text())
+    assert shipped["shift"] == trainer.cfg.sigma_shift

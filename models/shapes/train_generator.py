@@ -6,8 +6,15 @@ Two phases inside one wall-clock budget: a small VAE learns to reconstruct rende
 it is frozen and its scaling/shift factors are set from latent statistics), then one tiny FLUX
 transformer and its two text encoders learn jointly, with flow matching, text-to-image (a random
 scene, prompted in the short or the detailed form) and editing (source render + instruction ->
-target render, in the Kontext token layout). The EMA weights are exported to
-``<out>/shapes-t2i`` (``FluxPipeline``) and ``<out>/shapes-edit`` (``FluxKontextPipeline``).
+target render, in the Kontext token layout). Noise levels are drawn logit-normal and shifted
+towards pure noise (``--sigma-shift``, 3), where a scene's layout is decided and only the prompt
+can tell it; on 500-step test runs this doubled how much the loss depends on the right prompt at
+high noise. The EMA weights are exported to ``<out>/shapes-t2i`` (``FluxPipeline``) and
+``<out>/shapes-edit`` (``FluxKontextPipeline``), whose scheduler samples with the same shift.
+
+``--device cuda`` runs the same training on a GPU; ``--steps N`` (and ``--vae-steps``) fix the
+step counts instead of the wall-clock budget, which is how ``bench/generator_sweep.sh`` compares
+designs at the step counts a CPU reaches.
 
 A checkpoint in ``--run-dir`` (default ``runs/shapes-generator``) is written every few minutes;
 running the same command again resumes from it. Held-out scenes (``heldout_scenes``,
@@ -38,7 +45,7 @@ from tqdm import tqdm
 
 from models.errors import ConfigError
 from models.shapes import world
-from models.shapes.tiny_flux import FluxComponents, TinyFluxConfig, assemble_pipelines, build_components
+from models.shapes.tiny_flux import FluxComponents, TinyFluxConfig, assemble_pipelines, build_components, build_scheduler
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +65,11 @@ class TrainConfig:
     run_dir: str = "runs/shapes-generator"  # checkpoint, log and eval samples
     minutes: float = 55.0  # wall-clock budget for the whole run (both phases, eval, export)
     seed: int = 0
-    threads: int = 1  # on the shared 2-core machine, 1 thread ran 5x faster than 2 (no spin-waiting)
+    threads: int = 2  # torch CPU threads (on a busy shared machine 1 can be faster: no spin-waiting)
+    device: str = "cpu"  # "cuda" trains the same run on a GPU
+    steps: int = 0  # transformer steps; 0: train until the wall-clock budget ends
+    vae_steps: int = 0  # VAE steps; 0: train for vae_minutes
+    loader_workers: int = 0  # processes rendering training batches (0: render in the training process)
     # VAE phase
     vae_minutes: float = 8.0
     vae_batch: int = 8
@@ -68,11 +79,15 @@ class TrainConfig:
     # joint transformer + text-encoder phase
     batch_t2i: int = 32
     batch_edit: int = 16
-    lr: float = 6e-4
+    lr: float = 1.5e-3
     warmup_steps: int = 100
     min_lr_ratio: float = 0.1
     weight_decay: float = 0.01
     empty_prompt_prob: float = 0.1  # unconditional samples for classifier-free guidance
+    # noise levels are drawn logit-normal, then shifted towards pure noise, where the layout of a
+    # scene is decided and only the prompt can tell it (as SD3 and FLUX do); the exported
+    # scheduler samples with the same shift
+    sigma_shift: float = 3.0
     detailed_prob: float = 0.5  # detailed vs short prompt form in text-to-image samples
     ema_decay: float = 0.995
     reserve_minutes: float = 2.0  # kept free at the end for the final eval and export
@@ -128,13 +143,12 @@ def text_corpus(n_scenes: int = 3000, seed: int = CORPUS_SEED) -> list[str]:
 
 def images_to_tensor(images: list[Image.Image]) -> torch.Tensor:
     """RGB images -> float tensor (N, 3, H, W) in [-1, 1], as the pipelines' image processor does."""
-    array = np.stack([np.asarray(im.convert("RGB"), dtype=np.float32) for im in images])
-    return torch.from_numpy(array).permute(0, 3, 1, 2) / 127.5 - 1.0
+    return uint8_to_model(torch.from_numpy(np.stack([np.asarray(im.convert("RGB")) for im in images])))
 
 
 def _foreground(x: torch.Tensor) -> torch.Tensor:
     """Mask (N, 1, H, W) of the pixels of ``x`` (in [-1, 1]) that differ from the world's background."""
-    background = torch.tensor(world.BACKGROUND, dtype=x.dtype).view(1, 3, 1, 1) / 127.5 - 1
+    background = torch.tensor(world.BACKGROUND, dtype=x.dtype, device=x.device).view(1, 3, 1, 1) / 127.5 - 1
     return ((x - background).abs().sum(dim=1, keepdim=True) > 0.05).to(x.dtype)
 
 
@@ -157,6 +171,54 @@ class SceneStream:
                 return scene
 
 
+class StepBatches(torch.utils.data.IterableDataset):
+    """The rendered training batch of every transformer step from ``start`` on: text-to-image
+    prompts, edit instructions and the images (uint8, t2i renders then edit targets). Step ``i``'s
+    batch depends only on the seed and ``i``, so any number of loader workers gives the same data."""
+
+    def __init__(self, cfg: TrainConfig, stream: SceneStream, start: int) -> None:
+        self.cfg, self.stream, self.start = cfg, stream, start
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        first, every = (0, 1) if info is None else (info.id, info.num_workers)
+        step = self.start + first
+        while True:
+            yield self.batch(step)
+            step += every
+
+    def batch(self, step: int) -> tuple[list[str], list[str], torch.Tensor]:
+        """The batch of transformer step ``step``."""
+        cfg = self.cfg
+        rng = self.stream.rng("flux", step)
+        # the first batch_edit scenes of the text-to-image batch are also the edit sources
+        scenes = [self.stream.scene(rng) for _ in range(cfg.batch_t2i)]
+        prompts = [self._t2i_prompt(scene, rng) for scene in scenes]
+        e_prompts, targets = [], []
+        for scene in scenes[: cfg.batch_edit]:
+            edit = world.random_edit(scene, rng)
+            if rng.random() < cfg.empty_prompt_prob:
+                e_prompts.append("")  # no instruction: keep the source
+                targets.append(scene)
+            else:
+                e_prompts.append(edit.instruction)
+                targets.append(edit.target)
+        images = np.stack([np.asarray(world.render(s)) for s in scenes + targets])
+        return prompts, e_prompts, torch.from_numpy(images)
+
+    def _t2i_prompt(self, scene: world.Scene, rng: random.Random) -> str:
+        if rng.random() < self.cfg.empty_prompt_prob:
+            return ""
+        if rng.random() < self.cfg.detailed_prob:
+            return world.detailed_prompt(scene)
+        return world.short_prompt(scene)
+
+
+def uint8_to_model(images: torch.Tensor) -> torch.Tensor:
+    """uint8 images (N, H, W, 3) -> float (N, 3, H, W) in [-1, 1]."""
+    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
 @dataclass
 class RunState:
     """What a checkpoint holds besides the weights."""
@@ -177,7 +239,11 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.ckpt_path = self.run_dir / "ckpt.pt"
         torch.manual_seed(cfg.seed)
+        self.device = torch.device(cfg.device)
         self.parts = build_components(cfg.model, text_corpus())
+        self.parts.scheduler = build_scheduler(cfg.sigma_shift)
+        for module in (self.parts.vae, self.parts.transformer, self.parts.text_encoder, self.parts.text_encoder_2):
+            module.to(self.device)
         self.t2i = FluxPipeline(**self.parts.as_kwargs())  # prompt encoding and latent packing
         self.trainable = [self.parts.transformer, self.parts.text_encoder, self.parts.text_encoder_2]
         self.ema = [copy.deepcopy(m).requires_grad_(False) for m in self.trainable]
@@ -187,6 +253,7 @@ class Trainer:
         excluded = set(heldout_scenes()) | {scene for scene, _ in heldout_edits()}
         self.stream = SceneStream(cfg.seed, excluded)
         self.state = RunState()
+        self._batches = None  # iterator over StepBatches, opened at the first transformer step
         self.session_start = time.time()
         self.elapsed_at_start = 0.0
         if self.ckpt_path.exists():
@@ -241,11 +308,11 @@ class Trainer:
         cfg, vae = self.cfg, self.parts.vae
         vae.train()
         deadline = cfg.vae_minutes * 60
-        bar = tqdm(desc="vae", initial=self.state.vae_step, mininterval=20)
+        bar = tqdm(desc="vae", initial=self.state.vae_step, total=cfg.vae_steps or None, mininterval=20)
         last_save = time.time()
-        while self.elapsed() < deadline:
+        while (self.state.vae_step < cfg.vae_steps) if cfg.vae_steps else (self.elapsed() < deadline):
             rng = self.stream.rng("vae", self.state.vae_step)
-            x = images_to_tensor([world.render(self.stream.scene(rng)) for _ in range(cfg.vae_batch)])
+            x = images_to_tensor([world.render(self.stream.scene(rng)) for _ in range(cfg.vae_batch)]).to(self.device)
             posterior = vae.encode(x).latent_dist
             # the posterior mean, not a sample: with the tiny KL weight the sampling noise only
             # slows learning down, and the pipelines encode sources with the mean too
@@ -254,7 +321,7 @@ class Trainer:
             weight = 1 + cfg.vae_foreground_weight * _foreground(x)
             rec_loss = ((error.abs() + error**2) * weight).mean()
             loss = rec_loss + cfg.vae_kl_weight * posterior.kl().mean()
-            progress = min(1.0, self.elapsed() / deadline)
+            progress = self.state.vae_step / cfg.vae_steps if cfg.vae_steps else min(1.0, self.elapsed() / deadline)
             for group in self.vae_opt.param_groups:
                 group["lr"] = cfg.vae_lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
             self.vae_opt.zero_grad(set_to_none=True)
@@ -277,7 +344,7 @@ class Trainer:
     @torch.no_grad()
     def _set_latent_factors(self, n: int = 512) -> None:
         rng = random.Random(f"{self.cfg.seed}/latent-stats")
-        x = images_to_tensor([world.render(self.stream.scene(rng)) for _ in range(n)])
+        x = images_to_tensor([world.render(self.stream.scene(rng)) for _ in range(n)]).to(self.device)
         z = self.parts.vae.encode(x).latent_dist.mode()
         shift, scale = z.mean().item(), 1.0 / z.std().item()
         self.parts.vae.register_to_config(scaling_factor=scale, shift_factor=shift)
@@ -287,55 +354,30 @@ class Trainer:
 
     # ----------------------------------------------------------------- phase 2: transformer
     @torch.no_grad()
-    def _latents(self, images: list[Image.Image]) -> torch.Tensor:
-        """Scaled, packed latents (N, tokens, channels * 4) of rendered images."""
+    def _latents(self, images: torch.Tensor) -> torch.Tensor:
+        """Scaled, packed latents (N, tokens, channels * 4) of uint8 renders (N, H, W, 3)."""
         vae = self.parts.vae
-        z = vae.encode(images_to_tensor(images)).latent_dist.mode()
+        z = vae.encode(uint8_to_model(images.to(self.device))).latent_dist.mode()
         z = (z - vae.config.shift_factor) * vae.config.scaling_factor
         n, c, h, w = z.shape
         return FluxPipeline._pack_latents(z, n, c, h, w)
 
     def _image_ids(self) -> torch.Tensor:
         side = IMAGE_SIZE // self.t2i.vae_scale_factor // 2
-        return FluxPipeline._prepare_latent_image_ids(1, side, side, "cpu", torch.float32)
-
-    def _t2i_batch(self, rng: random.Random) -> tuple[list[world.Scene], list[str], list[Image.Image]]:
-        scenes = [self.stream.scene(rng) for _ in range(self.cfg.batch_t2i)]
-        prompts, images = [], []
-        for scene in scenes:
-            if rng.random() < self.cfg.empty_prompt_prob:
-                prompts.append("")
-            elif rng.random() < self.cfg.detailed_prob:
-                prompts.append(world.detailed_prompt(scene))
-            else:
-                prompts.append(world.short_prompt(scene))
-            images.append(world.render(scene))
-        return scenes, prompts, images
-
-    def _edit_batch(self, rng: random.Random, sources: list[world.Scene]) -> tuple[list[str], list[Image.Image]]:
-        """Instructions and target renders for edits of ``sources``."""
-        prompts, targets = [], []
-        for scene in sources:
-            edit = world.random_edit(scene, rng)
-            if rng.random() < self.cfg.empty_prompt_prob:
-                prompts.append("")
-                target = scene  # no instruction: keep the source
-            else:
-                prompts.append(edit.instruction)
-                target = edit.target
-            targets.append(world.render(target))
-        return prompts, targets
+        return FluxPipeline._prepare_latent_image_ids(1, side, side, self.device, torch.float32)
 
     def _flow_loss(self, prompts: list[str], x0: torch.Tensor, gen: torch.Generator,
                    source: torch.Tensor | None = None) -> torch.Tensor:
-        """Flow-matching loss: x_t = (1 - s) x0 + s eps, target eps - x0, s ~ logit-normal."""
+        """Flow-matching loss: x_t = (1 - s) x0 + s eps, target eps - x0, s ~ shifted logit-normal."""
         embeds, pooled, text_ids = self.t2i.encode_prompt(
-            prompt=prompts, prompt_2=None, device=torch.device("cpu"),
+            prompt=prompts, prompt_2=None, device=self.device,
             max_sequence_length=self.cfg.model.max_sequence_length,
         )
         n = x0.shape[0]
-        sigma = torch.sigmoid(torch.randn(n, generator=gen))
-        eps = torch.randn(x0.shape, generator=gen)
+        sigma = torch.sigmoid(torch.randn(n, generator=gen, device=self.device))
+        shift = self.cfg.sigma_shift
+        sigma = shift * sigma / (1 + (shift - 1) * sigma)
+        eps = torch.randn(x0.shape, generator=gen, device=self.device)
         s = sigma[:, None, None]
         hidden = (1 - s) * x0 + s * eps
         img_ids = self._image_ids()
@@ -353,14 +395,22 @@ class Trainer:
     def _flux_end(self) -> float:
         return (self.cfg.minutes - self.cfg.reserve_minutes) * 60
 
+    def _flux_done(self) -> bool:
+        """``steps`` reached, or the wall-clock budget spent (it always caps the run)."""
+        return bool(self.cfg.steps) and self.state.step >= self.cfg.steps or self.elapsed() >= self._flux_end()
+
     def _lr(self) -> float:
-        """Linear warm-up over steps, then cosine decay over the phase's wall-clock budget (the
-        machine is shared, so a step count fixed in advance would end too early or too late)."""
+        """Linear warm-up over steps, then cosine decay over ``steps`` or, without it, over the
+        phase's wall-clock budget (on a shared machine a step count fixed in advance would end
+        too early or too late)."""
         cfg, step = self.cfg, self.state.step
         if step < cfg.warmup_steps:
             return cfg.lr * (step + 1) / cfg.warmup_steps
-        span = max(1.0, self._flux_end() - self.state.flux_start)
-        progress = min(1.0, (self.elapsed() - self.state.flux_start) / span)
+        if cfg.steps:
+            progress = min(1.0, step / cfg.steps)
+        else:
+            span = max(1.0, self._flux_end() - self.state.flux_start)
+            progress = min(1.0, (self.elapsed() - self.state.flux_start) / span)
         return cfg.lr * (cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
 
     @torch.no_grad()
@@ -372,13 +422,15 @@ class Trainer:
     def flux_step(self) -> tuple[float, float]:
         """One optimizer step on a text-to-image batch and an edit batch; returns both losses."""
         cfg = self.cfg
-        rng = self.stream.rng("flux", self.state.step)
-        gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + self.state.step)
-        # the first batch_edit scenes of the text-to-image batch are also the edit sources
-        scenes, prompts, images = self._t2i_batch(rng)
-        e_prompts, targets = self._edit_batch(rng, scenes[: cfg.batch_edit])
-        latents = self._latents(images + targets)
-        x0, target_x0 = latents[: len(images)], latents[len(images):]
+        if self._batches is None:
+            data = StepBatches(cfg, self.stream, self.state.step)
+            self._batches = iter(torch.utils.data.DataLoader(
+                data, batch_size=None, num_workers=cfg.loader_workers, prefetch_factor=4 if cfg.loader_workers else None,
+                persistent_workers=cfg.loader_workers > 0))
+        prompts, e_prompts, images = next(self._batches)
+        gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + self.state.step)
+        latents = self._latents(images)
+        x0, target_x0 = latents[: len(prompts)], latents[len(prompts):]
         loss_t2i = self._flow_loss(prompts, x0, gen)
         loss_edit = self._flow_loss(e_prompts, target_x0, gen, source=x0[: cfg.batch_edit])
         for group in self.opt.param_groups:
@@ -398,9 +450,9 @@ class Trainer:
             m.train()
         if self.state.step == 0:
             self.state.flux_start = self.elapsed()
-        bar = tqdm(desc="flux", initial=self.state.step, mininterval=20)
+        bar = tqdm(desc="flux", initial=self.state.step, total=cfg.steps or None, mininterval=20)
         last_save = last_eval = time.time()
-        while self.elapsed() < self._flux_end():
+        while not self._flux_done():
             loss_t2i, loss_edit = self.flux_step()
             bar.update()
             if self.state.step % 25 == 0:
@@ -470,6 +522,8 @@ class Trainer:
         """Save the EMA weights as the two pipeline folders (fp16 diffusers models, fp32 text
         encoders so that plain ``from_pretrained`` gives a consistent float32 pipeline)."""
         parts = copy.deepcopy(self.ema_components())
+        for module in (parts.transformer, parts.vae, parts.text_encoder, parts.text_encoder_2):
+            module.to("cpu")
         parts.transformer.to(torch.float16)
         parts.vae.to(torch.float16)
         t2i, edit = assemble_pipelines(parts)
@@ -519,12 +573,17 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         default = f.default
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(default), default=default)
     parser.add_argument("--tiny", action="store_true", help="smoke-test sizes (a few seconds per step)")
+    parser.add_argument("--model-json", default="", help='model size overrides, e.g. \'{"heads": 4}\' (TinyFluxConfig fields)')
     args = vars(parser.parse_args(argv))
-    tiny = args.pop("tiny")
-    cfg = TrainConfig(**args)
-    if tiny:
-        cfg.model = TinyFluxConfig.smoke()
-    return cfg
+    tiny, overrides = args.pop("tiny"), args.pop("model_json")
+    model = TinyFluxConfig.smoke() if tiny else TinyFluxConfig()
+    if overrides:
+        known = {f.name for f in fields(TinyFluxConfig)}
+        changes = json.loads(overrides)
+        if not isinstance(changes, dict) or set(changes) - known:
+            raise ConfigError(f"--model-json takes an object with fields of {sorted(known)}; got {overrides}.")
+        model = TinyFluxConfig(**{**asdict(model), **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}})
+    return TrainConfig(**args, model=model)
 
 
 def main(argv: list[str] | None = None) -> None:
