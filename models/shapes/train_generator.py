@@ -33,6 +33,7 @@ import random
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Iterator
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -179,7 +180,7 @@ class StepBatches(torch.utils.data.IterableDataset):
     def __init__(self, cfg: TrainConfig, stream: SceneStream, start: int) -> None:
         self.cfg, self.stream, self.start = cfg, stream, start
 
-    def __iter__(self):
+    def __iter__(self) -> Iterator[tuple[list[str], list[str], torch.Tensor]]:
         info = torch.utils.data.get_worker_info()
         first, every = (0, 1) if info is None else (info.id, info.num_workers)
         step = self.start + first
