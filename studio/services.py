@@ -112,10 +112,8 @@ class Services:
             if self._other is not None and self._other[0] == (task, model):
                 return self._other[1]
             if self._other is not None:
-                close = getattr(self._other[1], "close", None)
-                self._other = None
-                if close is not None:
-                    close()
+                previous, self._other = self._other[1], None
+                _close_backend(previous)
             options = {k: v for k, v in spec.items() if k not in ("backend", "lora", "lora_scale", "name")}
             other = load_backend("generator", spec["backend"], **{**options, "model": model})
             self._other = ((task, model), other)
@@ -145,16 +143,19 @@ class Services:
     def close(self) -> None:
         """Close the store and every loaded backend that can be closed."""
         if self._other is not None:
-            close = getattr(self._other[1], "close", None)
-            if close is not None:
-                close()
+            _close_backend(self._other[1])
         for slot in (self.critic, self.t2i_generator, self.edit_generator, self.rewriter):
             if slot is None or (isinstance(slot, Lazy) and not slot.loaded):
                 continue
-            close = getattr(slot.get() if isinstance(slot, Lazy) else slot, "close", None)
-            if close is not None:
-                close()
+            _close_backend(slot.get() if isinstance(slot, Lazy) else slot)
         self.store.close()
+
+
+def _close_backend(backend: Any) -> None:
+    """Release what ``backend`` holds (HTTP client, model memory), if it can be closed."""
+    close = getattr(backend, "close", None)
+    if close is not None:
+        close()
 
 
 def _lazy(role: str, spec: dict[str, Any] | None, **runtime: Any) -> Lazy[Any] | None:
