@@ -10,6 +10,7 @@ text); it is never turned into a score.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -83,16 +84,28 @@ def _normalise_label(label: str) -> str:
 def _classify(line: str) -> tuple[str | None, str, bool]:
     """(kind, value, marked): what a line starts (a section, a dimension, a field, or ``None`` for
     plain text), the text after its colon, and whether it carries heading markup."""
-    rest = line[_LEAD.match(line).end():]  # type: ignore[union-attr]
-    parts = _COLON.split(rest, maxsplit=1)
-    label, value = (parts[0], parts[1]) if len(parts) == 2 else (rest, "")
-    name = _normalise_label(label)
+    parts = _COLON.split(line, maxsplit=1)
+    head = parts[0]  # the leading markup never holds a colon, so the label ends at the first one
+    kind, marked = _label_kind(head) if len(head) <= _CACHED_HEAD else _read_label(head)
+    value = parts[1] if len(parts) == 2 else ""
+    return kind, value.strip().strip("*_`").strip(), marked
+
+
+def _read_label(head: str) -> tuple[str | None, bool]:
+    """(kind, marked) of the text before a line's first colon (the whole line when it has none)."""
+    name = _normalise_label(head[_LEAD.match(head).end():])  # type: ignore[union-attr]
     pair = _PAIR_SCORE.match(_PARENS.sub("", name))
     if pair:
         kind: str | None = "score_" + (pair.group(1) or pair.group(2))
     else:  # "Text Rendering (if any)" reads as "Text Rendering"
         kind = _LABELS.get(name) or _LABELS.get(_TRAILING_NOTE.sub("", name))
-    return kind, value.strip().strip("*_`").strip(), bool(_MARKED.match(line))
+    return kind, bool(_MARKED.match(head))
+
+
+_CACHED_HEAD = 80
+"""Heads up to this long are looked up in a cache: labels repeat in every critique ("## Score"),
+and reading one costs more than the rest of a line's parsing."""
+_label_kind = functools.lru_cache(maxsize=2048)(_read_label)
 
 
 @dataclass

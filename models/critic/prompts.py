@@ -9,6 +9,7 @@ usual deviations from it).
 
 from __future__ import annotations
 
+import functools
 import logging
 from typing import Any, Literal
 
@@ -78,6 +79,7 @@ def _user_content(
     return parts, [image for _, image in named]
 
 
+@functools.cache  # the same few texts for every request of a task
 def _rubric(dimensions: tuple[Dimension, ...]) -> str:
     lines = ["Rubric (level 4 is best, level 1 is worst):"]
     for number, dim in enumerate(dimensions, start=1):
@@ -87,6 +89,7 @@ def _rubric(dimensions: tuple[Dimension, ...]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache  # the same few texts for every request of a task
 def _dimension_help(task: str) -> str:
     lines = [
         "What each dimension covers:",
@@ -104,6 +107,7 @@ def _dimension_help(task: str) -> str:
     return "\n".join(lines)
 
 
+@functools.cache  # the same few texts for every request of a task
 def _pointwise_layout(dimensions: tuple[Dimension, ...]) -> str:
     lines = ["# User Request Analysis", "<what the request asks for>", "# Detailed Judgement"]
     for number, dim in enumerate(dimensions, start=1):
@@ -118,6 +122,7 @@ def _pointwise_layout(dimensions: tuple[Dimension, ...]) -> str:
     return "\n".join(lines)
 
 
+@functools.cache  # the same few texts for every request of a task
 def _pairwise_layout(dimensions: tuple[Dimension, ...]) -> str:
     lines = ["# User Request Analysis", "<what the request asks for>", "# Detailed Judgement"]
     for number, dim in enumerate(dimensions, start=1):
