@@ -9,8 +9,14 @@ best image (the one the critic scored highest) against the *original* prompt: th
 of (shape, colour) and the same word (``bench.generator_accuracy.short_match``). The gain is the
 difference in percentage points. Prints one JSON line.
 
+``--candidates N`` generates N images per round (best-of-N: the critic picks the one that goes on).
+``--no-refine`` is the control at equal cost: one round of ``rounds x N`` images of the original
+prompt, the critic picking the best, so that what refinement adds over sampling more can be told
+apart from what picking the best of more images adds.
+
 Run from the repository root:
-    python -m bench.refinement_gain [--n 200] [--rounds 3] [--plateau 0] [--seed-policy fixed]
+    python -m bench.refinement_gain [--n 200] [--rounds 3] [--candidates 1] [--plateau 0]
+        [--seed-policy fixed] [--no-refine]
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ from models.shapes import world
 from models.shapes.analyzer import analyze
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.train_generator import T2I_FOLDER, heldout_scenes
+from models.types import MAX_IMAGES_PER_REQUEST
 from studio.config import LoopSettings
 from studio.loop import RefineRequest, Stopped, refine
 from studio.services import Services
@@ -50,17 +57,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, default=3, help="most rounds per session")
     parser.add_argument("--plateau", type=int, default=0,
                         help="stop after this many rounds without gain (0: off, so every session may use all rounds)")
+    parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
     parser.add_argument("--seed-policy", choices=("fixed", "vary"), default="fixed", help="seed of each round")
+    parser.add_argument("--no-refine", action="store_true",
+                        help="control: one round of rounds x candidates images of the original prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.no_refine and args.rounds * args.candidates > MAX_IMAGES_PER_REQUEST:
+        raise SystemExit(f"--no-refine generates rounds x candidates images in one round; at most "
+                         f"{MAX_IMAGES_PER_REQUEST}, got {args.rounds * args.candidates}.")
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     started = time.time()
-    settings = LoopSettings(max_rounds=args.rounds, plateau_rounds=args.plateau, seed_policy=args.seed_policy)
+    if args.no_refine:
+        settings = LoopSettings(max_rounds=1, candidates=args.rounds * args.candidates, plateau_rounds=0)
+    else:
+        settings = LoopSettings(max_rounds=args.rounds, candidates=args.candidates, plateau_rounds=args.plateau,
+                                seed_policy=args.seed_policy)
     with tempfile.TemporaryDirectory() as tmp:
         services = Services(
             store=SessionStore(Path(tmp) / "studio.db"),
@@ -85,8 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         services.close()
     first_rate, best_rate = sum(first_ok) / len(first_ok), sum(best_ok) / len(best_ok)
     print(json.dumps({
-        "bench": "refinement_gain", "n": args.n, "max_rounds": args.rounds, "plateau_rounds": args.plateau,
-        "seed_policy": args.seed_policy,
+        "bench": "refinement_gain", "n": args.n, "max_rounds": settings.max_rounds,
+        "candidates": settings.candidates, "plateau_rounds": settings.plateau_rounds,
+        "seed_policy": settings.seed_policy, "refine": not args.no_refine,
         "first_image_exact": round(first_rate, 3), "best_image_exact": round(best_rate, 3),
         "gain_points": round(100 * (best_rate - first_rate), 1),
         "first_score_mean": round(statistics.mean(first_scores), 3),

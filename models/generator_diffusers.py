@@ -31,13 +31,12 @@ from models.errors import BackendUnavailableError, CancellationError, ConfigErro
 from models.images import ImageLimits, check_prompt, prepare_image
 from models.prompt_limit import PromptLimit
 from models.spaces import gpu
-from models.types import GenerationRequest, GenerationResult, Task
+from models.types import MAX_IMAGES_PER_REQUEST, GenerationRequest, GenerationResult, Task
 
 logger = logging.getLogger(__name__)
 
 MemoryMode = Literal["gpu", "model_offload", "sequential_offload"]
 MEMORY_MODES: tuple[str, ...] = ("gpu", "model_offload", "sequential_offload")
-MAX_IMAGES = 8
 MIN_SIDE = 16
 DEFAULTS_FILE = "studio_defaults.json"
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -439,8 +438,8 @@ class DiffusersGenerator:
             raise InvalidInputError(
                 "A source image was given for a text-to-image request. Remove it or switch the task to edit."
             )
-        if not isinstance(request.num_images, int) or not 1 <= request.num_images <= MAX_IMAGES:
-            raise InvalidInputError(f"num_images must be 1 to {MAX_IMAGES}, got {request.num_images!r}.")
+        if not isinstance(request.num_images, int) or not 1 <= request.num_images <= MAX_IMAGES_PER_REQUEST:
+            raise InvalidInputError(f"num_images must be 1 to {MAX_IMAGES_PER_REQUEST}, got {request.num_images!r}.")
         if not isinstance(request.seed, int) or request.seed < 0:
             raise InvalidInputError(f"seed must be a whole number of 0 or more, got {request.seed!r}.")
         if request.steps is not None and not (isinstance(request.steps, int) and 1 <= request.steps <= 500):

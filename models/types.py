@@ -145,6 +145,10 @@ CritiqueResult = Union[Critique, CritiqueFailure]
 PairResult = Union[PairwiseJudgement, CritiqueFailure]
 
 
+MAX_IMAGES_PER_REQUEST = 8
+"""The most images one generation request (and so one loop round) may ask for."""
+
+
 @dataclass
 class GenerationRequest:
     """What to generate. ``source_image`` is required for ``task == "edit"``. ``None`` settings mean

@@ -13,7 +13,7 @@ from typing import Any, Literal, get_args
 
 from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError
-from models.types import TASKS, task_dimensions
+from models.types import MAX_IMAGES_PER_REQUEST, TASKS, task_dimensions
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class LoopSettings:
     def validate(self) -> None:
         """Raise ``ConfigError`` when a value has the wrong type or is out of range."""
         _check_int("max_rounds", self.max_rounds, low=1)
-        _check_int("candidates", self.candidates, low=1, high=16)
+        _check_int("candidates", self.candidates, low=1, high=MAX_IMAGES_PER_REQUEST)
         _check_int("plateau_rounds", self.plateau_rounds, low=0)
         _check_float("min_gain", self.min_gain, low=0.0, high=1.0)
         _check_bool("stop_on_regression", self.stop_on_regression)

@@ -26,6 +26,7 @@ def test_loop_settings_round_trip():
         ({"max_rounds": "3"}, "whole number"),
         ({"max_rounds": 0}, "at least 1"),
         ({"candidates": 2.5}, "whole number"),
+        ({"candidates": 9}, "candidates"),  # one generation request makes at most 8 images
         ({"stop_on_regression": 1}, "true or false"),
         ({"seed_policy": "random"}, "seed_policy"),
         ({"rewriter": "gpt"}, "rewriter"),
