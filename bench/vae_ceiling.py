@@ -35,8 +35,7 @@ def load_vae(args: argparse.Namespace) -> AutoencoderKL:
     """The VAE to judge, in float32 and eval mode."""
     if args.checkpoint:
         blob = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-        sizes = {k: tuple(v) if isinstance(v, list) else v for k, v in blob["config"]["model"].items()}
-        vae = build_vae(TinyFluxConfig(**sizes))
+        vae = build_vae(TinyFluxConfig.from_dict(blob["config"]["model"]))
         vae.load_state_dict(blob["vae"])
     else:
         vae = AutoencoderKL.from_pretrained(args.vae)

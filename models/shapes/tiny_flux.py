@@ -73,6 +73,11 @@ class TinyFluxConfig:
     max_sequence_length: int = 48
 
     @classmethod
+    def from_dict(cls, values: dict[str, object]) -> "TinyFluxConfig":
+        """Sizes read back from JSON (a checkpoint's config, ``--model-json``): lists become tuples."""
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})  # type: ignore[arg-type]
+
+    @classmethod
     def smoke(cls) -> "TinyFluxConfig":
         """The smallest sizes that still exercise every component (tests and smoke runs)."""
         return cls(vae_channels=(8, 8, 8), clip_hidden=16, clip_layers=1, t5_d_model=32, t5_layers=1,

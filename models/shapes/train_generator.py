@@ -585,7 +585,7 @@ def parse_args(argv: list[str] | None = None) -> TrainConfig:
         changes = json.loads(overrides)
         if not isinstance(changes, dict) or set(changes) - known:
             raise ConfigError(f"--model-json takes an object with fields of {sorted(known)}; got {overrides}.")
-        model = TinyFluxConfig(**{**asdict(model), **{k: tuple(v) if isinstance(v, list) else v for k, v in changes.items()}})
+        model = TinyFluxConfig.from_dict({**asdict(model), **changes})
     return TrainConfig(**args, model=model)
 
 
