@@ -7,6 +7,7 @@ is involved in loading or sampling. The world module is used only to draw source
 from __future__ import annotations
 
 import json
+import random
 import os
 from pathlib import Path
 
@@ -231,3 +232,20 @@ def test_vae_ceiling_reads_back_the_shipped_vae(capsys: pytest.CaptureFixture[st
     assert wrong_objects(world.Scene((star,)), [read]) == ["small red star -> small red diamond"]
     assert wrong_objects(world.Scene((star,)), []) == ["small star -> missing"]
     assert wrong_objects(world.Scene((star,)), [star]) == []
+
+
+def test_prompt_reliance_tells_which_encoder_reads_the_prompt(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped model reads another scene's prompt as worse (its loss rises), and each alteration
+    is reported for both encoders, T5 alone and CLIP alone."""
+    from bench.prompt_reliance import main, swap_colours
+
+    assert main(["--n", "6", "--sigmas", "0.9", "--threads", "1"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    row = report["sigma_0.9"]
+    assert report["n"] == 6 and row["loss"] > 0
+    assert row["scene"]["both"] > 0.05, row
+    assert set(row["colours"]) == {"both", "t5", "pooled"}
+    red = world.ShapeObject("circle", "red", "small", "top")
+    blue = world.ShapeObject("square", "blue", "large", "centre")
+    swapped = swap_colours(world.Scene((red, blue)), random.Random(0))
+    assert [(o.shape, o.colour, o.position) for o in swapped.objects] == [("circle", "blue", "top"), ("square", "red", "centre")]

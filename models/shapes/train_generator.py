@@ -40,7 +40,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import torch
 import torch.nn.functional as F
-from diffusers import FluxPipeline
+from diffusers import AutoencoderKL, FluxPipeline
 from PIL import Image
 from tqdm import tqdm
 
@@ -222,6 +222,16 @@ def uint8_to_model(images: torch.Tensor) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+@torch.no_grad()
+def packed_latents(vae: AutoencoderKL, images: torch.Tensor) -> torch.Tensor:
+    """Scaled, packed latents (N, tokens, channels * 4) of uint8 renders (N, H, W, 3): what the
+    FLUX transformer denoises."""
+    z = vae.encode(uint8_to_model(images.to(vae.device))).latent_dist.mode()
+    z = (z - vae.config.shift_factor) * vae.config.scaling_factor
+    n, c, h, w = z.shape
+    return FluxPipeline._pack_latents(z, n, c, h, w)
+
+
 @dataclass
 class RunState:
     """What a checkpoint holds besides the weights."""
@@ -356,14 +366,8 @@ class Trainer:
                     shift, scale, F.l1_loss(recon, x).item())
 
     # ----------------------------------------------------------------- phase 2: transformer
-    @torch.no_grad()
     def _latents(self, images: torch.Tensor) -> torch.Tensor:
-        """Scaled, packed latents (N, tokens, channels * 4) of uint8 renders (N, H, W, 3)."""
-        vae = self.parts.vae
-        z = vae.encode(uint8_to_model(images.to(self.device))).latent_dist.mode()
-        z = (z - vae.config.shift_factor) * vae.config.scaling_factor
-        n, c, h, w = z.shape
-        return FluxPipeline._pack_latents(z, n, c, h, w)
+        return packed_latents(self.parts.vae, images.to(self.device))
 
     def _image_ids(self) -> torch.Tensor:
         side = IMAGE_SIZE // self.t2i.vae_scale_factor // 2
