@@ -6,9 +6,10 @@ is involved in loading or sampling. The world module is used only to draw source
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import random
 import os
+import random
 from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -166,9 +167,9 @@ def test_clip_tokenizer_round_trips_world_prompts_up_to_case_and_spacing(t2i: Di
         assert len(tok(text).input_ids) <= tok.model_max_length == 77
 
 
-def _tiny_trainer(tmp_path: Path) -> Trainer:
+def _tiny_trainer(tmp_path: Path, **changes: object) -> Trainer:
     cfg = TrainConfig(out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), batch_t2i=4, batch_edit=2,
-                      vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke())
+                      vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke(), **changes)
     trainer = Trainer(cfg)
     trainer.state.phase = "flux"
     trainer.parts.vae.eval().requires_grad_(False)
@@ -178,8 +179,8 @@ def _tiny_trainer(tmp_path: Path) -> Trainer:
 def test_tiny_build_trains_one_step(tmp_path: Path) -> None:
     trainer = _tiny_trainer(tmp_path)
     before = [p.detach().clone() for p in trainer.parts.transformer.parameters()]
-    loss_t2i, loss_edit = trainer.flux_step()
-    assert np.isfinite(loss_t2i) and np.isfinite(loss_edit)
+    losses = trainer.flux_step()
+    assert set(losses) == {"t2i", "edit"} and all(np.isfinite(v) for v in losses.values())
     after = list(trainer.parts.transformer.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
     assert trainer.state.step == 1
@@ -203,6 +204,33 @@ def test_training_batches_do_not_depend_on_the_number_of_loader_workers(tmp_path
         expected = data.batch(step)
         assert (prompts, e_prompts) == expected[:2] and torch.equal(images, expected[2])
     assert images.shape == (4 + 2, 64, 64, 3) and images.dtype == torch.uint8
+
+
+def test_binding_probe_targets_come_from_detailed_prompts_only() -> None:
+    from models.shapes.binding_probe import cell_targets
+
+    targets = cell_targets("a large red circle at the top left and a small blue star in the centre")
+    assert targets is not None and targets.shape == (9, 3)
+    top_left, centre = world.POSITIONS.index("top left"), world.POSITIONS.index("centre")
+    assert targets[top_left].tolist() == [1 + world.SHAPES.index("circle"), 1 + list(world.COLOURS).index("red"),
+                                          1 + world.SIZES.index("large")]
+    assert targets[centre, 0] == 1 + world.SHAPES.index("star")
+    assert int((targets.sum(dim=1) == 0).sum()) == 7  # the other cells are empty
+    assert cell_targets("two red circles and a blue square") is None
+    assert cell_targets("") is None
+
+
+def test_binding_probe_trains_with_the_text_encoder_and_must_match_on_resume(tmp_path: Path) -> None:
+    probed = _tiny_trainer(tmp_path, binding_probe_weight=0.3)
+    probe_before = [p.detach().clone() for p in probed.probe.parameters()]
+    steps = [probed.flux_step() for _ in range(3)]  # enough for some detailed prompts in batches of 4
+    probe_losses = [losses["probe"] for losses in steps if "probe" in losses]
+    assert probe_losses and all(np.isfinite(v) for v in probe_losses)
+    assert any(not torch.equal(a, b) for a, b in zip(probe_before, probed.probe.parameters()))
+    probed.save()
+    with pytest.raises(ConfigError, match="binding-probe-weight"):
+        Trainer(dataclasses.replace(probed.cfg, binding_probe_weight=0.0))
+    assert Trainer(probed.cfg).probe is not None
 
 
 def test_model_sizes_from_the_command_line() -> None:

@@ -46,6 +46,7 @@ from tqdm import tqdm
 
 from models.errors import ConfigError
 from models.shapes import world
+from models.shapes.binding_probe import BindingProbe
 from models.shapes.tiny_flux import FluxComponents, TinyFluxConfig, assemble_pipelines, build_components, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -92,6 +93,9 @@ class TrainConfig:
     # scheduler samples with the same shift
     sigma_shift: float = 3.0
     detailed_prob: float = 0.5  # detailed vs short prompt form in text-to-image samples
+    # weight of the training-only binding probe's loss (models.shapes.binding_probe), which makes
+    # the T5 token states say which colour, shape and size sits in which cell; 0: no probe
+    binding_probe_weight: float = 0.0
     ema_decay: float = 0.995
     reserve_minutes: float = 2.0  # kept free at the end for the final eval and export
     checkpoint_minutes: float = 3.0
@@ -262,6 +266,9 @@ class Trainer:
         self.ema = [copy.deepcopy(m).requires_grad_(False) for m in self.trainable]
         self.vae_opt = torch.optim.AdamW(self.parts.vae.parameters(), lr=cfg.vae_lr)
         params = [p for m in self.trainable for p in m.parameters()]
+        self.probe = BindingProbe(cfg.model.t5_d_model).to(self.device) if cfg.binding_probe_weight > 0 else None
+        if self.probe is not None:
+            params += list(self.probe.parameters())
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         excluded = set(heldout_scenes()) | {scene for scene, _ in heldout_edits()}
         self.stream = SceneStream(cfg.seed, excluded)
@@ -287,6 +294,7 @@ class Trainer:
             "vae_factors": (self.parts.vae.config.scaling_factor, self.parts.vae.config.shift_factor),
             "models": [m.state_dict() for m in self.trainable],
             "ema": [m.state_dict() for m in self.ema],
+            "probe": self.probe.state_dict() if self.probe is not None else None,
             "vae_opt": self.vae_opt.state_dict(),
             "opt": self.opt.state_dict(),
         }
@@ -311,6 +319,11 @@ class Trainer:
             module.load_state_dict(sd)
         for module, sd in zip(self.ema, blob["ema"]):
             module.load_state_dict(sd)
+        if (self.probe is None) != (blob.get("probe") is None):
+            raise ConfigError(f"The checkpoint in {self.ckpt_path} was trained with a different --binding-probe-weight "
+                              "(on or off). Use the same setting, another --run-dir, or delete the checkpoint.")
+        if self.probe is not None:
+            self.probe.load_state_dict(blob["probe"])
         self.vae_opt.load_state_dict(blob["vae_opt"])
         self.opt.load_state_dict(blob["opt"])
         logger.info("resumed from %s: %s", self.ckpt_path, self.state)
@@ -374,8 +387,9 @@ class Trainer:
         return FluxPipeline._prepare_latent_image_ids(1, side, side, self.device, torch.float32)
 
     def _flow_loss(self, prompts: list[str], x0: torch.Tensor, gen: torch.Generator,
-                   source: torch.Tensor | None = None) -> torch.Tensor:
-        """Flow-matching loss: x_t = (1 - s) x0 + s eps, target eps - x0, s ~ shifted logit-normal."""
+                   source: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Flow-matching loss: x_t = (1 - s) x0 + s eps, target eps - x0, s ~ shifted logit-normal;
+        returned with the prompts' T5 token states."""
         embeds, pooled, text_ids = self.t2i.encode_prompt(
             prompt=prompts, prompt_2=None, device=self.device,
             max_sequence_length=self.cfg.model.max_sequence_length,
@@ -397,7 +411,7 @@ class Trainer:
             hidden_states=hidden, timestep=sigma, pooled_projections=pooled, encoder_hidden_states=embeds,
             txt_ids=text_ids, img_ids=img_ids, return_dict=False,
         )[0][:, : x0.shape[1]]
-        return F.mse_loss(pred, eps - x0)
+        return F.mse_loss(pred, eps - x0), embeds
 
     def _flux_end(self) -> float:
         return (self.cfg.minutes - self.cfg.reserve_minutes) * 60
@@ -426,8 +440,9 @@ class Trainer:
         for ema, model in zip(self.ema, self.trainable):
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
-    def flux_step(self) -> tuple[float, float]:
-        """One optimizer step on a text-to-image batch and an edit batch; returns both losses."""
+    def flux_step(self) -> dict[str, float]:
+        """One optimizer step on a text-to-image batch and an edit batch (plus the binding probe's
+        loss on the detailed prompts, when on); returns the losses by name (t2i, edit, probe)."""
         cfg = self.cfg
         if self._batches is None:
             data = StepBatches(cfg, self.stream, self.state.step)
@@ -438,17 +453,24 @@ class Trainer:
         gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + self.state.step)
         latents = self._latents(images)
         x0, target_x0 = latents[: len(prompts)], latents[len(prompts):]
-        loss_t2i = self._flow_loss(prompts, x0, gen)
-        loss_edit = self._flow_loss(e_prompts, target_x0, gen, source=x0[: cfg.batch_edit])
+        loss_t2i, t5_states = self._flow_loss(prompts, x0, gen)
+        loss_edit, _ = self._flow_loss(e_prompts, target_x0, gen, source=x0[: cfg.batch_edit])
+        loss = loss_t2i + loss_edit
+        probe_loss = self.probe.loss(t5_states, prompts) if self.probe is not None else None
+        if probe_loss is not None:
+            loss = loss + cfg.binding_probe_weight * probe_loss
         for group in self.opt.param_groups:
             group["lr"] = self._lr()
         self.opt.zero_grad(set_to_none=True)
-        (loss_t2i + loss_edit).backward()
-        torch.nn.utils.clip_grad_norm_([p for m in self.trainable for p in m.parameters()], 1.0)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_([p for group in self.opt.param_groups for p in group["params"]], 1.0)
         self.opt.step()
         self.state.step += 1
         self._update_ema()
-        return loss_t2i.item(), loss_edit.item()
+        losses = {"t2i": loss_t2i.item(), "edit": loss_edit.item()}
+        if probe_loss is not None:
+            losses["probe"] = probe_loss.item()
+        return losses
 
     def train_flux(self) -> None:
         """Joint text-to-image + editing training until the phase's wall-clock budget ends."""
@@ -460,13 +482,14 @@ class Trainer:
         bar = tqdm(desc="flux", initial=self.state.step, total=cfg.steps or None, mininterval=20)
         last_save = last_eval = time.time()
         while not self._flux_done():
-            loss_t2i, loss_edit = self.flux_step()
+            losses = self.flux_step()
             bar.update()
             if self.state.step % 25 == 0:
                 rate = self.state.step / max(1e-9, self.elapsed() - self.state.flux_start)
-                bar.set_postfix(t2i=f"{loss_t2i:.3f}", edit=f"{loss_edit:.3f}")
-                logger.info("step %d loss t2i %.4f edit %.4f lr %.2e, %.2f steps/s (%.0fs)", self.state.step,
-                            loss_t2i, loss_edit, self._lr(), rate, self.elapsed())
+                bar.set_postfix({name: f"{value:.3f}" for name, value in losses.items()})
+                shown = " ".join(f"{name} {value:.4f}" for name, value in losses.items())
+                logger.info("step %d loss %s lr %.2e, %.2f steps/s (%.0fs)", self.state.step, shown, self._lr(), rate,
+                            self.elapsed())
             if time.time() - last_save > cfg.checkpoint_minutes * 60:
                 self.save()
                 last_save = time.time()
