@@ -12,6 +12,9 @@ can tell it; on 500-step test runs this doubled how much the loss depends on the
 high noise. The EMA weights are exported to ``<out>/shapes-t2i`` (``FluxPipeline``) and
 ``<out>/shapes-edit`` (``FluxKontextPipeline``), whose scheduler samples with the same shift.
 
+``--binding-probe-weight W`` adds a training-only probe (``models.shapes.binding_probe``) that
+makes the T5 token states say which attribute sits in which cell (off by default).
+
 ``--device cuda`` runs the same training on a GPU; ``--steps N`` (and ``--vae-steps``) fix the
 step counts instead of the wall-clock budget, which is how ``bench/generator_sweep.sh`` compares
 designs at the step counts a CPU reaches.
