@@ -23,6 +23,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
@@ -40,29 +41,15 @@ from models.shapes.train_generator import DEFAULTS_FILE, T2I_FOLDER, heldout_sce
 PromptEmbeds = tuple[torch.Tensor, torch.Tensor, torch.Tensor]  # T5 states, pooled CLIP, text ids
 
 
-def _permuted(values: list[str], rng: random.Random) -> list[str]:
-    """``values`` in another order (assumes at least two distinct values)."""
-    while True:
-        order = values[:]
+def permute(scene: world.Scene, attribute: str, rng: random.Random) -> world.Scene:
+    """The scene with one attribute of its objects ("colour" or "shape") permuted among them,
+    everything else kept; unchanged when all objects share the value."""
+    values = [getattr(o, attribute) for o in scene.objects]
+    order = values[:]
+    while len(set(values)) > 1 and order == values:
         rng.shuffle(order)
-        if order != values:
-            return order
-
-
-def swap_colours(scene: world.Scene, rng: random.Random) -> world.Scene:
-    """The scene with its objects' colours permuted (positions, shapes and sizes kept)."""
-    colours = _permuted([o.colour for o in scene.objects], rng)
-    return world.Scene(tuple(world.ShapeObject(o.shape, c, o.size, o.position)
-                             for o, c in zip(scene.objects, colours)), scene.word)
-
-
-def swap_shapes(scene: world.Scene, rng: random.Random) -> world.Scene:
-    """The scene with its objects' shapes permuted (or unchanged when all shapes are equal)."""
-    shapes = [o.shape for o in scene.objects]
-    if len(set(shapes)) > 1:
-        shapes = _permuted(shapes, rng)
-    return world.Scene(tuple(world.ShapeObject(s, o.colour, o.size, o.position)
-                             for o, s in zip(scene.objects, shapes)), scene.word)
+    return world.Scene(tuple(dataclasses.replace(o, **{attribute: v}) for o, v in zip(scene.objects, order)),
+                       scene.word)
 
 
 @torch.no_grad()
@@ -82,8 +69,8 @@ def reliance(pipe: FluxPipeline, scenes: list[world.Scene], sigmas: list[float],
 
     own = encode(scenes)
     altered = {
-        "colours": encode([swap_colours(s, rng) for s in scenes]),
-        "shapes": encode([swap_shapes(s, rng) for s in scenes]),
+        "colours": encode([permute(s, "colour", rng) for s in scenes]),
+        "shapes": encode([permute(s, "shape", rng) for s in scenes]),
         "scene": encode(scenes[1:] + scenes[:1]),
     }
     report: dict[str, object] = {}
@@ -119,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     folder = Path(args.assets) / T2I_FOLDER
-    pipe = FluxPipeline.from_pretrained(folder).to(dtype=torch.float32)
+    pipe = FluxPipeline.from_pretrained(folder)
     max_len = json.loads((folder / DEFAULTS_FILE).read_text())["max_sequence_length"]
     pool = heldout_scenes(max(200, 4 * args.n))
     scenes = [s for s in pool if len({o.colour for o in s.objects}) >= 2][: args.n]

@@ -265,7 +265,7 @@ def test_vae_ceiling_reads_back_the_shipped_vae(capsys: pytest.CaptureFixture[st
 def test_prompt_reliance_tells_which_encoder_reads_the_prompt(capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped model reads another scene's prompt as worse (its loss rises), and each alteration
     is reported for both encoders, T5 alone and CLIP alone."""
-    from bench.prompt_reliance import main, swap_colours
+    from bench.prompt_reliance import main, permute
 
     assert main(["--n", "6", "--sigmas", "0.9", "--threads", "1"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
@@ -275,5 +275,7 @@ def test_prompt_reliance_tells_which_encoder_reads_the_prompt(capsys: pytest.Cap
     assert set(row["colours"]) == {"both", "t5", "pooled"}
     red = world.ShapeObject("circle", "red", "small", "top")
     blue = world.ShapeObject("square", "blue", "large", "centre")
-    swapped = swap_colours(world.Scene((red, blue)), random.Random(0))
+    swapped = permute(world.Scene((red, blue)), "colour", random.Random(0))
     assert [(o.shape, o.colour, o.position) for o in swapped.objects] == [("circle", "blue", "top"), ("square", "red", "centre")]
+    same = world.Scene((red, dataclasses.replace(blue, colour="red")))
+    assert permute(same, "colour", random.Random(0)) == same  # nothing to permute: unchanged, no endless loop
