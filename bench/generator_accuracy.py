@@ -14,7 +14,8 @@ source render; an edit succeeds when the analyzed result equals the exact target
 Image ``i`` uses seed ``--seed + i``. Prints one JSON line; ``--grid`` writes a PNG of samples
 (rows: target render, short-prompt sample, detailed-prompt sample, edit source, edit result,
 edit target). ``detailed_object_recall`` gives partial credit: the share of the detailed prompts'
-objects that were found exactly.
+objects that were found exactly; ``detailed_accuracy_by_objects`` splits the detailed accuracy by
+the number of objects a scene holds.
 
 Run from the repository root:
     python -m bench.generator_accuracy [--n 200] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
@@ -172,6 +173,10 @@ def main(argv: list[str] | None = None) -> int:
         "edit_success": rate(edit_ok),
         "short_accuracy_no_word": rate([short_ok[i] for i in no_word]),
         "detailed_accuracy_no_word": rate([detailed_ok[i] for i in no_word]),
+        "detailed_accuracy_by_objects": {
+            str(k): rate([ok for s, ok in zip(scenes, detailed_ok) if len(s.objects) == k])
+            for k in sorted({len(s.objects) for s in scenes})
+        },
         "detailed_object_recall": round(sum(f for f, _ in recall) / sum(a for _, a in recall), 3),
         "edit_success_by_kind": {k: rate(v) for k, v in sorted(by_kind.items())},
         "steps": settings["num_inference_steps"],

@@ -23,7 +23,9 @@ from models.generator_diffusers import DiffusersGenerator
 from models.shapes import world
 from models.shapes.tiny_flux import TinyFluxConfig, corpus_words
 from models.errors import ConfigError
-from models.shapes.train_generator import StepBatches, TrainConfig, Trainer, heldout_edits, heldout_scenes, parse_args
+from models.shapes.train_generator import (
+    EDIT_FOLDER, T2I_FOLDER, StepBatches, TrainConfig, Trainer, heldout_edits, heldout_scenes, parse_args,
+)
 from models.types import GenerationRequest
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -184,6 +186,23 @@ def test_tiny_build_trains_one_step(tmp_path: Path) -> None:
     after = list(trainer.parts.transformer.parameters())
     assert any(not torch.equal(a, b) for a, b in zip(before, after))
     assert trainer.state.step == 1
+
+
+def test_a_single_task_run_trains_and_exports_only_its_pipeline(tmp_path: Path) -> None:
+    for task, folder in (("t2i", T2I_FOLDER), ("edit", EDIT_FOLDER)):
+        trainer = _tiny_trainer(tmp_path / task, tasks=task)
+        assert set(trainer.flux_step()) == {task}
+        trainer.export()
+        assert [p.name for p in (tmp_path / task / "out").iterdir()] == [folder]
+        assert DiffusionPipeline.from_pretrained(tmp_path / task / "out" / folder) is not None
+
+
+def test_tasks_must_be_known_and_the_probe_needs_text_to_image() -> None:
+    with pytest.raises(ConfigError, match="subset of t2i, edit"):
+        TrainConfig(tasks="t2i,video")
+    with pytest.raises(ConfigError, match="needs the t2i task"):
+        TrainConfig(tasks="edit", binding_probe_weight=1.0)
+    assert TrainConfig(tasks="edit, t2i").task_list == ["t2i", "edit"]
 
 
 def test_checkpoint_resumes_step_and_weights(tmp_path: Path) -> None:

@@ -60,6 +60,8 @@ T2I_FOLDER = "shapes-t2i"
 EDIT_FOLDER = "shapes-edit"
 DEFAULTS_FILE = "studio_defaults.json"
 IMAGE_SIZE = 64
+TASKS = ("t2i", "edit")  # text-to-image (FluxPipeline) and editing (FluxKontextPipeline)
+FOLDERS = {"t2i": T2I_FOLDER, "edit": EDIT_FOLDER}
 
 
 @dataclass
@@ -75,6 +77,9 @@ class TrainConfig:
     steps: int = 0  # transformer steps; 0: train until the wall-clock budget ends
     vae_steps: int = 0  # VAE steps; 0: train for vae_minutes
     loader_workers: int = 0  # processes rendering training batches (0: render in the training process)
+    # what the transformer learns: "t2i,edit" (one transformer serves both pipelines), or one of
+    # them alone, exporting only its pipeline (the issue's budget is 60 minutes per model)
+    tasks: str = "t2i,edit"
     # VAE phase
     vae_minutes: float = 8.0
     vae_batch: int = 8
@@ -109,6 +114,11 @@ class TrainConfig:
     model: TinyFluxConfig = field(default_factory=TinyFluxConfig)
 
     def __post_init__(self) -> None:
+        if not self.task_list or {t.strip() for t in self.tasks.split(",")} - set(TASKS):
+            raise ConfigError(f"tasks must be a comma-separated subset of {', '.join(TASKS)}; got {self.tasks!r}.")
+        if self.binding_probe_weight > 0 and "t2i" not in self.task_list:
+            raise ConfigError("The binding probe reads the T5 states of text-to-image prompts: "
+                              "--binding-probe-weight needs the t2i task.")
         if not 0 < self.batch_edit <= self.batch_t2i:
             raise ConfigError(
                 f"batch_edit must be between 1 and batch_t2i ({self.batch_t2i}), because edit sources are drawn "
@@ -119,6 +129,12 @@ class TrainConfig:
                 f"The budget of {self.minutes} minutes leaves no time for the transformer after the VAE "
                 f"({self.vae_minutes} min) and the export reserve ({self.reserve_minutes} min). Raise --minutes."
             )
+
+    @property
+    def task_list(self) -> list[str]:
+        """The tasks this run trains, in the order of ``TASKS``."""
+        asked = {t.strip() for t in self.tasks.split(",")}
+        return [t for t in TASKS if t in asked]
 
 
 def heldout_scenes(n: int = 200, seed: int = HELDOUT_SEED) -> list[world.Scene]:
@@ -198,14 +214,14 @@ class StepBatches(torch.utils.data.IterableDataset):
             step += every
 
     def batch(self, step: int) -> tuple[list[str], list[str], torch.Tensor]:
-        """The batch of transformer step ``step``."""
-        cfg = self.cfg
+        """The batch of transformer step ``step`` (no prompts for a task the run does not train)."""
+        cfg, tasks = self.cfg, self.cfg.task_list
         rng = self.stream.rng("flux", step)
         # the first batch_edit scenes of the text-to-image batch are also the edit sources
-        scenes = [self.stream.scene(rng) for _ in range(cfg.batch_t2i)]
-        prompts = [self._t2i_prompt(scene, rng) for scene in scenes]
+        scenes = [self.stream.scene(rng) for _ in range(cfg.batch_t2i if "t2i" in tasks else cfg.batch_edit)]
+        prompts = [self._t2i_prompt(scene, rng) for scene in scenes] if "t2i" in tasks else []
         e_prompts, targets = [], []
-        for scene in scenes[: cfg.batch_edit]:
+        for scene in scenes[: cfg.batch_edit] if "edit" in tasks else []:
             edit = world.random_edit(scene, rng)
             if rng.random() < cfg.empty_prompt_prob:
                 e_prompts.append("")  # no instruction: keep the source
@@ -444,8 +460,9 @@ class Trainer:
             torch._foreach_lerp_(list(ema.parameters()), list(model.parameters()), 1 - decay)
 
     def flux_step(self) -> dict[str, float]:
-        """One optimizer step on a text-to-image batch and an edit batch (plus the binding probe's
-        loss on the detailed prompts, when on); returns the losses by name (t2i, edit, probe)."""
+        """One optimizer step on a text-to-image batch and an edit batch (those of the run's tasks,
+        plus the binding probe's loss on the detailed prompts, when on); returns the losses by name
+        (t2i, edit, probe)."""
         cfg = self.cfg
         if self._batches is None:
             data = StepBatches(cfg, self.stream, self.state.step)
@@ -455,13 +472,16 @@ class Trainer:
         prompts, e_prompts, images = next(self._batches)
         gen = torch.Generator(self.device).manual_seed(cfg.seed * 1_000_003 + self.state.step)
         latents = self._latents(images)
-        x0, target_x0 = latents[: len(prompts)], latents[len(prompts):]
-        loss_t2i, t5_states = self._flow_loss(prompts, x0, gen)
-        loss_edit, _ = self._flow_loss(e_prompts, target_x0, gen, source=x0[: cfg.batch_edit])
-        loss = loss_t2i + loss_edit
-        probe_loss = self.probe.loss(t5_states, prompts) if self.probe is not None else None
-        if probe_loss is not None:
-            loss = loss + cfg.binding_probe_weight * probe_loss
+        n_scenes = len(latents) - len(e_prompts)
+        x0, target_x0 = latents[:n_scenes], latents[n_scenes:]
+        terms: dict[str, torch.Tensor] = {}
+        if prompts:
+            terms["t2i"], t5_states = self._flow_loss(prompts, x0, gen)
+            if self.probe is not None and (probe_loss := self.probe.loss(t5_states, prompts)) is not None:
+                terms["probe"] = probe_loss
+        if e_prompts:
+            terms["edit"], _ = self._flow_loss(e_prompts, target_x0, gen, source=x0[: len(e_prompts)])
+        loss = sum(value * (cfg.binding_probe_weight if name == "probe" else 1.0) for name, value in terms.items())
         for group in self.opt.param_groups:
             group["lr"] = self._lr()
         self.opt.zero_grad(set_to_none=True)
@@ -470,13 +490,10 @@ class Trainer:
         self.opt.step()
         self.state.step += 1
         self._update_ema()
-        losses = {"t2i": loss_t2i.item(), "edit": loss_edit.item()}
-        if probe_loss is not None:
-            losses["probe"] = probe_loss.item()
-        return losses
+        return {name: value.item() for name, value in terms.items()}
 
     def train_flux(self) -> None:
-        """Joint text-to-image + editing training until the phase's wall-clock budget ends."""
+        """Text-to-image and/or editing training until the phase's wall-clock budget ends."""
         cfg = self.cfg
         for m in self.trainable:
             m.train()
@@ -526,22 +543,26 @@ class Trainer:
 
     @torch.no_grad()
     def write_samples(self, n: int = 8) -> Path:
-        """A grid of EMA samples (top: short and detailed prompts; bottom: edits) in the run dir."""
+        """A grid of EMA samples in the run dir: for text-to-image the truth of short and detailed
+        prompts above the images; for editing the sources above the edits (the run's tasks only)."""
         t2i, edit = assemble_pipelines(self.ema_components())
-        t2i.set_progress_bar_config(disable=True)
-        edit.set_progress_bar_config(disable=True)
-        scenes = heldout_scenes()[: n // 2]
-        prompts = [world.short_prompt(s) for s in scenes] + [world.detailed_prompt(s) for s in scenes]
         kwargs = self.sampling_kwargs()
-        gen = torch.Generator().manual_seed(0)
-        made = t2i(prompt=prompts, generator=gen, **kwargs).images
-        edits = heldout_edits()[:n]
-        edited = [
-            edit(image=world.render(src), prompt=e.instruction, generator=torch.Generator().manual_seed(0),
-                 max_area=IMAGE_SIZE * IMAGE_SIZE, _auto_resize=False, **kwargs).images[0]
-            for src, e in edits
-        ]
-        rows = [[world.render(s) for s in scenes] * 2, made, [world.render(s) for s, _ in edits], edited]
+        rows: list[list[Image.Image]] = []
+        if "t2i" in self.cfg.task_list:
+            t2i.set_progress_bar_config(disable=True)
+            scenes = heldout_scenes()[: n // 2]
+            prompts = [world.short_prompt(s) for s in scenes] + [world.detailed_prompt(s) for s in scenes]
+            made = t2i(prompt=prompts, generator=torch.Generator().manual_seed(0), **kwargs).images
+            rows += [[world.render(s) for s in scenes] * 2, made]
+        if "edit" in self.cfg.task_list:
+            edit.set_progress_bar_config(disable=True)
+            edits = heldout_edits()[:n]
+            edited = [
+                edit(image=world.render(src), prompt=e.instruction, generator=torch.Generator().manual_seed(0),
+                     max_area=IMAGE_SIZE * IMAGE_SIZE, _auto_resize=False, **kwargs).images[0]
+                for src, e in edits
+            ]
+            rows += [[world.render(s) for s, _ in edits], edited]
         grid = Image.new("RGB", (IMAGE_SIZE * n, IMAGE_SIZE * len(rows)), "white")
         for r, row in enumerate(rows):
             for c, im in enumerate(row):
@@ -551,9 +572,9 @@ class Trainer:
         logger.info("eval samples written to %s", path)
         return path
 
-    def export(self) -> tuple[Path, Path]:
-        """Save the EMA weights as the two pipeline folders (fp16 diffusers models, fp32 text
-        encoders so that plain ``from_pretrained`` gives a consistent float32 pipeline)."""
+    def export(self) -> list[Path]:
+        """Save the EMA weights as the pipeline folders of the run's tasks (fp16 diffusers models,
+        fp32 text encoders so that plain ``from_pretrained`` gives a consistent float32 pipeline)."""
         parts = copy.deepcopy(self.ema_components())
         for module in (parts.transformer, parts.vae, parts.text_encoder, parts.text_encoder_2):
             module.to("cpu")
@@ -570,18 +591,19 @@ class Trainer:
             "max_sequence_length": self.cfg.model.max_sequence_length,
             "description": (
                 f"Tiny shapes-world FLUX (guidance is true_cfg_scale with an empty negative prompt), trained "
-                f"by models.shapes.train_generator with seed {self.cfg.seed}: {self.state.step} steps in "
+                f"by models.shapes.train_generator ({self.cfg.tasks}) with seed {self.cfg.seed}: {self.state.step} steps in "
                 f"{self.elapsed() / 60:.0f} minutes."
             ),
         }
         paths = []
-        for pipe, name in ((t2i, T2I_FOLDER), (edit, EDIT_FOLDER)):
-            folder = out / name
-            pipe.save_pretrained(folder)
-            (folder / DEFAULTS_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
-            paths.append(folder)
-        logger.info("exported %s and %s", *paths)
-        return paths[0], paths[1]
+        for task, pipe in zip(TASKS, (t2i, edit)):
+            if task in self.cfg.task_list:
+                folder = out / FOLDERS[task]
+                pipe.save_pretrained(folder)
+                (folder / DEFAULTS_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
+                paths.append(folder)
+        logger.info("exported %s", ", ".join(map(str, paths)))
+        return paths
 
     def run(self) -> None:
         """Both phases (resuming where the checkpoint left off), final samples and export."""

@@ -1,0 +1,40 @@
+"""The generator accuracy bench: its matchers on known renders, and its report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bench.generator_accuracy import detailed_match, edit_match, main, object_recall, short_match
+from models.shapes import world
+from models.shapes.analyzer import analyze
+
+SCENE = world.Scene((world.ShapeObject("circle", "red", "large", "top left"),
+                     world.ShapeObject("square", "blue", "small", "centre")), None)
+RECOLOURED = world.Scene((world.ShapeObject("circle", "green", "large", "top left"), SCENE.objects[1]), None)
+MOVED = world.Scene((world.ShapeObject("circle", "red", "large", "bottom right"), SCENE.objects[1]), None)
+
+
+def test_matchers_accept_the_requested_scene_and_reject_a_wrong_attribute() -> None:
+    short, detailed = world.short_prompt(SCENE), world.detailed_prompt(SCENE)
+    assert short_match(short, analyze(world.render(SCENE)))
+    assert detailed_match(detailed, analyze(world.render(SCENE)))
+    assert not short_match(short, analyze(world.render(RECOLOURED)))
+    # the short form leaves positions open, the detailed one pins them
+    assert short_match(short, analyze(world.render(MOVED)))
+    assert not detailed_match(detailed, analyze(world.render(MOVED)))
+    assert object_recall(detailed, analyze(world.render(MOVED))) == (1, 2)
+    assert edit_match(SCENE, analyze(world.render(SCENE)))
+    assert not edit_match(SCENE, analyze(world.render(RECOLOURED)))
+
+
+def test_report_splits_detailed_accuracy_by_object_count(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["--n", "6", "--steps", "2", "--batch", "6"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["n"] == 6 and report["steps"] == 2
+    for key in ("short_accuracy", "detailed_accuracy", "edit_success", "detailed_object_recall"):
+        assert 0.0 <= report[key] <= 1.0, key
+    by_objects = report["detailed_accuracy_by_objects"]
+    assert set(by_objects) <= {"1", "2", "3", "4"} and by_objects
+    assert all(0.0 <= v <= 1.0 for v in by_objects.values())
