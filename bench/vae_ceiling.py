@@ -6,7 +6,7 @@ the generator cannot draw exactly either. Prints one JSON line with the exact-sc
 objects that came back wrong, e.g. ``"small red star -> small red diamond": 4``.
 
 Run from the repository root:
-    python -m bench.vae_ceiling [--vae assets/shapes-t2i/vae] [--checkpoint runs/shapes-generator/ckpt.pt] [--n 200]
+    python -m bench.vae_ceiling [--vae assets/shapes-t2i/vae] [--checkpoint runs/shapes-t2i/ckpt.pt] [--n 200]
 
 ``--checkpoint`` reads the VAE of a training run (``models.shapes.train_generator``) instead of an
 exported one, so that a VAE can be judged before its transformer is trained.

@@ -53,7 +53,9 @@ class TinyFluxConfig:
     # VAE: len(vae_channels) blocks give a spatial factor of 2 ** (len - 1); 3 blocks: 64 px -> 16.
     vae_channels: tuple[int, ...] = (8, 16, 32)
     vae_norm_groups: int = 8
-    latent_channels: int = 4
+    # 8 channels, not 4: with 4 the VAE blurs small stars into diamonds (bench.vae_ceiling: 93.5%
+    # of held-out scenes read back exact, against 99.5% with 8)
+    latent_channels: int = 8
     # CLIP text encoder (its pooled output conditions the transformer's modulation)
     clip_hidden: int = 64
     clip_layers: int = 2
