@@ -1,4 +1,4 @@
-"""Trains the tiny shapes-world generators and exports them as two diffusers pipeline folders.
+"""Trains the tiny shapes-world generators and exports them as diffusers pipeline folders.
 
     python -m models.shapes.train_generator --out assets --minutes 55 --seed 0
 
@@ -67,6 +67,14 @@ TASKS = ("t2i", "edit")  # text-to-image (FluxPipeline) and editing (FluxKontext
 FOLDERS = {"t2i": T2I_FOLDER, "edit": EDIT_FOLDER}
 
 
+def parse_tasks(tasks: str) -> list[str]:
+    """The tasks a comma-separated ``--tasks`` value names, in the order of ``TASKS``."""
+    asked = {t.strip() for t in tasks.split(",")}
+    if not asked <= set(TASKS):
+        raise ConfigError(f"tasks must be a comma-separated subset of {', '.join(TASKS)}; got {tasks!r}.")
+    return [t for t in TASKS if t in asked]
+
+
 @dataclass
 class TrainConfig:
     """Settings of one training run (defaults: the shipped models', which were trained with
@@ -119,8 +127,7 @@ class TrainConfig:
     model: TinyFluxConfig = field(default_factory=TinyFluxConfig)
 
     def __post_init__(self) -> None:
-        if not self.task_list or {t.strip() for t in self.tasks.split(",")} - set(TASKS):
-            raise ConfigError(f"tasks must be a comma-separated subset of {', '.join(TASKS)}; got {self.tasks!r}.")
+        parse_tasks(self.tasks)
         if not 0 < self.batch_edit <= self.batch_t2i:
             raise ConfigError(
                 f"batch_edit must be between 1 and batch_t2i ({self.batch_t2i}), because edit sources are drawn "
@@ -135,8 +142,7 @@ class TrainConfig:
     @property
     def task_list(self) -> list[str]:
         """The tasks this run trains, in the order of ``TASKS``."""
-        asked = {t.strip() for t in self.tasks.split(",")}
-        return [t for t in TASKS if t in asked]
+        return parse_tasks(self.tasks)
 
 
 def heldout_scenes(n: int = 200, seed: int = HELDOUT_SEED) -> list[world.Scene]:
@@ -332,7 +338,7 @@ class Trainer:
                 f"The checkpoint in {self.ckpt_path} was trained with model sizes {blob['config']['model']}, "
                 f"but this run asks for {asdict(self.cfg.model)}. Use another --run-dir or delete the checkpoint."
             )
-        trained = TrainConfig(tasks=blob["config"].get("tasks", TrainConfig.tasks)).task_list
+        trained = parse_tasks(blob["config"].get("tasks", TrainConfig.tasks))
         if trained != self.cfg.task_list:
             raise ConfigError(f"The checkpoint in {self.ckpt_path} trains {','.join(trained)}, but this run asks for "
                               f"{','.join(self.cfg.task_list)}. Use another --run-dir or delete the checkpoint.")
