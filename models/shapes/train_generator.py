@@ -1,6 +1,9 @@
 """Trains the tiny shapes-world generators and exports them as diffusers pipeline folders.
 
-    python -m models.shapes.train_generator --out assets --minutes 55 --seed 0
+    python -m models.shapes.train_generator --tasks t2i --out assets --minutes 55 --seed 0 --threads 1
+    python -m models.shapes.train_generator --tasks edit --out assets --minutes 55 --seed 0 --threads 1
+
+(the shipped models: the two commands ran side by side).
 
 Two phases inside one wall-clock budget: a small VAE learns to reconstruct rendered scenes (then
 it is frozen and its scaling/shift factors are set from latent statistics), then one tiny FLUX
