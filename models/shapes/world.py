@@ -5,8 +5,8 @@ optional word of 1-3 capital letters drawn in a band below the grid with the fon
 ``assets/fonts``. Prompts come in a *short* form ("two red circles and a blue square") and a
 *detailed* form that pins sizes and positions ("a large red circle at the top left and a small
 blue square in the centre"); ``parse_prompt`` reads both. Edit instructions ("move the blue square
-to the top right") are generated with their exact target scene by ``random_edit`` and read back
-by ``parse_edit``.
+to the top right") are generated with their exact target scene by ``random_edit``, read without a
+source by ``read_edit`` and applied to a source scene by ``parse_edit``.
 
 Rendering is deterministic: a scene always gives the same pixels. Defects and noise live in
 ``models.shapes.defects``. The geometry helpers (``cell_centre``, ``object_extent``,
@@ -531,19 +531,71 @@ _KEEP_TAIL = re.compile(
 )
 
 
-def _resolve(match: re.Match[str], source: Scene, instruction: str) -> ShapeObject:
-    where = match.group("where")
-    position = _POSITION_SYNONYMS[where] if where else None
-    size = _SIZE_SYNONYMS[match.group("size")] if match.group("size") else None
+@dataclass(frozen=True)
+class EditRequest:
+    """What an edit instruction asks for, read without its source scene.
+
+    ``kind`` is one of ``EDIT_KINDS``; ``ref`` is the object it names (removals, moves, recolours
+    and resizes; its size and position ``None`` when unsaid); ``added`` the new object of an
+    addition. ``colour``, ``size`` and ``position`` are the new colour, size or cell of a recolour,
+    a resize or a move; ``word`` the new word of a word change (``None``: remove the word)."""
+
+    kind: str
+    ref: ObjectSpec | None = None
+    added: ObjectSpec | None = None
+    colour: str | None = None
+    size: str | None = None
+    position: str | None = None
+    word: str | None = None
+
+
+def read_edit(instruction: str) -> EditRequest:
+    """The ``EditRequest`` of an instruction written by ``random_edit`` (or a common paraphrase,
+    with an optional ", keeping everything else unchanged"). Raises ``InvalidInputError`` when the
+    instruction cannot be read, or an addition does not give one object with its size and cell."""
+    text = _KEEP_TAIL.sub("", _normalise(instruction).lower())
+    for kind, pattern in _EDIT_PATTERNS:
+        match = pattern.match(text)
+        if match:
+            break
+    else:
+        raise InvalidInputError(
+            f"Could not read the edit instruction {instruction!r}. Use one of: \"make the red circle blue\", "
+            "\"remove the red circle\", \"add a small green star at the bottom right\", \"move the red circle to the "
+            "top left\", \"make the red circle bigger\", 'change the word to \"AB\"', \"remove the word\"."
+        )
+    groups = match.groupdict()
+    if kind == "word":
+        return EditRequest(kind, word=groups["word"].upper() if groups.get("word") else None)
+    if kind == "add":
+        spec = parse_prompt(groups["item"])
+        if len(spec.objects) != 1 or spec.objects[0].size is None or spec.objects[0].position is None:
+            raise InvalidInputError(f"{instruction!r}: say one object with its size and position, e.g. \"add a small green star at the bottom right\".")
+        return EditRequest(kind, added=spec.objects[0])
+    ref = ObjectSpec(
+        groups["shape"], groups["colour"],
+        _SIZE_SYNONYMS[groups["size"]] if groups["size"] else None,
+        _POSITION_SYNONYMS[groups["where"]] if groups["where"] else None,
+    )
+    if kind == "move":
+        return EditRequest(kind, ref, position=_POSITION_SYNONYMS[groups["to"]])
+    if kind == "resize":
+        return EditRequest(kind, ref, size="small" if groups["change"] in ("smaller", "small") else "large")
+    if kind == "recolour":
+        return EditRequest(kind, ref, colour=groups["colour_new"])
+    return EditRequest(kind, ref)
+
+
+def _resolve(request: EditRequest, source: Scene, instruction: str) -> ShapeObject:
+    ref = request.ref
     found = [
         o for o in source.objects
-        if (o.colour, o.shape) == (match.group("colour"), match.group("shape"))
-        and (position is None or o.position == position)
-        and (size is None or o.size == size)
+        if (o.colour, o.shape) == (ref.colour, ref.shape)
+        and (ref.position is None or o.position == ref.position)
+        and (ref.size is None or o.size == ref.size)
     ]
-    named = match.group(0)
     if not found:
-        raise InvalidInputError(f"The instruction {instruction!r} refers to an object that is not in the source image ({named!r}).")
+        raise InvalidInputError(f"The instruction {instruction!r} refers to an object that is not in the source image ({describe(ref)!r}).")
     if len(found) > 1:
         cells = ", ".join(o.position for o in found)
         raise InvalidInputError(f"The instruction {instruction!r} is ambiguous: {len(found)} objects match ({cells}). Name the position too.")
@@ -553,47 +605,28 @@ def _resolve(match: re.Match[str], source: Scene, instruction: str) -> ShapeObje
 def parse_edit(instruction: str, source: Scene) -> Scene:
     """The exact target scene of ``instruction`` applied to ``source``.
 
-    Reads the instructions written by ``random_edit`` (and their common paraphrases), with an
-    optional ", keeping everything else unchanged". Raises ``InvalidInputError`` when the
-    instruction cannot be read, names an object that is missing or ambiguous, or leads to an
-    impossible scene (an occupied cell, no objects left).
+    Reads the instruction with ``read_edit``. Raises ``InvalidInputError`` when the instruction
+    cannot be read, names an object that is missing or ambiguous, or leads to an impossible scene
+    (an occupied cell, no objects left).
     """
-    text = _KEEP_TAIL.sub("", _normalise(instruction).lower())
-    for kind, pattern in _EDIT_PATTERNS:
-        match = pattern.match(text)
-        if match:
-            return _apply(kind, match, source, instruction)
-    raise InvalidInputError(
-        f"Could not read the edit instruction {instruction!r}. Use one of: \"make the red circle blue\", "
-        "\"remove the red circle\", \"add a small green star at the bottom right\", \"move the red circle to the "
-        "top left\", \"make the red circle bigger\", 'change the word to \"AB\"', \"remove the word\"."
-    )
-
-
-def _apply(kind: str, match: re.Match[str], source: Scene, instruction: str) -> Scene:
-    groups = match.groupdict()
-    if kind == "word":
-        word = groups.get("word")
-        return Scene(source.objects, word.upper() if word else None)
-    if kind == "add":
-        spec = parse_prompt(groups["item"])
-        if len(spec.objects) != 1 or spec.objects[0].size is None or spec.objects[0].position is None:
-            raise InvalidInputError(f"{instruction!r}: say one object with its size and position, e.g. \"add a small green star at the bottom right\".")
-        new = spec.objects[0]
+    request = read_edit(instruction)
+    if request.kind == "word":
+        return Scene(source.objects, request.word)
+    if request.kind == "add":
+        new = request.added
         if source.at(new.position) is not None:
             raise InvalidInputError(f"{instruction!r}: the {new.position} cell already holds {describe(source.at(new.position))}.")
         return Scene(source.objects + (ShapeObject(new.shape, new.colour, new.size, new.position),), source.word)
-    obj = _resolve(match, source, instruction)
-    if kind == "remove":
+    obj = _resolve(request, source, instruction)
+    if request.kind == "remove":
         if len(source.objects) == 1:
             raise InvalidInputError(f"{instruction!r} would leave the scene empty; a scene keeps at least one object.")
         return _replace(source, obj, None)
-    if kind == "move":
-        to = _POSITION_SYNONYMS[groups["to"]]
+    if request.kind == "move":
+        to = request.position
         if to != obj.position and source.at(to) is not None:
             raise InvalidInputError(f"{instruction!r}: the {to} cell already holds {describe(source.at(to))}.")
         return _replace(source, obj, ShapeObject(obj.shape, obj.colour, obj.size, to))
-    if kind == "resize":
-        size = "small" if groups["change"] in ("smaller", "small") else "large"
-        return _replace(source, obj, ShapeObject(obj.shape, obj.colour, size, obj.position))
-    return _replace(source, obj, ShapeObject(obj.shape, groups["colour_new"], obj.size, obj.position))
+    if request.kind == "resize":
+        return _replace(source, obj, ShapeObject(obj.shape, obj.colour, request.size, obj.position))
+    return _replace(source, obj, ShapeObject(obj.shape, request.colour, obj.size, obj.position))
