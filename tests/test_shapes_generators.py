@@ -186,7 +186,7 @@ def _tiny_trainer(tmp_path: Path, **changes: object) -> Trainer:
 
 
 def test_tiny_build_trains_one_step(tmp_path: Path) -> None:
-    trainer = _tiny_trainer(tmp_path, binding_probe_weight=0.0)
+    trainer = _tiny_trainer(tmp_path, binding_probe_weight=0.0, edit_probe_weight=0.0)
     before = [p.detach().clone() for p in trainer.parts.transformer.parameters()]
     losses = trainer.flux_step()
     assert set(losses) == {"t2i", "edit"} and all(np.isfinite(v) for v in losses.values())
@@ -198,8 +198,9 @@ def test_tiny_build_trains_one_step(tmp_path: Path) -> None:
 def test_a_single_task_run_trains_and_exports_only_its_pipeline(tmp_path: Path) -> None:
     for task, folder in (("t2i", T2I_FOLDER), ("edit", EDIT_FOLDER)):
         trainer = _tiny_trainer(tmp_path / task, tasks=task)
-        assert (trainer.probe is None) == (task == "edit")  # the probe reads text-to-image prompts
-        assert set(trainer.flux_step()) - {"probe"} == {task}
+        probe = {"t2i": "binding_probe", "edit": "edit_probe"}[task]  # each task's probe reads its texts
+        assert set(trainer.probes) == {probe}
+        assert set(trainer.flux_step()) - {probe} == {task}
         trainer.export()
         assert [p.name for p in (tmp_path / task / "out").iterdir()] == [folder]
         assert DiffusionPipeline.from_pretrained(tmp_path / task / "out" / folder) is not None
@@ -236,7 +237,7 @@ def test_training_batches_do_not_depend_on_the_number_of_loader_workers(tmp_path
 
 
 def test_binding_probe_targets_come_from_detailed_prompts_only() -> None:
-    from models.shapes.binding_probe import cell_targets
+    from models.shapes.text_probes import cell_targets
 
     targets = cell_targets("a large red circle at the top left and a small blue star in the centre")
     assert targets is not None and targets.shape == (9, 3)
@@ -249,17 +250,42 @@ def test_binding_probe_targets_come_from_detailed_prompts_only() -> None:
     assert cell_targets("") is None
 
 
-def test_binding_probe_trains_with_the_text_encoder_and_must_match_on_resume(tmp_path: Path) -> None:
-    probed = _tiny_trainer(tmp_path, binding_probe_weight=0.3)
-    probe_before = [p.detach().clone() for p in probed.probe.parameters()]
-    steps = [probed.flux_step() for _ in range(3)]  # enough for some detailed prompts in batches of 4
-    probe_losses = [losses["probe"] for losses in steps if "probe" in losses]
+def test_edit_probe_targets_tell_the_named_object_from_the_change() -> None:
+    from models.shapes.text_probes import edit_targets
+
+    def one_based(values: tuple[str, ...], name: str) -> int:
+        return 1 + values.index(name)
+
+    red, blue = one_based(tuple(world.COLOURS), "red"), one_based(tuple(world.COLOURS), "blue")
+    circle = one_based(world.SHAPES, "circle")
+    recolour = edit_targets("make the red circle blue").tolist()
+    assert recolour[:4] == [circle, red, 0, 0]  # the named object: no size or cell said
+    assert recolour[4:8] == [0, blue, 0, 0]  # the change: only the new colour
+    assert recolour[-1] == world.EDIT_KINDS.index("recolour")
+    move = edit_targets("move the red circle at the top left to the centre").tolist()
+    assert move[3] == one_based(world.POSITIONS, "top left") and move[7] == one_based(world.POSITIONS, "centre")
+    add = edit_targets("add a small green star at the bottom right").tolist()
+    assert add[:4] == [0, 0, 0, 0] and add[4] == one_based(world.SHAPES, "star")
+    word = edit_targets('change the word to "AB"').tolist()
+    assert word[8:11] == [1, 2, 0] and word[-1] == world.EDIT_KINDS.index("word")
+    assert edit_targets("remove the word").tolist()[8:11] == [0, 0, 0]
+    assert edit_targets("") is None and edit_targets("paint it black") is None
+
+
+@pytest.mark.parametrize("task,probe,weight", [("t2i", "binding_probe", "binding_probe_weight"),
+                                               ("edit", "edit_probe", "edit_probe_weight")])
+def test_a_probe_trains_with_the_text_encoder_and_must_match_on_resume(
+        tmp_path: Path, task: str, probe: str, weight: str) -> None:
+    probed = _tiny_trainer(tmp_path, tasks=task, **{weight: 0.3})
+    probe_before = [p.detach().clone() for p in probed.probes[probe].parameters()]
+    steps = [probed.flux_step() for _ in range(3)]  # enough for some probed prompts in batches of 4 and 2
+    probe_losses = [losses[probe] for losses in steps if probe in losses]
     assert probe_losses and all(np.isfinite(v) for v in probe_losses)
-    assert any(not torch.equal(a, b) for a, b in zip(probe_before, probed.probe.parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(probe_before, probed.probes[probe].parameters()))
     probed.save()
-    with pytest.raises(ConfigError, match="binding-probe-weight"):
-        Trainer(dataclasses.replace(probed.cfg, binding_probe_weight=0.0))
-    assert Trainer(probed.cfg).probe is not None
+    with pytest.raises(ConfigError, match="--binding-probe-weight, --edit-probe-weight"):
+        Trainer(dataclasses.replace(probed.cfg, **{weight: 0.0}))
+    assert set(Trainer(probed.cfg).probes) == {probe}
 
 
 def test_model_sizes_from_the_command_line() -> None:

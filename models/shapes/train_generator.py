@@ -15,10 +15,12 @@ can tell it; on 500-step test runs this doubled how much the loss depends on the
 high noise. The EMA weights are exported to ``<out>/shapes-t2i`` (``FluxPipeline``) and
 ``<out>/shapes-edit`` (``FluxKontextPipeline``), whose scheduler samples with the same shift.
 
-A training-only binding probe (``models.shapes.binding_probe``, ``--binding-probe-weight``, 1.0;
-0 turns it off) makes the T5 token states say which attribute sits in which cell, so that the
-transformer can bind colours and shapes to positions; without it, detailed-prompt accuracy stayed
-at a few percent. ``--tasks t2i`` or ``--tasks edit`` trains one pipeline alone (the shipped ones
+Training-only probes (``models.shapes.text_probes``) make the T5 token states say what each word is
+about: the binding probe (``--binding-probe-weight``, 1.0; 0 turns it off) which attribute sits in
+which cell, so that the transformer can bind colours and shapes to positions (without it,
+detailed-prompt accuracy stayed at a few percent); the edit probe (``--edit-probe-weight``, 1.0)
+which words name the object to change and which the change (the "blue" of "make the red circle
+blue"). ``--tasks t2i`` or ``--tasks edit`` trains one pipeline alone (the shipped ones
 are trained that way, each in its own 55 minutes); the default trains one transformer for both.
 
 ``--device cuda`` runs the same training on a GPU; ``--steps N`` (and ``--vae-steps``) fix the
@@ -55,7 +57,7 @@ from tqdm import tqdm
 
 from models.errors import ConfigError
 from models.shapes import world
-from models.shapes.binding_probe import BindingProbe
+from models.shapes.text_probes import BindingProbe, EditProbe
 from models.shapes.tiny_flux import FluxComponents, TinyFluxConfig, assemble_pipelines, build_components, build_scheduler
 
 logger = logging.getLogger(__name__)
@@ -116,17 +118,22 @@ class TrainConfig:
     # scheduler samples with the same shift
     sigma_shift: float = 3.0
     detailed_prob: float = 0.5  # detailed vs short prompt form in text-to-image samples
-    # weight of the training-only binding probe's loss (models.shapes.binding_probe), which makes
-    # the T5 token states say which colour, shape and size sits in which cell; 0: no probe. It
-    # reads text-to-image prompts, so an edit-only run has none
+    # weights of the training-only probes' losses (models.shapes.text_probes); 0: no probe. The
+    # binding probe makes the T5 token states say which colour, shape and size sits in which cell
+    # (text-to-image prompts), the edit probe which object an instruction names and what changes
     binding_probe_weight: float = 1.0
+    edit_probe_weight: float = 1.0
     ema_decay: float = 0.995
     reserve_minutes: float = 2.0  # kept free at the end for the final eval and export
     checkpoint_minutes: float = 3.0
     eval_minutes: float = 10.0
     # sampling settings written to studio_defaults.json
     sample_steps: int = 16
-    sample_cfg: float = 3.0
+    # true_cfg_scale (with an empty negative prompt) per task: text-to-image wants 3; editing is best
+    # without guidance, whose empty-instruction branch keeps the source (shipped edit model, n=100:
+    # 31% edit success at 1, 17% at 2, 10% at 3)
+    sample_cfg_t2i: float = 3.0
+    sample_cfg_edit: float = 1.0
     model: TinyFluxConfig = field(default_factory=TinyFluxConfig)
 
     def __post_init__(self) -> None:
@@ -296,10 +303,11 @@ class Trainer:
         self.ema = [copy.deepcopy(m).requires_grad_(False) for m in self.trainable]
         self.vae_opt = torch.optim.AdamW(self.parts.vae.parameters(), lr=cfg.vae_lr)
         params = [p for m in self.trainable for p in m.parameters()]
-        probed = cfg.binding_probe_weight > 0 and "t2i" in cfg.task_list
-        self.probe = BindingProbe(cfg.model.t5_d_model).to(self.device) if probed else None
-        if self.probe is not None:
-            params += list(self.probe.parameters())
+        # the probes of the run's tasks, by the name of their loss term
+        self.probes = {name: probe(cfg.model.t5_d_model).to(self.device) for name, probe, task in (
+            ("binding_probe", BindingProbe, "t2i"), ("edit_probe", EditProbe, "edit"))
+            if task in cfg.task_list and self.loss_weight(name) > 0}
+        params += [p for probe in self.probes.values() for p in probe.parameters()]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         excluded = set(heldout_scenes()) | {scene for scene, _ in heldout_edits()}
         self.stream = SceneStream(cfg.seed, excluded)
@@ -309,6 +317,10 @@ class Trainer:
         self.elapsed_at_start = 0.0
         if self.ckpt_path.exists():
             self._load()
+
+    def loss_weight(self, term: str) -> float:
+        """The weight of a loss term in the transformer phase (the probes' from the config, 1 otherwise)."""
+        return {"binding_probe": self.cfg.binding_probe_weight, "edit_probe": self.cfg.edit_probe_weight}.get(term, 1.0)
 
     # ----------------------------------------------------------------- time and checkpoints
     def elapsed(self) -> float:
@@ -325,7 +337,7 @@ class Trainer:
             "vae_factors": (self.parts.vae.config.scaling_factor, self.parts.vae.config.shift_factor),
             "models": [m.state_dict() for m in self.trainable],
             "ema": [m.state_dict() for m in self.ema],
-            "probe": self.probe.state_dict() if self.probe is not None else None,
+            "probes": {name: probe.state_dict() for name, probe in self.probes.items()},
             "vae_opt": self.vae_opt.state_dict(),
             "opt": self.opt.state_dict(),
         }
@@ -354,11 +366,12 @@ class Trainer:
             module.load_state_dict(sd)
         for module, sd in zip(self.ema, blob["ema"]):
             module.load_state_dict(sd)
-        if (self.probe is None) != (blob.get("probe") is None):
-            raise ConfigError(f"The checkpoint in {self.ckpt_path} was trained with a different --binding-probe-weight "
-                              "(on or off). Use the same setting, another --run-dir, or delete the checkpoint.")
-        if self.probe is not None:
-            self.probe.load_state_dict(blob["probe"])
+        if set(self.probes) != set(blob["probes"]):
+            raise ConfigError(f"The checkpoint in {self.ckpt_path} was trained with probes {sorted(blob['probes'])}, "
+                              f"this run asks for {sorted(self.probes)} (--binding-probe-weight, --edit-probe-weight "
+                              "on or off). Use the same settings, another --run-dir, or delete the checkpoint.")
+        for name, probe in self.probes.items():
+            probe.load_state_dict(blob["probes"][name])
         self.vae_opt.load_state_dict(blob["vae_opt"])
         self.opt.load_state_dict(blob["opt"])
         logger.info("resumed from %s: %s", self.ckpt_path, self.state)
@@ -477,8 +490,8 @@ class Trainer:
 
     def flux_step(self) -> dict[str, float]:
         """One optimizer step on a text-to-image batch and an edit batch (those of the run's tasks,
-        plus the binding probe's loss on the detailed prompts, when on); returns the losses by name
-        (t2i, edit, probe)."""
+        plus the losses of their probes, when on); returns the losses by name (t2i, edit,
+        binding_probe, edit_probe)."""
         cfg = self.cfg
         if self._batches is None:
             data = StepBatches(cfg, self.stream, self.state.step)
@@ -491,13 +504,17 @@ class Trainer:
         n_scenes = len(latents) - len(e_prompts)
         x0, target_x0 = latents[:n_scenes], latents[n_scenes:]
         terms: dict[str, torch.Tensor] = {}
+        texts: dict[str, tuple[torch.Tensor, list[str]]] = {}  # T5 states and texts per probe
         if prompts:
             terms["t2i"], t5_states = self._flow_loss(prompts, x0, gen)
-            if self.probe is not None and (probe_loss := self.probe.loss(t5_states, prompts)) is not None:
-                terms["probe"] = probe_loss
+            texts["binding_probe"] = t5_states, prompts
         if e_prompts:
-            terms["edit"], _ = self._flow_loss(e_prompts, target_x0, gen, source=x0[: len(e_prompts)])
-        loss = sum(value * (cfg.binding_probe_weight if name == "probe" else 1.0) for name, value in terms.items())
+            terms["edit"], t5_states = self._flow_loss(e_prompts, target_x0, gen, source=x0[: len(e_prompts)])
+            texts["edit_probe"] = t5_states, e_prompts
+        for name, probe in self.probes.items():
+            if name in texts and (probe_loss := probe.loss(*texts[name])) is not None:
+                terms[name] = probe_loss
+        loss = sum(value * self.loss_weight(name) for name, value in terms.items())
         for group in self.opt.param_groups:
             group["lr"] = self._lr()
         self.opt.zero_grad(set_to_none=True)
@@ -546,11 +563,11 @@ class Trainer:
             scheduler=self.parts.scheduler,
         )
 
-    def sampling_kwargs(self) -> dict[str, object]:
-        """The sampling settings the export recommends (also written to studio_defaults.json)."""
+    def sampling_kwargs(self, task: str) -> dict[str, object]:
+        """The sampling settings the export recommends for ``task`` (also in its studio_defaults.json)."""
         return {
             "num_inference_steps": self.cfg.sample_steps,
-            "true_cfg_scale": self.cfg.sample_cfg,
+            "true_cfg_scale": self.cfg.sample_cfg_t2i if task == "t2i" else self.cfg.sample_cfg_edit,
             "negative_prompt": "",
             "height": IMAGE_SIZE,
             "width": IMAGE_SIZE,
@@ -562,20 +579,19 @@ class Trainer:
         """A grid of EMA samples in the run dir: for text-to-image the truth of short and detailed
         prompts above the images; for editing the sources above the edits (the run's tasks only)."""
         t2i, edit = assemble_pipelines(self.ema_components())
-        kwargs = self.sampling_kwargs()
         rows: list[list[Image.Image]] = []
         if "t2i" in self.cfg.task_list:
             t2i.set_progress_bar_config(disable=True)
             scenes = heldout_scenes()[: n // 2]
             prompts = [world.short_prompt(s) for s in scenes] + [world.detailed_prompt(s) for s in scenes]
-            made = t2i(prompt=prompts, generator=torch.Generator().manual_seed(0), **kwargs).images
+            made = t2i(prompt=prompts, generator=torch.Generator().manual_seed(0), **self.sampling_kwargs("t2i")).images
             rows += [[world.render(s) for s in scenes] * 2, made]
         if "edit" in self.cfg.task_list:
             edit.set_progress_bar_config(disable=True)
             edits = heldout_edits()[:n]
             edited = [
                 edit(image=world.render(src), prompt=e.instruction, generator=torch.Generator().manual_seed(0),
-                     max_area=IMAGE_SIZE * IMAGE_SIZE, _auto_resize=False, **kwargs).images[0]
+                     max_area=IMAGE_SIZE * IMAGE_SIZE, _auto_resize=False, **self.sampling_kwargs("edit")).images[0]
                 for src, e in edits
             ]
             rows += [[world.render(s) for s, _ in edits], edited]
@@ -598,24 +614,22 @@ class Trainer:
         parts.vae.to(torch.float16)
         t2i, edit = assemble_pipelines(parts)
         out = Path(self.cfg.out)
-        defaults = {
-            "steps": self.cfg.sample_steps,
-            "guidance": self.cfg.sample_cfg,
-            "negative_prompt": "",
-            "height": IMAGE_SIZE,
-            "width": IMAGE_SIZE,
-            "max_sequence_length": self.cfg.model.max_sequence_length,
-            "description": (
-                f"Tiny shapes-world FLUX (guidance is true_cfg_scale with an empty negative prompt), trained "
-                f"by models.shapes.train_generator ({self.cfg.tasks}) with seed {self.cfg.seed}: {self.state.step} steps in "
-                f"{self.elapsed() / 60:.0f} minutes."
-            ),
-        }
+        description = (
+            f"Tiny shapes-world FLUX (guidance is true_cfg_scale with an empty negative prompt), trained "
+            f"by models.shapes.train_generator ({self.cfg.tasks}) with seed {self.cfg.seed}: {self.state.step} steps in "
+            f"{self.elapsed() / 60:.0f} minutes."
+        )
         paths = []
         for task, pipe in zip(TASKS, (t2i, edit)):
             if task in self.cfg.task_list:
                 folder = out / FOLDERS[task]
                 pipe.save_pretrained(folder)
+                kwargs = self.sampling_kwargs(task)
+                defaults = {
+                    "steps": kwargs["num_inference_steps"], "guidance": kwargs["true_cfg_scale"],
+                    "negative_prompt": kwargs["negative_prompt"], "height": IMAGE_SIZE, "width": IMAGE_SIZE,
+                    "max_sequence_length": kwargs["max_sequence_length"], "description": description,
+                }
                 (folder / DEFAULTS_FILE).write_text(json.dumps(defaults, indent=2) + "\n")
                 paths.append(folder)
         logger.info("exported %s", ", ".join(map(str, paths)))
