@@ -11,14 +11,15 @@ and compared with ``parse_prompt`` of its prompt:
 Edit success: held-out edits (``heldout_edits``) are applied by the editing pipeline to the
 source render; an edit succeeds when the analyzed result equals the exact target scene.
 
-Image ``i`` uses seed ``--seed + i``. Prints one JSON line; ``--grid`` writes a PNG of samples
+``--tasks t2i`` or ``--tasks edit`` measures one pipeline (its folder alone is needed). Image ``i``
+uses seed ``--seed + i``. Prints one JSON line; ``--grid`` writes a PNG of samples
 (rows: target render, short-prompt sample, detailed-prompt sample, edit source, edit result,
-edit target). ``detailed_object_recall`` gives partial credit: the share of the detailed prompts'
+edit target; the measured tasks' rows only). ``detailed_object_recall`` gives partial credit: the share of the detailed prompts'
 objects that were found exactly; ``detailed_accuracy_by_objects`` splits the detailed accuracy by
 the number of objects a scene holds.
 
 Run from the repository root:
-    python -m bench.generator_accuracy [--n 200] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
+    python -m bench.generator_accuracy [--n 200] [--tasks t2i,edit] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
 """
 
 from __future__ import annotations
@@ -37,9 +38,10 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
+from models.errors import ConfigError
 from models.shapes import world
 from models.shapes.analyzer import AnalyzedScene, analyze
-from models.shapes.train_generator import DEFAULTS_FILE, EDIT_FOLDER, IMAGE_SIZE, T2I_FOLDER, heldout_edits, heldout_scenes
+from models.shapes.train_generator import DEFAULTS_FILE, FOLDERS, IMAGE_SIZE, heldout_edits, heldout_scenes, parse_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ GRID_COLUMNS = 8
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i and shapes-edit")
+    parser.add_argument("--tasks", default="t2i,edit", help="what to measure: t2i, edit or both (each needs its folder)")
     parser.add_argument("--n", type=int, default=200, help="held-out prompts per form, and edits")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: studio_defaults.json)")
     parser.add_argument("--guidance", type=float, default=None, help="true_cfg_scale (default: studio_defaults.json)")
@@ -129,65 +132,81 @@ def write_grid(path: Path, rows: list[list[Image.Image]]) -> None:
     grid.save(path, optimize=True)
 
 
+def _rate(flags: list[bool]) -> float:
+    return round(sum(flags) / len(flags), 3) if flags else float("nan")
+
+
+def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, seed: int, batch: int,
+               ) -> tuple[dict[str, object], list[list[Image.Image]]]:
+    """Short and detailed accuracy on ``n`` held-out scenes; with the grid rows (targets, short and
+    detailed samples)."""
+    scenes = heldout_scenes(n)
+    short = [world.short_prompt(s) for s in scenes]
+    detailed = [world.detailed_prompt(s) for s in scenes]
+    short_images = generate(pipe, short, settings, seed, batch)
+    detailed_images = generate(pipe, detailed, settings, seed, batch)
+    short_ok = [short_match(p, analyze(im)) for p, im in zip(short, short_images)]
+    detailed_found = [analyze(im) for im in detailed_images]
+    detailed_ok = [detailed_match(p, found) for p, found in zip(detailed, detailed_found)]
+    recall = [object_recall(p, found) for p, found in zip(detailed, detailed_found)]
+    no_word = [i for i, s in enumerate(scenes) if s.word is None]
+    report = {
+        "short_accuracy": _rate(short_ok),
+        "detailed_accuracy": _rate(detailed_ok),
+        "short_accuracy_no_word": _rate([short_ok[i] for i in no_word]),
+        "detailed_accuracy_no_word": _rate([detailed_ok[i] for i in no_word]),
+        "detailed_accuracy_by_objects": {
+            str(k): _rate([ok for s, ok in zip(scenes, detailed_ok) if len(s.objects) == k])
+            for k in sorted({len(s.objects) for s in scenes})
+        },
+        "detailed_object_recall": round(sum(f for f, _ in recall) / sum(a for _, a in recall), 3),
+    }
+    return report, [[world.render(s) for s in scenes], short_images, detailed_images]
+
+
+def edit_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, seed: int, batch: int,
+                ) -> tuple[dict[str, object], list[list[Image.Image]]]:
+    """Edit success on ``n`` held-out edits, overall and by kind; with the grid rows (sources,
+    results, targets)."""
+    edits = heldout_edits(n)
+    sources = [world.render(source) for source, _ in edits]
+    edited = generate(pipe, [e.instruction for _, e in edits], settings, seed, batch, sources=sources)
+    edit_ok = [edit_match(e.target, analyze(im)) for (_, e), im in zip(edits, edited)]
+    by_kind: dict[str, list[bool]] = {}
+    for (_, e), ok in zip(edits, edit_ok):
+        by_kind.setdefault(e.kind, []).append(ok)
+    report = {"edit_success": _rate(edit_ok), "edit_success_by_kind": {k: _rate(v) for k, v in sorted(by_kind.items())}}
+    return report, [sources, edited, [world.render(e.target) for _, e in edits]]
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     torch.set_num_threads(args.threads)
     started = time.time()
     assets = Path(args.assets)
-    t2i = DiffusionPipeline.from_pretrained(assets / T2I_FOLDER)
-    edit = DiffusionPipeline.from_pretrained(assets / EDIT_FOLDER)
-    for pipe in (t2i, edit):
-        pipe.to(args.device)
+    report: dict[str, object] = {"n": args.n}
+    rows: list[list[Image.Image]] = []
+    settings: dict[str, object] = {}
+    tasks = parse_tasks(args.tasks)
+    missing = [str(assets / FOLDERS[t]) for t in tasks if not (assets / FOLDERS[t] / "model_index.json").is_file()]
+    if missing:
+        raise ConfigError(f"No pipeline folder at {', '.join(missing)}; pass --assets, or --tasks for the folders there.")
+    for task in tasks:
+        folder = assets / FOLDERS[task]
+        pipe = DiffusionPipeline.from_pretrained(folder).to(args.device)
         pipe.set_progress_bar_config(disable=True)
         if args.shift is not None:
             pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=args.shift)
-    settings = _settings(assets / T2I_FOLDER, args.steps, args.guidance)
-
-    scenes = heldout_scenes(args.n)
-    short = [world.short_prompt(s) for s in scenes]
-    detailed = [world.detailed_prompt(s) for s in scenes]
-    short_images = generate(t2i, short, settings, args.seed, args.batch)
-    detailed_images = generate(t2i, detailed, settings, args.seed, args.batch)
-    short_ok = [short_match(p, analyze(im)) for p, im in zip(short, short_images)]
-    detailed_found = [analyze(im) for im in detailed_images]
-    detailed_ok = [detailed_match(p, found) for p, found in zip(detailed, detailed_found)]
-    recall = [object_recall(p, found) for p, found in zip(detailed, detailed_found)]
-
-    edits = heldout_edits(args.n)
-    sources = [world.render(source) for source, _ in edits]
-    edited = generate(edit, [e.instruction for _, e in edits], settings, args.seed, args.batch, sources=sources)
-    edit_ok = [edit_match(e.target, analyze(im)) for (_, e), im in zip(edits, edited)]
-    by_kind: dict[str, list[bool]] = {}
-    for (_, e), ok in zip(edits, edit_ok):
-        by_kind.setdefault(e.kind, []).append(ok)
-
-    def rate(flags: list[bool]) -> float:
-        return round(sum(flags) / len(flags), 3) if flags else float("nan")
-
-    no_word = [i for i, s in enumerate(scenes) if s.word is None]
-    report = {
-        "n": args.n,
-        "short_accuracy": rate(short_ok),
-        "detailed_accuracy": rate(detailed_ok),
-        "edit_success": rate(edit_ok),
-        "short_accuracy_no_word": rate([short_ok[i] for i in no_word]),
-        "detailed_accuracy_no_word": rate([detailed_ok[i] for i in no_word]),
-        "detailed_accuracy_by_objects": {
-            str(k): rate([ok for s, ok in zip(scenes, detailed_ok) if len(s.objects) == k])
-            for k in sorted({len(s.objects) for s in scenes})
-        },
-        "detailed_object_recall": round(sum(f for f, _ in recall) / sum(a for _, a in recall), 3),
-        "edit_success_by_kind": {k: rate(v) for k, v in sorted(by_kind.items())},
-        "steps": settings["num_inference_steps"],
-        "guidance": settings["true_cfg_scale"],
-        "shift": t2i.scheduler.config.shift,
-        "seconds": round(time.time() - started, 1),
-    }
+        settings = _settings(folder, args.steps, args.guidance)
+        measure = t2i_report if task == "t2i" else edit_report
+        task_report, task_rows = measure(pipe, settings, args.n, args.seed, args.batch)
+        report.update(task_report)
+        rows += task_rows
+    report.update(steps=settings["num_inference_steps"], guidance=settings["true_cfg_scale"],
+                  shift=pipe.scheduler.config.shift, seconds=round(time.time() - started, 1))
     if args.grid:
-        targets = [world.render(e.target) for _, e in edits]
-        write_grid(args.grid, [[world.render(s) for s in scenes], short_images, detailed_images,
-                               sources, edited, targets])
+        write_grid(args.grid, rows)
     print(json.dumps(report))
     return 0
 

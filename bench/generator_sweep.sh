@@ -7,6 +7,8 @@
 # SWEEP "design" (2026-11-27, the 45-minute phase, 2,700 CPU s): VAE factor and transformer width.
 # SWEEP "batch" (default; half the phase, 1,350 CPU s, at 0.81 s/step for batches 32+16, 0.40 for
 # 16+8 and 0.72 for 32+8): batch size and learning rate at equal CPU time.
+# SWEEP "edit" (2026-11-27): the editing model alone (--tasks edit, 2 CPU threads: 0.21 s/step, so
+# about 12,000 steps in a 55-minute run), with and without the edit probe.
 set -u
 out=${1:-runs/sweep}
 mkdir -p "$out"
@@ -19,7 +21,7 @@ run() {  # name steps lr model-json [more train_generator options]
   $py -m models.shapes.train_generator --device "$device" --threads 2 --loader-workers 2 --minutes ${MINUTES:-7.5} --vae-minutes 0.5 --reserve-minutes 0.3 \
       --vae-steps $((2000 / div)) --steps $((steps / div)) --lr "$lr" --model-json "$model" --checkpoint-minutes 100 --eval-minutes 100 "$@" \
       --out "$out/$name" --run-dir "$out/$name/run" > "$out/$name.train.log" 2>&1 &&
-  $py -m bench.generator_accuracy --device "$device" --threads 2 --n $((200 / (div > 1 ? 20 : 1))) --assets "$out/$name" --grid "$out/$name.grid.png" \
+  $py -m bench.generator_accuracy --tasks "${BENCH_TASKS:-t2i,edit}" --device "$device" --threads 2 --n $((200 / (div > 1 ? 20 : 1))) --assets "$out/$name" --grid "$out/$name.grid.png" \
       > "$out/$name.json" 2> "$out/$name.bench.log"
   echo "$name steps=$steps lr=$lr $model: $(tail -1 "$out/$name.json" 2>/dev/null)"
 }
@@ -36,6 +38,13 @@ run b32-16_lr1.5e-3 1670 1.5e-3 "{}" &
 run b16-8_lr1.5e-3 3375 1.5e-3 "{}" --batch-t2i 16 --batch-edit 8 &
 run b16-8_lr1e-3 3375 1e-3 "{}" --batch-t2i 16 --batch-edit 8 &
 run b32-8_lr1.5e-3 1875 1.5e-3 "{}" --batch-edit 8 &
+;;
+edit)
+export BENCH_TASKS=edit
+run edit_noprobe 12000 1e-3 "{}" --tasks edit --edit-probe-weight 0 &
+run edit_probe1 12000 1e-3 "{}" --tasks edit --edit-probe-weight 1 &
+run edit_probe3 12000 1e-3 "{}" --tasks edit --edit-probe-weight 3 &
+run edit_probe1_b16 7000 1e-3 "{}" --tasks edit --edit-probe-weight 1 --batch-edit 16 &
 ;;
 esac
 wait

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from bench.generator_accuracy import detailed_match, edit_match, main, object_recall, short_match
+from models.errors import ConfigError
 from models.shapes import world
 from models.shapes.analyzer import analyze
 
@@ -38,3 +41,16 @@ def test_report_splits_detailed_accuracy_by_object_count(capsys: pytest.CaptureF
     by_objects = report["detailed_accuracy_by_objects"]
     assert set(by_objects) <= {"1", "2", "3", "4"} and by_objects
     assert all(0.0 <= v <= 1.0 for v in by_objects.values())
+
+
+def test_one_task_is_measured_from_its_folder_alone(tmp_path, capsys: pytest.CaptureFixture[str]) -> None:
+    from models.shapes.train_generator import EDIT_FOLDER
+
+    (tmp_path / EDIT_FOLDER).symlink_to((Path("assets") / EDIT_FOLDER).resolve())
+    assert main(["--assets", str(tmp_path), "--tasks", "edit", "--n", "3", "--steps", "2",
+                 "--grid", str(tmp_path / "grid.png")]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert 0.0 <= report["edit_success"] <= 1.0 and "short_accuracy" not in report
+    assert Image.open(tmp_path / "grid.png").height == 3 * 64  # sources, results, targets
+    with pytest.raises(ConfigError, match="No pipeline folder at .*shapes-t2i"):
+        main(["--assets", str(tmp_path), "--tasks", "t2i", "--n", "3", "--steps", "2"])
