@@ -25,6 +25,7 @@ from models.shapes.world import (
     parse_prompt,
     random_edit,
     random_scene,
+    read_edit,
     render,
     short_prompt,
 )
@@ -145,7 +146,20 @@ def test_random_edit_target_matches_parse_edit_for_every_kind():
         assert edit.target != scene
         assert 1 <= len(edit.target.objects) <= 4
         assert parse_edit(edit.instruction, scene) == edit.target
+        assert read_edit(edit.instruction).kind == edit.kind  # the kind is readable without the source
     assert seen == set(EDIT_KINDS)
+
+
+def test_read_edit_separates_the_named_object_from_the_change():
+    request = read_edit("Make the small red circle at the top left blue, keeping everything else unchanged.")
+    assert (request.kind, request.ref, request.colour) == (
+        "recolour", ObjectSpec("circle", "red", "small", "top left"), "blue")
+    assert read_edit("move the red circle to the centre").position == "centre"
+    assert read_edit("make the red circle smaller").size == "small"
+    assert read_edit("add a large green star at the top").added == ObjectSpec("star", "green", "large", "top")
+    assert read_edit('change the word to "ab"').word == "AB" and read_edit("remove the word").word is None
+    with pytest.raises(InvalidInputError, match="one object with its size and position"):
+        read_edit("add a green star")
 
 
 def test_parse_edit_moves_named_object():
