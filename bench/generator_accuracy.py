@@ -188,6 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     report: dict[str, object] = {"n": args.n}
     rows: list[list[Image.Image]] = []
     settings: dict[str, object] = {}
+    guidance: dict[str, object] = {}
     tasks = parse_tasks(args.tasks)
     missing = [str(assets / FOLDERS[t]) for t in tasks if not (assets / FOLDERS[t] / "model_index.json").is_file()]
     if missing:
@@ -199,11 +200,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.shift is not None:
             pipe.scheduler = FlowMatchEulerDiscreteScheduler.from_config(pipe.scheduler.config, shift=args.shift)
         settings = _settings(folder, args.steps, args.guidance)
+        guidance[task] = settings["true_cfg_scale"]
         measure = t2i_report if task == "t2i" else edit_report
         task_report, task_rows = measure(pipe, settings, args.n, args.seed, args.batch)
         report.update(task_report)
         rows += task_rows
-    report.update(steps=settings["num_inference_steps"], guidance=settings["true_cfg_scale"],
+    report.update(steps=settings["num_inference_steps"], guidance=guidance,
                   shift=pipe.scheduler.config.shift, seconds=round(time.time() - started, 1))
     if args.grid:
         write_grid(args.grid, rows)
