@@ -1,9 +1,9 @@
 """Trains the tiny shapes-world generators and exports them as diffusers pipeline folders.
 
     python -m models.shapes.train_generator --tasks t2i --out assets --minutes 55 --seed 0 --threads 1
-    python -m models.shapes.train_generator --tasks edit --out assets --minutes 55 --seed 0 --threads 1
+    python -m models.shapes.train_generator --tasks edit --out assets --minutes 55 --seed 0 --threads 2 --vae-steps 3000
 
-(the shipped models: the two commands ran side by side).
+(the shipped models: the first ran beside an earlier edit run, the second alone).
 
 Two phases inside one wall-clock budget: a small VAE learns to reconstruct rendered scenes (then
 it is frozen and its scaling/shift factors are set from latent statistics), then one tiny FLUX
@@ -82,8 +82,8 @@ def parse_tasks(tasks: str) -> list[str]:
 
 @dataclass
 class TrainConfig:
-    """Settings of one training run (defaults: the shipped models', which were trained with
-    ``--tasks t2i`` and ``--tasks edit`` side by side, ``--threads 1`` each)."""
+    """Settings of one training run (defaults: the shipped models', trained with ``--tasks t2i
+    --threads 1`` and ``--tasks edit --threads 2 --vae-steps 3000``)."""
 
     out: str = "assets"  # where the two pipeline folders are written
     run_dir: str = ""  # checkpoint, log and eval samples; "": runs/shapes-<tasks> (runs/shapes-t2i, ...)
