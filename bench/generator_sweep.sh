@@ -8,7 +8,9 @@
 # SWEEP "batch" (default; half the phase, 1,350 CPU s, at 0.81 s/step for batches 32+16, 0.40 for
 # 16+8 and 0.72 for 32+8): batch size and learning rate at equal CPU time.
 # SWEEP "edit" (2026-11-27): the editing model alone (--tasks edit, 2 CPU threads: 0.21 s/step, so
-# about 12,000 steps in a 55-minute run), with and without the edit probe.
+# about 12,000 steps in a 55-minute run), with and without the edit probe. On the lent H200 the four
+# runs at once reached only ~4,100 of the 12,000 steps in MINUTES=6.3 (14-16 steps/s each); at true
+# CFG 3 they scored no probe 3.5%, probe 1.0 5.0%, probe 3.0 5.5%, batch 16 7.0% (n=200).
 set -u
 out=${1:-runs/sweep}
 mkdir -p "$out"
