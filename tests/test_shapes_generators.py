@@ -24,7 +24,7 @@ from models.generator_diffusers import DiffusersGenerator
 from models.shapes.analyzer import analyze
 from models.shapes import world
 from models.shapes.tiny_flux import TinyFluxConfig, corpus_words
-from models.errors import ConfigError
+from models.errors import ConfigError, InvalidInputError
 from models.shapes.train_generator import (
     EDIT_FOLDER, T2I_FOLDER, StepBatches, TrainConfig, Trainer, heldout_edits, heldout_scenes, parse_args,
 )
@@ -287,7 +287,9 @@ def test_edit_probe_targets_tell_the_named_object_from_the_change() -> None:
     word = edit_targets('change the word to "AB"').tolist()
     assert word[8:11] == [1, 2, 0] and word[-1] == world.EDIT_KINDS.index("word")
     assert edit_targets("remove the word").tolist()[8:11] == [0, 0, 0]
-    assert edit_targets("") is None and edit_targets("paint it black") is None
+    assert edit_targets("") is None
+    with pytest.raises(InvalidInputError, match="Could not read the edit instruction"):
+        edit_targets("paint it black")  # a bug in the training data, not a sample to skip
 
 
 @pytest.mark.parametrize("task,probe,weight", [("t2i", "binding_probe", "binding_probe_weight"),

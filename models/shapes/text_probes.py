@@ -24,7 +24,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.errors import InvalidInputError
 from models.shapes import world
 
 _EMPTY = "none"
@@ -58,13 +57,11 @@ def cell_targets(prompt: str) -> torch.Tensor | None:
 def edit_targets(instruction: str) -> torch.Tensor | None:
     """Class indices (12,) of what an edit instruction says: the named object's shape, colour, size
     and cell; the change's (the added object, or only the new colour, size or cell); the new word's
-    three letters; the kind of edit. ``None`` for an empty or unreadable instruction."""
+    three letters; the kind of edit. ``None`` for an empty instruction ("keep the source"); an
+    unreadable one raises ``InvalidInputError`` (training instructions come from ``random_edit``)."""
     if not instruction:
         return None
-    try:
-        request = world.read_edit(instruction)
-    except InvalidInputError:
-        return None
+    request = world.read_edit(instruction)
     change = _object_classes(request.added) if request.added else [
         0, _COLOURS.index(request.colour or _EMPTY), _SIZES.index(request.size or _EMPTY),
         _POSITIONS.index(request.position or _EMPTY)]
