@@ -1,0 +1,1 @@
+"""The preference benchmark runner: benchmark layouts, judging modes and accuracy summaries."""
