@@ -113,14 +113,58 @@ def test_complete_bad_batch_becomes_completion_errors_for_that_batch_only(tiny_f
     assert chat.stats.failed_batches == 1
 
 
+def _repack_for_avx512bf16(weight: torch.Tensor, quant_state) -> None:
+    """What bitsandbytes does to a 4-bit weight at its layer's first inference call on a CPU with
+    AVX512-BF16, done on a copy so that it runs (and can fail) on every CPU."""
+    import copy
+
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu
+
+    _convert_weight_packed_for_cpu(weight.clone(), copy.deepcopy(quant_state))
+
+
 def test_4bit_loading_generates_text(tiny_folder):
     import bitsandbytes as bnb
 
     chat = _chat(tiny_folder, quantization="4bit", max_new_tokens=8, min_new_tokens=8)
-    assert any(isinstance(m, bnb.nn.Linear4bit) for m in chat.model.modules())
+    quantized = [m for m in chat.model.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert len(quantized) > 10  # the tiny model's widths let every layer but lm_head be quantized
+    for layer in quantized:
+        _repack_for_avx512bf16(layer.weight.data, layer.weight.quant_state)
     texts = chat.complete([_prompt(0), _prompt(1)])
     assert all(isinstance(text, str) and text for text in texts)
     assert chat.stats.last_token_counts == [8, 8]
+
+
+def test_4bit_on_cpu_keeps_layers_the_bf16_kernel_cannot_repack_in_full_precision(tmp_path, monkeypatch, caplog):
+    """A vision tower 32 wide cannot be repacked for bitsandbytes' AVX512-BF16 kernel (input widths
+    must divide by 64). Forcing the flag bitsandbytes reads makes every 4-bit layer take that path
+    on any CPU: the critic must leave the narrow layers unquantized and still generate."""
+    import bitsandbytes as bnb
+    import bitsandbytes.nn.modules
+
+    folder = build_tiny_qwen3vl(tmp_path / "narrow_vision", seed=0, vision_hidden_size=32)
+    monkeypatch.setattr(bitsandbytes.nn.modules, "has_avx512bf16", lambda: True)
+    with caplog.at_level("WARNING", logger="models.critic.quantization"):
+        chat = _chat(folder, quantization="4bit", max_new_tokens=4, min_new_tokens=4)
+    assert "model.visual.blocks.0.attn.qkv" in caplog.text
+    modules = dict(chat.model.named_modules())
+    narrow = modules["model.visual.blocks.0.attn.qkv"]
+    assert type(narrow) is torch.nn.Linear and narrow.in_features == 32
+    quantized = [m for m in modules.values() if isinstance(m, bnb.nn.Linear4bit)]
+    assert quantized and all(m.support_avx512bf16_for_cpu for m in quantized)
+    for layer in quantized:
+        _repack_for_avx512bf16(layer.weight.data, layer.weight.quant_state)
+
+
+def test_repacking_a_narrow_4bit_layer_fails_which_is_why_it_is_skipped():
+    """The control for the test above: quantized anyway, a 32-wide layer breaks the repacking."""
+    from bitsandbytes.functional import quantize_4bit
+
+    weight, quant_state = quantize_4bit(torch.nn.Linear(32, 96).weight.data, quant_type="nf4")
+    with pytest.raises(RuntimeError, match="invalid for input"):
+        _repack_for_avx512bf16(weight, quant_state)
+    _repack_for_avx512bf16(*quantize_4bit(torch.nn.Linear(64, 96).weight.data, quant_type="nf4"))
 
 
 def test_critique_of_garbage_retries_once_then_reports_failure(critic):

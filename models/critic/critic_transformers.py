@@ -25,7 +25,6 @@ from transformers import (
     AutoConfig,
     AutoModelForImageTextToText,
     AutoProcessor,
-    BitsAndBytesConfig,
     PreTrainedModel,
     Qwen3VLProcessor,
     set_seed,
@@ -33,6 +32,7 @@ from transformers import (
 from transformers.processing_utils import ProcessorMixin
 
 from models.critic.chat import ChatPrompt, CompletionError
+from models.critic.quantization import Quantization, quantization_config
 from models.critic.runner import ProtocolCritic
 from models.errors import BackendUnavailableError, ConfigError
 from models.images import ImageLimits
@@ -41,7 +41,6 @@ from models.spaces import gpu
 logger = logging.getLogger(__name__)
 
 DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
-Quantization = Literal["4bit", "8bit"]
 
 # Qwen's <|im_start|> chat layout; each image part becomes the vision block the processor expands
 # into one <|image_pad|> per merged image patch. Used when a checkpoint ships no chat template.
@@ -238,7 +237,10 @@ class TransformersChat:
                 source,
                 dtype=self.dtype,
                 device_map=self.device_map,
-                quantization_config=_quantization_config(settings.quantization, self.dtype),
+                quantization_config=quantization_config(
+                    settings.quantization, self.dtype, source=source,
+                    on_cpu=self.device_map == "cpu" or not torch.cuda.is_available(),
+                ),
             ).eval()
         except torch.OutOfMemoryError as e:
             raise BackendUnavailableError(
@@ -404,14 +406,6 @@ def _check_model_type(source: str) -> None:
             f"{source} is a {model_type!r} checkpoint; the transformers critic runs Qwen-VL checkpoints "
             f"({', '.join(QWEN_VL_MODEL_TYPES)}), such as TIGER-Lab/RationalRewards-8B-T2I."
         )
-
-
-def _quantization_config(quantization: Quantization | None, dtype: torch.dtype) -> BitsAndBytesConfig | None:
-    if quantization == "4bit":
-        return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
-    if quantization == "8bit":
-        return BitsAndBytesConfig(load_in_8bit=True)
-    return None
 
 
 def _eos_ids(model: PreTrainedModel, tokenizer: Any) -> list[int]:

@@ -64,14 +64,18 @@ def build_tiny_qwen3vl(
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
-    vision_hidden_size: int = 32,
+    vision_hidden_size: int = 64,
     vision_depth: int = 2,
     initializer_range: float = 0.02,
 ) -> Path:
-    """Write a tiny random Qwen3-VL checkpoint (about 0.2M parameters by default) to ``folder``.
+    """Write a tiny random Qwen3-VL checkpoint (about 0.4M parameters by default) to ``folder``.
 
     Images use 16-pixel patches merged 2x2: a 64x64 image is 4 tokens, 128x128 is 16.
     ``hidden_size`` must be a multiple of ``4 * num_heads``. Returns ``folder``.
+
+    The default widths (text 64, vision 64) keep every linear layer's input a multiple of 64 and
+    its output a multiple of 32, which bitsandbytes' AVX512-BF16 CPU kernel needs to repack a 4-bit
+    weight (see ``models.critic.quantization``): so 4-bit runs the same code path on every CPU.
     """
     tokenizer = byte_level_qwen_tokenizer()
     head_dim = _head_dim(hidden_size, num_heads)
@@ -107,7 +111,7 @@ def build_tiny_qwen25vl(
     hidden_size: int = 64,
     num_layers: int = 2,
     num_heads: int = 4,
-    vision_hidden_size: int = 32,
+    vision_hidden_size: int = 64,
     vision_depth: int = 2,
     initializer_range: float = 0.02,
 ) -> Path:
