@@ -182,9 +182,13 @@ def run(config: EvalConfig, ctx: JobContext) -> dict[str, Any]:
         store.close()
 
 
-def execute(config: EvalConfig, ctx: JobContext, store: SessionStore) -> dict[str, Any]:
+def execute(config: EvalConfig, ctx: JobContext, store: SessionStore, *, critic: Critic | None = None) -> dict[str, Any]:
     """Run the benchmark against an open ``store``: read the rows, build the critic, judge the
-    rows not finished yet, and report the summary (``ctx.result``) and the exported rows."""
+    rows not finished yet, and report the summary (``ctx.result``) and the exported rows.
+
+    :param critic: judge with this critic instead of building ``config.critic`` (for embedding
+        and tests); it is then left open.
+    """
     benchmark, rows = load_rows(config.data, layout=config.layout, task=config.task, limit=config.limit)
     table = EvalRows(store, run_id_of(ctx))
     recorded = table.recorded()
@@ -192,14 +196,15 @@ def execute(config: EvalConfig, ctx: JobContext, store: SessionStore) -> dict[st
         raise ConfigError(f"This run ({table.run_id}) already has {len(recorded)} judged row(s); pass --resume to "
                           "continue it, or start a new run folder.")
     _check_same_rows(rows, recorded)
-    critic = build_critic(config)
+    own = critic is None
+    critic = critic or build_critic(config)
     try:
         services = Services(store=store, critic=critic)
         settings = JudgeSettings(config.mode, config.policy(), config.both_orders(benchmark), config.reuse_critiques)
         stopped = _judge_all(rows, recorded, table, services, settings, ctx, benchmark, config.batch_size)
     finally:
         close = getattr(critic, "close", None)
-        if close is not None:
+        if own and close is not None:
             close()
     summary = summarize(rows, table.recorded(), benchmark=benchmark, critic=critic.name, mode=config.mode,
                         both_orders=settings.both_orders, tie_tolerance=settings.policy.tie_tolerance,

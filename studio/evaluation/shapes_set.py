@@ -58,13 +58,13 @@ def generate_records(spec: ShapesSpec, *, limit: int | None = None) -> list[dict
     """The first ``limit`` (default all ``spec.n``) records of the set, in the ``shapes`` layout."""
     rng = random.Random(spec.seed)
     count = spec.n if limit is None else min(limit, spec.n)
-    return [pair_record(i, make_pair(rng, spec.task)) for i in range(count)]
+    return [pair_record(f"shapes-{spec.task}-seed{spec.seed}-{i}", make_pair(rng, spec.task)) for i in range(count)]
 
 
-def pair_record(index: int, pair: PreferencePair) -> dict[str, Any]:
+def pair_record(pair_id: str, pair: PreferencePair) -> dict[str, Any]:
     """One pair as a ``shapes``-layout record (images as ``{"bytes", "path"}`` PNG structs)."""
     return {
-        "pair_id": f"shapes-{pair.task}-{index}",
+        "pair_id": pair_id,
         "task": pair.task,
         "prompt": pair.prompt,
         "image_a": _png_struct(pair.image_a),
