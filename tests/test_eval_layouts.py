@@ -7,7 +7,9 @@ import pytest
 
 from models.errors import InvalidInputError
 from studio.evaluation.layouts import detect_layout, load_rows, row_images
-from studio.evaluation.shapes_set import generate_records, parse_shapes_spec, write_parquet as write_shapes
+from studio.evaluation.shapes_set import generate_records, parse_shapes_spec
+from studio.evaluation.shapes_set import main as shapes_set_main
+from studio.evaluation.shapes_set import write_parquet as write_shapes
 from tests.eval_fixtures import DECISIVE, PAIRS, RGB, WRITERS, genai_t2i, png, struct, write_parquet
 
 BENCHMARK = {"studio-votes-parquet": "studio-votes"}
@@ -120,3 +122,12 @@ def test_a_shapes_set_is_the_same_generated_or_read_back_from_parquet(tmp_path):
     assert [(r.row_id, r.prompt, r.label) for r in generated[1]] == [(r.row_id, r.prompt, r.label) for r in read_back[1]]
     assert [r["label"] for r in generate_records(spec, limit=3)] == [r.label for r in generated[1][:3]]
     assert row_images(read_back[1][0]).source_image is not None
+
+
+def test_shapes_set_command_writes_a_parquet_the_runner_reads(tmp_path, capsys):
+    out = tmp_path / "set.parquet"
+    assert shapes_set_main(["shapes:t2i:4:seed2", str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    assert load_rows(str(out))[0] == "shapes-t2i"
+    assert shapes_set_main(["shapes:t2i", str(out)]) == 2
+    assert "shapes:TASK:N" in capsys.readouterr().err

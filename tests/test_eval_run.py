@@ -298,10 +298,11 @@ def test_studio_eval_cli_turns_the_app_critic_flags_into_the_spec(tmp_path, caps
     assert status == 0 and summary["critic"] == "shapes(perception_noise=0.5)"
     assert (summary["n"], summary["answered"], summary["mode"]) == (6, 6, "pointwise")
     assert Path(summary["run_id"].removeprefix("run:")).parent == (tmp_path / "s" / "eval").resolve()
-    with OpenAIStub(reply=stub_reply) as stub:
+    with OpenAIStub(reply=stub_reply, latency_s=0.2) as stub:
         status = cli_main(["eval", "--data", str(genai_t2i(tmp_path)), "--store", str(tmp_path / "s"),
                            "--critic-url", stub.url, "--concurrency", "4", "--no-progress"])
-        assert stub.chat_requests == 5 and stub.max_in_flight <= 4
+        # the five pairs go out as one batch, four at a time (the endpoint's full concurrency)
+        assert stub.chat_requests == 5 and stub.max_in_flight == 4
     summary = last_json_line(capsys.readouterr().out)
     # the stub prefers A whenever the prompt lacks 'zzright': right on decisive rows 0 and 1 of 0, 1, 3
     assert status == 0 and summary["critic"] == f"openai(base_url={stub.url})"

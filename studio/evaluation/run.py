@@ -189,6 +189,7 @@ def execute(config: EvalConfig, ctx: JobContext, store: SessionStore, *, critic:
     :param critic: judge with this critic instead of building ``config.critic`` (for embedding
         and tests); it is then left open.
     """
+    config.validate()
     benchmark, rows = load_rows(config.data, layout=config.layout, task=config.task, limit=config.limit)
     table = EvalRows(store, run_id_of(ctx))
     recorded = table.recorded()
