@@ -3,13 +3,19 @@ rows (labels, models, images decoded only when a row is judged), and bad files s
 
 from __future__ import annotations
 
+import io
+
 import pytest
+from PIL import Image
 
 from models.errors import InvalidInputError
+from models.types import PairRequest
 from studio.evaluation.layouts import detect_layout, load_rows, row_images
 from studio.evaluation.shapes_set import generate_records, parse_shapes_spec
 from studio.evaluation.shapes_set import main as shapes_set_main
 from studio.evaluation.shapes_set import write_parquet as write_shapes
+from studio.judge import record_vote
+from studio.store import SessionStore
 from tests.eval_fixtures import DECISIVE, PAIRS, RGB, WRITERS, genai_t2i, png, struct, write_parquet
 
 BENCHMARK = {"studio-votes-parquet": "studio-votes"}
@@ -131,3 +137,15 @@ def test_shapes_set_command_writes_a_parquet_the_runner_reads(tmp_path, capsys):
     assert load_rows(str(out))[0] == "shapes-t2i"
     assert shapes_set_main(["shapes:t2i", str(out)]) == 2
     assert "shapes:TASK:N" in capsys.readouterr().err
+
+
+def test_edit_votes_export_carries_the_source_image(tmp_path):
+    store = SessionStore(tmp_path / "s" / "studio.db")
+    red, blue, grey = (Image.open(io.BytesIO(png(c))).convert("RGB") for c in ("red", "blue", "grey"))
+    record_vote(store, PairRequest("edit", "make it red", red, blue, grey), "A")
+    path = store.export_votes(tmp_path / "export", format="parquet")
+    store.close()
+    benchmark, rows = load_rows(str(path))
+    request = row_images(rows[0])
+    assert benchmark == "studio-votes" and rows[0].task == "edit" and rows[0].label == "A"
+    assert request.source_image.getpixel((0, 0)) == (128, 128, 128)
