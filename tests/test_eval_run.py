@@ -103,6 +103,22 @@ def test_tie_tolerance_and_policy_weights_decide_the_winner(tmp_path, store, set
     assert summary["accuracy_with_ties"] == pytest.approx(with_ties)
 
 
+def test_mmrb2_counts_a_pair_right_only_when_both_orders_agree(tmp_path, store):
+    # per row: the A/B answer, then the B/A answer (images swapped)
+    critic = ScriptedCritic([], pair_script=[
+        (HIGH, LOW), (LOW, HIGH),  # row 0 (label A): A both times
+        (HIGH, LOW), (HIGH, LOW),  # row 1 (label A): whatever comes first wins: position bias, a tie
+        (LOW, HIGH), "server error",  # row 2 (label B): the B/A order failed, so the row failed
+    ])
+    summary, ctx = evaluate(store, WRITERS["mmrb2-t2i"](tmp_path), tmp_path / "run", critic)
+    assert (summary["answered"], summary["failed"]) == (2, 1)
+    assert summary["accuracy"] == pytest.approx(1 / 3) and summary["accuracy_answered"] == 0.5
+    assert summary["position_consistency"] == 0.5
+    recorded = EvalRows(store, run_id_of(ctx)).recorded()
+    assert [(r.winner, r.consistent) for r in recorded.values()] == [("A", True), ("tie", False), (None, None)]
+    assert recorded[2].failure == "B/A: server error"
+
+
 def bad_image_benchmark(tmp_path: Path) -> Path:
     """Seven GenAI-Bench rows; the last one's image A is not an image."""
     labels = ["leftvote", "rightvote", "leftvote", "tievote", "bothbad_vote", "rightvote", "leftvote"]
