@@ -3,8 +3,8 @@
 A data source is one parquet file, a folder of ``*.parquet`` files (concatenated), the studio's
 own vote export (``votes.jsonl`` or ``votes.parquet``), or a generated shapes-world set named
 ``shapes:TASK:N[:seedS]`` (see ``studio.evaluation.shapes_set``). ``--layout auto`` picks the
-layout by its columns (``LAYOUTS``); see ``docs``/README and the benchmark reference for the
-column names. Images stay as stored (Hugging Face ``Image`` structs ``{"bytes", "path"}``, bare
+layout by its columns (``LAYOUTS`` lists the columns that identify each layout and those it
+needs). Images stay as stored (Hugging Face ``Image`` structs ``{"bytes", "path"}``, bare
 bytes, file paths, lists of structs) until a row is judged: ``row_images`` decodes them, so one
 unreadable image fails its row, never the whole run.
 
