@@ -1,4 +1,4 @@
-"""``python -m studio refine|judge|diagnose|curate``: the engine, headless, on files and folders.
+"""``python -m studio refine|judge|diagnose|curate|eval``: the engine, headless, on files and folders.
 
 Every command prints JSON lines on stdout (one object per event or per image) and a progress
 bar on stderr. A ``StudioError`` (bad input, missing backend, unknown session) ends the run with
@@ -10,6 +10,7 @@ Examples::
     python -m studio judge --prompt "a green triangle" a.png b.png
     python -m studio diagnose --prompt "a green triangle" images/
     python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
+    python -m studio eval --data shapes:t2i:500:seed0 --mode pointwise
 """
 
 from __future__ import annotations
@@ -115,8 +116,20 @@ def row_record(row: DiagnosisRow, item: BatchItem) -> dict[str, Any]:
     return {**row.to_dict(), "image": str(item.image), "critique_id": row.critique_id}
 
 
+def cmd_eval(args: argparse.Namespace, services: Services, out: TextIO) -> int:
+    """Evaluate the critic on a preference benchmark; the summary is the one (last) JSON line.
+    Exit status 1 when some rows failed (they are counted and listed in the summary)."""
+    from studio.evaluation.run import StderrContext, eval_config_from_args, execute, resolve_run_dir
+
+    config = eval_config_from_args(args)
+    ctx = StderrContext(resolve_run_dir(args.run_dir, None, config), quiet=args.no_progress)
+    summary = execute(config, ctx, services.store)
+    emit(out, summary)
+    return 1 if summary["failed"] else 0
+
+
 COMMANDS: dict[str, Command] = {"refine": cmd_refine, "judge": cmd_judge, "diagnose": cmd_diagnose,
-                                "curate": cmd_curate}
+                                "curate": cmd_curate, "eval": cmd_eval}
 
 
 # -- parser ------------------------------------------------------------------------------------
@@ -169,14 +182,25 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--min", action="append", default=[], metavar="DIM=SCORE",
                            help="also require DIM >= SCORE (1-4); repeatable")
             p.add_argument("--copy-to", metavar="DIR", help="copy kept images into DIR")
+
+    from studio.evaluation.run import add_eval_options
+
+    summary = "Evaluate the critic on a preference benchmark; one JSON line, the summary."
+    p = commands.add_parser("eval", help=summary, description=summary, conflict_handler="resolve")
+    add_eval_options(p)
+    _command_options(p)  # the app's --critic/--store flags replace the config's JSON spec and store flags
     return parser
 
 
 def _command(commands: Any, name: str, summary: str) -> argparse.ArgumentParser:
     p = commands.add_parser(name, help=summary, description=summary)
+    _command_options(p)
+    return p
+
+
+def _command_options(p: argparse.ArgumentParser) -> None:
     add_backend_options(p)
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
-    return p
 
 
 def _task_options(p: argparse.ArgumentParser, *, prompt_flag: bool = False, prompt_required: bool = True) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from dataclasses import asdict, dataclass, field
+from typing import Sequence
 
 from models.critic.scoring import ScoringPolicy, position_consistency
 from models.errors import InvalidInputError
@@ -68,14 +69,47 @@ def judge_pair(
     :param both_orders: also judge B/A and check position consistency.
     Raises ``InvalidInputError`` for an empty prompt or an edit without a source image.
     """
-    check_prompt(request.prompt)
-    if request.task == "edit" and request.source_image is None:
-        raise InvalidInputError("Judging an edit needs the source image; none was given. Add it or switch to t2i.")
+    return judge_pairs([request], services, policy=policy, both_orders=both_orders)[0]
+
+
+def judge_pairs(
+    requests: Sequence[PairRequest],
+    services: Services,
+    *,
+    policy: ScoringPolicy | None = None,
+    both_orders: bool = True,
+) -> list[PairVerdict]:
+    """Judge many pairs in one batched critic call (A/B and, with ``both_orders``, B/A of each)
+    and store every verdict; the verdicts come back in the order of ``requests``.
+
+    Raises ``InvalidInputError`` (before the critic is called) for an empty prompt or an edit
+    without a source image in any request.
+    """
+    for request in requests:
+        check_prompt(request.prompt)
+        if request.task == "edit" and request.source_image is None:
+            raise InvalidInputError("Judging an edit needs the source image; none was given. Add it or switch to t2i.")
     policy = policy or ScoringPolicy.default()
     critic = services.get_critic()
-    swapped = PairRequest(request.task, request.prompt, request.image_b, request.image_a, request.source_image)
-    results = critic.judge([request, swapped] if both_orders else [request])
-    ab, ba = results[0], (results[1] if both_orders else None)
+    batch: list[PairRequest] = []
+    for request in requests:
+        batch.append(request)
+        if both_orders:
+            batch.append(PairRequest(request.task, request.prompt, request.image_b, request.image_a,
+                                     request.source_image))
+    results = critic.judge(batch) if batch else []
+    step = 2 if both_orders else 1
+    verdicts = []
+    for i, request in enumerate(requests):
+        ab, ba = results[i * step], (results[i * step + 1] if both_orders else None)
+        verdict = _verdict(ab, ba, policy)
+        _save(services.store, request, verdict, critic.name)
+        verdicts.append(verdict)
+    return verdicts
+
+
+def _verdict(ab: PairResult, ba: PairResult | None, policy: ScoringPolicy) -> PairVerdict:
+    """The verdict from the A/B result and the B/A result (``None`` when only A/B was asked)."""
     failures: list[str] = []
     winner_ab = _winner(ab, policy, "A/B", failures)
     winner_ba = _winner(ba, policy, "B/A", failures) if ba is not None else None
@@ -88,13 +122,11 @@ def judge_pair(
     else:
         winner = winner_ab if winner_ab is not None else winner_ba
     judged = [r for r in (ab, _swapped(ba)) if isinstance(r, PairwiseJudgement)]
-    verdict = PairVerdict(
+    return PairVerdict(
         winner=winner, consistent=consistent, winner_ab=winner_ab, winner_ba=winner_ba,
         dimensions=_merge(judged), summary=next((j.summary for j in judged if j.summary), None),
         raw_ab=ab.raw, raw_ba=ba.raw if ba is not None else None, failures=failures,
     )
-    _save(services.store, request, verdict, critic.name)
-    return verdict
 
 
 def record_vote(

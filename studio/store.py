@@ -148,6 +148,25 @@ def m001_initial(db: Database) -> None:
     db.table("critiques").create_index(["image_id"])
 
 
+@MIGRATIONS()
+def m003_eval_rows(db: Database) -> None:
+    """One row per benchmark row judged by an evaluation run (``studio.evaluation``): both
+    scores, the stored critiques or judgement, the winner, the label, and why a row failed."""
+    db.table("eval_rows").create(
+        {
+            "id": int, "run_id": str, "row_index": int, "row_id": str, "benchmark": str, "mode": str,
+            "critic_name": str, "task": str, "prompt": str, "label": str, "model_a": str, "model_b": str,
+            "score_a": float, "score_b": float, "winner": str, "correct": int, "consistent": int,
+            "failure": str, "critique_a_id": int, "critique_b_id": int, "judgement_id": int,
+            "dimensions": str, "created": str,
+        },
+        pk="id",
+        not_null={"run_id", "row_index", "label"},
+    )
+    db.table("eval_rows").create_index(["run_id", "row_index"], unique=True)
+    db.table("images").create_index(["sha256"], if_not_exists=True)  # cached critiques are found by pixels
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """An image row: ``id`` in the images table, ``sha256`` of its PNG bytes, ``path`` on disk."""
@@ -424,6 +443,16 @@ class SessionStore:
                 refined_request=result.refined_request, warnings=_dumps(result.warnings),
             )
         return self._insert("critiques", row)
+
+    def find_critique(self, sha256: str, *, task: str, prompt: str, critic_name: str) -> int | None:
+        """The id of the latest successful critique by ``critic_name`` of the image whose pixels
+        hash to ``sha256`` for ``task`` and ``prompt`` (a cached critique), or ``None``."""
+        rows = self.db.execute(
+            "select c.id from critiques c join images i on i.id = c.image_id where i.sha256 = ? and c.task = ? "
+            "and c.prompt = ? and c.critic_name = ? and c.ok = 1 order by c.id desc limit 1",
+            [sha256, task, prompt, critic_name],
+        ).fetchall()
+        return int(rows[0][0]) if rows else None
 
     def get_critique(self, critique_id: int) -> CritiqueResult:
         """Rebuild the ``Critique`` (or ``CritiqueFailure``) stored as ``critique_id``."""

@@ -85,3 +85,12 @@ def test_reference_critic_agrees_with_pair_truth(pairs):
         )
         agree += policy.prefer(a, b) == pair.label
     assert agree >= 27  # of 30
+
+
+def test_a_scene_fault_never_strands_a_merged_defect():
+    # edit pair 251 of seed 0 once moved an object away from the one it was merged with, and
+    # drawing the pair raised; every pair of the sequence must draw
+    rng = random.Random(0)
+    pairs = [make_pair(rng, "edit") for _ in range(260)]
+    merged = [p for p in pairs if any(d.kind == "merged" for d in p.defects_a + p.defects_b)]
+    assert merged and all(p.image_a.size == p.image_b.size == (64, 64) for p in pairs)

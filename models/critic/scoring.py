@@ -124,15 +124,9 @@ class ScoringPolicy:
         are used instead (weighted votes; equal votes are a tie). Raises ``InvalidInputError``
         when neither is available.
         """
-        pairs = {
-            key: (v.score_a, v.score_b)
-            for key, v in judgement.dimensions.items()
-            if v.score_a is not None and v.score_b is not None
-        }
-        score_a = self._normalised_mean({k: a for k, (a, _) in pairs.items()})
-        score_b = self._normalised_mean({k: b for k, (_, b) in pairs.items()})
-        if score_a is not None and score_b is not None:
-            return self._compare(score_a, score_b)
+        scores = self.pair_scores(judgement)
+        if scores is not None:
+            return self._compare(*scores)
         votes = [
             (self.weight(key), v.winner) for key, v in judgement.dimensions.items() if v.winner and self.weight(key) > 0
         ]
@@ -143,6 +137,18 @@ class ScoringPolicy:
             )
         balance = sum(w for w, winner in votes if winner == "A") - sum(w for w, winner in votes if winner == "B")
         return "A" if balance > 0 else "B" if balance < 0 else "tie"
+
+    def pair_scores(self, judgement: PairwiseJudgement) -> tuple[float, float] | None:
+        """The [0, 1] scores of A and B over the counted dimensions scored on both sides (the
+        numbers ``pairwise_winner`` compares); ``None`` when no counted dimension has both."""
+        pairs = {
+            key: (v.score_a, v.score_b)
+            for key, v in judgement.dimensions.items()
+            if v.score_a is not None and v.score_b is not None
+        }
+        score_a = self._normalised_mean({k: a for k, (a, _) in pairs.items()})
+        score_b = self._normalised_mean({k: b for k, (_, b) in pairs.items()})
+        return None if score_a is None or score_b is None else (score_a, score_b)
 
     def _normalised_mean(self, scores: Mapping[str, float]) -> float | None:
         weighted = [(self.weight(k), v) for k, v in scores.items() if self.weight(k) > 0]

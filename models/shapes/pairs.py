@@ -117,6 +117,19 @@ def _add(side: _Side, kind: str, rng: random.Random, source: Scene | None) -> _S
     return _Side(scene, side.defects + [defect], side.touched | _touched(side.scene, scene), word_touched)
 
 
+def _add_one(side: _Side, form: PromptForm, rng: random.Random, source: Scene | None) -> _Side:
+    """``side`` with one more defect of a kind drawn from ``_options``. A scene fault that would
+    leave an earlier "merged" defect without neighbouring objects to merge (a moved or removed
+    object) is drawn again from the other kinds."""
+    options = _options(side, form, source)
+    while True:
+        kind = rng.choice(options)
+        added = _add(side, kind, rng, source)
+        if all(d.kind != "merged" for d in added.defects) or "merged" in feasible_image_defects(added.scene):
+            return added
+        options = [k for k in options if k != kind]
+
+
 def _draw(side: _Side, rng: random.Random, size: int) -> Image.Image:
     return render_with_defects(side.scene, side.defects + [_NUISANCE], rng, size)
 
@@ -153,11 +166,11 @@ def make_pair(
     start = _Side(scene, [], _touched(source, scene) if source else set(), bool(source and source.word != scene.word))
     better = start
     if rng.random() < base_defect_prob:
-        better = _add(better, rng.choice(_options(better, form, source)), rng, source)
+        better = _add_one(better, form, rng, source)
     if rng.random() < tie_prob:
         worse, label_if_a_is_better = better, "tie"
     else:
-        worse, label_if_a_is_better = _add(better, rng.choice(_options(better, form, source)), rng, source), "A"
+        worse, label_if_a_is_better = _add_one(better, form, rng, source), "A"
     a_is_better = rng.random() < 0.5
     first, second = (better, worse) if a_is_better else (worse, better)
     label: Winner = "tie" if label_if_a_is_better == "tie" else ("A" if a_is_better else "B")
