@@ -1,4 +1,4 @@
-"""``python -m studio refine|judge|diagnose|curate``: the engine, headless, on files and folders.
+"""``python -m studio refine|judge|diagnose|curate|jobs``: the engine, headless, on files and folders.
 
 Every command prints JSON lines on stdout (one object per event or per image) and a progress
 bar on stderr. A ``StudioError`` (bad input, missing backend, unknown session) ends the run with
@@ -10,6 +10,8 @@ Examples::
     python -m studio judge --prompt "a green triangle" a.png b.png
     python -m studio diagnose --prompt "a green triangle" images/
     python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
+    python -m studio jobs start diagnose --inputs images/ --prompt "a green triangle"
+    python -m studio jobs wait JOB_ID
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from models.images import prepare_image
 from models.types import PairRequest
 from studio.config import DIMENSION_KEYS, LoopSettings
 from studio.diagnose import BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
+from studio.jobs.cli import add_jobs_parser, run_jobs_command
 from studio.judge import judge_pair
 from studio.loop import RefineRequest, RoundFinished, Stopped, refine, resume
 from studio.options import add_backend_options, config_from_args, configure_logging
@@ -169,6 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--min", action="append", default=[], metavar="DIM=SCORE",
                            help="also require DIM >= SCORE (1-4); repeatable")
             p.add_argument("--copy-to", metavar="DIR", help="copy kept images into DIR")
+
+    # Job kinds run in the foreground (e.g. `eval`, mapping to studio.evaluation.run.main) go here.
+    add_jobs_parser(commands)  # background jobs: store only, no backends of their own
     return parser
 
 
@@ -196,9 +202,11 @@ def main(argv: list[str] | None = None, *, services: Services | None = None, out
     :param out: where the JSON lines go (default stdout).
     """
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose, args.quiet, default=logging.WARNING)
+    configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0), default=logging.WARNING)
     own = services is None
     try:
+        if args.command == "jobs":
+            return run_jobs_command(args, out or sys.stdout)
         services = services or Services.from_config(config_from_args(args))
         try:
             return COMMANDS[args.command](args, services, out or sys.stdout)

@@ -40,7 +40,7 @@ def test_store_creates_schema_once(tmp_path):
     applied = [m.name for m in MIGRATIONS.applied(first.db)]
     first.close()
     second = SessionStore(tmp_path / "studio.db")
-    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial"]
+    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial", "m002_jobs"]
     assert {"sessions", "rounds", "images", "critiques", "judgements", "votes", "notes", "jobs"} <= set(
         second.db.table_names()
     )
