@@ -3,7 +3,8 @@
 Every sub-command but ``logs`` prints JSON lines on stdout (one job per line); ``logs`` prints the
 job's log as it is. ``start`` takes the kind's own config flags after the kind's name
 (``python -m studio jobs start diagnose --inputs images/ --prompt "a red cube"``), or
-``--config FILE``. ``wait`` exits 0 when the job is done, 1 when it failed or was cancelled.
+``--config FILE``; ``--store`` and the runner's own flags (``--device``, ``--gpu-gb``,
+``--parent``) come before the kind. ``wait`` exits 0 when the job is done, 1 when it failed or was cancelled.
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ def add_jobs_parser(commands: argparse._SubParsersAction) -> None:
     """Add the ``jobs`` command and its sub-commands to ``commands``."""
     jobs = commands.add_parser("jobs", help="start, list, watch, cancel and resume background jobs",
                                description=__doc__.split("\n\n")[0])
-    add_store_option(jobs)
     sub = jobs.add_subparsers(dest="jobs_command", required=True, metavar="ACTION")
     start = sub.add_parser("start", help="queue a job; prints its record",
                            description=f"Queue a job of KIND ({', '.join(KINDS)}, or a package.module path); "
@@ -47,6 +47,8 @@ def add_jobs_parser(commands: argparse._SubParsersAction) -> None:
     logs = sub.add_parser("logs", help="print a job's log")
     logs.add_argument("job_id")
     logs.add_argument("--tail", type=int, metavar="N", help="only the last N lines")
+    for action in sub.choices.values():
+        add_store_option(action)
 
 
 def run_jobs_command(args: argparse.Namespace, out: TextIO) -> int:

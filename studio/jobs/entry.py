@@ -5,8 +5,8 @@ A kind module stays small::
     def main(argv: list[str] | None = None) -> int:
         return run_kind(EvalConfig, run, argv)
 
-and is then run as ``python -m <module> --config FILE [flags] [--job-id ID --store DB] [--resume]``.
-With ``--job-id`` and ``--store`` (how the job runner starts it) every report goes to the job's
+and is then run as ``python -m <module> --config FILE [flags] [--job-id ID --job-store DB] [--resume]``.
+With ``--job-id`` and ``--job-store`` (how the job runner starts it) every report goes to the job's
 row and the process writes its own final status: "done", "cancelled" (it stopped after SIGTERM)
 or "failed" (an exception, with its message as the reason). Without them the kind runs in the
 foreground, logging its progress to stderr. Either way the last line on stdout is the result as
@@ -43,10 +43,10 @@ def run_kind(config_cls: type[C], run: Callable[[C, JobContext], Any], argv: lis
     if job_args.config:
         rest = ["--config", job_args.config, *rest]
     configure_logging(default=logging.INFO)
-    if bool(job_args.job_id) != bool(job_args.store):
-        print("error: --job-id and --store go together (the job's id in that store).", file=sys.stderr)
+    if bool(job_args.job_id) != bool(job_args.job_store):
+        print("error: --job-id and --job-store go together (the job's id in that store).", file=sys.stderr)
         return 2
-    store = SessionStore(job_args.store) if job_args.store else None
+    store = SessionStore(job_args.job_store) if job_args.job_store else None
     try:
         try:
             config = parse_config(config_cls, rest)
@@ -101,9 +101,9 @@ def _print_result(summary: dict[str, Any] | None) -> None:
 
 
 def _job_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(add_help=False)
-    parser.add_argument("--job-id", help="the job's id in --store (set by the job runner)")
-    parser.add_argument("--store", help="the session store's database file (with --job-id)")
+    parser = argparse.ArgumentParser(add_help=False, allow_abbrev=False)
+    parser.add_argument("--job-id", help="the job's id in --job-store (set by the job runner)")
+    parser.add_argument("--job-store", help="the session store's database file (with --job-id)")
     parser.add_argument("--resume", action="store_true", help="continue from the run folder's last checkpoint")
     parser.add_argument("--run-dir", help="run folder when run without a store (default: the config file's folder)")
     parser.add_argument("--config", help=argparse.SUPPRESS)

@@ -2,7 +2,7 @@
 
 A job is a detached process tree: the runner starts a small *supervisor*
 (``python -m studio.jobs.supervisor``, its own session) that starts the job's worker
-(``python -m <kind module> --config FILE --job-id ID --store DB``, its own process group), waits
+(``python -m <kind module> --config FILE --job-id ID --job-store DB``, its own process group), waits
 for it and records how it ended. Neither is a thread of the app, so the app can die and the job
 goes on; any ``Runner`` on the same store (a restarted app, ``python -m studio jobs wait``, the
 supervisor of a job that just finished) sees it, and starts queued jobs when a slot frees.
@@ -272,7 +272,7 @@ class Runner:
         folder = Path(job["folder"])
         folder.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "studio.jobs.supervisor", "--job-id", job["id"],
-                   "--store", str(self.store.path), *self.limits.to_flags()]
+                   "--job-store", str(self.store.path), *self.limits.to_flags()]
         with open(job["log_path"], "ab") as log:
             process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                        cwd=job["cwd"] or None, env=child_env(job["device"]), start_new_session=True)

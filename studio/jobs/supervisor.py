@@ -1,4 +1,4 @@
-"""``python -m studio.jobs.supervisor --job-id ID --store DB``: start one job's worker, wait for
+"""``python -m studio.jobs.supervisor --job-id ID --job-store DB``: start one job's worker, wait for
 it, and record precisely how it ended.
 
 The worker records its own outcome when it can (done, cancelled, or failed with the exception).
@@ -32,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     """Supervise one job to its end; exit status 0 (also when the job failed: that is recorded)."""
     parser = argparse.ArgumentParser(prog="python -m studio.jobs.supervisor", description=__doc__.split("\n\n")[0])
     parser.add_argument("--job-id", required=True)
-    parser.add_argument("--store", required=True, help="the session store's database file")
+    parser.add_argument("--job-store", required=True, help="the session store's database file")
     parser.add_argument("--max-gpu-jobs", type=int, default=1)
     parser.add_argument("--max-cpu-jobs", type=int, default=2)
     parser.add_argument("--grace-s", type=float, default=10.0)
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s supervisor: %(message)s")
     signal.signal(signal.SIGTERM, signal.SIG_IGN)  # stays to record the worker's end; only SIGKILL stops it
     limits = JobLimits(args.max_gpu_jobs, args.max_cpu_jobs, args.grace_s)
-    store = SessionStore(args.store)
+    store = SessionStore(args.job_store)
     try:
         supervise(store, args.job_id, limits)
         Runner(store, limits).poll()
@@ -81,7 +81,7 @@ def supervise(store: SessionStore, job_id: str, limits: JobLimits) -> int:
 
 def _worker_args(job: dict, store_path: Path) -> list[str]:
     args = ["-m", job["module"], "--config", str(Path(job["folder"]) / "config.json"),
-            "--job-id", job["id"], "--store", str(store_path)]
+            "--job-id", job["id"], "--job-store", str(store_path)]
     return [*args, "--resume"] if job["resume"] else args
 
 
