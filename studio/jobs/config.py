@@ -49,9 +49,9 @@ def config_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> a
     parser = parser or argparse.ArgumentParser(description=(cls.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--config", metavar="FILE", help="a .json config file; flags override its values")
     for f, hint in config_fields(cls):
-        kind, choices = _flag_type(hint)
+        kind, choices = flag_type(hint)
         help_text = f.metadata.get("help", "")
-        default = _default(f)
+        default = field_default(f)
         if default is not dataclasses.MISSING:
             help_text += f" (default: {json.dumps(default) if not isinstance(default, str) else default})"
         options: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
@@ -126,9 +126,9 @@ def config_to_flags(config: Any) -> list[str]:
     flags: list[str] = []
     for f, hint in config_fields(type(config)):
         value = getattr(config, f.name)
-        if value == _default(f) or value is None:
+        if value == field_default(f) or value is None:
             continue
-        kind, _ = _flag_type(hint)
+        kind, _ = flag_type(hint)
         if kind is bool:
             flags.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))
         elif kind is list:
@@ -140,7 +140,8 @@ def config_to_flags(config: Any) -> list[str]:
     return flags
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a config field (``dataclasses.MISSING`` when it has none)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -148,14 +149,15 @@ def _default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _flag_type(hint: Any) -> tuple[Any, tuple[Any, ...] | None]:
-    """(argparse type or bool/list/dict, choices) for a field's type hint; ``X | None`` is ``X``."""
+def flag_type(hint: Any) -> tuple[Any, tuple[Any, ...] | None]:
+    """(argparse type or bool/list/dict, choices) for a field's type hint; ``X | None`` is ``X``.
+    The Training tab picks each field's widget from it too."""
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"config fields may be 'X | None' only, got {hint!r}")
-        return _flag_type(inner[0])
+        return flag_type(inner[0])
     if origin is Literal:
         choices = typing.get_args(hint)
         return type(choices[0]), choices
