@@ -56,7 +56,8 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
                         with gr.Group(visible=name == first) as groups[name]:
                             if isinstance(spec, KindSpec):
                                 gr.Markdown(spec.description)
-                                forms[name] = [_widget(f) for f in jobs_adapt.form_fields(spec.config_cls, overrides)]
+                                forms[name] = [_widget(f, f"training-{name}-{f.name}".replace("_", "-"))
+                                               for f in jobs_adapt.form_fields(spec.config_cls, overrides)]
                             else:
                                 gr.Markdown(f"**Unavailable:** {spec}")
                     with gr.Row():
@@ -71,17 +72,17 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
                     jobs_table = gr.Dataframe(jobs_adapt.jobs_frame(store.list_jobs()), interactive=False,
                                               label="Jobs (click a row to open it)", elem_id="training-jobs-table")
                     with gr.Row():
-                        job_id = gr.Textbox(label="Job", max_lines=1, elem_id="training-job-id")
-                        refresh_button = gr.Button("Refresh")
-                        cancel = gr.Button("Cancel")
-                        resume = gr.Button("Resume")
-                        delete = gr.Button("Delete", variant="stop")
+                        job_id = gr.Textbox(label="Job", max_lines=1, scale=2, elem_id="training-job-id")
+                        refresh_button = gr.Button("Refresh", size="sm", scale=1)
+                        cancel = gr.Button("Cancel", size="sm", scale=1)
+                        resume = gr.Button("Resume", size="sm", scale=1)
+                        delete = gr.Button("Delete", size="sm", variant="stop", scale=1)
                     notice = gr.Markdown(elem_id="training-notice")
-            view = gr.Markdown("Start a job or pick one in the list.", elem_id="training-job-view")
-            with gr.Row():
-                curves = gr.LinePlot(x="step", y="value", color="metric", label="Curves", height=300,
-                                     elem_id="training-curves")
-                result = gr.Dataframe(label="Result", interactive=False, elem_id="training-result")
+                    view = gr.Markdown("Start a job or pick one in the list.", elem_id="training-job-view")
+                    curves = gr.LinePlot(x="step", y="value", color="metric", label="Curves", height=260,
+                                         elem_id="training-curves")
+                    result = gr.Dataframe(jobs_adapt.result_frame(None), label="Result", interactive=False,
+                                          elem_id="training-result")
             log = gr.Textbox(label="Log (last lines)", lines=12, max_lines=12, interactive=False, autoscroll=True,
                              elem_id="training-log")
             artifacts = gr.File(label="Artifacts", file_count="multiple", interactive=False, height=120)
@@ -221,17 +222,16 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
             "log": log, "artifacts": artifacts, "leaderboard": leaderboard_table, "timer": timer}
 
 
-def _widget(field: jobs_adapt.FormField) -> gr.components.Component:
-    """The input widget of one config field."""
-    info = field.help or None
+def _widget(field: jobs_adapt.FormField, elem_id: str) -> gr.components.Component:
+    """The input widget of one config field (``elem_id``: ``training-<kind>-<field>``)."""
+    common: dict[str, Any] = {"label": field.label, "info": field.help or None, "elem_id": elem_id}
     if field.widget == "bool":
-        return gr.Checkbox(value=bool(field.default), label=field.label, info=info)
+        return gr.Checkbox(value=bool(field.default), **common)
     if field.widget in ("int", "float"):
-        return gr.Number(value=field.default, label=field.label, info=info, precision=0 if field.widget == "int" else None)
+        return gr.Number(value=field.default, precision=0 if field.widget == "int" else None, **common)
     if field.widget == "choice":
-        return gr.Dropdown(list(field.choices or ()), value=field.default, label=field.label, info=info)
-    lines = 3 if field.widget in ("lines", "json") else 1
-    return gr.Textbox(value=field.default, label=field.label, info=info, lines=lines)
+        return gr.Dropdown(list(field.choices or ()), value=field.default, **common)
+    return gr.Textbox(value=field.default, lines=3 if field.widget in ("lines", "json") else 1, **common)
 
 
 def _kind_label(name: str, spec: KindSpec | str) -> str:
