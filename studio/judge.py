@@ -69,8 +69,6 @@ def judge_pair(
     Raises ``InvalidInputError`` for an empty prompt or an edit without a source image.
     """
     check_prompt(request.prompt)
-    if request.task == "edit" and request.source_image is None:
-        raise InvalidInputError("Judging an edit needs the source image; none was given. Add it or switch to t2i.")
     policy = policy or ScoringPolicy.default()
     critic = services.get_critic()
     swapped = PairRequest(request.task, request.prompt, request.image_b, request.image_a, request.source_image)

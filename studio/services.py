@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, Union
 
-from models.base import Critic, Generator, Rewriter
+from models.base import Closable, Critic, Generator, PromptLimited, Rewriter
 from models.errors import ConfigError
 from models.prompt_limit import PromptLimit
 from models.registry import load_backend
@@ -129,8 +129,8 @@ class Services:
     def prompt_limit(self, task: Task) -> PromptLimit:
         """The prompt length limit of ``task``'s generator (its tokenizer's tokens when it can
         tell, else the default character limit)."""
-        measure = getattr(self.get_generator(task), "prompt_limit", None)
-        return measure() if measure is not None else PromptLimit()
+        generator = self.get_generator(task)
+        return generator.prompt_limit() if isinstance(generator, PromptLimited) else PromptLimit()
 
     def names(self) -> dict[str, str | None]:
         """Display name of each role's backend, without loading any model."""
@@ -153,9 +153,8 @@ class Services:
 
 def _close_backend(backend: Any) -> None:
     """Release what ``backend`` holds (HTTP client, model memory), if it can be closed."""
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    if isinstance(backend, Closable):
+        backend.close()
 
 
 def _lazy(role: str, spec: dict[str, Any] | None, **runtime: Any) -> Lazy[Any] | None:
