@@ -48,6 +48,17 @@ class Lazy(Generic[T]):
                 self._value = self._load()
             return self._value
 
+    def release(self) -> bool:
+        """Close the built backend and forget it, so the next ``get()`` builds it again (its
+        memory is free meanwhile). Returns False when it was not built."""
+        with self._lock:
+            value, self._value = self._value, None
+        if value is None:
+            return False
+        logger.info("releasing %s", self.name)
+        _close_backend(value)
+        return True
+
 
 Slot = Union[T, Lazy[T], None]
 
@@ -139,6 +150,20 @@ class Services:
             for role, slot in (("critic", self.critic), ("t2i_generator", self.t2i_generator),
                                ("edit_generator", self.edit_generator), ("rewriter", self.rewriter))
         }
+
+    def release_models(self) -> list[str]:
+        """Free the memory of every loaded backend built from a spec (each loads again on its next
+        use), e.g. so that a GPU job fits; return the names of those released."""
+        released = []
+        with self._other_lock:
+            if self._other is not None:
+                other, self._other = self._other[1], None
+                _close_backend(other)
+                released.append(other.name)
+        for slot in (self.critic, self.t2i_generator, self.edit_generator, self.rewriter):
+            if isinstance(slot, Lazy) and slot.release():
+                released.append(slot.name)
+        return released
 
     def close(self) -> None:
         """Close the store and every loaded backend that can be closed."""

@@ -116,3 +116,9 @@ def test_the_training_tab_refuses_a_bad_config_with_its_message(served):
     with pytest.raises(Exception, match="min_score is required"):
         client.predict("curate", json.dumps({"inputs": ["x"]}), "cpu", 0, "", api_name="/start_job")
     assert services.store.list_jobs() == []
+
+
+def test_release_models_frees_the_apps_models_for_a_gpu_job(served):
+    _, client, services = served
+    services.get_critic()  # an object, not built from a spec: nothing to release
+    assert client.predict(api_name="/release_models") == "No model of the studio was loaded."

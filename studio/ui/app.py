@@ -6,7 +6,8 @@ beside them. Each public endpoint is named after the engine function it calls: `
 ``resume``, ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``,
 ``history_search``, ``history_open``, ``export_session`` and ``export_votes``; the Training tab
 (not in public mode) adds ``start_job``, ``list_jobs``, ``job_view``, ``cancel_job``, ``resume_job``,
-``delete_job`` and ``leaderboard``, which only touch job records (jobs are processes of their own).
+``delete_job`` and ``leaderboard``, which only touch job records (jobs are processes of their own),
+and ``release_models``, which frees the app's models for a GPU job (on the shared GPU slot).
 """
 
 from __future__ import annotations
@@ -32,7 +33,8 @@ QUEUE_SIZE = 32
 API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
              "history_open", "export_session", "export_votes")
 #: The Training tab's endpoints (absent in public mode).
-TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resume_job", "delete_job", "leaderboard")
+TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resume_job", "delete_job", "leaderboard",
+                      "release_models")
 
 
 def build_app(services: Services, *, public: bool = False) -> gr.Blocks:

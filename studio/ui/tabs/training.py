@@ -67,7 +67,10 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
                     config_box = gr.Code(language="json", label="Config (JSON; the form above fills it)",
                                          interactive=True, elem_id="training-config")
                     command = gr.Textbox(label="Command", interactive=False, lines=2, elem_id="training-command")
-                    start = gr.Button("Start job", variant="primary", elem_id="training-start")
+                    with gr.Row():
+                        start = gr.Button("Start job", variant="primary", elem_id="training-start")
+                        release = gr.Button("Release the studio's models", size="sm",
+                                            elem_id="training-release")
                 with gr.Column(scale=3):
                     jobs_table = gr.Dataframe(jobs_adapt.jobs_frame(store.list_jobs()), interactive=False,
                                               label="Jobs (click a row to open it)", elem_id="training-jobs-table")
@@ -184,6 +187,16 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
         return f"Deleted job {job.strip()}."
 
     @ui_errors
+    def release_models() -> str:
+        """Free the memory of the studio's loaded models (they load again on their next use), so
+        that a queued GPU job fits; then start the jobs that may now run."""
+        released = services.release_models()
+        started = runner.poll()
+        freed = f"Released {', '.join(released)}; each loads again on its next use." if released else \
+            "No model of the studio was loaded."
+        return freed + (f" Started job(s) {', '.join(started)}." if started else "")
+
+    @ui_errors
     def leaderboard() -> Any:
         """The Leaderboard: our eval results per (critic, benchmark, mode) beside the published ones."""
         return jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval"))
@@ -214,9 +227,10 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
     resume.click(resume_job, job_id, notice, api_name="resume_job")
     delete.click(delete_job, job_id, notice, api_name="delete_job")
     leaderboard_button.click(leaderboard, None, leaderboard_table, api_name="leaderboard")
+    release.click(release_models, None, notice, api_name="release_models", concurrency_id="gpu", concurrency_limit=1)
     timer.tick(refresh, job_id, [jobs_table, *view_outputs], api_name="list_jobs_refresh", api_visibility="private",
                show_progress="hidden")
-    return {"kind": kind, "config": config_box, "command": command, "start": start, "device": device,
+    return {"kind": kind, "config": config_box, "command": command, "start": start, "release": release, "device": device,
             "gpu_gb": gpu_gb, "parent": parent, "jobs": jobs_table, "job_id": job_id, "refresh": refresh_button, "cancel": cancel,
             "resume": resume, "delete": delete, "notice": notice, "view": view, "curves": curves, "result": result,
             "log": log, "artifacts": artifacts, "leaderboard": leaderboard_table, "timer": timer}
