@@ -579,16 +579,23 @@ class SessionStore:
         where, args = _conditions({"kind = ?": kind, "status = ?": status})
         return [_decode_job(row) for row in self.db["jobs"].rows_where(where, args, order_by="created desc")]
 
-    def claim_job(self, job_id: str, owner: str) -> bool:
+    def claim_job(self, job_id: str, owner: str, *, max_running: int | None = None) -> bool:
         """Move a queued job to "running" for ``owner``, in one statement: of two processes
-        claiming one job, exactly one gets True."""
+        claiming one job, exactly one gets True. With ``max_running``, the claim also fails when
+        that many jobs of the job's device already run (so two apps cannot both take the last slot)."""
         stamp = now()
+        limit = ""
+        args: list[Any] = [owner, stamp, stamp, stamp, job_id]
+        if max_running is not None:
+            limit = (" and (select count(*) from jobs other where other.status = 'running' "
+                     "and other.device = jobs.device) < ?")
+            args.append(max_running)
         cursor = self.db.execute(
             "update jobs set status = 'running', claimed_by = ?, started = ?, heartbeat = ?, updated = ?, "
             "exit_code = null, reason = null, finished = null, cancel_requested = null, message = null, "
             "pid = null, pid_start = null, supervisor_pid = null, supervisor_start = null "
-            "where id = ? and status = 'queued'",
-            [owner, stamp, stamp, stamp, job_id],
+            f"where id = ? and status = 'queued'{limit}",
+            args,
         )
         return cursor.rowcount == 1
 

@@ -160,30 +160,54 @@ def test_resume_after_a_crash_continues_from_the_checkpoint(store, runner):
         runner.resume(job_id)
 
 
-def test_two_runners_on_one_store_never_run_one_job_twice(store, tmp_path):
+def queued_job(store: SessionStore, total: int) -> str:
+    """A queued job with the run folder and config a submit would have written."""
+    job_id = store.create_job(KIND, {"total": total}, status="queued", module=KIND)
+    folder = Path(store.get_job(job_id)["folder"])
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(f'{{"total": {total}}}')
+    return job_id
+
+
+def poll_at_once(runners: list[Runner]) -> list[list[str]]:
+    """Every runner polls at the same moment (threads behind a barrier); the ids each started."""
+    barrier = threading.Barrier(len(runners))
+    started: list[list[str]] = [[] for _ in runners]
+
+    def poll(i: int) -> None:
+        barrier.wait()
+        started[i] = runners[i].poll()
+
+    threads = [threading.Thread(target=poll, args=(i,)) for i in range(len(runners))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return started
+
+
+def test_two_runners_on_one_store_never_run_one_job_twice(store):
     others = [SessionStore(store.path) for _ in range(4)]
     try:
-        job_id = store.create_job(KIND, {"total": 2}, status="queued", module=KIND)
-        # the run folder and config a submit would have written
-        folder = Path(store.get_job(job_id)["folder"])
-        folder.mkdir(parents=True)
-        (folder / "config.json").write_text('{"total": 2}')
-        runners = [Runner(s, FAST) for s in others]
-        barrier = threading.Barrier(len(runners))
-        started: list[list[str]] = [[] for _ in runners]
-
-        def poll(i: int) -> None:
-            barrier.wait()
-            started[i] = runners[i].poll()
-
-        threads = [threading.Thread(target=poll, args=(i,)) for i in range(len(runners))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        job_id = queued_job(store, 2)
+        started = poll_at_once([Runner(s, FAST) for s in others])
         assert sorted(len(s) for s in started) == [0, 0, 0, 1]
-        assert runners[0].wait(job_id, timeout_s=30)["status"] == "done"
+        assert Runner(store, FAST).wait(job_id, timeout_s=30)["status"] == "done"
         assert units(store, job_id) == [1, 2]
+    finally:
+        for s in others:
+            s.close()
+
+
+def test_runners_polling_at_once_keep_to_the_cpu_limit(store):
+    others = [SessionStore(store.path) for _ in range(4)]
+    one_cpu = JobLimits(max_gpu_jobs=1, max_cpu_jobs=1, grace_s=1.0)
+    try:
+        jobs = [queued_job(store, 1) for _ in range(3)]
+        started = poll_at_once([Runner(s, one_cpu) for s in others])
+        assert sum(len(s) for s in started) == 1
+        for job_id in jobs:  # the rest start one by one as slots free
+            assert Runner(store, one_cpu).wait(job_id, timeout_s=60)["status"] == "done"
     finally:
         for s in others:
             s.close()

@@ -128,7 +128,7 @@ class Runner:
             config = config_from_dict(spec.config_cls, config)
         elif not isinstance(config, spec.config_cls):
             raise ConfigError(f"A {kind} job takes a {spec.config_cls.__name__}, got {type(config).__name__}.")
-        device = device or getattr(config, "device", None) or "cpu"
+        device = device or self._device_of(config)
         if device not in DEVICES:
             raise ConfigError(f"Unknown device {device!r}; use 'cpu' or 'cuda'.")
         if gpu_gb < 0:
@@ -157,8 +157,8 @@ class Runner:
                 if waiting != job["message"]:
                     self.store.update_job(job["id"], message=waiting)
                 continue
-            if self.store.claim_job(job["id"], self.store.owner):
-                self._launch(job)
+            limit = self.limits.max_gpu_jobs if job["device"] == "cuda" else self.limits.max_cpu_jobs
+            if self.store.claim_job(job["id"], self.store.owner, max_running=limit) and self._launch(job):
                 started.append(job["id"])
         return started
 
@@ -242,6 +242,14 @@ class Runner:
 
     # -- helpers ----------------------------------------------------------------------------------
 
+    def _device_of(self, config: Any) -> str:
+        """The resource a config asks for through a ``device`` field ("cuda", "cuda:1", "auto"
+        with a GPU present: cuda), else cpu."""
+        wanted = str(getattr(config, "device", "") or "")
+        if wanted.startswith("cuda") or (wanted == "auto" and self.free_gpu_gb() is not None):
+            return "cuda"
+        return "cpu"
+
     def _why_waiting(self, job: dict[str, Any]) -> str | None:
         """Why a queued job cannot start now (``None``: it can)."""
         if job["parent_id"]:
@@ -268,17 +276,24 @@ class Runner:
             return f"waiting for a CPU slot ({running} of {self.limits.max_cpu_jobs} CPU jobs running)"
         return None
 
-    def _launch(self, job: dict[str, Any]) -> None:
+    def _launch(self, job: dict[str, Any]) -> bool:
+        """Start the supervisor of a claimed job; False (and the job failed) when it cannot start."""
         folder = Path(job["folder"])
         folder.mkdir(parents=True, exist_ok=True)
         command = [sys.executable, "-m", "studio.jobs.supervisor", "--job-id", job["id"],
                    "--job-store", str(self.store.path), *self.limits.to_flags()]
-        with open(job["log_path"], "ab") as log:
-            process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                       cwd=job["cwd"] or None, env=child_env(job["device"]), start_new_session=True)
+        try:
+            with open(job["log_path"], "ab") as log:
+                process = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                           cwd=job["cwd"] or None, env=child_env(job["device"]),
+                                           start_new_session=True)
+        except OSError as e:
+            self.store.finish_job(job["id"], "failed", reason=f"the job's process could not be started: {e}")
+            return False
         self._children.append(process)
         self.store.update_job(job["id"], supervisor_pid=process.pid, supervisor_start=start_time(process.pid))
         logger.info("started job %s (%s), supervisor pid %d", job["id"], job["kind"], process.pid)
+        return True
 
     def _stop_unsupervised(self, job: dict[str, Any]) -> str:
         """Cancel a running job whose supervisor is gone: wait out the grace period, then kill."""
