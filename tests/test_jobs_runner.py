@@ -110,15 +110,20 @@ def test_a_reused_pid_is_not_mistaken_for_the_job(store, runner):
     sleeper = subprocess.Popen(["sleep", "30"])  # a live process that is not the job
     try:
         job_id = store.create_job(KIND, {}, status="queued")
-        assert store.claim_job(job_id, "test")
+        assert store.claim_job(job_id, store.owner)
         store.update_job(job_id, pid=sleeper.pid, pid_start=start_time(sleeper.pid) - 1, started="2000-01-01T00:00:00+00:00")
         assert runner.reattach() == [job_id]
         assert store.get_job(job_id)["status"] == "failed"
 
         same = store.create_job(KIND, {}, status="queued")  # the same live pid with its real start time
-        assert store.claim_job(same, "test")
+        assert store.claim_job(same, store.owner)
         store.update_job(same, pid=sleeper.pid, pid_start=start_time(sleeper.pid), started="2000-01-01T00:00:00+00:00")
         assert runner.reattach() == [] and store.get_job(same)["status"] == "running"
+
+        remote = store.create_job(KIND, {}, status="queued")  # another machine's job: not checkable here
+        assert store.claim_job(remote, "gpu-box-7:4242:abc")
+        store.update_job(remote, pid=4242, pid_start=1, started="2000-01-01T00:00:00+00:00")
+        assert runner.reattach() == [] and store.get_job(remote)["status"] == "running"
     finally:
         sleeper.kill()
         sleeper.wait()

@@ -21,6 +21,7 @@ import os
 import shlex
 import signal
 import shutil
+import socket
 import subprocess
 import sys
 import time
@@ -167,6 +168,8 @@ class Runner:
         reason; return their ids. A job whose worker or supervisor still runs is left running."""
         lost = []
         for job in self.store.list_jobs(status="running"):
+            if (job["claimed_by"] or "").partition(":")[0] not in ("", socket.gethostname()):
+                continue  # started on another machine sharing the store: its processes cannot be seen here
             if is_alive(job["pid"], job["pid_start"]) or is_alive(job["supervisor_pid"], job["supervisor_start"]):
                 continue
             if job["supervisor_pid"] is None and _age_s(job["started"]) < LAUNCH_TIMEOUT_S:
