@@ -14,7 +14,7 @@ from typing import Any
 
 import gradio as gr
 
-from models.errors import ConfigError
+from models.errors import ConfigError, StudioError
 from studio.jobs.registry import KindSpec, available_kinds, load_kind
 from studio.jobs.runner import Runner
 from studio.jobs.procs import log_tail
@@ -113,12 +113,13 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
         low, high = offsets[kind_name]
         try:
             config = jobs_adapt.config_from_form(spec.config_cls, list(values[low:high]))
-        except Exception as e:  # shown in place of the command while the form is being filled in
+        except StudioError as e:  # shown in place of the command while the form is being filled in
             return "", f"⚠ {e}"
         return (jobs_adapt.config_json(config),
                 jobs_adapt.start_command(kind_name, config, device=device_value, gpu_gb=float(gpu or 0)))
 
-    config_box.value, command.value = preview(first or "", "cpu", 0, *[w.value for w in all_widgets])
+    if first is not None:
+        config_box.value, command.value = preview(first, "cpu", 0, *[w.value for w in all_widgets])
 
     @ui_errors
     def start_job(kind_name: str, config_json: str, device_value: str, gpu: float | None,
