@@ -68,7 +68,7 @@ def test_the_job_survives_kill_9_of_the_app_and_a_new_runner_reattaches(store, t
             "from studio.store import SessionStore\n"
             "from studio.jobs.runner import Runner, JobLimits\n"
             f"r = Runner(SessionStore({str(store.path)!r}), JobLimits(1, 2, 1.0))\n"
-            f"print(r.submit({KIND!r}, {{'total': 25, 'delay_s': 0.1}}), flush=True)\n"
+            f"print(r.submit({KIND!r}, {{'total': 40, 'delay_s': 0.1}}), flush=True)\n"
             "time.sleep(600)\n")],
         stdout=subprocess.PIPE, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
     job_id = app.stdout.readline().strip()
@@ -80,7 +80,7 @@ def test_the_job_survives_kill_9_of_the_app_and_a_new_runner_reattaches(store, t
     new_app = Runner(store, FAST)
     assert new_app.reattach() == []  # still running: not marked lost
     done = new_app.wait(job_id, timeout_s=30)
-    assert done["status"] == "done" and units(store, job_id) == list(range(1, 26))
+    assert done["status"] == "done" and units(store, job_id) == list(range(1, 41))
 
 
 def test_kill_9_of_the_job_marks_it_failed_with_the_reason_and_the_log_tail(store, runner):
