@@ -60,7 +60,8 @@ def run_jobs_command(args: argparse.Namespace, out: TextIO) -> int:
         if action == "start":
             if args.flags[:1] == ["--"]:
                 args.flags = args.flags[1:]
-            config = parse_config(load_kind(args.kind).config_cls, args.flags)
+            config = parse_config(load_kind(args.kind).config_cls, args.flags,
+                                  prog=f"python -m studio jobs start {args.kind}")
             job_id = runner.submit(args.kind, config, device=args.device, gpu_gb=args.gpu_gb, parent_id=args.parent)
             _emit(out, job_summary(store.get_job(job_id)))
         elif action == "list":

@@ -66,12 +66,14 @@ def config_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> a
     return parser
 
 
-def parse_config(cls: type[C], argv: list[str] | None = None) -> C:
-    """Parse ``argv`` (``--config FILE`` plus flags) into a validated ``cls``.
+def parse_config(cls: type[C], argv: list[str] | None = None, *, prog: str | None = None) -> C:
+    """Parse ``argv`` (``--config FILE`` plus flags) into a validated ``cls``; ``prog`` names the
+    command in ``--help`` and usage errors.
 
     Raises ``ConfigError`` for an unreadable file, an unknown key or a value ``validate`` refuses.
     """
-    args = vars(config_parser(cls).parse_args(argv))
+    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").split("\n\n")[0]) if prog else None
+    args = vars(config_parser(cls, parser).parse_args(argv))
     values = load_config_values(args.pop("config")) if args.get("config") else {}
     args.pop("config", None)
     values.update(args)

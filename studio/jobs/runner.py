@@ -24,6 +24,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -111,6 +112,7 @@ class Runner:
         self.limits = limits or JobLimits.from_env()
         self.free_gpu_gb = free_gpu_gb
         self._children: list[subprocess.Popen] = []
+        self._children_lock = threading.Lock()  # the app polls from several threads
 
     # -- starting ---------------------------------------------------------------------------------
 
@@ -148,7 +150,8 @@ class Runner:
     def poll(self) -> list[str]:
         """Re-attach to running jobs (a job whose processes are gone is marked failed), then start
         the queued jobs the resource rule allows, oldest first; return the ids started."""
-        self._children = [p for p in self._children if p.poll() is None]  # reap finished supervisors
+        with self._children_lock:  # reap the supervisors this runner started that have finished
+            self._children = [p for p in self._children if p.poll() is None]
         self.reattach()
         started = []
         queued = sorted(self.store.list_jobs(status="queued"), key=lambda j: j["created"])
@@ -293,7 +296,8 @@ class Runner:
         except OSError as e:
             self.store.finish_job(job["id"], "failed", reason=f"the job's process could not be started: {e}")
             return False
-        self._children.append(process)
+        with self._children_lock:
+            self._children.append(process)
         self.store.update_job(job["id"], supervisor_pid=process.pid, supervisor_start=start_time(process.pid))
         logger.info("started job %s (%s), supervisor pid %d", job["id"], job["kind"], process.pid)
         return True
