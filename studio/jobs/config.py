@@ -40,13 +40,14 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def config_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def config_parser(cls: type, parser: argparse.ArgumentParser | None = None, *,
+                  prog: str | None = None) -> argparse.ArgumentParser:
     """Add ``--config FILE`` and one flag per field of ``cls`` to ``parser`` (a new one if None).
 
     Flags default to ``argparse.SUPPRESS`` so that only the flags a person typed override the
     config file; the dataclass defaults fill the rest.
     """
-    parser = parser or argparse.ArgumentParser(description=(cls.__doc__ or "").split("\n\n")[0])
+    parser = parser or argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--config", metavar="FILE", help="a .json config file; flags override its values")
     for f, hint in config_fields(cls):
         kind, choices = flag_type(hint)
@@ -72,8 +73,7 @@ def parse_config(cls: type[C], argv: list[str] | None = None, *, prog: str | Non
 
     Raises ``ConfigError`` for an unreadable file, an unknown key or a value ``validate`` refuses.
     """
-    parser = argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").split("\n\n")[0]) if prog else None
-    args = vars(config_parser(cls, parser).parse_args(argv))
+    args = vars(config_parser(cls, prog=prog).parse_args(argv))
     values = load_config_values(args.pop("config")) if args.get("config") else {}
     args.pop("config", None)
     values.update(args)
