@@ -253,6 +253,10 @@ class DiffusersGenerator:
                 self._pipe = self._load()
             return self._pipe
 
+    def load(self) -> None:
+        """Load the pipeline now instead of on the first ``generate`` (``models.base.Loadable``)."""
+        _ = self.pipeline
+
     def close(self) -> None:
         """Drop the loaded pipeline and give its GPU memory back (it loads again on next use)."""
         with self._lock:
@@ -420,20 +424,14 @@ class DiffusersGenerator:
 
     def _check_inputs(self, request: GenerationRequest) -> tuple[str, Image.Image | None]:
         prompt = check_prompt(request.prompt)
-        if request.task not in ("t2i", "edit"):
-            raise InvalidInputError(f"Unknown task {request.task!r}; use 't2i' or 'edit'.")
         if request.task not in self.tasks:
             raise InvalidInputError(
                 f"{self.name} does {self.tasks[0]!r} only, but the request is {request.task!r}. "
                 "Pick a generator for that task."
             )
         source = None
-        if request.task == "edit":
-            if request.source_image is None:
-                raise InvalidInputError(
-                    "The edit task needs a source image; none was given. Add one or switch to text-to-image."
-                )
-            source = prepare_image(request.source_image, what="source image")
+        if request.task == "edit":  # the request checked that an edit has its source image
+            source = prepare_image(request.source_image, what="source image")  # type: ignore[arg-type]
         elif request.source_image is not None:
             raise InvalidInputError(
                 "A source image was given for a text-to-image request. Remove it or switch the task to edit."

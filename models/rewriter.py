@@ -13,6 +13,7 @@ import logging
 import re
 from typing import Any, Callable, Union
 
+from models.base import Closable
 from models.chat_llm import ChatLLM, Message, build_chat_llm
 from models.errors import ConfigError, RewriteError
 from models.images import check_prompt
@@ -134,9 +135,8 @@ class LLMRewriter:
 
     def close(self) -> None:
         """Release the LLM backend (HTTP client) if it holds one."""
-        close = getattr(self.llm, "close", None)
-        if close is not None:
-            close()
+        if isinstance(self.llm, Closable):
+            self.llm.close()
 
 
 def build_rewrite_messages(prompt: str, critique: Critique, task: Task, limit: PromptLimit) -> list[Message]:

@@ -7,6 +7,8 @@ from typing import Literal, Union
 
 from PIL import Image
 
+from models.errors import InvalidInputError
+
 Task = Literal["t2i", "edit"]
 TASKS: tuple[Task, ...] = ("t2i", "edit")
 Winner = Literal["A", "B", "tie"]
@@ -56,26 +58,44 @@ def task_dimensions(task: str) -> tuple[Dimension, ...]:
     return _TASK_DIMENSIONS[task]
 
 
+def check_task_source(task: str, source_image: object | None) -> None:
+    """The one check every request type makes when it is built: a known task, and a source
+    image for an edit. Raises ``InvalidInputError`` otherwise."""
+    if task not in TASKS:
+        raise InvalidInputError(f"Unknown task {task!r}; use 't2i' or 'edit'.")
+    if task == "edit" and source_image is None:
+        raise InvalidInputError("The edit task needs a source image; none was given. "
+                                "Add one or switch the task to text-to-image.")
+
+
 @dataclass
 class CritiqueRequest:
     """One image to critique. ``image`` is the generated (t2i) or edited (edit) image;
-    ``source_image`` is the edit's input and is required for ``task == "edit"``."""
+    ``source_image`` is the edit's input and is required for ``task == "edit"`` (checked when
+    the request is built: ``InvalidInputError``)."""
 
     task: Task
     prompt: str
     image: Image.Image
     source_image: Image.Image | None = None
 
+    def __post_init__(self) -> None:
+        check_task_source(self.task, self.source_image)
+
 
 @dataclass
 class PairRequest:
-    """Two candidate images for one request, judged side by side (A first, B second)."""
+    """Two candidate images for one request, judged side by side (A first, B second); an edit
+    needs its ``source_image`` (checked when the request is built: ``InvalidInputError``)."""
 
     task: Task
     prompt: str
     image_a: Image.Image
     image_b: Image.Image
     source_image: Image.Image | None = None
+
+    def __post_init__(self) -> None:
+        check_task_source(self.task, self.source_image)
 
 
 @dataclass
@@ -151,7 +171,8 @@ MAX_IMAGES_PER_REQUEST = 8
 
 @dataclass
 class GenerationRequest:
-    """What to generate. ``source_image`` is required for ``task == "edit"``. ``None`` settings mean
+    """What to generate. ``source_image`` is required for ``task == "edit"`` (checked when the
+    request is built: ``InvalidInputError``). ``None`` settings mean
     the backend's defaults (which it reports back in ``GenerationResult.settings``).
     Image ``i`` of a request uses seed ``seed + i``."""
 
@@ -164,6 +185,9 @@ class GenerationRequest:
     guidance: float | None = None
     width: int | None = None
     height: int | None = None
+
+    def __post_init__(self) -> None:
+        check_task_source(self.task, self.source_image)
 
 
 @dataclass

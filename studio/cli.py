@@ -1,4 +1,4 @@
-"""``python -m studio refine|judge|diagnose|curate|eval``: the engine, headless, on files and folders.
+"""``python -m studio refine|judge|diagnose|curate|eval|jobs``: the engine, headless, on files and folders.
 
 Every command prints JSON lines on stdout (one object per event or per image) and a progress
 bar on stderr. A ``StudioError`` (bad input, missing backend, unknown session) ends the run with
@@ -11,6 +11,8 @@ Examples::
     python -m studio diagnose --prompt "a green triangle" images/
     python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
     python -m studio eval --data shapes:t2i:500:seed0 --mode pointwise
+    python -m studio jobs start diagnose --inputs images/ --prompt "a green triangle"
+    python -m studio jobs wait JOB_ID
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from models.images import prepare_image
 from models.types import PairRequest
 from studio.config import DIMENSION_KEYS, LoopSettings
 from studio.diagnose import BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
+from studio.jobs.cli import add_jobs_parser, run_jobs_command
 from studio.judge import judge_pair
 from studio.loop import RefineRequest, RoundFinished, Stopped, refine, resume
 from studio.options import add_backend_options, config_from_args, configure_logging
@@ -122,7 +125,8 @@ def cmd_eval(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     from studio.evaluation.run import StderrContext, eval_config_from_args, execute, resolve_run_dir
 
     config = eval_config_from_args(args)
-    ctx = StderrContext(resolve_run_dir(args.run_dir, None, config), quiet=args.no_progress)
+    run_dir = resolve_run_dir(args.run_dir, config, resuming=args.resume)
+    ctx = StderrContext(run_dir, resuming=args.resume, quiet=args.no_progress)
     summary = execute(config, ctx, services.store)
     emit(out, summary)
     return 1 if summary["failed"] else 0
@@ -189,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = commands.add_parser("eval", help=summary, description=summary, conflict_handler="resolve")
     add_eval_options(p)
     _command_options(p)  # the app's --critic/--store flags replace the config's JSON spec and store flags
+    add_jobs_parser(commands)  # background jobs: store only, no backends of their own
     return parser
 
 
@@ -220,9 +225,11 @@ def main(argv: list[str] | None = None, *, services: Services | None = None, out
     :param out: where the JSON lines go (default stdout).
     """
     args = build_parser().parse_args(argv)
-    configure_logging(args.verbose, args.quiet, default=logging.WARNING)
+    configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0), default=logging.WARNING)
     own = services is None
     try:
+        if args.command == "jobs":
+            return run_jobs_command(args, out or sys.stdout)
         services = services or Services.from_config(config_from_args(args))
         try:
             return COMMANDS[args.command](args, services, out or sys.stdout)

@@ -172,13 +172,7 @@ def write_csv(rows: Iterable[DiagnosisRow], path: str | Path) -> Path:
 
 def _checked(task: str, prompt: str, image: ImageInput, source: ImageInput | None) -> CritiqueRequest:
     """A request with a checked prompt and decoded images; ``InvalidInputError`` otherwise."""
-    if task not in TASKS:
-        raise InvalidInputError(f"Unknown task {task!r}; use 't2i' or 'edit'.")
-    checked_source = None
-    if task == "edit":
-        if source is None:
-            raise InvalidInputError("Diagnosing an edit needs the source image; none was given. Add it or switch to t2i.")
-        checked_source = prepare_image(source, what="source image")
+    checked_source = prepare_image(source, what="source image") if task == "edit" and source is not None else None
     return CritiqueRequest(task, check_prompt(prompt), prepare_image(image), checked_source)  # type: ignore[arg-type]
 
 

@@ -87,8 +87,6 @@ def judge_pairs(
     """
     for request in requests:
         check_prompt(request.prompt)
-        if request.task == "edit" and request.source_image is None:
-            raise InvalidInputError("Judging an edit needs the source image; none was given. Add it or switch to t2i.")
     policy = policy or ScoringPolicy.default()
     critic = services.get_critic()
     batch: list[PairRequest] = []

@@ -29,7 +29,6 @@ Rules:
 
 from __future__ import annotations
 
-import inspect
 import logging
 import time
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from typing import Any, Callable, Generator as EventGen, Iterator, Literal, Unio
 
 from PIL import Image
 
-from models.base import Critic, Generator
+from models.base import Critic, Generator, accepts_should_stop
 from models.critic.scoring import ScoringPolicy
 from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
@@ -568,16 +567,9 @@ def _stop(store: SessionStore, state: _State, reason: StopReason) -> Stopped:
 
 
 def _generate(generator: Generator, request: GenerationRequest, cancelled: ShouldStop) -> Any:
-    if _accepts_should_stop(generator):
+    if accepts_should_stop(generator):
         return generator.generate(request, should_stop=cancelled)  # type: ignore[call-arg]
     return generator.generate(request)
-
-
-def _accepts_should_stop(generator: Generator) -> bool:
-    try:
-        return "should_stop" in inspect.signature(generator.generate).parameters
-    except (TypeError, ValueError):
-        return False
 
 
 def _checked_source(request: RefineRequest) -> Image.Image | None:

@@ -46,8 +46,7 @@ def env_flag(name: str) -> bool:
 def add_backend_options(parser: argparse.ArgumentParser) -> None:
     """Add the store, critic, generator, rewriter and logging flags to ``parser``."""
     group = parser.add_argument_group("store and backends")
-    group.add_argument("--store", default=env("STUDIO_STORE", ".studio"), metavar="DIR",
-                       help="folder of the session store (SQLite file + images) [STUDIO_STORE, default .studio]")
+    add_store_option(group)
     group.add_argument("--critic", default=env("STUDIO_CRITIC", "shapes"), metavar="SPEC",
                        help="'shapes' (the shapes-world critic), or a Hugging Face model id or local folder "
                             "of a RationalRewards checkpoint run with transformers [STUDIO_CRITIC]")
@@ -93,6 +92,12 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     verbosity = parser.add_argument_group("logging")
     verbosity.add_argument("-v", "--verbose", action="count", default=0, help="debug log output")
     verbosity.add_argument("-q", "--quiet", action="count", default=0, help="only warnings and errors")
+
+
+def add_store_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """Add ``--store DIR`` (the session store's folder) to ``parser``."""
+    parser.add_argument("--store", default=env("STUDIO_STORE", ".studio"), metavar="DIR",
+                        help="folder of the session store (SQLite file + images) [STUDIO_STORE, default .studio]")
 
 
 def config_from_args(args: argparse.Namespace) -> StudioConfig:

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, Union
 
-from models.base import Critic, Generator, Rewriter
+from models.base import Closable, Critic, Generator, PromptLimited, Rewriter
 from models.errors import ConfigError
 from models.prompt_limit import PromptLimit
 from models.registry import load_backend
@@ -47,6 +47,17 @@ class Lazy(Generic[T]):
                 logger.info("loading %s", self.name)
                 self._value = self._load()
             return self._value
+
+    def release(self) -> bool:
+        """Close the built backend and forget it, so the next ``get()`` builds it again (its
+        memory is free meanwhile). Returns False when it was not built."""
+        with self._lock:
+            value, self._value = self._value, None
+        if value is None:
+            return False
+        logger.info("releasing %s", self.name)
+        _close_backend(value)
+        return True
 
 
 Slot = Union[T, Lazy[T], None]
@@ -129,8 +140,8 @@ class Services:
     def prompt_limit(self, task: Task) -> PromptLimit:
         """The prompt length limit of ``task``'s generator (its tokenizer's tokens when it can
         tell, else the default character limit)."""
-        measure = getattr(self.get_generator(task), "prompt_limit", None)
-        return measure() if measure is not None else PromptLimit()
+        generator = self.get_generator(task)
+        return generator.prompt_limit() if isinstance(generator, PromptLimited) else PromptLimit()
 
     def names(self) -> dict[str, str | None]:
         """Display name of each role's backend, without loading any model."""
@@ -139,6 +150,20 @@ class Services:
             for role, slot in (("critic", self.critic), ("t2i_generator", self.t2i_generator),
                                ("edit_generator", self.edit_generator), ("rewriter", self.rewriter))
         }
+
+    def release_models(self) -> list[str]:
+        """Free the memory of every loaded backend built from a spec (each loads again on its next
+        use), e.g. so that a GPU job fits; return the names of those released."""
+        released = []
+        with self._other_lock:
+            if self._other is not None:
+                other, self._other = self._other[1], None
+                _close_backend(other)
+                released.append(other.name)
+        for slot in (self.critic, self.t2i_generator, self.edit_generator, self.rewriter):
+            if isinstance(slot, Lazy) and slot.release():
+                released.append(slot.name)
+        return released
 
     def close(self) -> None:
         """Close the store and every loaded backend that can be closed."""
@@ -153,9 +178,8 @@ class Services:
 
 def _close_backend(backend: Any) -> None:
     """Release what ``backend`` holds (HTTP client, model memory), if it can be closed."""
-    close = getattr(backend, "close", None)
-    if close is not None:
-        close()
+    if isinstance(backend, Closable):
+        backend.close()
 
 
 def _lazy(role: str, spec: dict[str, Any] | None, **runtime: Any) -> Lazy[Any] | None:

@@ -148,6 +148,37 @@ def m001_initial(db: Database) -> None:
     db.table("critiques").create_index(["image_id"])
 
 
+#: Job statuses: "created" (row written, run folder being prepared), "queued" (waiting for a slot),
+#: "running" (its process runs), then "done", "failed" or "cancelled".
+JOB_STATUSES: tuple[str, ...] = ("created", "queued", "running", "done", "failed", "cancelled")
+JOB_FINISHED: tuple[str, ...] = ("done", "failed", "cancelled")
+
+
+@MIGRATIONS()
+def m002_jobs(db: Database) -> None:
+    """Background jobs: process identity (pid + start time), heartbeat, progress, outcome, chaining,
+    plus one table of metric points and one of artifacts per job."""
+    jobs = db.table("jobs")
+    for column, kind in {
+        "module": str, "command": str, "cwd": str, "device": str, "gpu_gb": float, "parent_id": str,
+        "pid_start": int, "supervisor_pid": int, "supervisor_start": int, "claimed_by": str,
+        "heartbeat": str, "step": int, "total": int, "started": str, "finished": str, "exit_code": int,
+        "reason": str, "log_path": str, "result": str, "resume": int, "cancel_requested": str,
+    }.items():
+        jobs.add_column(column, kind)
+    jobs.create_index(["status"])
+    db.table("job_metrics").create(
+        {"id": int, "job_id": str, "step": int, "name": str, "value": float}, pk="id",
+        not_null={"job_id", "name"},
+    )
+    db.table("job_metrics").create_index(["job_id", "name", "step"])
+    db.table("job_artifacts").create(
+        {"id": int, "job_id": str, "name": str, "path": str, "kind": str, "created": str}, pk="id",
+        not_null={"job_id", "name", "path"},
+    )
+    db.table("job_artifacts").create_index(["job_id"])
+
+
 @MIGRATIONS()
 def m003_eval_rows(db: Database) -> None:
     """One row per benchmark row judged by an evaluation run (``studio.evaluation``): both
@@ -521,35 +552,129 @@ class SessionStore:
 
     # -- jobs -----------------------------------------------------------------------------------
 
-    def create_job(self, kind: str, config: dict[str, Any], folder: str | Path) -> str:
-        """Record a training job (status "created") and return its id."""
+    def create_job(
+        self,
+        kind: str,
+        config: dict[str, Any],
+        folder: str | Path | None = None,
+        *,
+        status: str = "created",
+        module: str | None = None,
+        device: str = "cpu",
+        gpu_gb: float = 0.0,
+        parent_id: str | None = None,
+        cwd: str | None = None,
+    ) -> str:
+        """Record a job (status "created" unless given) and return its id.
+
+        :param folder: the job's run folder (config, log, checkpoints, artifacts); default
+            ``<store folder>/runs/<job id>``.
+        :param module: the Python module the job runs (``python -m <module>``).
+        :param device: "cpu" or "cuda": which resource limit the job counts against.
+        :param gpu_gb: GPU memory the job needs free before it starts (cuda jobs).
+        :param parent_id: the job this one follows in a pipeline.
+        """
+        if status not in JOB_STATUSES:
+            raise InvalidInputError(f"Unknown job status {status!r}; use one of {list(JOB_STATUSES)}.")
         job_id = uuid.uuid4().hex[:12]
+        folder = folder if folder is not None else self.run_root / job_id
         stamp = now()
         self._insert("jobs", {
-            "id": job_id, "kind": kind, "status": "created", "config": _dumps(config),
-            "folder": str(folder), "created": stamp, "updated": stamp,
+            "id": job_id, "kind": kind, "status": status, "config": _dumps(config), "folder": str(folder),
+            "module": module, "device": device, "gpu_gb": gpu_gb, "parent_id": parent_id, "cwd": cwd,
+            "log_path": str(Path(folder) / "job.log"), "created": stamp, "updated": stamp,
         })
         return job_id
 
+    @property
+    def run_root(self) -> Path:
+        """The folder that holds one run folder per job: ``<store folder>/runs``."""
+        return self.path.parent / "runs"
+
     def update_job(self, job_id: str, **values: Any) -> None:
-        """Set columns of job ``job_id`` (status, pid, message)."""
+        """Set columns of job ``job_id`` (status, pid, message, progress, ...); a dict ``result``
+        or ``config`` is stored as JSON."""
+        for key in ("result", "config"):
+            if isinstance(values.get(key), dict):
+                values[key] = _dumps(values[key])
         self._update("jobs", job_id, {**values, "updated": now()})
 
     def get_job(self, job_id: str) -> dict[str, Any]:
-        """Job ``job_id`` with ``config`` decoded. Raises ``NotFoundError``."""
-        row = self._get("jobs", job_id)
-        row["config"] = json.loads(row["config"] or "{}")
-        return row
+        """Job ``job_id`` with ``config`` and ``result`` decoded. Raises ``NotFoundError``."""
+        return _decode_job(self._get("jobs", job_id))
 
     def list_jobs(self, *, kind: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Jobs, newest first, optionally of one kind and status."""
+        """Jobs (decoded as by ``get_job``), newest first, optionally of one kind and status."""
         where, args = _conditions({"kind = ?": kind, "status = ?": status})
-        return list(self.db["jobs"].rows_where(where, args, order_by="created desc"))
+        return [_decode_job(row) for row in self.db["jobs"].rows_where(where, args, order_by="created desc")]
+
+    def claim_job(self, job_id: str, owner: str, *, max_running: int | None = None) -> bool:
+        """Move a queued job to "running" for ``owner``, in one statement: of two processes
+        claiming one job, exactly one gets True. With ``max_running``, the claim also fails when
+        that many jobs of the job's device already run (so two apps cannot both take the last slot)."""
+        stamp = now()
+        limit = ""
+        args: list[Any] = [owner, stamp, stamp, stamp, job_id]
+        if max_running is not None:
+            limit = (" and (select count(*) from jobs other where other.status = 'running' "
+                     "and other.device = jobs.device) < ?")
+            args.append(max_running)
+        cursor = self.db.execute(
+            "update jobs set status = 'running', claimed_by = ?, started = ?, heartbeat = ?, updated = ?, "
+            "exit_code = null, reason = null, finished = null, cancel_requested = null, message = null, "
+            "pid = null, pid_start = null, supervisor_pid = null, supervisor_start = null "
+            f"where id = ? and status = 'queued'{limit}",
+            args,
+        )
+        return cursor.rowcount == 1
+
+    def finish_job(self, job_id: str, status: str, *, pid: int | None = None, **values: Any) -> bool:
+        """Record the end of a running job (status done, failed or cancelled, plus exit code,
+        reason, ...); a job that is no longer running — or, with ``pid``, whose current attempt
+        runs another process — is left as it is. Returns whether the row changed."""
+        if status not in JOB_FINISHED:
+            raise InvalidInputError(f"{status!r} is not a final job status; use one of {list(JOB_FINISHED)}.")
+        values = {**values, "status": status, "finished": now(), "updated": now()}
+        if isinstance(values.get("result"), dict):
+            values["result"] = _dumps(values["result"])
+        assignments = ", ".join(f"[{c}] = ?" for c in values)
+        where, args = "id = ? and status = 'running'", [job_id]
+        if pid is not None:
+            where, args = where + " and pid = ?", [*args, pid]
+        cursor = self.db.execute(f"update jobs set {assignments} where {where}", [*values.values(), *args])
+        return cursor.rowcount == 1
+
+    def count_running_jobs(self, device: str) -> int:
+        """How many jobs on ``device`` ("cpu" or "cuda") are running now."""
+        row = self.db.execute("select count(*) from jobs where status = 'running' and device = ?", [device]).fetchone()
+        return int(row[0])
+
+    def add_job_metric(self, job_id: str, step: int, name: str, value: float) -> None:
+        """One point of a job's curve ``name``."""
+        self._insert("job_metrics", {"job_id": job_id, "step": step, "name": name, "value": float(value)})
+
+    def job_metrics(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's metric points (``step``, ``name``, ``value``), by name then step."""
+        return list(self.db["job_metrics"].rows_where("job_id = ?", [job_id], order_by="name, step, id",
+                                                     select="step, name, value"))
+
+    def add_job_artifact(self, job_id: str, name: str, path: str | Path, kind: str = "file") -> None:
+        """Record a file or folder job ``job_id`` produced."""
+        self._insert("job_artifacts", {"job_id": job_id, "name": name, "path": str(path), "kind": kind,
+                                       "created": now()})
+
+    def job_artifacts(self, job_id: str) -> list[dict[str, Any]]:
+        """A job's artifacts (``name``, ``path``, ``kind``), oldest first."""
+        return list(self.db["job_artifacts"].rows_where("job_id = ?", [job_id], order_by="id",
+                                                       select="name, path, kind, created"))
 
     def delete_job(self, job_id: str) -> None:
-        """Forget job ``job_id`` (its folder stays on disk)."""
+        """Forget job ``job_id`` with its metrics and artifact rows (its folder stays on disk)."""
         self._get("jobs", job_id)
-        self.db.execute("delete from jobs where id = ?", [job_id])
+        with self.db.conn:
+            for table in ("job_metrics", "job_artifacts"):
+                self.db.execute(f"delete from {table} where job_id = ?", [job_id])
+            self.db.execute("delete from jobs where id = ?", [job_id])
 
     # -- search and export ----------------------------------------------------------------------
 
@@ -696,6 +821,13 @@ def _decode_session(row: dict[str, Any]) -> dict[str, Any]:
     """A session row with its JSON columns (settings, backend configs) decoded."""
     for key in ("settings", "generator", "critic", "rewriter"):
         row[key] = json.loads(row[key]) if row[key] else ({} if key == "settings" else None)
+    return row
+
+
+def _decode_job(row: dict[str, Any]) -> dict[str, Any]:
+    """A job row with its JSON columns (config, result) decoded."""
+    row["config"] = json.loads(row["config"] or "{}")
+    row["result"] = json.loads(row["result"]) if row.get("result") else None
     return row
 
 

@@ -5,8 +5,6 @@ the stored and exported rows, the JSON-last-line contract of both entry points."
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,6 +15,7 @@ from studio.evaluation.results import EvalRows
 from studio.evaluation.run import EvalConfig, execute, main, run_id_of
 from studio.jobs.config import parse_config, save_config
 from studio.jobs.context import RecordingContext
+from studio.jobs.runner import JobLimits, Runner
 from studio.store import SessionStore
 from tests.eval_fixtures import WRITERS, ColourCritic, genai_t2i, struct, write_parquet
 from tests.openai_stub import OpenAIStub, Scripted
@@ -36,10 +35,10 @@ def store(tmp_path):
     opened.close()
 
 
-def evaluate(store, data, run_dir, critic, **settings):
+def evaluate(store, data, run_dir, critic, *, resume=False, **settings):
     config = EvalConfig(data=str(data), store=str(store.path), **settings)
     config.validate()
-    ctx = RecordingContext(run_dir)
+    ctx = RecordingContext(run_dir, resuming=resume)
     return execute(config, ctx, store, critic=critic), ctx
 
 
@@ -286,24 +285,29 @@ def test_module_main_prints_the_summary_as_the_last_stdout_line(tmp_path, capsys
     summary = last_json_line(out.out)
     assert status == 0 and CONTRACT <= set(summary) and "accuracy_with_ties" in summary
     assert summary["benchmark"] == "shapes-t2i" and summary["critic"] == "shapes" and summary["n"] == 6
-    assert "eval: 6/6 rows" in out.err
+    assert summary["run_id"] == f"run:{(tmp_path / 'r').resolve()}"
     assert main(["--data", "", "--store", str(tmp_path / "s")]) == 2
     assert "data is required" in capsys.readouterr().err
 
 
-def test_the_job_runner_command_with_a_config_file_and_job_id(tmp_path):
-    run_dir = tmp_path / "job"
-    config = save_config(EvalConfig(data="shapes:t2i:4:seed0", mode="pointwise"), run_dir / "config.json")
-    command = [sys.executable, "-m", "studio.evaluation.run", "--config", str(config), "--job-id", "job42",
-               "--store", str(tmp_path / "store" / "studio.db")]
-    done = subprocess.run(command, cwd=run_dir, capture_output=True, text=True, timeout=120,
-                          env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
-    assert done.returncode == 0, done.stderr
-    summary = last_json_line(done.stdout)
-    assert summary["run_id"] == "job42" and summary["mode"] == "pointwise" and summary["answered"] == 4
-    assert (run_dir / "rows.csv").is_file() and (run_dir / "summary.json").is_file()
+def test_an_eval_job_runs_detached_records_its_curve_and_resumes_without_redoing_rows(tmp_path):
+    """The job runner starts the kind as `python -m studio.evaluation.run --config FILE --job-id ID
+    --job-store DB`; rows are stored under the job id, and a resumed job keeps them."""
     store = SessionStore(tmp_path / "store" / "studio.db")
-    assert EvalRows(store, "job42").count() == 4
+    runner = Runner(store, JobLimits(max_gpu_jobs=1, max_cpu_jobs=1, grace_s=1.0), free_gpu_gb=lambda: None)
+    config = EvalConfig(data="shapes:t2i:4:seed0", mode="pointwise", store=str(store.path), batch_size=2)
+    job_id = runner.submit("eval", config)
+    job = runner.wait(job_id, timeout_s=120)
+    assert job["status"] == "done", Path(job["log_path"]).read_text()
+    summary = job["result"]
+    assert summary["run_id"] == job_id and summary["mode"] == "pointwise" and summary["answered"] == 4
+    assert [m["step"] for m in store.job_metrics(job_id) if m["name"] == "accuracy"] == [2, 4]
+    assert {a["name"] for a in store.job_artifacts(job_id)} >= {"rows.csv", "summary.json"}
+    first_rows = {r.row_index: r.critique_a_id for r in EvalRows(store, job_id).recorded().values()}
+    runner.resume(job_id)
+    job = runner.wait(job_id, timeout_s=120)
+    assert job["status"] == "done" and job["result"]["answered"] == 4
+    assert {r.row_index: r.critique_a_id for r in EvalRows(store, job_id).recorded().values()} == first_rows
     store.close()
 
 

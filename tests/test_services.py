@@ -89,3 +89,19 @@ def test_another_model_for_comparison_shares_the_settings_and_one_is_kept(tmp_pa
     assert other.closed and not third.closed and not base.closed  # only one other model stays loaded
     services.close()
     assert third.closed and third.name == "org/third"
+
+
+def test_release_models_frees_loaded_backends_which_load_again_on_next_use(tmp_path):
+    config = StudioConfig(
+        store_dir=str(tmp_path / "store"),
+        critic={"backend": "tests.studio_fakes:ScriptedCritic", "script": [{"text_faithfulness": 3.0}]},
+        t2i_generator={"backend": "tests.studio_fakes:SquaresGenerator", "size": 16},
+    )
+    services = Services.from_config(config)
+    first = services.get_generator("t2i")
+    assert services.release_models() == ["tests.studio_fakes:SquaresGenerator"]  # the critic was never loaded
+    assert not services.t2i_generator.loaded
+    again = services.get_generator("t2i")
+    assert again is not first and again.size == 16
+    assert services.release_models() == ["tests.studio_fakes:SquaresGenerator"] and services.release_models() == []
+    services.close()

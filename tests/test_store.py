@@ -40,8 +40,7 @@ def test_store_creates_schema_once(tmp_path):
     applied = [m.name for m in MIGRATIONS.applied(first.db)]
     first.close()
     second = SessionStore(tmp_path / "studio.db")
-    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied
-    assert applied[0] == "m001_initial" and "m003_eval_rows" in applied
+    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial", "m002_jobs", "m003_eval_rows"]
     assert {"sessions", "rounds", "images", "critiques", "judgements", "votes", "notes", "jobs", "eval_rows"} <= set(
         second.db.table_names()
     )

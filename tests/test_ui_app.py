@@ -10,11 +10,11 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
-from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, build_app
+from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, TRAINING_API_NAMES, build_app
 from tests.studio_fakes import ScriptedCritic, SquaresGenerator, make_services, poor
 from tests.ui_helpers import free_port
 
-GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch"}
+GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch", "release_models"}
 
 
 def dependencies(demo: gr.Blocks) -> list[dict]:
@@ -38,8 +38,11 @@ def served(services) -> Iterator[tuple[gr.Blocks, Client]]:
 
 
 def test_public_endpoints_are_exactly_the_engine_actions(services):
-    public = {d["api_name"] for d in dependencies(build_app(services)) if d["api_visibility"] == "public"}
-    assert public == set(API_NAMES)
+    def public(demo: gr.Blocks) -> set[str]:
+        return {d["api_name"] for d in dependencies(demo) if d["api_visibility"] == "public"}
+
+    assert public(build_app(services)) == set(API_NAMES) | set(TRAINING_API_NAMES)
+    assert public(build_app(services, public=True)) == set(API_NAMES)  # no Training tab in public mode
 
 
 def test_model_bound_actions_share_one_gpu_slot(services):
@@ -83,7 +86,7 @@ def test_mcp_tools_are_named_after_the_api(services):
         tools = httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()
     finally:
         demo.close()
-    assert {tool["name"] for tool in tools} == set(API_NAMES)
+    assert {tool["name"] for tool in tools} == set(API_NAMES) | set(TRAINING_API_NAMES)
     refine = next(tool for tool in tools if tool["name"] == "refine")
     assert "Generate-Critique-Refine" in refine["description"]
 

@@ -16,7 +16,6 @@ from typing import Any, Literal
 from PIL import Image
 
 from models.critic.chat import ChatPrompt
-from models.errors import InvalidInputError
 from models.types import CritiqueRequest, Dimension, PairRequest, task_dimensions
 
 logger = logging.getLogger(__name__)
@@ -65,13 +64,8 @@ def _user_content(
     """User-message parts and their images: the instruction, then each image placeholder right
     after the text naming it ([source,] judged...), then the body text."""
     named = list(judged)
-    if task == "edit":
-        if source is None:
-            raise InvalidInputError(
-                "The edit task needs a source image; none was given. Add the source image or switch the "
-                "task to text-to-image."
-            )
-        named.insert(0, ("Source image (before the edit)", source))
+    if task == "edit":  # the request checked that an edit has its source image
+        named.insert(0, ("Source image (before the edit)", source))  # type: ignore[arg-type]
     parts: list[dict[str, Any]] = [{"type": "text", "text": f"User Instruction: {instruction}\n"}]
     for label, _ in named:
         parts += [{"type": "text", "text": f"\n{label}:"}, {"type": "image"}]
@@ -158,8 +152,8 @@ def build_pointwise_prompt(request: CritiqueRequest) -> ChatPrompt:
     """The critic prompt for one image: analysis, per-dimension judgement, summary, refinement.
 
     Images come in the order the text names them: for ``edit`` the source first, then the edited
-    image. Raises ``ValueError`` for an unknown task and ``InvalidInputError`` for an edit without a
-    source image; other input checks (empty prompt, image size) belong to ``ProtocolCritic``.
+    image. The request itself checked its task and an edit's source image; other input checks
+    (empty prompt, image size) belong to ``ProtocolCritic``.
     """
     dimensions = task_dimensions(request.task)
     label = "Edited image" if request.task == "edit" else "Generated image"

@@ -15,10 +15,11 @@ from typing import Callable, Iterator, Protocol, Sequence, TypeVar, Union
 
 from PIL import Image
 
+from models.base import Closable
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.parser import parse_critique, parse_pairwise
 from models.critic.prompts import build_pairwise_prompt, build_pointwise_prompt
-from models.errors import ConfigError, CritiqueParseError, InvalidInputError
+from models.errors import ConfigError, CritiqueParseError
 from models.images import ImageLimits, check_prompt, prepare_image
 from models.types import (
     CritiqueFailure,
@@ -118,15 +119,8 @@ class ProtocolCritic:
     def _checked_source(
         self, task: str, source: Image.Image | str | Path | bytes | None, where: str
     ) -> Image.Image | None:
-        if task == "edit":
-            if source is None:
-                raise InvalidInputError(
-                    f"{where}: the edit task needs a source image; none was given. "
-                    "Add the source image or switch the task to text-to-image."
-                )
-            return prepare_image(source, self.limits, what=f"{where}: source image")
-        if task != "t2i":
-            raise InvalidInputError(f"{where}: unknown task {task!r}; use 't2i' or 'edit'.")
+        if task == "edit":  # the request checked its task and that an edit has its source image
+            return prepare_image(source, self.limits, what=f"{where}: source image")  # type: ignore[arg-type]
         return None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -201,6 +195,5 @@ class ProtocolCritic:
 
     def close(self) -> None:
         """Release the backend (HTTP client, model memory) if it holds anything."""
-        close = getattr(self.completer, "close", None)
-        if close is not None:
-            close()
+        if isinstance(self.completer, Closable):
+            self.completer.close()

@@ -115,10 +115,8 @@ class ShapesReferenceChat:
 
     def _assess(self, task: str, prompt: str, image: Image.Image, source_image: Image.Image | None) -> Assessment:
         seen = perturb(analyze(image), self.perception_noise, self._rng)
-        if task == "edit":
-            if source_image is None:
-                raise InvalidInputError("The edit task needs a source image; none was given.")
-            source = analyze(source_image).to_scene()
+        if task == "edit":  # the request checked that an edit has its source image
+            source = analyze(source_image).to_scene()  # type: ignore[arg-type]
             return assess_edit(prompt, source, parse_edit(prompt, source), seen)
         return assess_t2i(parse_prompt(prompt), seen)
 

@@ -6,15 +6,14 @@ progress, a running-accuracy curve, the exported rows and the summary (``summary
 ``JobContext``. The **last line on stdout is the summary as one JSON object**.
 
 Flags are ``EvalConfig``'s fields (``--data``, ``--mode``, ``--tie-tolerance``, ...; ``--config FILE``
-reads them from JSON first), plus ``--job-id ID`` (the job runner's id: the run's identity, and the
-run folder is the working directory) and ``--run-dir DIR`` (the run folder; default: a new folder
-under the store). ``--resume`` continues the run of the same job id or run folder: finished rows
-are kept, failed ones are judged again. Exit status 0 when the run finished (failed rows are in the
-summary), 2 for a bad setting or input (message on stderr).
+reads them from JSON first) plus the job flags of ``studio.jobs.entry`` (``--job-id ID --job-store
+DB`` from the job runner: the job id is the run's identity; ``--run-dir DIR`` outside it).
+``--resume`` continues the run of the same job id or run folder: finished rows are kept, failed
+ones are judged again. ``python -m studio eval`` runs the same code with the app's critic flags.
 
 Example::
 
-    python -m studio.evaluation.run --data shapes:t2i:500:seed0 --mode pointwise --store .studio
+    python -m studio.evaluation.run --data shapes:t2i:500:seed0 --mode pointwise --store .studio --run-dir runs/e1
 """
 
 from __future__ import annotations
@@ -33,7 +32,7 @@ from typing import Any
 
 from models.base import Critic
 from models.critic.scoring import ScoringPolicy
-from models.errors import ConfigError, StudioError
+from models.errors import ConfigError
 from models.registry import load_backend
 from studio.config import _check_choice, _check_int
 from studio.evaluation.judging import JudgeSettings, Mode, judge_rows
@@ -43,13 +42,13 @@ from studio.evaluation.summary import summarize
 from studio.jobs.config import (
     config_fields,
     config_from_dict,
-    _json_object as json_object,
+    json_object,
     config_parser,
     load_config_values,
-    parse_config,
 )
 from studio.jobs.context import JobContext, RecordingContext
-from studio.options import config_from_args, configure_logging
+from studio.jobs.entry import run_kind
+from studio.options import config_from_args
 from studio.services import Services
 from studio.store import SessionStore
 
@@ -95,8 +94,6 @@ class EvalConfig:
                                                       "fails"})
     reuse_critiques: bool = field(default=True, metadata={"help": "pointwise: reuse stored critiques of the same "
                                                                   "image, request and critic"})
-    resume: bool = field(default=False, metadata={"help": "continue this job's (or run folder's) run: keep finished "
-                                                          "rows, judge failed and missing ones"})
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for a missing data source or a setting out of range."""
@@ -193,7 +190,7 @@ def execute(config: EvalConfig, ctx: JobContext, store: SessionStore, *, critic:
     benchmark, rows = load_rows(config.data, layout=config.layout, task=config.task, limit=config.limit)
     table = EvalRows(store, run_id_of(ctx))
     recorded = table.recorded()
-    if recorded and not config.resume:
+    if recorded and not ctx.resuming:
         raise ConfigError(f"This run ({table.run_id}) already has {len(recorded)} judged row(s); pass --resume to "
                           "continue it, or start a new run folder.")
     _check_same_rows(rows, recorded)
@@ -263,11 +260,11 @@ def _report(summary: dict[str, Any], table: EvalRows, ctx: JobContext) -> None:
 
 
 class StderrContext(RecordingContext):
-    """The context of a run started by hand: progress lines on stderr (unless ``quiet``), every
+    """The context of ``python -m studio eval``: progress lines on stderr (unless ``quiet``), every
     report also kept as in ``RecordingContext``."""
 
-    def __init__(self, run_dir: Path, job_id: str | None = None, *, quiet: bool = False) -> None:
-        super().__init__(run_dir, job_id)
+    def __init__(self, run_dir: Path, *, resuming: bool = False, quiet: bool = False) -> None:
+        super().__init__(run_dir, resuming=resuming)
         self.quiet = quiet
 
     def progress(self, step: int, total: int | None, message: str = "") -> None:
@@ -276,20 +273,12 @@ class StderrContext(RecordingContext):
             print(f"eval: {step}/{total} rows {message}", file=sys.stderr, flush=True)
 
 
-def make_context(run_dir: Path, job_id: str | None) -> JobContext:
-    """The context ``main`` reports to. The seam for the job runner: its store-backed context
-    (which writes progress, metrics, artifacts and the result to the job's record) goes here."""
-    return StderrContext(run_dir, job_id)
-
-
-def resolve_run_dir(run_dir: str | None, job_id: str | None, config: EvalConfig) -> Path:
-    """The run folder: ``run_dir`` when given; the working directory for a job (the runner starts
-    it in its run folder); else a new folder under the store's ``eval/``."""
+def resolve_run_dir(run_dir: str | None, config: EvalConfig, *, resuming: bool) -> Path:
+    """The run folder of ``python -m studio eval``: ``run_dir`` when given, else a new folder
+    under the store's ``eval/``."""
     if run_dir:
         return Path(run_dir)
-    if job_id:
-        return Path.cwd()
-    if config.resume:
+    if resuming:
         raise ConfigError("--resume continues an earlier run: give its --run-dir (or its --job-id).")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%d-%H%M%S")
     return store_path(config.store).parent / "eval" / f"{stamp}-{uuid.uuid4().hex[:6]}"
@@ -302,6 +291,8 @@ def add_eval_options(parser: argparse.ArgumentParser) -> None:
     config_parser(EvalConfig, parser)
     parser.add_argument("--run-dir", help="the run folder; give an earlier one with --resume "
                                           "(default: a new folder under the store's eval/)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in --run-dir: keep finished "
+                                                              "rows, judge failed and missing ones")
     parser.add_argument("--critic-settings", type=json_object, metavar="JSON", default={},
                         help="more settings of the critic backend, e.g. '{\"perception_noise\": 0.2}' for the "
                              "shapes critic")
@@ -319,21 +310,13 @@ def eval_config_from_args(args: argparse.Namespace) -> EvalConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse the flags, run, and print the summary as the last stdout line; return the exit status."""
-    extra = argparse.ArgumentParser(add_help=False)
-    extra.add_argument("--job-id", help="the job runner's id of this run")
-    extra.add_argument("--run-dir", help="the run folder (default: a new folder under the store)")
-    known, rest = extra.parse_known_args(argv)
-    configure_logging(default=logging.WARNING)
-    try:
-        config = parse_config(EvalConfig, rest)
-        summary = run(config, make_context(resolve_run_dir(known.run_dir, known.job_id, config), known.job_id))
-    except StudioError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary), flush=True)
-    return 0
+    """``python -m studio.evaluation.run --config FILE [flags] [--job-id ID --job-store DB] [--resume]``
+    (how the job runner starts it); the summary is the last stdout line."""
+    return run_kind(EvalConfig, run, argv)
 
+
+#: A resumed job keeps its finished rows and judges the failed and missing ones.
+RESUMABLE = True
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -40,18 +40,19 @@ def flag_name(field_name: str) -> str:
     return "--" + field_name.replace("_", "-")
 
 
-def config_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+def config_parser(cls: type, parser: argparse.ArgumentParser | None = None, *,
+                  prog: str | None = None) -> argparse.ArgumentParser:
     """Add ``--config FILE`` and one flag per field of ``cls`` to ``parser`` (a new one if None).
 
     Flags default to ``argparse.SUPPRESS`` so that only the flags a person typed override the
     config file; the dataclass defaults fill the rest.
     """
-    parser = parser or argparse.ArgumentParser(description=(cls.__doc__ or "").split("\n\n")[0])
+    parser = parser or argparse.ArgumentParser(prog=prog, description=(cls.__doc__ or "").split("\n\n")[0])
     parser.add_argument("--config", metavar="FILE", help="a .json config file; flags override its values")
     for f, hint in config_fields(cls):
-        kind, choices = _flag_type(hint)
+        kind, choices = flag_type(hint)
         help_text = f.metadata.get("help", "")
-        default = _default(f)
+        default = field_default(f)
         if default is not dataclasses.MISSING:
             help_text += f" (default: {json.dumps(default) if not isinstance(default, str) else default})"
         options: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
@@ -60,18 +61,19 @@ def config_parser(cls: type, parser: argparse.ArgumentParser | None = None) -> a
         elif kind is list:
             parser.add_argument(flag_name(f.name), nargs="*", metavar="VALUE", **options)
         elif kind is dict:
-            parser.add_argument(flag_name(f.name), type=_json_object, metavar="JSON", **options)
+            parser.add_argument(flag_name(f.name), type=json_object, metavar="JSON", **options)
         else:
             parser.add_argument(flag_name(f.name), type=kind, choices=choices, **options)
     return parser
 
 
-def parse_config(cls: type[C], argv: list[str] | None = None) -> C:
-    """Parse ``argv`` (``--config FILE`` plus flags) into a validated ``cls``.
+def parse_config(cls: type[C], argv: list[str] | None = None, *, prog: str | None = None) -> C:
+    """Parse ``argv`` (``--config FILE`` plus flags) into a validated ``cls``; ``prog`` names the
+    command in ``--help`` and usage errors.
 
     Raises ``ConfigError`` for an unreadable file, an unknown key or a value ``validate`` refuses.
     """
-    args = vars(config_parser(cls).parse_args(argv))
+    args = vars(config_parser(cls, prog=prog).parse_args(argv))
     values = load_config_values(args.pop("config")) if args.get("config") else {}
     args.pop("config", None)
     values.update(args)
@@ -126,9 +128,9 @@ def config_to_flags(config: Any) -> list[str]:
     flags: list[str] = []
     for f, hint in config_fields(type(config)):
         value = getattr(config, f.name)
-        if value == _default(f) or value is None:
+        if value == field_default(f) or value is None:
             continue
-        kind, _ = _flag_type(hint)
+        kind, _ = flag_type(hint)
         if kind is bool:
             flags.append(flag_name(f.name) if value else "--no-" + f.name.replace("_", "-"))
         elif kind is list:
@@ -140,7 +142,8 @@ def config_to_flags(config: Any) -> list[str]:
     return flags
 
 
-def _default(f: dataclasses.Field) -> Any:
+def field_default(f: dataclasses.Field) -> Any:
+    """The default value of a config field (``dataclasses.MISSING`` when it has none)."""
     if f.default is not dataclasses.MISSING:
         return f.default
     if f.default_factory is not dataclasses.MISSING:
@@ -148,14 +151,15 @@ def _default(f: dataclasses.Field) -> Any:
     return dataclasses.MISSING
 
 
-def _flag_type(hint: Any) -> tuple[Any, tuple[Any, ...] | None]:
-    """(argparse type or bool/list/dict, choices) for a field's type hint; ``X | None`` is ``X``."""
+def flag_type(hint: Any) -> tuple[Any, tuple[Any, ...] | None]:
+    """(argparse type or bool/list/dict, choices) for a field's type hint; ``X | None`` is ``X``.
+    The Training tab picks each field's widget from it too."""
     origin = typing.get_origin(hint)
     if origin in (Union, types.UnionType):
         inner = [a for a in typing.get_args(hint) if a is not type(None)]
         if len(inner) != 1:
             raise TypeError(f"config fields may be 'X | None' only, got {hint!r}")
-        return _flag_type(inner[0])
+        return flag_type(inner[0])
     if origin is Literal:
         choices = typing.get_args(hint)
         return type(choices[0]), choices
@@ -168,7 +172,7 @@ def _flag_type(hint: Any) -> tuple[Any, tuple[Any, ...] | None]:
     raise TypeError(f"unsupported config field type {hint!r}")
 
 
-def _json_object(text: str) -> dict[str, Any]:
+def json_object(text: str) -> dict[str, Any]:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as e:

@@ -17,10 +17,13 @@ class JobContext(Protocol):
 
     ``run_dir`` is the job's own folder (config, log, checkpoints, artifacts). ``job_id`` is its
     id in the store (``None`` when a kind runs outside any store, e.g. in a unit test).
+    ``resuming`` is True when the job was started again (``--resume``) in the run folder of an
+    earlier attempt: a kind that checkpoints continues from there instead of starting over.
     """
 
     job_id: str | None
     run_dir: Path
+    resuming: bool
 
     def progress(self, step: int, total: int | None, message: str = "") -> None:
         """``step`` of ``total`` units done (``total`` None when unknown); the store derives the ETA."""
@@ -41,8 +44,9 @@ class JobContext(Protocol):
 class RecordingContext:
     """A ``JobContext`` that keeps every report in lists: for tests and for running a kind inline."""
 
-    def __init__(self, run_dir: Path, job_id: str | None = None) -> None:
+    def __init__(self, run_dir: Path, job_id: str | None = None, *, resuming: bool = False) -> None:
         self.job_id = job_id
+        self.resuming = resuming
         self.run_dir = Path(run_dir)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         self.steps: list[tuple[int, int | None, str]] = []

@@ -1,10 +1,13 @@
-"""The Gradio app: four tabs over the engine, one queue, stable ``api_name``s.
+"""The Gradio app: five tabs over the engine, one queue, stable ``api_name``s.
 
 Every listener that runs a model shares ``concurrency_id="gpu"`` with a limit of 1, so one GPU
 is never asked for two things at once; store-only listeners (history, votes, exports) run
 beside them. Each public endpoint is named after the engine function it calls: ``refine``,
 ``resume``, ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``,
-``history_search``, ``history_open``, ``export_session`` and ``export_votes``.
+``history_search``, ``history_open``, ``export_session`` and ``export_votes``; the Training tab
+(not in public mode) adds ``start_job``, ``list_jobs``, ``job_view``, ``cancel_job``, ``resume_job``,
+``delete_job`` and ``leaderboard``, which only touch job records (jobs are processes of their own),
+and ``release_models``, which frees the app's models for a GPU job (on the shared GPU slot).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
 from studio.ui.tabs.judge import create_judge_tab
 from studio.ui.tabs.studio import create_studio_tab
+from studio.ui.tabs.training import create_training_tab
 
 logger = logging.getLogger(__name__)
 
@@ -28,13 +32,17 @@ QUEUE_SIZE = 32
 
 API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
              "history_open", "export_session", "export_votes")
+#: The Training tab's endpoints (absent in public mode).
+TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resume_job", "delete_job", "leaderboard",
+                      "release_models")
 
 
 def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
     """The studio's ``gr.Blocks`` over ``services``.
 
-    :param public: shared-deployment mode: no endpoint or model-folder settings and no server
-        folders in the UI (the upload size limit is set at ``launch``, see ``app.py``).
+    :param public: shared-deployment mode: no endpoint or model-folder settings, no server
+        folders and no Training tab in the UI (the upload size limit is set at ``launch``, see
+        ``app.py``).
     """
     with gr.Blocks(title="RationalRewards Studio") as demo:
         gr.Markdown("# RationalRewards Studio\nGenerate, critique, refine — with a reward model that explains itself.")
@@ -46,6 +54,9 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
             create_diagnose_tab(services, public=public)
         with gr.Tab("History", id="history"):
             create_history_tab(services, public=public)
+        if not public:  # background jobs run code and read folders on the server
+            with gr.Tab("Training", id="training"):
+                create_training_tab(services)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 

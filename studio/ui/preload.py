@@ -14,6 +14,7 @@ import logging
 import threading
 from typing import Any, Callable, Iterator, TypeVar
 
+from models.base import HealthChecked, Loadable
 from models.errors import StudioError
 from models.spaces import gpu
 from studio.services import Services
@@ -43,10 +44,10 @@ def preload(services: Services) -> threading.Thread:
                     continue
                 try:
                     backend = get()
-                    if hasattr(backend, "health_check"):  # a critic server: say now if it cannot be reached
+                    if isinstance(backend, HealthChecked):  # a critic server: say now if it cannot be reached
                         backend.health_check()
-                    if hasattr(type(backend), "pipeline"):  # a diffusers generator loads its weights on first use
-                        _ = backend.pipeline
+                    if isinstance(backend, Loadable):  # e.g. a diffusers generator: its weights, now
+                        backend.load()
                 except StudioError as e:
                     logger.warning("%s not loaded at start-up: %s", role, e)
             logger.info("models loaded")
