@@ -1,8 +1,7 @@
-"""Playwright drives Chromium against ``python app.py``: the Training tab starts a diagnose job
-from its form (the command shown live), lists it, draws its curve, and still shows it after a
-page reload. The screenshot goes to ``docs/screenshots/training.png``.
-
-``start_job_from_form`` and ``wait_for_status`` are written to be reused for the eval kind."""
+"""Playwright drives Chromium against ``python app.py``: the Training tab starts a diagnose job and
+an eval job from their forms (the command shown live), lists them, draws their curves, and still
+shows them after a page reload; the eval job's result reaches the Leaderboard. The screenshots go
+to ``docs/screenshots/training.png`` and ``leaderboard.png``."""
 
 from __future__ import annotations
 
@@ -67,7 +66,7 @@ def start_job_from_form(page: Page, kind: str, values: dict[str, str]) -> str:
     command = page.locator("#training-command textarea")
     for name, value in values.items():
         flag_name = name.replace("_", "-")
-        page.locator(f"#training-{kind}-{flag_name} textarea").fill(value)
+        page.locator(f"#training-{kind}-{flag_name}").locator("textarea, input").first.fill(value)
         flag = shlex.join(["--" + flag_name, value])
         expect(command).to_have_value(re.compile(f"^python -m studio jobs start {kind} .*{re.escape(flag)}"),
                                       timeout=30_000)
@@ -103,3 +102,26 @@ def test_training_tab_starts_a_diagnose_job_and_shows_it_after_a_reload(app, pag
     expect(lines.first).to_be_attached(timeout=30_000)
     expect(page.locator("#training-result")).to_contain_text("mean_score")
     screenshot(page, "training")
+
+
+def test_an_eval_job_started_in_the_training_tab_survives_a_reload_and_reaches_the_leaderboard(app, page):
+    job_id = start_job_from_form(page, "eval", {"data": "shapes:t2i:160:seed7", "batch_size": "16"})
+    wait_for_status(page, job_id, "running")
+    page.reload()  # mid-run: the job is a process of its own, the page only shows its record
+    expect(page.get_by_role("tab", name="Training")).to_be_visible(timeout=60_000)
+    open_tab(page, "Training")
+    job_box = page.locator("#training-job-id input")
+    job_box.fill(job_id)
+    job_box.press("Enter")
+    view = page.locator("#training-job-view")
+    expect(view).to_contain_text(f"eval job {job_id}", timeout=30_000)
+    wait_for_status(page, job_id, "done")
+    lines = page.locator("#training-curves [aria-roledescription='line mark']")
+    expect(lines.first).to_be_attached(timeout=30_000)
+    expect(page.locator("#training-result")).to_contain_text("accuracy")
+    page.get_by_role("tab", name="Leaderboard").click()
+    board = page.locator("#training-leaderboard-table")
+    expect(board).to_contain_text("shapes-t2i", timeout=30_000)
+    expect(board).to_contain_text(job_id)
+    expect(board).to_contain_text("published")
+    screenshot(page, "leaderboard")

@@ -122,3 +122,20 @@ def test_release_models_frees_the_apps_models_for_a_gpu_job(served):
     _, client, services = served
     services.get_critic()  # an object, not built from a spec: nothing to release
     assert client.predict(api_name="/release_models") == "No model of the studio was loaded."
+
+
+def test_an_optional_number_left_empty_is_unset_and_a_typed_one_is_read():
+    """The eval form's `concurrency` (int | None): empty means "the backend's own"; gr.Number would
+    have sent 0, which the config refuses, so the form gives it a text box."""
+    from studio.evaluation.run import EvalConfig
+
+    fields = jobs_adapt.form_fields(EvalConfig)
+    values = {f.name: f.default for f in fields}
+    values.update(data="shapes:t2i:8")
+    config = jobs_adapt.config_from_form(EvalConfig, [values[f.name] for f in fields])
+    assert config.concurrency is None and config.limit is None
+    values.update(limit="5")
+    assert jobs_adapt.config_from_form(EvalConfig, [values[f.name] for f in fields]).limit == 5
+    values.update(limit="five")
+    with pytest.raises(InvalidInputError, match="Limit: expected a number, got 'five'"):
+        jobs_adapt.config_from_form(EvalConfig, [values[f.name] for f in fields])

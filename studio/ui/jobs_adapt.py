@@ -221,7 +221,8 @@ def leaderboard_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
     published = [{"source": PUBLISHED, "critic": judge, "benchmark": benchmark, "mode": "pairwise",
                   "accuracy %": accuracy}
                  for benchmark, judges in PUBLISHED_ACCURACY.items() for judge, accuracy in judges.items()]
-    rows = sorted([*ours.values(), *published], key=lambda r: (r["benchmark"], r["source"] != "ours", r["critic"]))
+    # ours first (what a person came to see), then the published rows benchmark by benchmark
+    rows = sorted([*ours.values(), *published], key=lambda r: (r["source"] != "ours", r["benchmark"], r["critic"]))
     return pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
 
 
@@ -266,10 +267,14 @@ def _parse(field: FormField, value: Any) -> Any:
             raise InvalidInputError(f"{field.label}: not valid JSON ({e}).") from e
     if field.widget == "bool":
         return bool(value)
-    if value is None or value == "":
+    if value is None or str(value).strip() == "":
         return None
+    try:
+        number = float(value)
+    except ValueError:
+        raise InvalidInputError(f"{field.label}: expected a number, got {value!r}.") from None
     if field.widget == "int":
-        if float(value) != int(float(value)):
+        if number != int(number):
             raise InvalidInputError(f"{field.label}: expected a whole number, got {value}.")
-        return int(float(value))
-    return float(value)
+        return int(number)
+    return number

@@ -93,8 +93,9 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
             gr.Markdown("One row per critic, benchmark and mode from the newest finished eval job, beside the "
                         "paper's published accuracies (labelled *published*; measured elsewhere, not here).")
             leaderboard_button = gr.Button("Refresh")
-            leaderboard_table = gr.Dataframe(jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval")), interactive=False,
-                                       elem_id="training-leaderboard-table")
+            # a callable value: every page load reads the store again
+            leaderboard_table = gr.Dataframe(lambda: jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval")),
+                                             interactive=False, elem_id="training-leaderboard-table")
     timer = gr.Timer(REFRESH_S)
 
     all_widgets = [w for widgets in forms.values() for w in widgets]
@@ -203,7 +204,7 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
         return jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval"))
 
     def refresh(job: str) -> tuple[Any, ...]:
-        return (list_jobs(), *job_view(job))
+        return (list_jobs(), *job_view(job), leaderboard())
 
     def selected(frame: Any, event: gr.SelectData) -> str:
         return str(frame.iloc[event.index[0]]["id"])
@@ -229,7 +230,8 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
     delete.click(delete_job, job_id, notice, api_name="delete_job")
     leaderboard_button.click(leaderboard, None, leaderboard_table, api_name="leaderboard")
     release.click(release_models, None, notice, api_name="release_models", concurrency_id="gpu", concurrency_limit=1)
-    timer.tick(refresh, job_id, [jobs_table, *view_outputs], api_name="list_jobs_refresh", api_visibility="private",
+    timer.tick(refresh, job_id, [jobs_table, *view_outputs, leaderboard_table], api_name="list_jobs_refresh",
+               api_visibility="private",
                show_progress="hidden")
     return {"kind": kind, "config": config_box, "command": command, "start": start, "release": release, "device": device,
             "gpu_gb": gpu_gb, "parent": parent, "jobs": jobs_table, "job_id": job_id, "refresh": refresh_button, "cancel": cancel,
@@ -242,8 +244,9 @@ def _widget(field: jobs_adapt.FormField, elem_id: str) -> gr.components.Componen
     common: dict[str, Any] = {"label": field.label, "info": field.help or None, "elem_id": elem_id}
     if field.widget == "bool":
         return gr.Checkbox(value=bool(field.default), **common)
-    if field.widget in ("int", "float"):
+    if field.widget in ("int", "float") and not field.optional:
         return gr.Number(value=field.default, precision=0 if field.widget == "int" else None, **common)
+    # an optional number is a text box: gr.Number sends 0 for an empty box, which is not "unset"
     if field.widget == "choice":
         return gr.Dropdown(list(field.choices or ()), value=field.default, **common)
     return gr.Textbox(value=field.default, lines=3 if field.widget in ("lines", "json") else 1, **common)
