@@ -10,6 +10,7 @@ Examples::
     python -m studio judge --prompt "a green triangle" a.png b.png
     python -m studio diagnose --prompt "a green triangle" images/
     python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
+    python -m studio rl --config rl.json --max-steps 50
 """
 
 from __future__ import annotations
@@ -169,6 +170,8 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--min", action="append", default=[], metavar="DIM=SCORE",
                            help="also require DIM >= SCORE (1-4); repeatable")
             p.add_argument("--copy-to", metavar="DIR", help="copy kept images into DIR")
+    commands.add_parser("rl", add_help=False, help="Fine-tune a generator with the critic as reward (DiffusionNFT): "
+                        "rl --config FILE; 'rl --help' lists its settings.")
     return parser
 
 
@@ -195,6 +198,11 @@ def main(argv: list[str] | None = None, *, services: Services | None = None, out
     :param services: use these instead of building them from the flags (for embedding the CLI).
     :param out: where the JSON lines go (default stdout).
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["rl"]:  # a job kind: its own typed config and flags (studio.rl.train)
+        from studio.rl.train import main as rl_main
+
+        return rl_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, default=logging.WARNING)
     own = services is None
