@@ -76,4 +76,4 @@ def nft_loss(
     policy = (r * normalised_error(x_t - t_b * v_pos, x0) + (1 - r) * normalised_error(x_t - t_b * v_neg, x0)) / beta
     kl = ((v - v_base) ** 2).mean(dim=tuple(range(1, v.ndim))) if v_base is not None else torch.zeros_like(policy)
     loss = (policy + kl_weight * kl).mean()
-    return NFTLoss(loss=loss, policy=float(policy.mean()), kl=float(kl.mean()))
+    return NFTLoss(loss=loss, policy=float(policy.detach().mean()), kl=float(kl.detach().mean()))

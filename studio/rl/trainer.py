@@ -123,32 +123,37 @@ class NFTTrainer:
         return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored), timing
 
     def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
-        """One pass over the samples with a weight, ``train_batch`` per update; loss, KL and
-        gradient norm means."""
-        cfg = self.config
+        """One pass over the samples with a weight, ``train_batch`` per update, each with fresh
+        times and noise; the means of the updates' loss, KL and gradient norm."""
         usable = [i for i, w in enumerate(weights) if w is not None]
         order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
-        totals = {"train/loss": 0.0, "train/policy_loss": 0.0, "train/kl": 0.0, "train/grad_norm": 0.0}
+        totals: dict[str, float] = {}
         updates = 0
-        for start in range(0, len(order), cfg.train_batch):
-            batch = order[start : start + cfg.train_batch]
+        for start in range(0, len(order), self.config.train_batch):
+            batch = order[start : start + self.config.train_batch]
             index = torch.tensor(batch)
-            x0 = rollout.x0[index.to(rollout.x0.device)]
             t = draw_times(len(batch), self.generator)
             noise = self.model.noise(len(batch), self.generator)
-            result = nft_loss(self.model, rollout.cond.select(index), x0, torch.tensor([weights[i] for i in batch]),
-                              t, noise, old=self.old, base=self.base, beta=cfg.beta, kl_weight=cfg.kl_weight)
-            self.optimizer.zero_grad(set_to_none=True)
-            result.loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
-            self.optimizer.step()
-            blend(self.ema, self.trainable, cfg.ema_decay)
-            totals["train/loss"] += float(result.loss)
-            totals["train/policy_loss"] += result.policy
-            totals["train/kl"] += result.kl
-            totals["train/grad_norm"] += float(grad_norm)
+            parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
+                                torch.tensor([weights[i] for i in batch]), t, noise)
+            for name, value in parts.items():
+                totals[name] = totals.get(name, 0.0) + value
             updates += 1
         return {k: v / max(updates, 1) for k, v in totals.items()}
+
+    def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
+               noise: torch.Tensor) -> dict[str, float]:
+        """One optimizer update on one batch (gradient clipping, then the EMA follows)."""
+        cfg = self.config
+        result = nft_loss(self.model, cond, x0, weight, t, noise, old=self.old, base=self.base, beta=cfg.beta,
+                          kl_weight=cfg.kl_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
+        self.optimizer.step()
+        blend(self.ema, self.trainable, cfg.ema_decay)
+        return {"train/loss": float(result.loss.detach()), "train/policy_loss": result.policy, "train/kl": result.kl,
+                "train/grad_norm": float(grad_norm)}
 
     def _reward_metrics(self, rollout: Rollout) -> dict[str, float]:
         valid = [s for s in rollout.scored if s.reward is not None]
