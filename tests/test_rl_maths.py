@@ -168,3 +168,10 @@ def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tm
         parse_config(RLConfig, ["--group-size", "1"])
     with pytest.raises(ConfigError, match="Unknown dimension"):
         parse_config(RLConfig, ["--weights", '{"beauty": 1}'])
+
+
+def test_python_m_studio_rl_runs_the_rl_job_and_explains_bad_settings(capsys):
+    from studio.cli import main
+
+    assert main(["rl", "--group-size", "1"]) == 2
+    assert "group_size must be at least 2" in capsys.readouterr().err
