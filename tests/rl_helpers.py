@@ -38,3 +38,26 @@ def save_tiny_sd3(folder: Path) -> Path:
         text_encoder_3=t5, tokenizer_3=t5_tokenizer)
     pipe.save_pretrained(folder)
     return folder
+
+
+def save_tiny_qwenimage(folder: Path) -> Path:
+    """Build a seeded tiny ``QwenImagePipeline`` (a tiny Qwen2.5-VL text encoder, a 2x 3-D VAE and
+    a one-layer Qwen-Image transformer) in ``folder``."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+    from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer
+
+    from models.critic.tiny_qwen import build_tiny_qwen25vl
+
+    encoder_folder = build_tiny_qwen25vl(folder.parent / f"{folder.name}_text_encoder", hidden_size=64)
+    torch.manual_seed(0)
+    transformer = QwenImageTransformer2DModel(
+        patch_size=2, in_channels=16, out_channels=4, num_layers=1, attention_head_dim=16, num_attention_heads=2,
+        joint_attention_dim=64, axes_dims_rope=(4, 6, 6))
+    vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
+                                 latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
+    pipe = QwenImagePipeline(
+        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), vae=vae,
+        text_encoder=Qwen2_5_VLForConditionalGeneration.from_pretrained(encoder_folder),
+        tokenizer=Qwen2Tokenizer.from_pretrained(encoder_folder), transformer=transformer)
+    pipe.save_pretrained(folder)
+    return folder

@@ -1,7 +1,7 @@
-"""The DiffusionNFT trainer on tiny pipelines built from configs (FLUX, FLUX-Kontext, SD3) and on
-the shipped shapes-world generator: a training step changes only the LoRA weights and lowers the
-loss; the exported LoRA loads into the studio's generator; resume reproduces the next step; a
-stop request checkpoints."""
+"""The DiffusionNFT trainer on tiny pipelines built from configs (FLUX, FLUX-Kontext, SD3,
+Qwen-Image) and on the shipped shapes-world generator: a training step changes only the LoRA
+weights and lowers the loss; the exported LoRA loads into the studio's generator; resume
+reproduces the next step; a stop request checkpoints."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ from studio.rl.train import load_flow_model, run
 from studio.rl.trainer import NFTTrainer, Rollout
 from studio.rl.weights import export_lora
 from tests.generator_helpers import save_tiny_flux
-from tests.rl_helpers import save_tiny_sd3
+from tests.rl_helpers import save_tiny_qwenimage, save_tiny_sd3
 
 torch.set_num_threads(1)
 
@@ -32,7 +32,8 @@ torch.set_num_threads(1)
 def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("rl_pipelines")
     flux, kontext = save_tiny_flux(root / "flux", root / "kontext")
-    return {"flux": flux, "kontext": kontext, "sd3": save_tiny_sd3(root / "sd3")}
+    return {"flux": flux, "kontext": kontext, "sd3": save_tiny_sd3(root / "sd3"),
+            "qwen": save_tiny_qwenimage(root / "qwen")}
 
 
 def _tiny_config(folder: Path) -> RLConfig:
@@ -64,7 +65,7 @@ def _prepared(folder: Path) -> tuple[NFTTrainer, Rollout, list[float]]:
     return trainer, Rollout(x0, cond, keys, scored=[]), [1.0, 0.0, 0.75, 0.25]
 
 
-@pytest.mark.parametrize("kind", ["flux", "kontext", "sd3"])
+@pytest.mark.parametrize("kind", ["flux", "kontext", "sd3", "qwen"])
 def test_one_training_step_changes_only_the_lora_weights_and_lowers_the_loss(folders, kind):
     trainer, rollout, weights = _prepared(folders[kind])
     model = trainer.model

@@ -4,7 +4,8 @@ decoding. One small class per transformer family:
 
 - ``FluxFlow``: ``FluxPipeline`` (FLUX.1, the shapes world) and ``FluxKontextPipeline`` (editing:
   the source image's latents ride along as extra tokens);
-- ``SD3Flow``: ``StableDiffusion3Pipeline``.
+- ``SD3Flow``: ``StableDiffusion3Pipeline``;
+- ``QwenImageFlow``: ``QwenImagePipeline``.
 
 Convention (diffusers flow matching): ``x_t = (1 - t) x0 + t eps``, ``v = eps - x0``, so
 ``x0 = x_t - t v``. ``params`` (a name -> tensor dict of the trainable weights) stands in for the
@@ -50,8 +51,16 @@ class Cond:
 
     @staticmethod
     def cat(conds: list["Cond"]) -> "Cond":
-        """Concatenate batches that share their position ids."""
-        return Cond({n: torch.cat([c.batched[n] for c in conds]) for n in conds[0].batched}, conds[0].shared)
+        """Concatenate batches that share their position ids; text of different lengths (a
+        family that pads each batch to its longest prompt) is zero-padded to the longest."""
+        batched = {}
+        for name in conds[0].batched:
+            parts = [c.batched[name] for c in conds]
+            if parts[0].ndim >= 2:
+                longest = max(p.shape[1] for p in parts)
+                parts = [torch.nn.functional.pad(p, (0, 0) * (p.ndim - 2) + (0, longest - p.shape[1])) for p in parts]
+            batched[name] = torch.cat(parts)
+        return Cond(batched, conds[0].shared)
 
 
 class FlowModel:
@@ -134,10 +143,13 @@ class FlowModel:
             t = s.reshape(1)
             v = self.velocity(x, t, cond, params)
             if uncond is not None:
-                v_uncond = self.velocity(x, t, uncond, params)
-                v = v_uncond + self.guidance * (v - v_uncond)
+                v = self.guide(v, self.velocity(x, t, uncond, params))
             x = x + (float(s_next) - float(s)) * v
         return x
+
+    def guide(self, v_cond: torch.Tensor, v_uncond: torch.Tensor) -> torch.Tensor:
+        """Classifier-free guidance of the conditional velocity by the unconditional one."""
+        return v_uncond + self.guidance * (v_cond - v_uncond)
 
     def _vae_decode(self, latents: torch.Tensor) -> list[Image.Image]:
         vae = self.pipe.vae
@@ -258,16 +270,73 @@ class SD3Flow(FlowModel):
         return self._vae_decode(latents)
 
 
+class QwenImageFlow(FlowModel):
+    """Qwen-Image text-to-image (packed latents of a 3-D VAE, a Qwen2.5-VL text encoder whose
+    batches are padded to the longest prompt with a mask, norm-preserving true CFG)."""
+
+    def __init__(self, pipe: Any, **kw: Any) -> None:
+        super().__init__(pipe, **kw)
+        factor = pipe.vae_scale_factor * 2
+        self.lat_h, self.lat_w = 2 * (self.height // factor), 2 * (self.width // factor)
+        if self.lat_h < 2 or self.lat_w < 2:
+            raise ConfigError(f"{self.width}x{self.height} is too small for this model (multiples of {factor}).")
+        self.channels = self.transformer.config.in_channels // 4
+
+    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+        kw = {} if self.max_sequence_length is None else {"max_sequence_length": self.max_sequence_length}
+        with torch.no_grad():
+            embeds, mask = self.pipe.encode_prompt(prompt=prompts, device=self.device, **kw)
+        if mask is None:
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
+        return Cond({"encoder_hidden_states": embeds, "encoder_hidden_states_mask": mask}, {})
+
+    def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raw = torch.randn((n, 1, self.channels, self.lat_h, self.lat_w), generator=generator)
+        return self.pipe._pack_latents(raw, n, self.channels, self.lat_h, self.lat_w)
+
+    def _guidance_embedded(self) -> bool:
+        return False
+
+    def _forward(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, params: Params | None) -> torch.Tensor:
+        return self._call(
+            params, hidden_states=x, timestep=t, encoder_hidden_states=cond.batched["encoder_hidden_states"],
+            encoder_hidden_states_mask=cond.batched["encoder_hidden_states_mask"],
+            img_shapes=[[(1, self.lat_h // 2, self.lat_w // 2)]] * x.shape[0],
+        )
+
+    def guide(self, v_cond: torch.Tensor, v_uncond: torch.Tensor) -> torch.Tensor:
+        guided = super().guide(v_cond, v_uncond)
+        return guided * (v_cond.norm(dim=-1, keepdim=True) / guided.norm(dim=-1, keepdim=True))
+
+    def _shift_mu(self) -> float | None:
+        from diffusers.pipelines.qwenimage.pipeline_qwenimage import calculate_shift
+
+        c = self.pipe.scheduler.config
+        return calculate_shift((self.lat_h // 2) * (self.lat_w // 2), c.get("base_image_seq_len", 256),
+                               c.get("max_image_seq_len", 4096), c.get("base_shift", 0.5), c.get("max_shift", 1.15))
+
+    def decode(self, latents: torch.Tensor) -> list[Image.Image]:
+        vae = self.pipe.vae
+        unpacked = self.pipe._unpack_latents(latents, self.height, self.width, self.pipe.vae_scale_factor).to(vae.dtype)
+        shape = (1, vae.config.z_dim, 1, 1, 1)
+        mean = torch.tensor(vae.config.latents_mean).view(shape).to(unpacked)
+        std = torch.tensor(vae.config.latents_std).view(shape).to(unpacked)
+        with torch.no_grad():
+            images = vae.decode(unpacked * std + mean, return_dict=False)[0][:, :, 0]
+        return self.pipe.image_processor.postprocess(images, output_type="pil")
+
+
 FAMILIES: dict[str, type[FlowModel]] = {
     "FluxPipeline": FluxFlow,
     "FluxKontextPipeline": FluxFlow,
     "StableDiffusion3Pipeline": SD3Flow,
+    "QwenImagePipeline": QwenImageFlow,
 }
 
 
 def flow_model(pipe: Any, **kw: Any) -> FlowModel:
     """The ``FlowModel`` of a loaded pipeline. Raises ``ConfigError`` for a pipeline the trainer
-    cannot drive (it needs a flow-matching transformer: FLUX.1, FLUX.1-Kontext, SD3)."""
+    cannot drive (it needs a flow-matching transformer: FLUX.1, FLUX.1-Kontext, SD3, Qwen-Image)."""
     name = type(pipe).__name__
     if name not in FAMILIES:
         raise ConfigError(f"RL training drives {', '.join(sorted(FAMILIES))}; {name} is not one of them.")
