@@ -10,7 +10,6 @@ check fell.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,6 @@ from models.types import CritiqueRequest
 from studio.rl.data import PromptItem
 from studio.rl.flow import FlowModel, Params
 from studio.rl.reward import score_results
-
-logger = logging.getLogger(__name__)
 
 EVAL_SEED = 1234
 GRID_COLUMNS = 8
