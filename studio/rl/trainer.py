@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from models.base import Critic
-from models.errors import JobError
+from models.errors import ConfigError, JobError
 from models.types import CritiqueRequest
 from studio.rl.advantages import compute_advantages, solved_groups
 from studio.rl.config import RLConfig
@@ -45,6 +45,9 @@ class NFTTrainer:
     def __init__(self, config: RLConfig, model: FlowModel, critic: Critic, prompts: PromptSource) -> None:
         self.config, self.model, self.critic, self.prompts = config, model, critic, prompts
         self.policy = config.scoring_policy()
+        if config.finetune == "full" and model.dtype != torch.float32:
+            raise ConfigError(f"finetune='full' trains every weight in float32, but the model runs in {model.dtype}; "
+                              "set dtype 'fp32' (or use LoRA).")
         self.trainable = make_trainable(model.transformer, finetune=config.finetune, rank=config.lora_rank,
                                         alpha=config.lora_alpha, targets=list(config.lora_targets), seed=config.seed)
         self.base = snapshot(self.trainable)
