@@ -144,3 +144,17 @@ def test_a_stop_request_checkpoints_and_exports_nothing(tmp_path):
     assert summary["stopped"] and summary["steps"] == 1
     assert (tmp_path / "run/checkpoints/step_000001/current.safetensors").is_file()
     assert "lora" not in summary and not (tmp_path / "run/lora").exists()
+
+
+def test_a_full_fine_tune_exports_a_pipeline_folder_the_studio_loads(tmp_path):
+    summary = run(_shapes_config(finetune="full", max_steps=1), RecordingContext(tmp_path / "run"))
+    folder = Path(summary["pipeline"])
+    assert (folder / "studio_defaults.json").is_file()
+    tuned = DiffusersGenerator(model=str(folder))
+    shipped = DiffusersGenerator(model="assets/shapes-t2i")
+    assert tuned.call_defaults().steps == shipped.call_defaults().steps
+    changed = [n for n, p in tuned.pipeline.transformer.named_parameters()
+               if not torch.equal(p, dict(shipped.pipeline.transformer.named_parameters())[n])]
+    assert changed
+    image = tuned.generate(GenerationRequest(task="t2i", prompt="a red circle", steps=2)).images[0]
+    assert image.size == (64, 64)
