@@ -16,6 +16,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -61,8 +62,8 @@ def build_critic(spec: dict[str, Any]) -> Any:
 
 
 def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
-    """Train for ``config.max_steps`` steps (resuming when the run folder has a checkpoint);
-    returns (and reports) the summary."""
+    """Train for ``config.max_steps`` steps or ``config.max_minutes`` (resuming when the run folder
+    has a checkpoint); returns (and reports) the summary."""
     if config.threads:
         torch.set_num_threads(config.threads)
     run_dir = Path(ctx.run_dir)
@@ -105,6 +106,7 @@ def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
                                  state)
         ctx.artifact("checkpoint", folder, "checkpoint")
 
+    started = time.monotonic()
     if trainer.step == 0:
         do_eval()
     stopped = False
@@ -118,11 +120,15 @@ def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
             ctx.metric(trainer.step, name, value)
         ctx.progress(trainer.step, config.max_steps,
                      f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
-        last = trainer.step == config.max_steps
+        out_of_time = bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60
+        last = trainer.step == config.max_steps or out_of_time
         if last or (config.eval_every and trainer.step % config.eval_every == 0):
             do_eval()
         if last or trainer.step % config.checkpoint_every == 0:
             do_checkpoint()
+        if out_of_time:
+            logger.info("the %s-minute budget is spent after step %d", config.max_minutes, trainer.step)
+            break
     if stopped:
         do_checkpoint()
     summary = {"steps": trainer.step, "stopped": stopped, "first_eval": history["first_eval"],
