@@ -1,7 +1,7 @@
 """The DiffusionNFT trainer on tiny pipelines built from configs (FLUX, FLUX-Kontext, SD3,
 Qwen-Image) and on the shipped shapes-world generator: a training step changes only the LoRA
 weights and lowers the loss; the exported LoRA loads into the studio's generator; resume
-reproduces the next step; a stop request checkpoints."""
+reproduces the next step; a stop request checkpoints; a job killed with SIGKILL resumes."""
 
 from __future__ import annotations
 
@@ -166,3 +166,38 @@ def test_a_full_fine_tune_exports_a_pipeline_folder_the_studio_loads(tmp_path):
     assert changed
     image = tuned.generate(GenerationRequest(task="t2i", prompt="a red circle", steps=2)).images[0]
     assert image.size == (64, 64)
+
+
+def test_a_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from studio.jobs.config import save_config
+
+    config = _shapes_config(max_steps=3, threads=1, run_dir=str(tmp_path / "run"))
+    config_file = save_config(config, tmp_path / "rl.json")
+    command = [sys.executable, "-m", "studio.rl.train", "--config", str(config_file)]
+    latest = tmp_path / "run/checkpoints/latest"
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not latest.is_file() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(job.pid, signal.SIGKILL)
+    finally:
+        job.wait()
+    killed_at = int(latest.read_text().split("_")[1])
+    assert 1 <= killed_at < 3 and job.returncode == -signal.SIGKILL
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    result = json.loads(again.stdout.strip().splitlines()[-1])
+    assert result["event"] == "result" and result["steps"] == 3
+    assert f"(step {killed_at})" in again.stderr
+    steps_run = {json.loads(line)["step"] for line in again.stdout.splitlines()
+                 if json.loads(line).get("name") == "train/loss"}
+    assert steps_run == set(range(killed_at + 1, 4))
