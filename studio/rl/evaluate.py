@@ -17,7 +17,6 @@ from typing import Any
 import torch
 from PIL import Image
 
-from bench.generator_accuracy import detailed_match, edit_match, short_match
 from models.base import Critic
 from models.critic.scoring import ScoringPolicy
 from models.shapes.analyzer import analyze
@@ -56,6 +55,8 @@ def draw_images(model: FlowModel, items: list[PromptItem], params: Params | None
 def shapes_check(item: PromptItem, image: Image.Image) -> bool:
     """Exact-scene match by the analyzer: the short prompt's objects and word, the detailed
     prompt's exact scene, or an edit's exact target."""
+    from bench.generator_accuracy import detailed_match, edit_match, short_match  # the benchmark's own rules
+
     found = analyze(image)
     if item.source_scene is not None:
         assert item.target is not None

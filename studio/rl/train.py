@@ -13,14 +13,11 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
-
-os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
