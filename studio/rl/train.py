@@ -63,10 +63,20 @@ def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
     has a checkpoint); returns (and reports) the summary."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    run_dir = Path(ctx.run_dir)
     model = load_flow_model(config)
     critic = build_critic(config.critic)
     check_critic = build_critic(config.check_critic) if config.check_critic else None
+    try:
+        return _train(config, ctx, model, critic, check_critic)
+    finally:
+        for backend in (critic, check_critic):
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+
+
+def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, check_critic: Any) -> dict[str, Any]:
+    run_dir = Path(ctx.run_dir)
     shapes = config.data == "shapes" and config.eval_data is None
     prompts = prompt_source(config.data, model.task, config.prompt_form, config.seed)
     held_out = eval_items(config.data, config.eval_data, model.task, config.eval_prompts)
