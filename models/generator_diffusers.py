@@ -356,6 +356,11 @@ class DiffusersGenerator:
         pipe.set_adapters(["studio"], adapter_weights=[self.lora_scale])
         logger.info("LoRA %s applied at scale %s", self.lora, self.lora_scale)
 
+    def call_defaults(self) -> CallDefaults:
+        """The defaults this model runs with: family table, variant, then ``studio_defaults.json``
+        (loads the pipeline)."""
+        return self._loaded_defaults()
+
     def _loaded_defaults(self) -> CallDefaults:
         if self._defaults is None:
             pipe, profile = self.pipeline, self._profile()

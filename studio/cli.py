@@ -1,4 +1,4 @@
-"""``python -m studio refine|judge|diagnose|curate|eval|jobs``: the engine, headless, on files and folders.
+"""``python -m studio refine|judge|diagnose|curate|eval|jobs|rl``: the engine, headless, on files and folders.
 
 Every command prints JSON lines on stdout (one object per event or per image) and a progress
 bar on stderr. A ``StudioError`` (bad input, missing backend, unknown session) ends the run with
@@ -13,6 +13,7 @@ Examples::
     python -m studio eval --data shapes:t2i:500:seed0 --mode pointwise
     python -m studio jobs start diagnose --inputs images/ --prompt "a green triangle"
     python -m studio jobs wait JOB_ID
+    python -m studio rl --config rl.json --max-steps 50
 """
 
 from __future__ import annotations
@@ -194,6 +195,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_eval_options(p)
     _command_options(p)  # the app's --critic/--store flags replace the config's JSON spec and store flags
     add_jobs_parser(commands)  # background jobs: store only, no backends of their own
+    commands.add_parser("rl", add_help=False, help="Fine-tune a generator with the critic as reward (DiffusionNFT): "
+                        "rl --config FILE; 'rl --help' lists its settings.")
     return parser
 
 
@@ -224,6 +227,11 @@ def main(argv: list[str] | None = None, *, services: Services | None = None, out
     :param services: use these instead of building them from the flags (for embedding the CLI).
     :param out: where the JSON lines go (default stdout).
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["rl"]:  # a job kind: its own typed config and flags (studio.rl.train)
+        from studio.rl.train import main as rl_main
+
+        return rl_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0), default=logging.WARNING)
     own = services is None

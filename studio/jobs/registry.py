@@ -22,6 +22,7 @@ KINDS: dict[str, str] = {
     "eval": "studio.evaluation.run",
     "diagnose": "studio.jobs.kinds.diagnose",
     "curate": "studio.jobs.kinds.curate",
+    "rl": "studio.rl.train",
 }
 
 

@@ -1,0 +1,133 @@
+"""Held-out evaluation and the reward-hacking monitor.
+
+Each evaluation draws one image per held-out prompt with the EMA weights (fixed seeds, so the
+sample grid compares like with like over time), scores them with the critic (mean reward and
+mean per dimension) and with an independent check: in the shapes world the analyzer's
+exact-scene accuracy (``bench.generator_accuracy``'s matching rules), elsewhere an optional
+second critic's mean reward. ``HackingMonitor`` raises an alert when the reward rose while the
+check fell.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from models.base import Critic
+from models.critic.scoring import ScoringPolicy
+from models.shapes.analyzer import analyze
+from models.types import CritiqueRequest
+from studio.rl.data import PromptItem
+from studio.rl.flow import FlowModel, Params
+from studio.rl.reward import score_results
+
+EVAL_SEED = 1234
+GRID_COLUMNS = 8
+
+
+@dataclass
+class EvalResult:
+    """One evaluation: ``metrics`` (name -> value, e.g. ``eval/reward``, ``eval/check``) and the
+    first images (for the grid)."""
+
+    metrics: dict[str, float]
+    images: list[Image.Image] = field(default_factory=list)
+
+
+def draw_images(model: FlowModel, items: list[PromptItem], params: Params | None, steps: int,
+                batch: int = 8, seed: int = EVAL_SEED) -> list[Image.Image]:
+    """One image per item, image ``i`` from noise seeded ``seed + i``."""
+    images: list[Image.Image] = []
+    for start in range(0, len(items), batch):
+        chunk = items[start : start + batch]
+        sources = [it.source_image() for it in chunk] if model.task == "edit" else None
+        cond = model.encode([it.prompt for it in chunk], sources)
+        uncond = model.encode([model.negative_prompt] * len(chunk), sources) if model.uses_cfg else None
+        noise = torch.cat([model.noise(1, torch.Generator().manual_seed(seed + start + i)) for i in range(len(chunk))])
+        images += model.decode(model.sample(cond, noise, steps, params, uncond))
+    return images
+
+
+def shapes_check(item: PromptItem, image: Image.Image) -> bool:
+    """Exact-scene match by the analyzer: the short prompt's objects and word, the detailed
+    prompt's exact scene, or an edit's exact target."""
+    from bench.generator_accuracy import detailed_match, edit_match, short_match  # the benchmark's own rules
+
+    found = analyze(image)
+    if item.source_scene is not None:
+        assert item.target is not None
+        return edit_match(item.target, found)
+    return short_match(item.prompt, found) if item.form == "short" else detailed_match(item.prompt, found)
+
+
+def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *, steps: int, critic: Critic,
+             policy: ScoringPolicy, shapes: bool, check_critic: Critic | None = None) -> EvalResult:
+    """Mean reward (overall and per dimension), failures, and the check on ``items``."""
+    images = draw_images(model, items, params, steps)
+    requests = [CritiqueRequest(model.task, it.prompt, im, it.source_image()) for it, im in zip(items, images)]
+    scored = score_results(critic.critique(requests), policy)
+    metrics: dict[str, float] = {"eval/critic_failures": float(sum(s.reward is None for s in scored))}
+    valid = [s for s in scored if s.reward is not None]
+    if valid:
+        metrics["eval/reward"] = sum(s.reward for s in valid) / len(valid)  # type: ignore[misc]
+        for key in sorted({k for s in valid for k in s.dimensions}):
+            values = [s.dimensions[key] for s in valid if key in s.dimensions]
+            metrics[f"eval/{key}"] = sum(values) / len(values)
+    if shapes:
+        flags = [shapes_check(it, im) for it, im in zip(items, images)]
+        metrics["eval/check"] = sum(flags) / len(flags)
+        for form in sorted({it.form for it in items if it.form}):
+            subset = [ok for it, ok in zip(items, flags) if it.form == form]
+            metrics[f"eval/check_{form}"] = sum(subset) / len(subset)
+    elif check_critic is not None:
+        checked = [s.reward for s in score_results(check_critic.critique(requests), policy) if s.reward is not None]
+        if checked:
+            metrics["eval/check"] = sum(checked) / len(checked)
+    return EvalResult(metrics=metrics, images=images[:GRID_COLUMNS])
+
+
+class HackingMonitor:
+    """Flags reward hacking: the reward rose by more than ``tolerance`` since the first
+    evaluation while the independent check fell by more than ``tolerance``."""
+
+    def __init__(self, tolerance: float, baseline: dict[str, float] | None = None) -> None:
+        self.tolerance = tolerance
+        self.baseline = baseline
+
+    def update(self, metrics: dict[str, float]) -> bool:
+        """Record an evaluation; True when it raises the alert."""
+        if "eval/reward" not in metrics or "eval/check" not in metrics:
+            return False
+        if self.baseline is None:
+            self.baseline = {"reward": metrics["eval/reward"], "check": metrics["eval/check"]}
+            return False
+        rose = metrics["eval/reward"] - self.baseline["reward"] > self.tolerance
+        fell = self.baseline["check"] - metrics["eval/check"] > self.tolerance
+        return rose and fell
+
+    def state(self) -> dict[str, Any]:
+        return {"baseline": self.baseline}
+
+
+def append_grid_row(path: Path, images: list[Image.Image]) -> Path:
+    """Add one row of ``images`` under the rows already in the PNG at ``path`` (a grid over time)."""
+    if not images:
+        return path
+    side = images[0].width
+    row = Image.new("RGB", (side * GRID_COLUMNS, images[0].height), "white")
+    for c, image in enumerate(images[:GRID_COLUMNS]):
+        row.paste(image, (c * side, 0))
+    if path.is_file():
+        old = Image.open(path).convert("RGB")
+        grid = Image.new("RGB", (max(old.width, row.width), old.height + row.height), "white")
+        grid.paste(old, (0, 0))
+        grid.paste(row, (0, old.height))
+    else:
+        grid = row
+    path.parent.mkdir(parents=True, exist_ok=True)
+    grid.save(path)
+    return path

@@ -1,0 +1,177 @@
+"""The RL job kind: DiffusionNFT fine-tuning of a generator with the critic as reward.
+
+    python -m studio.rl.train --config FILE [--max-steps 50 ...] [--run-dir DIR] [--resume]
+    python -m studio rl --config FILE --run-dir DIR
+
+``run(config, ctx)`` is what the job runner calls; it reports metrics (the Training tab's curves:
+``train/*``, ``eval/*``, ``time/*``, ``monitor/alert``), sample grids and the exported LoRA to
+``ctx``. It checkpoints every ``checkpoint_every`` steps and when asked to stop, and continues
+from the run folder's latest checkpoint when started again with ``--resume`` (a run folder that
+already has a checkpoint is refused without it).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from models.errors import ConfigError
+from models.generator_diffusers import DEFAULTS_FILE, DiffusersGenerator
+from models.registry import load_backend
+from studio.jobs.context import JobContext
+from studio.jobs.entry import run_kind
+from studio.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from studio.rl.config import RLConfig
+from studio.rl.data import eval_items, prompt_source
+from studio.rl.evaluate import HackingMonitor, append_grid_row, evaluate
+from studio.rl.flow import FlowModel, flow_model
+from studio.rl.trainer import NFTTrainer
+from studio.rl.weights import export_lora, export_pipeline
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_SIZE = 512
+
+
+def load_flow_model(config: RLConfig) -> FlowModel:
+    """The generator pipeline of ``config.model`` as a ``FlowModel`` with the model's own
+    defaults (guidance, size, prompt length) unless the config sets them."""
+    generator = DiffusersGenerator(model=config.model, device=config.device, dtype=config.dtype)
+    pipe = generator.pipeline
+    defaults = generator.call_defaults()
+    side = config.resolution
+    size = (side, side) if side else (defaults.width or DEFAULT_SIZE, defaults.height or DEFAULT_SIZE)
+    guidance = config.guidance if config.guidance is not None else defaults.guidance
+    return flow_model(pipe, size=size, guidance=guidance, max_sequence_length=defaults.max_sequence_length,
+                      negative_prompt=defaults.negative_prompt)
+
+
+def build_critic(spec: dict[str, Any]) -> Any:
+    """A critic backend from its spec (``{"backend": ..., **options}``)."""
+    options = {k: v for k, v in spec.items() if k != "backend"}
+    return load_backend("critic", spec["backend"], **options)
+
+
+def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
+    """Train for ``config.max_steps`` steps or ``config.max_minutes`` (resuming when the run folder
+    has a checkpoint); returns (and reports) the summary."""
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    model = load_flow_model(config)
+    critic = build_critic(config.critic)
+    check_critic = build_critic(config.check_critic) if config.check_critic else None
+    try:
+        return _train(config, ctx, model, critic, check_critic)
+    finally:
+        for backend in (critic, check_critic):
+            close = getattr(backend, "close", None)
+            if close is not None:
+                close()
+
+
+def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, check_critic: Any) -> dict[str, Any]:
+    run_dir = Path(ctx.run_dir)
+    shapes = config.data == "shapes" and config.eval_data is None
+    prompts = prompt_source(config.data, model.task, config.prompt_form, config.seed)
+    held_out = eval_items(config.data, config.eval_data, model.task, config.eval_prompts)
+    trainer = NFTTrainer(config, model, critic, prompts)
+    monitor = HackingMonitor(config.alert_tolerance)
+    history: dict[str, Any] = {"first_eval": None, "alerts": [], "critic_failures": 0}
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is not None and not ctx.resuming:
+        raise ConfigError(f"The run folder {run_dir} already has a checkpoint ({checkpoint.name}); pass --resume "
+                          "to continue it, or start a new run folder.")
+    if checkpoint is not None:
+        weights, torch_state, state = load_checkpoint(checkpoint, model.device)
+        trainer.restore(weights, torch_state, state)
+        monitor.baseline = state.get("monitor", {}).get("baseline")
+        history = state.get("history", history)
+        logger.info("resumed from %s (step %d)", checkpoint, trainer.step)
+
+    def do_eval() -> dict[str, float]:
+        result = evaluate(model, held_out, trainer.ema, steps=config.sampling_steps, critic=critic,
+                          policy=trainer.policy, shapes=shapes, check_critic=check_critic)
+        alert = monitor.update(result.metrics)
+        result.metrics["monitor/alert"] = float(alert)
+        if alert:
+            history["alerts"].append(trainer.step)
+            logger.warning("reward-hacking alert at step %d: reward rose while the check fell", trainer.step)
+        for name, value in result.metrics.items():
+            ctx.metric(trainer.step, name, value)
+        grid = append_grid_row(run_dir / "samples_over_time.png", result.images)
+        ctx.artifact("samples_over_time", grid, "image")
+        history["first_eval"] = history["first_eval"] or result.metrics
+        history["last_eval"] = result.metrics
+        return result.metrics
+
+    def do_checkpoint() -> None:
+        state = {**trainer.state(), "monitor": monitor.state(), "history": history}
+        folder = save_checkpoint(run_dir, trainer.step, trainer.weight_sets(), trainer.optimizer, trainer.generator,
+                                 state)
+        ctx.artifact("checkpoint", folder, "checkpoint")
+
+    started = time.monotonic()
+    if trainer.step == 0:
+        do_eval()
+    stopped = False
+    while trainer.step < config.max_steps:
+        if ctx.should_stop():
+            stopped = True
+            break
+        metrics = trainer.run_step()
+        history["critic_failures"] += int(metrics["train/critic_failures"])
+        for name, value in metrics.items():
+            ctx.metric(trainer.step, name, value)
+        ctx.progress(trainer.step, config.max_steps,
+                     f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
+        out_of_time = bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60
+        last = trainer.step == config.max_steps or out_of_time
+        if last or (config.eval_every and trainer.step % config.eval_every == 0):
+            do_eval()
+        if last or trainer.step % config.checkpoint_every == 0:
+            do_checkpoint()
+        if out_of_time:
+            logger.info("the %s-minute budget is spent after step %d", config.max_minutes, trainer.step)
+            break
+    if stopped:
+        do_checkpoint()
+    summary = {"steps": trainer.step, "stopped": stopped, "first_eval": history["first_eval"],
+               "last_eval": history.get("last_eval"), "alerts": history["alerts"],
+               "critic_failures": history["critic_failures"], "retired": len(trainer.retired)}
+    if not stopped:
+        summary.update(export(config, model, trainer, run_dir, ctx))
+    ctx.result(summary)
+    return summary
+
+
+def export(config: RLConfig, model: FlowModel, trainer: NFTTrainer, run_dir: Path, ctx: JobContext) -> dict[str, str]:
+    """Write the EMA weights where the studio loads them: a LoRA (``--t2i-lora`` / ``--edit-lora``)
+    or, for a full fine-tune, a whole pipeline folder (``--t2i`` / ``--edit``)."""
+    if config.finetune == "lora":
+        path = export_lora(model.pipe, trainer.ema, run_dir / "lora")
+        ctx.artifact("lora", path, "lora")
+        return {"lora": str(path)}
+    folder = export_pipeline(model.pipe, trainer.ema, run_dir / "pipeline")
+    defaults = Path(config.model) / DEFAULTS_FILE
+    if defaults.is_file():
+        shutil.copy(defaults, folder / DEFAULTS_FILE)
+    ctx.artifact("pipeline", folder, "model")
+    return {"pipeline": str(folder)}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m studio.rl.train --config FILE [flags] [--run-dir DIR] [--resume]`` (the job runner
+    adds ``--job-id ID --job-store DB``); the summary is the last stdout line."""
+    return run_kind(RLConfig, run, argv)
+
+
+#: A resumed job continues from the run folder's latest checkpoint.
+RESUMABLE = True
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,196 @@
+"""One DiffusionNFT step: sample groups with the old policy while the critic scores the previous
+batch, turn rewards into [0, 1] weights, train once over the samples, move the old policy
+toward the current one. ``NFTTrainer`` also holds what a checkpoint needs to resume exactly.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from models.base import Critic
+from models.errors import ConfigError, JobError
+from models.types import CritiqueRequest
+from studio.rl.advantages import compute_advantages, solved_groups
+from studio.rl.config import RLConfig
+from studio.rl.data import PromptItem, PromptSource
+from studio.rl.flow import Cond, FlowModel
+from studio.rl.nft import draw_times, nft_loss
+from studio.rl.reward import RewardQueue, Scored
+from studio.rl.weights import blend, make_trainable, old_policy_decay, snapshot
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Rollout:
+    """A step's samples: clean latents, their conditioning, group keys and rewards."""
+
+    x0: torch.Tensor
+    cond: Cond
+    keys: list[tuple[str, str | None]]
+    scored: list[Scored]
+
+
+class NFTTrainer:
+    """DiffusionNFT over a ``FlowModel`` with a critic's reward.
+
+    :param prompts: where training prompts come from (its state is part of a checkpoint).
+    """
+
+    def __init__(self, config: RLConfig, model: FlowModel, critic: Critic, prompts: PromptSource) -> None:
+        self.config, self.model, self.critic, self.prompts = config, model, critic, prompts
+        self.policy = config.scoring_policy()
+        if config.finetune == "full" and model.dtype != torch.float32:
+            raise ConfigError(f"finetune='full' trains every weight in float32, but the model runs in {model.dtype}; "
+                              "set dtype 'fp32' (or use LoRA).")
+        self.trainable = make_trainable(model.transformer, finetune=config.finetune, rank=config.lora_rank,
+                                        alpha=config.lora_alpha, targets=list(config.lora_targets), seed=config.seed)
+        self.base = snapshot(self.trainable)
+        self.old = snapshot(self.trainable)
+        self.ema = snapshot(self.trainable)
+        self.optimizer = torch.optim.AdamW(self.trainable.values(), lr=config.learning_rate,
+                                           weight_decay=config.weight_decay)
+        self.generator = torch.Generator().manual_seed(config.seed)
+        self.step = 0
+        self.retired: set[tuple[str, str | None]] = set()
+
+    # -- one step -------------------------------------------------------------------------------
+
+    def run_step(self) -> dict[str, float]:
+        """Sample, score, train; return the step's metrics (``train/...`` and ``time/...``)."""
+        started = time.perf_counter()
+        items = self.prompts.draw(self.config.prompts_per_step, self.retired)
+        rollout, timing = self.rollout(items)
+        metrics = self._reward_metrics(rollout)
+        advantages = compute_advantages(rollout.keys, [s.reward for s in rollout.scored],
+                                        std_scope=self.config.std_scope, clip=self.config.adv_clip)
+        if all(w is None for w in advantages.weight):
+            raise JobError(f"Step {self.step + 1}: no group had two scored images ({advantages.failed} critiques "
+                           f"failed of {len(rollout.keys)}); check the critic.")
+        newly = solved_groups(advantages.groups, mean_above=self.config.retire_mean, std_below=self.config.retire_std)
+        self.retired.update(newly)  # type: ignore[arg-type]
+        train_started = time.perf_counter()
+        metrics.update(self.train(rollout, advantages.weight))
+        metrics["time/training"] = time.perf_counter() - train_started
+        self.step += 1
+        blend(self.old, self.trainable, old_policy_decay(self.step, self.config.old_decay_rate,
+                                                         self.config.old_decay_max))
+        metrics.update({
+            "train/critic_failures": float(advantages.failed), "train/undetermined": float(advantages.undetermined),
+            "train/retired": float(len(self.retired)), **timing,
+            "time/step": time.perf_counter() - started,
+        })
+        return metrics
+
+    def rollout(self, items: list[PromptItem]) -> tuple[Rollout, dict[str, float]]:
+        """Draw ``group_size`` images per item with the old policy; the critic scores each batch on
+        its own thread while the next batch is drawn (``overlap_reward``)."""
+        cfg, model = self.config, self.model
+        rewards = RewardQueue(self.critic, self.policy, overlap=cfg.overlap_reward, batch_size=cfg.critic_batch)
+        x0s: list[torch.Tensor] = []
+        conds: list[Cond] = []
+        keys: list[tuple[str, str | None]] = []
+        sampling = 0.0
+        try:
+            for start in range(0, len(items), cfg.sample_batch):
+                chunk_started = time.perf_counter()
+                chunk = items[start : start + cfg.sample_batch]
+                sources = [it.source_image() for it in chunk] if model.task == "edit" else None
+                cond = model.encode([it.prompt for it in chunk], sources).repeat(cfg.group_size)
+                uncond = None
+                if model.uses_cfg:
+                    uncond = model.encode([model.negative_prompt] * len(chunk), sources).repeat(cfg.group_size)
+                noise = model.noise(len(chunk) * cfg.group_size, self.generator)
+                x0 = model.sample(cond, noise, cfg.sampling_steps, self.old, uncond)
+                images = model.decode(x0)
+                sampling += time.perf_counter() - chunk_started
+                first = len(keys)
+                requests = []
+                for i, image in enumerate(images):
+                    item = chunk[i // cfg.group_size]
+                    keys.append(item.key)
+                    source = sources[i // cfg.group_size] if sources is not None else None
+                    requests.append(CritiqueRequest(model.task, item.prompt, image, source))
+                rewards.submit(list(range(first, len(keys))), requests)
+                x0s.append(x0)
+                conds.append(cond)
+            scored = rewards.collect(list(range(len(keys))))
+        finally:
+            rewards.close()
+        timing = {"time/sampling": sampling, "time/reward": rewards.busy_seconds, "time/reward_wait": rewards.wait_seconds}
+        return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored), timing
+
+    def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
+        """One pass over the samples with a weight, ``train_batch`` per update, each with fresh
+        times and noise; the means of the updates' loss, KL and gradient norm."""
+        usable = [i for i, w in enumerate(weights) if w is not None]
+        order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
+        totals: dict[str, float] = {}
+        updates = 0
+        for start in range(0, len(order), self.config.train_batch):
+            batch = order[start : start + self.config.train_batch]
+            index = torch.tensor(batch)
+            t = draw_times(len(batch), self.generator)
+            noise = self.model.noise(len(batch), self.generator)
+            parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
+                                torch.tensor([weights[i] for i in batch]), t, noise)
+            for name, value in parts.items():
+                totals[name] = totals.get(name, 0.0) + value
+            updates += 1
+        return {k: v / max(updates, 1) for k, v in totals.items()}
+
+    def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
+               noise: torch.Tensor) -> dict[str, float]:
+        """One optimizer update on one batch (gradient clipping, then the EMA follows)."""
+        cfg = self.config
+        result = nft_loss(self.model, cond, x0, weight, t, noise, old=self.old, base=self.base, beta=cfg.beta,
+                          kl_weight=cfg.kl_weight)
+        self.optimizer.zero_grad(set_to_none=True)
+        result.loss.backward()
+        grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
+        self.optimizer.step()
+        blend(self.ema, self.trainable, cfg.ema_decay)
+        return {"train/loss": float(result.loss.detach()), "train/policy_loss": result.policy, "train/kl": result.kl,
+                "train/grad_norm": float(grad_norm)}
+
+    def _reward_metrics(self, rollout: Rollout) -> dict[str, float]:
+        valid = [s for s in rollout.scored if s.reward is not None]
+        metrics: dict[str, float] = {}
+        if valid:
+            metrics["train/reward"] = sum(s.reward for s in valid) / len(valid)  # type: ignore[misc]
+            for key in sorted({k for s in valid for k in s.dimensions}):
+                values = [s.dimensions[key] for s in valid if key in s.dimensions]
+                metrics[f"train/{key}"] = sum(values) / len(values)
+        for s in rollout.scored:
+            if s.failure is not None:
+                logger.warning("critique failed (excluded from its group): %s", s.failure)
+        return metrics
+
+    # -- checkpoint state -------------------------------------------------------------------------
+
+    def weight_sets(self) -> dict[str, dict[str, torch.Tensor]]:
+        """The four weight sets a checkpoint stores."""
+        return {"current": {n: p.detach() for n, p in self.trainable.items()}, "old": self.old, "ema": self.ema,
+                "base": self.base}
+
+    def state(self) -> dict[str, Any]:
+        """JSON-ready run state: retired groups and the prompt source's state."""
+        return {"retired": [list(k) for k in sorted(self.retired, key=str)], "prompts": self.prompts.state()}
+
+    def restore(self, weights: dict[str, dict[str, torch.Tensor]], torch_state: dict[str, Any],
+                state: dict[str, Any]) -> None:
+        """Load a checkpoint written from ``weight_sets`` / ``state``."""
+        with torch.no_grad():
+            for name, param in self.trainable.items():
+                param.copy_(weights["current"][name])
+        self.old, self.ema, self.base = weights["old"], weights["ema"], weights["base"]
+        self.optimizer.load_state_dict(torch_state["optimizer"])
+        self.generator.set_state(torch_state["generator"])
+        self.step = int(state["step"])
+        self.retired = {(k[0], k[1]) for k in state["retired"]}
+        self.prompts.load_state(state["prompts"])

@@ -1,0 +1,177 @@
+"""RL reward maths on hand-made numbers: groups, normalisation, clipping, the [0, 1] mapping,
+failure exclusion, retirement, the old-policy schedule, the reward-hacking monitor, the config."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+
+import pytest
+import torch
+from PIL import Image
+
+from models.critic.scoring import ScoringPolicy
+from models.errors import ConfigError, JobError
+from models.types import Critique, CritiqueFailure, CritiqueRequest
+from studio.jobs.config import config_to_flags, parse_config
+from studio.rl.advantages import EPS, compute_advantages, solved_groups
+from studio.rl.config import RLConfig
+from studio.rl.data import PromptItem
+from studio.rl.evaluate import HackingMonitor
+from studio.rl.reward import RewardQueue, score_results
+from studio.rl.weights import blend, old_policy_decay
+
+
+def test_group_advantage_on_hand_made_numbers():
+    keys = [("p", None)] * 3 + [("q", None)] * 2
+    result = compute_advantages(keys, [1.0, 2.0, 3.0, 0.5, 0.5], clip=5.0)
+    std = math.sqrt(2 / 3)  # population std of 1, 2, 3
+    assert result.advantage[0] == pytest.approx(-1 / (std + EPS))
+    assert result.advantage[1] == pytest.approx(0.0)
+    assert result.weight[0] == pytest.approx(-1 / (std + EPS) / 10 + 0.5)
+    assert result.weight[2] == pytest.approx(1 / (std + EPS) / 10 + 0.5)
+    # a group whose images all scored the same: advantage 0, weight 0.5
+    assert result.advantage[3:] == [0.0, 0.0] and result.weight[3:] == [0.5, 0.5]
+
+
+def test_global_std_divides_by_the_std_of_the_whole_step():
+    keys = [("p", None)] * 2 + [("q", None)] * 2
+    rewards = [0.0, 1.0, 2.0, 4.0]
+    result = compute_advantages(keys, rewards, std_scope="global")
+    mean = sum(rewards) / 4
+    global_std = math.sqrt(sum((r - mean) ** 2 for r in rewards) / 4)
+    assert result.advantage == pytest.approx([-0.5 / (global_std + EPS), 0.5 / (global_std + EPS),
+                                              -1 / (global_std + EPS), 1 / (global_std + EPS)])
+
+
+def test_advantages_are_clipped_before_the_mapping():
+    keys = [("p", None)] * 31
+    result = compute_advantages(keys, [0.0] * 30 + [1.0], clip=5.0)  # the outlier is 5.47 std above the mean
+    assert result.advantage[-1] == 5.0 and result.weight[-1] == 1.0
+    assert result.weight[0] == pytest.approx(-(1 / 31) / (math.sqrt(30) / 31 + EPS) / 10 + 0.5)
+
+
+def test_groups_are_keyed_by_prompt_and_source_image():
+    same_instruction = [PromptItem("make it blue", source_id="a.png"), PromptItem("make it blue", source_id="b.png")]
+    keys = [same_instruction[0].key] * 2 + [same_instruction[1].key] * 2
+    result = compute_advantages(keys, [0.0, 1.0, 10.0, 11.0])
+    assert len(result.groups) == 2
+    # merged by prompt text alone, the 10 and 11 would be far above a mean of 5.5; per source they are -1, +1
+    assert result.advantage == pytest.approx([-0.5 / (0.5 + EPS), 0.5 / (0.5 + EPS)] * 2)
+
+
+def test_a_failed_critique_is_excluded_from_its_group_and_counted_never_zero():
+    keys = [("p", None)] * 4
+    result = compute_advantages(keys, [0.2, None, 0.4, 0.6])
+    assert result.failed == 1
+    assert result.advantage[1] is None and result.weight[1] is None
+    stats = result.groups[("p", None)]
+    assert (stats.n, stats.failed) == (3, 1)
+    assert stats.mean == pytest.approx(0.4)  # a 0 for the failure would have given 0.3
+    assert result.advantage[2] == pytest.approx(0.0)
+
+
+def test_a_group_with_one_scored_image_is_not_trained_on():
+    result = compute_advantages([("p", None), ("p", None)], [0.7, None])
+    assert result.weight == [None, None] and result.undetermined == 1 and result.failed == 1
+
+
+def test_uniformly_solved_groups_are_retired():
+    keys = [("solved", None)] * 3 + [("high_but_mixed", None)] * 3 + [("low", None)] * 3 + [("one", None)]
+    rewards = [0.95, 0.96, 0.97, 0.99, 0.99, 0.80, 0.1, 0.1, 0.1, 0.99]
+    stats = compute_advantages(keys, rewards).groups
+    assert solved_groups(stats, mean_above=0.9, std_below=0.05) == [("solved", None)]
+
+
+def test_old_policy_decay_grows_to_its_maximum():
+    assert old_policy_decay(0, 0.001, 0.5) == 0.0
+    assert old_policy_decay(100, 0.001, 0.5) == pytest.approx(0.1)
+    assert old_policy_decay(10_000, 0.001, 0.5) == 0.5
+    target = {"w": torch.tensor([0.0, 4.0])}
+    blend(target, {"w": torch.tensor([2.0, 0.0])}, decay=0.25)
+    assert target["w"].tolist() == [1.5, 1.0]
+
+
+def _critique(text: float, quality: float | None = 3.0, image: float | None = 1.0) -> Critique:
+    scores = {"text_faithfulness": text, "physical_quality": quality, "image_faithfulness": image}
+    return Critique("t2i", scores, {}, None, None, None, None, None, "")
+
+
+def test_rewards_use_the_rl_policy_and_report_failures():
+    scored = score_results([_critique(4.0), CritiqueFailure("unparseable"), _critique(None, None, 4.0)],
+                           ScoringPolicy.rl_reward())
+    assert scored[0].reward == pytest.approx(((4.0 + 3.0) / 2 - 1) / 3)  # image faithfulness left out
+    assert scored[1].reward is None and scored[1].failure == "unparseable"
+    assert scored[2].reward is None and "no dimension" in scored[2].failure
+
+
+class SlowCritic:
+    """Answers after ``latency`` seconds; records which thread called it."""
+
+    name = "slow"
+
+    def __init__(self, latency: float, fail: bool = False) -> None:
+        self.latency, self.fail, self.threads = latency, fail, []
+
+    def critique(self, requests):
+        self.threads.append(threading.current_thread().name)
+        time.sleep(self.latency)
+        if self.fail:
+            raise ConnectionError("server down")
+        return [_critique(2.0 + i % 2) for i, _ in enumerate(requests)]
+
+
+def _requests(n: int) -> list[CritiqueRequest]:
+    return [CritiqueRequest("t2i", "a red circle", Image.new("RGB", (8, 8))) for _ in range(n)]
+
+
+def test_reward_queue_overlaps_critic_calls_with_the_caller():
+    critic = SlowCritic(0.3)
+    rewards = RewardQueue(critic, ScoringPolicy.rl_reward(), overlap=True, batch_size=2)
+    started = time.perf_counter()
+    rewards.submit([0, 1], _requests(2))
+    submitted = time.perf_counter() - started
+    time.sleep(0.3)  # the caller "draws the next images" meanwhile
+    scored = rewards.collect([0, 1])
+    rewards.close()
+    assert submitted < 0.1 and rewards.wait_seconds < 0.15
+    assert critic.threads == ["rl-reward"] and [s.reward is not None for s in scored] == [True, True]
+
+
+def test_a_crashing_critic_fails_the_step_with_its_reason():
+    rewards = RewardQueue(SlowCritic(0.0, fail=True), ScoringPolicy.rl_reward(), overlap=True, batch_size=2)
+    rewards.submit([0], _requests(1))
+    with pytest.raises(JobError, match="server down"):
+        rewards.collect([0])
+    rewards.close()
+
+
+def test_reward_hacking_alert_when_reward_rises_while_the_check_falls():
+    monitor = HackingMonitor(tolerance=0.02)
+    assert not monitor.update({"eval/reward": 0.50, "eval/check": 0.40})
+    assert not monitor.update({"eval/reward": 0.60, "eval/check": 0.45})  # both rose: learning
+    assert not monitor.update({"eval/reward": 0.50, "eval/check": 0.30})  # both fell: not hacking
+    assert monitor.update({"eval/reward": 0.70, "eval/check": 0.30})
+
+
+def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tmp_path):
+    config = RLConfig()
+    assert (config.lora_rank, config.lora_alpha, config.learning_rate, config.group_size, config.prompts_per_step,
+            config.kl_weight, config.beta, config.retire_mean, config.retire_std, config.sampling_steps) == (
+        32, 64, 3e-4, 8, 64, 1e-4, 1.0, 0.9, 0.05, 10)
+    assert "image_faithfulness" not in config.scoring_policy().weights
+    changed = parse_config(RLConfig, ["--group-size", "4", "--std-scope", "global", "--no-overlap-reward",
+                                      "--critic", '{"backend": "openai", "base_url": "http://x"}'])
+    assert parse_config(RLConfig, config_to_flags(changed)) == changed
+    with pytest.raises(ConfigError, match="group_size must be at least 2"):
+        parse_config(RLConfig, ["--group-size", "1"])
+    with pytest.raises(ConfigError, match="Unknown dimension"):
+        parse_config(RLConfig, ["--weights", '{"beauty": 1}'])
+
+
+def test_python_m_studio_rl_runs_the_rl_job_and_explains_bad_settings(capsys):
+    from studio.cli import main
+
+    assert main(["rl", "--group-size", "1"]) == 2
+    assert "group_size must be at least 2" in capsys.readouterr().err

@@ -1,0 +1,206 @@
+"""The DiffusionNFT trainer on tiny pipelines built from configs (FLUX, FLUX-Kontext, SD3,
+Qwen-Image) and on the shipped shapes-world generator: a training step changes only the LoRA
+weights and lowers the loss; the exported LoRA loads into the studio's generator; resume
+reproduces the next step; a stop request checkpoints; a job killed with SIGKILL resumes."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from models.errors import ConfigError
+from models.generator_diffusers import DiffusersGenerator
+from models.types import GenerationRequest
+from studio.jobs.context import RecordingContext
+from studio.rl.config import RLConfig
+from studio.rl.nft import nft_loss
+from studio.rl.train import load_flow_model, run
+from studio.rl.trainer import NFTTrainer, Rollout
+from studio.rl.weights import export_lora
+from tests.generator_helpers import save_tiny_flux
+from tests.rl_helpers import save_tiny_qwenimage, save_tiny_sd3
+
+torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("rl_pipelines")
+    flux, kontext = save_tiny_flux(root / "flux", root / "kontext")
+    return {"flux": flux, "kontext": kontext, "sd3": save_tiny_sd3(root / "sd3"),
+            "qwen": save_tiny_qwenimage(root / "qwen")}
+
+
+def _tiny_config(folder: Path) -> RLConfig:
+    return RLConfig(model=str(folder), resolution=32, sampling_steps=2, lora_rank=4, lora_alpha=4,
+                    learning_rate=1e-3, group_size=2, train_batch=4, kl_weight=1e-4)
+
+
+def _frozen(pipe) -> dict[str, torch.Tensor]:
+    """Every weight of the pipeline's networks except the LoRA adapters."""
+    out = {}
+    for part in ("transformer", "text_encoder", "text_encoder_2", "text_encoder_3", "vae"):
+        module = getattr(pipe, part, None)
+        if module is not None:
+            out |= {f"{part}.{n}": p.detach().clone() for n, p in module.named_parameters() if "lora_" not in n}
+    return out
+
+
+def _prepared(folder: Path) -> tuple[NFTTrainer, Rollout, list[float]]:
+    config = _tiny_config(folder)
+    model = load_flow_model(config)
+    trainer = NFTTrainer(config, model, critic=None, prompts=None)  # type: ignore[arg-type]
+    prompts = ["a red circle", "a blue square"]
+    sources = None
+    if model.task == "edit":
+        sources = [Image.new("RGB", (32, 32), (220, 30, 30)), Image.new("RGB", (32, 32), (30, 30, 220))]
+    cond = model.encode(prompts, sources).repeat(2)
+    x0 = model.sample(cond, model.noise(4, torch.Generator().manual_seed(3)), config.sampling_steps, trainer.old)
+    keys = [(p, None) for p in prompts for _ in range(2)]
+    return trainer, Rollout(x0, cond, keys, scored=[]), [1.0, 0.0, 0.75, 0.25]
+
+
+@pytest.mark.parametrize("kind", ["flux", "kontext", "sd3", "qwen"])
+def test_one_training_step_changes_only_the_lora_weights_and_lowers_the_loss(folders, kind):
+    trainer, rollout, weights = _prepared(folders[kind])
+    model = trainer.model
+    t = torch.tensor([0.3, 0.5, 0.7, 0.9])
+    noise = model.noise(4, torch.Generator().manual_seed(7))
+
+    def fixed_batch_loss() -> float:
+        with torch.no_grad():
+            return float(nft_loss(model, rollout.cond, rollout.x0, torch.tensor(weights), t, noise, old=trainer.old,
+                                  base=trainer.base, beta=1.0, kl_weight=1e-4).loss)
+
+    frozen = _frozen(model.pipe)
+    lora_before = {n: p.detach().clone() for n, p in trainer.trainable.items()}
+    before = fixed_batch_loss()
+    metrics = trainer.update(rollout.cond, rollout.x0, torch.tensor(weights), t, noise)
+    after = fixed_batch_loss()
+
+    assert all("lora_" in n for n in trainer.trainable) and trainer.trainable
+    assert after < before, (before, after)
+    assert metrics["train/grad_norm"] > 0
+    changed = [n for n, p in trainer.trainable.items() if not torch.equal(p, lora_before[n])]
+    assert changed
+    for name, tensor in _frozen(model.pipe).items():
+        assert torch.equal(tensor, frozen[name]), f"{name} changed"
+
+
+def test_the_exported_lora_loads_into_the_studio_generator(folders, tmp_path):
+    trainer, rollout, weights = _prepared(folders["flux"])
+    for _ in range(3):
+        trainer.train(rollout, weights)
+    lora = export_lora(trainer.model.pipe, {n: p.detach() for n, p in trainer.trainable.items()}, tmp_path / "lora")
+    request = GenerationRequest(task="t2i", prompt="a red circle", steps=2, width=32, height=32)
+    base = DiffusersGenerator(model=str(folders["flux"])).generate(request).images[0]
+    tuned = DiffusersGenerator(model=str(folders["flux"]), lora=str(lora.parent)).generate(request)
+    assert tuned.settings["lora"] == str(lora.parent)
+    assert np.abs(np.asarray(base, dtype=int) - np.asarray(tuned.images[0], dtype=int)).max() > 0
+
+
+def _shapes_config(**changes: object) -> RLConfig:
+    config = RLConfig(model="assets/shapes-t2i", prompts_per_step=2, group_size=2, sample_batch=2, train_batch=2,
+                      sampling_steps=2, eval_prompts=1, eval_every=0, checkpoint_every=1, lora_rank=2,
+                      lora_alpha=2, max_steps=2, learning_rate=1e-3)
+    return dataclasses.replace(config, **changes)
+
+
+def _step_metric(ctx: RecordingContext, step: int, name: str) -> float:
+    return next(v for s, n, v in ctx.metrics if s == step and n == name)
+
+
+def test_resume_reproduces_the_next_step_exactly(tmp_path):
+    straight = RecordingContext(tmp_path / "straight")
+    run(_shapes_config(), straight)
+    first, resumed = RecordingContext(tmp_path / "resumed"), RecordingContext(tmp_path / "resumed", resuming=True)
+    run(_shapes_config(max_steps=1), first)
+    with pytest.raises(ConfigError, match="already has a checkpoint"):
+        run(_shapes_config(), RecordingContext(tmp_path / "resumed"))  # not asked to resume
+    summary = run(_shapes_config(), resumed)
+
+    assert summary["steps"] == 2 and [s for s, *_ in resumed.steps] == [2]
+    for name in ("current", "old", "ema"):
+        a = load_file(str(tmp_path / "straight/checkpoints/step_000002" / f"{name}.safetensors"))
+        b = load_file(str(tmp_path / "resumed/checkpoints/step_000002" / f"{name}.safetensors"))
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    for metric in ("train/loss", "train/reward"):
+        assert _step_metric(straight, 2, metric) == _step_metric(resumed, 2, metric)
+    assert any(kind == "lora" for _, _, kind in resumed.artifacts)
+    assert {"eval/reward", "eval/check_short", "eval/check_detailed", "monitor/alert"} <= {n for _, n, _ in straight.metrics}
+
+
+class StopAfterOneStep(RecordingContext):
+    def should_stop(self) -> bool:
+        return bool(self.steps)
+
+
+def test_a_stop_request_checkpoints_and_exports_nothing(tmp_path):
+    ctx = StopAfterOneStep(tmp_path / "run")
+    summary = run(_shapes_config(max_steps=5, checkpoint_every=10), ctx)
+    assert summary["stopped"] and summary["steps"] == 1
+    assert (tmp_path / "run/checkpoints/step_000001/current.safetensors").is_file()
+    assert "lora" not in summary and not (tmp_path / "run/lora").exists()
+
+
+def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path):
+    ctx = RecordingContext(tmp_path / "run")
+    summary = run(_shapes_config(max_steps=50, max_minutes=1e-6), ctx)
+    assert summary["steps"] == 1 and not summary["stopped"] and "lora" in summary
+    assert any(s == 1 and n == "eval/reward" for s, n, _ in ctx.metrics)
+    assert (tmp_path / "run/checkpoints/step_000001").is_dir()
+
+
+def test_a_full_fine_tune_exports_a_pipeline_folder_the_studio_loads(tmp_path):
+    summary = run(_shapes_config(finetune="full", max_steps=1), RecordingContext(tmp_path / "run"))
+    folder = Path(summary["pipeline"])
+    assert (folder / "studio_defaults.json").is_file()
+    tuned = DiffusersGenerator(model=str(folder))
+    shipped = DiffusersGenerator(model="assets/shapes-t2i")
+    assert tuned.call_defaults().steps == shipped.call_defaults().steps
+    changed = [n for n, p in tuned.pipeline.transformer.named_parameters()
+               if not torch.equal(p, dict(shipped.pipeline.transformer.named_parameters())[n])]
+    assert changed
+    image = tuned.generate(GenerationRequest(task="t2i", prompt="a red circle", steps=2)).images[0]
+    assert image.size == (64, 64)
+
+
+def test_a_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
+    import json
+    import os
+    import re
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from studio.jobs.config import save_config
+
+    config = _shapes_config(max_steps=3, threads=1)
+    config_file = save_config(config, tmp_path / "rl.json")
+    command = [sys.executable, "-m", "studio.rl.train", "--config", str(config_file), "--run-dir", str(tmp_path / "run")]
+    latest = tmp_path / "run/checkpoints/latest"
+    job = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 300
+        while not latest.is_file() and job.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        os.kill(job.pid, signal.SIGKILL)
+    finally:
+        job.wait()
+    killed_at = int(latest.read_text().split("_")[1])
+    assert 1 <= killed_at < 3 and job.returncode == -signal.SIGKILL
+
+    again = subprocess.run([*command, "--resume"], capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    result = json.loads(again.stdout.strip().splitlines()[-1])
+    assert result["steps"] == 3
+    assert f"(step {killed_at})" in again.stderr
+    steps_run = {int(step) for step in re.findall(r"step (\d+): train/loss = ", again.stderr)}
+    assert steps_run == set(range(killed_at + 1, 4))
