@@ -83,8 +83,10 @@ class Critique:
     """A parsed pointwise critique.
 
     ``scores`` maps each dimension key of the task to a float in [1, 4], or ``None`` for N/A or a
-    dimension the critic did not write. ``overall`` is the [0, 1] scalar under the default
-    scoring policy (``None`` when no dimension counts). ``warnings`` says what the parser
+    dimension the critic did not write. ``missing`` lists the keys whose ``None`` is not an N/A
+    (the dimension is absent, unreadable, or N/A where only Text Rendering may be): such a
+    critique is incomplete and meets no threshold. ``overall`` is the [0, 1] scalar under the
+    default scoring policy (``None`` when no dimension counts). ``warnings`` says what the parser
     repaired or found missing; ``raw`` is the critic's text.
     """
 
@@ -98,8 +100,14 @@ class Critique:
     overall: float | None
     raw: str
     warnings: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     ok = True
+
+    def is_missing(self, key: str) -> bool:
+        """Whether dimension ``key`` of the task has no score that is not an allowed N/A."""
+        dims = {d.key: d for d in task_dimensions(self.task)}
+        return key in dims and self.scores.get(key) is None and (key in self.missing or not dims[key].allows_na)
 
 
 @dataclass
