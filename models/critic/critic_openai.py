@@ -509,7 +509,8 @@ class OpenAICritic(ProtocolCritic):
     """The RationalRewards critic served by an OpenAI-compatible server (vLLM).
 
     Takes the settings of ``OpenAIChat`` as keywords, plus ``parse_retries`` (how often an
-    unparseable answer is re-asked), ``limits`` and ``name``::
+    unparseable answer is re-asked), ``limits``, ``name`` and ``prompts`` (a folder of prompt
+    templates, see ``ProtocolCritic``)::
 
         critic = OpenAICritic(base_url="http://localhost:8000/v1", concurrency=32)
         critic.health_check()            # optional: fail early with a clear message
@@ -522,9 +523,10 @@ class OpenAICritic(ProtocolCritic):
         parse_retries: int = 1,
         limits: ImageLimits | None = None,
         name: str = "openai critic",
+        prompts: str | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(OpenAIChat(**settings), parse_retries=parse_retries, limits=limits, name=name)
+        super().__init__(OpenAIChat(**settings), parse_retries=parse_retries, limits=limits, name=name, prompts=prompts)
         self.completer: OpenAIChat
 
     def health_check(self) -> str:

@@ -18,6 +18,7 @@ from PIL import Image
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.parser import parse_critique, parse_pairwise
 from models.critic.prompts import build_pairwise_prompt, build_pointwise_prompt
+from models.critic.templates import load_templates
 from models.errors import ConfigError, CritiqueParseError, InvalidInputError
 from models.images import ImageLimits, check_prompt, prepare_image
 from models.types import (
@@ -60,7 +61,9 @@ class ProtocolCritic:
 
     A parse failure is re-asked ``parse_retries`` times, then returned as a ``CritiqueFailure``
     (counted in ``stats``); a transport failure is returned as one at once (backends retry
-    connection errors themselves). Nothing is ever turned into a score.
+    connection errors themselves). Nothing is ever turned into a score. ``prompts`` is a folder
+    of the user's prompt templates (``models.critic.templates.load_templates``; checked here, so
+    a bad template fails at start); ``None`` uses the shipped ones.
     """
 
     def __init__(
@@ -70,9 +73,11 @@ class ProtocolCritic:
         parse_retries: int = 1,
         limits: ImageLimits | None = None,
         name: str = "critic",
+        prompts: str | Path | None = None,
     ) -> None:
         if parse_retries < 0:
             raise ConfigError(f"parse_retries must be 0 or more, got {parse_retries}.")
+        self.templates = load_templates(prompts)
         self.completer = completer
         self.parse_retries = parse_retries
         self.limits = limits or ImageLimits()
@@ -84,12 +89,12 @@ class ProtocolCritic:
 
         Raises ``InvalidInputError`` (before any model call) when a request is unusable.
         """
-        prompts = [build_pointwise_prompt(self._checked_pointwise(r, i)) for i, r in enumerate(requests)]
+        prompts = [build_pointwise_prompt(self._checked_pointwise(r, i), self.templates) for i, r in enumerate(requests)]
         return self._run(prompts, lambda text, p: parse_critique(text, p.request.task))
 
     def judge(self, requests: Sequence[PairRequest]) -> list[PairResult]:
         """Pairwise judgements (A first, B second) for ``requests``, in order."""
-        prompts = [build_pairwise_prompt(self._checked_pair(r, i)) for i, r in enumerate(requests)]
+        prompts = [build_pairwise_prompt(self._checked_pair(r, i), self.templates) for i, r in enumerate(requests)]
         return self._run(prompts, lambda text, p: parse_pairwise(text, p.request.task))
 
     # -- input checks -------------------------------------------------------------------------
@@ -195,9 +200,11 @@ class ProtocolCritic:
         self.stats.failure_reasons = (self.stats.failure_reasons + [reason])[-20:]
 
     def to_config(self) -> dict[str, object]:
-        """Settings that rebuild this critic (the backend's own, plus ``parse_retries``)."""
+        """Settings that rebuild this critic (the backend's own, plus ``parse_retries`` and the
+        ``prompts`` folder when the templates are a user's)."""
         backend = getattr(self.completer, "to_config", lambda: {})()
-        return {**backend, "parse_retries": self.parse_retries}
+        prompts = {"prompts": self.templates.folder} if self.templates.folder else {}
+        return {**backend, "parse_retries": self.parse_retries, **prompts}
 
     def close(self) -> None:
         """Release the backend (HTTP client, model memory) if it holds anything."""
