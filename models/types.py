@@ -106,8 +106,38 @@ class Critique:
 
     def is_missing(self, key: str) -> bool:
         """Whether dimension ``key`` of the task has no score that is not an allowed N/A."""
-        dims = {d.key: d for d in task_dimensions(self.task)}
-        return key in dims and self.scores.get(key) is None and (key in self.missing or not dims[key].allows_na)
+        return is_missing(self.task, self.scores, self.missing, key)
+
+    def meets(self, minimums: dict[str, float]) -> bool:
+        """Whether the critique is complete and reaches every minimum (see ``meets_minimums``)."""
+        return meets_minimums(self.task, self.scores, self.missing, minimums)
+
+
+def is_missing(task: str, scores: dict[str, float | None], missing: list[str], key: str) -> bool:
+    """Whether dimension ``key`` of ``task`` has no score in ``scores`` that is an allowed N/A:
+    listed in ``missing``, or ``None`` on a dimension that cannot be N/A."""
+    dims = {d.key: d for d in task_dimensions(task)}
+    return key in dims and scores.get(key) is None and (key in missing or not dims[key].allows_na)
+
+
+def meets_minimums(task: str, scores: dict[str, float | None], missing: list[str], minimums: dict[str, float]) -> bool:
+    """Whether a critique's ``scores`` reach every per-dimension minimum of ``task``.
+
+    An N/A Text Rendering counts as reached; a missing dimension (``is_missing``) never does, and
+    a critique missing a dimension that cannot be N/A reaches none (it is incomplete, say cut
+    off). Minimums on dimensions the task does not have are ignored.
+    """
+    dims = task_dimensions(task)
+    if any(not d.allows_na and is_missing(task, scores, missing, d.key) for d in dims):
+        return False
+    keys = {d.key for d in dims}
+    for key, value in minimums.items():
+        if key not in keys:
+            continue
+        score = scores.get(key)
+        if is_missing(task, scores, missing, key) or (score is not None and score < value):
+            return False
+    return True
 
 
 @dataclass

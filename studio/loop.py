@@ -330,23 +330,9 @@ def _continue(
 
 
 def meets_thresholds(critique: Critique, thresholds: dict[str, float]) -> bool:
-    """Whether every threshold on a dimension of the critique's task is reached.
-
-    An N/A Text Rendering counts as reached; a dimension the critique lacks (``Critique.is_missing``:
-    absent, unreadable, truncated) never does, and an incomplete critique (a required dimension
-    missing) meets no thresholds at all. Thresholds on dimensions the task does not have are ignored.
-    """
-    dims = task_dimensions(critique.task)
-    if any(critique.is_missing(d.key) and not d.allows_na for d in dims):
-        return False
-    keys = {d.key for d in dims}
-    for key, value in thresholds.items():
-        if key not in keys:
-            continue
-        score = critique.scores.get(key)
-        if critique.is_missing(key) or (score is not None and score < value):
-            return False
-    return True
+    """Whether every threshold on a dimension of the critique's task is reached
+    (``Critique.meets``: N/A counts as reached, a missing dimension never does)."""
+    return critique.meets(thresholds)
 
 
 # -- the engine --------------------------------------------------------------------------------
