@@ -69,13 +69,18 @@ class PromptTemplate:
     user: str
     origin: str
 
+    @functools.cached_property
+    def _pieces(self) -> tuple[tuple[str, str | None], ...]:
+        """The user text as (literal text, slot or ``None``) pieces, split once."""
+        return tuple((literal, slot) for literal, slot, _, _ in string.Formatter().parse(self.user))
+
     def render(self, request: str, images: dict[str, Image.Image]) -> tuple[list[dict[str, Any]], list[Image.Image]]:
         """The chat messages with ``request`` filled in and an ``{"type": "image"}`` part at each
         image slot, and the images in the order of their slots."""
         parts: list[dict[str, Any]] = []
         ordered: list[Image.Image] = []
         text = ""
-        for literal, slot, _, _ in string.Formatter().parse(self.user):
+        for literal, slot in self._pieces:
             text += literal
             if slot == "request":
                 text += request
