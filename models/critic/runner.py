@@ -56,6 +56,24 @@ class CriticStats:
     failure_reasons: list[str] = field(default_factory=list)
 
 
+class _PreparedImages:
+    """``prepare_image`` once per image object within one call: an image that several requests
+    share (A/B and B/A, an edit's source for every candidate) becomes one prepared object, so it is
+    converted or downscaled once and its PNG encoding (``ChatPrompt.image_data_uris``) is shared."""
+
+    def __init__(self, limits: ImageLimits) -> None:
+        self.limits = limits
+        self._done: dict[int, tuple[Image.Image, Image.Image]] = {}
+
+    def __call__(self, image: Image.Image | str | Path | bytes, what: str) -> Image.Image:
+        if not isinstance(image, Image.Image):
+            return prepare_image(image, self.limits, what=what)
+        done = self._done.get(id(image))
+        if done is None or done[0] is not image:
+            done = self._done[id(image)] = (image, prepare_image(image, self.limits, what=what))
+        return done[1]
+
+
 class ProtocolCritic:
     """Critique and judge images with any ``TextCompleter``.
 
@@ -89,39 +107,43 @@ class ProtocolCritic:
 
         Raises ``InvalidInputError`` (before any model call) when a request is unusable.
         """
-        prompts = [build_pointwise_prompt(self._checked_pointwise(r, i), self.templates) for i, r in enumerate(requests)]
+        prepare = _PreparedImages(self.limits)
+        prompts = [
+            build_pointwise_prompt(self._checked_pointwise(r, i, prepare), self.templates) for i, r in enumerate(requests)
+        ]
         return self._run(prompts, lambda text, p: parse_critique(text, p.request.task))
 
     def judge(self, requests: Sequence[PairRequest]) -> list[PairResult]:
         """Pairwise judgements (A first, B second) for ``requests``, in order."""
-        prompts = [build_pairwise_prompt(self._checked_pair(r, i), self.templates) for i, r in enumerate(requests)]
+        prepare = _PreparedImages(self.limits)
+        prompts = [build_pairwise_prompt(self._checked_pair(r, i, prepare), self.templates) for i, r in enumerate(requests)]
         return self._run(prompts, lambda text, p: parse_pairwise(text, p.request.task))
 
     # -- input checks -------------------------------------------------------------------------
 
-    def _checked_pointwise(self, request: CritiqueRequest, index: int) -> CritiqueRequest:
+    def _checked_pointwise(self, request: CritiqueRequest, index: int, prepare: _PreparedImages) -> CritiqueRequest:
         where = f"request {index + 1}"
         check_prompt(request.prompt, self.limits, where=where)
         return CritiqueRequest(
             task=request.task,
             prompt=request.prompt.strip(),
-            image=prepare_image(request.image, self.limits, what=f"{where}: image"),
-            source_image=self._checked_source(request.task, request.source_image, where),
+            image=prepare(request.image, f"{where}: image"),
+            source_image=self._checked_source(request.task, request.source_image, where, prepare),
         )
 
-    def _checked_pair(self, request: PairRequest, index: int) -> PairRequest:
+    def _checked_pair(self, request: PairRequest, index: int, prepare: _PreparedImages) -> PairRequest:
         where = f"pair {index + 1}"
         check_prompt(request.prompt, self.limits, where=where)
         return PairRequest(
             task=request.task,
             prompt=request.prompt.strip(),
-            image_a=prepare_image(request.image_a, self.limits, what=f"{where}: image A"),
-            image_b=prepare_image(request.image_b, self.limits, what=f"{where}: image B"),
-            source_image=self._checked_source(request.task, request.source_image, where),
+            image_a=prepare(request.image_a, f"{where}: image A"),
+            image_b=prepare(request.image_b, f"{where}: image B"),
+            source_image=self._checked_source(request.task, request.source_image, where, prepare),
         )
 
     def _checked_source(
-        self, task: str, source: Image.Image | str | Path | bytes | None, where: str
+        self, task: str, source: Image.Image | str | Path | bytes | None, where: str, prepare: _PreparedImages
     ) -> Image.Image | None:
         if task == "edit":
             if source is None:
@@ -129,7 +151,7 @@ class ProtocolCritic:
                     f"{where}: the edit task needs a source image; none was given. "
                     "Add the source image or switch the task to text-to-image."
                 )
-            return prepare_image(source, self.limits, what=f"{where}: source image")
+            return prepare(source, f"{where}: source image")
         if task != "t2i":
             raise InvalidInputError(f"{where}: unknown task {task!r}; use 't2i' or 'edit'.")
         return None
