@@ -4,7 +4,7 @@ The stub server (``tests/openai_stub.py``) runs in its own processes (``--stub-w
 one port, as a real server answers requests in parallel; a single Python process queues each
 wave of 32 requests behind ~0.3 ms of its own work per request) and answers every chat request
 ``--latency-ms`` after it arrives with a valid critique, so the ideal throughput is
-concurrency / latency (32 / 0.1 s = 320 requests/s). The client goes the full path: input checks, prompt building,
+concurrency / latency (32 / 1 s = 32 requests/s). The client goes the full path: input checks, prompt building,
 PNG data-URI encoding, HTTP, parsing. Every request carries an image of its own (a new object, so
 no encoding is reused), of each ``--sizes`` in turn: photo-like content (a smooth random colour
 field with sensor-like noise, which compresses about as badly as a photo) or, with
@@ -129,9 +129,10 @@ def main(argv: list[str] | None = None) -> int:
                              "two are measured in alternating runs (default none, the client's default)")
     parser.add_argument("--requests", type=int, default=256, help="critiques per run (default 256)")
     parser.add_argument("--concurrency", type=int, default=32, help="client concurrency limit (default 32)")
-    parser.add_argument("--latency-ms", type=float, default=100.0, help="server latency per request (default 100)")
+    parser.add_argument("--latency-ms", type=float, default=1000.0,
+                        help="server latency per request (default 1000: a critic writes for seconds)")
     parser.add_argument("--repeats", type=int, default=3, help="timed runs per size; the median is reported (default 3)")
-    parser.add_argument("--floor", type=float, default=0.9, help="least fraction of ideal that passes (default 0.9)")
+    parser.add_argument("--floor", type=float, default=0.95, help="least fraction of ideal that passes (default 0.95)")
     parser.add_argument("--stub-workers", type=int, default=2, help="stub server processes (default 2)")
     args = parser.parse_args(argv)
     for name in ("requests", "concurrency", "latency_ms", "repeats", "stub_workers"):
