@@ -526,3 +526,13 @@ def test_pairwise_reads_image_a_image_b_and_its_a_tie_and_na_winner():
     assert judgement.warnings == []
     swapped = parse_pairwise(PAIR_T2I_WINNER_LINES.replace("## Winner: Image A", "## Winner: Image B"), "t2i")
     assert swapped.dimensions["text_faithfulness"].winner == "B"
+
+
+def test_prose_in_the_analysis_that_names_a_dimension_is_not_an_echo_warning():
+    text = T2I_GOOD.replace(
+        "# User Request Analysis\n",
+        "# User Request Analysis\nText Rendering: the headline must read MORNING NEWS.\nScore: the bar is high.\n",
+    )
+    critique = parse_critique(text, "t2i")
+    assert critique.scores == T2I_SCORES and critique.warnings == []
+    assert "headline must read" in critique.analysis

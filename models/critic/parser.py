@@ -176,17 +176,25 @@ def _read_analysis(lines: list[str], kinds: list[tuple[str | None, str, bool]], 
     headings in it are kept as text (with one warning): they are not the critic's judgement."""
     target = layout.sections.setdefault("preamble", [])
     ignored = 0
-    for line, (kind, value, _) in zip(lines, kinds):
+    for line, (kind, value, marked) in zip(lines, kinds):
         if kind == "analysis" and "analysis" not in layout.sections:
             target = layout.sections.setdefault("analysis", [value])
             continue
-        ignored += kind is not None and kind != "analysis"
+        ignored += _is_heading(kind, value, marked)
         target.append(line)
     if ignored:
         warnings.append(
             f"Ignored {ignored} heading(s) written before the last '# Detailed Judgement' (an echoed prompt?); "
             "read only the judgement after it."
         )
+
+
+def _is_heading(kind: str | None, value: str, marked: bool) -> bool:
+    """Whether a classified line would start a section, a dimension or a field of the judgement
+    (prose such as "Text Rendering: the word OPEN" or "Score: high" in an analysis would not)."""
+    if kind in _DIMENSION_KEYS:
+        return marked or not value or bool(_SCORE_LIKE.match(value))
+    return kind in _SECTION_LABELS or (kind in _FIELDS and marked)
 
 
 def _read_judgement(
@@ -199,7 +207,7 @@ def _read_judgement(
     tail = False  # a summary or refinement section has begun
     late = 0
     for line, (kind, value, marked) in zip(lines, kinds):
-        if kind in _DIMENSION_KEYS and (marked or not value or _SCORE_LIKE.match(value)):
+        if kind in _DIMENSION_KEYS and _is_heading(kind, value, marked):
             if tail:
                 late += 1
                 target.append(line)
