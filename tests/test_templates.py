@@ -69,10 +69,12 @@ def test_critic_sends_the_users_template(tmp_path):
         (SHIPPED_T2I.replace("{image}", "<image>"), "the slot {image} is missing"),
         (SHIPPED_T2I.replace("{request}", "{prompt}"), "unknown slot(s) ['prompt']"),
         (SHIPPED_T2I.replace("{image}", "{image} {image}"), "the slot {image} appears 2 times"),
-        (SHIPPED_T2I.replace("User Instruction:", "User {Instruction:"), "stray brace"),
+        (SHIPPED_T2I.replace("User Instruction:", "User {Instruction:"), "for literal braces"),
+        (SHIPPED_T2I.replace("{request}", "{request!r}"), "format spec or conversion"),
         (SHIPPED_T2I.replace("[system]\n", "[user]\n", 1), "'[system]' line"),
     ],
-    ids=["refined", "heading", "score", "judgement", "summary", "image-slot", "unknown-slot", "twice", "brace", "roles"],
+    ids=["refined", "heading", "score", "judgement", "summary", "image-slot", "unknown-slot", "twice", "brace",
+         "conversion", "roles"],
 )
 def test_broken_template_is_refused_naming_what_is_missing(tmp_path, broken, named):
     with pytest.raises(ConfigError) as error:

@@ -60,7 +60,7 @@ def file_name(kind: str, task: str) -> str:
 class PromptTemplate:
     """One checked template: the system text (``None`` when there is none) and the user text.
 
-    ``origin`` names the file, for error messages and ``to_config``.
+    ``origin`` names the file, for error messages.
     """
 
     kind: Kind
@@ -120,8 +120,8 @@ def _split_roles(text: str, origin: str) -> tuple[str | None, str]:
     roles = [lines[i].strip() for i in marks]
     if roles not in ([_USER], [_SYSTEM, _USER]) or marks[0] != 0:
         raise ConfigError(
-            f"The critic template {origin} must start with a '[system]' line followed later by one '[user]' line, "
-            f"or have neither; found {roles}."
+            f"The critic template {origin} may start with a '[system]' line, then needs one '[user]' line before "
+            f"the user message (a file with neither is all user message); found {roles}."
         )
     if len(marks) == 1:
         return None, "\n".join(lines[1:]).strip("\n")
@@ -129,8 +129,16 @@ def _split_roles(text: str, origin: str) -> tuple[str | None, str]:
 
 
 def _slots(text: str) -> list[str]:
-    """The slot names in ``text`` in order; raises ``ValueError`` for stray braces."""
-    return [slot for _, slot, _, _ in string.Formatter().parse(text) if slot is not None]
+    """The slot names in ``text`` in order; raises ``ValueError`` for stray braces and for a slot
+    with a format spec or conversion (``{request!r}``, ``{image:>4}``), which would be ignored."""
+    found = []
+    for _, slot, spec, conversion in string.Formatter().parse(text):
+        if slot is None:
+            continue
+        if spec or conversion:
+            raise ValueError(f"the slot {{{slot}}} has a format spec or conversion; write just {{{slot}}}")
+        found.append(slot)
+    return found
 
 
 def _slot_problems(kind: str, task: str, system: str | None, user: str) -> list[str]:
@@ -142,7 +150,7 @@ def _slot_problems(kind: str, task: str, system: str | None, user: str) -> list[
         try:
             found = _slots(text)
         except ValueError as e:
-            problems.append(f"the {role} text has a stray brace ({e}); write '{{{{' and '}}}}' for literal braces")
+            problems.append(f"the {role} text cannot be read ({e}); write '{{{{' and '}}}}' for literal braces")
             continue
         if role == "system" and found:
             problems.append(f"the system text may hold no slots, found {sorted(set(found))}")
