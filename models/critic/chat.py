@@ -119,7 +119,9 @@ class EncodingCache:
 
     def __init__(self, max_chars: int = 512 * 2**20) -> None:
         self.max_chars = max_chars
-        self._lock = threading.Lock()
+        # re-entrant: a garbage collection inside a locked block may drop an image, whose weakref
+        # callback (``_forget``) then takes the lock again in the same thread
+        self._lock = threading.RLock()
         self._slots: dict[tuple[int, str], tuple[weakref.ref[Image.Image], Future[str]]] = {}
         self._chars = 0
 
@@ -130,6 +132,8 @@ class EncodingCache:
             slot = self._slots.get(key)
             owner = slot is None or slot[0]() is not image
             if owner:
+                if slot is not None:  # a dead image's entry whose id was reused before its callback ran
+                    self._chars -= _size(slot[1])
                 ref = weakref.ref(image, lambda dead, key=key: self._forget(key, dead))
                 slot = self._slots[key] = (ref, Future())
         future = slot[1]  # type: ignore[index]
@@ -161,10 +165,12 @@ class EncodingCache:
             slot = self._slots.get(key)
             if slot is not None and slot[1] is future:
                 self._chars += _size(future)
-            for key in list(self._slots):  # oldest first
+            for oldest in list(self._slots):
                 if self._chars <= self.max_chars or len(self._slots) <= 1:
                     break
-                self._chars -= _size(self._slots.pop(key)[1])
+                dropped = self._slots.pop(oldest, None)
+                if dropped is not None:
+                    self._chars -= _size(dropped[1])
 
 
 def _size(future: Future[str]) -> int:
