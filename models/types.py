@@ -114,8 +114,8 @@ class Critique:
 
 
 def is_missing(task: str, scores: dict[str, float | None], missing: list[str], key: str) -> bool:
-    """Whether dimension ``key`` of ``task`` has no score in ``scores`` that is an allowed N/A:
-    listed in ``missing``, or ``None`` on a dimension that cannot be N/A."""
+    """Whether dimension ``key`` of ``task`` has no score and is not an allowed N/A: its score is
+    ``None`` and it is listed in ``missing`` or cannot be N/A at all."""
     dims = {d.key: d for d in task_dimensions(task)}
     return key in dims and scores.get(key) is None and (key in missing or not dims[key].allows_na)
 
