@@ -11,7 +11,7 @@ median generated tokens/s of each mode and the median of the per-repeat ratios (
 together are less exposed to the load drifts of a shared machine), and exits 1 when that ratio
 is below ``--floor`` or the token counts differ.
 
-The tiny model's byte-level tokenizer makes the critic prompt about 2,300 tokens, and prefill
+The tiny model's byte-level tokenizer makes the critic prompt about 4,300 tokens, and prefill
 gains nothing from batching on a CPU; decoding does. The default of 192 new tokens (a real
 critique is longer) keeps decoding the larger share, as it is with a real critic.
 

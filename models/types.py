@@ -103,8 +103,10 @@ class Critique:
     """A parsed pointwise critique.
 
     ``scores`` maps each dimension key of the task to a float in [1, 4], or ``None`` for N/A or a
-    dimension the critic did not write. ``overall`` is the [0, 1] scalar under the default
-    scoring policy (``None`` when no dimension counts). ``warnings`` says what the parser
+    dimension the critic did not write. ``missing`` lists the keys whose ``None`` is not an N/A
+    (the dimension is absent, unreadable, or N/A where only Text Rendering may be): such a
+    critique is incomplete and meets no threshold. ``overall`` is the [0, 1] scalar under the
+    default scoring policy (``None`` when no dimension counts). ``warnings`` says what the parser
     repaired or found missing; ``raw`` is the critic's text.
     """
 
@@ -118,8 +120,44 @@ class Critique:
     overall: float | None
     raw: str
     warnings: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
 
     ok = True
+
+    def is_missing(self, key: str) -> bool:
+        """Whether dimension ``key`` of the task has no score that is not an allowed N/A."""
+        return is_missing(self.task, self.scores, self.missing, key)
+
+    def meets(self, minimums: dict[str, float]) -> bool:
+        """Whether the critique is complete and reaches every minimum (see ``meets_minimums``)."""
+        return meets_minimums(self.task, self.scores, self.missing, minimums)
+
+
+def is_missing(task: str, scores: dict[str, float | None], missing: list[str], key: str) -> bool:
+    """Whether dimension ``key`` of ``task`` has no score and is not an allowed N/A: its score is
+    ``None`` and it is listed in ``missing`` or cannot be N/A at all."""
+    dims = {d.key: d for d in task_dimensions(task)}
+    return key in dims and scores.get(key) is None and (key in missing or not dims[key].allows_na)
+
+
+def meets_minimums(task: str, scores: dict[str, float | None], missing: list[str], minimums: dict[str, float]) -> bool:
+    """Whether a critique's ``scores`` reach every per-dimension minimum of ``task``.
+
+    An N/A Text Rendering counts as reached; a missing dimension (``is_missing``) never does, and
+    a critique missing a dimension that cannot be N/A reaches none (it is incomplete, say cut
+    off). Minimums on dimensions the task does not have are ignored.
+    """
+    dims = task_dimensions(task)
+    if any(not d.allows_na and is_missing(task, scores, missing, d.key) for d in dims):
+        return False
+    keys = {d.key for d in dims}
+    for key, value in minimums.items():
+        if key not in keys:
+            continue
+        score = scores.get(key)
+        if is_missing(task, scores, missing, key) or (score is not None and score < value):
+            return False
+    return True
 
 
 @dataclass

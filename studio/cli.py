@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from models.errors import InvalidInputError, StudioError
 from models.images import prepare_image
-from models.types import PairRequest
+from models.types import PairRequest, meets_minimums
 from studio.config import DIMENSION_KEYS, LoopSettings
 from studio.diagnose import BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
 from studio.jobs.cli import add_jobs_parser, run_jobs_command
@@ -109,10 +109,11 @@ def cmd_curate(args: argparse.Namespace, services: Services, out: TextIO) -> int
 
 def passes(row: DiagnosisRow, min_score: float, minimums: dict[str, float]) -> bool:
     """Whether a diagnosed image is kept: scored, [0, 1] score at least ``min_score``, and each
-    dimension in ``minimums`` at least its value (N/A counts as passing)."""
+    dimension in ``minimums`` at least its value (N/A counts as passing; a critique missing a
+    dimension is never kept, see ``meets_minimums``)."""
     if not row.ok or row.score is None or row.score < min_score:
         return False
-    return all(row.scores.get(key) is None or row.scores[key] >= value for key, value in minimums.items())  # type: ignore[operator]
+    return meets_minimums(row.task, row.scores, row.missing, minimums)
 
 
 def row_record(row: DiagnosisRow, item: BatchItem) -> dict[str, Any]:

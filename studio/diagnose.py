@@ -70,7 +70,8 @@ class BatchItem:
 
 @dataclass
 class DiagnosisRow:
-    """A row of the batch table. ``failure`` says why an item has no scores."""
+    """A row of the batch table. ``failure`` says why an item has no scores; ``missing`` lists
+    the dimensions the critique lacks (not N/A, see ``Critique.missing``)."""
 
     name: str
     task: Task
@@ -82,6 +83,7 @@ class DiagnosisRow:
     refined_request: str | None = None
     failure: str | None = None
     critique_id: int | None = None
+    missing: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, object]:
         """A flat dict with ``CSV_COLUMNS`` keys (dimensions the task lacks are empty)."""
@@ -196,7 +198,7 @@ def _row(item: BatchItem, diagnosis: Diagnosis) -> DiagnosisRow:
                             critique_id=diagnosis.critique_id)
     return DiagnosisRow(item.name, item.task, item.prompt, ok=True, score=diagnosis.score, scores=dict(critique.scores),
                         summary=critique.summary, refined_request=critique.refined_request,
-                        critique_id=diagnosis.critique_id)
+                        critique_id=diagnosis.critique_id, missing=list(critique.missing))
 
 
 def _with_prompt(files: list[Path], prompt: str | None, task: Task, where: str) -> list[BatchItem]:

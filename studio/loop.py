@@ -41,7 +41,7 @@ from models.critic.scoring import ScoringPolicy
 from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
 from models.images import check_prompt, prepare_image
-from models.types import Critique, CritiqueRequest, CritiqueResult, GenerationRequest, Task, task_dimensions
+from models.types import Critique, CritiqueRequest, CritiqueResult, GenerationRequest, Task
 from studio.config import LoopSettings
 from studio.services import Services
 from studio.store import SessionStore
@@ -329,13 +329,9 @@ def _continue(
 
 
 def meets_thresholds(critique: Critique, thresholds: dict[str, float]) -> bool:
-    """Whether every threshold on a dimension of the critique's task is reached (N/A counts as
-    reached; thresholds on dimensions the task does not have are ignored)."""
-    keys = {d.key for d in task_dimensions(critique.task)}
-    return all(
-        critique.scores.get(key) is None or critique.scores[key] >= value  # type: ignore[operator]
-        for key, value in thresholds.items() if key in keys
-    )
+    """Whether every threshold on a dimension of the critique's task is reached
+    (``Critique.meets``: N/A counts as reached, a missing dimension never does)."""
+    return critique.meets(thresholds)
 
 
 # -- the engine --------------------------------------------------------------------------------

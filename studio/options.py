@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from models.critic.templates import load_templates
 from models.errors import ConfigError
 from models.generator_diffusers import MEMORY_MODES
 from studio.config import StudioConfig
@@ -58,6 +59,10 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
                             "[STUDIO_CRITIC_MODEL]")
     group.add_argument("--critic-4bit", action="store_true", default=env_flag("STUDIO_CRITIC_4BIT"),
                        help="load a transformers critic in 4-bit (bitsandbytes NF4) [STUDIO_CRITIC_4BIT]")
+    group.add_argument("--critic-prompts", default=env("STUDIO_CRITIC_PROMPTS"), metavar="DIR",
+                       help="folder of critic prompt templates (pointwise_t2i.txt, pointwise_edit.txt, "
+                            "pairwise_t2i.txt, pairwise_edit.txt) that replace the shipped ones, e.g. the exact "
+                            "text of a checkpoint's model card; checked at start [STUDIO_CRITIC_PROMPTS]")
     group.add_argument("--t2i", default=env("STUDIO_T2I", str(SHAPES_T2I)), metavar="MODEL",
                        help="diffusers text-to-image model id or folder, or 'none' [STUDIO_T2I, "
                             "default assets/shapes-t2i]")
@@ -125,16 +130,24 @@ def configure_logging(verbose: int = 0, quiet: int = 0, *, default: int = loggin
 
 
 def _critic_spec(args: argparse.Namespace) -> dict[str, Any]:
+    prompts = {}
+    if args.critic_prompts:
+        load_templates(args.critic_prompts)  # a missing marker fails now, not at the first critique
+        prompts = {"prompts": str(Path(args.critic_prompts).expanduser().resolve())}
     if args.critic_url:
-        return {"backend": "openai", "base_url": args.critic_url, "model": args.critic_model}
+        return {"backend": "openai", "base_url": args.critic_url, "model": args.critic_model, **prompts}
     if args.critic_model:
         raise ConfigError("--critic-model names a model on --critic-url; give --critic-url too, "
                           "or pass the model id or folder as --critic.")
     if args.critic == "shapes":
         if args.critic_4bit:
             raise ConfigError("--critic-4bit applies to a transformers critic; the shapes critic has no weights.")
+        if prompts:
+            raise ConfigError("--critic-prompts applies to a model critic (--critic MODEL or --critic-url); the shapes "
+                              "critic writes its critiques from the scene, not from a prompt.")
         return {"backend": "shapes"}
-    return {"backend": "transformers", "model": args.critic, "quantization": "4bit" if args.critic_4bit else None}
+    return {"backend": "transformers", "model": args.critic, "quantization": "4bit" if args.critic_4bit else None,
+            **prompts}
 
 
 def _generator_spec(args: argparse.Namespace, model: str, task: str, lora: str | None) -> dict[str, Any] | None:

@@ -198,6 +198,12 @@ def m003_eval_rows(db: Database) -> None:
     db.table("images").create_index(["sha256"], if_not_exists=True)  # cached critiques are found by pixels
 
 
+@MIGRATIONS()
+def m004_critique_missing(db: Database) -> None:
+    """Critiques record which dimensions were missing (not N/A): JSON list of keys."""
+    db.table("critiques").add_column("missing", str)
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """An image row: ``id`` in the images table, ``sha256`` of its PNG bytes, ``path`` on disk."""
@@ -472,6 +478,7 @@ class SessionStore:
                 justifications=_dumps(result.justifications), analysis=result.analysis,
                 summary=result.summary, refinement_comments=result.refinement_comments,
                 refined_request=result.refined_request, warnings=_dumps(result.warnings),
+                missing=_dumps(result.missing),
             )
         return self._insert("critiques", row)
 
@@ -496,7 +503,7 @@ class SessionStore:
             justifications=json.loads(row["justifications"] or "{}"), analysis=row["analysis"],
             summary=row["summary"], refinement_comments=row["refinement_comments"],
             refined_request=row["refined_request"], overall=row["overall"], raw=row["raw"],
-            warnings=json.loads(row["warnings"] or "[]"),
+            warnings=json.loads(row["warnings"] or "[]"), missing=json.loads(row["missing"] or "[]"),
         )
 
     def critiques(self, session_id: str) -> list[dict[str, Any]]:

@@ -162,3 +162,16 @@ def test_module_entry_point_reports_bad_flags_without_traceback(tmp_path):
     )
     assert result.returncode == 2
     assert "--critic-url" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_curate_never_keeps_a_critique_missing_a_dimension():
+    from studio.cli import passes
+    from studio.diagnose import DiagnosisRow
+
+    scores = {"text_faithfulness": 3.75, "physical_quality": None, "text_rendering": None}
+    cut_off = DiagnosisRow("a.png", "t2i", "a red cube", ok=True, score=0.917, scores=scores,
+                           missing=["physical_quality", "text_rendering"])
+    assert not passes(cut_off, 0.5, {"text_faithfulness": 3.0})
+    na_text = DiagnosisRow("b.png", "t2i", "a red cube", ok=True, score=0.917,
+                           scores={**scores, "physical_quality": 3.75})
+    assert passes(na_text, 0.5, {"text_rendering": 3.5})

@@ -13,7 +13,7 @@ from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.critic_openai import OpenAIChat, OpenAICritic, normalise_base_url
 from models.errors import BackendUnavailableError, ConfigError
 from models.registry import load_backend
-from models.types import CritiqueFailure, CritiqueRequest
+from models.types import CritiqueFailure, CritiqueRequest, PairRequest
 from tests.openai_stub import OpenAIStub, Scripted, sample_critique
 
 
@@ -309,21 +309,23 @@ def test_critic_to_config_round_trips_without_key():
     rebuilt.close()
 
 
+@pytest.mark.parametrize("compression", ["none", "fast"])
 @pytest.mark.parametrize(
     "image",
     [
         Image.effect_noise((37, 21), 60).convert("RGB"),  # the direct RGB writer
+        Image.merge("RGB", [Image.linear_gradient("L").resize((64, 48))] * 3),  # smooth: Sub filter wraps
         Image.effect_noise((16, 9), 60),  # mode L: Pillow's writer
         Image.new("RGBA", (5, 7), (10, 20, 30, 40)),
     ],
 )
-def test_png_data_uri_is_lossless(image):
+def test_png_data_uri_is_lossless(image, compression):
     import base64
     import io
 
     from models.critic.chat import png_data_uri
 
-    uri = png_data_uri(image)
+    uri = png_data_uri(image, compression)
     assert uri.startswith("data:image/png;base64,")
     decoded = Image.open(io.BytesIO(base64.b64decode(uri.split(",", 1)[1])))
     assert decoded.format == "PNG" and decoded.mode == image.mode and decoded.size == image.size
@@ -335,7 +337,7 @@ def test_images_are_encoded_once_per_prompt_across_re_asks(monkeypatch):
 
     encoded = []
     real = chat.png_data_uri
-    monkeypatch.setattr(chat, "png_data_uri", lambda image: encoded.append(image) or real(image))
+    monkeypatch.setattr(chat, "png_data_uri", lambda image, compression: encoded.append(image) or real(image, compression))
     with OpenAIStub(reply=lambda body: "I cannot help with that.") as stub:
         critic = OpenAICritic(base_url=stub.url, parse_retries=2)
         try:
@@ -344,6 +346,47 @@ def test_images_are_encoded_once_per_prompt_across_re_asks(monkeypatch):
             critic.close()
     assert stub.chat_requests == 6
     assert len(encoded) == 2
+
+
+def test_an_image_is_encoded_once_across_prompts_and_concurrent_requests(monkeypatch):
+    from models.critic import chat
+
+    encoded = []
+    real = chat.png_data_uri
+    monkeypatch.setattr(chat, "png_data_uri", lambda image, compression: encoded.append(image) or real(image, compression))
+    a, b, source = (Image.effect_noise((96, 64), 40 + i).convert("RGB") for i in range(3))
+    pairs = [PairRequest("edit", "make it blue", a, b, source), PairRequest("edit", "make it blue", b, a, source)]
+    with OpenAIStub(latency_s=0.05) as stub:
+        critic = OpenAICritic(base_url=stub.url, concurrency=8, parse_retries=0)
+        try:
+            critic.judge(pairs * 4)  # A/B and B/A, sent at once from several encoding threads
+            critic.critique([CritiqueRequest("edit", "make it blue", a, source)])
+        finally:
+            critic.close()
+    assert stub.chat_requests == 9
+    assert sorted(map(id, encoded)) == sorted(map(id, (a, b, source)))
+
+
+def test_encoding_cache_forgets_collected_images_and_keeps_within_its_limit():
+    import gc
+
+    from models.critic.chat import EncodingCache, png_data_uri
+
+    cache = EncodingCache(max_chars=3 * len(png_data_uri(Image.new("RGB", (32, 32)))))
+    images = [Image.new("RGB", (32, 32), (i, 0, 0)) for i in range(5)]
+    uris = [cache.data_uri(image) for image in images]
+    assert len(cache) == 3 and uris[4] == png_data_uri(images[4])  # the two oldest were dropped
+    del images[4], uris
+    gc.collect()
+    assert len(cache) == 2
+
+
+def test_image_compression_setting_is_checked_and_kept_in_the_config():
+    with pytest.raises(ConfigError, match="image_compression"):
+        OpenAIChat(image_compression="zip")
+    chat = OpenAIChat(image_compression="fast")
+    assert chat.to_config()["image_compression"] == "fast"
+    chat.close()
 
 
 def test_proxy_from_environment_is_used_unless_no_proxy(chat_factory, monkeypatch):

@@ -441,3 +441,27 @@ def test_refine_in_the_shapes_world_fixes_a_wrong_colour(tmp_path):
     stop = stopped(events)
     assert (stop.reason, stop.rounds_done, stop.best.round) == ("thresholds_met", 2, 2)
     assert of(events, RoundStarted)[1].prompt == first.critique.refined_request
+
+
+
+class _FixedText:
+    """A text backend whose every answer is one fixed text (as a model would write it)."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+
+    def complete(self, prompts):
+        return [self.text for _ in prompts]
+
+
+def test_truncated_critique_missing_a_dimension_never_meets_thresholds(tmp_path):
+    from models.critic import ProtocolCritic
+
+    truncated = ("# Detailed Judgement\n1. Text Faithfulness:\n## Justification: Red cube.\n## Score: 3.75\n"
+                 "2. Physical and Visual Quality:\n## Justification: The edges are")
+    critic = ProtocolCritic(_FixedText(truncated), name="truncating")
+    events = run(make_services(tmp_path, critic), LoopSettings(max_rounds=2, plateau_rounds=0))
+    ready = of(events, CritiqueReady)
+    assert ready and not any(e.meets_thresholds for e in ready)
+    assert ready[0].critique.missing == ["physical_quality", "text_rendering"]
+    assert stopped(events).reason == "max_rounds"

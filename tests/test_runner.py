@@ -148,3 +148,25 @@ def test_judge_pairwise_with_source_image_order():
 def test_wrong_number_of_completions_is_an_error():
     with pytest.raises(RuntimeError, match="returned 2 completions for 1 prompts"):
         ProtocolCritic(ScriptedCompleter(["a", "b"])).critique([_request()])
+
+
+def test_an_image_shared_by_requests_is_prepared_once_per_call():
+    from PIL import Image
+
+    from models.critic import ProtocolCritic
+    from models.types import PairRequest
+
+    class Recorder:
+        prompts: list = []
+
+        def complete(self, prompts):
+            Recorder.prompts = list(prompts)
+            return ["no critique" for _ in prompts]
+
+    big_a = Image.new("RGBA", (1500, 1000), (200, 0, 0, 255))  # converted and downscaled for the critic
+    big_b = Image.new("RGB", (1500, 1000), (0, 0, 200))
+    critic = ProtocolCritic(Recorder(), parse_retries=0)
+    critic.judge([PairRequest("t2i", "a red square", big_a, big_b), PairRequest("t2i", "a red square", big_b, big_a)])
+    ab, ba = Recorder.prompts
+    assert ab.images[0] is ba.images[1] and ab.images[1] is ba.images[0]
+    assert ab.images[0].mode == "RGB" and ab.images[0].size[0] * ab.images[0].size[1] <= 1024 * 1024

@@ -40,7 +40,8 @@ def test_store_creates_schema_once(tmp_path):
     applied = [m.name for m in MIGRATIONS.applied(first.db)]
     first.close()
     second = SessionStore(tmp_path / "studio.db")
-    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial", "m002_jobs", "m003_eval_rows"]
+    assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial", "m002_jobs", "m003_eval_rows",
+                                                                      "m004_critique_missing"]
     assert {"sessions", "rounds", "images", "critiques", "judgements", "votes", "notes", "jobs", "eval_rows"} <= set(
         second.db.table_names()
     )
@@ -130,6 +131,14 @@ def test_critique_round_trip(store):
     assert store.get_critique(cid) == critique
     row = store.db["critiques"].get(cid)
     assert (row["text_faithfulness"], row["physical_quality"], row["text_rendering"], row["score"]) == (3.0, 2.5, None, 0.6)
+
+
+def test_critique_round_trip_keeps_missing_apart_from_na(store):
+    image = store.save_image(red(), role="diagnose")
+    critique = make_critique("t2i", {"text_faithfulness": 3.0, "physical_quality": 2.5})
+    critique.missing = ["text_rendering"]  # cut off, not N/A
+    cid = store.save_critique(critique, task="t2i", prompt="p", image_id=image.id, critic_name="c", score=0.6)
+    assert store.get_critique(cid).is_missing("text_rendering")
 
 
 def test_critique_failure_round_trip_keeps_raw_text(store):

@@ -127,3 +127,16 @@ def test_history_frame_hides_model_paths_in_public_mode():
     assert adapt.history_frame([row])["generator"][0] == "diffusers:/srv/models/shapes-t2i"
     public = adapt.history_frame([row], public=True)
     assert public["generator"][0] == "shapes-t2i" and public["created"][0] == "2026-11-26 23:53:21"
+
+
+def test_critique_markdown_shows_a_missing_dimension_as_missing_not_na():
+    from models.critic import parse_critique
+
+    truncated = parse_critique(
+        "# Detailed Judgement\n1. Text Faithfulness:\n## Justification: ok\n## Score: 3.75\n"
+        "2. Physical and Visual Quality:\n## Justification: The edges are", "t2i")
+    text = adapt.critique_markdown(truncated)
+    assert "**Physical and Visual Quality:** missing" in text
+    assert "Parser notes:" in text and "no score was written" in text
+    na = parse_critique(truncated.raw + " fine.\n## Score: 3\n3. Text Rendering:\n## Justification: none\n## Score: N/A", "t2i")
+    assert "**Text Rendering:** N/A" in adapt.critique_markdown(na)

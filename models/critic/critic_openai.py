@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from models.critic.chat import ChatPrompt, CompletionError, to_openai_messages
+from models.critic.chat import COMPRESSIONS, ChatPrompt, CompletionError, Compression, to_openai_messages
 from models.critic.runner import ProtocolCritic
 from models.errors import BackendUnavailableError, ConfigError
 from models.images import ImageLimits
@@ -46,6 +46,9 @@ HEALTH_TIMEOUT_S = 10.0
 """Upper bound on how long the health check waits for ``GET /models``."""
 MAX_WAIT_S = 60.0
 """Upper bound on one wait between attempts (backoff or the server's ``Retry-After``)."""
+ENCODE_THREADS = max(2, min(8, os.cpu_count() or 2))
+"""Threads that build request bodies. PNG filtering and deflate release the GIL, so the images of a
+wave encode in parallel; one thread made a 1024 px wave wait on its encodings (issue 13)."""
 
 
 def normalise_base_url(url: str) -> str:
@@ -123,6 +126,10 @@ class OpenAIChat:
     :param backoff_s: the first wait between attempts; it doubles each retry (with jitter).
     :param temperature: sampling temperature sent with each request.
     :param max_tokens: the most tokens the server may write per answer.
+    :param image_compression: how the lossless PNGs are deflated (``models.critic.chat.COMPRESSIONS``):
+        ``"none"`` (least client CPU; the default, for a server on the same machine or network) or
+        ``"fast"`` (a third smaller on photos for about 25 ms more client CPU per 1024 px image;
+        for a server behind a slow link).
 
     The server is health-checked (``health_check``) before the first request.
     """
@@ -140,6 +147,7 @@ class OpenAIChat:
         backoff_s: float = 0.5,
         temperature: float = 0.1,
         max_tokens: int = 2048,
+        image_compression: Compression = "none",
     ) -> None:
         _check_number("concurrency", concurrency, least=1, whole=True)
         _check_number("max_tokens", max_tokens, least=1, whole=True)
@@ -147,6 +155,11 @@ class OpenAIChat:
         _check_number("timeout_s", timeout_s, least=0.001)
         _check_number("backoff_s", backoff_s, least=0)
         _check_number("temperature", temperature, least=0)
+        if image_compression not in COMPRESSIONS:
+            raise ConfigError(
+                f"The critic setting image_compression must be one of {list(COMPRESSIONS)}; got {image_compression!r}."
+            )
+        self.image_compression: Compression = image_compression
         self.base_url = normalise_base_url(base_url)
         self.model = model
         self.api_key_env = api_key_env
@@ -248,6 +261,7 @@ class OpenAIChat:
             "backoff_s": self.backoff_s,
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
+            "image_compression": self.image_compression,
         }
 
     # -- the event-loop thread ------------------------------------------------------------------
@@ -293,8 +307,10 @@ class OpenAIChat:
         self._semaphore = asyncio.Semaphore(self.concurrency)
         # request bodies held at once: one wave sending and one wave encoded (bounds memory)
         self._encode_slots = asyncio.Semaphore(2 * self.concurrency)
-        # one thread encodes every request body (PNG, base64, JSON); zlib runs without the GIL
-        self._encoder = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="openai-critic-encode")
+        # request bodies (PNG, base64, JSON) are built in threads: numpy and zlib run without the GIL
+        self._encoder = concurrent.futures.ThreadPoolExecutor(
+            max_workers=ENCODE_THREADS, thread_name_prefix="openai-critic-encode"
+        )
 
     async def _request(
         self, method: str, url: str, body: bytes | None = None, *, timeout_s: float | None = None
@@ -368,9 +384,9 @@ class OpenAIChat:
         assert self._semaphore is not None and self._encode_slots is not None
         async with self._encode_slots:
             # encoded before taking a request slot, so that the next wave's bodies are ready while
-            # this wave waits on the server, and in a thread of its own: on the loop, each answer
-            # of a wave set off the encoding of a later body, which delayed the next answers
-            # (0.88-0.90 of the ideal throughput in bench/critic_http.py; 0.90-0.92 in a thread)
+            # this wave waits on the server, and off the loop: on the loop, each answer of a wave
+            # set off the encoding of a later body, which delayed the next answers (0.88-0.90 of
+            # the ideal throughput in bench/critic_http.py; 0.90-0.92 in a thread)
             body = await asyncio.get_running_loop().run_in_executor(self._encoder, self._request_body, prompt)
             async with self._semaphore:
                 return await self._post_with_retries(body)
@@ -400,7 +416,7 @@ class OpenAIChat:
     def _request_body(self, prompt: ChatPrompt) -> bytes:
         payload = {
             "model": self.served_model,
-            "messages": to_openai_messages(prompt),
+            "messages": to_openai_messages(prompt, self.image_compression),
             "temperature": self.temperature,
             "max_tokens": self.max_tokens,
         }
@@ -509,7 +525,8 @@ class OpenAICritic(ProtocolCritic):
     """The RationalRewards critic served by an OpenAI-compatible server (vLLM).
 
     Takes the settings of ``OpenAIChat`` as keywords, plus ``parse_retries`` (how often an
-    unparseable answer is re-asked), ``limits`` and ``name``::
+    unparseable answer is re-asked), ``limits``, ``name`` and ``prompts`` (a folder of prompt
+    templates, see ``ProtocolCritic``)::
 
         critic = OpenAICritic(base_url="http://localhost:8000/v1", concurrency=32)
         critic.health_check()            # optional: fail early with a clear message
@@ -522,9 +539,10 @@ class OpenAICritic(ProtocolCritic):
         parse_retries: int = 1,
         limits: ImageLimits | None = None,
         name: str = "openai critic",
+        prompts: str | None = None,
         **settings: Any,
     ) -> None:
-        super().__init__(OpenAIChat(**settings), parse_retries=parse_retries, limits=limits, name=name)
+        super().__init__(OpenAIChat(**settings), parse_retries=parse_retries, limits=limits, name=name, prompts=prompts)
         self.completer: OpenAIChat
 
     def health_check(self) -> str:

@@ -33,6 +33,7 @@ from transformers.processing_utils import ProcessorMixin
 
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.quantization import Quantization, quantization_config
+from models.critic.templates import load_templates
 from models.critic.runner import ProtocolCritic
 from models.errors import BackendUnavailableError, ConfigError
 from models.images import ImageLimits
@@ -342,7 +343,8 @@ class TransformersCritic(ProtocolCritic):
 
     Takes the settings of ``TransformersChat`` (the fields of ``TransformersSettings``) as
     keywords, plus ``parse_retries`` (how often unparseable output is re-asked before it is
-    reported as a ``CritiqueFailure``), ``limits`` and ``name``::
+    reported as a ``CritiqueFailure``), ``limits``, ``name`` and ``prompts`` (a folder of prompt
+    templates, see ``ProtocolCritic``)::
 
         critic = TransformersCritic(model="TIGER-Lab/RationalRewards-8B-T2I", quantization="4bit")
         [result] = critic.critique([CritiqueRequest("t2i", "a red cube", image)])
@@ -357,14 +359,17 @@ class TransformersCritic(ProtocolCritic):
         parse_retries: int = 1,
         limits: ImageLimits | None = None,
         name: str | None = None,
+        prompts: str | None = None,
         **settings: Any,
     ) -> None:
+        load_templates(prompts)  # a bad template fails before the model loads
         chat = TransformersChat(**settings)
         super().__init__(
             chat,
             parse_retries=parse_retries,
             limits=limits,
             name=name or f"transformers critic ({chat.settings.model})",
+            prompts=prompts,
         )
         self.completer: TransformersChat
 

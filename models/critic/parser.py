@@ -15,6 +15,7 @@ import logging
 import math
 import re
 from dataclasses import dataclass, field
+from typing import Union
 
 from models.critic.scoring import ScoringPolicy
 from models.errors import CritiqueParseError
@@ -63,6 +64,11 @@ _DIMENSION_ALIASES = {
         "physical and visual",
     ),
     "text_rendering": ("text rendering",),
+}
+_SECTION_NAMES = {
+    "analysis": "# User Request Analysis", "judgement": "# Detailed Judgement", "summary": "# Summary",
+    "refinement": "# User Request Refinement", "comments": "## Refinement Comments",
+    "refined": "## Refined Request", "overall_winner": "# Overall Winner",
 }
 _LABELS: dict[str, str] = {}
 for _kind, _names in (*_SECTION_LABELS.items(), *_FIELD_LABELS.items(), *_DIMENSION_ALIASES.items()):
@@ -141,15 +147,71 @@ def _strip_think(text: str, warnings: list[str]) -> str:
     return body
 
 
+_TAIL_SECTIONS = frozenset({"summary", "refinement", "comments", "refined", "overall_winner"})
+"""Sections that follow the judgement: a dimension heading after one of them is not judgement."""
+
+
 def _split(text: str, task: str, warnings: list[str]) -> _Layout:
-    """Walk the lines once, routing each to the section, dimension or field it belongs to."""
-    wanted = {d.key: d for d in task_dimensions(task)}
+    """Walk the lines once, routing each to the section, dimension or field it belongs to.
+
+    Only the text after the last ``# Detailed Judgement`` heading is read as judgement, summary and
+    refinement; the text before it is the analysis (an echoed request there cannot plant scores
+    or a refined request). Without that heading the whole text is read. A dimension heading after
+    the summary or refinement has begun is plain text; a repeated section keeps its last copy.
+    """
+    lines = text.splitlines()
+    kinds = [_classify(line) for line in lines]
+    headings = [i for i, (kind, _, _) in enumerate(kinds) if kind == "judgement"]
+    start = headings[-1] if headings else 0
+    if len(headings) > 1:
+        warnings.append(f"'# Detailed Judgement' appears {len(headings)} times; read the judgement after the last one.")
     layout = _Layout()
+    _read_analysis(lines[:start], kinds[:start], layout, warnings)
+    _read_judgement(lines[start:], kinds[start:], task, layout, warnings)
+    return layout
+
+
+def _read_analysis(lines: list[str], kinds: list[tuple[str | None, str, bool]], layout: _Layout, warnings: list[str]) -> None:
+    """The text before the judgement: a preamble and the ``# User Request Analysis`` section. Other
+    headings in it are kept as text (with one warning): they are not the critic's judgement."""
+    target = layout.sections.setdefault("preamble", [])
+    ignored = 0
+    for line, (kind, value, marked) in zip(lines, kinds):
+        if kind == "analysis" and "analysis" not in layout.sections:
+            target = layout.sections.setdefault("analysis", [value])
+            continue
+        ignored += _is_heading(kind, value, marked)
+        target.append(line)
+    if ignored:
+        warnings.append(
+            f"Ignored {ignored} heading(s) written before the last '# Detailed Judgement' (an echoed prompt?); "
+            "read only the judgement after it."
+        )
+
+
+def _is_heading(kind: str | None, value: str, marked: bool) -> bool:
+    """Whether a classified line would start a section, a dimension or a field of the judgement
+    (prose such as "Text Rendering: the word OPEN" or "Score: high" in an analysis would not)."""
+    if kind in _DIMENSION_KEYS:
+        return marked or not value or bool(_SCORE_LIKE.match(value))
+    return kind in _SECTION_LABELS or (kind in _FIELDS and marked)
+
+
+def _read_judgement(
+    lines: list[str], kinds: list[tuple[str | None, str, bool]], task: str, layout: _Layout, warnings: list[str]
+) -> None:
+    """The judgement with its dimension blocks, then the summary and refinement sections."""
+    wanted = {d.key: d for d in task_dimensions(task)}
     target: list[str] = layout.sections.setdefault("preamble", [])
     block: _Block | None = None
-    for line in text.splitlines():
-        kind, value, marked = _classify(line)
-        if kind in _DIMENSION_KEYS and (marked or not value or _SCORE_LIKE.match(value)):
+    tail = False  # a summary or refinement section has begun
+    late = 0
+    for line, (kind, value, marked) in zip(lines, kinds):
+        if kind in _DIMENSION_KEYS and _is_heading(kind, value, marked):
+            if tail:
+                late += 1
+                target.append(line)
+                continue
             if kind not in wanted:
                 warnings.append(f"Ignored a '{line.strip()}' section: it is not a dimension of the {task} task.")
                 block, target = None, []
@@ -166,12 +228,18 @@ def _split(text: str, task: str, warnings: list[str]) -> _Layout:
                 target = []
                 continue
             target = block.fields.setdefault(kind, [value])
-        elif kind in _SECTION_LABELS:
+        elif kind in _SECTION_LABELS and kind != "judgement":
             block = None
-            target = layout.sections.setdefault(kind, [value])
+            tail = tail or (kind in _TAIL_SECTIONS and bool(layout.blocks))
+            if kind in layout.sections and kind != "preamble":
+                warnings.append(f"The '{_SECTION_NAMES[kind]}' section appears twice; kept the last.")
+            target = layout.sections[kind] = [value]
+        elif kind == "judgement":
+            block, target = None, []
         else:
             target.append(line)
-    return layout
+    if late:
+        warnings.append(f"Ignored {late} dimension heading(s) written after the summary or refinement began.")
 
 
 def _text(lines: list[str] | None) -> str | None:
@@ -186,9 +254,21 @@ def _first_line(lines: list[str]) -> str | None:
     return next((line.strip() for line in lines if line.strip()), None)
 
 
-def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]) -> float | None:
-    """The score in a score field's text, in [1, 4]. ``None`` for N/A on a dimension that allows it
-    (no warning) and for anything unreadable (with a warning)."""
+class _NotApplicable:
+    """The score a critic wrote as N/A on a dimension that allows it."""
+
+    def __repr__(self) -> str:
+        return "N/A"
+
+
+NOT_APPLICABLE = _NotApplicable()
+Score = Union[float, _NotApplicable, None]
+"""A read score: a float in [1, 4], ``NOT_APPLICABLE``, or ``None`` when it is missing or unreadable."""
+
+
+def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]) -> Score:
+    """The score in a score field's text, in [1, 4]. ``NOT_APPLICABLE`` for N/A on a dimension that
+    allows it (no warning); ``None`` for anything unreadable (with a warning)."""
     if text is None:
         warnings.append(f"{dim.heading}: the {what} is empty; counted as missing.")
         return None
@@ -196,7 +276,8 @@ def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]
     if _NA.match(cleaned):
         if not dim.allows_na:
             warnings.append(f"{dim.heading}: N/A is only allowed for Text Rendering; the {what} counts as missing.")
-        return None
+            return None
+        return NOT_APPLICABLE
     match = _NUMBER.search(cleaned)
     if match is None:
         warnings.append(f"{dim.heading}: could not read a number in the {what} {cleaned[:60]!r}; counted as missing.")
@@ -212,7 +293,12 @@ def _read_score(text: str | None, dim: Dimension, what: str, warnings: list[str]
     return value
 
 
-def _dimension_score(block: _Block, dim: Dimension, warnings: list[str]) -> float | None:
+def _number(score: Score) -> float | None:
+    """The float of a read score; ``None`` for N/A and for a missing one."""
+    return score if isinstance(score, float) else None
+
+
+def _dimension_score(block: _Block, dim: Dimension, warnings: list[str]) -> Score:
     """The pointwise score of one block, falling back to a number written on the heading line."""
     if "score" in block.fields:
         return _read_score(_first_line(block.fields["score"]), dim, "score", warnings)
@@ -276,16 +362,21 @@ def parse_critique(text: str, task: str) -> Critique:
     layout = _split(_strip_think(text, warnings), task, warnings)
     scores: dict[str, float | None] = {}
     justifications: dict[str, str | None] = {}
+    missing: list[str] = []
     readable = 0
     for dim in dimensions:
         block = layout.blocks.get(dim.key)
         if block is None:
             warnings.append(f"{dim.heading}: the dimension is missing from the critique.")
             scores[dim.key], justifications[dim.key] = None, None
+            missing.append(dim.key)
             continue
-        scores[dim.key] = _dimension_score(block, dim, warnings)
+        score = _dimension_score(block, dim, warnings)
+        scores[dim.key] = _number(score)
         justifications[dim.key] = _justification(block, dim, warnings)
-        readable += scores[dim.key] is not None
+        readable += score is not None
+        if score is None:
+            missing.append(dim.key)
     if not readable:
         raise _no_dimension(text, task)
     summary = _text(layout.sections.get("summary"))
@@ -306,6 +397,7 @@ def parse_critique(text: str, task: str) -> Critique:
         overall=None,
         raw=text,
         warnings=warnings,
+        missing=missing,
     )
     critique.overall = _DEFAULT_POLICY.score(critique)
     if warnings:
@@ -328,18 +420,22 @@ def _read_winner(text: str | None) -> Winner | None:
 def _verdict(block: _Block, dim: Dimension, warnings: list[str]) -> tuple[DimensionVerdict, bool]:
     """The verdict of one pairwise block and whether anything in it was readable."""
     found: dict[str, float | None] = {}
-    readable = False
+    readable = not_applicable = False
     for side in ("a", "b"):
         lines = block.fields.get(f"score_{side}")
         if lines is None:
             warnings.append(f"{dim.heading}: no score for Image {side.upper()}; counted as missing.")
             found[side] = None
             continue
-        found[side] = _read_score(_first_line(lines), dim, f"score of Image {side.upper()}", warnings)
+        score = _read_score(_first_line(lines), dim, f"score of Image {side.upper()}", warnings)
+        found[side] = _number(score)
         readable = readable or found[side] is not None
+        not_applicable = not_applicable or score is NOT_APPLICABLE
     winner_text = _first_line(block.fields.get("winner", []))
     winner = _read_winner(winner_text)
-    if winner is None:
+    # an N/A dimension (the request asks for no text) may name no winner, or "N/A"
+    unjudged = not_applicable and (winner_text is None or bool(_NA.match(winner_text.strip("*_` "))))
+    if winner is None and not unjudged:
         if winner_text is not None:
             warnings.append(f"{dim.heading}: could not read the winner {winner_text[:40]!r}.")
         a, b = found["a"], found["b"]

@@ -19,6 +19,7 @@ from models.base import Closable
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.parser import parse_critique, parse_pairwise
 from models.critic.prompts import build_pairwise_prompt, build_pointwise_prompt
+from models.critic.templates import load_templates
 from models.errors import ConfigError, CritiqueParseError
 from models.images import ImageLimits, check_prompt, prepare_image
 from models.types import (
@@ -56,12 +57,32 @@ class CriticStats:
     failure_reasons: list[str] = field(default_factory=list)
 
 
+class _PreparedImages:
+    """``prepare_image`` once per image object within one call: an image that several requests
+    share (A/B and B/A, an edit's source for every candidate) becomes one prepared object, so it is
+    converted or downscaled once and its PNG encoding (``ChatPrompt.image_data_uris``) is shared."""
+
+    def __init__(self, limits: ImageLimits) -> None:
+        self.limits = limits
+        self._done: dict[int, tuple[Image.Image, Image.Image]] = {}
+
+    def __call__(self, image: Image.Image | str | Path | bytes, what: str) -> Image.Image:
+        if not isinstance(image, Image.Image):
+            return prepare_image(image, self.limits, what=what)
+        done = self._done.get(id(image))
+        if done is None or done[0] is not image:
+            done = self._done[id(image)] = (image, prepare_image(image, self.limits, what=what))
+        return done[1]
+
+
 class ProtocolCritic:
     """Critique and judge images with any ``TextCompleter``.
 
     A parse failure is re-asked ``parse_retries`` times, then returned as a ``CritiqueFailure``
     (counted in ``stats``); a transport failure is returned as one at once (backends retry
-    connection errors themselves). Nothing is ever turned into a score.
+    connection errors themselves). Nothing is ever turned into a score. ``prompts`` is a folder
+    of the user's prompt templates (``models.critic.templates.load_templates``; checked here, so
+    a bad template fails at start); ``None`` uses the shipped ones.
     """
 
     def __init__(
@@ -71,9 +92,11 @@ class ProtocolCritic:
         parse_retries: int = 1,
         limits: ImageLimits | None = None,
         name: str = "critic",
+        prompts: str | Path | None = None,
     ) -> None:
         if parse_retries < 0:
             raise ConfigError(f"parse_retries must be 0 or more, got {parse_retries}.")
+        self.templates = load_templates(prompts)
         self.completer = completer
         self.parse_retries = parse_retries
         self.limits = limits or ImageLimits()
@@ -85,42 +108,46 @@ class ProtocolCritic:
 
         Raises ``InvalidInputError`` (before any model call) when a request is unusable.
         """
-        prompts = [build_pointwise_prompt(self._checked_pointwise(r, i)) for i, r in enumerate(requests)]
+        prepare = _PreparedImages(self.limits)
+        prompts = [
+            build_pointwise_prompt(self._checked_pointwise(r, i, prepare), self.templates) for i, r in enumerate(requests)
+        ]
         return self._run(prompts, lambda text, p: parse_critique(text, p.request.task))
 
     def judge(self, requests: Sequence[PairRequest]) -> list[PairResult]:
         """Pairwise judgements (A first, B second) for ``requests``, in order."""
-        prompts = [build_pairwise_prompt(self._checked_pair(r, i)) for i, r in enumerate(requests)]
+        prepare = _PreparedImages(self.limits)
+        prompts = [build_pairwise_prompt(self._checked_pair(r, i, prepare), self.templates) for i, r in enumerate(requests)]
         return self._run(prompts, lambda text, p: parse_pairwise(text, p.request.task))
 
     # -- input checks -------------------------------------------------------------------------
 
-    def _checked_pointwise(self, request: CritiqueRequest, index: int) -> CritiqueRequest:
+    def _checked_pointwise(self, request: CritiqueRequest, index: int, prepare: _PreparedImages) -> CritiqueRequest:
         where = f"request {index + 1}"
         check_prompt(request.prompt, self.limits, where=where)
         return CritiqueRequest(
             task=request.task,
             prompt=request.prompt.strip(),
-            image=prepare_image(request.image, self.limits, what=f"{where}: image"),
-            source_image=self._checked_source(request.task, request.source_image, where),
+            image=prepare(request.image, f"{where}: image"),
+            source_image=self._checked_source(request.task, request.source_image, where, prepare),
         )
 
-    def _checked_pair(self, request: PairRequest, index: int) -> PairRequest:
+    def _checked_pair(self, request: PairRequest, index: int, prepare: _PreparedImages) -> PairRequest:
         where = f"pair {index + 1}"
         check_prompt(request.prompt, self.limits, where=where)
         return PairRequest(
             task=request.task,
             prompt=request.prompt.strip(),
-            image_a=prepare_image(request.image_a, self.limits, what=f"{where}: image A"),
-            image_b=prepare_image(request.image_b, self.limits, what=f"{where}: image B"),
-            source_image=self._checked_source(request.task, request.source_image, where),
+            image_a=prepare(request.image_a, f"{where}: image A"),
+            image_b=prepare(request.image_b, f"{where}: image B"),
+            source_image=self._checked_source(request.task, request.source_image, where, prepare),
         )
 
     def _checked_source(
-        self, task: str, source: Image.Image | str | Path | bytes | None, where: str
+        self, task: str, source: Image.Image | str | Path | bytes | None, where: str, prepare: _PreparedImages
     ) -> Image.Image | None:
         if task == "edit":  # the request checked its task and that an edit has its source image
-            return prepare_image(source, self.limits, what=f"{where}: source image")  # type: ignore[arg-type]
+            return prepare(source, f"{where}: source image")  # type: ignore[arg-type]
         return None
 
     # -- the loop -----------------------------------------------------------------------------
@@ -189,9 +216,11 @@ class ProtocolCritic:
         self.stats.failure_reasons = (self.stats.failure_reasons + [reason])[-20:]
 
     def to_config(self) -> dict[str, object]:
-        """Settings that rebuild this critic (the backend's own, plus ``parse_retries``)."""
+        """Settings that rebuild this critic (the backend's own, plus ``parse_retries`` and the
+        ``prompts`` folder when the templates are a user's)."""
         backend = getattr(self.completer, "to_config", lambda: {})()
-        return {**backend, "parse_retries": self.parse_retries}
+        prompts = {"prompts": self.templates.folder} if self.templates.folder else {}
+        return {**backend, "parse_retries": self.parse_retries, **prompts}
 
     def close(self) -> None:
         """Release the backend (HTTP client, model memory) if it holds anything."""

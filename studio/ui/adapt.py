@@ -216,6 +216,7 @@ def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dic
 
 def _scores_html(task: str, critique: dict[str, Any]) -> str:
     justifications = json.loads(critique["justifications"] or "{}")
+    missing = json.loads(critique.get("missing") or "[]")
     rows = []
     for dim in task_dimensions(task):
         value = critique[dim.key]
@@ -224,11 +225,18 @@ def _scores_html(task: str, critique: dict[str, Any]) -> str:
         rows.append(
             f"<div class='rr-dim'><span class='rr-dim-name'>{_e(dim.heading)}</span>"
             f"<span class='rr-bar'><span style='width:{width}%'></span></span>"
-            f"<span class='rr-dim-score'>{'N/A' if value is None else f'{value:.2f}'}</span></div>"
+            f"<span class='rr-dim-score'>{_score_text(value, dim.key in missing)}</span></div>"
             + (f"<details><summary>why</summary>{_e(note)}</details>" if note else "")
         )
     summary = f"<div class='rr-summary'>{_e(critique['summary'])}</div>" if critique.get("summary") else ""
     return f"<div class='rr-score'>score {_fmt(critique['score'])}</div>{''.join(rows)}{summary}"
+
+
+def _score_text(value: float | None, missing: bool) -> str:
+    """A dimension score as shown: two decimals, "missing" (the critic did not write it), or N/A."""
+    if value is not None:
+        return f"{value:.2f}"
+    return "missing" if missing else "N/A"
 
 
 def prompt_diff_html(before: str, after: str) -> str:
@@ -273,7 +281,7 @@ def critique_markdown(result: CritiqueResult) -> str:
     lines = [f"**Score:** {_fmt(result.overall)}"]
     for dim in task_dimensions(result.task):
         value = result.scores.get(dim.key)
-        lines.append(f"- **{dim.heading}:** {'N/A' if value is None else f'{value:.2f}'} — "
+        lines.append(f"- **{dim.heading}:** {_score_text(value, result.is_missing(dim.key))} — "
                      f"{result.justifications.get(dim.key) or ''}")
     if result.summary:
         lines.append(f"\n**Summary:** {result.summary}")

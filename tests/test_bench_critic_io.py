@@ -1,0 +1,43 @@
+"""The critic I/O benches: photo-like images, a run end to end on tiny sizes, their reports."""
+
+from __future__ import annotations
+
+import json
+import zlib
+
+import numpy as np
+import pytest
+
+from bench import critic_http, png_encode
+
+
+def test_photo_like_images_are_noisy_and_each_request_gets_its_own_object():
+    pixels = critic_http.photo_like(128, seed=3)
+    assert pixels.shape == (128, 128, 3) and pixels.dtype == np.uint8
+    # like a photo: deflate saves little (a drawn render shrinks to a few percent)
+    assert len(zlib.compress(pixels.tobytes(), 6)) > 0.6 * pixels.size
+    requests = critic_http.make_requests(10, 64, "photo")
+    assert len({id(r.image) for r in requests}) == 10
+    assert requests[0].image.tobytes() == requests[8].image.tobytes()  # 8 fields, cycled
+
+
+def test_critic_http_runs_both_compressions_and_reports_each_size(capsys):
+    code = critic_http.main(["--sizes", "32,48", "--requests", "8", "--concurrency", "4", "--latency-ms", "20",
+                             "--repeats", "2", "--floor", "0", "--compression", "none,fast"])
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert code == 0 and report["failures"] == 0
+    assert [(r["size"], r["compression"]) for r in report["results"]] == [
+        (32, "none"), (32, "fast"), (48, "none"), (48, "fast")]
+    assert all(r["client_cpu_ms_per_request"] > 0 and r["fraction_of_ideal"] > 0 for r in report["results"])
+
+
+def test_critic_http_refuses_an_unknown_compression():
+    with pytest.raises(SystemExit):
+        critic_http.main(["--compression", "zip"])
+
+
+def test_png_encode_reports_every_method_per_size(capsys):
+    assert png_encode.main(["--sizes", "32", "--images", "2"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [r["method"] for r in report["results"]] == ["pillow_level1", "none", "fast"]
+    assert report["results"][0]["ratio_to_pillow"] == 1.0
