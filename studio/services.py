@@ -105,8 +105,10 @@ class Services:
     def get_generator(self, task: Task, model: str | None = None) -> Generator:
         """The generator for ``task`` ("t2i" or "edit"); with ``model`` (a hub id or folder other
         than the configured one), that model built with the configured generator's settings
-        (backend, dtype, memory mode; no LoRA). Only one such other model is kept loaded.
-        Raises ``ConfigError`` when no generator is set for ``task``."""
+        (backend, dtype, memory mode; no LoRA). ``model`` may also be a LoRA (a folder holding
+        ``pytorch_lora_weights.safetensors``, e.g. an RL job's ``lora`` artifact, or such a file):
+        then it is the configured model with that LoRA, so base and tuned can be compared. Only one
+        such other model is kept loaded. Raises ``ConfigError`` when no generator is set for ``task``."""
         slot = self.t2i_generator if task == "t2i" else self.edit_generator
         configured = _resolve(
             slot, f"{task} generator",
@@ -126,7 +128,8 @@ class Services:
                 previous, self._other = self._other[1], None
                 _close_backend(previous)
             options = {k: v for k, v in spec.items() if k not in ("backend", "lora", "lora_scale", "name")}
-            other = load_backend("generator", spec["backend"], **{**options, "model": model})
+            chosen = {"model": spec["model"], "lora": model} if is_lora(model) else {"model": model}
+            other = load_backend("generator", spec["backend"], **{**options, **chosen})
             self._other = ((task, model), other)
             return other
 
@@ -174,6 +177,15 @@ class Services:
                 continue
             _close_backend(slot.get() if isinstance(slot, Lazy) else slot)
         self.store.close()
+
+
+def is_lora(path: str) -> bool:
+    """Whether ``path`` is LoRA weights (a ``.safetensors`` file, or a folder with
+    ``pytorch_lora_weights.safetensors`` and no ``model_index.json``) rather than a model."""
+    local = Path(path).expanduser()
+    if local.is_file():
+        return local.suffix == ".safetensors"
+    return (local / "pytorch_lora_weights.safetensors").is_file() and not (local / "model_index.json").is_file()
 
 
 def _close_backend(backend: Any) -> None:

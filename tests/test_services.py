@@ -105,3 +105,27 @@ def test_release_models_frees_loaded_backends_which_load_again_on_next_use(tmp_p
     assert again is not first and again.size == 16
     assert services.release_models() == ["tests.studio_fakes:SquaresGenerator"] and services.release_models() == []
     services.close()
+
+
+def test_a_lora_folder_as_the_other_model_is_the_configured_model_with_that_lora(tmp_path):
+    """Judge's model B can be an RL job's LoRA: base (A) against tuned (B) on one base model."""
+    lora = tmp_path / "rl-run" / "lora"
+    lora.mkdir(parents=True)
+    (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    config = StudioConfig(store_dir=str(tmp_path / "store"), t2i_generator={
+        "backend": "tests.test_services:LoraSquares", "model": "org/base", "size": 16})
+    services = Services.from_config(config)
+    base = services.get_generator("t2i")
+    tuned = services.get_generator("t2i", str(lora))
+    assert (base.name, base.lora) == ("org/base", None)
+    assert (tuned.name, tuned.lora, tuned.size) == ("org/base", str(lora), 16)
+    assert services.get_generator("t2i", str(tmp_path / "rl-run")).lora is None  # a folder, not a LoRA
+    services.close()
+
+
+class LoraSquares(NamedSquares):
+    """A named squares generator that records the LoRA it was built with."""
+
+    def __init__(self, *, lora: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.lora = lora
