@@ -10,6 +10,7 @@ Examples::
     python -m studio judge --prompt "a green triangle" a.png b.png
     python -m studio diagnose --prompt "a green triangle" images/
     python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
+    python -m studio parrot generate --count 100 --run-dir runs/parrot-gen
 """
 
 from __future__ import annotations
@@ -169,6 +170,10 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--min", action="append", default=[], metavar="DIM=SCORE",
                            help="also require DIM >= SCORE (1-4); repeatable")
             p.add_argument("--copy-to", metavar="DIR", help="copy kept images into DIR")
+    # listed for --help only: main() hands `parrot ...` to studio.parrot.cli, whose stages parse
+    # their own typed configs
+    commands.add_parser("parrot", add_help=False,
+                        help="PARROT: generate|filter|export|distill (python -m studio parrot --help)")
     return parser
 
 
@@ -195,6 +200,11 @@ def main(argv: list[str] | None = None, *, services: Services | None = None, out
     :param services: use these instead of building them from the flags (for embedding the CLI).
     :param out: where the JSON lines go (default stdout).
     """
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["parrot"]:
+        from studio.parrot.cli import main as parrot_main
+
+        return parrot_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.verbose, args.quiet, default=logging.WARNING)
     own = services is None
