@@ -2,7 +2,7 @@
 
 The student learns to write the critique from the request and the image(s) alone, in exactly the
 prompts the critic backends send (``studio.parrot.student_data``). Methods: ``full`` fine-tuning,
-``lora`` or ``qlora`` (4-bit base, bitsandbytes) with peft; the vision tower (the ViT blocks; the
+``lora`` or ``qlora`` (4-bit language model, bitsandbytes) with peft; the vision tower (the ViT blocks; the
 merger that projects into the language model stays trainable) frozen or not. It runs on the CPU,
 one GPU, or several through ``accelerate launch -m studio.parrot.distill --config FILE``.
 
@@ -202,17 +202,24 @@ def _train_step(model: Any, optimizer: Any, scheduler: Any, batches: _Batches, s
     return total / config.grad_accum
 
 
-@torch.no_grad()
 def _eval_loss(model: Any, evaluation: list[dict[str, Any]], processor: Any, config: DistillConfig, pad_id: int,
                accelerator: Accelerator) -> float:
-    """Mean loss per answer token over the eval examples."""
+    """Mean loss per answer token over the eval examples.
+
+    QLoRA on the CPU evaluates with autograd on: a forward pass without it makes bitsandbytes
+    repack its 4-bit weights for inference, after which its backward passes return zero input
+    gradients (measured with bitsandbytes 0.50.2), and training would silently stall.
+    """
     model.eval()
+    cpu_4bit = config.method == "qlora" and accelerator.device.type == "cpu"
     loss_sum, tokens = 0.0, 0
-    for record in evaluation:
-        batch = {k: v.to(accelerator.device) for k, v in collate([encode(record, processor, config.max_length)], pad_id).items()}
-        count = int((batch["labels"][:, 1:] != -100).sum())
-        loss_sum += model(**batch).loss.item() * count
-        tokens += count
+    with torch.enable_grad() if cpu_4bit else torch.no_grad():
+        for record in evaluation:
+            batch = collate([encode(record, processor, config.max_length)], pad_id)
+            batch = {k: v.to(accelerator.device) for k, v in batch.items()}
+            count = int((batch["labels"][:, 1:] != -100).sum())
+            loss_sum += model(**batch).loss.item() * count
+            tokens += count
     return loss_sum / max(tokens, 1)
 
 
@@ -239,8 +246,11 @@ def _load_student(config: DistillConfig, base: Path, accelerator: Accelerator) -
     dtype = torch.float32 if config.dtype == "auto" and accelerator.device.type == "cpu" else resolve_dtype(config.dtype)
     options: dict[str, Any] = {"dtype": dtype}
     if config.method == "qlora":
-        options["quantization_config"] = quantization_config(
-            "4bit", dtype, source=str(base), on_cpu=accelerator.device.type == "cpu")
+        quantized = quantization_config("4bit", dtype, source=str(base), on_cpu=accelerator.device.type == "cpu")
+        # the vision tower stays in full precision (small next to the language model, and LoRA on
+        # bitsandbytes' 4-bit vision layers fails in their backward on the CPU)
+        quantized.llm_int8_skip_modules = [*(quantized.llm_int8_skip_modules or []), r".*\.visual"]
+        options["quantization_config"] = quantized
         options["device_map"] = {"": accelerator.device}
     model = AutoModelForImageTextToText.from_pretrained(str(base), **options)
     if config.method == "full":
