@@ -64,6 +64,7 @@ class DistillConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     epochs: int = field(default=1, metadata={"help": "passes over the training split (unless max_steps)"})
     max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0: epochs x steps per epoch"})
+    max_minutes: float = field(default=0.0, metadata={"help": "end training (and save the critic) after this long; 0: no limit"})
     batch_size: int = field(default=1, metadata={"help": "examples per device per micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     max_length: int = field(default=8192, metadata={"help": "longest example in tokens (longer ones are an error)"})
@@ -85,6 +86,7 @@ class DistillConfig:
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("dtype", self.dtype, ("auto", "float32", "bfloat16"))
         _check_float("learning_rate", self.learning_rate, low=0)
+        _check_float("max_minutes", self.max_minutes, low=0)
         for name, low in (("tiny_hidden_size", 16), ("tiny_layers", 1), ("lora_r", 1), ("lora_alpha", 1),
                           ("warmup_steps", 0), ("epochs", 1), ("max_steps", 0), ("batch_size", 1), ("grad_accum", 1),
                           ("max_length", 16), ("eval_steps", 0), ("eval_limit", 0), ("save_steps", 1),
@@ -147,6 +149,10 @@ def run(config: DistillConfig, ctx: JobContext) -> dict[str, Any]:
             summary.update(status="stopped", step=step, last_loss=loss)
             ctx.result(summary)
             return summary
+        if config.max_minutes and time.perf_counter() - started > 60 * config.max_minutes and step < total:
+            logger.info("Time budget of %.1f min spent at step %d of %d.", config.max_minutes, step, total)
+            summary["time_limit_reached"] = True
+            break
     summary.update(
         status="done", step=step, last_loss=losses[-1] if losses else None, eval_loss=evaluate(step),
         train_seconds=round(time.perf_counter() - started, 1),
