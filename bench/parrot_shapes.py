@@ -74,7 +74,8 @@ def main() -> None:
     teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
     gen = stage("generate", generate, generate.GenerateConfig(
         count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
-    kept = stage("filter", parrot_filter, parrot_filter.FilterConfig(rationales=str(root / "generate" / "rationales.jsonl")))
+    rationales = str(root / "generate" / "rationales.jsonl")
+    kept = stage("filter", parrot_filter, parrot_filter.FilterConfig(rationales=rationales))
     data = stage("export", export, export.ExportConfig(
         kept=str(root / "filter" / "kept.jsonl"), formats=["pairwise"], eval_fraction=0.05))
     student = stage("distill", distill, distill.DistillConfig(

@@ -28,7 +28,8 @@ def dataset(tmp_path_factory) -> Path:
     kept = RecordingContext(root / "filter")
     parrot_filter.run(parrot_filter.FilterConfig(rationales=str(gen.run_dir / "rationales.jsonl")), kept)
     out = RecordingContext(root / "dataset")
-    export.run(export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=["pointwise"], eval_fraction=0.34), out)
+    config = export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=["pointwise"], eval_fraction=0.34)
+    export.run(config, out)
     return out.run_dir
 
 

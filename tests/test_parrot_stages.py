@@ -44,7 +44,8 @@ def test_a_teacher_answering_against_the_label_is_filtered_out_and_failures_are_
     assert (summary["pairs"], summary["rationales"]) == (6, 6)
     rationales = {r.pair_id: r for r in read_rationales(ctx.run_dir / "rationales.jsonl")}
     assert rationales["p0"].a.parsed["scores"]["text_faithfulness"] == 3.5  # the label A explained
-    assert rationales["p3"].a.failure.startswith("malformed") and rationales["p3"].a.raw == "I rather like this picture."
+    assert rationales["p3"].a.failure.startswith("malformed")
+    assert rationales["p3"].a.raw == "I rather like this picture."
     assert rationales["p4"].a.failure.startswith("teacher failed")
 
     out, result = _filter(tmp_path, ctx.run_dir / "rationales.jsonl")
@@ -55,7 +56,8 @@ def test_a_teacher_answering_against_the_label_is_filtered_out_and_failures_are_
     rejected = {r.pair_id: r.extra for r in read_rationales(out / "rejected.jsonl")}
     assert rejected["p2"] == {"reason": "scores_disagree", "predicted": "B"}
     # images stay reachable from the filter's own folder
-    assert all((out / path).is_file() for r in read_rationales(out / "kept.jsonl") for path in r.images.values() if path)
+    kept_images = [path for r in read_rationales(out / "kept.jsonl") for path in r.images.values() if path]
+    assert kept_images and all((out / path).is_file() for path in kept_images)
 
 
 def test_filter_settings_drop_ties_and_limit_samples_per_pair(tmp_path):
@@ -102,14 +104,16 @@ def test_the_anchoring_prompt_is_the_studio_prompt_plus_the_other_image_and_the_
     text = "".join(p.get("text", "") for p in prompt.messages[1]["content"])
     assert "preferred the other candidate to the image you are judging" in text
     assert "Do not quote or mention the verdict" in text
-    assert "raters" not in "".join(p.get("text", "") for p in anchored_prompt(request, other, None).messages[1]["content"])
+    unanchored = anchored_prompt(request, other, None).messages[1]["content"]
+    assert "raters" not in "".join(p.get("text", "") for p in unanchored)
 
 
 def test_shapes_pairs_flip_the_requested_share_of_labels_and_keep_the_truth():
     pairs = list(shapes_pairs(200, seed=1, flip_rate=0.25))
     flipped = sum(p.label != p.truth for p in pairs)
     assert 30 <= flipped <= 70
-    assert [p.image_a.tobytes() for p in shapes_pairs(3, seed=1, flip_rate=0.0)] == [p.image_a.tobytes() for p in pairs[:3]]
+    again = shapes_pairs(3, seed=1, flip_rate=0.0)  # the flip rate does not change the images
+    assert [p.image_a.tobytes() for p in again] == [p.image_a.tobytes() for p in pairs[:3]]
 
 
 def test_bad_pairs_files_and_settings_give_clear_errors(tmp_path):

@@ -106,15 +106,10 @@ def agreement(a: Critique, b: Critique, label: str, policy: ScoringPolicy, bad_t
 def typicality(critiques: list[Critique]) -> list[float]:
     """For each critique, the distance of its scores from the per-dimension medians of all of them
     (0 is the most typical draw)."""
-    keys = {key for c in critiques for key, value in c.scores.items() if value is not None}
-    medians = {
-        key: statistics.median([c.scores[key] for c in critiques if c.scores.get(key) is not None])  # type: ignore[type-var]
-        for key in keys
-    }
-    return [
-        sum(abs(c.scores[key] - medians[key]) for key in keys if c.scores.get(key) is not None)  # type: ignore[operator]
-        for c in critiques
-    ]
+    scored = [{key: value for key, value in c.scores.items() if value is not None} for c in critiques]
+    keys = {key for scores in scored for key in scores}
+    medians = {key: statistics.median([s[key] for s in scored if key in s]) for key in keys}
+    return [sum(abs(value - medians[key]) for key, value in scores.items()) for scores in scored]
 
 
 def choose_combinations(
@@ -130,7 +125,8 @@ def choose_combinations(
     if not a or not b:
         return [], 0
     spread_a, spread_b = typicality(a), typicality(b)
-    ranked = sorted(((i, j) for i in range(len(a)) for j in range(len(b))), key=lambda ij: spread_a[ij[0]] + spread_b[ij[1]])
+    combinations = [(i, j) for i in range(len(a)) for j in range(len(b))]
+    ranked = sorted(combinations, key=lambda ij: spread_a[ij[0]] + spread_b[ij[1]])
     if label is None:
         return _distinct(ranked, samples), 0
     agreeing = [ij for ij in ranked if agreement(a[ij[0]], b[ij[1]], label, policy, bad_threshold).agrees]

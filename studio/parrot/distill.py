@@ -64,7 +64,8 @@ class DistillConfig:
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     epochs: int = field(default=1, metadata={"help": "passes over the training split (unless max_steps)"})
     max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0: epochs x steps per epoch"})
-    max_minutes: float = field(default=0.0, metadata={"help": "end training (and save the critic) after this long; 0: no limit"})
+    max_minutes: float = field(default=0.0,
+                               metadata={"help": "end training (and save the critic) after this long; 0: no limit"})
     batch_size: int = field(default=1, metadata={"help": "examples per device per micro-batch"})
     grad_accum: int = field(default=1, metadata={"help": "micro-batches per optimizer step"})
     max_length: int = field(default=8192, metadata={"help": "longest example in tokens (longer ones are an error)"})
@@ -171,7 +172,9 @@ class _Batches:
     of ``random.Random(seed + e)``, so a resumed run continues with the very batches it would have
     seen. Each process takes its own share of every global micro-batch."""
 
-    def __init__(self, train: list[dict[str, Any]], config: DistillConfig, accelerator: Accelerator, processor: Any) -> None:
+    def __init__(
+        self, train: list[dict[str, Any]], config: DistillConfig, accelerator: Accelerator, processor: Any
+    ) -> None:
         self.train, self.config, self.processor = train, config, processor
         self.width = config.batch_size * accelerator.num_processes
         self.rank = accelerator.process_index
@@ -186,7 +189,8 @@ class _Batches:
             self._orders = {epoch: order}
         order = self._orders[epoch]
         chunk = order[position * self.width:(position + 1) * self.width]
-        share = chunk[self.rank * self.config.batch_size:(self.rank + 1) * self.config.batch_size] or order[: self.config.batch_size]
+        size = self.config.batch_size
+        share = chunk[self.rank * size:(self.rank + 1) * size] or order[:size]  # a short last chunk
         return collate([encode(self.train[i], self.processor, self.config.max_length) for i in share], pad_id)
 
 
@@ -249,10 +253,11 @@ def _base_folder(config: DistillConfig, run_dir: Path, accelerator: Accelerator)
 
 def _load_student(config: DistillConfig, base: Path, accelerator: Accelerator) -> Any:
     """The base model with the trainable parts the method asks for."""
-    dtype = torch.float32 if config.dtype == "auto" and accelerator.device.type == "cpu" else resolve_dtype(config.dtype)
+    on_cpu = accelerator.device.type == "cpu"
+    dtype = torch.float32 if config.dtype == "auto" and on_cpu else resolve_dtype(config.dtype)
     options: dict[str, Any] = {"dtype": dtype}
     if config.method == "qlora":
-        quantized = quantization_config("4bit", dtype, source=str(base), on_cpu=accelerator.device.type == "cpu")
+        quantized = quantization_config("4bit", dtype, source=str(base), on_cpu=on_cpu)
         # the vision tower stays in full precision (small next to the language model, and LoRA on
         # bitsandbytes' 4-bit vision layers fails in their backward on the CPU)
         quantized.llm_int8_skip_modules = [*(quantized.llm_int8_skip_modules or []), r".*\.visual"]

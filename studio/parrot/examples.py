@@ -98,7 +98,8 @@ def to_sharegpt(prompt: ChatPrompt, answer: str, image_paths: list[str]) -> dict
     """One sharegpt record: the prompt's messages as text with one ``<image>`` per image part,
     the answer as the assistant turn, and ``image_paths`` (one per image of the prompt, in order)."""
     if len(image_paths) != len(prompt.images):
-        raise InvalidInputError(f"The prompt has {len(prompt.images)} image(s) but {len(image_paths)} path(s) were given.")
+        raise InvalidInputError(
+            f"The prompt has {len(prompt.images)} image(s) but {len(image_paths)} path(s) were given.")
     messages = []
     for message in prompt.messages:
         content = message["content"]
@@ -120,8 +121,9 @@ def sharegpt_to_messages(record: dict[str, Any]) -> tuple[list[dict[str, Any]], 
     if not isinstance(messages, list) or not messages or messages[-1].get("role") != "assistant":
         raise InvalidInputError("A sharegpt example needs 'messages' ending with the assistant's answer.")
     tokens = sum(str(m.get("content", "")).count(IMAGE_TOKEN) for m in messages)
-    if tokens != len(record.get("images") or []):
-        raise InvalidInputError(f"The example has {tokens} {IMAGE_TOKEN} token(s) but {len(record.get('images') or [])} image(s).")
+    images = len(record.get("images") or [])
+    if tokens != images:
+        raise InvalidInputError(f"The example has {tokens} {IMAGE_TOKEN} token(s) but {images} image(s).")
     chat = []
     for message in messages[:-1]:
         pieces = str(message["content"]).split(IMAGE_TOKEN)

@@ -106,12 +106,15 @@ def rationale_examples(
 ) -> list[dict[str, Any]]:
     """The sharegpt examples of one kept rationale (images copied under ``out/images``)."""
     paths = {key: _copy_image(source_dir, path, out) for key, path in rationale.images.items() if path}
-    images = {key: prepare_image(out / path, what=f"{rationale.rationale_id}: image {key}") for key, path in paths.items()}
+    images = {
+        key: prepare_image(out / path, what=f"{rationale.rationale_id}: image {key}") for key, path in paths.items()
+    }
     source, source_path = images.get("source"), ([paths["source"]] if "source" in paths else [])
     critiques = {}
     for key, side in (("a", rationale.a), ("b", rationale.b)):
         if side.raw is None or side.failure:
-            raise InvalidInputError(f"{rationale.rationale_id}: side {key} has no critique; export only kept rationales.")
+            raise InvalidInputError(
+                f"{rationale.rationale_id}: side {key} has no critique; export only kept rationales.")
         critiques[key] = parse_critique(side.raw, rationale.task)
     examples = []
     if "pointwise" in config.formats:

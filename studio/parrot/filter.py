@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 from models.critic.parser import parse_critique
 from models.critic.scoring import ScoringPolicy
-from models.errors import ConfigError
+from models.errors import ConfigError, CritiqueParseError
 from models.images import prepare_image
 from models.types import PairRequest
 from studio.config import _check_choice, _check_float, _check_int
@@ -56,10 +56,12 @@ class FilterConfig:
     tie_tolerance: float = field(default=0.02, metadata={"help": "scores closer than this are a tie (0-1 scale)"})
     bad_threshold: float = field(default=0.5, metadata={"help": "both_bad: both overall scores below this"})
     allow_warnings: bool = field(default=False, metadata={"help": "keep critiques the parser had to repair"})
-    ties: Literal["keep", "drop"] = field(default="keep", metadata={"help": "tie labels: keep (must re-predict a tie) or drop"})
+    ties: Literal["keep", "drop"] = field(
+        default="keep", metadata={"help": "tie labels: keep (must re-predict a tie) or drop"})
     both_bad: Literal["keep", "drop"] = field(default="keep", metadata={"help": "both_bad labels: keep or drop"})
     samples_per_pair: int = field(default=1, metadata={"help": "kept rationales per pair at most"})
-    rejudge: dict | None = field(default=None, metadata={"help": "a second critic's spec for a label-blind pairwise re-judgement"})
+    rejudge: dict | None = field(
+        default=None, metadata={"help": "a second critic's spec for a label-blind pairwise re-judgement"})
     run_dir: str = field(default=".", metadata={"help": "the run folder (kept.jsonl, rejected.jsonl)"})
 
     def validate(self) -> None:
@@ -114,7 +116,10 @@ def check(rationale: Rationale, config: FilterConfig, policy: ScoringPolicy) -> 
         if side.failure is not None or side.raw is None:
             failure = side.failure or ""
             return ("teacher_failed" if failure.startswith("teacher failed") or side.raw is None else "malformed"), None
-        critique = parse_critique(side.raw, rationale.task)
+        try:
+            critique = parse_critique(side.raw, rationale.task)
+        except CritiqueParseError:
+            return "malformed", None
         if critique.warnings and not config.allow_warnings:
             return "parser_warnings", None
         if policy.score(critique) is None:

@@ -81,7 +81,8 @@ def input_pairs(config: GenerateConfig) -> Iterator[LabeledPair]:
     """The labelled pairs the config names."""
     if config.source == "jsonl":
         return islice(read_jsonl_pairs(config.pairs), config.count)
-    return shapes_pairs(config.count, seed=config.seed, flip_rate=config.flip_rate, tasks=tuple(config.tasks))  # type: ignore[arg-type]
+    tasks: tuple[Any, ...] = tuple(config.tasks)  # validated: t2i and/or edit
+    return shapes_pairs(config.count, seed=config.seed, flip_rate=config.flip_rate, tasks=tasks)
 
 
 def run(config: GenerateConfig, ctx: JobContext) -> dict[str, Any]:
@@ -102,7 +103,8 @@ def run(config: GenerateConfig, ctx: JobContext) -> dict[str, Any]:
             counts["not_agreeing"] += sum(1 for r in written if config.anchoring and r.agreeing == 0)
             counts["side_failures"] += sum((r.a.failure is not None) + (r.b.failure is not None) for r in written)
             step = counts["pairs"] + len(done)
-            ctx.progress(step, config.count if config.source == "shapes" else None, f"{counts['rationales']} rationales")
+            total = config.count if config.source == "shapes" else None
+            ctx.progress(step, total, f"{counts['rationales']} rationales")
             if config.anchoring:
                 ctx.metric(step, "anchoring_agreement", 1 - counts["not_agreeing"] / counts["pairs"])
             if ctx.should_stop():
@@ -148,10 +150,11 @@ def _rationales(
     policy: ScoringPolicy, run_dir: Path,
 ) -> list[Rationale]:
     """One pair's rationales from its teacher texts (A's draws, then B's), combined by agreement."""
-    draws = {"a": [_read(t, pair.task) for t in texts[:config.draws]], "b": [_read(t, pair.task) for t in texts[config.draws:]]}
+    draws = {"a": [_read(t, pair.task) for t in texts[:config.draws]],
+             "b": [_read(t, pair.task) for t in texts[config.draws:]]}
     usable = {
-        side: [i for i, (_, critique) in enumerate(draws[side]) if critique is not None and policy.score(critique) is not None]
-        for side in draws
+        side: [i for i, (_, c) in enumerate(found) if c is not None and policy.score(c) is not None]
+        for side, found in draws.items()
     }
     chosen, agreeing = choose_combinations(
         [draws["a"][i][1] for i in usable["a"]], [draws["b"][i][1] for i in usable["b"]],  # type: ignore[misc]

@@ -26,7 +26,7 @@ from typing import Iterator, Literal, get_args
 from PIL import Image
 
 from models.errors import InvalidInputError, NotFoundError
-from models.images import prepare_image
+from models.images import check_prompt, prepare_image
 from models.shapes.pairs import make_pair
 from models.types import TASKS, PairRequest, Task, Winner
 
@@ -124,7 +124,8 @@ def _row_pair(line: str, path: Path, number: int) -> LabeledPair:
         return prepare_image(path.parent / row[key], what=f"{where}: {key}")
 
     return LabeledPair(
-        pair_id=str(row.get("id", f"{path.stem}-{number}")), task=task, prompt=str(row["prompt"]),
+        pair_id=str(row.get("id", f"{path.stem}-{number}")), task=task,
+        prompt=check_prompt(str(row["prompt"]), where=where),
         image_a=image("image_a"), image_b=image("image_b"), label=row["label"],
         source_image=image("source_image") if row.get("source_image") else None, truth=truth,
     )

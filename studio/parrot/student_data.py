@@ -63,7 +63,8 @@ def encode(record: dict[str, Any], processor: Any, max_length: int) -> Encoded:
     images = [prepare_image(path, what=f"training image {path}") for path in record["images"]]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     batch = processor(text=[prompt], images=images or None, return_tensors="pt")
-    answer_ids = processor.tokenizer(answer + END_OF_TURN, add_special_tokens=False, return_tensors="pt")["input_ids"][0]
+    answer_ids = processor.tokenizer(answer + END_OF_TURN, add_special_tokens=False, return_tensors="pt")
+    answer_ids = answer_ids["input_ids"][0]
     prompt_ids = batch["input_ids"][0]
     if len(prompt_ids) + len(answer_ids) > max_length:
         raise InvalidInputError(
