@@ -58,7 +58,8 @@ class ScriptedTeacherChat:
             worse = "preferred the other candidate to" in text
             if "contrary" in request:
                 better, worse = worse, better
-            answers.append(critique_text(3.5 if better else 1.5 if worse else 2.5))
+            both_bad = "both the image you are judging and the other candidate fail" in text
+            answers.append(critique_text(3.5 if better else 1.5 if worse or both_bad else 2.5))
         return answers
 
 

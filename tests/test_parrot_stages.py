@@ -60,14 +60,29 @@ def test_a_teacher_answering_against_the_label_is_filtered_out_and_failures_are_
     assert kept_images and all((out / path).is_file() for path in kept_images)
 
 
-def test_filter_settings_drop_ties_and_limit_samples_per_pair(tmp_path):
-    pairs = write_pairs(tmp_path, [("a red circle", "A"), ("a big circle", "tie")])
+def test_filter_settings_drop_ties_and_both_bad_and_limit_samples_per_pair(tmp_path):
+    pairs = write_pairs(tmp_path, [("a red circle", "A"), ("a big circle", "tie"), ("two stars", "both_bad")])
     ctx, _ = _generate(tmp_path, source="jsonl", pairs=str(pairs), teacher=SPEC, draws=3, samples=3)
     rationales = list(read_rationales(ctx.run_dir / "rationales.jsonl"))
-    assert len(rationales) == 6 and {r.agreeing for r in rationales} == {9}
-    _, result = _filter(tmp_path, ctx.run_dir / "rationales.jsonl", ties="drop", samples_per_pair=2)
-    assert result["reasons"] == {"tie_dropped": 3, "over_sample_limit": 1}
+    assert len(rationales) == 9 and {r.agreeing for r in rationales} == {9}
+    _, kept_all = _filter(tmp_path / "all", ctx.run_dir / "rationales.jsonl", samples_per_pair=3)
+    assert (kept_all["kept"], kept_all["pairs_kept"]) == (9, 3)  # both-bad: both scores below bad_threshold
+    _, result = _filter(tmp_path, ctx.run_dir / "rationales.jsonl", ties="drop", both_bad="drop", samples_per_pair=2)
+    assert result["reasons"] == {"tie_dropped": 3, "both_bad_dropped": 3, "over_sample_limit": 1}
     assert result["kept"] == 2
+
+
+def test_a_stopped_generation_resumes_without_redoing_pairs(tmp_path):
+    class StopAfterFirstBatch(RecordingContext):
+        def should_stop(self) -> bool:
+            return True
+
+    options = dict(count=4, batch_pairs=2, draws=1)
+    first = generate.run(generate.GenerateConfig(**options), StopAfterFirstBatch(tmp_path))
+    second = generate.run(generate.GenerateConfig(**options), RecordingContext(tmp_path))
+    assert (first["pairs"], second["resumed_pairs"], second["pairs"]) == (2, 2, 2)
+    ids = [r.pair_id for r in read_rationales(tmp_path / "rationales.jsonl")]
+    assert len(ids) == len(set(ids)) == 4
 
 
 def test_anchoring_selects_noisy_shapes_critiques_that_agree_with_the_label(tmp_path):
