@@ -1,4 +1,4 @@
-"""``python -m studio refine|judge|diagnose|curate|eval|jobs|rl``: the engine, headless, on files and folders.
+"""``python -m studio refine|judge|diagnose|curate|eval|jobs|rl|parrot``: the engine, headless, on files and folders.
 
 Every command prints JSON lines on stdout (one object per event or per image) and a progress
 bar on stderr. A ``StudioError`` (bad input, missing backend, unknown session) ends the run with
@@ -14,6 +14,7 @@ Examples::
     python -m studio jobs start diagnose --inputs images/ --prompt "a green triangle"
     python -m studio jobs wait JOB_ID
     python -m studio rl --config rl.json --max-steps 50
+    python -m studio parrot generate --count 100 --run-dir runs/parrot-gen
 """
 
 from __future__ import annotations
@@ -198,6 +199,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_jobs_parser(commands)  # background jobs: store only, no backends of their own
     commands.add_parser("rl", add_help=False, help="Fine-tune a generator with the critic as reward (DiffusionNFT): "
                         "rl --config FILE; 'rl --help' lists its settings.")
+    # listed for --help only: main() hands `parrot ...` to studio.parrot.cli, whose stages parse
+    # their own typed configs
+    commands.add_parser("parrot", add_help=False,
+                        help="PARROT: generate|filter|export|distill (python -m studio parrot --help)")
     return parser
 
 
@@ -233,6 +238,10 @@ def main(argv: list[str] | None = None, *, services: Services | None = None, out
         from studio.rl.train import main as rl_main
 
         return rl_main(argv[1:])
+    if argv[:1] == ["parrot"]:
+        from studio.parrot.cli import main as parrot_main
+
+        return parrot_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(getattr(args, "verbose", 0), getattr(args, "quiet", 0), default=logging.WARNING)
     own = services is None

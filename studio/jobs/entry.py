@@ -19,13 +19,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 from models.errors import StudioError
-from studio.jobs.config import parse_config
+from studio.jobs.config import parse_config, save_config
 from studio.jobs.context import JobContext, RecordingContext
 from studio.jobs.store_context import StoreContext
 from studio.options import configure_logging
@@ -64,8 +65,14 @@ def run_kind(config_cls: type[C], run: Callable[[C, JobContext], Any], argv: lis
 
 
 def _run_foreground(config: Any, run: RunFn, job_args: argparse.Namespace) -> int:
+    """Run in this process: the config is saved in the run folder (so the run can be repeated),
+    and SIGTERM or Ctrl-C asks the kind to stop after its current unit, as a job's cancel does."""
     run_dir = Path(job_args.run_dir or (Path(job_args.config).parent if job_args.config else Path.cwd()))
     ctx = _LoggingContext(run_dir, resuming=job_args.resume)
+    if not job_args.config:
+        save_config(config, run_dir / "config.json")
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, ctx.request_stop)
     try:
         run(config, ctx)
     except StudioError as e:
@@ -115,6 +122,11 @@ class _LoggingContext(RecordingContext):
 
     def __init__(self, run_dir: Path, *, resuming: bool) -> None:
         super().__init__(run_dir, resuming=resuming)
+
+    def request_stop(self, *_: Any) -> None:
+        """Signal handler: the kind finishes its current unit, checkpoints and returns."""
+        logger.warning("stop requested: finishing the current step")
+        self.stop_requested = True
 
     def progress(self, step: int, total: int | None, message: str = "") -> None:
         super().progress(step, total, message)
