@@ -93,8 +93,8 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
             gr.Markdown("One row per critic, benchmark and mode from the newest finished eval job, beside the "
                         "paper's published accuracies (labelled *published*; measured elsewhere, not here).")
             leaderboard_button = gr.Button("Refresh")
-            # a callable value: every page load reads the store again
-            leaderboard_table = gr.Dataframe(lambda: jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval")),
+            # the timer's refresh reads the store again within REFRESH_S of every page load
+            leaderboard_table = gr.Dataframe(jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval")),
                                              interactive=False, elem_id="training-leaderboard-table")
     timer = gr.Timer(REFRESH_S)
 
