@@ -148,6 +148,15 @@ def m001_initial(db: Database) -> None:
     db.table("critiques").create_index(["image_id"])
 
 
+@MIGRATIONS()
+def m002_one_vote_per_judgement(db: Database) -> None:
+    """A judgement keeps one vote, the latest: older duplicates are dropped and a unique index
+    makes a new vote on the same judgement replace the old one."""
+    db.execute("delete from votes where judgement_id is not null and id not in "
+               "(select max(id) from votes where judgement_id is not null group by judgement_id)")
+    db.execute("create unique index if not exists idx_votes_judgement_id on votes (judgement_id)")
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """An image row: ``id`` in the images table, ``sha256`` of its PNG bytes, ``path`` on disk."""
@@ -466,14 +475,34 @@ class SessionStore:
         model_b: str | None = None,
         judgement_id: int | None = None,
     ) -> int:
-        """Record a person's preference between image A and image B; return the vote id."""
+        """Record a person's preference between image A and image B; return the vote id.
+
+        A judgement holds one vote: voting again on ``judgement_id`` replaces the earlier vote
+        (same id, new choice and time).
+        """
         if vote not in VOTES:
             raise InvalidInputError(f"Unknown vote {vote!r}; use one of {list(VOTES)}.")
-        return self._insert("votes", {
+        row = {
             "judgement_id": judgement_id, "task": task, "prompt": prompt, "image_a_id": image_a_id,
             "image_b_id": image_b_id, "source_image_id": source_image_id, "model_a": model_a,
             "model_b": model_b, "vote": vote, "created": now(),
-        })
+        }
+        if judgement_id is None:
+            return self._insert("votes", row)
+        columns = ", ".join(f"[{c}]" for c in row)
+        replace = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c != "judgement_id")
+        cursor = self.db.execute(
+            f"insert into votes ({columns}) values ({', '.join('?' for _ in row)}) "
+            f"on conflict (judgement_id) do update set {replace} returning id", list(row.values()))
+        return int(cursor.fetchone()[0])
+
+    def get_vote(self, vote_id: int) -> dict[str, Any]:
+        """Vote ``vote_id`` as a dict (``created`` is when it was last cast). Raises ``NotFoundError``."""
+        return self._get("votes", vote_id)
+
+    def vote_on(self, judgement_id: int) -> dict[str, Any] | None:
+        """The vote cast on judgement ``judgement_id``, or ``None`` when there is none yet."""
+        return next(iter(self.db["votes"].rows_where("judgement_id = ?", [judgement_id])), None)
 
     def votes(self) -> list[dict[str, Any]]:
         """Every vote, oldest first."""
@@ -601,7 +630,8 @@ class SessionStore:
 
         Columns: ``prompt``, ``left_image``, ``right_image``, ``left_model``, ``right_model``,
         ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
-        ``None`` for text-to-image) and ``task``. Image columns are paths relative to ``folder``,
+        ``None`` for text-to-image), ``task``, and ``vote_id``, ``voted_at`` (UTC) and
+        ``judgement_id`` (``None`` for a vote on images not judged here). Image columns are paths relative to ``folder``,
         whose ``images/`` holds the files.
         """
         if format not in ("jsonl", "parquet"):
@@ -619,6 +649,9 @@ class SessionStore:
                 "source_image": self._export_image(v["source_image_id"], folder)
                 if v["source_image_id"] is not None else None,
                 "task": v["task"],
+                "vote_id": v["id"],
+                "voted_at": v["created"],
+                "judgement_id": v["judgement_id"],
             }
             for v in self.votes()
         ]
