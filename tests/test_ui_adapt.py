@@ -120,10 +120,31 @@ def test_ui_errors_wraps_streaming_handlers():
         next(stream)
 
 
-def test_history_frame_hides_model_paths_in_public_mode():
-    row = {"id": "s1", "created": "2026-11-26T23:53:21.000+00:00", "status": "finished", "task": "t2i",
-           "prompt": "a red square", "generator_name": "diffusers:/srv/models/shapes-t2i", "critic_name": "shapes",
-           "best_score": 0.5}
-    assert adapt.history_frame([row])["generator"][0] == "diffusers:/srv/models/shapes-t2i"
-    public = adapt.history_frame([row], public=True)
-    assert public["generator"][0] == "shapes-t2i" and public["created"][0] == "2026-11-26 23:53:21"
+def test_history_frame_shows_a_thumbnail_short_model_names_and_three_decimals(finished):
+    services, events = finished
+    (row,) = services.store.search_sessions()
+    row.update(generator_name="diffusers:/srv/models/shapes-t2i", best_score=0.9833333333333334)
+    frame = adapt.history_frame(services.store, [row])
+    assert frame["generator"][0] == "shapes-t2i" and frame["best score"][0] == 0.983
+    assert frame["image"][0].startswith("![best image](data:image/png;base64,")
+    assert frame["created"][0] == row["created"][:19].replace("T", " ")
+    assert "/srv/" not in frame.to_csv()
+
+
+def test_stored_status_says_what_stopped_a_session_and_what_to_do(finished):
+    services, events = finished
+    sid = events[0].session_id
+    assert adapt.session_status(services.store.get_session(sid)).startswith("**Finished**")
+    services.store.update_session(sid, status="failed", message="The critic server at http://x could not be reached.")
+    line = adapt.session_status(services.store.get_session(sid))
+    assert line.startswith("**Failed** — The critic server at http://x could not be reached.")
+    assert "Best: 0.93 (round 2)" in line and "**Resume**" in line
+
+
+def test_a_round_left_running_by_a_stopped_session_shows_as_interrupted(finished):
+    services, events = finished
+    sid = events[0].session_id
+    services.store.start_round(sid, 3, "a red square", seed=0)  # the app died mid-round
+    services.store.update_session(sid, status="interrupted", message="The app stopped while this session ran.")
+    html = adapt.session_view(services.store, sid)[3]
+    assert "Round 3</b> · interrupted" in html and "running" not in html

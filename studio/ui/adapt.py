@@ -110,6 +110,26 @@ def event_status(event: LoopEvent) -> str:
     raise TypeError(f"unknown loop event {type(event).__name__}")
 
 
+_STATUS_HINTS = {
+    "interrupted": "Press **Resume** to continue from the last finished round.",
+    "cancelled": "Press **Resume** to continue from the last finished round.",
+    "failed": "Fix the cause, then press **Resume** to retry the round.",
+    "awaiting": "Edit or approve the next prompt below, then press **Continue**.",
+}
+
+
+def session_status(session: dict[str, Any]) -> str:
+    """One line of Markdown with a stored session's status, what stopped it and what to do next."""
+    status, message = session["status"], (session.get("message") or "").strip()
+    head = {"running": "Running", "awaiting": "Waiting for you", "finished": "Finished",
+            "interrupted": "Interrupted", "cancelled": "Cancelled", "failed": "Failed"}.get(status, status)
+    best = (f" Best: {_fmt(session['best_score'])} (round {session['best_round']})."
+            if session.get("best_score") is not None else "")
+    detail = f" — {message.rstrip('.')}." if message else "."
+    hint = f" {_STATUS_HINTS[status]}" if status in _STATUS_HINTS else ""
+    return f"**{head}**{detail}{best}{hint}"
+
+
 def event_progress(event: LoopEvent, max_rounds: int) -> float:
     """The share of the session done at ``event`` (for ``gr.Progress``)."""
     if isinstance(event, Stopped):
@@ -194,9 +214,18 @@ def _round_card(store: SessionStore, session: dict[str, Any], rnd: dict[str, Any
     prompt = prompt_diff_html(previous, rnd["prompt"]) if previous is not None else _e(rnd["prompt"])
     candidates = "".join(_candidate_html(store, session, c) for c in rnd["candidates"])
     source = f" · next prompt from {_e(rnd['prompt_source'])}" if rnd.get("prompt_source") else ""
-    return (f"<div class='rr-round'><div class='rr-round-head'><b>Round {rnd['idx']}</b> · {_e(rnd['status'])} · "
+    return (f"<div class='rr-round'><div class='rr-round-head'><b>Round {rnd['idx']}</b> · "
+            f"{_e(round_status(session, rnd))} · "
             f"seed {rnd['seed']}{source}</div><div class='rr-prompt'>{prompt}</div>"
             f"<div class='rr-candidates'>{candidates}</div></div>")
+
+
+def round_status(session: dict[str, Any], rnd: dict[str, Any]) -> str:
+    """A round's status as shown: a round left "running" by a session that no longer runs (it
+    failed, was stopped or the app died mid-round) shows as "interrupted", which it is."""
+    if rnd["status"] == "running" and session["status"] != "running":
+        return "interrupted"
+    return str(rnd["status"])
 
 
 def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dict[str, Any]) -> str:
@@ -204,7 +233,9 @@ def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dic
     badge = "<div class='rr-best'>★ best so far</div>" if is_best else ""
     image = f"<img alt='round image' src='{thumbnail_uri(store.image_path(candidate['id']))}'>"
     critique = candidate["critique"]
-    if critique is None:
+    if critique is None and session["status"] != "running":
+        body = "<div class='rr-pending'>not critiqued</div>"
+    elif critique is None:
         body = "<div class='rr-pending'>critiquing…</div>"
     elif not critique["ok"]:
         body = f"<div class='rr-failure'>Critique failed: {_e(critique['failure_reason'])}</div>"
@@ -310,12 +341,36 @@ def verdict_markdown(verdict: PairVerdict) -> str:
     return "\n".join(lines)
 
 
+VERDICT_COLUMNS = ("dimension", "A", "B", "winner")
+
+
 def verdict_frame(verdict: PairVerdict) -> pd.DataFrame:
     """Per-dimension scores of A and B and the winner, in protocol order."""
     headings = {d.key: d.heading for d in task_dimensions("edit")}
     rows = [[headings.get(key, key), _fmt(v.score_a), _fmt(v.score_b), v.winner or "—"]
             for key, v in verdict.dimensions.items()]
-    return pd.DataFrame(rows, columns=["dimension", "A", "B", "winner"])
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+
+
+def judgement_id_from(text: str | None) -> int | None:
+    """The judgement id in the Judgement box (``None`` when empty: the vote is on the images).
+    Raises ``InvalidInputError`` when it is not a whole number."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise InvalidInputError(f"Judgement {text!r} is not a judgement id; press Judge first, or leave it empty "
+                                "to vote on the images as they are.")
+    return int(text)
+
+
+def vote_markdown(vote: dict[str, Any], labels: dict[str, str], earlier: dict[str, Any] | None) -> str:
+    """The confirmation of a recorded vote: its id, its time (UTC) and, when it replaced an
+    earlier vote on the same judgement, what that vote was."""
+    when = (vote["created"] or "")[11:19]
+    replaced = (f" It replaces your earlier vote on this judgement ({labels[earlier['vote']]})."
+                if earlier is not None else "")
+    return f"Vote #{vote['id']} recorded at {when} UTC: **{labels[vote['vote']]}**.{replaced}"
 
 
 def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]:
@@ -328,18 +383,28 @@ def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]
 
 # -- history -----------------------------------------------------------------------------------
 
-HISTORY_COLUMNS = ("id", "created", "status", "task", "prompt", "generator", "critic", "best score")
+HISTORY_COLUMNS = ("image", "id", "created", "status", "task", "prompt", "generator", "critic", "best score")
+#: Column types and widths of the History table (the image column holds a Markdown thumbnail).
+HISTORY_DATATYPES = ["markdown", "str", "str", "str", "str", "str", "str", "str", "number"]
+HISTORY_WIDTHS = ["64px", "150px", "150px", "90px", "50px", "30%", "110px", "110px", "80px"]
 
 
-def history_frame(rows: list[dict[str, Any]], *, public: bool = False) -> pd.DataFrame:
-    """Search results as a table, newest first. In ``public`` mode model names that hold a path
-    or an id (``diffusers:/models/flux``) are cut to their last part (``flux``)."""
-    def name(value: str | None) -> str | None:
-        return value.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if public and value else value
+def model_label(name: str | None) -> str | None:
+    """A backend name short enough for a table column: a name holding a path or an id
+    (``diffusers:/models/flux``) is cut to its last part (``flux``)."""
+    return name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if name else name
+
+
+def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Search results as a table, newest first: a thumbnail of the best image, model names cut
+    to their last part (the full name is searchable), the best score to three decimals."""
+    def thumbnail(image_id: int | None) -> str:
+        return f"![best image]({thumbnail_uri(store.image_path(image_id))})" if image_id is not None else ""
 
     return pd.DataFrame(
-        [[r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"], r["prompt"],
-          name(r["generator_name"]), name(r["critic_name"]), r["best_score"]] for r in rows],
+        [[thumbnail(r["best_image_id"]), r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"],
+          r["prompt"], model_label(r["generator_name"]), model_label(r["critic_name"]),
+          None if r["best_score"] is None else round(r["best_score"], 3)] for r in rows],
         columns=list(HISTORY_COLUMNS),
     )
 

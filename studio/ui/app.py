@@ -38,14 +38,15 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
     """
     with gr.Blocks(title="RationalRewards Studio") as demo:
         gr.Markdown("# RationalRewards Studio\nGenerate, critique, refine — with a reward model that explains itself.")
-        with gr.Tab("Studio", id="studio"):
-            create_studio_tab(services, public=public)
-        with gr.Tab("Judge", id="judge"):
-            create_judge_tab(services, public=public)
-        with gr.Tab("Diagnose", id="diagnose"):
-            create_diagnose_tab(services, public=public)
-        with gr.Tab("History", id="history"):
-            create_history_tab(services, public=public)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Studio", id="studio"):
+                studio = create_studio_tab(services, public=public)
+            with gr.Tab("Judge", id="judge"):
+                create_judge_tab(services, public=public)
+            with gr.Tab("Diagnose", id="diagnose"):
+                create_diagnose_tab(services, public=public)
+            with gr.Tab("History", id="history") as history:
+                create_history_tab(services, public=public, tab=history, tabs=tabs, studio=studio)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 

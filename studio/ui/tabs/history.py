@@ -21,10 +21,15 @@ logger = logging.getLogger(__name__)
 STATUSES = ["", "running", "awaiting", "finished", "interrupted", "cancelled", "failed"]
 
 
-def create_history_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab | None = None,
+                       tabs: gr.Tabs | None = None, studio: dict[str, Any] | None = None,
+                       ) -> dict[str, gr.components.Component]:
     """Build the History tab's widgets and listeners; return its components by name.
 
     In ``public`` mode an exported session leaves out the backend settings (endpoints, folders).
+    With ``tab``, selecting the tab lists the latest sessions (no need to press Search); with
+    ``tabs`` and the Studio tab's parts (``studio``), **Resume** continues the chosen session in
+    the Studio tab.
     """
     store = services.store
     with gr.Row():
@@ -36,10 +41,13 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
         until = gr.Textbox(label="Until date (YYYY-MM-DD, exclusive)")
         scores = gr.Textbox(label="Score conditions", placeholder="text_rendering < 2; physical_quality >= 3")
     search = gr.Button("Search", variant="primary")
-    results = gr.Dataframe(label="Sessions (click a row to open it)", interactive=False, elem_id="history-results")
+    results = gr.Dataframe(label="Sessions (click a row to open it)", interactive=False, elem_id="history-results",
+                           headers=list(adapt.HISTORY_COLUMNS), datatype=adapt.HISTORY_DATATYPES,
+                           column_widths=adapt.HISTORY_WIDTHS, wrap=True, max_height=420)
     with gr.Row():
         session_id = gr.Textbox(label="Session", max_lines=1)
         open_button = gr.Button("Open")
+        resume_button = gr.Button("Resume in Studio", visible=studio is not None)
         export_button = gr.Button("Export session")
         votes_format = gr.Radio(["jsonl", "parquet"], value="jsonl", label="Votes format")
         votes_button = gr.Button("Export votes")
@@ -48,6 +56,7 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
         best = gr.Image(label="Best image", interactive=False, height=256)
         compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
         plot = score_plot("history-plot")
+    session_status = gr.Markdown(elem_id="history-status")
     timeline = gr.HTML(elem_id="history-timeline")
 
     @ui_errors
@@ -67,7 +76,7 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
             text=text.strip() or None, model=model.strip() or None, status=status or None, scores=filters,
             since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
         )
-        return adapt.history_frame(rows, public=public)
+        return adapt.history_frame(store, rows)
 
     @ui_errors
     def history_open(session_id: str) -> tuple[Any, ...]:
@@ -77,6 +86,10 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
             session_id: the session to open.
         """
         return adapt.session_view(store, adapt.session_id_from(session_id))
+
+    @ui_errors
+    def opened_status(session_id: str) -> str:
+        return adapt.session_status(store.get_session(adapt.session_id_from(session_id)))
 
     @ui_errors
     def export_session(session_id: str) -> str:
@@ -108,13 +121,34 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
 
     filters = [text, model, status, since, until, scores]
     search.click(history_search, filters, results, api_name="history_search")
-    open_button.click(history_open, session_id, [best, compare, plot, timeline], api_name="history_open")
+    if tab is not None:
+        tab.select(history_search, filters, results, api_visibility="private")
+    opened = [best, compare, plot, timeline]
+    open_button.click(history_open, session_id, opened, api_name="history_open").then(
+        opened_status, session_id, session_status, api_visibility="private")
     results.select(selected, results, session_id, api_visibility="private").then(
-        history_open, session_id, [best, compare, plot, timeline], api_name="history_open_selected",
-        api_visibility="private")
+        history_open, session_id, opened, api_name="history_open_selected", api_visibility="private").then(
+        opened_status, session_id, session_status, api_visibility="private")
+    if studio is not None and tabs is not None:
+        _link_resume(resume_button, session_id, tabs, studio)
     export_button.click(export_session, session_id, download, api_name="export_session")
     votes_button.click(export_votes, votes_format, download, api_name="export_votes")
     return {"text": text, "model": model, "status": status, "since": since, "until": until, "scores": scores,
             "search": search, "results": results, "session_id": session_id, "open": open_button,
+            "resume": resume_button, "session_status": session_status,
             "export": export_button, "export_votes": votes_button, "download": download, "best": best,
             "timeline": timeline}
+
+
+def _link_resume(button: gr.Button, session_id: gr.Textbox, tabs: gr.Tabs, studio: dict[str, Any]) -> None:
+    """**Resume in Studio**: switch to the Studio tab with the chosen session, then continue it
+    there (on the shared model slot, with the proposed prompt stored in the session)."""
+
+    @ui_errors
+    def to_studio(chosen: str) -> tuple[Any, str, str]:
+        return gr.Tabs(selected="studio"), adapt.session_id_from(chosen), ""
+
+    button.click(to_studio, session_id, [tabs, studio["session_id"], studio["proposed"]], queue=False,
+                 api_visibility="private").success(
+        studio["resume_handler"], [studio["session_id"], studio["proposed"]], studio["outputs"],
+        api_visibility="private", **studio["streaming"])

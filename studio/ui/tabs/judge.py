@@ -21,6 +21,7 @@ logger = logging.getLogger(__name__)
 
 VOTE_CHOICES = [("A is better", "A"), ("B is better", "B"), ("Tie", "tie"), ("Both bad", "both_bad")]
 VOTE_LABELS = {value: label for label, value in VOTE_CHOICES}
+VERDICT_PLACEHOLDER = "Upload two images and a prompt, then press **Judge**."
 
 
 def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
@@ -49,8 +50,9 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             both_orders = gr.Checkbox(value=True, label="Judge both orders (A/B and B/A) to check position bias")
             judge_button = gr.Button("Judge", variant="primary")
         with gr.Column():
-            verdict = gr.Markdown("Upload two images and a prompt, then press **Judge**.", elem_id="judge-verdict")
-            table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False)
+            verdict = gr.Markdown(VERDICT_PLACEHOLDER, elem_id="judge-verdict")
+            table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False,
+                                 headers=list(adapt.VERDICT_COLUMNS))
             judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1)
             choice = gr.Radio(VOTE_CHOICES, label="Your vote")
             record = gr.Button("Record vote")
@@ -90,10 +92,12 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         """
         if not vote:
             raise InvalidInputError("Pick a vote first: A, B, tie or both bad.")
-        target = int(judgement_id) if judgement_id else _pair(task, prompt, source_image, image_a, image_b)
+        judged = adapt.judgement_id_from(judgement_id)
+        target = judged if judged is not None else _pair(task, prompt, source_image, image_a, image_b)
+        earlier = services.store.vote_on(judged) if judged is not None else None
         model_a, model_b = models or ("", "")
         vote_id = record_vote(services.store, target, vote, model_a=model_a or None, model_b=model_b or None)
-        return f"Vote #{vote_id} recorded: **{VOTE_LABELS[vote]}**."
+        return adapt.vote_markdown(services.store.get_vote(vote_id), VOTE_LABELS, earlier)
 
     @ui_errors
     def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float,
@@ -144,8 +148,9 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
                  api_name="vote")
     for widget in (image_a, image_b):  # an image the person brings was made by no model we know
         widget.upload(lambda: ("", ""), None, models, api_visibility="private", queue=False)
-    for widget in (image_a, image_b, prompt, task):
-        widget.change(lambda: "", None, judgement_id, api_visibility="private", queue=False)
+    for widget in (image_a, image_b, prompt, task):  # a new pair: the old verdict and vote no longer apply
+        widget.change(lambda: ("", VERDICT_PLACEHOLDER, None, "", None), None,
+                      [judgement_id, verdict, table, vote_status, choice], api_visibility="private", queue=False)
     return {"task": task, "prompt": prompt, "source": source, "image_a": image_a, "image_b": image_b,
             "judge": judge_button, "verdict": verdict, "table": table, "judgement_id": judgement_id, "vote": choice,
             "record": record, "vote_status": vote_status, "generate": generate_button, "model_b": model_b}
