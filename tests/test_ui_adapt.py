@@ -52,7 +52,7 @@ def test_timeline_marks_the_best_round_and_shows_the_prompt_diff(finished):
 def test_score_frame_has_each_dimension_per_round(finished):
     services, events = finished
     frame = adapt.score_frame(services.store.session_timeline(events[0].session_id))
-    assert sorted(set(frame["round"])) == [1, 2]
+    assert sorted(set(frame["round"])) == ["1", "2"]
     assert set(frame["dimension"]) == {"Text Faithfulness", "Physical and Visual Quality"}  # text rendering was N/A
 
 

@@ -190,10 +190,10 @@ def score_frame(timeline: dict[str, Any]) -> pd.DataFrame:
         critique = best and best["critique"]
         if not critique:
             continue
-        rows += [{"round": rnd["idx"], "dimension": d.heading, "score": critique[d.key]}
+        rows += [{"round": str(rnd["idx"]), "dimension": d.heading, "score": critique[d.key]}
                  for d in dimensions if critique[d.key] is not None]
-    # Explicit numeric types: an object column would make the plot treat scores as categories.
-    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"round": "int64", "score": "float64"})
+    # Rounds are categories (one axis tick each, in the plot's sort order); scores must be numeric.
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"round": "str", "score": "float64"})
 
 
 def timeline_html(store: SessionStore, timeline: dict[str, Any]) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from studio.services import Services
+from studio.ui import style
 from studio.ui.adapt import CSS
 from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
@@ -52,4 +53,4 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
 
 
 #: Keyword arguments for ``demo.launch`` shared by every way of serving the app.
-LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "show_error": False, "footer_links": ["api"]}
+LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS + style.CSS, "js": style.JS, "show_error": False, "footer_links": ["api"]}

@@ -53,8 +53,10 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         votes_button = gr.Button("Export votes")
     download = gr.File(label="Export", interactive=False, height=90)
     with gr.Row():
-        best = gr.Image(label="Best image", interactive=False, height=256)
-        compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
+        best = gr.Image(label="Best image", interactive=False, height=300, elem_id="history-best",
+                        elem_classes="rr-image")
+        compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=300,
+                                 elem_id="history-compare", elem_classes="rr-slider")
         plot = score_plot("history-plot")
     session_status = gr.Markdown(elem_id="history-status")
     timeline = gr.HTML(elem_id="history-timeline")

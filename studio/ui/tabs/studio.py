@@ -78,9 +78,11 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                                         placeholder="a session id (see History)", elem_id="studio-session")
                 session_resume = gr.Button("Resume", scale=0, min_width=90)
             with gr.Row():
-                latest = gr.Image(label="Latest image", interactive=False, height=220)
-                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=220)
-                plot = score_plot("studio-plot")
+                latest = gr.Image(label="Latest image", interactive=False, height=300, elem_id="studio-latest",
+                                  elem_classes="rr-image")
+                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=300,
+                                         elem_id="studio-compare", elem_classes="rr-slider")
+            plot = score_plot("studio-plot")
             timeline = gr.HTML(label="Rounds", elem_id="studio-timeline")
             with gr.Row():
                 proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2, scale=3)
@@ -94,7 +96,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         """Stream the events as widget values. When the engine fails mid-session, the widgets
         first show the session as stored (failed, with its message; outputs keep their last
         values), then the error is raised for its one pop-up."""
-        sid, suggestion, latest_path = None, gr.skip(), gr.skip()
+        sid, suggestion, latest_path = None, gr.skip(), None
         try:
             for event in events:
                 sid = event.session_id
@@ -102,8 +104,9 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 suggestion = adapt.next_prompt(event) or suggestion
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
-                _, before_after, frame, html = adapt.session_view(services.store, sid)
-                yield sid, adapt.event_status(event), latest_path, before_after, frame, html, suggestion
+                best, before_after, frame, html = adapt.session_view(services.store, sid)
+                latest = latest_path or best or gr.skip()  # a resumed session shows its best until a new image
+                yield sid, adapt.event_status(event), latest, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)
             raise
@@ -111,7 +114,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             if sid is not None:
                 _, before_after, frame, html = adapt.session_view(services.store, sid)
                 status_line = adapt.session_status(services.store.get_session(sid))
-                yield sid, status_line, latest_path, before_after, frame, html, suggestion
+                yield sid, status_line, latest_path or gr.skip(), before_after, frame, html, suggestion
             raise
 
     def run_stoppably(start: Callable[[Callable[[], bool]], Iterator[LoopEvent]], max_total: int,
