@@ -491,10 +491,12 @@ class SessionStore:
             return self._insert("votes", row)
         columns = ", ".join(f"[{c}]" for c in row)
         replace = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c != "judgement_id")
-        cursor = self.db.execute(
-            f"insert into votes ({columns}) values ({', '.join('?' for _ in row)}) "
-            f"on conflict (judgement_id) do update set {replace} returning id", list(row.values()))
-        return int(cursor.fetchone()[0])
+        with self.db.conn:  # commits: sqlite3 leaves the transaction of an "insert ... returning" open
+            cursor = self.db.execute(
+                f"insert into votes ({columns}) values ({', '.join('?' for _ in row)}) "
+                f"on conflict (judgement_id) do update set {replace} returning id", list(row.values()))
+            ((vote_id,),) = cursor.fetchall()
+        return int(vote_id)
 
     def get_vote(self, vote_id: int) -> dict[str, Any]:
         """Vote ``vote_id`` as a dict (``created`` is when it was last cast). Raises ``NotFoundError``."""

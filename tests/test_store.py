@@ -274,3 +274,14 @@ def test_opening_an_old_store_keeps_the_latest_vote_per_judgement(tmp_path):
     opened = SessionStore(tmp_path / "studio.db")
     assert [(v["judgement_id"], v["vote"]) for v in opened.votes()] == [(1, "B"), (2, "tie"), (None, "A"), (None, "B")]
     opened.close()
+
+
+def test_a_replaced_vote_is_committed_for_other_connections(store):
+    import sqlite3
+
+    judgement = store.save_judgement(task="t2i", prompt="p", image_a_id=1, image_b_id=2)
+    store.save_vote(vote="A", task="t2i", prompt="p", image_a_id=1, image_b_id=2, judgement_id=judgement)
+    store.save_vote(vote="tie", task="t2i", prompt="p", image_a_id=1, image_b_id=2, judgement_id=judgement)
+    other = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+    assert other.execute("select vote from votes").fetchall() == [("tie",)]
+    other.close()

@@ -34,8 +34,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             prompt = gr.Textbox(label="Prompt", lines=2)
             source = image_input("Source image", visible=False)
             with gr.Row():
-                image_a = image_input("Image A", elem_id="judge-image-a")
-                image_b = image_input("Image B", elem_id="judge-image-b")
+                image_a = image_input("Image A", elem_id="judge-image-a", height=320)
+                image_b = image_input("Image B", elem_id="judge-image-b", height=320)
             with gr.Accordion("Pick from history or generate", open=False):
                 with gr.Row():
                     pick_a = gr.Dropdown(label="A from history (best image of recent sessions)", choices=[])
@@ -52,8 +52,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         with gr.Column():
             verdict = gr.Markdown(VERDICT_PLACEHOLDER, elem_id="judge-verdict")
             table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False,
-                                 headers=list(adapt.VERDICT_COLUMNS))
-            judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1)
+                                 headers=list(adapt.VERDICT_COLUMNS), elem_id="judge-table")
+            judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1, elem_id="judge-judgement")
             choice = gr.Radio(VOTE_CHOICES, label="Your vote")
             record = gr.Button("Record vote")
             vote_status = gr.Markdown(elem_id="judge-vote-status")

@@ -178,9 +178,10 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
     @ui_errors
     def request_stop(request: gr.Request) -> Any:
         """Ask this browser session's run to stop at its next check."""
-        if stops.stop(request.session_hash):
-            return "Stopping after the current step…"
-        return gr.skip()
+        found = stops.stop(request.session_hash)
+        logger.info("stop requested by browser session %s: %s", request.session_hash,
+                    "stopping its run" if found else "no run in flight")
+        return "Stopping after the current step…" if found else gr.skip()
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
