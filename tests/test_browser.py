@@ -90,6 +90,9 @@ def test_studio_runs_a_full_loop_and_refuses_an_empty_prompt(page):
     expect(page.get_by_text("the prompt is empty").first).to_be_visible(timeout=30_000)
     page.locator(".toast-close").first.click()
     expect(page.get_by_text("the prompt is empty")).to_have_count(0)
+    # the error shows once: one badge, on the status line, not one on every output
+    expect(page.get_by_text("Error", exact=True)).to_have_count(1)
+    expect(page.locator("#studio-status").get_by_text("Error", exact=True)).to_have_count(1)
     field(page, "Prompt").fill(PROMPT)
     button(page, "Run").click()
     status = page.locator("#studio-status")

@@ -106,3 +106,27 @@ def test_public_export_leaves_out_backend_settings(services):
         demo.close()
     session = json.loads(archive.read("session.json"))["session"]
     assert session["critic_name"] == "scripted-critic" and "critic" not in session and "generator" not in session
+
+
+def test_an_engine_error_mid_session_leaves_the_stored_failed_session_on_screen(tmp_path):
+    from gradio_client.exceptions import AppError
+
+    from models.errors import BackendUnavailableError
+
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)]),
+                             SquaresGenerator(crash_on_call=2, crash=BackendUnavailableError))
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        job = client.submit("t2i", "a red square", None, 3, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
+                            api_name="/refine")
+        with pytest.raises(AppError, match="simulated crash"):
+            job.result()
+        session_id, status, latest, _, _, timeline, _ = job.outputs()[-1]
+    finally:
+        demo.close()
+    assert status.startswith("**Failed** — BackendUnavailableError: simulated crash.") and "**Resume**" in status
+    assert latest and "Round 2</b> · interrupted" in timeline and "status <b>failed</b>" in timeline
+    assert services.store.get_session(session_id)["status"] == "failed"
