@@ -32,6 +32,7 @@ from models.types import PairRequest
 from studio.config import DIMENSION_KEYS, LoopSettings
 from studio.diagnose import BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
 from studio.judge import judge_pair
+from studio.grammar import check_request
 from studio.loop import RefineRequest, RoundFinished, Stopped, refine, resume
 from studio.options import add_backend_options, config_from_args, configure_logging
 from studio.services import Services
@@ -48,11 +49,15 @@ Command = Callable[[argparse.Namespace, Services, TextIO], int]
 def cmd_refine(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     """Run (or, with --resume, continue) a Generate-Critique-Refine session; one line per event."""
     if args.resume:
-        settings = LoopSettings.from_dict(services.store.get_session(args.resume)["settings"])
+        session = services.store.get_session(args.resume)
+        if args.prompt:
+            check_request(services, session["task"], args.prompt)
+        settings = LoopSettings.from_dict(session["settings"])
         events = resume(args.resume, services, prompt=args.prompt)
     else:
         if args.prompt is None:
             raise InvalidInputError("refine needs a prompt (or --resume SESSION_ID).")
+        check_request(services, args.task, args.prompt)  # before anything is generated
         settings = _loop_settings(args)
         source = prepare_image(args.source, what="--source") if args.source else None
         events = refine(RefineRequest(args.task, args.prompt, source), services, settings)

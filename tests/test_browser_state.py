@@ -14,6 +14,7 @@ import pytest
 from gradio_client import Client
 from playwright.sync_api import Browser, Page, expect
 
+from studio import grammar
 from tests.test_browser import LONG_MS, browser, button, field, open_tab  # noqa: F401 (browser: a fixture)
 from tests.ui_helpers import RunningApp, running_app
 
@@ -121,3 +122,24 @@ def test_history_lists_sessions_on_open_and_resumes_one_in_the_studio(app, page)
     expect(page.locator("#studio-timeline")).to_contain_text("Round 2", timeout=LONG_MS)
     expect(page.locator("#studio-status")).to_contain_text("Waiting for you", timeout=LONG_MS)
     assert stored(app, "select count(*) from rounds where session_id = ? and status = 'done'", session_id) == [(2,)]
+
+
+def test_examples_fill_the_request_and_an_unreadable_prompt_is_refused_before_generating(app, page):
+    expect(page.locator("#studio-vocabulary")).to_contain_text("What this world understands")
+    examples = page.locator("#studio-examples")
+    prompt = grammar.example_prompts()[1]
+    examples.get_by_text(prompt[:30]).first.click()
+    expect(field(page, "Prompt")).to_have_value(prompt)
+    _, instruction = grammar.example_edits()[1]
+    examples.get_by_text(instruction).first.click()
+    expect(field(page, "Prompt")).to_have_value(instruction)
+    expect(page.get_by_label("Image editing")).to_be_checked()
+    shown_large_and_sharp(page, "#studio-source")  # the example's source scene, readable
+
+    page.get_by_label("Text to image").check()
+    field(page, "Prompt").fill("a cat playing the piano")
+    sessions = stored(app, "select count(*) from sessions")
+    button(page, "Run").click()
+    expect(page.get_by_text("The shapes world cannot read this prompt").first).to_be_visible(timeout=30_000)
+    expect(page.get_by_text("critic_failed")).to_have_count(0)
+    assert stored(app, "select count(*) from sessions") == sessions

@@ -10,6 +10,7 @@ import gradio as gr
 from models.errors import InvalidInputError
 from models.images import check_prompt
 from models.types import GenerationRequest, PairRequest
+from studio.grammar import check_request
 from studio.judge import judge_pair, record_vote
 from studio.services import Services
 from studio.ui import adapt
@@ -116,6 +117,7 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             raise InvalidInputError("This shared studio compares seeds of its own model only; leave 'Model for B' empty.")
         source = adapt.source_upload(task, source_image)
         check_prompt(prompt)
+        check_request(services, task, prompt)  # type: ignore[arg-type]
         paths, names = [], []
         for seed, model in ((int(seed_a), None), (int(seed_b), model_b)):
             generator = services.get_generator(task, model)

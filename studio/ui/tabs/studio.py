@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import collections
 import logging
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from models.errors import InvalidInputError
+from models.shapes import world
 from models.types import task_dimensions
-from studio import loop
+from studio import grammar, loop
 from studio.config import LoopSettings
 from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
@@ -44,7 +47,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         with gr.Column(scale=2):
             task = task_radio(tasks or ("t2i",))
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="What should the image show?")
-            source = image_input("Source image", visible=False)
+            source = image_input("Source image", visible=False, height=300, elem_id="studio-source")
             with gr.Accordion("Loop settings", open=False):
                 with gr.Row():
                     max_rounds = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rounds")
@@ -71,6 +74,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             with gr.Row():
                 run = gr.Button("Run", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
+            _examples(services, tasks or ("t2i",), task, prompt, source)
         with gr.Column(scale=3):
             with gr.Row():
                 status = gr.Markdown("Type a prompt and press **Run**.", elem_id="studio-status")
@@ -153,6 +157,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         scores = (text_faithfulness, image_faithfulness, physical_quality, text_rendering)
         limits = dict(zip(DIMENSIONS, scores, strict=True))
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
+        grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
         wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
         yield from run_stoppably(lambda should_stop: loop.refine(wanted, services, settings, should_stop=should_stop),
                                  settings.max_rounds, request, progress)
@@ -170,7 +175,10 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         if not session_id:
             raise InvalidInputError("No session to continue yet: run one first, or pick one in History and press "
                                     "Resume there.")
-        settings = LoopSettings.from_dict(services.store.get_session(session_id)["settings"])
+        stored_session = services.store.get_session(session_id)
+        if prompt:
+            grammar.check_request(services, stored_session["task"], prompt)
+        settings = LoopSettings.from_dict(stored_session["settings"])
         yield from run_stoppably(
             lambda should_stop: loop.resume(session_id, services, prompt=prompt or None, should_stop=should_stop),
             settings.max_rounds, request, progress)
@@ -196,6 +204,28 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             "session_id": session_id, "latest": latest, "compare": compare, "plot": plot, "timeline": timeline,
             "proposed": proposed, "resume": resume_button, "session_resume": session_resume,
             "resume_handler": model_bound(resume), "outputs": outputs, "streaming": streaming}
+
+
+def _examples(services: Services, tasks: tuple[str, ...], task: gr.Radio, prompt: gr.Textbox,
+              source: gr.Image) -> None:
+    """Clickable example requests (from the shapes world's grammar when its critic is loaded, with
+    a note on what that world reads), filling the task, the prompt and, for edits, the source."""
+    rows: list[list[Any]] = []
+    if grammar.shapes_world(services):
+        gr.Markdown(f"**What this world understands.** {grammar.vocabulary()}", elem_id="studio-vocabulary")
+        rows += [["t2i", text, None] for text in grammar.example_prompts()] if "t2i" in tasks else []
+        if "edit" in tasks:
+            folder = Path(tempfile.gettempdir()) / "rationalrewards-examples"
+            folder.mkdir(exist_ok=True)
+            for i, (scene, instruction) in enumerate(grammar.example_edits()):
+                path = folder / f"edit-source-{i}.png"
+                world.render(scene).save(path)
+                rows.append(["edit", instruction, str(path)])
+    elif "t2i" in tasks:
+        rows += [["t2i", text, None] for text in grammar.GENERAL_EXAMPLES]
+    if rows:
+        gr.Examples(rows, [task, prompt, source], label="Examples (click one to fill the request)",
+                    elem_id="studio-examples")
 
 
 def _models_markdown(names: dict[str, str | None]) -> str:
