@@ -37,7 +37,7 @@ from PIL import Image
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.types import Critique, CritiqueFailure, CritiqueResult, task_dimensions
 
 logger = logging.getLogger(__name__)
@@ -207,9 +207,14 @@ class SessionStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.image_dir = self.path.parent / "images"
-        self.image_dir.mkdir(exist_ok=True)
+        try:
+            self.image_dir.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(str(self.path)).close()
+        except (OSError, sqlite3.Error) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ConfigError(f"Cannot open the store in {self.path.parent}: {reason}. Give --store (STUDIO_STORE) "
+                              "a folder you can write to.") from e
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._local = threading.local()
         self._connections: list[Database] = []
@@ -633,8 +638,8 @@ class SessionStore:
         Columns: ``prompt``, ``left_image``, ``right_image``, ``left_model``, ``right_model``,
         ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
         ``None`` for text-to-image), ``task``, and ``vote_id``, ``voted_at`` (UTC) and
-        ``judgement_id`` (``None`` for a vote on images not judged here). Image columns are paths relative to ``folder``,
-        whose ``images/`` holds the files.
+        ``judgement_id`` (``None`` for a vote on images not judged here). Image columns are paths
+        relative to ``folder``, whose ``images/`` holds the files.
         """
         if format not in ("jsonl", "parquet"):
             raise InvalidInputError(f"Unknown export format {format!r}; use 'jsonl' or 'parquet'.")
@@ -689,12 +694,12 @@ class SessionStore:
         assignments = ", ".join(f"[{c}] = ?" for c in values)
         cursor = self.db.execute(f"update [{table}] set {assignments} where id = ?", [*values.values(), key])
         if cursor.rowcount == 0:
-            raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
+            raise NotFoundError(f"No {table[:-1]} with id {key!r} in the store.")
 
     def _get(self, table: str, key: str | int) -> dict[str, Any]:
         rows = list(self.db[table].rows_where("id = ?", [key]))
         if not rows:
-            raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
+            raise NotFoundError(f"No {table[:-1]} with id {key!r} in the store.")
         return rows[0]
 
 

@@ -24,7 +24,7 @@ from PIL import Image
 from models.errors import InvalidInputError
 from models.images import prepare_image
 from models.types import Critique, CritiqueResult, task_dimensions
-from studio.config import LoopSettings
+from studio.config import MAX_SEED, LoopSettings
 from studio.diagnose import CSV_COLUMNS, DiagnosisRow
 from studio.judge import PairVerdict
 from studio.loop import (
@@ -56,10 +56,21 @@ def loop_settings(
 ) -> LoopSettings:
     """``LoopSettings`` from the Studio tab's widgets (sliders and numbers arrive as floats)."""
     return LoopSettings(
-        max_rounds=int(max_rounds), candidates=int(candidates), seed=int(seed), seed_policy=seed_policy,  # type: ignore[arg-type]
+        max_rounds=int(max_rounds), candidates=int(candidates), seed=seed_value(seed, "Seed"),
+        seed_policy=seed_policy,  # type: ignore[arg-type]
         rewriter=rewriter, thresholds=dict(thresholds), plateau_rounds=int(plateau_rounds),  # type: ignore[arg-type]
         stop_on_regression=bool(stop_on_regression),
     )
+
+
+def seed_value(value: float | None, what: str) -> int:
+    """A seed typed into a number box, as an int. Raises ``InvalidInputError`` when it is empty,
+    not a whole number, or outside 0..``MAX_SEED``."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"{what}: type a whole number from 0 to {MAX_SEED}.")
+    if not 0 <= value <= MAX_SEED or int(value) != value:
+        raise InvalidInputError(f"{what}: {value:g} is not a seed; use a whole number from 0 to {MAX_SEED}.")
+    return int(value)
 
 
 def open_upload(path: str | None, what: str, *, required: bool = True) -> Image.Image | None:

@@ -119,7 +119,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         check_prompt(prompt)
         check_request(services, task, prompt)  # type: ignore[arg-type]
         paths, names = [], []
-        for seed, model in ((int(seed_a), None), (int(seed_b), model_b)):
+        seeds = (adapt.seed_value(seed_a, "Seed A"), adapt.seed_value(seed_b, "Seed B"))
+        for seed, model in zip(seeds, (None, model_b)):
             generator = services.get_generator(task, model)
             result = generator.generate(GenerationRequest(task, prompt, source, seed=seed))
             saved = services.store.save_image(result.images[0], role="judge", seed=seed, settings=result.settings)
