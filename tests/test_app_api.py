@@ -153,8 +153,10 @@ def test_diagnose_batch_returns_a_table_and_a_csv(client, files):
 def test_history_search_open_and_export(app, client):
     client.predict(*refine_args("a green triangle", rounds=1), api_name="/refine")
     found = client.predict("green triangle", "", "", "", "", "", api_name="/history_search")
-    assert [row[4] for row in found["data"]] == ["a green triangle"]
-    session_id = found["data"][0][0]
+    column = {name: i for i, name in enumerate(found["headers"])}
+    assert [row[column["prompt"]] for row in found["data"]] == ["a green triangle"]
+    assert found["data"][0][column["image"]].startswith("![best image](data:image/png;base64,")
+    session_id = found["data"][0][column["id"]]
     none = client.predict("green triangle", "", "", "", "", "physical_quality > 4", api_name="/history_search")
     assert none["data"] == [] or none["data"] == [[""] * len(found["headers"])]
     best, _, _, timeline = client.predict(session_id, api_name="/history_open")

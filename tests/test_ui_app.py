@@ -130,3 +130,31 @@ def test_an_engine_error_mid_session_leaves_the_stored_failed_session_on_screen(
     assert status.startswith("**Failed** — BackendUnavailableError: simulated crash.") and "**Resume**" in status
     assert latest and "Round 2</b> · interrupted" in timeline and "status <b>failed</b>" in timeline
     assert services.store.get_session(session_id)["status"] == "failed"
+
+
+def test_a_full_queue_of_refines_does_not_refuse_store_only_actions(services, monkeypatch):
+    import httpx
+
+    from studio.ui import app as ui_app
+
+    monkeypatch.setattr(ui_app, "QUEUE_SIZE", 2)
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        jobs = [client.submit("t2i", f"a red square {i}", None, 10, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
+                              api_name="/refine") for i in range(4)]
+        deadline = time.monotonic() + 30
+        while not any("Queue is full" in str(job.exception() or "") for job in jobs if job.done()):
+            assert time.monotonic() < deadline, "no refine was turned away"
+            time.sleep(0.1)
+        started = time.monotonic()  # the page's (and a plain HTTP client's) route: no queue to be full
+        answer = httpx.post(f"http://127.0.0.1:{port}/gradio_api/run/history_search",
+                            json={"data": ["red square", "", "", "", "", ""]}, timeout=30)
+        assert answer.status_code == 200 and time.monotonic() - started < 5
+        assert "a red square" in str(answer.json()["data"])
+        for job in jobs:
+            job.cancel()
+    finally:
+        demo.close()

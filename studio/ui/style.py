@@ -14,7 +14,8 @@ from __future__ import annotations
 SMALL_PX = 256
 
 CSS = """
-.image-frame img, .rr-image img {object-fit: contain !important; width: 100%; height: 100%}
+.image-frame img, .rr-image img {object-fit: contain !important}
+.image-frame {padding-top: 28px; box-sizing: border-box}  /* clear of the label and buttons above */
 .rr-slider .slider-wrap img {width: 100% !important; height: 100% !important; max-height: none !important;
   object-fit: contain !important}
 .rr-slider .slider-wrap, .rr-slider .slider-wrap .wrap, .rr-slider .slider-wrap .content {height: 100%}

@@ -122,19 +122,20 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         return str(frame.iloc[event.index[0]]["id"])
 
     filters = [text, model, status, since, until, scores]
-    search.click(history_search, filters, results, api_name="history_search")
+    # store-only actions skip the queue: refines waiting for the model never hold them up or fill it
+    search.click(history_search, filters, results, api_name="history_search", queue=False)
     if tab is not None:
-        tab.select(history_search, filters, results, api_visibility="private")
+        tab.select(history_search, filters, results, api_visibility="private", queue=False)
     opened = [best, compare, plot, timeline]
-    open_button.click(history_open, session_id, opened, api_name="history_open").then(
-        opened_status, session_id, session_status, api_visibility="private")
-    results.select(selected, results, session_id, api_visibility="private").then(
-        history_open, session_id, opened, api_name="history_open_selected", api_visibility="private").then(
-        opened_status, session_id, session_status, api_visibility="private")
+    open_button.click(history_open, session_id, opened, api_name="history_open", queue=False).then(
+        opened_status, session_id, session_status, api_visibility="private", queue=False)
+    results.select(selected, results, session_id, api_visibility="private", queue=False).then(
+        history_open, session_id, opened, api_name="history_open_selected", api_visibility="private",
+        queue=False).then(opened_status, session_id, session_status, api_visibility="private", queue=False)
     if studio is not None and tabs is not None:
         _link_resume(resume_button, session_id, tabs, studio)
-    export_button.click(export_session, session_id, download, api_name="export_session")
-    votes_button.click(export_votes, votes_format, download, api_name="export_votes")
+    export_button.click(export_session, session_id, download, api_name="export_session", queue=False)
+    votes_button.click(export_votes, votes_format, download, api_name="export_votes", queue=False)
     return {"text": text, "model": model, "status": status, "since": since, "until": until, "scores": scores,
             "search": search, "results": results, "session_id": session_id, "open": open_button,
             "resume": resume_button, "session_status": session_status,

@@ -35,8 +35,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             prompt = gr.Textbox(label="Prompt", lines=2)
             source = image_input("Source image", visible=False)
             with gr.Row():
-                image_a = image_input("Image A", elem_id="judge-image-a", height=320)
-                image_b = image_input("Image B", elem_id="judge-image-b", height=320)
+                image_a = image_input("Image A", elem_id="judge-image-a", height=340)
+                image_b = image_input("Image B", elem_id="judge-image-b", height=340)
             with gr.Accordion("Pick from history or generate", open=False):
                 with gr.Row():
                     pick_a = gr.Dropdown(label="A from history (best image of recent sessions)", choices=[])
@@ -148,7 +148,7 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
                        [verdict, table, judgement_id],
                 api_name="judge", concurrency_id="gpu", concurrency_limit=1)
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b, models], vote_status,
-                 api_name="vote")
+                 api_name="vote", queue=False)  # store only: skips the model queue
     for widget in (image_a, image_b):  # an image the person brings was made by no model we know
         widget.upload(lambda: ("", ""), None, models, api_visibility="private", queue=False)
     for widget in (image_a, image_b, prompt, task):  # a new pair: the old verdict and vote no longer apply

@@ -47,7 +47,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         with gr.Column(scale=2):
             task = task_radio(tasks or ("t2i",))
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="What should the image show?")
-            source = image_input("Source image", visible=False, height=300, elem_id="studio-source")
+            source = image_input("Source image", visible=False, height=340, elem_id="studio-source")
             with gr.Accordion("Loop settings", open=False):
                 with gr.Row():
                     max_rounds = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rounds")
