@@ -396,6 +396,11 @@ class SessionStore:
         """Set columns of round ``round_id`` (``updated`` is set too)."""
         self._update("rounds", round_id, {**values, "updated": now()})
 
+    def interrupt_running_rounds(self, session_id: str) -> None:
+        """Mark the session's rounds still "running" as "interrupted" (its run ended mid-round)."""
+        for stale in self.rounds(session_id, status="running"):
+            self.update_round(stale["id"], status="interrupted")
+
     def rounds(self, session_id: str, *, status: str | None = None) -> list[dict[str, Any]]:
         """Rounds of a session in order (every attempt, unless ``status`` picks some)."""
         where, args = "session_id = ?", [session_id]

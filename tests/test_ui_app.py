@@ -130,6 +130,7 @@ def test_an_engine_error_mid_session_leaves_the_stored_failed_session_on_screen(
     assert status.startswith("**Failed** — BackendUnavailableError: simulated crash.") and "**Resume**" in status
     assert latest and "Round 2</b> · interrupted" in timeline and "status <b>failed</b>" in timeline
     assert services.store.get_session(session_id)["status"] == "failed"
+    assert [r["status"] for r in services.store.rounds(session_id)] == ["done", "interrupted"]  # none left running
 
 
 def test_a_full_queue_of_refines_does_not_refuse_store_only_actions(services, monkeypatch):
