@@ -143,3 +143,11 @@ def test_examples_fill_the_request_and_an_unreadable_prompt_is_refused_before_ge
     expect(page.get_by_text("The shapes world cannot read this prompt").first).to_be_visible(timeout=30_000)
     expect(page.get_by_text("critic_failed")).to_have_count(0)
     assert stored(app, "select count(*) from sessions") == sessions
+
+
+def test_an_empty_batch_table_shows_its_headers(page):
+    open_tab(page, "Diagnose")
+    page.get_by_text("Batch", exact=True).click()
+    table = page.locator("#diagnose-table")
+    expect(table).to_contain_text("score", timeout=30_000)
+    expect(table).to_contain_text("failure")

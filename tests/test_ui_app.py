@@ -88,6 +88,10 @@ def test_mcp_tools_are_named_after_the_api(services):
     assert {tool["name"] for tool in tools} == set(API_NAMES)
     refine = next(tool for tool in tools if tool["name"] == "refine")
     assert "Generate-Critique-Refine" in refine["description"]
+    required = {tool["name"]: set(tool["inputSchema"].get("required", [])) for tool in tools}
+    # text to image needs no source image; settings and filters have defaults
+    assert required["refine"] == required["generate_pair"] == {"prompt"}
+    assert required["resume"] == {"session_id"} and required["history_search"] == set()
 
 
 def test_public_export_leaves_out_backend_settings(services):
@@ -159,3 +163,11 @@ def test_a_full_queue_of_refines_does_not_refuse_store_only_actions(services, mo
             job.cancel()
     finally:
         demo.close()
+
+
+def test_optional_inputs_can_be_left_out_of_an_api_call(served, services):
+    _, client = served
+    session_id = client.predict("t2i", "a red square", api_name="/refine")[0]  # no source image, default settings
+    assert services.store.get_session(session_id)["settings"]["max_rounds"] == 3
+    found = client.predict(api_name="/history_search")  # no filter: the latest sessions
+    assert session_id in str(found["data"])

@@ -326,10 +326,14 @@ def critique_markdown(result: CritiqueResult) -> str:
     return "\n".join(lines)
 
 
+#: The batch table's columns (before columns empty for every image are dropped).
+BATCH_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("prompt", "refined_request"))
+
+
 def batch_frame(rows: list[DiagnosisRow]) -> pd.DataFrame:
     """The batch table: one row per image with its score, dimension scores and failure."""
     frame = pd.DataFrame([row.to_dict() for row in rows], columns=list(CSV_COLUMNS))
-    return frame.drop(columns=["prompt", "refined_request"]).dropna(axis=1, how="all")
+    return frame[list(BATCH_COLUMNS)].dropna(axis=1, how="all")
 
 
 # -- judge -------------------------------------------------------------------------------------

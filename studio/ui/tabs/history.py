@@ -62,7 +62,8 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
     timeline = gr.HTML(elem_id="history-timeline")
 
     @ui_errors
-    def history_search(text: str, model: str, status: str, since: str, until: str, scores: str) -> Any:
+    def history_search(text: str | None = None, model: str | None = None, status: str | None = None,
+                       since: str | None = None, until: str | None = None, scores: str | None = None) -> Any:
         """Stored sessions, newest first, matching every condition given.
 
         Args:
@@ -73,10 +74,11 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
             until: sessions before this date (YYYY-MM-DD).
             scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
         """
-        filters = [ScoreFilter.parse(part) for part in scores.split(";") if part.strip()]
+        filters = [ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()]
         rows = store.search_sessions(
-            text=text.strip() or None, model=model.strip() or None, status=status or None, scores=filters,
-            since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
+            text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
+            scores=filters, since=adapt.parse_date(since or "", "From date"),
+            until=adapt.parse_date(until or "", "Until date"),
         )
         return adapt.history_frame(store, rows)
 

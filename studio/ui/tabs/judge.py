@@ -101,8 +101,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         return adapt.vote_markdown(services.store.get_vote(vote_id), VOTE_LABELS, earlier)
 
     @ui_errors
-    def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float,
-                      seed_b: float, model_b: str = "") -> tuple[str, str, tuple[str, str]]:
+    def generate_pair(task: str, prompt: str, source_image: str | None = None, seed_a: float = 0,
+                      seed_b: float = 1, model_b: str | None = None) -> tuple[str, str, tuple[str, str]]:
         """Generate two candidates for one prompt, from two seeds and optionally two models.
 
         Args:
@@ -145,8 +145,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
                           [image_a, image_b, models], api_name="generate_pair", concurrency_id="gpu",
                           concurrency_limit=1)
     judge_button.click(model_bound(judge), [task, prompt, source, image_a, image_b, both_orders],
-                       [verdict, table, judgement_id],
-                api_name="judge", concurrency_id="gpu", concurrency_limit=1)
+                       [verdict, table, judgement_id], api_name="judge", concurrency_id="gpu", concurrency_limit=1,
+                       show_progress_on=[verdict])  # progress and an error's badge on the verdict only
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b, models], vote_status,
                  api_name="vote", queue=False)  # store only: skips the model queue
     for widget in (image_a, image_b):  # an image the person brings was made by no model we know

@@ -132,10 +132,15 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             stops.finish(key, stop_flag)
 
     @ui_errors
-    def refine(task: str, prompt: str, source_image: str | None, max_rounds: float, candidates: float, seed: float,
-               seed_policy: str, rewriter: str, text_faithfulness: float, image_faithfulness: float,
-               physical_quality: float, text_rendering: float, plateau: float, regression: bool,
-               request: gr.Request, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+    # Defaults: the API (and MCP) schema marks an input optional when its parameter defaults to
+    # None or its widget has a value; the rest mirror the widgets' values.
+    def refine(task: str, prompt: str, source_image: str | None = None, max_rounds: float = defaults.max_rounds,
+               candidates: float = defaults.candidates, seed: float = defaults.seed,
+               seed_policy: str = defaults.seed_policy, rewriter: str = "critic",
+               text_faithfulness: float = thresholds[0].value, image_faithfulness: float = thresholds[1].value,
+               physical_quality: float = thresholds[2].value, text_rendering: float = thresholds[3].value,
+               plateau: float = defaults.plateau_rounds, regression: bool = defaults.stop_on_regression,
+               request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         """Run a Generate-Critique-Refine session, streaming each step.
 
         Args:
@@ -163,7 +168,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                                  settings.max_rounds, request, progress)
 
     @ui_errors
-    def resume(session_id: str, prompt: str, request: gr.Request,
+    def resume(session_id: str, prompt: str | None = None, request: gr.Request | None = None,
                progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         """Continue a stored session (interrupted, cancelled, failed or awaiting a prompt).
 
