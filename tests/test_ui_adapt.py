@@ -148,3 +148,18 @@ def test_a_round_left_running_by_a_stopped_session_shows_as_interrupted(finished
     services.store.update_session(sid, status="interrupted", message="The app stopped while this session ran.")
     html = adapt.session_view(services.store, sid)[3]
     assert "Round 3</b> · interrupted" in html and "running" not in html
+
+def test_stop_requests_reach_the_run_of_their_browser_session_only():
+    from studio.ui.stopping import StopRequests
+
+    stops = StopRequests()
+    key, first = stops.start("tab-1")
+    _, other = stops.start("tab-2")
+    assert stops.stop("tab-1") and first.is_set() and not other.is_set()
+    _, second = stops.start("tab-1")  # a new run of the same tab replaces the first...
+    stops.finish(key, first)  # ...so the first one finishing does not forget the second
+    assert stops.stop("tab-1") and second.is_set()
+    stops.finish(key, second)
+    assert not stops.stop("tab-1") and not stops.stop(None)
+    anonymous, flag = stops.start(None)  # an API caller without a browser session
+    assert anonymous.startswith("anonymous-") and not flag.is_set()
