@@ -44,6 +44,8 @@ from studio.store import SessionStore
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_PX = 160
+#: Side of the History table's thumbnails (small: a search returns up to 200 of them).
+TABLE_THUMBNAIL_PX = 64
 SCORE_COLUMNS = ("round", "dimension", "score")
 
 
@@ -288,11 +290,11 @@ def prompt_diff_html(before: str, after: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def thumbnail_uri(path: Path) -> str:
-    """A small PNG data URI of the image at ``path`` (keeps file paths out of the page). Cached:
-    store files are named by their content, so a path always holds the same image."""
+def thumbnail_uri(path: Path, px: int = THUMBNAIL_PX) -> str:
+    """A PNG data URI of the image at ``path`` at most ``px`` a side (keeps file paths out of the
+    page). Cached: store files are named by their content, so a path always holds the same image."""
     with Image.open(path) as image:
-        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        image.thumbnail((px, px))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -414,7 +416,9 @@ def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFra
     """Search results as a table, newest first: a thumbnail of the best image, model names cut
     to their last part (the full name is searchable), the best score to three decimals."""
     def thumbnail(image_id: int | None) -> str:
-        return f"![best image]({thumbnail_uri(store.image_path(image_id))})" if image_id is not None else ""
+        if image_id is None:
+            return ""
+        return f"![best image]({thumbnail_uri(store.image_path(image_id), TABLE_THUMBNAIL_PX)})"
 
     return pd.DataFrame(
         [[thumbnail(r["best_image_id"]), r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"],
