@@ -124,8 +124,9 @@ class LLMRewriter:
                                             "Reply with the prompt only."},
             ]
         raise RewriteError(
-            f"The prompt of the rewriter {self.name!r} is still {length} {limit.unit} long after {self.attempts} answers; "
-            f"the generator reads at most {limit.describe()}. Use the critic's refined request or edit the prompt."
+            f"The prompt of the rewriter {self.name!r} is still {length} {limit.unit} long after "
+            f"{self.attempts} answers; the generator reads at most {limit.describe()}. Use the critic's refined "
+            "request or edit the prompt."
         )
 
     def to_config(self) -> dict[str, Any]:

@@ -171,3 +171,22 @@ def test_optional_inputs_can_be_left_out_of_an_api_call(served, services):
     assert services.store.get_session(session_id)["settings"]["max_rounds"] == 3
     found = client.predict(api_name="/history_search")  # no filter: the latest sessions
     assert session_id in str(found["data"])
+
+
+def test_examples_come_from_the_loaded_world(services, tmp_path):
+    from models.shapes.critic_shapes import ShapesCritic
+    from studio import grammar
+    from studio.services import Services
+
+    def examples(demo: gr.Blocks) -> list[list]:
+        found = [c for c in demo.get_config_file()["components"]
+                 if c.get("props", {}).get("elem_id") == "studio-examples"]
+        return found[0]["props"]["samples"] if found else []
+
+    general = examples(build_app(services))  # a critic that reads any text: general prompts
+    assert [row[1] for row in general] == list(grammar.GENERAL_EXAMPLES)
+    shapes = Services(store=services.store, critic=ShapesCritic(), t2i_generator=services.t2i_generator,
+                      edit_generator=services.t2i_generator)
+    rows = examples(build_app(shapes))
+    assert [row[1] for row in rows] == grammar.example_prompts() + [i for _, i in grammar.example_edits()]
+    assert examples(build_app(Services(store=services.store, critic=ShapesCritic()))) == []  # nothing to generate with

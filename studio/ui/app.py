@@ -2,9 +2,10 @@
 
 Every listener that runs a model shares ``concurrency_id="gpu"`` with a limit of 1, so one GPU
 is never asked for two things at once; store-only listeners (history, votes, exports) skip the
-queue, so requests waiting for the model neither hold them up nor fill the queue against them. Each public endpoint is named after the engine function it calls: ``refine``,
-``resume``, ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``,
-``history_search``, ``history_open``, ``export_session`` and ``export_votes``.
+queue, so requests waiting for the model neither hold them up nor fill the queue against them.
+Each public endpoint is named after the engine function it calls: ``refine``, ``resume``,
+``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``, ``history_search``,
+``history_open``, ``export_session`` and ``export_votes``.
 """
 
 from __future__ import annotations

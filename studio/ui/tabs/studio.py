@@ -74,7 +74,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             with gr.Row():
                 run = gr.Button("Run", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
-            _examples(services, tasks or ("t2i",), task, prompt, source)
+            _examples(services, tasks, task, prompt, source)
         with gr.Column(scale=3):
             with gr.Row():
                 status = gr.Markdown("Type a prompt and press **Run**.", elem_id="studio-status")
