@@ -161,6 +161,9 @@ def test_history_search_open_and_export(app, client):
     assert none["data"] == [] or none["data"] == [[""] * len(found["headers"])]
     best, _, _, timeline = client.predict(session_id, api_name="/history_open")
     assert Path(best).is_file() and "Round 1" in timeline and "best so far" in timeline
+    record = client.predict(session_id, api_name="/session_json")  # for agents: JSON, images by id
+    assert record["id"] == session_id and record["rounds"][0]["candidates"][0]["image_id"] == record["best"]["image_id"]
+    assert "base64" not in json.dumps(record) and str(app.store) not in json.dumps(record)
     archive = zipfile.ZipFile(client.predict(session_id, api_name="/export_session"))
     exported = json.loads(archive.read("session.json"))
     assert exported["session"]["id"] == session_id

@@ -163,3 +163,19 @@ def test_stop_requests_reach_the_run_of_their_browser_session_only():
     assert not stops.stop("tab-1") and not stops.stop(None)
     anonymous, flag = stops.start(None)  # an API caller without a browser session
     assert anonymous.startswith("anonymous-") and not flag.is_set()
+
+
+def test_session_record_is_plain_json_without_paths_or_pictures(finished):
+    import json
+
+    services, events = finished
+    sid = events[0].session_id
+    services.store.update_session(sid, generator_name="diffusers:/srv/models/shapes-t2i")
+    record = adapt.session_record(services.store.session_timeline(sid))
+    assert (record["id"], record["status"], record["best"]["round"]) == (sid, "finished", 2)
+    assert [r["round"] for r in record["rounds"]] == [1, 2] and record["rounds"][1]["status"] == "done"
+    best = record["rounds"][1]["candidates"][0]
+    assert best["image_id"] == record["best"]["image_id"] and best["scores"]["text_faithfulness"] == 3.8
+    text = json.dumps(record)
+    assert "base64" not in text and str(services.store.image_dir) not in text
+    assert adapt.session_record(services.store.session_timeline(sid), public=True)["generator"] == "shapes-t2i"

@@ -428,6 +428,38 @@ def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFra
     )
 
 
+def session_record(timeline: dict[str, Any], *, public: bool = False) -> dict[str, Any]:
+    """A stored session as plain JSON for agents and scripts: its status, best result, settings
+    and every round's candidates with their scores, by image id (no file paths, no pictures).
+    In ``public`` mode backend names that hold a path are cut to their last part."""
+    session = timeline["session"]
+    name = model_label if public else (lambda value: value)
+    best = None if session["best_image_id"] is None else {
+        "score": session["best_score"], "round": session["best_round"], "candidate": session["best_candidate"],
+        "image_id": session["best_image_id"]}
+    return {
+        **{key: session[key] for key in ("id", "task", "prompt", "status", "stop_reason", "message", "created")},
+        **{role: name(session[f"{role}_name"]) for role in ("generator", "critic", "rewriter")},
+        "best": best, "settings": session["settings"],
+        "rounds": [_round_record(session, rnd) for rnd in timeline["rounds"]],
+    }
+
+
+def _round_record(session: dict[str, Any], rnd: dict[str, Any]) -> dict[str, Any]:
+    dimensions = task_dimensions(session["task"])
+
+    def candidate(c: dict[str, Any]) -> dict[str, Any]:
+        critique = c["critique"] or {}
+        return {"image_id": c["id"], "candidate": c["candidate"], "seed": c["seed"],
+                "critiqued": bool(critique), "ok": bool(critique.get("ok")), "score": critique.get("score"),
+                "scores": {d.key: critique.get(d.key) for d in dimensions} if critique.get("ok") else {},
+                "summary": critique.get("summary"), "failure": critique.get("failure_reason")}
+
+    return {"round": rnd["idx"], "status": round_status(session, rnd), "prompt": rnd["prompt"], "seed": rnd["seed"],
+            "best_score": rnd["best_score"], "next_prompt": rnd["next_prompt"], "prompt_source": rnd["prompt_source"],
+            "candidates": [candidate(c) for c in rnd["candidates"]]}
+
+
 def drop_backend_settings(session_json: Path) -> None:
     """Remove the backends' settings (endpoint URLs, model folders) from an exported
     ``session.json``, keeping their display names; for exports from a public deployment."""

@@ -5,7 +5,7 @@ is never asked for two things at once; store-only listeners (history, votes, exp
 queue, so requests waiting for the model neither hold them up nor fill the queue against them.
 Each public endpoint is named after the engine function it calls: ``refine``, ``resume``,
 ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``, ``history_search``,
-``history_open``, ``export_session`` and ``export_votes``.
+``history_open``, ``session_json``, ``export_session`` and ``export_votes``.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 QUEUE_SIZE = 32
 
 API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
-             "history_open", "export_session", "export_votes")
+             "history_open", "session_json", "export_session", "export_votes")
 
 
 def build_app(services: Services, *, public: bool = False) -> gr.Blocks:

@@ -60,6 +60,8 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         plot = score_plot("history-plot")
     session_status = gr.Markdown(elem_id="history-status")
     timeline = gr.HTML(elem_id="history-timeline")
+    with gr.Accordion("Session as JSON", open=False):
+        record = gr.JSON(show_label=False, elem_id="history-json")
 
     @ui_errors
     def history_search(text: str | None = None, model: str | None = None, status: str | None = None,
@@ -96,6 +98,16 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         return adapt.session_status(store.get_session(adapt.session_id_from(session_id)))
 
     @ui_errors
+    def session_json(session_id: str) -> dict[str, Any]:
+        """A stored session as JSON: status, best result, settings, and each round's prompt and
+        candidates with their scores (images by id; no file paths or pictures).
+
+        Args:
+            session_id: the session to read.
+        """
+        return adapt.session_record(store.session_timeline(adapt.session_id_from(session_id)), public=public)
+
+    @ui_errors
     def export_session(session_id: str) -> str:
         """A session as a zip of its images and session.json.
 
@@ -130,10 +142,12 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         tab.select(history_search, filters, results, api_visibility="private", queue=False)
     opened = [best, compare, plot, timeline]
     open_button.click(history_open, session_id, opened, api_name="history_open", queue=False).then(
-        opened_status, session_id, session_status, api_visibility="private", queue=False)
+        opened_status, session_id, session_status, api_visibility="private", queue=False).then(
+        session_json, session_id, record, api_name="session_json", queue=False)
     results.select(selected, results, session_id, api_visibility="private", queue=False).then(
         history_open, session_id, opened, api_name="history_open_selected", api_visibility="private",
-        queue=False).then(opened_status, session_id, session_status, api_visibility="private", queue=False)
+        queue=False).then(opened_status, session_id, session_status, api_visibility="private", queue=False).then(
+        session_json, session_id, record, api_visibility="private", queue=False)
     if studio is not None and tabs is not None:
         _link_resume(resume_button, session_id, tabs, studio)
     export_button.click(export_session, session_id, download, api_name="export_session", queue=False)
