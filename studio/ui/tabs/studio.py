@@ -131,9 +131,9 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         finally:
             stops.finish(key, stop_flag)
 
-    @ui_errors
     # Defaults: the API (and MCP) schema marks an input optional when its parameter defaults to
     # None or its widget has a value; the rest mirror the widgets' values.
+    @ui_errors
     def refine(task: str, prompt: str, source_image: str | None = None, max_rounds: float = defaults.max_rounds,
                candidates: float = defaults.candidates, seed: float = defaults.seed,
                seed_policy: str = defaults.seed_policy, rewriter: str = "critic",
@@ -178,8 +178,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         """
         session_id = (session_id or "").strip()
         if not session_id:
-            raise InvalidInputError("No session to continue yet: run one first, or pick one in History and press "
-                                    "Resume there.")
+            raise InvalidInputError("No session to continue: run one first, paste a session id into the Session "
+                                    "box, or pick one in History and press Resume in Studio.")
         stored_session = services.store.get_session(session_id)
         if prompt:
             grammar.check_request(services, stored_session["task"], prompt)
