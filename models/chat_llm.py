@@ -8,6 +8,7 @@ this module only adapts plain text messages to it.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from typing import Any, Protocol
 
@@ -49,9 +50,14 @@ class OpenAIChatLLM:
         # request has no critique request behind it.
         prompt = ChatPrompt(kind="pointwise", messages=list(messages), images=[],
                             request=None, meta={"purpose": "rewrite"})  # type: ignore[arg-type]
-        (answer,) = self._client.complete([prompt])
+        try:
+            (answer,) = self._client.complete([prompt])
+        except BackendUnavailableError as e:
+            raise BackendUnavailableError(_as_rewriter(str(e))) from e
         if isinstance(answer, CompletionError):
-            raise BackendUnavailableError(f"The rewriter LLM gave no answer: {answer.reason}")
+            if _EMPTY_ANSWER in answer.reason:
+                return ""  # the server is up and answered nothing: the rewriter reports an unusable answer
+            raise BackendUnavailableError(f"The rewriter LLM gave no answer: {_as_rewriter(answer.reason)}")
         return answer
 
     def to_config(self) -> dict[str, Any]:
@@ -146,6 +152,23 @@ class TransformersChatLLM:
         """The settings that rebuild this backend."""
         return {"model": self.model_id, "device": self.device, "dtype": self.dtype,
                 "max_new_tokens": self.max_new_tokens, "temperature": self.temperature}
+
+
+#: How ``OpenAIChat`` words an answer that arrived without text (a reply, not an outage).
+_EMPTY_ANSWER = "answered without any message content"
+
+
+#: What to do when the rewriter's server cannot be reached.
+REWRITER_HINT = "Start the rewriter's server or pass --rewriter-url with its address (or use --rewriter critic)."
+
+
+def _as_rewriter(reason: str) -> str:
+    """``OpenAIChat``'s message about its server, naming the rewriter's server and how to start
+    it (the client is shared with the critic, whose messages say "the critic server")."""
+    from models.critic.critic_openai import START_HINT
+
+    return re.sub(r"(?i)the critic server", lambda m: m.group(0)[0] + "he rewriter LLM server",
+                  reason.replace(START_HINT, REWRITER_HINT))
 
 
 def build_chat_llm(llm_backend: str, **settings: Any) -> ChatLLM:

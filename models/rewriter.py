@@ -106,9 +106,9 @@ class LLMRewriter:
         for attempt in range(1, self.attempts + 1):
             answer = self.llm.chat(messages)
             text = clean_rewrite(answer)
-            if not text:
+            if not usable_prompt(text):
                 raise RewriteError(
-                    f"The rewriter LLM answered with no prompt (raw answer: {answer[:200]!r}). "
+                    f"The rewriter {self.name!r} answered with no usable prompt (raw answer: {answer[:200]!r}). "
                     "Try again, use the critic's refined request, or edit the prompt by hand."
                 )
             length = limit.measure(text)
@@ -125,8 +125,9 @@ class LLMRewriter:
                                             "Reply with the prompt only."},
             ]
         raise RewriteError(
-            f"The rewriter LLM's prompt is still {length} {limit.unit} long after {self.attempts} answers; the "
-            f"generator reads at most {limit.describe()}. Use the critic's refined request or edit the prompt."
+            f"The prompt of the rewriter {self.name!r} is still {length} {limit.unit} long after "
+            f"{self.attempts} answers; the generator reads at most {limit.describe()}. Use the critic's refined "
+            "request or edit the prompt."
         )
 
     def to_config(self) -> dict[str, Any]:
@@ -175,6 +176,15 @@ def critique_weaknesses(critique: Critique, task: Task) -> str:
         if text and text.strip():
             lines.append(f"{label}: {text.strip()}")
     return "\n".join(lines)
+
+
+#: A usable prompt has at least this many letters (a lone "?" or "ok" is an answer, not a prompt).
+MIN_PROMPT_LETTERS = 3
+
+
+def usable_prompt(text: str) -> bool:
+    """Whether a cleaned rewrite can be the next prompt: it has ``MIN_PROMPT_LETTERS`` letters."""
+    return sum(ch.isalpha() for ch in text) >= MIN_PROMPT_LETTERS
 
 
 def clean_rewrite(text: str) -> str:

@@ -35,9 +35,10 @@ from models.errors import InvalidInputError, StudioError
 from models.images import prepare_image
 from models.types import PairRequest, meets_minimums
 from studio.config import DIMENSION_KEYS, LoopSettings
-from studio.diagnose import BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
+from studio.diagnose import IMAGE_SUFFIXES, BatchItem, DiagnosisRow, diagnose_many, load_batch, write_csv
 from studio.jobs.cli import add_jobs_parser, run_jobs_command
 from studio.judge import judge_pair
+from studio.grammar import check_request
 from studio.loop import RefineRequest, RoundFinished, Stopped, refine, resume
 from studio.options import add_backend_options, config_from_args, configure_logging
 from studio.services import Services
@@ -54,11 +55,15 @@ Command = Callable[[argparse.Namespace, Services, TextIO], int]
 def cmd_refine(args: argparse.Namespace, services: Services, out: TextIO) -> int:
     """Run (or, with --resume, continue) a Generate-Critique-Refine session; one line per event."""
     if args.resume:
-        settings = LoopSettings.from_dict(services.store.get_session(args.resume)["settings"])
+        session = services.store.get_session(args.resume)
+        if args.prompt:
+            check_request(services, session["task"], args.prompt)
+        settings = LoopSettings.from_dict(session["settings"])
         events = resume(args.resume, services, prompt=args.prompt)
     else:
         if args.prompt is None:
             raise InvalidInputError("refine needs a prompt (or --resume SESSION_ID).")
+        check_request(services, args.task, args.prompt)  # before anything is generated
         settings = _loop_settings(args)
         source = prepare_image(args.source, what="--source") if args.source else None
         events = refine(RefineRequest(args.task, args.prompt, source), services, settings)
@@ -94,6 +99,9 @@ def cmd_curate(args: argparse.Namespace, services: Services, out: TextIO) -> int
     """Diagnose images and keep those whose score passes --min-score (and every --min): one line
     per image with ``kept``; kept images are copied to --copy-to when given. An image the critic
     could not score is not kept, and makes the exit status 1."""
+    if not 0.0 <= args.min_score <= 1.0:
+        raise InvalidInputError(f"--min-score {args.min_score:g}: the score is between 0 and 1 (e.g. 0.7); for a "
+                                "1-4 dimension score use --min DIMENSION=SCORE, e.g. --min text_faithfulness=3.")
     minimums = _parse_minimums(args.min)
     if args.copy_to:
         Path(args.copy_to).mkdir(parents=True, exist_ok=True)
@@ -301,7 +309,7 @@ def _diagnose(
     args: argparse.Namespace, services: Services, out: TextIO | None
 ) -> Iterable[tuple[DiagnosisRow, BatchItem]]:
     """Diagnose the inputs; yield each row with its item (and print it when ``out`` is given)."""
-    items = load_batch(args.inputs[0] if len(args.inputs) == 1 else args.inputs, prompt=args.prompt, task=args.task)
+    items = load_batch(batch_source(args.inputs), prompt=args.prompt, task=args.task)
     if args.source:
         source = prepare_image(args.source, what="--source")
         for item in items:
@@ -313,6 +321,30 @@ def _diagnose(
             if out is not None:
                 emit(out, row_record(row, item))
             yield row, item
+
+
+def batch_source(inputs: list[str]) -> str | list[Path]:
+    """What ``load_batch`` reads for the command line's inputs: one .csv/.jsonl table as it is,
+    else every image file given plus the images of every folder given, in order.
+
+    Raises ``InvalidInputError`` for an input that does not exist or a table among other inputs.
+    """
+    tables = [i for i in inputs if Path(i).suffix.lower() in (".csv", ".jsonl")]
+    if tables and len(inputs) == 1:
+        return inputs[0]
+    if tables:
+        raise InvalidInputError(f"{tables[0]}: a .csv/.jsonl table lists its own images; give it alone.")
+    files: list[Path] = []
+    for given in map(Path, inputs):
+        if given.is_dir():
+            files += sorted(p for p in given.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        elif given.is_file():
+            files.append(given)
+        else:
+            raise InvalidInputError(f"{given}: no such image file or folder.")
+    if not files:
+        raise InvalidInputError(f"No images in {', '.join(inputs)} (looked for {', '.join(sorted(IMAGE_SUFFIXES))}).")
+    return files
 
 
 def _loop_settings(args: argparse.Namespace) -> LoopSettings:
@@ -335,8 +367,8 @@ def _parse_minimums(pairs: list[str]) -> dict[str, float]:
             number = float(value)
         except ValueError:
             number = None
-        if not sep or key.strip() not in DIMENSION_KEYS or number is None:
-            raise InvalidInputError(f"{pair!r}: write DIMENSION=SCORE with a dimension of {sorted(DIMENSION_KEYS)}, "
-                                    "e.g. text_rendering=3.")
+        if not sep or key.strip() not in DIMENSION_KEYS or number is None or not 1.0 <= number <= 4.0:
+            raise InvalidInputError(f"{pair!r}: write DIMENSION=SCORE with a dimension of {sorted(DIMENSION_KEYS)} "
+                                    "and a score from 1 to 4, e.g. text_rendering=3.")
         parsed[key.strip()] = number
     return parsed

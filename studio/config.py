@@ -22,6 +22,8 @@ RewriterKind = Literal["critic", "llm", "human"]
 
 #: Seed offset between rounds under the "vary" seed policy.
 SEED_STRIDE = 1000
+#: Largest seed accepted (every generator and the store can hold it and the seeds after it).
+MAX_SEED = 2**32 - 1
 
 DIMENSION_KEYS: frozenset[str] = frozenset(d.key for task in TASKS for d in task_dimensions(task))
 
@@ -73,7 +75,7 @@ class LoopSettings:
         _check_int("plateau_rounds", self.plateau_rounds, low=0)
         _check_float("min_gain", self.min_gain, low=0.0, high=1.0)
         _check_bool("stop_on_regression", self.stop_on_regression)
-        _check_int("seed", self.seed, low=0)
+        _check_int("seed", self.seed, low=0, high=MAX_SEED)
         _check_choice("seed_policy", self.seed_policy, get_args(SeedPolicy))
         _check_choice("rewriter", self.rewriter, get_args(RewriterKind))
         for name in ("steps", "width", "height"):

@@ -299,8 +299,7 @@ def _continue(
 ) -> Iterator[LoopEvent]:
     """Restore a session's state from the store, then run it."""
     store, session_id, task = services.store, row["id"], row["task"]
-    for stale in store.rounds(session_id, status="running"):
-        store.update_round(stale["id"], status="interrupted")
+    store.interrupt_running_rounds(session_id)
     store.claim_session(session_id)
     store.update_session(session_id, settings=settings.to_dict())
     done = store.rounds(session_id, status="done")
@@ -397,9 +396,11 @@ def _run(
                 yield _stop(store, state, outcome)
                 return
     except GeneratorExit:
+        store.interrupt_running_rounds(state.session_id)
         store.update_session(state.session_id, status="interrupted", message="The viewer stopped the stream.")
         raise
     except Exception as e:
+        store.interrupt_running_rounds(state.session_id)
         store.update_session(state.session_id, status="failed", message=f"{type(e).__name__}: {e}")
         raise
 

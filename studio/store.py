@@ -37,7 +37,7 @@ from PIL import Image
 from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.types import Critique, CritiqueFailure, CritiqueResult, task_dimensions
 
 logger = logging.getLogger(__name__)
@@ -204,6 +204,15 @@ def m004_critique_missing(db: Database) -> None:
     db.table("critiques").add_column("missing", str)
 
 
+@MIGRATIONS()
+def m005_one_vote_per_judgement(db: Database) -> None:
+    """A judgement keeps one vote, the latest: older duplicates are dropped and a unique index
+    makes a new vote on the same judgement replace the old one."""
+    db.execute("delete from votes where judgement_id is not null and id not in "
+               "(select max(id) from votes where judgement_id is not null group by judgement_id)")
+    db.execute("create unique index if not exists idx_votes_judgement_id on votes (judgement_id)")
+
+
 @dataclass(frozen=True)
 class StoredImage:
     """An image row: ``id`` in the images table, ``sha256`` of its PNG bytes, ``path`` on disk."""
@@ -254,9 +263,14 @@ class SessionStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.image_dir = self.path.parent / "images"
-        self.image_dir.mkdir(exist_ok=True)
+        try:
+            self.image_dir.mkdir(parents=True, exist_ok=True)
+            sqlite3.connect(str(self.path)).close()
+        except (OSError, sqlite3.Error) as e:
+            reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
+            raise ConfigError(f"Cannot open the store in {self.path.parent}: {reason}. Give --store (STUDIO_STORE) "
+                              "a folder you can write to.") from e
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
         self._local = threading.local()
         self._connections: list[Database] = []
@@ -438,6 +452,11 @@ class SessionStore:
         """Set columns of round ``round_id`` (``updated`` is set too)."""
         self._update("rounds", round_id, {**values, "updated": now()})
 
+    def interrupt_running_rounds(self, session_id: str) -> None:
+        """Mark the session's rounds still "running" as "interrupted" (its run ended mid-round)."""
+        for stale in self.rounds(session_id, status="running"):
+            self.update_round(stale["id"], status="interrupted")
+
     def rounds(self, session_id: str, *, status: str | None = None) -> list[dict[str, Any]]:
         """Rounds of a session in order (every attempt, unless ``status`` picks some)."""
         where, args = "session_id = ?", [session_id]
@@ -533,14 +552,36 @@ class SessionStore:
         model_b: str | None = None,
         judgement_id: int | None = None,
     ) -> int:
-        """Record a person's preference between image A and image B; return the vote id."""
+        """Record a person's preference between image A and image B; return the vote id.
+
+        A judgement holds one vote: voting again on ``judgement_id`` replaces the earlier vote
+        (same id, new choice and time).
+        """
         if vote not in VOTES:
             raise InvalidInputError(f"Unknown vote {vote!r}; use one of {list(VOTES)}.")
-        return self._insert("votes", {
+        row = {
             "judgement_id": judgement_id, "task": task, "prompt": prompt, "image_a_id": image_a_id,
             "image_b_id": image_b_id, "source_image_id": source_image_id, "model_a": model_a,
             "model_b": model_b, "vote": vote, "created": now(),
-        })
+        }
+        if judgement_id is None:
+            return self._insert("votes", row)
+        columns = ", ".join(f"[{c}]" for c in row)
+        replace = ", ".join(f"[{c}] = excluded.[{c}]" for c in row if c != "judgement_id")
+        with self.db.conn:  # commits: sqlite3 leaves the transaction of an "insert ... returning" open
+            cursor = self.db.execute(
+                f"insert into votes ({columns}) values ({', '.join('?' for _ in row)}) "
+                f"on conflict (judgement_id) do update set {replace} returning id", list(row.values()))
+            ((vote_id,),) = cursor.fetchall()
+        return int(vote_id)
+
+    def get_vote(self, vote_id: int) -> dict[str, Any]:
+        """Vote ``vote_id`` as a dict (``created`` is when it was last cast). Raises ``NotFoundError``."""
+        return self._get("votes", vote_id)
+
+    def vote_on(self, judgement_id: int) -> dict[str, Any] | None:
+        """The vote cast on judgement ``judgement_id``, or ``None`` when there is none yet."""
+        return next(iter(self.db["votes"].rows_where("judgement_id = ?", [judgement_id])), None)
 
     def votes(self) -> list[dict[str, Any]]:
         """Every vote, oldest first."""
@@ -762,8 +803,9 @@ class SessionStore:
 
         Columns: ``prompt``, ``left_image``, ``right_image``, ``left_model``, ``right_model``,
         ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
-        ``None`` for text-to-image) and ``task``. Image columns are paths relative to ``folder``,
-        whose ``images/`` holds the files.
+        ``None`` for text-to-image), ``task``, and ``vote_id``, ``voted_at`` (UTC) and
+        ``judgement_id`` (``None`` for a vote on images not judged here). Image columns are paths
+        relative to ``folder``, whose ``images/`` holds the files.
         """
         if format not in ("jsonl", "parquet"):
             raise InvalidInputError(f"Unknown export format {format!r}; use 'jsonl' or 'parquet'.")
@@ -780,6 +822,9 @@ class SessionStore:
                 "source_image": self._export_image(v["source_image_id"], folder)
                 if v["source_image_id"] is not None else None,
                 "task": v["task"],
+                "vote_id": v["id"],
+                "voted_at": v["created"],
+                "judgement_id": v["judgement_id"],
             }
             for v in self.votes()
         ]
@@ -815,12 +860,12 @@ class SessionStore:
         assignments = ", ".join(f"[{c}] = ?" for c in values)
         cursor = self.db.execute(f"update [{table}] set {assignments} where id = ?", [*values.values(), key])
         if cursor.rowcount == 0:
-            raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
+            raise NotFoundError(f"No {table[:-1]} with id {key!r} in the store.")
 
     def _get(self, table: str, key: str | int) -> dict[str, Any]:
         rows = list(self.db[table].rows_where("id = ?", [key]))
         if not rows:
-            raise NotFoundError(f"No {table[:-1]} with id {key!r} in {self.path}.")
+            raise NotFoundError(f"No {table[:-1]} with id {key!r} in the store.")
         return rows[0]
 
 

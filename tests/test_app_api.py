@@ -50,6 +50,7 @@ def files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     (folder / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"this is not image data" * 40)
     Image.new("RGB", (7100, 7100), (30, 90, 200)).save(folder / "huge.png")  # 50 megapixels, ~150 KB
     Image.effect_noise((1024, 1024), 64).convert("RGB").save(folder / "noise.png")  # ~2 MB
+    Image.new("1", (15000, 15000)).save(folder / "bomb.png")  # 225 megapixels in a few KB
     return {p.stem: p for p in folder.iterdir()}
 
 
@@ -152,12 +153,17 @@ def test_diagnose_batch_returns_a_table_and_a_csv(client, files):
 def test_history_search_open_and_export(app, client):
     client.predict(*refine_args("a green triangle", rounds=1), api_name="/refine")
     found = client.predict("green triangle", "", "", "", "", "", api_name="/history_search")
-    assert [row[4] for row in found["data"]] == ["a green triangle"]
-    session_id = found["data"][0][0]
+    column = {name: i for i, name in enumerate(found["headers"])}
+    assert [row[column["prompt"]] for row in found["data"]] == ["a green triangle"]
+    assert found["data"][0][column["image"]].startswith("![best image](data:image/png;base64,")
+    session_id = found["data"][0][column["id"]]
     none = client.predict("green triangle", "", "", "", "", "physical_quality > 4", api_name="/history_search")
     assert none["data"] == [] or none["data"] == [[""] * len(found["headers"])]
     best, _, _, timeline = client.predict(session_id, api_name="/history_open")
     assert Path(best).is_file() and "Round 1" in timeline and "best so far" in timeline
+    record = client.predict(session_id, api_name="/session_json")  # for agents: JSON, images by id
+    assert record["id"] == session_id and record["rounds"][0]["candidates"][0]["image_id"] == record["best"]["image_id"]
+    assert "base64" not in json.dumps(record) and str(app.store) not in json.dumps(record)
     archive = zipfile.ZipFile(client.predict(session_id, api_name="/export_session"))
     exported = json.loads(archive.read("session.json"))
     assert exported["session"]["id"] == session_id
@@ -187,9 +193,33 @@ def test_unusable_upload_is_refused_and_nothing_is_stored(app, client, files, na
     assert counts(app) == before
 
 
-def test_unknown_session_is_a_readable_error(client):
-    with pytest.raises(AppError, match="No session with id"):
+def test_unknown_session_is_a_readable_error(app, client):
+    with pytest.raises(AppError, match="No session with id") as refused:
         client.predict("does-not-exist", api_name="/history_open")
+    assert str(app.store) not in str(refused.value)  # no server path in the message
+
+
+@pytest.mark.parametrize("endpoint, message", [
+    ("refine_seed", "Seed: 1.18059e\\+21 is not a seed; use a whole number from 0 to 4294967295"),
+    ("refine_unreadable", "The shapes world cannot read this prompt"),
+    ("vote", "'abc' is not a judgement id"),
+    ("generate_pair", "Seed B: 1.09951e\\+12 is not a seed"),
+    ("diagnose_bomb", "too large to open safely"),
+])
+def test_bad_values_are_refused_with_a_clear_message(app, client, files, endpoint, message):
+    before = counts(app)
+    call = {
+        "refine_seed": lambda: client.predict(*refine_args(PROMPT)[:5], 2**70, *refine_args(PROMPT)[6:],
+                                              api_name="/refine"),
+        "refine_unreadable": lambda: client.predict(*refine_args("a cat playing the piano"), api_name="/refine"),
+        "vote": lambda: client.predict("abc", "A", "t2i", PROMPT, None, None, None, api_name="/vote"),
+        "generate_pair": lambda: client.predict("t2i", PROMPT, None, 1, 2**40, "", api_name="/generate_pair"),
+        "diagnose_bomb": lambda: client.predict("t2i", PROMPT, None, handle_file(files["bomb"]), api_name="/diagnose"),
+    }[endpoint]
+    with pytest.raises(AppError, match=message) as refused:
+        call()
+    assert "Something went wrong" not in str(refused.value)
+    assert counts(app) == before
 
 
 def test_readable_errors_leave_no_traceback_in_the_log(app):

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import random
+import re
+import sqlite3
 from pathlib import Path
 from typing import Iterator
 
@@ -88,6 +90,9 @@ def test_studio_runs_a_full_loop_and_refuses_an_empty_prompt(page):
     expect(page.get_by_text("the prompt is empty").first).to_be_visible(timeout=30_000)
     page.locator(".toast-close").first.click()
     expect(page.get_by_text("the prompt is empty")).to_have_count(0)
+    # the error shows once: one badge, on the status line, not one on every output
+    expect(page.get_by_text("Error", exact=True)).to_have_count(1)
+    expect(page.locator("#studio-status").get_by_text("Error", exact=True)).to_have_count(1)
     field(page, "Prompt").fill(PROMPT)
     button(page, "Run").click()
     status = page.locator("#studio-status")
@@ -104,19 +109,38 @@ def test_studio_runs_a_full_loop_and_refuses_an_empty_prompt(page):
     screenshot(page, "studio")
 
 
-def test_judge_verdict_and_vote(page, scenes):
+def test_judge_verdict_and_vote(app, page, scenes):
     open_tab(page, "Judge")
+    table = page.locator("#judge-table")
+    expect(table).to_contain_text("winner")  # an empty table shows its headers, not "1 2 3"
     (prompt, image_a), (_, image_b) = scenes
     field(page, "Prompt").fill(prompt)
     page.locator("#judge-image-a input[type=file]").set_input_files(str(image_a))
     page.locator("#judge-image-b input[type=file]").set_input_files(str(image_b))
+    for side in ("a", "b"):  # 64 px scenes drawn large enough to compare, pixels kept sharp
+        image = page.locator(f"#judge-image-{side} img").first
+        expect(image).to_have_class(re.compile(r"\brr-small\b"), timeout=30_000)
+        assert image.bounding_box()["width"] >= 256
     button(page, "Judge").click()
-    expect(page.locator("#judge-verdict")).to_contain_text("Verdict", timeout=LONG_MS)
-    expect(page.locator("#judge-verdict")).to_contain_text("Position-consistent")
+    verdict = page.locator("#judge-verdict")
+    expect(verdict).to_contain_text("Verdict", timeout=LONG_MS)
+    expect(verdict).to_contain_text("Position-consistent")
+    status = page.locator("#judge-vote-status")
     page.get_by_label("A is better").check()
     button(page, "Record vote").click()
-    expect(page.locator("#judge-vote-status")).to_contain_text("recorded: A is better", timeout=30_000)
+    expect(status).to_contain_text(re.compile(r"Vote #\d+ recorded at \d\d:\d\d:\d\d UTC: A is better"), timeout=30_000)
+    page.get_by_label("B is better").check()
+    button(page, "Record vote").click()
+    expect(status).to_contain_text("It replaces your earlier vote on this judgement (A is better)", timeout=30_000)
+    judgement = int(page.locator("#judge-judgement input, #judge-judgement textarea").first.input_value())
+    with sqlite3.connect(f"file:{app.store / 'studio.db'}?mode=ro", uri=True) as db:
+        assert db.execute("select vote from votes where judgement_id = ?", [judgement]).fetchall() == [("B",)]
     screenshot(page, "judge")
+    page.locator("#judge-image-b").get_by_label("Remove Image").first.click()
+    page.locator("#judge-image-b input[type=file]").set_input_files(str(image_a))
+    expect(verdict).to_contain_text("then press Judge", timeout=30_000)  # the old verdict is gone...
+    expect(status).to_have_text("")  # ...and so is the note of the vote on it
+    expect(table).not_to_contain_text("Text Faithfulness")
 
 
 def test_diagnose_shows_the_critique_and_refuses_a_corrupt_upload(page, scenes, tmp_path):

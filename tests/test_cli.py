@@ -175,3 +175,42 @@ def test_curate_never_keeps_a_critique_missing_a_dimension():
     na_text = DiagnosisRow("b.png", "t2i", "a red cube", ok=True, score=0.917,
                            scores={**scores, "physical_quality": 3.75})
     assert passes(na_text, 0.5, {"text_rendering": 3.5})
+
+
+def test_diagnose_accepts_single_image_files_and_folders_together(tmp_path, capsys):
+    services = make_services(tmp_path, ScriptedCritic([good(3.0)]))
+    folder = images(tmp_path / "imgs", (200, 0, 0), (0, 200, 0))
+    single = images(tmp_path / "one", (0, 0, 200)) / "img0.png"
+    status, lines, _ = run(capsys, services, "diagnose", str(single), "--prompt", "a square")
+    assert status == 0 and [line["image"] for line in lines] == [str(single)]
+    status, lines, _ = run(capsys, services, "diagnose", str(single), str(folder), "--prompt", "a square")
+    assert status == 0 and [line["name"] for line in lines] == ["img0.png", "img0.png", "img1.png"]
+    status, _, err = run(capsys, services, "diagnose", str(tmp_path / "missing.png"), "--prompt", "a square")
+    assert status == 2 and "no such image file or folder" in err
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--min-score", "5"], "--min-score 5: the score is between 0 and 1"),
+    (["--min-score", "0.5", "--min", "physical_quality=7"], "a score from 1 to 4"),
+])
+def test_curate_refuses_scores_out_of_range(tmp_path, capsys, flags, message):
+    services = make_services(tmp_path, ScriptedCritic([good()]))
+    folder = images(tmp_path / "imgs", (200, 0, 0))
+    status, lines, err = run(capsys, services, "curate", str(folder), "--prompt", "p", *flags)
+    assert status == 2 and lines == [] and message in err
+
+
+@pytest.mark.parametrize("store", ["a-file", "/proc/nope"])
+def test_a_store_that_cannot_be_opened_exits_2_with_a_message(tmp_path, capsys, store):
+    (tmp_path / "a-file").write_text("not a folder")
+    path = tmp_path / store if store == "a-file" else Path(store)
+    image = images(tmp_path / "imgs", (200, 0, 0)) / "img0.png"
+    status = main(["diagnose", str(image), "--prompt", "p", "--store", str(path), "--no-progress"])
+    err = capsys.readouterr().err
+    assert status == 2 and "Cannot open the store in" in err and "Traceback" not in err
+
+
+def test_refine_seed_out_of_range_is_a_clean_error(tmp_path, capsys):
+    services = make_services(tmp_path, ScriptedCritic([good()]))
+    status, _, err = run(capsys, services, "refine", "a red square", "--seed", str(2**70))
+    assert status == 2 and "seed must be" in err and "4294967295" in err

@@ -135,7 +135,7 @@ def test_llm_rewriter_counts_generator_tokens() -> None:
 
 def test_llm_rewriter_empty_answer_is_an_error_not_a_keep() -> None:
     with OpenAIStub(reply=replies("<think>hmm</think>  ")) as stub:
-        with pytest.raises(RewriteError, match="no prompt"):
+        with pytest.raises(RewriteError, match="no usable prompt"):
             llm_rewriter(stub).rewrite(PROMPT, critique(), "t2i")
 
 
@@ -199,3 +199,28 @@ def test_transformers_rewriter_missing_model(tmp_path: Path) -> None:
     rewriter = LLMRewriter(llm_backend="transformers", model=str(tmp_path / "nothing"))
     with pytest.raises(BackendUnavailableError, match="Could not load the rewriter LLM"):
         rewriter.rewrite(PROMPT, critique(), "t2i")
+
+
+@pytest.mark.parametrize("answer", ["?", "  ok. ", "**...**"])
+def test_llm_rewriter_refuses_an_answer_that_is_no_prompt(answer: str) -> None:
+    with OpenAIStub(reply=replies(answer)) as stub:
+        with pytest.raises(RewriteError, match="The rewriter 'my-llm' answered with no usable prompt"):
+            llm_rewriter(stub, name="my-llm").rewrite(PROMPT, critique(), "t2i")
+
+
+def test_llm_rewriter_empty_message_is_an_unusable_answer_not_a_critic_outage() -> None:
+    with OpenAIStub(reply=replies("")) as stub:
+        with pytest.raises(RewriteError, match="no usable prompt") as refused:
+            llm_rewriter(stub).rewrite(PROMPT, critique(), "t2i")
+    assert "critic server" not in str(refused.value)
+
+
+def test_llm_rewriter_server_errors_name_the_rewriter_server() -> None:
+    with OpenAIStub(reply=replies("A red circle.")) as stub:
+        stub.stop()
+        rewriter = llm_rewriter(stub)
+        with pytest.raises(BackendUnavailableError) as refused:
+            rewriter.rewrite(PROMPT, critique(), "t2i")
+    message = str(refused.value)
+    assert "the rewriter LLM server" in message and "--rewriter-url" in message
+    assert "critic server" not in message and "--critic-url" not in message

@@ -41,7 +41,7 @@ def test_store_creates_schema_once(tmp_path):
     first.close()
     second = SessionStore(tmp_path / "studio.db")
     assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial", "m002_jobs", "m003_eval_rows",
-                                                                      "m004_critique_missing"]
+                                                                      "m004_critique_missing", "m005_one_vote_per_judgement"]
     assert {"sessions", "rounds", "images", "critiques", "judgements", "votes", "notes", "jobs", "eval_rows"} <= set(
         second.db.table_names()
     )
@@ -254,3 +254,43 @@ def test_jobs_crud(store, tmp_path):
 def test_add_note_to_unknown_session_raises(store):
     with pytest.raises(NotFoundError):
         store.add_note("missing", "hello")
+
+
+def test_a_new_vote_on_a_judgement_replaces_the_old_one(store, tmp_path):
+    a = store.save_image(red(), role="judge").id
+    b = store.save_image(Image.new("RGB", (8, 8), (0, 0, 255)), role="judge").id
+    judgement = store.save_judgement(task="t2i", prompt="a cat", image_a_id=a, image_b_id=b, winner="A")
+    first = store.save_vote(vote="A", task="t2i", prompt="a cat", image_a_id=a, image_b_id=b, judgement_id=judgement)
+    first_time = store.get_vote(first)["created"]
+    second = store.save_vote(vote="B", task="t2i", prompt="a cat", image_a_id=a, image_b_id=b, judgement_id=judgement)
+    unjudged = store.save_vote(vote="tie", task="t2i", prompt="a cat", image_a_id=a, image_b_id=b)
+    assert second == first and unjudged != first
+    assert store.vote_on(judgement)["vote"] == "B" and store.get_vote(first)["created"] >= first_time
+    rows = [json.loads(line) for line in store.export_votes(tmp_path / "prefs").read_text().splitlines()]
+    assert [(r["vote_id"], r["vote_type"], r["judgement_id"]) for r in rows] == [
+        (first, "rightvote", judgement), (unjudged, "tievote", None)]
+    assert all(r["voted_at"].endswith("+00:00") for r in rows)
+
+
+def test_opening_an_old_store_keeps_the_latest_vote_per_judgement(tmp_path):
+    """A store written before votes were one per judgement may hold several for one judgement."""
+    old = SessionStore(tmp_path / "studio.db")
+    old.db.execute("drop index idx_votes_judgement_id")
+    old.db.execute("delete from _sqlite_migrations where name = 'm005_one_vote_per_judgement'")
+    for judgement, vote in [(1, "A"), (1, "B"), (2, "tie"), (None, "A"), (None, "B")]:
+        old.db.execute("insert into votes (judgement_id, prompt, vote) values (?, 'p', ?)", [judgement, vote])
+    old.close()
+    opened = SessionStore(tmp_path / "studio.db")
+    assert [(v["judgement_id"], v["vote"]) for v in opened.votes()] == [(1, "B"), (2, "tie"), (None, "A"), (None, "B")]
+    opened.close()
+
+
+def test_a_replaced_vote_is_committed_for_other_connections(store):
+    import sqlite3
+
+    judgement = store.save_judgement(task="t2i", prompt="p", image_a_id=1, image_b_id=2)
+    store.save_vote(vote="A", task="t2i", prompt="p", image_a_id=1, image_b_id=2, judgement_id=judgement)
+    store.save_vote(vote="tie", task="t2i", prompt="p", image_a_id=1, image_b_id=2, judgement_id=judgement)
+    other = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
+    assert other.execute("select vote from votes").fetchall() == [("tie",)]
+    other.close()

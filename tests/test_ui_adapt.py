@@ -52,7 +52,7 @@ def test_timeline_marks_the_best_round_and_shows_the_prompt_diff(finished):
 def test_score_frame_has_each_dimension_per_round(finished):
     services, events = finished
     frame = adapt.score_frame(services.store.session_timeline(events[0].session_id))
-    assert sorted(set(frame["round"])) == [1, 2]
+    assert sorted(set(frame["round"])) == ["1", "2"]
     assert set(frame["dimension"]) == {"Text Faithfulness", "Physical and Visual Quality"}  # text rendering was N/A
 
 
@@ -120,13 +120,65 @@ def test_ui_errors_wraps_streaming_handlers():
         next(stream)
 
 
-def test_history_frame_hides_model_paths_in_public_mode():
-    row = {"id": "s1", "created": "2026-11-26T23:53:21.000+00:00", "status": "finished", "task": "t2i",
-           "prompt": "a red square", "generator_name": "diffusers:/srv/models/shapes-t2i", "critic_name": "shapes",
-           "best_score": 0.5}
-    assert adapt.history_frame([row])["generator"][0] == "diffusers:/srv/models/shapes-t2i"
-    public = adapt.history_frame([row], public=True)
-    assert public["generator"][0] == "shapes-t2i" and public["created"][0] == "2026-11-26 23:53:21"
+def test_history_frame_shows_a_thumbnail_short_model_names_and_three_decimals(finished):
+    services, events = finished
+    (row,) = services.store.search_sessions()
+    row.update(generator_name="diffusers:/srv/models/shapes-t2i", best_score=0.9833333333333334)
+    frame = adapt.history_frame(services.store, [row])
+    assert frame["generator"][0] == "shapes-t2i" and frame["best score"][0] == 0.983
+    assert frame["image"][0].startswith("![best image](data:image/png;base64,")
+    assert frame["created"][0] == row["created"][:19].replace("T", " ")
+    assert "/srv/" not in frame.to_csv()
+
+
+def test_stored_status_says_what_stopped_a_session_and_what_to_do(finished):
+    services, events = finished
+    sid = events[0].session_id
+    assert adapt.session_status(services.store.get_session(sid)).startswith("**Finished**")
+    services.store.update_session(sid, status="failed", message="The critic server at http://x could not be reached.")
+    line = adapt.session_status(services.store.get_session(sid))
+    assert line.startswith("**Failed** — The critic server at http://x could not be reached.")
+    assert "Best: 0.93 (round 2)" in line and "**Resume**" in line
+
+
+def test_a_round_left_running_by_a_stopped_session_shows_as_interrupted(finished):
+    services, events = finished
+    sid = events[0].session_id
+    services.store.start_round(sid, 3, "a red square", seed=0)  # the app died mid-round
+    services.store.update_session(sid, status="interrupted", message="The app stopped while this session ran.")
+    html = adapt.session_view(services.store, sid)[3]
+    assert "Round 3</b> · interrupted" in html and "running" not in html
+
+def test_stop_requests_reach_the_run_of_their_browser_session_only():
+    from studio.ui.stopping import StopRequests
+
+    stops = StopRequests()
+    key, first = stops.start("tab-1")
+    _, other = stops.start("tab-2")
+    assert stops.stop("tab-1") and first.is_set() and not other.is_set()
+    _, second = stops.start("tab-1")  # a new run of the same tab replaces the first...
+    stops.finish(key, first)  # ...so the first one finishing does not forget the second
+    assert stops.stop("tab-1") and second.is_set()
+    stops.finish(key, second)
+    assert not stops.stop("tab-1") and not stops.stop(None)
+    anonymous, flag = stops.start(None)  # an API caller without a browser session
+    assert anonymous.startswith("anonymous-") and not flag.is_set()
+
+
+def test_session_record_is_plain_json_without_paths_or_pictures(finished):
+    import json
+
+    services, events = finished
+    sid = events[0].session_id
+    services.store.update_session(sid, generator_name="diffusers:/srv/models/shapes-t2i")
+    record = adapt.session_record(services.store.session_timeline(sid))
+    assert (record["id"], record["status"], record["best"]["round"]) == (sid, "finished", 2)
+    assert [r["round"] for r in record["rounds"]] == [1, 2] and record["rounds"][1]["status"] == "done"
+    best = record["rounds"][1]["candidates"][0]
+    assert best["image_id"] == record["best"]["image_id"] and best["scores"]["text_faithfulness"] == 3.8
+    text = json.dumps(record)
+    assert "base64" not in text and str(services.store.image_dir) not in text
+    assert adapt.session_record(services.store.session_timeline(sid), public=True)["generator"] == "shapes-t2i"
 
 
 def test_critique_markdown_shows_a_missing_dimension_as_missing_not_na():

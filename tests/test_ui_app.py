@@ -47,8 +47,10 @@ def test_public_endpoints_are_exactly_the_engine_actions(services):
 
 def test_model_bound_actions_share_one_gpu_slot(services):
     functions = {fn.api_name: fn for fn in build_app(services).fns.values()}
-    assert {name for name, fn in functions.items() if fn.concurrency_id == "gpu"} == GPU_BOUND
-    assert all(functions[name].concurrency_limit == 1 for name in GPU_BOUND)
+    gpu = {name for name, fn in functions.items() if fn.concurrency_id == "gpu"}
+    # besides the API: the Resume buttons of the Studio and History tabs (private listeners of resume)
+    assert gpu >= GPU_BOUND and {name.rsplit("_", 1)[0] for name in gpu - GPU_BOUND} == {"resume"}
+    assert all(functions[name].concurrency_limit == 1 for name in gpu)
 
 
 def test_public_mode_hides_backend_settings_and_server_folders(services):
@@ -89,6 +91,10 @@ def test_mcp_tools_are_named_after_the_api(services):
     assert {tool["name"] for tool in tools} == set(API_NAMES) | set(TRAINING_API_NAMES)
     refine = next(tool for tool in tools if tool["name"] == "refine")
     assert "Generate-Critique-Refine" in refine["description"]
+    required = {tool["name"]: set(tool["inputSchema"].get("required", [])) for tool in tools}
+    # text to image needs no source image; settings and filters have defaults
+    assert required["refine"] == required["generate_pair"] == {"prompt"}
+    assert required["resume"] == {"session_id"} and required["history_search"] == set()
 
 
 def test_public_export_leaves_out_backend_settings(services):
@@ -107,3 +113,83 @@ def test_public_export_leaves_out_backend_settings(services):
         demo.close()
     session = json.loads(archive.read("session.json"))["session"]
     assert session["critic_name"] == "scripted-critic" and "critic" not in session and "generator" not in session
+
+
+def test_an_engine_error_mid_session_leaves_the_stored_failed_session_on_screen(tmp_path):
+    from gradio_client.exceptions import AppError
+
+    from models.errors import BackendUnavailableError
+
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)]),
+                             SquaresGenerator(crash_on_call=2, crash=BackendUnavailableError))
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        job = client.submit("t2i", "a red square", None, 3, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
+                            api_name="/refine")
+        with pytest.raises(AppError, match="simulated crash"):
+            job.result()
+        session_id, status, latest, _, _, timeline, _ = job.outputs()[-1]
+    finally:
+        demo.close()
+    assert status.startswith("**Failed** — BackendUnavailableError: simulated crash.") and "**Resume**" in status
+    assert latest and "Round 2</b> · interrupted" in timeline and "status <b>failed</b>" in timeline
+    assert services.store.get_session(session_id)["status"] == "failed"
+    assert [r["status"] for r in services.store.rounds(session_id)] == ["done", "interrupted"]  # none left running
+
+
+def test_a_full_queue_of_refines_does_not_refuse_store_only_actions(services, monkeypatch):
+    import httpx
+
+    from studio.ui import app as ui_app
+
+    monkeypatch.setattr(ui_app, "QUEUE_SIZE", 2)
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        jobs = [client.submit("t2i", f"a red square {i}", None, 10, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
+                              api_name="/refine") for i in range(4)]
+        deadline = time.monotonic() + 30
+        while not any("Queue is full" in str(job.exception() or "") for job in jobs if job.done()):
+            assert time.monotonic() < deadline, "no refine was turned away"
+            time.sleep(0.1)
+        started = time.monotonic()  # the page's (and a plain HTTP client's) route: no queue to be full
+        answer = httpx.post(f"http://127.0.0.1:{port}/gradio_api/run/history_search",
+                            json={"data": ["red square", "", "", "", "", ""]}, timeout=30)
+        assert answer.status_code == 200 and time.monotonic() - started < 5
+        assert "a red square" in str(answer.json()["data"])
+        for job in jobs:
+            job.cancel()
+    finally:
+        demo.close()
+
+
+def test_optional_inputs_can_be_left_out_of_an_api_call(served, services):
+    _, client = served
+    session_id = client.predict("t2i", "a red square", api_name="/refine")[0]  # no source image, default settings
+    assert services.store.get_session(session_id)["settings"]["max_rounds"] == 3
+    found = client.predict(api_name="/history_search")  # no filter: the latest sessions
+    assert session_id in str(found["data"])
+
+
+def test_examples_come_from_the_loaded_world(services, tmp_path):
+    from models.shapes.critic_shapes import ShapesCritic
+    from studio import grammar
+    from studio.services import Services
+
+    def examples(demo: gr.Blocks) -> list[list]:
+        found = [c for c in demo.get_config_file()["components"]
+                 if c.get("props", {}).get("elem_id") == "studio-examples"]
+        return found[0]["props"]["samples"] if found else []
+
+    general = examples(build_app(services))  # a critic that reads any text: general prompts
+    assert [row[1] for row in general] == list(grammar.GENERAL_EXAMPLES)
+    shapes = Services(store=services.store, critic=ShapesCritic(), t2i_generator=services.t2i_generator,
+                      edit_generator=services.t2i_generator)
+    rows = examples(build_app(shapes))
+    assert [row[1] for row in rows] == grammar.example_prompts() + [i for _, i in grammar.example_edits()]
+    assert examples(build_app(Services(store=services.store, critic=ShapesCritic()))) == []  # nothing to generate with

@@ -24,7 +24,7 @@ from PIL import Image
 from models.errors import InvalidInputError
 from models.images import prepare_image
 from models.types import Critique, CritiqueResult, task_dimensions
-from studio.config import LoopSettings
+from studio.config import MAX_SEED, LoopSettings
 from studio.diagnose import CSV_COLUMNS, DiagnosisRow
 from studio.judge import PairVerdict
 from studio.loop import (
@@ -44,6 +44,8 @@ from studio.store import SessionStore
 logger = logging.getLogger(__name__)
 
 THUMBNAIL_PX = 160
+#: Side of the History table's thumbnails (small: a search returns up to 200 of them).
+TABLE_THUMBNAIL_PX = 64
 SCORE_COLUMNS = ("round", "dimension", "score")
 
 
@@ -56,10 +58,21 @@ def loop_settings(
 ) -> LoopSettings:
     """``LoopSettings`` from the Studio tab's widgets (sliders and numbers arrive as floats)."""
     return LoopSettings(
-        max_rounds=int(max_rounds), candidates=int(candidates), seed=int(seed), seed_policy=seed_policy,  # type: ignore[arg-type]
+        max_rounds=int(max_rounds), candidates=int(candidates), seed=seed_value(seed, "Seed"),
+        seed_policy=seed_policy,  # type: ignore[arg-type]
         rewriter=rewriter, thresholds=dict(thresholds), plateau_rounds=int(plateau_rounds),  # type: ignore[arg-type]
         stop_on_regression=bool(stop_on_regression),
     )
+
+
+def seed_value(value: float | None, what: str) -> int:
+    """A seed typed into a number box, as an int. Raises ``InvalidInputError`` when it is empty,
+    not a whole number, or outside 0..``MAX_SEED``."""
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"{what}: type a whole number from 0 to {MAX_SEED}.")
+    if not 0 <= value <= MAX_SEED or int(value) != value:
+        raise InvalidInputError(f"{what}: {value:g} is not a seed; use a whole number from 0 to {MAX_SEED}.")
+    return int(value)
 
 
 def open_upload(path: str | None, what: str, *, required: bool = True) -> Image.Image | None:
@@ -108,6 +121,26 @@ def event_status(event: LoopEvent) -> str:
         failed = f" Critique failures: {event.failures}." if event.failures else ""
         return f"**Stopped — {event.message}**{best} Rounds: {event.rounds_done}.{failed}"
     raise TypeError(f"unknown loop event {type(event).__name__}")
+
+
+_STATUS_HINTS = {
+    "interrupted": "Press **Resume** to continue from the last finished round.",
+    "cancelled": "Press **Resume** to continue from the last finished round.",
+    "failed": "Fix the cause, then press **Resume** to retry the round.",
+    "awaiting": "Edit or approve the next prompt below, then press **Continue**.",
+}
+
+
+def session_status(session: dict[str, Any]) -> str:
+    """One line of Markdown with a stored session's status, what stopped it and what to do next."""
+    status, message = session["status"], (session.get("message") or "").strip()
+    head = {"running": "Running", "awaiting": "Waiting for you", "finished": "Finished",
+            "interrupted": "Interrupted", "cancelled": "Cancelled", "failed": "Failed"}.get(status, status)
+    best = (f" Best: {_fmt(session['best_score'])} (round {session['best_round']})."
+            if session.get("best_score") is not None else "")
+    detail = f" — {message.rstrip('.')}." if message else "."
+    hint = f" {_STATUS_HINTS[status]}" if status in _STATUS_HINTS else ""
+    return f"**{head}**{detail}{best}{hint}"
 
 
 def event_progress(event: LoopEvent, max_rounds: int) -> float:
@@ -170,10 +203,10 @@ def score_frame(timeline: dict[str, Any]) -> pd.DataFrame:
         critique = best and best["critique"]
         if not critique:
             continue
-        rows += [{"round": rnd["idx"], "dimension": d.heading, "score": critique[d.key]}
+        rows += [{"round": str(rnd["idx"]), "dimension": d.heading, "score": critique[d.key]}
                  for d in dimensions if critique[d.key] is not None]
-    # Explicit numeric types: an object column would make the plot treat scores as categories.
-    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"round": "int64", "score": "float64"})
+    # Rounds are categories (one axis tick each, in the plot's sort order); scores must be numeric.
+    return pd.DataFrame(rows, columns=list(SCORE_COLUMNS)).astype({"round": "str", "score": "float64"})
 
 
 def timeline_html(store: SessionStore, timeline: dict[str, Any]) -> str:
@@ -194,9 +227,18 @@ def _round_card(store: SessionStore, session: dict[str, Any], rnd: dict[str, Any
     prompt = prompt_diff_html(previous, rnd["prompt"]) if previous is not None else _e(rnd["prompt"])
     candidates = "".join(_candidate_html(store, session, c) for c in rnd["candidates"])
     source = f" · next prompt from {_e(rnd['prompt_source'])}" if rnd.get("prompt_source") else ""
-    return (f"<div class='rr-round'><div class='rr-round-head'><b>Round {rnd['idx']}</b> · {_e(rnd['status'])} · "
+    return (f"<div class='rr-round'><div class='rr-round-head'><b>Round {rnd['idx']}</b> · "
+            f"{_e(round_status(session, rnd))} · "
             f"seed {rnd['seed']}{source}</div><div class='rr-prompt'>{prompt}</div>"
             f"<div class='rr-candidates'>{candidates}</div></div>")
+
+
+def round_status(session: dict[str, Any], rnd: dict[str, Any]) -> str:
+    """A round's status as shown: a round left "running" by a session that no longer runs (it
+    failed, was stopped or the app died mid-round) shows as "interrupted", which it is."""
+    if rnd["status"] == "running" and session["status"] != "running":
+        return "interrupted"
+    return str(rnd["status"])
 
 
 def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dict[str, Any]) -> str:
@@ -204,7 +246,9 @@ def _candidate_html(store: SessionStore, session: dict[str, Any], candidate: dic
     badge = "<div class='rr-best'>★ best so far</div>" if is_best else ""
     image = f"<img alt='round image' src='{thumbnail_uri(store.image_path(candidate['id']))}'>"
     critique = candidate["critique"]
-    if critique is None:
+    if critique is None and session["status"] != "running":
+        body = "<div class='rr-pending'>not critiqued</div>"
+    elif critique is None:
         body = "<div class='rr-pending'>critiquing…</div>"
     elif not critique["ok"]:
         body = f"<div class='rr-failure'>Critique failed: {_e(critique['failure_reason'])}</div>"
@@ -254,11 +298,11 @@ def prompt_diff_html(before: str, after: str) -> str:
 
 
 @functools.lru_cache(maxsize=1024)
-def thumbnail_uri(path: Path) -> str:
-    """A small PNG data URI of the image at ``path`` (keeps file paths out of the page). Cached:
-    store files are named by their content, so a path always holds the same image."""
+def thumbnail_uri(path: Path, px: int = THUMBNAIL_PX) -> str:
+    """A PNG data URI of the image at ``path`` at most ``px`` a side (keeps file paths out of the
+    page). Cached: store files are named by their content, so a path always holds the same image."""
     with Image.open(path) as image:
-        image.thumbnail((THUMBNAIL_PX, THUMBNAIL_PX))
+        image.thumbnail((px, px))
         buffer = io.BytesIO()
         image.save(buffer, format="PNG")
     return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
@@ -292,10 +336,14 @@ def critique_markdown(result: CritiqueResult) -> str:
     return "\n".join(lines)
 
 
+#: The batch table's columns (before columns empty for every image are dropped).
+BATCH_COLUMNS = tuple(c for c in CSV_COLUMNS if c not in ("prompt", "refined_request"))
+
+
 def batch_frame(rows: list[DiagnosisRow]) -> pd.DataFrame:
     """The batch table: one row per image with its score, dimension scores and failure."""
     frame = pd.DataFrame([row.to_dict() for row in rows], columns=list(CSV_COLUMNS))
-    return frame.drop(columns=["prompt", "refined_request"]).dropna(axis=1, how="all")
+    return frame[list(BATCH_COLUMNS)].dropna(axis=1, how="all")
 
 
 # -- judge -------------------------------------------------------------------------------------
@@ -318,12 +366,36 @@ def verdict_markdown(verdict: PairVerdict) -> str:
     return "\n".join(lines)
 
 
+VERDICT_COLUMNS = ("dimension", "A", "B", "winner")
+
+
 def verdict_frame(verdict: PairVerdict) -> pd.DataFrame:
     """Per-dimension scores of A and B and the winner, in protocol order."""
     headings = {d.key: d.heading for d in task_dimensions("edit")}
     rows = [[headings.get(key, key), _fmt(v.score_a), _fmt(v.score_b), v.winner or "—"]
             for key, v in verdict.dimensions.items()]
-    return pd.DataFrame(rows, columns=["dimension", "A", "B", "winner"])
+    return pd.DataFrame(rows, columns=list(VERDICT_COLUMNS))
+
+
+def judgement_id_from(text: str | None) -> int | None:
+    """The judgement id in the Judgement box (``None`` when empty: the vote is on the images).
+    Raises ``InvalidInputError`` when it is not a whole number."""
+    text = (text or "").strip()
+    if not text:
+        return None
+    if not text.isdigit():
+        raise InvalidInputError(f"Judgement {text!r} is not a judgement id; press Judge first, or leave it empty "
+                                "to vote on the images as they are.")
+    return int(text)
+
+
+def vote_markdown(vote: dict[str, Any], labels: dict[str, str], earlier: dict[str, Any] | None) -> str:
+    """The confirmation of a recorded vote: its id, its time (UTC) and, when it replaced an
+    earlier vote on the same judgement, what that vote was."""
+    when = (vote["created"] or "")[11:19]
+    replaced = (f" It replaces your earlier vote on this judgement ({labels[earlier['vote']]})."
+                if earlier is not None else "")
+    return f"Vote #{vote['id']} recorded at {when} UTC: **{labels[vote['vote']]}**.{replaced}"
 
 
 def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]:
@@ -336,20 +408,64 @@ def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]
 
 # -- history -----------------------------------------------------------------------------------
 
-HISTORY_COLUMNS = ("id", "created", "status", "task", "prompt", "generator", "critic", "best score")
+HISTORY_COLUMNS = ("image", "id", "created", "status", "task", "prompt", "generator", "critic", "best score")
+#: Column types and widths of the History table (the image column holds a Markdown thumbnail).
+HISTORY_DATATYPES = ["markdown", "str", "str", "str", "str", "str", "str", "str", "number"]
+HISTORY_WIDTHS = ["64px", "150px", "150px", "90px", "50px", "30%", "110px", "110px", "80px"]
 
 
-def history_frame(rows: list[dict[str, Any]], *, public: bool = False) -> pd.DataFrame:
-    """Search results as a table, newest first. In ``public`` mode model names that hold a path
-    or an id (``diffusers:/models/flux``) are cut to their last part (``flux``)."""
-    def name(value: str | None) -> str | None:
-        return value.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if public and value else value
+def model_label(name: str | None) -> str | None:
+    """A backend name short enough for a table column: a name holding a path or an id
+    (``diffusers:/models/flux``) is cut to its last part (``flux``)."""
+    return name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if name else name
+
+
+def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """Search results as a table, newest first: a thumbnail of the best image, model names cut
+    to their last part (the full name is searchable), the best score to three decimals."""
+    def thumbnail(image_id: int | None) -> str:
+        if image_id is None:
+            return ""
+        return f"![best image]({thumbnail_uri(store.image_path(image_id), TABLE_THUMBNAIL_PX)})"
 
     return pd.DataFrame(
-        [[r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"], r["prompt"],
-          name(r["generator_name"]), name(r["critic_name"]), r["best_score"]] for r in rows],
+        [[thumbnail(r["best_image_id"]), r["id"], (r["created"] or "")[:19].replace("T", " "), r["status"], r["task"],
+          r["prompt"], model_label(r["generator_name"]), model_label(r["critic_name"]),
+          None if r["best_score"] is None else round(r["best_score"], 3)] for r in rows],
         columns=list(HISTORY_COLUMNS),
     )
+
+
+def session_record(timeline: dict[str, Any], *, public: bool = False) -> dict[str, Any]:
+    """A stored session as plain JSON for agents and scripts: its status, best result, settings
+    and every round's candidates with their scores, by image id (no file paths, no pictures).
+    In ``public`` mode backend names that hold a path are cut to their last part."""
+    session = timeline["session"]
+    name = model_label if public else (lambda value: value)
+    best = None if session["best_image_id"] is None else {
+        "score": session["best_score"], "round": session["best_round"], "candidate": session["best_candidate"],
+        "image_id": session["best_image_id"]}
+    return {
+        **{key: session[key] for key in ("id", "task", "prompt", "status", "stop_reason", "message", "created")},
+        **{role: name(session[f"{role}_name"]) for role in ("generator", "critic", "rewriter")},
+        "best": best, "settings": session["settings"],
+        "rounds": [_round_record(session, rnd) for rnd in timeline["rounds"]],
+    }
+
+
+def _round_record(session: dict[str, Any], rnd: dict[str, Any]) -> dict[str, Any]:
+    dimensions = task_dimensions(session["task"])
+
+    def candidate(c: dict[str, Any]) -> dict[str, Any]:
+        critique = c["critique"] or {}
+        return {"image_id": c["id"], "candidate": c["candidate"], "seed": c["seed"],
+                "critiqued": bool(critique), "ok": bool(critique.get("ok")), "score": critique.get("score"),
+                "scores": {d.key: critique.get(d.key) for d in dimensions} if critique.get("ok") else {},
+                "summary": critique.get("summary"), "failure": critique.get("failure_reason")}
+
+    return {"round": rnd["idx"], "status": round_status(session, rnd), "prompt": rnd["prompt"], "seed": rnd["seed"],
+            "best_score": rnd["best_score"], "next_prompt": rnd["next_prompt"], "prompt_source": rnd["prompt_source"],
+            "candidates": [candidate(c) for c in rnd["candidates"]]}
 
 
 def drop_backend_settings(session_json: Path) -> None:

@@ -1,10 +1,11 @@
 """The Gradio app: five tabs over the engine, one queue, stable ``api_name``s.
 
 Every listener that runs a model shares ``concurrency_id="gpu"`` with a limit of 1, so one GPU
-is never asked for two things at once; store-only listeners (history, votes, exports) run
-beside them. Each public endpoint is named after the engine function it calls: ``refine``,
-``resume``, ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``,
-``history_search``, ``history_open``, ``export_session`` and ``export_votes``; the Training tab
+is never asked for two things at once; store-only listeners (history, votes, exports) skip the
+queue, so requests waiting for the model neither hold them up nor fill the queue against them.
+Each public endpoint is named after the engine function it calls: ``refine``, ``resume``,
+``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``, ``history_search``,
+``history_open``, ``session_json``, ``export_session`` and ``export_votes``; the Training tab
 (not in public mode) adds ``start_job``, ``list_jobs``, ``job_view``, ``cancel_job``, ``resume_job``,
 ``delete_job`` and ``leaderboard``, which only touch job records (jobs are processes of their own),
 and ``release_models``, which frees the app's models for a GPU job (on the shared GPU slot).
@@ -18,6 +19,7 @@ from typing import Any
 import gradio as gr
 
 from studio.services import Services
+from studio.ui import style
 from studio.ui.adapt import CSS
 from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
@@ -31,7 +33,7 @@ logger = logging.getLogger(__name__)
 QUEUE_SIZE = 32
 
 API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
-             "history_open", "export_session", "export_votes")
+             "history_open", "session_json", "export_session", "export_votes")
 #: The Training tab's endpoints (absent in public mode).
 TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resume_job", "delete_job", "leaderboard",
                       "release_models")
@@ -46,20 +48,21 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
     """
     with gr.Blocks(title="RationalRewards Studio") as demo:
         gr.Markdown("# RationalRewards Studio\nGenerate, critique, refine — with a reward model that explains itself.")
-        with gr.Tab("Studio", id="studio"):
-            create_studio_tab(services, public=public)
-        with gr.Tab("Judge", id="judge"):
-            create_judge_tab(services, public=public)
-        with gr.Tab("Diagnose", id="diagnose"):
-            create_diagnose_tab(services, public=public)
-        with gr.Tab("History", id="history"):
-            create_history_tab(services, public=public)
-        if not public:  # background jobs run code and read folders on the server
-            with gr.Tab("Training", id="training"):
-                create_training_tab(services)
+        with gr.Tabs() as tabs:
+            with gr.Tab("Studio", id="studio"):
+                studio = create_studio_tab(services, public=public)
+            with gr.Tab("Judge", id="judge"):
+                create_judge_tab(services, public=public)
+            with gr.Tab("Diagnose", id="diagnose"):
+                create_diagnose_tab(services, public=public)
+            with gr.Tab("History", id="history") as history:
+                create_history_tab(services, public=public, tab=history, tabs=tabs, studio=studio)
+            if not public:  # background jobs run code and read folders on the server
+                with gr.Tab("Training", id="training"):
+                    create_training_tab(services)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 
 
 #: Keyword arguments for ``demo.launch`` shared by every way of serving the app.
-LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS, "show_error": False, "footer_links": ["api"]}
+LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS + style.CSS, "js": style.JS, "show_error": False, "footer_links": ["api"]}

@@ -29,7 +29,14 @@ class ImageUpload(gr.Image):
         """Gradio's preprocessing, with PIL's errors turned into a message naming the widget."""
         try:
             return super().preprocess(payload)
-        except (UnidentifiedImageError, OSError, Image.DecompressionBombError) as e:
+        except Image.DecompressionBombError as e:
+            logger.info("rejected upload for %r: %s", self.label, e)
+            raise gr.Error(
+                f"{self.label}: the uploaded image is too large to open safely (over "
+                f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels). Downscale it before uploading.",
+                print_exception=False,
+            ) from e
+        except (UnidentifiedImageError, OSError) as e:
             logger.info("rejected upload for %r: %s", self.label, e)
             raise gr.Error(
                 f"{self.label}: the uploaded file is not an image we can read. Upload a PNG, JPEG or WebP file.",

@@ -20,10 +20,14 @@ def image_input(label: str, **kwargs: Any) -> ImageUpload:
     return ImageUpload(label=label, type="filepath", sources=["upload", "clipboard"], **kwargs)
 
 
+#: Round labels in order (the plot's x axis is categorical: one tick per round, never "1, 2, 2").
+ROUND_ORDER = [str(i) for i in range(1, 101)]
+
+
 def score_plot(elem_id: str) -> gr.LinePlot:
     """Per-dimension scores (1-4) of each round's best image."""
-    return gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], x_axis_format="d",
-                       label="Scores per round", height=330, elem_id=elem_id)
+    return gr.LinePlot(x="round", y="score", color="dimension", y_lim=[1, 4], sort=ROUND_ORDER,
+                       label="Scores per round", height=300, elem_id=elem_id, elem_classes="rr-plot")
 
 
 def task_radio(tasks: tuple[str, ...] = TASKS) -> gr.Radio:

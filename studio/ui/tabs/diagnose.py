@@ -47,7 +47,8 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
             folder = gr.Textbox(label="…or a folder on the server", visible=not public)
         batch_prompt = gr.Textbox(label="Prompt for every image (not needed with a .csv/.jsonl)")
         batch = gr.Button("Diagnose batch")
-        table = gr.Dataframe(label="Results (click a header to sort)", interactive=False)
+        table = gr.Dataframe(label="Results (click a header to sort)", interactive=False,
+                             headers=list(adapt.BATCH_COLUMNS), elem_id="diagnose-table")
         csv_file = gr.File(label="CSV export", interactive=False)
 
     @ui_errors
@@ -84,10 +85,11 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
         return adapt.batch_frame(rows), str(diagnosis.write_csv(rows, target))
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
+    # progress and an error's badge show on one output (the report, the table), not on each
     run.click(model_bound(diagnose), [task, prompt, source, image], [chart, report, refined, raw],
-              api_name="diagnose", concurrency_id="gpu", concurrency_limit=1)
+              api_name="diagnose", concurrency_id="gpu", concurrency_limit=1, show_progress_on=[report])
     batch.click(model_bound(diagnose_batch), [task, files, folder, batch_prompt], [table, csv_file],
-                api_name="diagnose_batch", concurrency_id="gpu", concurrency_limit=1)
+                api_name="diagnose_batch", concurrency_id="gpu", concurrency_limit=1, show_progress_on=[table])
     return {"task": task, "prompt": prompt, "source": source, "image": image, "run": run, "chart": chart,
             "report": report, "refined": refined, "raw": raw, "files": files, "folder": folder,
             "batch_prompt": batch_prompt, "batch": batch, "table": table, "csv": csv_file}

@@ -21,10 +21,15 @@ logger = logging.getLogger(__name__)
 STATUSES = ["", "running", "awaiting", "finished", "interrupted", "cancelled", "failed"]
 
 
-def create_history_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab | None = None,
+                       tabs: gr.Tabs | None = None, studio: dict[str, Any] | None = None,
+                       ) -> dict[str, gr.components.Component]:
     """Build the History tab's widgets and listeners; return its components by name.
 
     In ``public`` mode an exported session leaves out the backend settings (endpoints, folders).
+    With ``tab``, selecting the tab lists the latest sessions (no need to press Search); with
+    ``tabs`` and the Studio tab's parts (``studio``), **Resume** continues the chosen session in
+    the Studio tab.
     """
     store = services.store
     with gr.Row():
@@ -36,22 +41,31 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
         until = gr.Textbox(label="Until date (YYYY-MM-DD, exclusive)")
         scores = gr.Textbox(label="Score conditions", placeholder="text_rendering < 2; physical_quality >= 3")
     search = gr.Button("Search", variant="primary")
-    results = gr.Dataframe(label="Sessions (click a row to open it)", interactive=False, elem_id="history-results")
+    results = gr.Dataframe(label="Sessions (click a row to open it)", interactive=False, elem_id="history-results",
+                           headers=list(adapt.HISTORY_COLUMNS), datatype=adapt.HISTORY_DATATYPES,
+                           column_widths=adapt.HISTORY_WIDTHS, wrap=True, max_height=420)
     with gr.Row():
         session_id = gr.Textbox(label="Session", max_lines=1)
         open_button = gr.Button("Open")
+        resume_button = gr.Button("Resume in Studio", visible=studio is not None)
         export_button = gr.Button("Export session")
         votes_format = gr.Radio(["jsonl", "parquet"], value="jsonl", label="Votes format")
         votes_button = gr.Button("Export votes")
     download = gr.File(label="Export", interactive=False, height=90)
     with gr.Row():
-        best = gr.Image(label="Best image", interactive=False, height=256)
-        compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=256)
+        best = gr.Image(label="Best image", interactive=False, height=300, elem_id="history-best",
+                        elem_classes="rr-image")
+        compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=300,
+                                 elem_id="history-compare", elem_classes="rr-slider")
         plot = score_plot("history-plot")
+    session_status = gr.Markdown(elem_id="history-status")
     timeline = gr.HTML(elem_id="history-timeline")
+    with gr.Accordion("Session as JSON", open=False):
+        record = gr.JSON(show_label=False, elem_id="history-json")
 
     @ui_errors
-    def history_search(text: str, model: str, status: str, since: str, until: str, scores: str) -> Any:
+    def history_search(text: str | None = None, model: str | None = None, status: str | None = None,
+                       since: str | None = None, until: str | None = None, scores: str | None = None) -> Any:
         """Stored sessions, newest first, matching every condition given.
 
         Args:
@@ -62,12 +76,13 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
             until: sessions before this date (YYYY-MM-DD).
             scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
         """
-        filters = [ScoreFilter.parse(part) for part in scores.split(";") if part.strip()]
+        filters = [ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()]
         rows = store.search_sessions(
-            text=text.strip() or None, model=model.strip() or None, status=status or None, scores=filters,
-            since=adapt.parse_date(since, "From date"), until=adapt.parse_date(until, "Until date"),
+            text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
+            scores=filters, since=adapt.parse_date(since or "", "From date"),
+            until=adapt.parse_date(until or "", "Until date"),
         )
-        return adapt.history_frame(rows, public=public)
+        return adapt.history_frame(store, rows)
 
     @ui_errors
     def history_open(session_id: str) -> tuple[Any, ...]:
@@ -77,6 +92,20 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
             session_id: the session to open.
         """
         return adapt.session_view(store, adapt.session_id_from(session_id))
+
+    @ui_errors
+    def opened_status(session_id: str) -> str:
+        return adapt.session_status(store.get_session(adapt.session_id_from(session_id)))
+
+    @ui_errors
+    def session_json(session_id: str) -> dict[str, Any]:
+        """A stored session as JSON: status, best result, settings, and each round's prompt and
+        candidates with their scores (images by id; no file paths or pictures).
+
+        Args:
+            session_id: the session to read.
+        """
+        return adapt.session_record(store.session_timeline(adapt.session_id_from(session_id)), public=public)
 
     @ui_errors
     def export_session(session_id: str) -> str:
@@ -107,14 +136,38 @@ def create_history_tab(services: Services, *, public: bool = False) -> dict[str,
         return str(frame.iloc[event.index[0]]["id"])
 
     filters = [text, model, status, since, until, scores]
-    search.click(history_search, filters, results, api_name="history_search")
-    open_button.click(history_open, session_id, [best, compare, plot, timeline], api_name="history_open")
-    results.select(selected, results, session_id, api_visibility="private").then(
-        history_open, session_id, [best, compare, plot, timeline], api_name="history_open_selected",
-        api_visibility="private")
-    export_button.click(export_session, session_id, download, api_name="export_session")
-    votes_button.click(export_votes, votes_format, download, api_name="export_votes")
+    # store-only actions skip the queue: refines waiting for the model never hold them up or fill it
+    search.click(history_search, filters, results, api_name="history_search", queue=False)
+    if tab is not None:
+        tab.select(history_search, filters, results, api_visibility="private", queue=False)
+    opened = [best, compare, plot, timeline]
+    open_button.click(history_open, session_id, opened, api_name="history_open", queue=False).then(
+        opened_status, session_id, session_status, api_visibility="private", queue=False).then(
+        session_json, session_id, record, api_name="session_json", queue=False)
+    results.select(selected, results, session_id, api_visibility="private", queue=False).then(
+        history_open, session_id, opened, api_name="history_open_selected", api_visibility="private",
+        queue=False).then(opened_status, session_id, session_status, api_visibility="private", queue=False).then(
+        session_json, session_id, record, api_visibility="private", queue=False)
+    if studio is not None and tabs is not None:
+        _link_resume(resume_button, session_id, tabs, studio)
+    export_button.click(export_session, session_id, download, api_name="export_session", queue=False)
+    votes_button.click(export_votes, votes_format, download, api_name="export_votes", queue=False)
     return {"text": text, "model": model, "status": status, "since": since, "until": until, "scores": scores,
             "search": search, "results": results, "session_id": session_id, "open": open_button,
+            "resume": resume_button, "session_status": session_status,
             "export": export_button, "export_votes": votes_button, "download": download, "best": best,
             "timeline": timeline}
+
+
+def _link_resume(button: gr.Button, session_id: gr.Textbox, tabs: gr.Tabs, studio: dict[str, Any]) -> None:
+    """**Resume in Studio**: switch to the Studio tab with the chosen session, then continue it
+    there (on the shared model slot, with the proposed prompt stored in the session)."""
+
+    @ui_errors
+    def to_studio(chosen: str) -> tuple[Any, str, str]:
+        return gr.Tabs(selected="studio"), adapt.session_id_from(chosen), ""
+
+    button.click(to_studio, session_id, [tabs, studio["session_id"], studio["proposed"]], queue=False,
+                 api_visibility="private").success(
+        studio["resume_handler"], [studio["session_id"], studio["proposed"]], studio["outputs"],
+        api_visibility="private", **studio["streaming"])

@@ -10,6 +10,7 @@ import gradio as gr
 from models.errors import InvalidInputError
 from models.images import check_prompt
 from models.types import GenerationRequest, PairRequest
+from studio.grammar import check_request
 from studio.judge import judge_pair, record_vote
 from studio.services import Services
 from studio.ui import adapt
@@ -21,6 +22,7 @@ logger = logging.getLogger(__name__)
 
 VOTE_CHOICES = [("A is better", "A"), ("B is better", "B"), ("Tie", "tie"), ("Both bad", "both_bad")]
 VOTE_LABELS = {value: label for label, value in VOTE_CHOICES}
+VERDICT_PLACEHOLDER = "Upload two images and a prompt, then press **Judge**."
 
 
 def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
@@ -33,8 +35,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             prompt = gr.Textbox(label="Prompt", lines=2)
             source = image_input("Source image", visible=False)
             with gr.Row():
-                image_a = image_input("Image A", elem_id="judge-image-a")
-                image_b = image_input("Image B", elem_id="judge-image-b")
+                image_a = image_input("Image A", elem_id="judge-image-a", height=340)
+                image_b = image_input("Image B", elem_id="judge-image-b", height=340)
             with gr.Accordion("Pick from history or generate", open=False):
                 with gr.Row():
                     pick_a = gr.Dropdown(label="A from history (best image of recent sessions)", choices=[])
@@ -49,9 +51,10 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             both_orders = gr.Checkbox(value=True, label="Judge both orders (A/B and B/A) to check position bias")
             judge_button = gr.Button("Judge", variant="primary")
         with gr.Column():
-            verdict = gr.Markdown("Upload two images and a prompt, then press **Judge**.", elem_id="judge-verdict")
-            table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False)
-            judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1)
+            verdict = gr.Markdown(VERDICT_PLACEHOLDER, elem_id="judge-verdict")
+            table = gr.Dataframe(label="Per dimension (averaged over both orders)", interactive=False,
+                                 headers=list(adapt.VERDICT_COLUMNS), elem_id="judge-table")
+            judgement_id = gr.Textbox(label="Judgement", interactive=False, max_lines=1, elem_id="judge-judgement")
             choice = gr.Radio(VOTE_CHOICES, label="Your vote")
             record = gr.Button("Record vote")
             vote_status = gr.Markdown(elem_id="judge-vote-status")
@@ -90,14 +93,16 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         """
         if not vote:
             raise InvalidInputError("Pick a vote first: A, B, tie or both bad.")
-        target = int(judgement_id) if judgement_id else _pair(task, prompt, source_image, image_a, image_b)
+        judged = adapt.judgement_id_from(judgement_id)
+        target = judged if judged is not None else _pair(task, prompt, source_image, image_a, image_b)
+        earlier = services.store.vote_on(judged) if judged is not None else None
         model_a, model_b = models or ("", "")
         vote_id = record_vote(services.store, target, vote, model_a=model_a or None, model_b=model_b or None)
-        return f"Vote #{vote_id} recorded: **{VOTE_LABELS[vote]}**."
+        return adapt.vote_markdown(services.store.get_vote(vote_id), VOTE_LABELS, earlier)
 
     @ui_errors
-    def generate_pair(task: str, prompt: str, source_image: str | None, seed_a: float,
-                      seed_b: float, model_b: str = "") -> tuple[str, str, tuple[str, str]]:
+    def generate_pair(task: str, prompt: str, source_image: str | None = None, seed_a: float = 0,
+                      seed_b: float = 1, model_b: str | None = None) -> tuple[str, str, tuple[str, str]]:
         """Generate two candidates for one prompt, from two seeds and optionally two models.
 
         Args:
@@ -112,8 +117,10 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             raise InvalidInputError("This shared studio compares seeds of its own model only; leave 'Model for B' empty.")
         source = adapt.source_upload(task, source_image)
         check_prompt(prompt)
+        check_request(services, task, prompt)  # type: ignore[arg-type]
         paths, names = [], []
-        for seed, model in ((int(seed_a), None), (int(seed_b), model_b)):
+        seeds = (adapt.seed_value(seed_a, "Seed A"), adapt.seed_value(seed_b, "Seed B"))
+        for seed, model in zip(seeds, (None, model_b)):
             generator = services.get_generator(task, model)
             result = generator.generate(GenerationRequest(task, prompt, source, seed=seed))
             saved = services.store.save_image(result.images[0], role="judge", seed=seed, settings=result.settings)
@@ -138,14 +145,15 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
                           [image_a, image_b, models], api_name="generate_pair", concurrency_id="gpu",
                           concurrency_limit=1)
     judge_button.click(model_bound(judge), [task, prompt, source, image_a, image_b, both_orders],
-                       [verdict, table, judgement_id],
-                api_name="judge", concurrency_id="gpu", concurrency_limit=1)
+                       [verdict, table, judgement_id], api_name="judge", concurrency_id="gpu", concurrency_limit=1,
+                       show_progress_on=[verdict])  # progress and an error's badge on the verdict only
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b, models], vote_status,
-                 api_name="vote")
+                 api_name="vote", queue=False)  # store only: skips the model queue
     for widget in (image_a, image_b):  # an image the person brings was made by no model we know
         widget.upload(lambda: ("", ""), None, models, api_visibility="private", queue=False)
-    for widget in (image_a, image_b, prompt, task):
-        widget.change(lambda: "", None, judgement_id, api_visibility="private", queue=False)
+    for widget in (image_a, image_b, prompt, task):  # a new pair: the old verdict and vote no longer apply
+        widget.change(lambda: ("", VERDICT_PLACEHOLDER, None, "", None), None,
+                      [judgement_id, verdict, table, vote_status, choice], api_visibility="private", queue=False)
     return {"task": task, "prompt": prompt, "source": source, "image_a": image_a, "image_b": image_b,
             "judge": judge_button, "verdict": verdict, "table": table, "judgement_id": judgement_id, "vote": choice,
             "record": record, "vote_status": vote_status, "generate": generate_button, "model_b": model_b}

@@ -4,20 +4,24 @@ from __future__ import annotations
 
 import collections
 import logging
+import tempfile
 import threading
-from typing import Any, Iterator
+from pathlib import Path
+from typing import Any, Callable, Iterator
 
 import gradio as gr
 
 from models.errors import InvalidInputError
+from models.shapes import world
 from models.types import task_dimensions
-from studio import loop
+from studio import grammar, loop
 from studio.config import LoopSettings
 from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
 from studio.ui.preload import model_bound
+from studio.ui.stopping import StopRequests
 from studio.ui.widgets import image_input, score_plot, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -33,8 +37,9 @@ def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> 
     threading.Thread(target=collections.deque, args=(events, 0), name="studio-cancel", daemon=True).start()
 
 
-def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
-    """Build the Studio tab's widgets and listeners; return its components by name."""
+def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, Any]:
+    """Build the Studio tab's widgets and listeners; return its components by name, plus
+    ``resume_handler`` and ``outputs`` for other tabs that start a resume here (History)."""
     names = services.names()
     tasks = tuple(t for t, role in (("t2i", "t2i_generator"), ("edit", "edit_generator")) if names[role])
     defaults = LoopSettings()
@@ -42,7 +47,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         with gr.Column(scale=2):
             task = task_radio(tasks or ("t2i",))
             prompt = gr.Textbox(label="Prompt", lines=3, placeholder="What should the image show?")
-            source = image_input("Source image", visible=False)
+            source = image_input("Source image", visible=False, height=340, elem_id="studio-source")
             with gr.Accordion("Loop settings", open=False):
                 with gr.Row():
                     max_rounds = gr.Slider(1, 10, value=defaults.max_rounds, step=1, label="Max rounds")
@@ -69,24 +74,33 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             with gr.Row():
                 run = gr.Button("Run", variant="primary")
                 stop = gr.Button("Stop", variant="stop")
+            _examples(services, tasks, task, prompt, source)
         with gr.Column(scale=3):
             with gr.Row():
                 status = gr.Markdown("Type a prompt and press **Run**.", elem_id="studio-status")
-                session_id = gr.Textbox(label="Session", interactive=False, max_lines=1, scale=0, min_width=200)
+                session_id = gr.Textbox(label="Session", max_lines=1, scale=0, min_width=200,
+                                        placeholder="a session id (see History)", elem_id="studio-session")
+                session_resume = gr.Button("Resume", scale=0, min_width=90)
             with gr.Row():
-                latest = gr.Image(label="Latest image", interactive=False, height=220)
-                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=220)
-                plot = score_plot("studio-plot")
+                latest = gr.Image(label="Latest image", interactive=False, height=300, elem_id="studio-latest",
+                                  elem_classes="rr-image")
+                compare = gr.ImageSlider(label="Before / after", type="filepath", interactive=False, height=300,
+                                         elem_id="studio-compare", elem_classes="rr-slider")
+            plot = score_plot("studio-plot")
             timeline = gr.HTML(label="Rounds", elem_id="studio-timeline")
             with gr.Row():
                 proposed = gr.Textbox(label="Next prompt (edit it, then Continue)", lines=2, scale=3)
                 resume_button = gr.Button("Continue with this prompt", scale=1)
 
     outputs = [session_id, status, latest, compare, plot, timeline, proposed]
+    stops = StopRequests()
 
     def show(events: Iterator[LoopEvent], stop_flag: threading.Event, max_total: int,
              progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
-        sid, suggestion, latest_path = None, gr.skip(), gr.skip()
+        """Stream the events as widget values. When the engine fails mid-session, the widgets
+        first show the session as stored (failed, with its message; outputs keep their last
+        values), then the error is raised for its one pop-up."""
+        sid, suggestion, latest_path = None, gr.skip(), None
         try:
             for event in events:
                 sid = event.session_id
@@ -94,17 +108,39 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 suggestion = adapt.next_prompt(event) or suggestion
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
-                _, before_after, frame, html = adapt.session_view(services.store, sid)
-                yield sid, adapt.event_status(event), latest_path, before_after, frame, html, suggestion
+                best, before_after, frame, html = adapt.session_view(services.store, sid)
+                latest = latest_path or best or gr.skip()  # a resumed session shows its best until a new image
+                yield sid, adapt.event_status(event), latest, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)
             raise
+        except Exception:
+            if sid is not None:
+                _, before_after, frame, html = adapt.session_view(services.store, sid)
+                status_line = adapt.session_status(services.store.get_session(sid))
+                yield sid, status_line, latest_path or gr.skip(), before_after, frame, html, suggestion
+            raise
 
+    def run_stoppably(start: Callable[[Callable[[], bool]], Iterator[LoopEvent]], max_total: int,
+                      request: gr.Request | None,
+                      progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
+        """Register a stop flag for this browser session, start the engine with it, stream."""
+        key, stop_flag = stops.start(getattr(request, "session_hash", None))
+        try:
+            yield from show(start(stop_flag.is_set), stop_flag, max_total, progress)
+        finally:
+            stops.finish(key, stop_flag)
+
+    # Defaults: the API (and MCP) schema marks an input optional when its parameter defaults to
+    # None or its widget has a value; the rest mirror the widgets' values.
     @ui_errors
-    def refine(task: str, prompt: str, source_image: str | None, max_rounds: float, candidates: float, seed: float,
-               seed_policy: str, rewriter: str, text_faithfulness: float, image_faithfulness: float,
-               physical_quality: float, text_rendering: float, plateau: float, regression: bool,
-               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+    def refine(task: str, prompt: str, source_image: str | None = None, max_rounds: float = defaults.max_rounds,
+               candidates: float = defaults.candidates, seed: float = defaults.seed,
+               seed_policy: str = defaults.seed_policy, rewriter: str = "critic",
+               text_faithfulness: float = thresholds[0].value, image_faithfulness: float = thresholds[1].value,
+               physical_quality: float = thresholds[2].value, text_rendering: float = thresholds[3].value,
+               plateau: float = defaults.plateau_rounds, regression: bool = defaults.stop_on_regression,
+               request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         """Run a Generate-Critique-Refine session, streaming each step.
 
         Args:
@@ -126,37 +162,75 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         scores = (text_faithfulness, image_faithfulness, physical_quality, text_rendering)
         limits = dict(zip(DIMENSIONS, scores, strict=True))
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
-        request = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
-        stop_flag = threading.Event()
-        events = loop.refine(request, services, settings, should_stop=stop_flag.is_set)
-        yield from show(events, stop_flag, settings.max_rounds, progress)
+        grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
+        wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
+        yield from run_stoppably(lambda should_stop: loop.refine(wanted, services, settings, should_stop=should_stop),
+                                 settings.max_rounds, request, progress)
 
     @ui_errors
-    def resume(session_id: str, prompt: str, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
+    def resume(session_id: str, prompt: str | None = None, request: gr.Request | None = None,
+               progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         """Continue a stored session (interrupted, cancelled, failed or awaiting a prompt).
 
         Args:
             session_id: the session to continue.
             prompt: the next round's prompt (empty: the one the session proposed).
         """
+        session_id = (session_id or "").strip()
         if not session_id:
-            raise InvalidInputError("No session to continue yet: run one first, or open one in History.")
-        stop_flag = threading.Event()
-        settings = LoopSettings.from_dict(services.store.get_session(session_id)["settings"])
-        events = loop.resume(session_id, services, prompt=prompt or None, should_stop=stop_flag.is_set)
-        yield from show(events, stop_flag, settings.max_rounds, progress)
+            raise InvalidInputError("No session to continue: run one first, paste a session id into the Session "
+                                    "box, or pick one in History and press Resume in Studio.")
+        stored_session = services.store.get_session(session_id)
+        if prompt:
+            grammar.check_request(services, stored_session["task"], prompt)
+        settings = LoopSettings.from_dict(stored_session["settings"])
+        yield from run_stoppably(
+            lambda should_stop: loop.resume(session_id, services, prompt=prompt or None, should_stop=should_stop),
+            settings.max_rounds, request, progress)
+
+    @ui_errors
+    def request_stop(request: gr.Request) -> Any:
+        """Ask this browser session's run to stop at its next check."""
+        found = stops.stop(request.session_hash)
+        logger.info("stop requested by browser session %s: %s", request.session_hash,
+                    "stopping its run" if found else "no run in flight")
+        return "Stopping after the current step…" if found else gr.skip()
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
               regression]
-    run_event = run.click(model_bound(refine), inputs, outputs, api_name="refine", concurrency_id="gpu",
-                          concurrency_limit=1)
-    resume_event = resume_button.click(model_bound(resume), [session_id, proposed], outputs, api_name="resume",
-                                       concurrency_id="gpu", concurrency_limit=1)
-    stop.click(None, None, None, cancels=[run_event, resume_event], api_visibility="private")
+    streaming = {"concurrency_id": "gpu", "concurrency_limit": 1, "show_progress_on": [status]}
+    run.click(model_bound(refine), inputs, outputs, api_name="refine", **streaming)
+    resume_button.click(model_bound(resume), [session_id, proposed], outputs, api_name="resume", **streaming)
+    session_resume.click(model_bound(resume), [session_id, gr.State("")], outputs, api_visibility="private",
+                         **streaming)
+    stop.click(request_stop, None, status, queue=False, api_visibility="private")
     return {"task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
             "session_id": session_id, "latest": latest, "compare": compare, "plot": plot, "timeline": timeline,
-            "proposed": proposed, "resume": resume_button}
+            "proposed": proposed, "resume": resume_button, "session_resume": session_resume,
+            "resume_handler": model_bound(resume), "outputs": outputs, "streaming": streaming}
+
+
+def _examples(services: Services, tasks: tuple[str, ...], task: gr.Radio, prompt: gr.Textbox,
+              source: gr.Image) -> None:
+    """Clickable example requests (from the shapes world's grammar when its critic is loaded, with
+    a note on what that world reads), filling the task, the prompt and, for edits, the source."""
+    rows: list[list[Any]] = []
+    if grammar.shapes_world(services):
+        gr.Markdown(f"**What this world understands.** {grammar.vocabulary()}", elem_id="studio-vocabulary")
+        rows += [["t2i", text, None] for text in grammar.example_prompts()] if "t2i" in tasks else []
+        if "edit" in tasks:
+            folder = Path(tempfile.gettempdir()) / "rationalrewards-examples"
+            folder.mkdir(exist_ok=True)
+            for i, (scene, instruction) in enumerate(grammar.example_edits()):
+                path = folder / f"edit-source-{i}.png"
+                world.render(scene).save(path)
+                rows.append(["edit", instruction, str(path)])
+    elif "t2i" in tasks:
+        rows += [["t2i", text, None] for text in grammar.GENERAL_EXAMPLES]
+    if rows:
+        gr.Examples(rows, [task, prompt, source], label="Examples (click one to fill the request)",
+                    elem_id="studio-examples")
 
 
 def _models_markdown(names: dict[str, str | None]) -> str:

@@ -1,0 +1,60 @@
+"""What the shapes world reads (``studio.grammar``): requests it cannot read are refused before
+anything is generated, with a message saying what it reads; its example requests all read."""
+
+from __future__ import annotations
+
+import pytest
+
+from models.errors import InvalidInputError
+from models.shapes import world
+from models.shapes.critic_shapes import ShapesCritic
+from studio import grammar
+from studio.cli import main
+from studio.services import Lazy, Services
+from studio.store import SessionStore
+from tests.studio_fakes import ScriptedCritic, SquaresGenerator, good
+
+UNREADABLE = "a cat playing the piano"
+
+
+@pytest.fixture
+def shapes(tmp_path) -> Services:
+    return Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(),
+                    t2i_generator=SquaresGenerator(), edit_generator=SquaresGenerator())
+
+
+def test_an_unreadable_prompt_is_refused_with_what_the_world_reads(shapes):
+    with pytest.raises(InvalidInputError) as refused:
+        grammar.check_request(shapes, "t2i", UNREADABLE)
+    message = str(refused.value)
+    assert message.startswith("The shapes world cannot read this prompt")
+    assert "'a cat playing the piano'" in message and "circle" in message and "top left" in message
+    with pytest.raises(InvalidInputError, match="cannot read this edit instruction.*make the red circle blue"):
+        grammar.check_request(shapes, "edit", "make it look nicer")
+
+
+def test_readable_requests_and_other_critics_pass(shapes, tmp_path):
+    grammar.check_request(shapes, "t2i", "two red circles and a small blue square at the top left")
+    grammar.check_request(shapes, "edit", "move the red circle to the top left")
+    lazy = Services(store=shapes.store, critic=Lazy(ShapesCritic, "shapes", {"backend": "shapes"}))
+    assert grammar.shapes_world(lazy) and not lazy.critic.loaded  # told without loading the critic
+    other = Services(store=shapes.store, critic=ScriptedCritic([good()]))
+    assert not grammar.shapes_world(other)
+    grammar.check_request(other, "t2i", UNREADABLE)  # a critic that reads any text
+
+
+def test_examples_are_written_by_the_grammar_and_read_back():
+    prompts = grammar.example_prompts()
+    assert len(set(prompts)) == 3 and any("with the word" in p for p in prompts)
+    for prompt in prompts:
+        world.parse_prompt(prompt)
+    for scene, instruction in grammar.example_edits():
+        world.parse_edit(instruction, scene)
+
+
+def test_cli_refine_refuses_an_unreadable_prompt_before_generating(shapes, capsys):
+    status = main(["refine", UNREADABLE, "--no-progress"], services=shapes)
+    captured = capsys.readouterr()
+    assert status == 2 and captured.out == ""
+    assert "The shapes world cannot read this prompt" in captured.err and "critic_failed" not in captured.err
+    assert shapes.t2i_generator.requests == [] and shapes.store.search_sessions() == []
