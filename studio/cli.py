@@ -6,7 +6,7 @@ its message on stderr and exit status 2. The store and backend flags are the app
 
 Examples::
 
-    python -m studio refine "two red circles above a blue square" --rounds 3
+    python -m studio refine "two red circles and a blue square" --rounds 3
     python -m studio judge --prompt "a green triangle" a.png b.png
     python -m studio diagnose --prompt "a green triangle" images/
     python -m studio curate --prompt "a green triangle" images/ --min-score 0.7 --copy-to kept/
