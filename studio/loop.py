@@ -18,7 +18,12 @@ Rules:
 - Stop rules, checked after each round in this order: every threshold met ("thresholds_met"),
   the round's best dropped by more than ``min_gain`` below the previous round's
   ("regression", only with ``stop_on_regression``), ``plateau_rounds`` rounds in a row without a
-  gain of ``min_gain`` over the best so far ("plateau"), ``max_rounds`` done ("max_rounds").
+  gain of ``min_gain`` over the best so far ("plateau"), ``max_rounds`` done ("max_rounds"),
+  nothing new left to try ("exhausted": the next prompt was already generated in
+  ``max_tries_per_prompt`` rounds, or with its seed under ``on_repeat="stop"``).
+- A round whose prompt was already generated with its seed would give the same image again, so
+  (``on_repeat``) it draws from a seed not yet used with that prompt ("vary_seed"), or the
+  critic's proposal is first re-stated with what failed first ("restate", ``studio.restate``).
   ``should_stop()`` is checked between model calls (and handed to a generator that accepts a
   ``should_stop`` keyword): "cancelled". A human rewriter pauses the loop: "awaiting_prompt".
 - The next prompt is written from the critique of the round's best candidate: its refined
@@ -43,14 +48,16 @@ from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
 from models.images import check_prompt, prepare_image
 from models.types import Critique, CritiqueRequest, CritiqueResult, GenerationRequest, Task, task_dimensions
-from studio.config import LoopSettings
+from studio.config import SEED_STRIDE, LoopSettings
+from studio.restate import failure_text, restate
 from studio.services import Services
 from studio.store import SessionStore
 
 logger = logging.getLogger(__name__)
 
 StopReason = Literal[
-    "thresholds_met", "max_rounds", "plateau", "regression", "cancelled", "awaiting_prompt", "critic_failed"
+    "thresholds_met", "max_rounds", "plateau", "regression", "cancelled", "awaiting_prompt", "critic_failed",
+    "exhausted",
 ]
 PromptSource = Literal["critic", "llm", "human", "unchanged"]
 ShouldStop = Callable[[], bool]
@@ -58,7 +65,7 @@ ShouldStop = Callable[[], bool]
 _STATUS_FOR_REASON: dict[str, str] = {
     "thresholds_met": "finished", "max_rounds": "finished", "plateau": "finished",
     "regression": "finished", "cancelled": "cancelled", "awaiting_prompt": "awaiting",
-    "critic_failed": "failed",
+    "critic_failed": "failed", "exhausted": "finished",
 }
 
 
@@ -310,6 +317,7 @@ def _continue(
         source=store.load_image(row["source_image_id"]) if row["source_image_id"] is not None else None,
         prompt=row["prompt"] if not done else None,
         round_scores=[r["best_score"] for r in done],
+        tried=[(r["prompt"], r["seed"]) for r in done],
         failures=sum(r["failures"] or 0 for r in store.rounds(session_id)),
         best=_Best.from_session(row),
     )
@@ -373,6 +381,11 @@ class _State:
     failures: int = 0
     best: _Best | None = None
     last_critique: Critique | None = None
+    tried: list[tuple[str, int]] = field(default_factory=list)  # (prompt, first seed) of each done round
+
+    def seeds_tried(self, prompt: str) -> list[int]:
+        """The first seeds of the done rounds that generated from ``prompt``."""
+        return [seed for tried, seed in self.tried if tried == prompt]
 
 
 def _run(
@@ -422,7 +435,7 @@ def _round(
     index = len(state.round_scores) + 1
     prompt = state.prompt
     assert prompt is not None
-    seed = settings.seed_for_round(index)
+    seed = _fresh_seed(settings, index, state.seeds_tried(prompt))
     round_id = store.start_round(sid, index, prompt, seed)
     yield RoundStarted(sid, index, prompt, seed)
 
@@ -485,6 +498,7 @@ def _round(
     store.update_round(round_id, status="done", best_image_id=stored[candidate], best_critique_id=critique_id,
                        best_score=score, failures=failures, generate_s=generate_s, critique_s=critique_s)
     state.round_scores.append(score)
+    state.tried.append((prompt, seed))
     state.last_critique = critique
     state.prompt = None
     assert state.best is not None
@@ -504,6 +518,11 @@ def _propose(state: _State, services: Services) -> Iterator[LoopEvent]:
     text = check_prompt(rewriter.rewrite(previous["prompt"], critique, state.task), where="the next prompt")
     note = getattr(rewriter, "last_note", None)
     source: PromptSource = "llm" if kind == "llm" else ("unchanged" if note else "critic")
+    if state.settings.on_repeat == "restate" and state.seeds_tried(text):
+        restated = restate(text, failure_text(critique, state.settings.thresholds))
+        if restated is not None and not state.seeds_tried(restated):
+            text = check_prompt(restated, where="the next prompt")
+            note = "The proposed prompt was already tried; it is re-stated with what failed first."
     if kind == "human":
         store.update_session(sid, pending_prompt=text)
         yield PromptProposed(sid, index, text, source, note)
@@ -527,7 +546,25 @@ def _stop_reason(state: _State) -> StopReason | None:
         return "plateau"
     if len(scores) >= settings.max_rounds:
         return "max_rounds"
+    if state.prompt is not None:
+        seeds = state.seeds_tried(state.prompt)
+        if settings.max_tries_per_prompt and len(seeds) >= settings.max_tries_per_prompt:
+            return "exhausted"
+        if settings.on_repeat == "stop" and settings.seed_for_round(len(scores) + 1) in seeds:
+            return "exhausted"
     return None
+
+
+def _fresh_seed(settings: LoopSettings, index: int, used: list[int]) -> int:
+    """The first seed of round ``index``: the seed policy's, unless ``prompt`` was already
+    generated with it; then the "vary" policy's seed of this round or the next free stride."""
+    seed = settings.seed_for_round(index)
+    if seed not in used:
+        return seed
+    seed = settings.seed + (index - 1) * SEED_STRIDE
+    while seed in used:
+        seed += SEED_STRIDE
+    return seed
 
 
 def _stale_rounds(scores: list[float], min_gain: float) -> int:
@@ -549,6 +586,7 @@ _MESSAGES: dict[str, str] = {
     "awaiting_prompt": "Waiting for you to edit or approve the next prompt.",
     "critic_failed": "The critic could not score any image of the last round (see the critique failures); "
                      "fix the critic and resume the session.",
+    "exhausted": "Nothing new is left to try: the next prompt was already generated as often as the settings allow.",
 }
 
 
