@@ -69,7 +69,7 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
     z, p = 1.96, successes / n
     centre = (p + z * z / (2 * n)) / (1 + z * z / n)
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return (round(centre - half, 3), round(centre + half, 3))
+    return (round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3))
 
 
 def _asked_word(prompt: str) -> str | None:
