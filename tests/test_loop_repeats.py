@@ -104,3 +104,16 @@ def test_bad_repeat_settings_are_refused():
         LoopSettings(on_repeat="again")
     with pytest.raises(ConfigError, match="max_tries_per_prompt"):
         LoopSettings(max_tries_per_prompt=-1)
+
+
+def test_cli_refine_takes_the_repeat_settings(tmp_path, capsys):
+    import json
+
+    from studio.cli import main
+
+    generator = FlakyShapes(lambda prompt, seed: False)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=generator)
+    status = main(["refine", PROMPT, "--rounds", "6", "--plateau", "0", "--on-repeat", "stop", "--no-progress"],
+                  services=services)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0 and lines[-1]["reason"] == "exhausted" and len(generator.requests) == 2
