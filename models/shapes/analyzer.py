@@ -63,7 +63,7 @@ _SCALES: tuple[float, ...] = (0.88, 0.94, 1.0, 1.06, 1.12)  # generated shapes a
 # Stars are also matched with blunter points: a decoder (a VAE, a generator) rounds off the points
 # of a small star into a pentagon-like blob with sharp edges. Only sharp: blurred, a blunt star
 # looks like a blurred diamond, so the blunt templates are not blurred beyond _BLUNT_MAX_BLUR.
-_STAR_INNERS: tuple[float, ...] = (STAR_INNER, 0.62, 0.8)
+_STAR_INNERS: tuple[float, ...] = (STAR_INNER, 0.62)
 _BLUNT_MAX_BLUR = 0.6
 _WORD_BLURS: tuple[float, ...] = (0.0, 0.7, 1.3, 2.0)
 _LETTERS = string.ascii_uppercase
@@ -277,7 +277,6 @@ class _Match:
 def _match_shape(coverage: np.ndarray, weight: np.ndarray, box: tuple[slice, slice]) -> tuple[_Match, float]:
     """Best (shape, size, blur) template for ``coverage`` inside ``box``, and its confidence
     (how much better it fits than the best template of another shape or size)."""
-    y0, x0 = box[0].start, box[1].start
     h, w = coverage.shape
     ys, xs = np.mgrid[0:h, 0:w]
     mass = float(coverage.sum())
