@@ -24,8 +24,8 @@ results, and ``--compare A.json B.json`` prints the paired difference of two arm
 same prompts (bootstrap 95% interval).
 
 Run from the repository root:
-    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--n 40] [--rounds 3]
-        [--candidates 1] [--on-repeat vary_seed] [--out results.json]
+    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--n 100] [--rounds 3]
+        [--candidates 1] [--on-repeat vary_seed] [--judge-against round] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
 
@@ -110,7 +110,7 @@ def _loop_rounds(prompt: str, index: int, services: Any, args: argparse.Namespac
     from studio.loop import RefineRequest, Stopped, meets_thresholds, refine
 
     settings = LoopSettings(max_rounds=args.rounds, candidates=args.candidates, plateau_rounds=0, seed=index,
-                            on_repeat=args.on_repeat, max_tries_per_prompt=0)
+                            on_repeat=args.on_repeat, max_tries_per_prompt=0, judge_against=args.judge_against)
     stopped = [e for e in refine(RefineRequest("t2i", prompt), services, settings) if isinstance(e, Stopped)][-1]
     store, best, out = services.store, None, []
     for row in store.rounds(stopped.session_id, status="done"):
@@ -188,6 +188,7 @@ def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     sessions, n = result["sessions"], len(result["sessions"])
     out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "n": n, "rounds": args.rounds,
                            "candidates": args.candidates, "on_repeat": args.on_repeat if args.arm == "loop" else None,
+                           "judge_against": args.judge_against if args.arm == "loop" else None,
                            "seen_skipped": result["prompts_skipped_as_seen"],
                            "seen_share": round(result["prompts_skipped_as_seen"] / (n + result["prompts_skipped_as_seen"]), 3)}
     for grader in GRADERS:
@@ -223,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--arm", choices=ARMS, default="loop")
     parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i")
-    parser.add_argument("--n", type=int, default=40, help="unseen held-out prompts")
+    parser.add_argument("--n", type=int, default=100, help="unseen held-out prompts")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per session")
     parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
     parser.add_argument("--on-repeat", choices=("vary_seed", "restate", "stop"), default="vary_seed",
                         help="loop arm: what a round whose prompt repeats does")
+    parser.add_argument("--judge-against", choices=("round", "request"), default="round",
+                        help="loop arm: judge each round against its own prompt or the original request")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default="", help="write per-session results (JSON) here")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired difference of two --out files")

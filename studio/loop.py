@@ -26,6 +26,8 @@ Rules:
   critic's proposal is first re-stated with what failed first ("restate", ``studio.restate``).
   ``should_stop()`` is checked between model calls (and handed to a generator that accepts a
   ``should_stop`` keyword): "cancelled". A human rewriter pauses the loop: "awaiting_prompt".
+- Candidates are judged against the round's prompt, or (``judge_against="request"``) against the
+  prompt the session started from, so that every round's images are scored against one request.
 - The next prompt is written from the critique of the round's best candidate: its refined
   request ("critic"; the prompt is kept when the critic wrote none), the configured LLM
   rewriter ("llm"), or a person ("human": the critic's refined request is proposed, the session
@@ -258,7 +260,7 @@ def _start(
         task=request.task, prompt=prompt, settings=settings.to_dict(), source_image_id=source_id,
         backends=backends, names=names,
     )
-    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=prompt)
+    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=prompt, request=prompt)
     yield SessionStarted(sid, request.task, prompt, settings, resumed=False, first_round=1)
     yield from _run(state, services, generator, critic, should_stop)
 
@@ -313,7 +315,7 @@ def _continue(
     store.update_session(session_id, settings=settings.to_dict())
     done = store.rounds(session_id, status="done")
     state = _State(
-        session_id=session_id, task=task, settings=settings,
+        session_id=session_id, task=task, settings=settings, request=row["prompt"],
         source=store.load_image(row["source_image_id"]) if row["source_image_id"] is not None else None,
         prompt=row["prompt"] if not done else None,
         round_scores=[r["best_score"] for r in done],
@@ -377,6 +379,7 @@ class _State:
     source: Image.Image | None
     settings: LoopSettings
     prompt: str | None
+    request: str  # the prompt the session started from
     round_scores: list[float] = field(default_factory=list)
     failures: int = 0
     best: _Best | None = None
@@ -463,8 +466,9 @@ def _round(
         return "cancelled"
 
     started = time.perf_counter()
+    judged = state.request if settings.judge_against == "request" else prompt
     critiques = critic.critique([
-        CritiqueRequest(task=state.task, prompt=prompt, image=image, source_image=state.source)
+        CritiqueRequest(task=state.task, prompt=judged, image=image, source_image=state.source)
         for image in result.images
     ])
     critique_s = time.perf_counter() - started
@@ -474,7 +478,7 @@ def _round(
         score = policy.score(critique) if isinstance(critique, Critique) else None
         meets = isinstance(critique, Critique) and meets_thresholds(critique, settings.thresholds)
         critique_id = store.save_critique(
-            critique, task=state.task, prompt=prompt, image_id=image_id, critic_name=critic.name,
+            critique, task=state.task, prompt=judged, image_id=image_id, critic_name=critic.name,
             score=score, session_id=sid, round_id=round_id, candidate=i,
         )
         if not critique.ok:

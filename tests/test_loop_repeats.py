@@ -117,3 +117,27 @@ def test_cli_refine_takes_the_repeat_settings(tmp_path, capsys):
                   services=services)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert status == 0 and lines[-1]["reason"] == "exhausted" and len(generator.requests) == 2
+
+
+class RecordingCritic(ShapesCritic):
+    """The shapes critic, remembering the prompt of every critique request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: list[str] = []
+
+    def critique(self, requests):
+        self.prompts += [r.prompt for r in requests]
+        return super().critique(requests)
+
+
+@pytest.mark.parametrize("judge_against", ["round", "request"])
+def test_rounds_are_judged_against_their_own_prompt_or_the_request(tmp_path, judge_against):
+    critic = RecordingCritic()
+    generator = FlakyShapes(lambda prompt, seed: seed >= 2000)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
+    settings = LoopSettings(plateau_rounds=0, max_rounds=3, judge_against=judge_against)
+    events = list(refine(RefineRequest("t2i", PROMPT), services, settings))
+    round_prompts = [e.prompt for e in events if isinstance(e, RoundStarted)]
+    assert critic.prompts == (round_prompts if judge_against == "round" else [PROMPT] * len(round_prompts))
+    assert events[-1].best.round == 3  # the right image wins either way
