@@ -18,6 +18,10 @@ edit target; the measured tasks' rows only). ``detailed_object_recall`` gives pa
 objects that were found exactly; ``detailed_accuracy_by_objects`` splits the detailed accuracy by
 the number of objects a scene holds.
 
+Held-out items past the first 200 (and some prompt texts) occur in the shipped models' training
+stream (``bench.heldout``): every rate is also given on the unseen items alone (``*_unseen``),
+with the share of seen ones (``*_seen_share``).
+
 Run from the repository root:
     python -m bench.generator_accuracy [--n 200] [--tasks t2i,edit] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
 """
@@ -38,6 +42,7 @@ import torch
 from diffusers import DiffusionPipeline, FlowMatchEulerDiscreteScheduler
 from PIL import Image
 
+from bench.heldout import TrainingStream, shipped
 from models.errors import ConfigError
 from models.shapes import world
 from models.shapes.analyzer import AnalyzedScene, analyze
@@ -136,10 +141,17 @@ def _rate(flags: list[bool]) -> float:
     return round(sum(flags) / len(flags), 3) if flags else float("nan")
 
 
+def _unseen(name: str, ok: list[bool], seen: list[bool]) -> dict[str, object]:
+    """The rate over the items the shipped model never trained on, their number and the seen share."""
+    unseen = [o for o, s in zip(ok, seen) if not s]
+    key = "edit_success" if name == "edit" else f"{name}_accuracy"
+    return {f"{key}_unseen": _rate(unseen), f"{name}_unseen_n": len(unseen), f"{name}_seen_share": _rate(seen)}
+
+
 def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, seed: int, batch: int,
-               ) -> tuple[dict[str, object], list[list[Image.Image]]]:
-    """Short and detailed accuracy on ``n`` held-out scenes; with the grid rows (targets, short and
-    detailed samples)."""
+               stream: TrainingStream | None = None) -> tuple[dict[str, object], list[list[Image.Image]]]:
+    """Short and detailed accuracy on ``n`` held-out scenes (and on those ``stream`` never
+    trained on); with the grid rows (targets, short and detailed samples)."""
     scenes = heldout_scenes(n)
     short = [world.short_prompt(s) for s in scenes]
     detailed = [world.detailed_prompt(s) for s in scenes]
@@ -150,7 +162,11 @@ def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, see
     detailed_ok = [detailed_match(p, found) for p, found in zip(detailed, detailed_found)]
     recall = [object_recall(p, found) for p, found in zip(detailed, detailed_found)]
     no_word = [i for i, s in enumerate(scenes) if s.word is None]
-    report = {
+    report: dict[str, object] = {}
+    if stream is not None:
+        report.update(_unseen("short", short_ok, [stream.is_seen(s, p) for s, p in zip(scenes, short)]))
+        report.update(_unseen("detailed", detailed_ok, [stream.is_seen(s, p) for s, p in zip(scenes, detailed)]))
+    report |= {
         "short_accuracy": _rate(short_ok),
         "detailed_accuracy": _rate(detailed_ok),
         "short_accuracy_no_word": _rate([short_ok[i] for i in no_word]),
@@ -165,9 +181,9 @@ def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, see
 
 
 def edit_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, seed: int, batch: int,
-                ) -> tuple[dict[str, object], list[list[Image.Image]]]:
-    """Edit success on ``n`` held-out edits, overall and by kind; with the grid rows (sources,
-    results, targets)."""
+                stream: TrainingStream | None = None) -> tuple[dict[str, object], list[list[Image.Image]]]:
+    """Edit success on ``n`` held-out edits, overall and by kind (and on those ``stream`` never
+    trained on); with the grid rows (sources, results, targets)."""
     edits = heldout_edits(n)
     sources = [world.render(source) for source, _ in edits]
     edited = generate(pipe, [e.instruction for _, e in edits], settings, seed, batch, sources=sources)
@@ -175,7 +191,10 @@ def edit_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, se
     by_kind: dict[str, list[bool]] = {}
     for (_, e), ok in zip(edits, edit_ok):
         by_kind.setdefault(e.kind, []).append(ok)
-    report = {"edit_success": _rate(edit_ok), "edit_success_by_kind": {k: _rate(v) for k, v in sorted(by_kind.items())}}
+    report: dict[str, object] = {}
+    if stream is not None:
+        report.update(_unseen("edit", edit_ok, [stream.edit_seen(source, e.instruction) for source, e in edits]))
+    report |= {"edit_success": _rate(edit_ok), "edit_success_by_kind": {k: _rate(v) for k, v in sorted(by_kind.items())}}
     return report, [sources, edited, [world.render(e.target) for _, e in edits]]
 
 
@@ -202,7 +221,12 @@ def main(argv: list[str] | None = None) -> int:
         settings = _settings(folder, args.steps, args.guidance)
         guidance[task] = settings["true_cfg_scale"]
         measure = t2i_report if task == "t2i" else edit_report
-        task_report, task_rows = measure(pipe, settings, args.n, args.seed, args.batch)
+        try:
+            stream = shipped(task, str(assets))
+        except ConfigError as e:  # not a shipped folder: no record of what it trained on
+            logger.warning("%s; reporting on all held-out items only.", e)
+            stream = None
+        task_report, task_rows = measure(pipe, settings, args.n, args.seed, args.batch, stream)
         report.update(task_report)
         rows += task_rows
     report.update(steps=settings["num_inference_steps"], guidance=guidance,

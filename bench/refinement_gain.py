@@ -1,22 +1,32 @@
-"""Refinement gain on the shapes world: exact-scene accuracy of the first image vs the best image
-after at most ``--rounds`` Generate-Critique-Refine rounds, on held-out prompts.
+"""Refinement gain on the shapes world, with the controls that isolate the critique: exact-scene
+accuracy of the best image after each round, on held-out short prompts the shipped generator
+never saw.
 
-Each held-out scene (``heldout_scenes``; never trained on) is prompted in the short form, as a
-person would type it, and run through the studio's own engine (``studio.loop.refine``) with the
-shipped text-to-image generator, the shapes-world reference critic and the critic's refined
-request as the next prompt. The analyzer then checks the first round's image and the session's
-best image (the one the critic scored highest) against the *original* prompt: the same multiset
-of (shape, colour) and the same word (``bench.generator_accuracy.short_match``). The gain is the
-difference in percentage points. Prints one JSON line.
+Each arm gives every session ``--rounds`` rounds of ``--candidates`` images and keeps the best
+image so far as the studio does (a candidate meeting every threshold first, then the higher
+critic score):
 
-``--candidates N`` generates N images per round (best-of-N: the critic picks the one that goes on).
-``--no-refine`` is the control at equal cost: one round of ``rounds x N`` images of the original
-prompt, the critic picking the best, so that what refinement adds over sampling more can be told
-apart from what picking the best of more images adds.
+- ``loop``: the studio's own engine (``studio.loop.refine``), the shapes reference critic's
+  refined request as the next prompt, ``--on-repeat`` when a prompt repeats.
+- ``blind``: the *blind-expansion control*: each round a new detailed prompt written from the
+  short one without seeing any image (every object gets a random free cell and size), the
+  critic judging each image against the original request. Only the loop's margin over this arm
+  is the critique's own contribution.
+- ``best-of-n``: the equal-cost control: the original prompt with a new seed each round.
+
+Every arm's round 1 uses seed ``i`` for prompt ``i`` (so ``loop`` and ``best-of-n`` share their
+first images). The best image after each round is graded twice against the original prompt:
+by the analyzer (the same multiset of (shape, colour), and the word; and objects only) and by
+``bench.independent_grader``, which shares no code with the analyzer the critic uses (objects
+only). Prompts the shipped model trained on (scene or exact text, ``bench.heldout``) are skipped
+and counted. Prints one JSON line with Wilson 95% intervals; ``--out`` keeps per-session
+results, and ``--compare A.json B.json`` prints the paired difference of two arms run on the
+same prompts (bootstrap 95% interval).
 
 Run from the repository root:
-    python -m bench.refinement_gain [--n 200] [--rounds 3] [--candidates 1] [--plateau 0]
-        [--seed-policy fixed] [--no-refine]
+    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--n 100] [--rounds 3]
+        [--candidates 1] [--on-repeat vary_seed] [--judge-against round] [--out results.json]
+    python -m bench.refinement_gain --compare loop.json blind.json
 """
 
 from __future__ import annotations
@@ -24,94 +34,217 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
-import statistics
+import random
 import tempfile
 import time
 from pathlib import Path
+from dataclasses import replace
+from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import torch
-from tqdm import tqdm
+from PIL import Image
 
 from bench.generator_accuracy import short_match
-from models.generator_diffusers import DiffusersGenerator
+from bench.heldout import shipped
+from bench.independent_grader import objects_match
 from models.shapes import world
 from models.shapes.analyzer import analyze
-from models.shapes.critic_shapes import ShapesCritic
-from models.shapes.train_generator import T2I_FOLDER, heldout_scenes
-from models.types import MAX_IMAGES_PER_REQUEST
-from studio.config import LoopSettings
-from studio.loop import RefineRequest, Stopped, refine
-from studio.services import Services
-from studio.store import SessionStore
+from models.types import Critique
 
 logger = logging.getLogger(__name__)
 
+ARMS = ("loop", "blind", "best-of-n")
+# the analyzer with the word, the analyzer on objects only, the independent reader (objects only)
+GRADERS = ("analyzer", "analyzer_objects", "independent")
+SEED_STRIDE = 1000
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i")
-    parser.add_argument("--n", type=int, default=200, help="held-out prompts")
-    parser.add_argument("--rounds", type=int, default=3, help="most rounds per session")
-    parser.add_argument("--plateau", type=int, default=0,
-                        help="stop after this many rounds without gain (0: off, so every session may use all rounds)")
-    parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
-    parser.add_argument("--seed-policy", choices=("fixed", "vary"), default="fixed", help="seed of each round")
-    parser.add_argument("--no-refine", action="store_true",
-                        help="control: one round of rounds x candidates images of the original prompt")
-    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    return parser.parse_args(argv)
+
+def wilson(successes: int, n: int) -> tuple[float, float]:
+    """The Wilson score 95% interval of a proportion."""
+    if n == 0:
+        return (0.0, 1.0)
+    z, p = 1.96, successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (round(max(0.0, centre - half), 3), round(min(1.0, centre + half), 3))
+
+
+def _asked_word(prompt: str) -> str | None:
+    return world.parse_prompt(prompt).word
+
+
+def blind_expansion(prompt: str, rng: random.Random) -> str:
+    """The short ``prompt`` in the detailed form, written without seeing any image: each object
+    keeps its shape and colour and gets a random free cell and a random size."""
+    spec = world.parse_prompt(prompt)
+    cells = rng.sample(world.POSITIONS, len(spec.objects))
+    objects = tuple(world.ShapeObject(o.shape, o.colour, rng.choice(world.SIZES), cell) for o, cell in zip(spec.objects, cells))
+    return world.detailed_prompt(world.Scene(objects, spec.word))
+
+
+def unseen_prompts(n: int, assets: str) -> tuple[list[str], int]:
+    """The first ``n`` held-out short prompts the shipped t2i model never trained on (neither the
+    scene nor the text), and how many seen ones were skipped on the way."""
+    from models.shapes.train_generator import heldout_scenes
+
+    seen = shipped("t2i", assets)
+    pool = heldout_scenes(max(4 * n, 400))
+    chosen, skipped = [], 0
+    for scene in pool:
+        prompt = world.short_prompt(scene)
+        if seen.is_seen(scene, prompt):
+            skipped += 1
+            continue
+        chosen.append(prompt)
+        if len(chosen) == n:
+            return chosen, skipped
+    raise SystemExit(f"only {len(chosen)} unseen prompts among {len(pool)} held-out scenes; ask for fewer")
+
+
+def _loop_rounds(prompt: str, index: int, services: Any, args: argparse.Namespace) -> list[tuple[Image.Image, str]]:
+    """The studio loop's best image so far after each round, with the prompt that made it."""
+    from studio.config import LoopSettings
+    from studio.loop import RefineRequest, Stopped, meets_thresholds, refine
+
+    settings = LoopSettings(max_rounds=args.rounds, candidates=args.candidates, plateau_rounds=0, seed=index,
+                            on_repeat=args.on_repeat, max_tries_per_prompt=0, judge_against=args.judge_against)
+    stopped = [e for e in refine(RefineRequest("t2i", prompt), services, settings) if isinstance(e, Stopped)][-1]
+    store, best, out = services.store, None, []
+    for row in store.rounds(stopped.session_id, status="done"):
+        critique = store.get_critique(row["best_critique_id"])
+        key = (isinstance(critique, Critique) and meets_thresholds(critique, settings.thresholds), row["best_score"])
+        if best is None or key > best[0]:
+            best = (key, row["best_image_id"], row["prompt"])
+        out.append((store.load_image(best[1]), best[2]))
+    return out + [out[-1]] * (args.rounds - len(out))  # a session that met its thresholds keeps its best
+
+
+def _control_rounds(prompt: str, index: int, services: Any, args: argparse.Namespace,
+                    write: Callable[[str, random.Random], str]) -> list[tuple[Image.Image, str]]:
+    """A control arm: round ``k`` generates from ``write(prompt, rng)`` with a new seed; the
+    critic judges every image against the original ``prompt``; the best so far after each round."""
+    from studio.config import LoopSettings
+    from studio.loop import meets_thresholds
+    from models.types import CritiqueRequest, GenerationRequest
+
+    thresholds, policy = LoopSettings().thresholds, LoopSettings().scoring_policy()
+    rng = random.Random(f"blind/{index}")
+    best, out = None, []
+    for k in range(args.rounds):
+        text = write(prompt, rng)
+        result = services.t2i_generator.generate(
+            GenerationRequest("t2i", text, seed=index + k * SEED_STRIDE, num_images=args.candidates))
+        for image, critique in zip(result.images, services.critic.critique(
+                [CritiqueRequest("t2i", prompt, image) for image in result.images])):
+            if not isinstance(critique, Critique):
+                raise RuntimeError(f"the critic failed on {prompt!r}: {critique}")
+            key = (meets_thresholds(critique, thresholds), policy.score(critique))
+            if best is None or key > best[0]:
+                best = (key, image, text)
+        out.append((best[1], best[2]))
+    return out
+
+
+def run_arm(args: argparse.Namespace) -> dict[str, Any]:
+    """Run one arm over the unseen prompts; per-session grades after each round."""
+    import torch
+
+    from models.generator_diffusers import DiffusersGenerator
+    from models.shapes.critic_shapes import ShapesCritic
+    from models.shapes.train_generator import T2I_FOLDER
+    from studio.services import Services
+    from studio.store import SessionStore
+
+    torch.set_num_threads(args.threads)
+    prompts, skipped = unseen_prompts(args.n, args.assets)
+    sessions = []
+    with tempfile.TemporaryDirectory() as tmp:
+        services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(),
+                            t2i_generator=DiffusersGenerator(model=str(Path(args.assets) / T2I_FOLDER)))
+        for i, prompt in enumerate(prompts):
+            if args.arm == "loop":
+                rounds = _loop_rounds(prompt, i, services, args)
+            else:
+                write = blind_expansion if args.arm == "blind" else (lambda p, _rng: p)
+                rounds = _control_rounds(prompt, i, services, args, write)
+            seen = [analyze(image) for image, _ in rounds]
+            sessions.append({
+                "prompt": prompt,
+                "analyzer": [short_match(prompt, found) for found in seen],
+                "analyzer_objects": [short_match(prompt, replace(found, word=_asked_word(prompt))) for found in seen],
+                "independent": [objects_match(prompt, image) for image, _ in rounds],
+                "prompts": [text for _, text in rounds],
+            })
+            logger.info("%d/%d %s %s", i + 1, len(prompts), prompt, sessions[-1]["analyzer"])
+        services.close()
+    return {"prompts_skipped_as_seen": skipped, "sessions": sessions}
+
+
+def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
+    """Exact rate after each round, by grader, with Wilson intervals."""
+    sessions, n = result["sessions"], len(result["sessions"])
+    out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "n": n, "rounds": args.rounds,
+                           "candidates": args.candidates, "on_repeat": args.on_repeat if args.arm == "loop" else None,
+                           "judge_against": args.judge_against if args.arm == "loop" else None,
+                           "seen_skipped": result["prompts_skipped_as_seen"],
+                           "seen_share": round(result["prompts_skipped_as_seen"] / (n + result["prompts_skipped_as_seen"]), 3)}
+    for grader in GRADERS:
+        per_round = [sum(s[grader][k] for s in sessions) for k in range(args.rounds)]
+        out[grader] = {f"round_{k + 1}": {"exact": round(c / n, 3), "ci95": wilson(c, n)} for k, c in enumerate(per_round)}
+    return out
+
+
+def _paired(a: list[bool], b: list[bool], rng: random.Random, draws: int = 4000) -> dict[str, Any]:
+    n = len(a)
+    diffs = sorted(sum(a[j] - b[j] for j in (rng.randrange(n) for _ in range(n))) / n for _ in range(draws))
+    return {"difference_points": round(100 * (sum(a) - sum(b)) / n, 1),
+            "ci95_points": (round(100 * diffs[int(0.025 * draws)], 1), round(100 * diffs[int(0.975 * draws)], 1))}
+
+
+def compare(path_a: str, path_b: str) -> dict[str, Any]:
+    """Paired differences, A minus B, after the last round (and, within A, last round minus round 2)."""
+    a, b = json.loads(Path(path_a).read_text()), json.loads(Path(path_b).read_text())
+    if [s["prompt"] for s in a["sessions"]] != [s["prompt"] for s in b["sessions"]]:
+        raise SystemExit("the two runs did not use the same prompts; run both arms with the same --n")
+    rng = random.Random(0)
+    out: dict[str, Any] = {"bench": "refinement_compare", "a": a["summary"]["arm"], "b": b["summary"]["arm"],
+                           "n": len(a["sessions"])}
+    for grader in GRADERS:
+        last_a = [s[grader][-1] for s in a["sessions"]]
+        out[grader] = {"a_minus_b_last_round": _paired(last_a, [s[grader][-1] for s in b["sessions"]], rng)}
+        if len(a["sessions"][0][grader]) >= 3:
+            out[grader]["a_last_minus_a_round_2"] = _paired(last_a, [s[grader][1] for s in a["sessions"]], rng)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.no_refine and args.rounds * args.candidates > MAX_IMAGES_PER_REQUEST:
-        raise SystemExit(f"--no-refine generates rounds x candidates images in one round; at most "
-                         f"{MAX_IMAGES_PER_REQUEST}, got {args.rounds * args.candidates}.")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--arm", choices=ARMS, default="loop")
+    parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i")
+    parser.add_argument("--n", type=int, default=100, help="unseen held-out prompts")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds per session")
+    parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
+    parser.add_argument("--on-repeat", choices=("vary_seed", "restate", "stop"), default="vary_seed",
+                        help="loop arm: what a round whose prompt repeats does")
+    parser.add_argument("--judge-against", choices=("round", "request"), default="round",
+                        help="loop arm: judge each round against its own prompt or the original request")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
+    parser.add_argument("--out", default="", help="write per-session results (JSON) here")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired difference of two --out files")
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(args.threads)
+    if args.compare:
+        print(json.dumps(compare(*args.compare)))
+        return 0
     started = time.time()
-    if args.no_refine:
-        settings = LoopSettings(max_rounds=1, candidates=args.rounds * args.candidates, plateau_rounds=0)
-    else:
-        settings = LoopSettings(max_rounds=args.rounds, candidates=args.candidates, plateau_rounds=args.plateau,
-                                seed_policy=args.seed_policy)
-    with tempfile.TemporaryDirectory() as tmp:
-        services = Services(
-            store=SessionStore(Path(tmp) / "studio.db"),
-            critic=ShapesCritic(),
-            t2i_generator=DiffusersGenerator(model=str(Path(args.assets) / T2I_FOLDER)),
-        )
-        first_ok, best_ok, first_scores, best_scores, rounds = [], [], [], [], []
-        for i, scene in enumerate(tqdm(heldout_scenes(args.n), desc="sessions")):
-            prompt = world.short_prompt(scene)
-            run = LoopSettings.from_dict({**settings.to_dict(), "seed": i})
-            stopped = [e for e in refine(RefineRequest("t2i", prompt), services, run) if isinstance(e, Stopped)][-1]
-            timeline = services.store.session_timeline(stopped.session_id)
-            done = [r for r in timeline["rounds"] if r["best_image_id"] is not None]
-            if stopped.best is None or not done:
-                raise RuntimeError(f"session for {prompt!r} stopped without a scored image: {stopped.message}")
-            first = next(c for c in done[0]["candidates"] if c["id"] == done[0]["best_image_id"])
-            first_ok.append(short_match(prompt, analyze(services.store.load_image(first["id"]))))
-            best_ok.append(short_match(prompt, analyze(stopped.best.image)))
-            first_scores.append(first["critique"]["score"])
-            best_scores.append(stopped.best.score)
-            rounds.append(stopped.rounds_done)
-        services.close()
-    first_rate, best_rate = sum(first_ok) / len(first_ok), sum(best_ok) / len(best_ok)
-    print(json.dumps({
-        "bench": "refinement_gain", "n": args.n, "max_rounds": settings.max_rounds,
-        "candidates": settings.candidates, "plateau_rounds": settings.plateau_rounds,
-        "seed_policy": settings.seed_policy, "refine": not args.no_refine,
-        "first_image_exact": round(first_rate, 3), "best_image_exact": round(best_rate, 3),
-        "gain_points": round(100 * (best_rate - first_rate), 1),
-        "first_score_mean": round(statistics.mean(first_scores), 3),
-        "best_score_mean": round(statistics.mean(best_scores), 3),
-        "rounds_mean": round(statistics.mean(rounds), 2),
-        "seconds": round(time.time() - started, 1),
-    }))
+    result = run_arm(args)
+    result["summary"] = {**summary(args, result), "seconds": round(time.time() - started, 1)}
+    if args.out:
+        Path(args.out).write_text(json.dumps(result))
+    print(json.dumps(result["summary"]))
     return 0
 
 

@@ -56,6 +56,17 @@ def wrong_objects(truth: world.Scene, found_objects: list) -> list[str]:
 
 
 @torch.no_grad()
+def round_trip(vae: AutoencoderKL, scenes: list[world.Scene]) -> list[Image.Image]:
+    """Each scene rendered at 64x64, encoded and decoded by ``vae``: what a generator can draw."""
+    images: list[Image.Image] = []
+    for start in range(0, len(scenes), 50):
+        x = images_to_tensor([world.render(s) for s in scenes[start:start + 50]])
+        out = vae.decode(vae.encode(x).latent_dist.mode()).sample
+        pixels = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+        images += [Image.fromarray(image) for image in pixels]
+    return images
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--vae", default="assets/shapes-t2i/vae", help="an exported VAE folder")
@@ -67,17 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     vae = load_vae(args)
     scenes = heldout_scenes(args.n)
     exact, mistakes = 0, Counter()
-    for start in range(0, len(scenes), 50):
-        batch = scenes[start:start + 50]
-        x = images_to_tensor([world.render(s) for s in batch])
-        out = vae.decode(vae.encode(x).latent_dist.mode()).sample
-        pixels = ((out.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
-        for scene, image in zip(batch, pixels):
-            found = analyze(Image.fromarray(image))
-            wrong = wrong_objects(scene, found.objects)
-            extra = len(found.objects) > len(scene.objects)
-            exact += not wrong and not extra and found.word == scene.word
-            mistakes.update(wrong + (["extra object"] if extra else []) + (["word"] if found.word != scene.word else []))
+    for scene, image in zip(scenes, round_trip(vae, scenes)):
+        found = analyze(image)
+        wrong = wrong_objects(scene, found.objects)
+        extra = len(found.objects) > len(scene.objects)
+        exact += not wrong and not extra and found.word == scene.word
+        mistakes.update(wrong + (["extra object"] if extra else []) + (["word"] if found.word != scene.word else []))
     print(json.dumps({"bench": "vae_ceiling", "n": len(scenes), "exact_scene": round(exact / len(scenes), 3),
                       "wrong": dict(mistakes.most_common(10)), "source": args.checkpoint or args.vae}))
     return 0

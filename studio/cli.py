@@ -173,6 +173,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--plateau", type=int, default=LoopSettings.plateau_rounds,
                    help="stop after this many rounds without gain (0: off)")
     p.add_argument("--stop-on-regression", action="store_true", help="stop when a round scores lower")
+    p.add_argument("--on-repeat", choices=("vary_seed", "restate", "stop"), default=LoopSettings.on_repeat,
+                   help="when a round's prompt was already generated with its seed (default %(default)s)")
+    p.add_argument("--judge-against", choices=("round", "request"), default=LoopSettings.judge_against,
+                   help="judge each round's images against its own prompt or the session's first (default %(default)s)")
+    p.add_argument("--max-tries-per-prompt", type=int, default=LoopSettings.max_tries_per_prompt,
+                   help="most rounds one prompt may be generated in, then stop (0: no limit; default %(default)s)")
     p.add_argument("--pause", action="store_true",
                    help="pause after each round for a person: the session waits with the proposed prompt; "
                         "continue with --resume SESSION_ID [EDITED_PROMPT]")
@@ -351,6 +357,8 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
     values: dict[str, Any] = {
         "max_rounds": args.rounds, "candidates": args.candidates, "seed": args.seed, "seed_policy": args.seed_policy,
         "plateau_rounds": args.plateau, "stop_on_regression": args.stop_on_regression,
+        "on_repeat": args.on_repeat, "max_tries_per_prompt": args.max_tries_per_prompt,
+        "judge_against": args.judge_against,
         "rewriter": "human" if args.pause else args.rewriter,
     }
     if args.threshold:

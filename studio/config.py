@@ -19,6 +19,8 @@ logger = logging.getLogger(__name__)
 
 SeedPolicy = Literal["fixed", "vary"]
 RewriterKind = Literal["critic", "llm", "human"]
+RepeatPolicy = Literal["vary_seed", "restate", "stop"]
+JudgeAgainst = Literal["round", "request"]
 
 #: Seed offset between rounds under the "vary" seed policy.
 SEED_STRIDE = 1000
@@ -47,6 +49,15 @@ class LoopSettings:
     the loop pauses for a person). ``policy``: keyword settings of the critic's ``ScoringPolicy``
     (empty: the default policy the critic scored with).
 
+    ``on_repeat``: what a round does when its prompt was already generated with its seed (the
+    same image would come back): "vary_seed" draws from a seed not yet used with that prompt,
+    "restate" first re-states the prompt with what the critique says failed first
+    (``studio.restate``) and varies the seed only when that gives nothing new, "stop" ends the
+    session ("exhausted"). ``max_tries_per_prompt``: the most rounds one prompt may be generated
+    in; the session stops ("exhausted") rather than try it again (0: no limit). ``judge_against``:
+    the critic judges each round's images against that round's prompt ("round") or against the
+    prompt the session started from ("request"), so that scores of different rounds compare.
+
     Example: ``LoopSettings.from_dict({"max_rounds": 5, "candidates": 2})``
     """
 
@@ -64,6 +75,9 @@ class LoopSettings:
     height: int | None = None
     rewriter: RewriterKind = "critic"
     policy: dict[str, Any] = field(default_factory=dict)
+    on_repeat: RepeatPolicy = "vary_seed"
+    max_tries_per_prompt: int = 3
+    judge_against: JudgeAgainst = "round"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -78,6 +92,9 @@ class LoopSettings:
         _check_int("seed", self.seed, low=0, high=MAX_SEED)
         _check_choice("seed_policy", self.seed_policy, get_args(SeedPolicy))
         _check_choice("rewriter", self.rewriter, get_args(RewriterKind))
+        _check_choice("on_repeat", self.on_repeat, get_args(RepeatPolicy))
+        _check_int("max_tries_per_prompt", self.max_tries_per_prompt, low=0)
+        _check_choice("judge_against", self.judge_against, get_args(JudgeAgainst))
         for name in ("steps", "width", "height"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), low=1)

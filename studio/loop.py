@@ -18,9 +18,16 @@ Rules:
 - Stop rules, checked after each round in this order: every threshold met ("thresholds_met"),
   the round's best dropped by more than ``min_gain`` below the previous round's
   ("regression", only with ``stop_on_regression``), ``plateau_rounds`` rounds in a row without a
-  gain of ``min_gain`` over the best so far ("plateau"), ``max_rounds`` done ("max_rounds").
+  gain of ``min_gain`` over the best so far ("plateau"), ``max_rounds`` done ("max_rounds"),
+  nothing new left to try ("exhausted": the next prompt was already generated in
+  ``max_tries_per_prompt`` rounds, or with its seed under ``on_repeat="stop"``).
+- A round whose prompt was already generated with its seed would give the same image again, so
+  (``on_repeat``) it draws from a seed not yet used with that prompt ("vary_seed"), or the
+  critic's proposal is first re-stated with what failed first ("restate", ``studio.restate``).
   ``should_stop()`` is checked between model calls (and handed to a generator that accepts a
   ``should_stop`` keyword): "cancelled". A human rewriter pauses the loop: "awaiting_prompt".
+- Candidates are judged against the round's prompt, or (``judge_against="request"``) against the
+  prompt the session started from, so that every round's images are scored against one request.
 - The next prompt is written from the critique of the round's best candidate: its refined
   request ("critic"; the prompt is kept when the critic wrote none), the configured LLM
   rewriter ("llm"), or a person ("human": the critic's refined request is proposed, the session
@@ -42,14 +49,16 @@ from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
 from models.images import check_prompt, prepare_image
 from models.types import Critique, CritiqueRequest, CritiqueResult, GenerationRequest, Task
-from studio.config import LoopSettings
+from studio.config import SEED_STRIDE, LoopSettings
+from studio.restate import failure_text, restate
 from studio.services import Services
 from studio.store import SessionStore
 
 logger = logging.getLogger(__name__)
 
 StopReason = Literal[
-    "thresholds_met", "max_rounds", "plateau", "regression", "cancelled", "awaiting_prompt", "critic_failed"
+    "thresholds_met", "max_rounds", "plateau", "regression", "cancelled", "awaiting_prompt", "critic_failed",
+    "exhausted",
 ]
 PromptSource = Literal["critic", "llm", "human", "unchanged"]
 ShouldStop = Callable[[], bool]
@@ -57,7 +66,7 @@ ShouldStop = Callable[[], bool]
 _STATUS_FOR_REASON: dict[str, str] = {
     "thresholds_met": "finished", "max_rounds": "finished", "plateau": "finished",
     "regression": "finished", "cancelled": "cancelled", "awaiting_prompt": "awaiting",
-    "critic_failed": "failed",
+    "critic_failed": "failed", "exhausted": "finished",
 }
 
 
@@ -250,7 +259,7 @@ def _start(
         task=request.task, prompt=prompt, settings=settings.to_dict(), source_image_id=source_id,
         backends=backends, names=names,
     )
-    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=prompt)
+    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=prompt, request=prompt)
     yield SessionStarted(sid, request.task, prompt, settings, resumed=False, first_round=1)
     yield from _run(state, services, generator, critic, should_stop)
 
@@ -304,10 +313,11 @@ def _continue(
     store.update_session(session_id, settings=settings.to_dict())
     done = store.rounds(session_id, status="done")
     state = _State(
-        session_id=session_id, task=task, settings=settings,
+        session_id=session_id, task=task, settings=settings, request=row["prompt"],
         source=store.load_image(row["source_image_id"]) if row["source_image_id"] is not None else None,
         prompt=row["prompt"] if not done else None,
         round_scores=[r["best_score"] for r in done],
+        tried=[(r["prompt"], r["seed"]) for r in done],
         failures=sum(r["failures"] or 0 for r in store.rounds(session_id)),
         best=_Best.from_session(row),
     )
@@ -363,10 +373,16 @@ class _State:
     source: Image.Image | None
     settings: LoopSettings
     prompt: str | None
+    request: str  # the prompt the session started from
     round_scores: list[float] = field(default_factory=list)
     failures: int = 0
     best: _Best | None = None
     last_critique: Critique | None = None
+    tried: list[tuple[str, int]] = field(default_factory=list)  # (prompt, first seed) of each done round
+
+    def seeds_tried(self, prompt: str) -> list[int]:
+        """The first seeds of the done rounds that generated from ``prompt``."""
+        return [seed for tried, seed in self.tried if tried == prompt]
 
 
 def _run(
@@ -418,7 +434,7 @@ def _round(
     index = len(state.round_scores) + 1
     prompt = state.prompt
     assert prompt is not None
-    seed = settings.seed_for_round(index)
+    seed = _fresh_seed(settings, index, state.seeds_tried(prompt))
     round_id = store.start_round(sid, index, prompt, seed)
     yield RoundStarted(sid, index, prompt, seed)
 
@@ -446,8 +462,9 @@ def _round(
         return "cancelled"
 
     started = time.perf_counter()
+    judged = state.request if settings.judge_against == "request" else prompt
     critiques = critic.critique([
-        CritiqueRequest(task=state.task, prompt=prompt, image=image, source_image=state.source)
+        CritiqueRequest(task=state.task, prompt=judged, image=image, source_image=state.source)
         for image in result.images
     ])
     critique_s = time.perf_counter() - started
@@ -457,7 +474,7 @@ def _round(
         score = policy.score(critique) if isinstance(critique, Critique) else None
         meets = isinstance(critique, Critique) and meets_thresholds(critique, settings.thresholds)
         critique_id = store.save_critique(
-            critique, task=state.task, prompt=prompt, image_id=image_id, critic_name=critic.name,
+            critique, task=state.task, prompt=judged, image_id=image_id, critic_name=critic.name,
             score=score, session_id=sid, round_id=round_id, candidate=i,
         )
         if not critique.ok:
@@ -481,6 +498,7 @@ def _round(
     store.update_round(round_id, status="done", best_image_id=stored[candidate], best_critique_id=critique_id,
                        best_score=score, failures=failures, generate_s=generate_s, critique_s=critique_s)
     state.round_scores.append(score)
+    state.tried.append((prompt, seed))
     state.last_critique = critique
     state.prompt = None
     assert state.best is not None
@@ -500,6 +518,11 @@ def _propose(state: _State, services: Services) -> Iterator[LoopEvent]:
     text = check_prompt(rewriter.rewrite(previous["prompt"], critique, state.task), where="the next prompt")
     note = getattr(rewriter, "last_note", None)
     source: PromptSource = "llm" if kind == "llm" else ("unchanged" if note else "critic")
+    if state.settings.on_repeat == "restate" and state.seeds_tried(text):
+        restated = restate(text, failure_text(critique, state.settings.thresholds))
+        if restated is not None and not state.seeds_tried(restated):
+            text = check_prompt(restated, where="the next prompt")
+            note = "The proposed prompt was already tried; it is re-stated with what failed first."
     if kind == "human":
         store.update_session(sid, pending_prompt=text)
         yield PromptProposed(sid, index, text, source, note)
@@ -523,7 +546,25 @@ def _stop_reason(state: _State) -> StopReason | None:
         return "plateau"
     if len(scores) >= settings.max_rounds:
         return "max_rounds"
+    if state.prompt is not None:
+        seeds = state.seeds_tried(state.prompt)
+        if settings.max_tries_per_prompt and len(seeds) >= settings.max_tries_per_prompt:
+            return "exhausted"
+        if settings.on_repeat == "stop" and settings.seed_for_round(len(scores) + 1) in seeds:
+            return "exhausted"
     return None
+
+
+def _fresh_seed(settings: LoopSettings, index: int, used: list[int]) -> int:
+    """The first seed of round ``index``: the seed policy's, unless ``prompt`` was already
+    generated with it; then the "vary" policy's seed of this round or the next free stride."""
+    seed = settings.seed_for_round(index)
+    if seed not in used:
+        return seed
+    seed = settings.seed + (index - 1) * SEED_STRIDE
+    while seed in used:
+        seed += SEED_STRIDE
+    return seed
 
 
 def _stale_rounds(scores: list[float], min_gain: float) -> int:
@@ -545,6 +586,7 @@ _MESSAGES: dict[str, str] = {
     "awaiting_prompt": "Waiting for you to edit or approve the next prompt.",
     "critic_failed": "The critic could not score any image of the last round (see the critique failures); "
                      "fix the critic and resume the session.",
+    "exhausted": "Nothing new is left to try: the next prompt was already generated as often as the settings allow.",
 }
 
 

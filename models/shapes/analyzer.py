@@ -45,6 +45,7 @@ from models.shapes.world import (
     POSITIONS,
     SHAPES,
     SIZES,
+    STAR_INNER,
     Scene,
     ShapeObject,
     cell_centre,
@@ -59,6 +60,11 @@ logger = logging.getLogger(__name__)
 ANALYSIS_SIZE = 64
 BLUR_LEVELS: tuple[float, ...] = (0.0, 0.3, 0.6, 0.9, 1.2, 1.5, 1.8, 2.2, 2.6)
 _SCALES: tuple[float, ...] = (0.88, 0.94, 1.0, 1.06, 1.12)  # generated shapes are rarely the exact size
+# Stars are also matched with blunter points: a decoder (a VAE, a generator) rounds off the points
+# of a small star into a pentagon-like blob with sharp edges. Only sharp: blurred, a blunt star
+# looks like a blurred diamond, so the blunt templates are not blurred beyond _BLUNT_MAX_BLUR.
+_STAR_INNERS: tuple[float, ...] = (STAR_INNER, 0.62)
+_BLUNT_MAX_BLUR = 0.6
 _WORD_BLURS: tuple[float, ...] = (0.0, 0.7, 1.3, 2.0)
 _LETTERS = string.ascii_uppercase
 _PALETTE_NAMES: tuple[str, ...] = tuple(COLOURS)
@@ -221,11 +227,16 @@ def _blurred(stack: np.ndarray, sigma: float) -> np.ndarray:
 # -- objects ----------------------------------------------------------------------------------
 
 
+def _variants(shape: str) -> tuple[float, ...]:
+    """The star inner radii a shape's templates are drawn with (one, unused, for other shapes)."""
+    return _STAR_INNERS if shape == "star" else (STAR_INNER,)
+
+
 @lru_cache(maxsize=64)
-def _template_offset(shape: str, size_name: str) -> tuple[float, float]:
+def _template_offset(shape: str, size_name: str, star_inner: float) -> tuple[float, float]:
     """Centroid minus nominal centre of a template (triangles and stars are off-centre)."""
     centre = cell_centre("centre", ANALYSIS_SIZE)
-    mask = shape_mask(shape, centre, object_extent(size_name, ANALYSIS_SIZE), ANALYSIS_SIZE)
+    mask = shape_mask(shape, centre, object_extent(size_name, ANALYSIS_SIZE), ANALYSIS_SIZE, star_inner=star_inner)
     ys, xs = np.mgrid[0:ANALYSIS_SIZE, 0:ANALYSIS_SIZE]
     return (float((xs * mask).sum() / mask.sum()) - centre[0], float((ys * mask).sum() / mask.sum()) - centre[1])
 
@@ -266,26 +277,32 @@ class _Match:
 def _match_shape(coverage: np.ndarray, weight: np.ndarray, box: tuple[slice, slice]) -> tuple[_Match, float]:
     """Best (shape, size, blur) template for ``coverage`` inside ``box``, and its confidence
     (how much better it fits than the best template of another shape or size)."""
-    y0, x0 = box[0].start, box[1].start
     h, w = coverage.shape
     ys, xs = np.mgrid[0:h, 0:w]
     mass = float(coverage.sum())
     cx, cy = float((xs * coverage).sum() / mass), float((ys * coverage).sum() / mass)
     candidates = [(shape, size_name) for shape in SHAPES for size_name in SIZES]
-    templates = []
-    for shape, size_name in candidates:
-        ox, oy = _template_offset(shape, size_name)
+    templates, owner, blunt = [], [], []  # every template, the candidate it belongs to, whether blunt
+    for index, (shape, size_name) in enumerate(candidates):
         extent = object_extent(size_name, ANALYSIS_SIZE)
-        for scale in _SCALES:
-            templates.append(shape_mask(shape, (cx - ox * scale, cy - oy * scale), extent * scale, max(h, w))[:h, :w])
-    stack = np.stack(templates)  # (candidates * scales, h, w)
-    blurred = np.stack([_blurred(stack, sigma) for sigma in BLUR_LEVELS])  # (blurs, n, h, w)
-    errors = (weight * (blurred - coverage) ** 2).sum(axis=(2, 3)).reshape(len(BLUR_LEVELS), len(candidates), len(_SCALES))
-    per_candidate = errors.min(axis=(0, 2))
+        for inner in _variants(shape):
+            ox, oy = _template_offset(shape, size_name, inner)
+            for scale in _SCALES:
+                centre = (cx - ox * scale, cy - oy * scale)
+                templates.append(shape_mask(shape, centre, extent * scale, max(h, w), star_inner=inner)[:h, :w])
+                owner.append(index)
+                blunt.append(inner != STAR_INNER)
+    stack = np.stack(templates)  # (templates, h, w)
+    blurred = np.stack([_blurred(stack, sigma) for sigma in BLUR_LEVELS])  # (blurs, templates, h, w)
+    errors = (weight * (blurred - coverage) ** 2).sum(axis=(2, 3))  # (blurs, templates)
+    errors[np.asarray(BLUR_LEVELS) > _BLUNT_MAX_BLUR] += np.where(blunt, np.inf, 0.0)
+    owners = np.asarray(owner)
+    per_candidate = np.array([errors[:, owners == index].min() for index in range(len(candidates))])
     order = np.argsort(per_candidate)
     best = int(order[0])
-    blur_index, scale_index = np.unravel_index(errors[:, best, :].argmin(), errors[:, best, :].shape)
-    template = blurred[blur_index, best * len(_SCALES) + scale_index]
+    masked = np.where(owners[None, :] == best, errors, np.inf)
+    blur_index, template_index = np.unravel_index(masked.argmin(), masked.shape)
+    template = blurred[blur_index, template_index]
     fit = float(np.minimum(template, coverage).sum() / max(np.maximum(template, coverage).sum(), 1e-6))
     shape, size_name = candidates[best]
     match = _Match(shape, size_name, float(per_candidate[best]), BLUR_LEVELS[blur_index], fit)

@@ -4,12 +4,20 @@ This is the judgement of the shapes-world reference critic, kept apart from the 
 (``models.shapes.critic_shapes``). A finding is a deduction on the 1-4 scale with a short concrete
 sentence naming the object; a dimension's score is 4 minus its deductions, kept in [1, 4].
 
-Deductions (Text Faithfulness, and Image Faithfulness for changes outside the edit): a missing
-object 1.0, an extra object 0.75, a wrong colour or shape 0.6, a wrong position 0.5, a wrong size
-0.4, unrequested text 0.4, an edit that was not made at all 2.5. Physical and Visual Quality:
-blur and noise graded by their measured strength, a broken or merged shape 0.75 each, a smudge
-0.6, colour bleeding 0.6 to 0.8, a misshapen object 0.5. Text Rendering: a missing word 3.0, a
-misspelt word 3.0 times the share of wrong letters.
+Text Faithfulness follows the rubric's levels by the share of the request that is wrong: every
+requested object counts as one unit and each failure costs a share of its unit -- missing 1.0, a
+wrong colour or shape 0.6, a wrong position 0.5, a wrong size 0.4 (one object's failures together
+at most 1.0), an extra object 0.5, unrequested text 0.4 -- and the deduction is 3 times the
+shares' sum over the units. So an image showing nothing that was asked for scores 1 (whatever the
+request), every object right scores 4, and one of four objects missing scores 3.25. An edit is
+judged the same way: the units of Text Faithfulness are the cells (and the word) the edit changes,
+and an edit that was not made costs all of them; the units of Image Faithfulness are what the
+edit must keep (the untouched source objects, and the word unless the edit changes it).
+
+Physical and Visual Quality (in points): blur and noise graded by their measured strength, a
+broken or merged shape 0.75 each, a smudge 0.6, colour bleeding 0.6 to 0.8, a misshapen object
+0.5. Text Rendering (in points): a missing word 3.0, a misspelt word 3.0 times the share of wrong
+letters.
 """
 
 from __future__ import annotations
@@ -34,8 +42,10 @@ from models.types import IMAGE_FAITHFULNESS, PHYSICAL_QUALITY, TEXT_FAITHFULNESS
 
 logger = logging.getLogger(__name__)
 
-MISSING, EXTRA, WRONG_COLOUR, WRONG_SHAPE, WRONG_POSITION, WRONG_SIZE = 1.0, 0.75, 0.6, 0.6, 0.5, 0.4
-UNREQUESTED_TEXT, NOT_DONE = 0.4, 2.5
+# Shares of one requested object (or kept object, or edited cell) that each failure costs.
+MISSING, EXTRA, WRONG_COLOUR, WRONG_SHAPE, WRONG_POSITION, WRONG_SIZE = 1.0, 0.5, 0.6, 0.6, 0.5, 0.4
+UNREQUESTED_TEXT = 0.4
+# Deductions in points on the 1-4 scale.
 BROKEN, MERGED, SMUDGE, MISSHAPEN, BLEED = 0.75, 0.75, 0.6, 0.5, 0.6
 BLEED_START = 0.07  # share of an object's pixels in a foreign colour before it counts
 BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
@@ -104,6 +114,8 @@ def match(
 
 
 def _mismatches(spec: ObjectSpec, obj: AnalyzedObject) -> list[tuple[float, str]]:
+    """What is wrong with ``obj`` as the requested ``spec``: (share of its unit, sentence) each,
+    scaled down together so that one object's failures cost at most a missing object."""
     where = position_phrase(obj.position)
     found = []
     if spec.shape != obj.shape:
@@ -116,7 +128,16 @@ def _mismatches(spec: ObjectSpec, obj: AnalyzedObject) -> list[tuple[float, str]
         found.append(
             (WRONG_POSITION, f"the {spec.colour} {spec.shape} is {where} instead of {position_phrase(spec.position)}")
         )
+    total = sum(share for share, _ in found)
+    if total > MISSING:
+        found = [(share * MISSING / total, text) for share, text in found]
     return found
+
+
+def _deduction(dimension: str, share: float, units: int, text: str) -> Finding:
+    """A finding that costs ``share`` of one of the ``units`` a dimension is graded over: the
+    whole 1-4 range (3 points) spread evenly over the units."""
+    return Finding(dimension, round(3.0 * share / max(1, units), 2), text)
 
 
 def _quality(artifacts: Artifacts, objects: tuple[AnalyzedObject, ...]) -> list[Finding]:
@@ -151,9 +172,8 @@ def _edit_distance(a: str, b: str) -> int:
 
 
 def _word(requested: str | None, seen: AnalyzedScene) -> list[Finding]:
+    """Text Rendering findings for the word ``requested`` (none when no word is asked for)."""
     if requested is None:
-        if seen.word:
-            return [Finding(TEXT_FAITHFULNESS.key, UNREQUESTED_TEXT, f'the image shows the word "{seen.word}" that was not asked for')]
         return []
     key = TEXT_RENDERING.key
     if seen.word is None:
@@ -182,11 +202,13 @@ def _word_clause(word: str | None) -> str:
 
 def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
     """Judge a generated image (analyzed as ``seen``) against the request ``spec``."""
-    key = TEXT_FAITHFULNESS.key
+    key, units = TEXT_FAITHFULNESS.key, len(spec.objects)
     pairs, missing, extra = match(spec.objects, seen.objects)
-    findings = [Finding(key, MISSING, f"the {describe(s, article=False)} is missing") for s in missing]
-    findings += [Finding(key, EXTRA, f"there is an extra {describe(o.as_object(), article=False)}") for o in extra]
-    findings += [Finding(key, sev, text) for s, o in pairs for sev, text in _mismatches(s, o)]
+    findings = [_deduction(key, MISSING, units, f"the {describe(s, article=False)} is missing") for s in missing]
+    findings += [_deduction(key, EXTRA, units, f"there is an extra {describe(o.as_object(), article=False)}") for o in extra]
+    findings += [_deduction(key, share, units, text) for s, o in pairs for share, text in _mismatches(s, o)]
+    if spec.word is None and seen.word:
+        findings.append(_deduction(key, UNREQUESTED_TEXT, units, f'the image shows the word "{seen.word}" that was not asked for'))
     findings += _word(spec.word, seen) + _quality(seen.artifacts, seen.objects)
     scores = {d: _score(findings, d) for d in (key, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if spec.word else None
@@ -219,57 +241,65 @@ def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], mi
     return Scene(tuple(taken.values()), spec.word)
 
 
-def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene) -> list[Finding]:
+def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene, tf_units: int, imf_units: int) -> list[Finding]:
     """Word findings of an edit: a word edit that was not made (Text Faithfulness), an
     unrequested word change (Image Faithfulness), and the rendering of the word asked for."""
     tf, imf = TEXT_FAITHFULNESS.key, IMAGE_FAITHFULNESS.key
-    rendering = [f for f in _word(after, seen) if f.dimension == TEXT_RENDERING.key]
+    rendering = _word(after, seen)
     if after != before:
         if seen.word == before:
-            return [Finding(tf, NOT_DONE, "the word was not changed as asked")] + rendering
+            return [_deduction(tf, MISSING, tf_units, "the word was not changed as asked")] + rendering
         if after is None and seen.word:
-            return [Finding(tf, EXTRA, f'the word "{seen.word}" should have been removed')]
+            return [_deduction(tf, EXTRA, tf_units, f'the word "{seen.word}" should have been removed')]
         return rendering
     if seen.word == after:
         return []
     if after is None:
-        return [Finding(imf, UNREQUESTED_TEXT, f'unrequested change: the word "{seen.word}" was added')]
-    change = f'the word now reads "{seen.word}"' if seen.word else f'the word "{after}" was removed'
-    return [Finding(imf, WRONG_COLOUR, f"unrequested change: {change}")] + rendering
+        return [_deduction(imf, UNREQUESTED_TEXT, imf_units, f'unrequested change: the word "{seen.word}" was added')]
+    if seen.word is None:
+        return [_deduction(imf, MISSING, imf_units, f'unrequested change: the word "{after}" was removed')] + rendering
+    return [_deduction(imf, WRONG_COLOUR, imf_units, f'unrequested change: the word now reads "{seen.word}"')] + rendering
 
 
 def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedScene) -> Assessment:
     """Judge an edited image (analyzed as ``seen``) made from ``source`` for ``instruction``,
-    whose exact result is ``target``. Failures where the edit acts lower Text Faithfulness;
-    changes elsewhere lower Image Faithfulness."""
+    whose exact result is ``target``. Failures where the edit acts lower Text Faithfulness, graded
+    over the cells (and the word) the edit changes; changes elsewhere lower Image Faithfulness,
+    graded over what the edit must keep. An edit that was not made at all scores 1."""
     tf, imf = TEXT_FAITHFULNESS.key, IMAGE_FAITHFULNESS.key
     touched = {p for p in POSITIONS if source.at(p) != target.at(p)}
+    word_edited = source.word != target.word
+    tf_units = max(1, len(touched) + word_edited)
+    imf_units = max(1, sum(o.position not in touched for o in source.objects) + (not word_edited and source.word is not None))
     specs = tuple(ObjectSpec(o.shape, o.colour, o.size, o.position) for o in target.objects)
     pairs, missing, extra = match(specs, seen.objects)
     findings: list[Finding] = []
     for s in missing:
         if s.position in touched:
-            findings.append(Finding(tf, NOT_DONE, f"the {describe(s, article=False)} asked for is not there"))
+            findings.append(_deduction(tf, MISSING, tf_units, f"the {describe(s, article=False)} asked for is not there"))
         else:
-            findings.append(Finding(imf, MISSING, f"the {describe(s, article=False)} of the source image is gone"))
+            findings.append(_deduction(imf, MISSING, imf_units, f"the {describe(s, article=False)} of the source image is gone"))
     for o in extra:
+        name = describe(o.as_object(), article=False)
         if o.position in touched and o.as_object() in source.objects:
-            findings.append(Finding(tf, NOT_DONE, f"the {describe(o.as_object(), article=False)} is still there"))
+            findings.append(_deduction(tf, MISSING, tf_units, f"the {name} is still there"))
+        elif o.position in touched:
+            findings.append(_deduction(tf, EXTRA, tf_units, f"there is an unrequested {name}"))
         else:
-            dim = tf if o.position in touched else imf
-            findings.append(Finding(dim, EXTRA, f"there is an unrequested {describe(o.as_object(), article=False)}"))
+            findings.append(_deduction(imf, EXTRA, imf_units, f"there is an unrequested {name}"))
     for s, o in pairs:
         problems = _mismatches(s, o)
         if not problems:
             continue
         if s.position in touched or o.position in touched:
             if o.as_object() in source.objects:
-                findings.append(Finding(tf, NOT_DONE, f"the edit was not made: the {describe(o.as_object(), article=False)} is unchanged"))
+                name = describe(o.as_object(), article=False)
+                findings.append(_deduction(tf, tf_units, tf_units, f"the edit was not made: the {name} is unchanged"))
             else:
-                findings += [Finding(tf, sev, text) for sev, text in problems]
+                findings += [_deduction(tf, share, tf_units, text) for share, text in problems]
         else:
-            findings += [Finding(imf, sev, f"unrequested change: {text}") for sev, text in problems]
-    findings += _edit_word(source.word, target.word, seen) + _quality(seen.artifacts, seen.objects)
+            findings += [_deduction(imf, share, imf_units, f"unrequested change: {text}") for share, text in problems]
+    findings += _edit_word(source.word, target.word, seen, tf_units, imf_units) + _quality(seen.artifacts, seen.objects)
     scores: dict[str, float | None] = {d: _score(findings, d) for d in (tf, imf, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if target.word else None
     requested = (

@@ -118,6 +118,9 @@ class TrainConfig:
     # scheduler samples with the same shift
     sigma_shift: float = 3.0
     detailed_prob: float = 0.5  # detailed vs short prompt form in text-to-image samples
+    # held-out scenes and edits never trained on, by scene and by prompt text (ExcludedKeys); the
+    # shipped models excluded the first 200 by scene only (bench.heldout reconstructs what they saw)
+    heldout_n: int = 400
     # weights of the training-only probes' losses (models.shapes.text_probes); 0: no probe. The
     # binding probe makes the T5 token states say which colour, shape and size sits in which cell
     # (text-to-image prompts), the edit probe which object an instruction names and what changes
@@ -138,6 +141,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         parse_tasks(self.tasks)
+        if self.heldout_n < 0:
+            raise ConfigError(f"heldout_n is the number of held-out scenes never trained on (>= 0); got {self.heldout_n}.")
         if not 0 < self.batch_edit <= self.batch_t2i:
             raise ConfigError(
                 f"batch_edit must be between 1 and batch_t2i ({self.batch_t2i}), because edit sources are drawn "
@@ -196,10 +201,36 @@ def _foreground(x: torch.Tensor) -> torch.Tensor:
     return ((x - background).abs().sum(dim=1, keepdim=True) > 0.05).to(x.dtype)
 
 
-class SceneStream:
-    """Training scenes, reproducible per step and never one of the held-out scenes."""
+@dataclass(frozen=True)
+class ExcludedKeys:
+    """What training never draws: held-out scenes by identity, and any scene whose short or
+    detailed prompt is the text of a held-out prompt (so an evaluation prompt is never a training
+    prompt, whichever scene it came with)."""
 
-    def __init__(self, seed: int, excluded: set[world.Scene]) -> None:
+    scenes: frozenset[world.Scene]
+    prompts: frozenset[str]
+
+    @classmethod
+    def heldout(cls, n: int) -> "ExcludedKeys":
+        """The first ``n`` held-out scenes and the sources of the first ``n`` held-out edits,
+        with both prompt forms of each."""
+        scenes = frozenset(heldout_scenes(n)) | {scene for scene, _ in heldout_edits(n)}
+        prompts = frozenset(text for scene in scenes for text in (world.short_prompt(scene), world.detailed_prompt(scene)))
+        return cls(scenes, prompts)
+
+    def excludes(self, scene: world.Scene) -> bool:
+        """Whether training must skip ``scene``."""
+        if scene in self.scenes:
+            return True
+        return bool(self.prompts) and (
+            world.short_prompt(scene) in self.prompts or world.detailed_prompt(scene) in self.prompts
+        )
+
+
+class SceneStream:
+    """Training scenes, reproducible per step and never one the ``excluded`` keys name."""
+
+    def __init__(self, seed: int, excluded: ExcludedKeys) -> None:
         self.seed = seed
         self.excluded = excluded
 
@@ -211,8 +242,19 @@ class SceneStream:
         """One training scene."""
         while True:
             scene = world.random_scene(rng)
-            if scene not in self.excluded:
+            if not self.excluded.excludes(scene):
                 return scene
+
+
+@dataclass
+class StepSamples:
+    """One transformer step's samples: the text-to-image scenes (the first ones also the edit
+    sources), their prompts ("" unconditional), the edit instructions and the edit targets."""
+
+    scenes: list[world.Scene]
+    prompts: list[str]
+    edit_prompts: list[str]
+    targets: list[world.Scene]
 
 
 class StepBatches(torch.utils.data.IterableDataset):
@@ -233,6 +275,12 @@ class StepBatches(torch.utils.data.IterableDataset):
 
     def batch(self, step: int) -> tuple[list[str], list[str], torch.Tensor]:
         """The batch of transformer step ``step`` (no prompts for a task the run does not train)."""
+        samples = self.samples(step)
+        images = np.stack([np.asarray(world.render(s)) for s in samples.scenes + samples.targets])
+        return samples.prompts, samples.edit_prompts, torch.from_numpy(images)
+
+    def samples(self, step: int) -> "StepSamples":
+        """What transformer step ``step`` trains on, before rendering."""
         cfg, tasks = self.cfg, self.cfg.task_list
         rng = self.stream.rng("flux", step)
         # the first batch_edit scenes of the text-to-image batch are also the edit sources
@@ -247,8 +295,7 @@ class StepBatches(torch.utils.data.IterableDataset):
             else:
                 e_prompts.append(edit.instruction)
                 targets.append(edit.target)
-        images = np.stack([np.asarray(world.render(s)) for s in scenes + targets])
-        return prompts, e_prompts, torch.from_numpy(images)
+        return StepSamples(scenes, prompts, e_prompts, targets)
 
     def _t2i_prompt(self, scene: world.Scene, rng: random.Random) -> str:
         if rng.random() < self.cfg.empty_prompt_prob:
@@ -309,8 +356,7 @@ class Trainer:
             if task in cfg.task_list and self.loss_weight(name) > 0}
         params += [p for probe in self.probes.values() for p in probe.parameters()]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
-        excluded = set(heldout_scenes()) | {scene for scene, _ in heldout_edits()}
-        self.stream = SceneStream(cfg.seed, excluded)
+        self.stream = SceneStream(cfg.seed, ExcludedKeys.heldout(cfg.heldout_n))
         self.state = RunState()
         self._batches = None  # iterator over StepBatches, opened at the first transformer step
         self.session_start = time.time()

@@ -59,6 +59,7 @@ _EXTENT = {"small": 0.13, "large": 0.22}  # side of a shape's bounding box
 _FONT_SIZE = 0.19
 _SLOT_WIDTH = 0.18
 _SUPERSAMPLE = 4
+STAR_INNER = 0.45  # a star's inner radius as a share of its outer radius
 
 _NUMBERS = ("zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _WORD_RE = re.compile(r"^[A-Z]{1,3}$")
@@ -167,7 +168,7 @@ def object_extent(size_name: str, size: int) -> float:
     return _EXTENT[size_name] * size
 
 
-def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[float, float]]:
+def _shape_points(shape: str, cx: float, cy: float, r: float, star_inner: float) -> list[tuple[float, float]]:
     if shape == "square":
         h = 0.88 * r
         return [(cx - h, cy - h), (cx + h, cy - h), (cx + h, cy + h), (cx - h, cy + h)]
@@ -178,16 +179,20 @@ def _shape_points(shape: str, cx: float, cy: float, r: float) -> list[tuple[floa
     if shape == "star":
         points = []
         for i in range(10):
-            radius = r if i % 2 == 0 else 0.45 * r
+            radius = r if i % 2 == 0 else star_inner * r
             angle = np.pi * i / 5 - np.pi / 2
             points.append((cx + radius * np.cos(angle), cy + radius * np.sin(angle) + 0.1 * r))
         return points
     raise InvalidInputError(f"Unknown shape {shape!r}; the shapes world knows {', '.join(SHAPES)}.")
 
 
-def shape_mask(shape: str, centre: tuple[float, float], extent: float, size: int) -> np.ndarray:
+def shape_mask(
+    shape: str, centre: tuple[float, float], extent: float, size: int, *, star_inner: float = STAR_INNER
+) -> np.ndarray:
     """Anti-aliased coverage in [0, 1] (``size`` x ``size`` float array) of ``shape`` whose
-    bounding box of side ``extent`` is centred on ``centre``."""
+    bounding box of side ``extent`` is centred on ``centre``. ``star_inner`` is a star's inner
+    radius over its outer one (the renderer's ``STAR_INNER``; about 0.81 draws the pentagon
+    around the star, as a decoder that rounds off a small star's points does)."""
     k = _SUPERSAMPLE
     canvas = Image.new("L", (size * k, size * k), 0)
     draw = ImageDraw.Draw(canvas)
@@ -195,7 +200,7 @@ def shape_mask(shape: str, centre: tuple[float, float], extent: float, size: int
     if shape == "circle":
         draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=255)
     else:
-        draw.polygon(_shape_points(shape, cx, cy, r), fill=255)
+        draw.polygon(_shape_points(shape, cx, cy, r, star_inner), fill=255)
     return np.asarray(canvas.resize((size, size), Image.Resampling.BOX), dtype=np.float32) / 255.0
 
 

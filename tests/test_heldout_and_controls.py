@@ -1,0 +1,91 @@
+"""Held-out items stay out of training (by scene and by prompt text), the shipped training stream
+can be replayed to tell seen evaluation prompts from unseen ones, and the refinement bench's
+controls (blind expansion, an independent grader) do what they claim."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from bench.heldout import replay, shipped_steps
+from bench.independent_grader import objects_match, read
+from bench.refinement_gain import blind_expansion, compare, wilson
+from models.errors import ConfigError
+from models.shapes import world
+from models.shapes.train_generator import ExcludedKeys, SceneStream, StepBatches, TrainConfig, heldout_scenes
+
+ASSETS = Path(__file__).resolve().parents[1] / "assets"
+
+
+def test_training_never_draws_a_heldout_scene_or_prompt_text():
+    keys = ExcludedKeys.heldout(50)
+    stream = SceneStream(0, keys)
+    rng = random.Random(1)
+    drawn = [stream.scene(rng) for _ in range(600)]
+    short_texts = {world.short_prompt(s) for s in heldout_scenes(50)}
+    assert not any(s in keys.scenes for s in drawn)
+    assert not any(world.short_prompt(s) in short_texts for s in drawn)
+    # a scene that is not held out but shares a held-out short prompt is skipped too
+    twin = next(s for s in (world.random_scene(random.Random(i)) for i in range(20000))
+                if world.short_prompt(s) in short_texts and s not in keys.scenes)
+    assert keys.excludes(twin)
+
+
+def test_heldout_count_is_a_setting_and_checked():
+    assert TrainConfig().heldout_n == 400
+    with pytest.raises(ConfigError, match="heldout_n"):
+        TrainConfig(heldout_n=-1)
+
+
+def test_replayed_stream_knows_what_a_run_trained_on():
+    steps = 3
+    seen = replay("t2i", steps)
+    cfg = TrainConfig(tasks="t2i", seed=0)
+    first = StepBatches(cfg, SceneStream(0, ExcludedKeys(frozenset(heldout_scenes(200)), frozenset())), 0).samples(0)
+    assert first.scenes[0] in seen.scenes and len(seen.scenes) <= steps * cfg.batch_t2i
+    prompt = next(p for p in first.prompts if p)
+    assert seen.is_seen(world.random_scene(random.Random("unrelated")), prompt)
+    assert not seen.is_seen(heldout_scenes(1)[0], "a prompt nobody trained on")
+
+
+def test_shipped_step_counts_come_from_the_folders():
+    assert shipped_steps(ASSETS / "shapes-t2i") == 7133
+    assert shipped_steps(ASSETS / "shapes-edit") == 12042
+
+
+def test_blind_expansion_keeps_the_request_and_pins_every_object():
+    prompt = 'two red circles and a blue star with the word "OK"'
+    texts = {blind_expansion(prompt, random.Random(seed)) for seed in range(5)}
+    assert len(texts) > 1  # drawn, not fixed
+    for text in texts:
+        spec = world.parse_prompt(text)
+        assert Counter((o.shape, o.colour) for o in spec.objects) == Counter({("circle", "red"): 2, ("star", "blue"): 1})
+        assert spec.word == "OK" and all(o.size and o.position for o in spec.objects)
+
+
+def test_independent_grader_reads_renders_and_catches_a_wrong_colour():
+    rng = random.Random(3)
+    for _ in range(20):
+        scene = world.random_scene(rng)
+        assert sorted(read(world.render(scene))) == sorted((o.shape, o.colour, o.size, o.position) for o in scene.objects)
+    scene = world.Scene((world.ShapeObject("star", "yellow", "small", "left"), world.ShapeObject("circle", "red", "large", "top")))
+    assert objects_match("a yellow star and a red circle", world.render(scene))
+    assert not objects_match("a yellow star and a blue circle", world.render(scene))
+
+
+def test_wilson_interval_and_paired_compare(tmp_path):
+    low, high = wilson(10, 40)
+    assert low < 0.25 < high and 0 < low and high < 0.45
+    runs = {}
+    for arm, grades in (("loop", [True, True, False, True]), ("blind", [True, False, False, False])):
+        sessions = [{"prompt": f"p{i}", **{g: [False, False, x] for g in ("analyzer", "analyzer_objects", "independent")}}
+                    for i, x in enumerate(grades)]
+        runs[arm] = tmp_path / f"{arm}.json"
+        runs[arm].write_text(json.dumps({"summary": {"arm": arm}, "sessions": sessions}))
+    result = compare(str(runs["loop"]), str(runs["blind"]))
+    assert result["analyzer"]["a_minus_b_last_round"]["difference_points"] == 50.0
+    assert result["analyzer"]["a_last_minus_a_round_2"]["difference_points"] == 75.0
