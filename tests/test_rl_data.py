@@ -29,7 +29,7 @@ def test_jsonl_rows_with_sources_resolve_relative_paths_and_key_by_source(tmp_pa
 
 
 @pytest.mark.parametrize("rows, task, error, message", [
-    (["{not json"], "t2i", InvalidInputError, "edits.jsonl:1 is not JSON"),
+    (["{not json"], "t2i", InvalidInputError, "edits.jsonl line 1 is not valid JSON"),
     ([{"prompt": "  "}], "t2i", InvalidInputError, "no \"prompt\""),
     ([{"prompt": "make it blue"}], "edit", InvalidInputError, "needs a \"source_image\""),
     ([{"prompt": "a cat", "source_image": "a.png"}], "t2i", InvalidInputError, "text-to-image"),

@@ -16,7 +16,6 @@ Example::
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +26,7 @@ from PIL import Image
 from models.errors import InvalidInputError
 from models.images import ImageInput, check_prompt, prepare_image
 from models.types import PairRequest, Task
+from studio.jsonl import read_jsonl_records
 
 logger = logging.getLogger(__name__)
 
@@ -342,16 +342,4 @@ def _read_parquet(files: list[Path]) -> list[dict[str, Any]]:
 
 
 def _read_jsonl(path: Path) -> list[dict[str, Any]]:
-    records = []
-    with path.open(encoding="utf-8") as handle:
-        for n, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInputError(f"{path}, line {n} is not JSON: {e}") from e
-            if not isinstance(record, dict):
-                raise InvalidInputError(f"{path}, line {n}: expected a JSON object, got {type(record).__name__}.")
-            records.append(record)
-    return records
+    return [record for _, record in read_jsonl_records(path, what="votes")]

@@ -16,19 +16,19 @@ feeds them here through the same ``LabeledPair``.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Literal, get_args
+from typing import Any, Iterator, Literal, get_args
 
 from PIL import Image
 
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import InvalidInputError
 from models.images import check_prompt, prepare_image
 from models.shapes.pairs import make_pair
 from models.types import TASKS, PairRequest, Task, Winner
+from studio.jsonl import read_jsonl_records
 
 logger = logging.getLogger(__name__)
 
@@ -90,22 +90,11 @@ def read_jsonl_pairs(path: str | Path) -> Iterator[LabeledPair]:
     malformed row (bad JSON, unknown task or label, missing field, unreadable image).
     """
     path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"No pairs file at {path}.")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if line.strip():
-                yield _row_pair(line, path, number)
+    for number, (where, row) in enumerate(read_jsonl_records(path, what="pairs"), start=1):
+        yield _row_pair(row, where, path, number)
 
 
-def _row_pair(line: str, path: Path, number: int) -> LabeledPair:
-    where = f"{path.name} line {number}"
-    try:
-        row = json.loads(line)
-    except json.JSONDecodeError as e:
-        raise InvalidInputError(f"{where} is not valid JSON: {e}") from e
-    if not isinstance(row, dict):
-        raise InvalidInputError(f"{where} must be a JSON object, got {type(row).__name__}.")
+def _row_pair(row: dict[str, Any], where: str, path: Path, number: int) -> LabeledPair:
     missing = [key for key in ("prompt", "image_a", "image_b", "label") if not row.get(key)]
     if missing:
         raise InvalidInputError(f"{where} lacks {missing}; each row needs prompt, image_a, image_b and label.")

@@ -14,8 +14,9 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import InvalidInputError
 from models.types import Critique, Task
+from studio.jsonl import read_jsonl_records
 
 RATIONALES_FILE = "rationales.jsonl"
 
@@ -89,21 +90,11 @@ def write_rationales(path: Path, rationales: list[Rationale], *, append: bool = 
 def read_rationales(path: str | Path) -> Iterator[Rationale]:
     """The rationales of a JSONL file. Raises ``NotFoundError`` for a missing file and
     ``InvalidInputError`` naming the line for a malformed one."""
-    path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"No rationales file at {path}; run `python -m studio parrot generate` first.")
-    with path.open(encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            if not line.strip():
-                continue
-            try:
-                data = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InvalidInputError(f"{path.name} line {number} is not valid JSON: {e}") from e
-            try:
-                yield Rationale.from_dict(data)
-            except InvalidInputError as e:
-                raise InvalidInputError(f"{path.name} line {number}: {e}") from e
+    for where, data in read_jsonl_records(path, what="rationales"):
+        try:
+            yield Rationale.from_dict(data)
+        except InvalidInputError as e:
+            raise InvalidInputError(f"{where}: {e}") from e
 
 
 def rebased(rationale: Rationale, from_dir: Path, to_dir: Path) -> Rationale:

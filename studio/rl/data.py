@@ -8,7 +8,6 @@ prompts as an uninterrupted one.
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ from models.images import prepare_image
 from models.shapes import world
 from models.shapes.train_generator import heldout_edits, heldout_scenes
 from models.types import Task
+from studio.jsonl import read_jsonl_records
 
 
 @dataclass(frozen=True)
@@ -133,27 +133,19 @@ def read_jsonl(path: str | Path, task: Task) -> list[PromptItem]:
     required for editing, refused for text-to-image; relative paths are from the file's folder).
     Raises ``NotFoundError`` / ``InvalidInputError`` naming the bad line."""
     path = Path(path)
-    if not path.is_file():
-        raise NotFoundError(f"No prompt file at {path}.")
     items: list[PromptItem] = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InvalidInputError(f"{path}:{number} is not JSON: {e}") from e
-        prompt = row.get("prompt") if isinstance(row, dict) else None
+    for where, row in read_jsonl_records(path, what="prompt"):
+        prompt = row.get("prompt")
         if not isinstance(prompt, str) or not prompt.strip():
-            raise InvalidInputError(f"{path}:{number} has no \"prompt\" text.")
+            raise InvalidInputError(f"{where} has no \"prompt\" text.")
         source = row.get("source_image")
         if task == "edit" and not source:
-            raise InvalidInputError(f"{path}:{number}: an editing model needs a \"source_image\" path per prompt.")
+            raise InvalidInputError(f"{where}: an editing model needs a \"source_image\" path per prompt.")
         if task == "t2i" and source:
-            raise InvalidInputError(f"{path}:{number} has a source image, but the model is text-to-image.")
+            raise InvalidInputError(f"{where} has a source image, but the model is text-to-image.")
         source_path = str((path.parent / source).resolve()) if source else None
         if source_path is not None and not Path(source_path).is_file():
-            raise NotFoundError(f"{path}:{number}: no source image at {source_path}.")
+            raise NotFoundError(f"{where}: no source image at {source_path}.")
         items.append(PromptItem(prompt.strip(), source_id=source_path, source_path=source_path))
     if not items:
         raise InvalidInputError(f"{path} holds no prompts.")
