@@ -85,12 +85,13 @@ def create_training_tab(services: Services, runner: Runner | None = None,
                         resume = gr.Button("Resume", size="sm", scale=1)
                         delete = gr.Button("Delete", size="sm", variant="stop", scale=1)
                     with gr.Row():
+                        # shown when the open job offers them (see actions.job_actions)
                         critic_button = gr.Button("Use this critic", size="sm", visible=False,
-                                               elem_id="training-use-critic")
+                                                  elem_id="training-use-critic")
                         lora_button = gr.Button("Load this LoRA into the generator", size="sm", visible=False,
-                                             elem_id="training-use-lora")
+                                                elem_id="training-use-lora")
                         board_button = gr.Button("Open in Leaderboard", size="sm", visible=False,
-                                               elem_id="training-open-leaderboard")
+                                                 elem_id="training-open-leaderboard")
                     notice = gr.Markdown(elem_id="training-notice")
                     view = gr.Markdown("Start a job or pick one in the list.", elem_id="training-job-view")
                     curves = gr.LinePlot(x="step", y="value", color="metric", label="Curves", height=260,
