@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Callable, Generic, TypeVar, Union
 
 from models.base import Closable, Critic, Generator, PromptLimited, Rewriter
-from models.errors import ConfigError
+from models.errors import ConfigError, InvalidInputError
 from models.prompt_limit import PromptLimit
 from models.registry import load_backend
 from models.types import Task
@@ -154,6 +154,41 @@ class Services:
                                ("edit_generator", self.edit_generator), ("rewriter", self.rewriter))
         }
 
+    def use_critic(self, spec: dict[str, Any]) -> str:
+        """Make the backend of ``spec`` (``{"backend": ..., **settings}``) the critic, e.g. a
+        transformers critic on a PARROT job's ``critic`` folder; return its name.
+
+        The previous critic's memory is freed first and the new one is built at once, so a bad
+        spec or folder raises here (``ConfigError``, ``BackendUnavailableError``) and the previous
+        critic stays (it loads again on its next use). A session holding the previous critic object
+        keeps it when it was given as an object; one built from a spec is closed, and such a session
+        fails at its next critique with ``BackendUnavailableError`` (resume it to go on with the new
+        critic). In the app, model-bound actions share one slot, so a swap waits for them.
+        """
+        self.critic = _replace(self.critic, "critic", spec)
+        return self.critic.name
+
+    def use_generator_lora(self, task: Task, path: str) -> str:
+        """Rebuild ``task``'s generator from its configured spec plus ``lora=path`` (a folder with
+        ``pytorch_lora_weights.safetensors`` or such a file, e.g. an RL job's ``lora`` artifact);
+        return its name. The previous generator is closed; a failed build keeps it configured.
+
+        Raises ``InvalidInputError`` when ``path`` holds no LoRA weights and ``ConfigError`` when
+        the generator was not configured by spec.
+        """
+        role = "t2i_generator" if task == "t2i" else "edit_generator"
+        slot = getattr(self, role)
+        if not isinstance(slot, Lazy) or not slot.config:
+            raise ConfigError(f"The {task} generator is not configured by spec ({role} in the studio config), "
+                              "so it cannot be rebuilt with a LoRA.")
+        if not is_lora(path):
+            raise InvalidInputError(f"{path} holds no LoRA weights (a folder with pytorch_lora_weights.safetensors, "
+                                    "or a .safetensors file).")
+        base = {k: v for k, v in slot.config.items() if k not in ("lora", "name")}
+        spec = {**base, "lora": str(path), "name": f"{base.get('model', base['backend'])} + LoRA {path}"}
+        setattr(self, role, _replace(slot, "generator", spec))
+        return getattr(self, role).name
+
     def release_models(self) -> list[str]:
         """Free the memory of every loaded backend built from a spec (each loads again on its next
         use), e.g. so that a GPU job fits; return the names of those released."""
@@ -194,10 +229,28 @@ def _close_backend(backend: Any) -> None:
         backend.close()
 
 
+def _replace(slot: Slot[T], role: str, spec: dict[str, Any]) -> Lazy[T]:
+    """A ``Lazy`` of ``spec``'s ``role`` backend, already built, to take ``slot``'s place; ``slot``'s
+    backend is released before the build (a ``Lazy`` builds again on its next use should the
+    build fail) and closed after it (an object)."""
+    if not isinstance(spec, dict) or not isinstance(spec.get("backend"), str):
+        raise ConfigError(f"A {role} spec is a dict with a 'backend' name and its settings, got {spec!r}.")
+    if isinstance(slot, Lazy):
+        slot.release()
+    new: Lazy[T] = _lazy_of(role, spec)
+    new.get()
+    if slot is not None and not isinstance(slot, Lazy):
+        _close_backend(slot)
+    return new
+
+
 def _lazy(role: str, spec: dict[str, Any] | None, **runtime: Any) -> Lazy[Any] | None:
+    """``_lazy_of`` of ``spec``, or ``None`` when the role is not configured."""
+    return None if spec is None else _lazy_of(role, spec, **runtime)
+
+
+def _lazy_of(role: str, spec: dict[str, Any], **runtime: Any) -> Lazy[Any]:
     """A ``Lazy`` building ``spec``'s backend; ``runtime`` options are passed but not recorded."""
-    if spec is None:
-        return None
     options = {**{k: v for k, v in spec.items() if k != "backend"}, **runtime}
     name = str(options.get("name") or spec["backend"])
     return Lazy(lambda: load_backend(role, spec["backend"], **options), name=name, config=dict(spec))

@@ -12,6 +12,7 @@ from typing import Any, Callable, Sequence, Union
 
 from PIL import Image, ImageDraw
 
+from models.errors import BackendUnavailableError
 from models.critic.scoring import ScoringPolicy
 from models.types import (
     Critique,
@@ -206,6 +207,36 @@ class ScriptedCritic:
     def to_config(self) -> dict[str, Any]:
         """Nothing to rebuild from."""
         return {"scripted": True}
+
+
+@dataclass
+class ClosableCritic(ScriptedCritic):
+    """A ``ScriptedCritic`` that can be closed, as a model critic: afterwards it refuses to work
+    (``BackendUnavailableError``, like ``TransformersChat``)."""
+
+    closed: bool = False
+
+    def critique(self, requests: Sequence[CritiqueRequest]) -> list[CritiqueResult]:
+        """Scripted results while open."""
+        if self.closed:
+            raise BackendUnavailableError(f"The critic {self.name} was closed.")
+        return super().critique(requests)
+
+    def close(self) -> None:
+        """Free nothing, but remember it."""
+        self.closed = True
+
+
+class LoraSquaresGenerator(SquaresGenerator):
+    """A ``SquaresGenerator`` built from a spec with a ``lora`` and a ``name``, and closable."""
+
+    def __init__(self, *, lora: str | None = None, name: str = "squares", **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lora, self.name, self.closed = lora, name, False
+
+    def close(self) -> None:
+        """Remember being closed."""
+        self.closed = True
 
 
 class EchoRewriter:

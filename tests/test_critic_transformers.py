@@ -288,3 +288,5 @@ def test_close_frees_the_model_and_can_repeat(tiny_folder):
     chat.close()
     chat.close()
     assert not hasattr(chat, "model")
+    with pytest.raises(BackendUnavailableError, match="was closed"):  # e.g. replaced by another critic
+        chat.complete([_prompt(0)])

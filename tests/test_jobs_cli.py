@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from models.errors import ConfigError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes import world
 from studio.cli import main
 from studio.config import StudioConfig
 from studio.jobs import registry
-from studio.jobs.specs import app_spec, check_spec
+from studio.jobs.specs import app_spec, check_spec, critic_folder_spec
 from studio.services import Services
 from studio.store import SessionStore
 from tests.studio_fakes import ScriptedCritic, good, make_services
@@ -153,3 +153,24 @@ def test_specs_refuse_secrets_and_non_json_settings_and_come_from_the_apps_backe
     fake = make_services(tmp_path / "b", ScriptedCritic([good()]))
     with pytest.raises(ConfigError, match="given as an object"):
         app_spec(fake, "critic")
+
+
+def test_a_critic_folder_spec_keeps_the_apps_transformers_settings_and_refuses_a_non_model_folder(tmp_path):
+    folder = tmp_path / "critic"
+    folder.mkdir()
+    current = {"backend": "transformers", "model": "TIGER-Lab/RationalRewards-8B-T2I", "quantization": "4bit"}
+    services = Services.from_config(StudioConfig(store_dir=str(tmp_path / "store"), critic=current))
+    try:
+        with pytest.raises(InvalidInputError, match="no config.json"):
+            critic_folder_spec(services, str(folder))
+        (folder / "config.json").write_text("{}")
+        assert critic_folder_spec(services, str(folder)) == {
+            "backend": "transformers", "model": str(folder), "quantization": "4bit",
+            "name": f"transformers critic ({folder})"}
+        with pytest.raises(NotFoundError, match="No critic folder"):
+            critic_folder_spec(services, str(tmp_path / "gone"))
+    finally:
+        services.close()
+    fake = make_services(tmp_path / "b", ScriptedCritic([good()]))  # not transformers: only the folder
+    assert critic_folder_spec(fake, str(folder)) == {"backend": "transformers", "model": str(folder),
+                                                     "name": f"transformers critic ({folder})"}

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from models.errors import ConfigError
+from models.errors import BackendUnavailableError, ConfigError, InvalidInputError
 from models.prompt_limit import PromptLimit
 from studio.config import StudioConfig
 from studio.services import Lazy, Services
+from studio.store import SessionStore
 from tests.studio_fakes import SquaresGenerator
 
 
@@ -129,3 +130,103 @@ class LoraSquares(NamedSquares):
     def __init__(self, *, lora: str | None = None, **kwargs) -> None:
         super().__init__(**kwargs)
         self.lora = lora
+
+
+FAKE_CRITIC = "tests.studio_fakes:ClosableCritic"
+FAKE_LORA_GENERATOR = "tests.studio_fakes:LoraSquaresGenerator"
+
+
+def critic_spec(name: str) -> dict:
+    return {"backend": FAKE_CRITIC, "script": [{"text_faithfulness": 3.0}], "name": name}
+
+
+def test_use_critic_swaps_the_critic_closes_the_old_one_and_the_names_follow(tmp_path):
+    services = Services.from_config(StudioConfig(store_dir=str(tmp_path), critic=critic_spec("base")))
+    old = services.get_critic()
+    assert services.use_critic(critic_spec("distilled")) == "distilled"
+    assert old.closed and services.names()["critic"] == "distilled"
+    new = services.get_critic()
+    assert new is not old and new.name == "distilled" and not new.closed
+    assert services.critic.config == critic_spec("distilled")  # a job started now is given this critic
+    services.close()
+    assert new.closed
+
+
+def test_use_critic_with_a_bad_spec_keeps_the_previous_critic(tmp_path):
+    services = Services.from_config(StudioConfig(store_dir=str(tmp_path), critic=critic_spec("base")))
+    services.get_critic()
+    with pytest.raises(ConfigError, match="no_such_backend"):
+        services.use_critic({"backend": "no_such_backend"})
+    with pytest.raises(ConfigError, match="'backend' name"):
+        services.use_critic({"model": "/tmp/x"})
+    assert services.names()["critic"] == "base" and services.get_critic().name == "base"
+    services.close()
+
+
+def test_use_critic_closes_a_critic_given_as_an_object(tmp_path):
+    from tests.studio_fakes import ClosableCritic
+
+    given = ClosableCritic([{"text_faithfulness": 3.0}], name="given")
+    services = Services(store=SessionStore(tmp_path / "s.db"), critic=given)
+    services.use_critic(critic_spec("distilled"))
+    assert given.closed and services.get_critic().name == "distilled"
+    services.close()
+
+
+def test_a_session_running_when_the_critic_is_swapped_fails_cleanly_and_resumes_with_the_new_one(tmp_path):
+    """A session holds the critic it started with; once that is closed, its next critique fails,
+    the session is stored as failed (not left running), and resuming it uses the new critic."""
+    from studio.config import LoopSettings
+    from studio.loop import RefineRequest, refine, resume
+
+    services = Services.from_config(StudioConfig(
+        store_dir=str(tmp_path), critic={**critic_spec("base"), "script": [{"text_faithfulness": 1.0}]},
+        t2i_generator={"backend": FAKE_LORA_GENERATOR}))
+    events = refine(RefineRequest("t2i", "a red square"), services, LoopSettings(max_rounds=3, rewriter="critic"))
+    started = next(events)
+    first_round = []
+    for event in events:  # up to the end of round 1, scored by the "base" critic
+        first_round.append(event)
+        if type(event).__name__ == "RoundFinished":
+            break
+    assert type(first_round[-1]).__name__ == "RoundFinished"  # round 1 done, the session goes on
+    services.use_critic({**critic_spec("distilled"), "script": [{"text_faithfulness": 4.0}]})
+    with pytest.raises(BackendUnavailableError, match="base was closed"):
+        list(events)
+    row = services.store.get_session(started.session_id)
+    assert row["status"] == "failed" and "closed" in row["message"]
+    list(resume(started.session_id, services))
+    assert services.get_critic().seen  # the new critic scored the resumed rounds
+    assert services.store.get_session(started.session_id)["status"] != "failed"
+    services.close()
+
+
+def lora_folder(tmp_path) -> str:
+    folder = tmp_path / "run" / "lora"
+    folder.mkdir(parents=True)
+    (folder / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    return str(folder)
+
+
+def test_use_generator_lora_rebuilds_the_generator_with_the_lora_and_closes_the_old_one(tmp_path):
+    services = Services.from_config(StudioConfig(
+        store_dir=str(tmp_path), t2i_generator={"backend": FAKE_LORA_GENERATOR, "size": 16, "name": "base"}))
+    old = services.get_generator("t2i")
+    path = lora_folder(tmp_path)
+    name = services.use_generator_lora("t2i", path)
+    assert name == f"{FAKE_LORA_GENERATOR} + LoRA {path}" and services.names()["t2i_generator"] == name
+    new = services.get_generator("t2i")
+    assert old.closed and new.lora == path and new.size == 16  # the same settings plus the LoRA
+    services.close()
+
+
+def test_use_generator_lora_refuses_a_folder_without_lora_weights_and_an_object_generator(tmp_path):
+    services = Services.from_config(StudioConfig(
+        store_dir=str(tmp_path), t2i_generator={"backend": FAKE_LORA_GENERATOR, "name": "base"}))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InvalidInputError, match="holds no LoRA weights"):
+        services.use_generator_lora("t2i", str(tmp_path / "empty"))
+    assert services.names()["t2i_generator"] == "base" and services.get_generator("t2i").lora is None
+    with pytest.raises(ConfigError, match="edit generator is not configured by spec"):
+        services.use_generator_lora("edit", lora_folder(tmp_path))
+    services.close()

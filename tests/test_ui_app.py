@@ -14,7 +14,8 @@ from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, TRAINING_API_NAMES, build_a
 from tests.studio_fakes import ScriptedCritic, SquaresGenerator, make_services, poor
 from tests.ui_helpers import free_port
 
-GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch", "release_models"}
+GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch", "release_models", "use_critic",
+             "load_lora"}
 
 
 def dependencies(demo: gr.Blocks) -> list[dict]:

@@ -11,10 +11,15 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
+from models.critic.critic_transformers import TransformersCritic
+from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError
+from studio.config import StudioConfig
+from studio.jobs import actions
 from studio.jobs.kinds.curate import CurateConfig
 from studio.jobs.kinds.diagnose import DiagnoseConfig
 from studio.ui import jobs_adapt
+from studio.services import Services
 from studio.ui.app import LAUNCH_OPTIONS, build_app
 from tests.studio_fakes import ScriptedCritic, make_services, poor
 from tests.ui_helpers import free_port
@@ -139,3 +144,97 @@ def test_an_optional_number_left_empty_is_unset_and_a_typed_one_is_read():
     values.update(limit="five")
     with pytest.raises(InvalidInputError, match="Limit: expected a number, got 'five'"):
         jobs_adapt.config_from_form(EvalConfig, [values[f.name] for f in fields])
+
+
+@pytest.fixture
+def served_specs(tmp_path) -> Iterator[tuple[Client, Services, gr.Blocks]]:
+    """The app over backends built from specs (so that they can be swapped)."""
+    services = Services.from_config(StudioConfig(
+        store_dir=str(tmp_path / "store"),
+        critic={"backend": "tests.studio_fakes:ClosableCritic", "script": [poor(2.0)], "name": "base critic"},
+        t2i_generator={"backend": "tests.studio_fakes:LoraSquaresGenerator", "size": 16, "name": "squares"}))
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        yield Client(f"http://127.0.0.1:{port}/", verbose=False), services, demo
+    finally:
+        demo.close()
+        services.close()
+
+
+def finished_job(services: Services, kind: str, config: dict, artifacts: dict[str, str] = {},
+                 result: dict | None = None) -> str:
+    job_id = services.store.create_job(kind, config, status="done")
+    services.store.update_job(job_id, result=result)
+    for artifact_kind, path in artifacts.items():
+        services.store.add_job_artifact(job_id, artifact_kind, path, artifact_kind)
+    return job_id
+
+
+def test_use_this_critic_makes_a_distilled_critic_the_apps_critic(served_specs, tmp_path):
+    client, services, demo = served_specs
+    old = services.get_critic()
+    folder = build_tiny_qwen3vl(tmp_path / "distilled" / "critic", seed=0)
+    job = finished_job(services, "parrot_distill", {}, {"critic": str(folder)})
+    notice, models = client.predict(job, api_name="/use_critic")
+    assert notice.startswith(f"Critic is now transformers critic ({folder})")
+    assert f"Critic: `transformers critic ({folder})`" in models and "squares" in models
+    assert old.closed and isinstance(services.get_critic(), TransformersCritic)
+    assert services.critic.config["model"] == str(folder)  # what a job started now is given
+
+    without = finished_job(services, "eval", {})
+    with pytest.raises(Exception, match=f"Job {without} \\(eval, done\\) has no critic artifact"):
+        client.predict(without, api_name="/use_critic")
+    gone = finished_job(services, "parrot_distill", {}, {"critic": str(tmp_path / "deleted" / "critic")})
+    with pytest.raises(Exception, match="No critic folder at"):
+        client.predict(gone, api_name="/use_critic")
+    assert services.names()["critic"] == f"transformers critic ({folder})"  # refusals change nothing
+
+
+def test_load_this_lora_rebuilds_the_generator_of_the_jobs_task(served_specs, tmp_path):
+    client, services, demo = served_specs
+    old = services.get_generator("t2i")
+    lora = tmp_path / "rl" / "lora"
+    lora.mkdir(parents=True)
+    (lora / "pytorch_lora_weights.safetensors").write_bytes(b"")
+    job = finished_job(services, "rl", {"model": "shapes"}, {"lora": str(lora)})
+    notice, models = client.predict(job, api_name="/load_lora")
+    name = f"tests.studio_fakes:LoraSquaresGenerator + LoRA {lora}"  # the spec names no model
+    assert notice == f"The text-to-image generator is now {name}."
+    assert f"Text-to-image: `{name}`" in models
+    assert old.closed and services.get_generator("t2i").lora == str(lora)
+
+    empty = tmp_path / "not-a-lora"
+    empty.mkdir()
+    bad = finished_job(services, "rl", {"model": "shapes"}, {"lora": str(empty)})
+    with pytest.raises(Exception, match="holds no LoRA weights"):
+        client.predict(bad, api_name="/load_lora")
+    assert services.get_generator("t2i").lora == str(lora)
+
+
+def test_open_in_leaderboard_shows_the_jobs_row_first_even_when_a_newer_one_measured_the_same(served_specs):
+    client, services, demo = served_specs
+    result = {"critic": "shapes", "benchmark": "genai-bench-t2i", "mode": "pairwise", "n": 10, "accuracy": 0.6}
+    older = finished_job(services, "eval", {}, result=result)
+    time.sleep(0.01)
+    finished_job(services, "eval", {}, result={**result, "accuracy": 0.9})
+    board = client.predict(older, api_name="/open_in_leaderboard")
+    first = dict(zip(board["headers"], board["data"][0]))  # the client returns the data outputs
+    assert (first["job"], first["accuracy %"]) == (older, 60.0)
+    listener = next(fn for fn in demo.fns.values() if fn.api_name == "open_in_leaderboard")
+    tabs, _ = listener.fn(older)  # and the Leaderboard sub-tab is selected
+    assert isinstance(listener.outputs[0], gr.Tabs) and tabs.selected == "training-leaderboard"
+    with pytest.raises(Exception, match="only eval jobs have a Leaderboard row"):
+        client.predict(finished_job(services, "curate", {}), api_name="/open_in_leaderboard")
+
+
+def test_the_job_view_offers_the_actions_of_the_jobs_artifacts(tmp_path):
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)]))
+    distill = finished_job(services, "parrot_distill", {}, {"critic": str(tmp_path)})
+    rl = finished_job(services, "rl", {}, {"lora": str(tmp_path)})
+    result = {"critic": "shapes", "benchmark": "genai-bench-t2i", "mode": "pairwise", "accuracy": 0.6}
+    done_eval = finished_job(services, "eval", {}, result=result)
+    running_eval = services.store.create_job("eval", {}, status="running")
+    assert [actions.job_actions(services, job) for job in (distill, rl, done_eval, running_eval, "nope")] == \
+        [{"critic"}, {"lora"}, {"leaderboard"}, set(), set()]

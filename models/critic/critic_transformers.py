@@ -262,7 +262,11 @@ class TransformersChat:
         )
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
-        """The critic's text for each prompt, in order, generated ``batch_size`` at a time."""
+        """The critic's text for each prompt, in order, generated ``batch_size`` at a time.
+        Raises ``BackendUnavailableError`` once closed (e.g. replaced by another critic)."""
+        if not hasattr(self, "model"):
+            raise BackendUnavailableError(f"The critic {self.settings.model} was closed (another critic replaced "
+                                          "it); resume the session to continue with the current critic.")
         if self.settings.seed is not None:
             set_seed(self.settings.seed)
         self.stats.last_token_counts = []

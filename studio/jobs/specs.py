@@ -11,9 +11,10 @@ Example: ``config.critic = app_spec(services, "critic")``
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
-from models.errors import ConfigError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from studio.services import Lazy, Services
 
 #: Setting names that hold secrets; a spec must not contain them.
@@ -56,3 +57,22 @@ def app_spec(services: Services, role: str = "critic") -> dict[str, Any] | None:
     if not isinstance(slot, Lazy) or not slot.config:
         raise ConfigError(f"The app's {role} was given as an object, not a spec, so a job cannot rebuild it.")
     return check_spec(dict(slot.config), f"the app's {role}")
+
+
+def critic_folder_spec(services: Services, folder: str) -> dict[str, Any]:
+    """The spec of a transformers critic on ``folder`` (a checkpoint written by
+    ``save_pretrained``, e.g. a PARROT distill job's ``critic`` artifact), with the settings of the
+    app's critic when that is a transformers critic too (dtype, quantization, ...).
+
+    Raises ``NotFoundError`` when the folder is gone and ``InvalidInputError`` when it holds no
+    ``config.json``.
+    """
+    path = Path(folder).expanduser()
+    if not path.is_dir():
+        raise NotFoundError(f"No critic folder at {path} (was the job's run folder deleted?).")
+    if not (path / "config.json").is_file():
+        raise InvalidInputError(f"{path} is not a model folder (no config.json); pick a job's 'critic' artifact.")
+    slot = services.critic
+    current = slot.config if isinstance(slot, Lazy) and slot.config.get("backend") == "transformers" else {}
+    settings = {k: v for k, v in current.items() if k not in ("model", "name")}
+    return {**settings, "backend": "transformers", "model": str(path), "name": f"transformers critic ({path})"}

@@ -8,7 +8,8 @@ Each public endpoint is named after the engine function it calls: ``refine``, ``
 ``history_open``, ``session_json``, ``export_session`` and ``export_votes``; the Training tab
 (not in public mode) adds ``start_job``, ``list_jobs``, ``job_view``, ``cancel_job``, ``resume_job``,
 ``delete_job`` and ``leaderboard``, which only touch job records (jobs are processes of their own),
-and ``release_models``, which frees the app's models for a GPU job (on the shared GPU slot).
+``release_models``, which frees the app's models for a GPU job, and ``use_critic`` / ``load_lora``, which
+swap in a job's distilled critic or LoRA (these three on the shared GPU slot), and ``open_in_leaderboard``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from studio.ui.adapt import CSS
 from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
 from studio.ui.tabs.judge import create_judge_tab
-from studio.ui.tabs.studio import create_studio_tab
+from studio.ui.tabs.studio import create_studio_tab, models_markdown
 from studio.ui.tabs.training import create_training_tab
 
 logger = logging.getLogger(__name__)
@@ -36,7 +37,7 @@ API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "
              "history_open", "session_json", "export_session", "export_votes")
 #: The Training tab's endpoints (absent in public mode).
 TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resume_job", "delete_job", "leaderboard",
-                      "release_models")
+                      "release_models", "use_critic", "load_lora", "open_in_leaderboard")
 
 
 def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
@@ -59,7 +60,10 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
                 create_history_tab(services, public=public, tab=history, tabs=tabs, studio=studio)
             if not public:  # background jobs run code and read folders on the server
                 with gr.Tab("Training", id="training"):
-                    create_training_tab(services)
+                    create_training_tab(services, models_view=studio["models"])
+        # read again on each page load: the Training tab may have swapped the critic or a generator
+        demo.load(lambda: models_markdown(services.names()), None, studio["models"], api_visibility="private",
+                  queue=False)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 

@@ -204,14 +204,17 @@ def result_frame(result: dict[str, Any] | None) -> pd.DataFrame:
 # -- the Leaderboard ---------------------------------------------------------------------------
 
 
-def leaderboard_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
+def leaderboard_frame(jobs: list[dict[str, Any]], pinned: str | None = None) -> pd.DataFrame:
     """One row per (critic, benchmark, mode) from the newest done eval job of each, then the
-    paper's published accuracies, labelled as published, benchmark by benchmark.
+    paper's published accuracies, labelled as published, benchmark by benchmark. The ``pinned``
+    job's row (the job opened in the Leaderboard) takes its key's place, even when a newer job
+    has one, and comes first.
 
     Fractions in an eval result (accuracy 0.7) are shown as percentages (70.0).
     """
     ours: dict[tuple[str, str, str], dict[str, Any]] = {}
-    for job in jobs:  # newest first: the first job of a key wins
+    # newest first: the first job of a key wins, the pinned job before all
+    for job in sorted(jobs, key=lambda j: j["id"] != pinned):
         result = job.get("result") or {}
         if job["kind"] != "eval" or job["status"] != "done" or "accuracy" not in result:
             continue
@@ -222,7 +225,9 @@ def leaderboard_frame(jobs: list[dict[str, Any]]) -> pd.DataFrame:
                   "accuracy %": accuracy}
                  for benchmark, judges in PUBLISHED_ACCURACY.items() for judge, accuracy in judges.items()]
     # ours first (what a person came to see), then the published rows benchmark by benchmark
-    rows = sorted([*ours.values(), *published], key=lambda r: (r["source"] != "ours", r["benchmark"], r["critic"]))
+    rows = sorted([*ours.values(), *published],
+                  key=lambda r: (r.get("job") != pinned or pinned is None, r["source"] != "ours", r["benchmark"],
+                                 r["critic"]))
     return pd.DataFrame(rows, columns=list(LEADERBOARD_COLUMNS))
 
 

@@ -67,7 +67,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                     plateau = gr.Slider(0, 5, value=defaults.plateau_rounds, step=1,
                                         label="Stop after rounds without gain (0: off)")
                     regression = gr.Checkbox(value=defaults.stop_on_regression, label="Stop when a round scores lower")
-            gr.Markdown(_models_markdown(names))
+            models = gr.Markdown(models_markdown(names), elem_id="studio-models")
             if not public:
                 with gr.Accordion("Backend settings", open=False):
                     gr.JSON(adapt.backend_settings(services), label="Endpoints and model folders")
@@ -205,7 +205,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
     session_resume.click(model_bound(resume), [session_id, gr.State("")], outputs, api_visibility="private",
                          **streaming)
     stop.click(request_stop, None, status, queue=False, api_visibility="private")
-    return {"task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
+    return {"models": models, "task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
             "session_id": session_id, "latest": latest, "compare": compare, "plot": plot, "timeline": timeline,
             "proposed": proposed, "resume": resume_button, "session_resume": session_resume,
             "resume_handler": model_bound(resume), "outputs": outputs, "streaming": streaming}
@@ -233,7 +233,7 @@ def _examples(services: Services, tasks: tuple[str, ...], task: gr.Radio, prompt
                     elem_id="studio-examples")
 
 
-def _models_markdown(names: dict[str, str | None]) -> str:
+def models_markdown(names: dict[str, str | None]) -> str:
     """Which backend serves each role."""
     labels = {"critic": "Critic", "t2i_generator": "Text-to-image", "edit_generator": "Editing", "rewriter": "Rewriter"}
     return "Models — " + " · ".join(f"{labels[role]}: `{name}`" for role, name in names.items() if name)

@@ -15,6 +15,7 @@ from typing import Any
 import gradio as gr
 
 from models.errors import ConfigError, StudioError
+from studio.jobs import actions
 from studio.jobs.registry import KindSpec, available_kinds, load_kind
 from studio.jobs.runner import Runner
 from studio.jobs.procs import log_tail
@@ -22,6 +23,7 @@ from studio.jobs.specs import app_spec
 from studio.services import Services
 from studio.ui import jobs_adapt
 from studio.ui.errors import ui_errors
+from studio.ui.tabs.studio import models_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +32,13 @@ REFRESH_S = 2.0
 LOG_LINES = 40
 
 
-def create_training_tab(services: Services, runner: Runner | None = None) -> dict[str, gr.components.Component]:
+def create_training_tab(services: Services, runner: Runner | None = None,
+                        models_view: gr.Markdown | None = None) -> dict[str, gr.components.Component]:
     """Build the Training tab's widgets and listeners; return its components by name.
 
     On build the runner re-attaches to the store's jobs (a job whose process is gone is marked
-    failed with its reason) and starts queued jobs that may run.
+    failed with its reason) and starts queued jobs that may run. ``models_view`` (the app's
+    line naming its models) is rewritten when an action swaps the critic or a generator.
     """
     store = services.store
     runner = runner or Runner(store)
@@ -45,7 +49,7 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
     groups: dict[str, gr.Group] = {}
     first = next((name for name, spec in kinds.items() if isinstance(spec, KindSpec)), None)
 
-    with gr.Tabs():
+    with gr.Tabs() as subtabs:
         with gr.Tab("Jobs", id="training-jobs"):
             with gr.Row():
                 with gr.Column(scale=2):
@@ -80,6 +84,14 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
                         cancel = gr.Button("Cancel", size="sm", scale=1)
                         resume = gr.Button("Resume", size="sm", scale=1)
                         delete = gr.Button("Delete", size="sm", variant="stop", scale=1)
+                    with gr.Row():
+                        # shown when the open job offers them (see actions.job_actions)
+                        critic_button = gr.Button("Use this critic", size="sm", visible=False,
+                                                  elem_id="training-use-critic")
+                        lora_button = gr.Button("Load this LoRA into the generator", size="sm", visible=False,
+                                                elem_id="training-use-lora")
+                        board_button = gr.Button("Open in Leaderboard", size="sm", visible=False,
+                                                 elem_id="training-open-leaderboard")
                     notice = gr.Markdown(elem_id="training-notice")
                     view = gr.Markdown("Start a job or pick one in the list.", elem_id="training-job-view")
                     curves = gr.LinePlot(x="step", y="value", color="metric", label="Curves", height=260,
@@ -203,8 +215,45 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
         """The Leaderboard: our eval results per (critic, benchmark, mode) beside the published ones."""
         return jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval"))
 
+    @ui_errors
+    def use_critic(job: str) -> tuple[str, str]:
+        """Make the job's distilled critic (its "critic" artifact folder) the app's critic, as a
+        transformers critic; the previous critic is closed. Waits for running model actions.
+
+        Args:
+            job: the id of a PARROT distill job.
+        """
+        return actions.use_job_critic(services, job.strip()), models_markdown(services.names())
+
+    @ui_errors
+    def load_lora(job: str) -> tuple[str, str]:
+        """Rebuild the generator of the job's task with its LoRA (its "lora" artifact); the
+        previous generator is closed. Waits for running model actions.
+
+        Args:
+            job: the id of an RL job that trained a LoRA.
+        """
+        return actions.load_job_lora(services, job.strip()), models_markdown(services.names())
+
+    @ui_errors
+    def open_in_leaderboard(job: str) -> tuple[Any, Any]:
+        """Switch to the Leaderboard with the eval job's row first (even when a newer job measured
+        the same critic, benchmark and mode).
+
+        Args:
+            job: the id of a finished eval job.
+        """
+        pinned = actions.leaderboard_job(services, job.strip())
+        return gr.Tabs(selected="training-leaderboard"), jobs_adapt.leaderboard_frame(
+            store.list_jobs(kind="eval"), pinned=pinned)
+
+    def action_buttons(job: str) -> list[Any]:
+        offered = actions.job_actions(services, job.strip())
+        return [gr.update(visible=name in offered) for name in ("critic", "lora", "leaderboard")]
+
     def refresh(job: str) -> tuple[Any, ...]:
-        return (list_jobs(), *job_view(job), leaderboard())
+        board = jobs_adapt.leaderboard_frame(store.list_jobs(kind="eval"), pinned=job.strip() or None)
+        return (list_jobs(), *job_view(job), board, *action_buttons(job))
 
     def selected(frame: Any, event: gr.SelectData) -> str:
         return str(frame.iloc[event.index[0]]["id"])
@@ -230,13 +279,21 @@ def create_training_tab(services: Services, runner: Runner | None = None) -> dic
     delete.click(delete_job, job_id, notice, api_name="delete_job")
     leaderboard_button.click(leaderboard, None, leaderboard_table, api_name="leaderboard")
     release.click(release_models, None, notice, api_name="release_models", concurrency_id="gpu", concurrency_limit=1)
-    timer.tick(refresh, job_id, [jobs_table, *view_outputs, leaderboard_table], api_name="list_jobs_refresh",
+    swapped = [notice, models_view] if models_view is not None else [notice, gr.State()]
+    critic_button.click(use_critic, job_id, swapped, api_name="use_critic", concurrency_id="gpu", concurrency_limit=1)
+    lora_button.click(load_lora, job_id, swapped, api_name="load_lora", concurrency_id="gpu", concurrency_limit=1)
+    board_button.click(open_in_leaderboard, job_id, [subtabs, leaderboard_table], api_name="open_in_leaderboard")
+    action_outputs = [critic_button, lora_button, board_button]
+    job_id.change(action_buttons, job_id, action_outputs, api_visibility="private", queue=False)
+    timer.tick(refresh, job_id, [jobs_table, *view_outputs, leaderboard_table, *action_outputs],
+               api_name="list_jobs_refresh",
                api_visibility="private",
                show_progress="hidden")
     return {"kind": kind, "config": config_box, "command": command, "start": start, "release": release, "device": device,
             "gpu_gb": gpu_gb, "parent": parent, "jobs": jobs_table, "job_id": job_id, "refresh": refresh_button, "cancel": cancel,
             "resume": resume, "delete": delete, "notice": notice, "view": view, "curves": curves, "result": result,
-            "log": log, "artifacts": artifacts, "leaderboard": leaderboard_table, "timer": timer}
+            "log": log, "artifacts": artifacts, "leaderboard": leaderboard_table, "timer": timer,
+            "use_critic": critic_button, "load_lora": lora_button, "open_in_leaderboard": board_button, "tabs": subtabs}
 
 
 def _widget(field: jobs_adapt.FormField, elem_id: str) -> gr.components.Component:
