@@ -14,11 +14,11 @@ from typing import Iterator
 import pytest
 from gradio_client import Client
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from models.shapes import world
 from tests.openai_stub import OpenAIStub
-from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, ROOT, RunningApp, running_app
+from tests.ui_helpers import ROOT, RunningApp, launched_chromium, opened_page, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -34,20 +34,12 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
+    yield from launched_chromium()
 
 
 @pytest.fixture
 def page(app: RunningApp, browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    opened = context.new_page()
-    opened.goto(app.url)
-    expect(opened.get_by_role("tab", name="Studio")).to_be_visible(timeout=60_000)
-    yield opened
-    context.close()
+    yield from opened_page(browser, app.url, "Studio")
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from playwright.sync_api import Browser, Page, expect
 
 from studio import grammar
 from tests.test_browser import LONG_MS, browser, button, field, open_tab  # noqa: F401 (browser: a fixture)
-from tests.ui_helpers import RunningApp, running_app
+from tests.ui_helpers import RunningApp, opened_page, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -28,12 +28,7 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
 
 @pytest.fixture
 def page(app: RunningApp, browser: Browser) -> Iterator[Page]:  # noqa: F811
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    opened = context.new_page()
-    opened.goto(app.url)
-    expect(opened.get_by_role("tab", name="Studio")).to_be_visible(timeout=60_000)
-    yield opened
-    context.close()
+    yield from opened_page(browser, app.url, "Studio")
 
 
 def stored(app: RunningApp, sql: str, *args: object) -> list[tuple]:

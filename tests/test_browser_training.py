@@ -12,11 +12,11 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from playwright.sync_api import Browser, Page, expect, sync_playwright
+from playwright.sync_api import Browser, Page, expect
 
 from models.shapes import world
 from tests.test_browser import button, open_tab, screenshot
-from tests.ui_helpers import CHROMIUM, CHROMIUM_ARGS, RunningApp, running_app
+from tests.ui_helpers import RunningApp, launched_chromium, opened_page, running_app
 
 pytestmark = pytest.mark.browser
 
@@ -30,21 +30,14 @@ def app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        yield launched
-        launched.close()
+    yield from launched_chromium()
 
 
 @pytest.fixture
 def page(app: RunningApp, browser: Browser) -> Iterator[Page]:
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
-    opened = context.new_page()
-    opened.goto(app.url)
-    expect(opened.get_by_role("tab", name="Training")).to_be_visible(timeout=60_000)
-    open_tab(opened, "Training")
-    yield opened
-    context.close()
+    for opened in opened_page(browser, app.url, "Training"):
+        open_tab(opened, "Training")
+        yield opened
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Iterator
 
 import httpx
+from playwright.sync_api import Browser, Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
@@ -112,3 +113,22 @@ def running_app(store: Path, *flags: str) -> Iterator[RunningApp]:
         yield app
     finally:
         stop_app(app)
+
+
+def launched_chromium() -> Iterator[Browser]:
+    """Generator for a pytest fixture: Debian's Chromium, headless, driven by Playwright."""
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield launched
+        launched.close()
+
+
+def opened_page(browser: Browser, url: str, tab: str) -> Iterator[Page]:
+    """Generator for a pytest fixture: a fresh browser context on the app at ``url``, waiting
+    until ``tab`` is shown; the context is closed afterwards."""
+    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+    page = context.new_page()
+    page.goto(url)
+    expect(page.get_by_role("tab", name=tab)).to_be_visible(timeout=60_000)
+    yield page
+    context.close()
