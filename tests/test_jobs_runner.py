@@ -99,7 +99,9 @@ def test_a_job_whose_processes_are_all_gone_is_failed_on_reattach(store, runner)
     job = store.get_job(job_id)
     os.kill(job["supervisor_pid"], signal.SIGKILL)  # e.g. the machine's OOM killer took both
     os.killpg(job["pid"], signal.SIGKILL)
+    # both deaths are asynchronous: a supervisor still in the process table keeps the job "running"
     wait_for(lambda: not is_alive(job["pid"], job["pid_start"]), what="the worker to die")
+    wait_for(lambda: not is_alive(job["supervisor_pid"], job["supervisor_start"]), what="the supervisor to die")
     assert Runner(store, FAST).reattach() == [job_id]
     lost = store.get_job(job_id)
     assert lost["status"] == "failed" and "the job's process is gone" in lost["reason"]
