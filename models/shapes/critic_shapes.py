@@ -20,6 +20,7 @@ from typing import Sequence, Union
 
 from PIL import Image
 
+from models.critic.answer import format_score, pointwise_answer_text
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.runner import ProtocolCritic
 from models.critic.scoring import ScoringPolicy
@@ -40,12 +41,6 @@ from models.types import (
 logger = logging.getLogger(__name__)
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-
-
-def _fmt(score: float | None) -> str:
-    if score is None:
-        return "N/A"
-    return f"{score:.2f}".rstrip("0").rstrip(".")
 
 
 def _sentence(parts: list[str]) -> str:
@@ -122,20 +117,12 @@ class ShapesReferenceChat:
 
     def _pointwise(self, request: CritiqueRequest) -> str:
         judged = self._assess(request.task, request.prompt, request.image, request.source_image)
-        lines = ["# User Request Analysis", judged.requested, "# Detailed Judgement"]
-        for number, dim in enumerate(task_dimensions(request.task), start=1):
-            lines += [
-                f"{number}. {dim.heading}:",
-                f"## Justification: {self._justify(judged, dim.key)}",
-                f"## Score: {_fmt(judged.scores[dim.key])}",
-            ]
-        lines += [
-            f"# Summary: {self._summary(judged)}",
-            "# User Request Refinement:",
-            f"## Refinement Comments: {self._comments(judged)}",
-            f"## Refined Request: {judged.refined_request}",
-        ]
-        return "\n".join(lines)
+        return pointwise_answer_text(
+            request.task, analysis=judged.requested, scores=judged.scores,
+            justifications={dim.key: self._justify(judged, dim.key) for dim in task_dimensions(request.task)},
+            summary=self._summary(judged), refinement_comments=self._comments(judged),
+            refined_request=judged.refined_request,
+        )
 
     def _pairwise(self, request: PairRequest) -> str:
         a = self._assess(request.task, request.prompt, request.image_a, request.source_image)
@@ -146,8 +133,8 @@ class ShapesReferenceChat:
             lines += [
                 f"{number}. {dim.heading}:",
                 f"## Justification: Image A: {self._justify(a, dim.key)} Image B: {self._justify(b, dim.key)}",
-                f"## Score A: {_fmt(score_a)}",
-                f"## Score B: {_fmt(score_b)}",
+                f"## Score A: {format_score(score_a)}",
+                f"## Score B: {format_score(score_b)}",
                 f"## Winner: {self._winner(score_a, score_b)}",
             ]
         overall = self._overall(request.task, a, b)

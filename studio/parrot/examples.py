@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from PIL import Image
 
+from models.critic.answer import format_score, pointwise_answer_text
 from models.critic.chat import ChatPrompt
 from models.critic.prompts import build_pairwise_prompt, build_pointwise_prompt
 from models.critic.scoring import ScoringPolicy
@@ -28,27 +29,13 @@ IMAGE_TOKEN = "<image>"
 Format = Literal["pointwise", "pairwise"]
 
 
-def format_score(score: float | None) -> str:
-    """A score as the protocol writes it: ``3.5``, ``4``, ``N/A``."""
-    return "N/A" if score is None else f"{score:.2f}".rstrip("0").rstrip(".")
-
-
 def pointwise_answer(critique: Critique) -> str:
     """``critique`` in the pointwise protocol layout (analysis, judgement, summary, refinement)."""
-    lines = ["# User Request Analysis", critique.analysis or "", "# Detailed Judgement"]
-    for number, dim in enumerate(task_dimensions(critique.task), start=1):
-        lines += [
-            f"{number}. {dim.heading}:",
-            f"## Justification: {critique.justifications.get(dim.key) or ''}",
-            f"## Score: {format_score(critique.scores.get(dim.key))}",
-        ]
-    lines += [
-        f"# Summary: {critique.summary or ''}",
-        "# User Request Refinement:",
-        f"## Refinement Comments: {critique.refinement_comments or ''}",
-        f"## Refined Request: {critique.refined_request or ''}",
-    ]
-    return "\n".join(lines)
+    return pointwise_answer_text(
+        critique.task, analysis=critique.analysis or "", justifications=critique.justifications,
+        scores=critique.scores, summary=critique.summary or "",
+        refinement_comments=critique.refinement_comments or "", refined_request=critique.refined_request or "",
+    )
 
 
 def pairwise_answer(a: Critique, b: Critique, policy: ScoringPolicy) -> str:
