@@ -58,22 +58,28 @@ def check_request(services: Services, task: Task, prompt: str) -> None:
 def vocabulary(task: Task | None = None) -> str:
     """One or two sentences on what the shapes world reads (both tasks when ``task`` is None)."""
     t2i = (f"It reads up to 4 {'/'.join(world.SIZES)} shapes ({', '.join(world.SHAPES)}) in "
-           f"{', '.join(world.COLOURS)}, counted (\"two red circles\") or placed on a 3x3 grid (\"a small blue "
-           f"square at the top left\"), plus an optional word of 1-3 capital letters (with the word \"AB\"); "
-           "relations such as \"above\" are not part of it.")
+           f"{', '.join(world.COLOURS)}, counted (\"two red circles\"), placed on a 3x3 grid (\"a small blue "
+           f"square at the top left\") or related ({', '.join(world.RELATIONS)}: \"two red circles above a blue "
+           "square\"), plus an optional word of 1-3 capital letters (with the word \"AB\").")
     edit = ("Edits: \"make the red circle blue\", \"remove the red circle\", \"add a small green star at the "
             "bottom right\", \"move the red circle to the top left\", \"make the red circle bigger\", "
             "'change the word to \"AB\"'.")
     return {"t2i": t2i, "edit": edit}.get(task or "", f"{t2i} {edit}")
 
 
-def example_prompts(count: int = 3, *, seed: int = 18) -> list[str]:
-    """Text-to-image prompts written by the shapes world's grammar (short and detailed forms)."""
+def example_prompts(count: int = 4, *, seed: int = 18) -> list[str]:
+    """Text-to-image prompts written by the shapes world's grammar, in turn in the short form, the
+    detailed form and with a relation ("two red circles above a blue square"); the last one
+    carries a word."""
     rng = random.Random(seed)
-    prompts = []
-    for i in range(count):
-        scene = world.random_scene(rng, max_objects=3, word_prob=1.0 if i == count - 1 else 0.0)
-        prompts.append(world.detailed_prompt(scene) if i % 2 else world.short_prompt(scene))
+    writers = (world.short_prompt, world.detailed_prompt, lambda scene: world.relation_prompt(scene, rng))
+    prompts: list[str] = []
+    while len(prompts) < count:
+        last = len(prompts) == count - 1
+        scene = world.random_scene(rng, max_objects=3, word_prob=1.0 if last else 0.0)
+        text = writers[len(prompts) % len(writers)](scene)
+        if text:  # a scene of one kind of object has no relation to write
+            prompts.append(text)
     return prompts
 
 

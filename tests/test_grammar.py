@@ -3,6 +3,8 @@ anything is generated, with a message saying what it reads; its example requests
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from models.errors import InvalidInputError
@@ -12,7 +14,7 @@ from studio import grammar
 from studio.cli import main
 from studio.services import Lazy, Services
 from studio.store import SessionStore
-from tests.studio_fakes import ScriptedCritic, SquaresGenerator, good
+from tests.studio_fakes import ScriptedCritic, ShapesRenderer, SquaresGenerator, good
 
 UNREADABLE = "a cat playing the piano"
 
@@ -35,6 +37,7 @@ def test_an_unreadable_prompt_is_refused_with_what_the_world_reads(shapes):
 
 def test_readable_requests_and_other_critics_pass(shapes, tmp_path):
     grammar.check_request(shapes, "t2i", "two red circles and a small blue square at the top left")
+    grammar.check_request(shapes, "t2i", "two red circles above a blue square")
     grammar.check_request(shapes, "edit", "move the red circle to the top left")
     lazy = Services(store=shapes.store, critic=Lazy(ShapesCritic, "shapes", {"backend": "shapes"}))
     assert grammar.shapes_world(lazy) and not lazy.critic.loaded  # told without loading the critic
@@ -45,7 +48,9 @@ def test_readable_requests_and_other_critics_pass(shapes, tmp_path):
 
 def test_examples_are_written_by_the_grammar_and_read_back():
     prompts = grammar.example_prompts()
-    assert len(set(prompts)) == 3 and any("with the word" in p for p in prompts)
+    assert len(set(prompts)) == 4 and any("with the word" in p for p in prompts)
+    assert any(world.parse_prompt(p).relations for p in prompts)  # a relation example
+    assert "above, below, left of, right of, next to" in grammar.vocabulary("t2i")
     for prompt in prompts:
         world.parse_prompt(prompt)
     for scene, instruction in grammar.example_edits():
@@ -58,3 +63,22 @@ def test_cli_refine_refuses_an_unreadable_prompt_before_generating(shapes, capsy
     assert status == 2 and captured.out == ""
     assert "The shapes world cannot read this prompt" in captured.err and "critic_failed" not in captured.err
     assert shapes.t2i_generator.requests == [] and shapes.store.search_sessions() == []
+
+
+def test_cli_refine_of_a_relation_prompt_fixes_the_relation_without_critic_failed(tmp_path, capsys):
+    """The README's first example: a generator that ignores "above" (it fills the top row) breaks
+    the relation, the critic says so, and its refined request places the objects so that it holds."""
+    renderer = ShapesRenderer(faulty_calls=0)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=renderer)
+    status = main(["refine", "two red circles above a blue square", "--rounds", "3", "--no-progress"], services=services)
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert status == 0
+    critiques = [line for line in lines if line["event"] == "CritiqueReady"]
+    assert "should be above the blue square" in critiques[0]["critique"]["justifications"]["text_faithfulness"]
+    stopped = lines[-1]
+    assert stopped["event"] == "Stopped" and stopped["reason"] == "thresholds_met" and stopped["best"]["round"] == 2
+    second = renderer.requests[1].prompt
+    spec = world.parse_prompt(second)
+    assert not spec.relations and all(o.position for o in spec.objects)  # the detailed form the generator reads
+    assert world.check_relations(world.parse_prompt("two red circles above a blue square"),
+                                 [(o.colour, o.shape, o.position) for o in spec.objects])[0].share == 0

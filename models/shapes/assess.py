@@ -9,7 +9,11 @@ requested object counts as one unit and each failure costs a share of its unit -
 wrong colour or shape 0.6, a wrong position 0.5, a wrong size 0.4 (one object's failures together
 at most 1.0), an extra object 0.5, unrequested text 0.4 -- and the deduction is 3 times the
 shares' sum over the units. So an image showing nothing that was asked for scores 1 (whatever the
-request), every object right scores 4, and one of four objects missing scores 3.25. An edit is
+request), every object right scores 4, and one of four objects missing scores 3.25. A relation
+between two groups ("two red circles above a blue square") is one more unit, and a broken one
+costs the share of it that is broken (``models.shapes.relations.broken``: the share of object
+pairs in the wrong order, or of objects with no neighbour for "next to"); its refined request
+pins positions that satisfy every relation, moving as few objects as possible. An edit is
 judged the same way: the units of Text Faithfulness are the cells (and the word) the edit changes,
 and an edit that was not made costs all of them; the units of Image Faithfulness are what the
 edit must keep (the untouched source objects, and the word unless the edit changes it).
@@ -31,11 +35,15 @@ from models.shapes.world import (
     POSITIONS,
     ObjectSpec,
     PromptSpec,
+    RelationCheck,
     Scene,
     ShapeObject,
+    arrange_spec,
+    check_relations,
     describe,
     detailed_prompt,
     edit_instruction,
+    group_phrase,
     position_phrase,
 )
 from models.types import IMAGE_FAITHFULNESS, PHYSICAL_QUALITY, TEXT_FAITHFULNESS, TEXT_RENDERING, Task
@@ -200,21 +208,47 @@ def _word_clause(word: str | None) -> str:
     return f' with the word "{word}"' if word else " and no text"
 
 
+def _relation_text(spec: PromptSpec, check: RelationCheck) -> str:
+    """A broken relation in words, naming one culprit: "the red circles should be above the blue
+    square, but the red circle at the bottom left is not above the blue square in the centre"."""
+    relation = check.relation
+    first, second = spec.objects[relation.first[0]], spec.objects[relation.second[0]]
+    a, b = check.culprits[0]
+    if relation.kind == "next to":
+        lonely, other = (first, second) if a is not None else (second, first)
+        detail = f"the {lonely.colour} {lonely.shape} {position_phrase(a or b)} has no {other.colour} {other.shape} beside it"
+    else:
+        detail = (f"the {first.colour} {first.shape} {position_phrase(a)} is not {relation.kind} "
+                  f"the {second.colour} {second.shape} {position_phrase(b)}")
+    return (f"{group_phrase(spec, relation.first, definite=True)} should be {relation.kind} "
+            f"{group_phrase(spec, relation.second, definite=True)}, but {detail}")
+
+
+def _relations_said(spec: PromptSpec) -> str:
+    """The relations asked for: "the red circles above the blue square", or "" without relations."""
+    return "; ".join(f"{group_phrase(spec, r.first, definite=True)} {r.kind} {group_phrase(spec, r.second, definite=True)}"
+                     for r in spec.relations)
+
+
 def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
     """Judge a generated image (analyzed as ``seen``) against the request ``spec``."""
-    key, units = TEXT_FAITHFULNESS.key, len(spec.objects)
+    key, units = TEXT_FAITHFULNESS.key, len(spec.objects) + len(spec.relations)
     pairs, missing, extra = match(spec.objects, seen.objects)
     findings = [_deduction(key, MISSING, units, f"the {describe(s, article=False)} is missing") for s in missing]
     findings += [_deduction(key, EXTRA, units, f"there is an extra {describe(o.as_object(), article=False)}") for o in extra]
     findings += [_deduction(key, share, units, text) for s, o in pairs for share, text in _mismatches(s, o)]
+    checks = check_relations(spec, [(s.colour, s.shape, o.position) for s, o in pairs])
+    findings += [_deduction(key, c.share, units, _relation_text(spec, c)) for c in checks if c.share > 0]
     if spec.word is None and seen.word:
         findings.append(_deduction(key, UNREQUESTED_TEXT, units, f'the image shows the word "{seen.word}" that was not asked for'))
     findings += _word(spec.word, seen) + _quality(seen.artifacts, seen.objects)
     scores = {d: _score(findings, d) for d in (key, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if spec.word else None
-    requested = f"The request asks for {_object_list(spec.objects)}{_word_clause(spec.word)}."
+    related = _relations_said(spec)
+    requested = f"The request asks for {_object_list(spec.objects)}{f' ({related})' if related else ''}{_word_clause(spec.word)}."
+    held = f"; {related}, as asked" if related else ""
     praise = {
-        key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}.",
+        key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}{held}.",
         TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
     }
     return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing)))
@@ -226,7 +260,10 @@ def _clean_praise() -> dict[str, str]:
 
 def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec]) -> Scene:
     """The requested scene with every size and position pinned: kept from the image where an
-    object was placed (its attributes corrected to the request), chosen for missing ones."""
+    object was placed (its attributes corrected to the request), chosen for missing ones. With
+    relations, the positions satisfy every relation, moving as few placed objects as possible."""
+    if spec.relations:
+        return _arranged(spec, pairs)
     taken: dict[str, ShapeObject] = {}
     for s, o in pairs:
         position = s.position or o.position
@@ -239,6 +276,20 @@ def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], mi
         if free:
             taken[free[0]] = ShapeObject(s.shape, s.colour, s.size or "large", free[0])
     return Scene(tuple(taken.values()), spec.word)
+
+
+def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]]) -> Scene:
+    """The requested scene laid out by ``arrange_spec``, each placed object preferring its cell."""
+    seen: dict[int, AnalyzedObject] = {}
+    for s, o in pairs:
+        seen[next(i for i, asked in enumerate(spec.objects) if asked == s and i not in seen)] = o
+    cells = arrange_spec(spec, {i: o.position for i, o in seen.items()})
+    if cells is None:  # parse_prompt refuses requests no layout satisfies
+        raise ValueError(f"no layout satisfies the relations of {spec}")
+    return Scene(tuple(
+        ShapeObject(s.shape, s.colour, s.size or (seen[i].size if i in seen else "large"), cell)
+        for i, (s, cell) in enumerate(zip(spec.objects, cells))
+    ), spec.word)
 
 
 def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene, tf_units: int, imf_units: int) -> list[Finding]:

@@ -22,12 +22,14 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from models.errors import InvalidInputError
+from models.shapes import relations
+from models.shapes.relations import RELATIONS
 
 logger = logging.getLogger(__name__)
 
@@ -121,11 +123,24 @@ class ObjectSpec:
 
 
 @dataclass(frozen=True)
+class Relation:
+    """A spatial relation a prompt asks for between two groups of its objects: ``first`` and
+    ``second`` are indices into ``PromptSpec.objects``; ``kind`` is one of ``RELATIONS`` (their
+    meaning on the grid: ``models.shapes.relations``)."""
+
+    kind: str
+    first: tuple[int, ...]
+    second: tuple[int, ...]
+
+
+@dataclass(frozen=True)
 class PromptSpec:
-    """What a prompt asks for: the objects (one entry per object) and the word, if any."""
+    """What a prompt asks for: the objects (one entry per object), the word, if any, and the
+    relations between groups of objects ("two red circles above a blue square")."""
 
     objects: tuple[ObjectSpec, ...]
     word: str | None = None
+    relations: tuple[Relation, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -356,11 +371,12 @@ def short_prompt(scene: Scene) -> str:
     counts: dict[tuple[str, str], int] = {}
     for obj in scene.objects:
         counts[(obj.colour, obj.shape)] = counts.get((obj.colour, obj.shape), 0) + 1
-    parts = [
-        _article(f"{colour} {shape}") if n == 1 else f"{_NUMBERS[n]} {colour} {shape}s"
-        for (colour, shape), n in counts.items()
-    ]
-    return _join(parts) + _word_suffix(scene.word)
+    return _join([_counted(f"{colour} {shape}", n) for (colour, shape), n in counts.items()]) + _word_suffix(scene.word)
+
+
+def _counted(noun: str, n: int) -> str:
+    """"a red circle", "two red circles"."""
+    return _article(noun) if n == 1 else f"{_NUMBERS[n]} {noun}s"
 
 
 def detailed_prompt(scene: Scene | PromptSpec) -> str:
@@ -375,10 +391,9 @@ _SHAPE_RE = "|".join(SHAPES)
 _SIZE_RE = "|".join(_SIZE_SYNONYMS)
 _POS_RE = "|".join(sorted(_POSITION_SYNONYMS, key=len, reverse=True))
 _COUNT_RE = "|".join(("a", "an", *_NUMBERS[1:], "[1-9]"))
-_ITEM = re.compile(
-    rf"^(?P<count>{_COUNT_RE})\s+(?:(?P<size>{_SIZE_RE})\s+)?(?P<colour>{_COLOUR_RE})\s+(?P<shape>{_SHAPE_RE})(?:e?s)?"
-    rf"(?:\s+(?:at|on|in)\s+the\s+(?P<position>{_POS_RE}))?$"
-)
+_GROUP = rf"(?P<count>{_COUNT_RE})\s+(?:(?P<size>{_SIZE_RE})\s+)?(?P<colour>{_COLOUR_RE})\s+(?P<shape>{_SHAPE_RE})(?:e?s)?"
+_ITEM = re.compile(rf"^{_GROUP}(?:\s+(?:at|on|in)\s+the\s+(?P<position>{_POS_RE}))?$")
+_GROUP_ONLY = re.compile(rf"^{_GROUP}$")
 _WORD_CLAUSE = re.compile(
     r"[\s,]*(?:with|and)\s+the\s+(?:word|text|letters?)\s+[\"'“”‘’]?(?P<word>[A-Za-z]{1,3})[\"'“”‘’]?"
     r"(?:\s+(?:written|drawn)?\s*(?:below|underneath|at the bottom))?",
@@ -386,6 +401,21 @@ _WORD_CLAUSE = re.compile(
 )
 _LEAD = re.compile(r"^(?:an?\s+)?(?:image|picture|drawing|scene)\s+(?:of|with)\s+", re.IGNORECASE)
 _SPLIT = re.compile(r"\s*,\s*(?:and\s+)?|\s+and\s+")
+_RELATION_SYNONYMS = {
+    **{r: r for r in RELATIONS},
+    "under": "below", "beneath": "below", "underneath": "below",
+    "to the left of": "left of", "on the left of": "left of", "to the right of": "right of", "on the right of": "right of",
+    "beside": "next to",
+}
+_REL_RE = "|".join(sorted(_RELATION_SYNONYMS, key=len, reverse=True))
+_RELATION_WORD = re.compile(rf"(?<!\w)(?:{_REL_RE})(?!\w)")
+_RELATION_CLAUSE = re.compile(rf"^(?P<first>.+?)\s+(?P<relation>{_REL_RE})\s+(?P<second>.+)$")
+_PLAIN_GROUP = re.sub(r"\(\?P<\w+>", "(?:", _GROUP)
+_UNKNOWN_RELATION = re.compile(rf"^{_PLAIN_GROUP}\s+(?P<middle>.+?)\s+{_PLAIN_GROUP}$")
+_RELATIONS_NOTE = (
+    "Relations the shapes world reads: \"above\", \"below\", \"left of\", \"right of\" and \"next to\", between two "
+    "groups such as \"two red circles above a blue square\"."
+)
 
 
 def _normalise(text: str) -> str:
@@ -398,9 +428,61 @@ def _count(word: str) -> int:
     return int(word) if word.isdigit() else _NUMBERS.index(word)
 
 
+def _group_objects(match: re.Match[str]) -> list[ObjectSpec]:
+    """The objects of one counted group ("two small red circles"), with the position it names."""
+    position = _POSITION_SYNONYMS[match.group("position")] if match.groupdict().get("position") else None
+    size = _SIZE_SYNONYMS[match.group("size")] if match.group("size") else None
+    return [ObjectSpec(match.group("shape"), match.group("colour"), size, position)] * _count(match.group("count"))
+
+
+def _unreadable(part: str, text: str) -> InvalidInputError:
+    """The error for a clause that is neither objects nor a relation between two groups."""
+    unknown = _UNKNOWN_RELATION.match(part)
+    if unknown:
+        return InvalidInputError(
+            f"Could not read the relation {unknown.group('middle')!r} in the prompt {text!r}. {_RELATIONS_NOTE}"
+        )
+    return InvalidInputError(
+        f"Could not read {part!r} in the prompt {text!r} as shapes-world objects. Write objects like "
+        f"\"two red circles\" or \"a small blue square at the top left\" (shapes: {', '.join(SHAPES)}; "
+        f"colours: {', '.join(COLOURS)}), or a relation like \"two red circles above a blue square\"."
+    )
+
+
+def _relation_groups(part: str, text: str) -> tuple[str, list[ObjectSpec], list[ObjectSpec]] | None:
+    """A clause read as "GROUP RELATION GROUP": (relation, first objects, second objects), or
+    ``None`` when it names no relation. Raises ``InvalidInputError`` when a relation's sides are
+    not plain groups or the clause chains relations."""
+    words = _RELATION_WORD.findall(part)
+    clause = _RELATION_CLAUSE.match(part)
+    if not words or not clause:
+        return None
+    if len(words) > 1:
+        raise InvalidInputError(
+            f"{part!r} in the prompt {text!r} chains {len(words)} relations; a clause relates two groups once. "
+            "Write e.g. \"a red circle above a blue square and a green star left of a yellow triangle\"."
+        )
+    sides = []
+    for side in (clause.group("first"), clause.group("second")):
+        group = _GROUP_ONLY.match(side)
+        if not group:
+            raise InvalidInputError(
+                f"Could not read {side!r} as one side of the relation in {text!r}: each side is a group such as "
+                "\"two red circles\" or \"a small blue square\", without a grid position. " + _RELATIONS_NOTE
+            )
+        sides.append(_group_objects(group))
+    return _RELATION_SYNONYMS[clause.group("relation")], sides[0], sides[1]
+
+
 def parse_prompt(text: str) -> PromptSpec:
-    """Read a short or detailed prompt back into a ``PromptSpec`` (inverse of ``short_prompt``
-    and ``detailed_prompt``). The short form leaves sizes and positions ``None``.
+    """Read a short or detailed prompt, or one with relations, back into a ``PromptSpec``
+    (inverse of ``short_prompt``, ``detailed_prompt`` and ``relation_prompt``). The short form
+    leaves sizes and positions ``None``.
+
+    A clause "GROUP RELATION GROUP" ("two red circles above a blue square"; relations: above,
+    below, left of, right of, next to, and "under", "beneath", "to the left of", "beside") adds
+    both groups' objects and a ``Relation`` between them. In a prompt with relations, a colour
+    and shape named in a relation is named once, and the relations must fit the 3x3 grid.
 
     Raises ``InvalidInputError`` naming the part that could not be read.
     """
@@ -414,23 +496,129 @@ def parse_prompt(text: str) -> PromptSpec:
     if not body:
         raise InvalidInputError(f"The prompt {text!r} names no objects. Write e.g. \"a large red circle at the top left\".")
     objects: list[ObjectSpec] = []
+    asked: list[Relation] = []
+    groups: list[tuple[tuple[int, ...], bool]] = []  # each counted group's object indices, and whether it is related
     for part in _SPLIT.split(body):
-        match = _ITEM.match(part.strip())
-        if not match:
-            raise InvalidInputError(
-                f"Could not read {part!r} in the prompt {text!r} as shapes-world objects. Write objects like "
-                f"\"two red circles\" or \"a small blue square at the top left\" (shapes: {', '.join(SHAPES)}; "
-                f"colours: {', '.join(COLOURS)})."
-            )
-        n = _count(match.group("count"))
-        position = _POSITION_SYNONYMS[match.group("position")] if match.group("position") else None
-        if n > 1 and position:
-            raise InvalidInputError(f"{part!r} puts {n} objects in one cell; give each object its own position.")
-        size = _SIZE_SYNONYMS[match.group("size")] if match.group("size") else None
-        objects.extend(ObjectSpec(match.group("shape"), match.group("colour"), size, position) for _ in range(n))
+        part = part.strip()
+        match = _ITEM.match(part)
+        if match:
+            found = _group_objects(match)
+            if len(found) > 1 and found[0].position:
+                raise InvalidInputError(f"{part!r} puts {len(found)} objects in one cell; give each object its own position.")
+            groups.append((tuple(range(len(objects), len(objects) + len(found))), False))
+            objects += found
+            continue
+        related = _relation_groups(part, text)
+        if related is None:
+            raise _unreadable(part, text)
+        kind, first, second = related
+        indices = []
+        for side in (first, second):
+            indices.append(tuple(range(len(objects), len(objects) + len(side))))
+            groups.append((indices[-1], True))
+            objects += side
+        asked.append(Relation(kind, indices[0], indices[1]))
     if len(objects) > len(POSITIONS):
         raise InvalidInputError(f"The prompt asks for {len(objects)} objects; the 3x3 grid holds at most 9.")
-    return PromptSpec(tuple(objects), word)
+    spec = PromptSpec(tuple(objects), word, tuple(asked))
+    if asked:
+        _check_relations(spec, groups, text)
+    return spec
+
+
+def _kind(obj: ObjectSpec | ShapeObject) -> tuple[str, str]:
+    return obj.colour, obj.shape
+
+
+def _check_relations(spec: PromptSpec, groups: list[tuple[tuple[int, ...], bool]], text: str) -> None:
+    """Refuse relations whose groups cannot be told apart by colour and shape, or that no layout
+    of the grid satisfies."""
+    related = {_kind(spec.objects[g[0]]) for g, is_related in groups if is_related}
+    for kind in related:
+        if sum(_kind(spec.objects[g[0]]) == kind for g, _ in groups) > 1:
+            raise InvalidInputError(
+                f"The prompt {text!r} names {kind[0]} {kind[1]}s in more than one group; in a prompt with relations "
+                "each colour and shape is named once (\"two red circles above a blue square\"), so that the groups can "
+                "be told apart in the image."
+            )
+    if arrange_spec(spec) is None:
+        raise InvalidInputError(
+            f"No layout of the 3x3 grid satisfies {text!r}: each object takes its own cell, \"above\"/\"below\" need "
+            "every object of one group in a higher row than every object of the other, \"left of\"/\"right of\" a "
+            "column further left, \"next to\" a shared cell edge."
+        )
+
+
+def _relation_triples(spec: PromptSpec) -> list[relations.RelationTriple]:
+    return [(r.kind, r.first, r.second) for r in spec.relations]
+
+
+def arrange_spec(spec: PromptSpec, preferred: Mapping[int, str] | None = None) -> tuple[str, ...] | None:
+    """A position for each object of ``spec`` (in order) that keeps the positions the prompt
+    names and satisfies every relation, moving as few objects as possible away from
+    ``preferred`` (object index -> position, e.g. where an image put them); ``None`` when no
+    layout does. Objects without a preference go to the centre first, then in grid order."""
+    fixed = {i: POSITIONS.index(o.position) for i, o in enumerate(spec.objects) if o.position}
+    cells = relations.arrange(
+        len(spec.objects), _relation_triples(spec), fixed=fixed,
+        preferred={i: POSITIONS.index(p) for i, p in (preferred or {}).items() if i not in fixed},
+    )
+    return None if cells is None else tuple(POSITIONS[c] for c in cells)
+
+
+def group_phrase(spec: PromptSpec, indices: tuple[int, ...], *, definite: bool = False) -> str:
+    """A group of ``spec``'s objects as a prompt says it: "two red circles", "a small blue
+    square", or with ``definite`` "the red circles"."""
+    obj = spec.objects[indices[0]]
+    noun = f"{obj.size + ' ' if obj.size else ''}{obj.colour} {obj.shape}"
+    if definite:
+        return f"the {noun}" + ("s" if len(indices) > 1 else "")
+    return _counted(noun, len(indices))
+
+
+@dataclass(frozen=True)
+class RelationCheck:
+    """How badly the objects seen break one relation of a request: ``share`` in [0, 1] (0: it
+    holds) and the culprits as positions (see ``models.shapes.relations.broken``)."""
+
+    relation: Relation
+    share: float
+    culprits: tuple[tuple[str | None, str | None], ...]
+
+
+def check_relations(spec: PromptSpec, seen: Iterable[tuple[str, str, str]]) -> list[RelationCheck]:
+    """Judge every relation of ``spec`` on the objects seen, given as (colour, shape, position):
+    a group is every seen object of its colour and shape (``parse_prompt`` makes them unique)."""
+    seen = list(seen)
+    checks = []
+    for relation in spec.relations:
+        cells = [
+            [POSITIONS.index(p) for c, s, p in seen if (c, s) == _kind(spec.objects[group[0]])]
+            for group in (relation.first, relation.second)
+        ]
+        share, culprits = relations.broken(relation.kind, cells[0], cells[1])
+        named = tuple(tuple(None if c is None else POSITIONS[c] for c in pair) for pair in culprits)
+        checks.append(RelationCheck(relation, share, named))  # type: ignore[arg-type]
+    return checks
+
+
+def relation_prompt(scene: Scene, rng: random.Random) -> str | None:
+    """A prompt with one relation that ``scene`` satisfies, its other objects counted as in the
+    short form: "two red circles above a blue square and a green star". ``None`` when no two
+    groups of the scene (same colour and shape) stand in any relation."""
+    groups: dict[tuple[str, str], list[int]] = {}
+    for obj in scene.objects:
+        groups.setdefault(_kind(obj), []).append(POSITIONS.index(obj.position))
+    options = [
+        (a, kind, b) for a in groups for b in groups if a != b
+        for kind in RELATIONS if relations.broken(kind, groups[a], groups[b])[0] == 0
+    ]
+    if not options:
+        return None
+    a, kind, b = rng.choice(options)
+    counted = {k: _counted(f"{k[0]} {k[1]}", len(cells)) for k, cells in groups.items()}
+    clause = f"{counted[a]} {kind} {counted[b]}"
+    return _join([clause, *(counted[k] for k in groups if k not in (a, b))]) + _word_suffix(scene.word)
 
 
 # -- edits ------------------------------------------------------------------------------------
