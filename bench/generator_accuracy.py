@@ -70,10 +70,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def short_match(prompt: str, found: AnalyzedScene) -> bool:
-    """Same multiset of (shape, colour) and the same word as the short ``prompt`` asks for."""
+    """Same multiset of (shape, colour) and the same word as the short ``prompt`` asks for, and
+    every relation it asks for holds ("two red circles above a blue square")."""
     spec = world.parse_prompt(prompt)
     asked = Counter((o.shape, o.colour) for o in spec.objects)
-    return asked == Counter((o.shape, o.colour) for o in found.objects) and spec.word == found.word
+    held = all(c.share == 0 for c in world.check_relations(spec, [(o.colour, o.shape, o.position) for o in found.objects]))
+    return asked == Counter((o.shape, o.colour) for o in found.objects) and spec.word == found.word and held
 
 
 def detailed_match(prompt: str, found: AnalyzedScene) -> bool:

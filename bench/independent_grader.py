@@ -9,7 +9,8 @@ mask's centre of mass, stars also with blunter points, no blur model): the best 
 the shape and size. The word is not read.
 
 ``objects_match(prompt, image)``: the image shows exactly the requested multiset of (shape,
-colour) (the word, if any, is not judged).
+colour) and every relation the prompt asks for holds on the cells read (the word, if any, is not
+judged).
 Run from the repository root to check it against known truth:
     python -m bench.independent_grader [--n 300]   (clean renders and t2i VAE round-trips)
 """
@@ -80,10 +81,12 @@ def read(image: Image.Image) -> list[tuple[str, str, str, str]]:
 
 
 def objects_match(prompt: str, image: Image.Image) -> bool:
-    """Whether ``image`` shows exactly the (shape, colour) multiset ``prompt`` asks for (any
-    word is not judged)."""
+    """Whether ``image`` shows exactly the (shape, colour) multiset ``prompt`` asks for and its
+    relations hold on the cells read (any word is not judged)."""
     spec = world.parse_prompt(prompt)
-    return Counter((o.shape, o.colour) for o in spec.objects) == Counter((s, c) for s, c, _, _ in read(image))
+    seen = read(image)
+    held = all(c.share == 0 for c in world.check_relations(spec, [(c, s, p) for s, c, _, p in seen]))
+    return Counter((o.shape, o.colour) for o in spec.objects) == Counter((s, c) for s, c, _, _ in seen) and held
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,6 +1,7 @@
 """Refinement gain on the shapes world, with the controls that isolate the critique: exact-scene
 accuracy of the best image after each round, on held-out short prompts the shipped generator
-never saw.
+never saw (``--form relation``: prompts with a relation, "two red circles above a blue square",
+which the generators were never trained on; exact then also means the relation holds).
 
 Each arm gives every session ``--rounds`` rounds of ``--candidates`` images and keeps the best
 image so far as the studio does (a candidate meeting every threshold first, then the higher
@@ -24,7 +25,7 @@ results, and ``--compare A.json B.json`` prints the paired difference of two arm
 same prompts (bootstrap 95% interval).
 
 Run from the repository root:
-    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--n 100] [--rounds 3]
+    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--rounds 3]
         [--candidates 1] [--on-repeat vary_seed] [--judge-against round] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
@@ -78,23 +79,31 @@ def _asked_word(prompt: str) -> str | None:
 
 def blind_expansion(prompt: str, rng: random.Random) -> str:
     """The short ``prompt`` in the detailed form, written without seeing any image: each object
-    keeps its shape and colour and gets a random free cell and a random size."""
+    keeps its shape and colour and gets a random free cell and a random size (with relations,
+    the nearest layout to those cells that satisfies them)."""
     spec = world.parse_prompt(prompt)
     cells = rng.sample(world.POSITIONS, len(spec.objects))
+    if spec.relations:
+        cells = list(world.arrange_spec(spec, dict(enumerate(cells))) or cells)
     objects = tuple(world.ShapeObject(o.shape, o.colour, rng.choice(world.SIZES), cell) for o, cell in zip(spec.objects, cells))
     return world.detailed_prompt(world.Scene(objects, spec.word))
 
 
-def unseen_prompts(n: int, assets: str) -> tuple[list[str], int]:
-    """The first ``n`` held-out short prompts the shipped t2i model never trained on (neither the
-    scene nor the text), and how many seen ones were skipped on the way."""
+def unseen_prompts(n: int, assets: str, form: str = "short") -> tuple[list[str], int]:
+    """The first ``n`` held-out prompts the shipped t2i model never trained on (neither the
+    scene nor the text), and how many seen ones were skipped on the way. ``form`` ``"short"``
+    writes each scene's short prompt; ``"relation"`` one relation the scene satisfies
+    (``world.relation_prompt``; scenes of a single kind of object, which have none, are passed
+    over without counting)."""
     from models.shapes.train_generator import heldout_scenes
 
     seen = shipped("t2i", assets)
     pool = heldout_scenes(max(4 * n, 400))
     chosen, skipped = [], 0
-    for scene in pool:
-        prompt = world.short_prompt(scene)
+    for i, scene in enumerate(pool):
+        prompt = world.short_prompt(scene) if form == "short" else world.relation_prompt(scene, random.Random(f"relation/{i}"))
+        if prompt is None:
+            continue
         if seen.is_seen(scene, prompt):
             skipped += 1
             continue
@@ -159,7 +168,7 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     from studio.store import SessionStore
 
     torch.set_num_threads(args.threads)
-    prompts, skipped = unseen_prompts(args.n, args.assets)
+    prompts, skipped = unseen_prompts(args.n, args.assets, args.form)
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
         services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(),
@@ -186,7 +195,7 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
 def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     """Exact rate after each round, by grader, with Wilson intervals."""
     sessions, n = result["sessions"], len(result["sessions"])
-    out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "n": n, "rounds": args.rounds,
+    out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "form": args.form, "n": n, "rounds": args.rounds,
                            "candidates": args.candidates, "on_repeat": args.on_repeat if args.arm == "loop" else None,
                            "judge_against": args.judge_against if args.arm == "loop" else None,
                            "seen_skipped": result["prompts_skipped_as_seen"],
@@ -225,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", choices=ARMS, default="loop")
     parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i")
     parser.add_argument("--n", type=int, default=100, help="unseen held-out prompts")
+    parser.add_argument("--form", choices=("short", "relation"), default="short",
+                        help="prompts in the short form, or with a relation (\"two red circles above a blue square\")")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per session")
     parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
     parser.add_argument("--on-repeat", choices=("vary_seed", "restate", "stop"), default="vary_seed",

@@ -67,6 +67,31 @@ def test_blind_expansion_keeps_the_request_and_pins_every_object():
         assert spec.word == "OK" and all(o.size and o.position for o in spec.objects)
 
 
+def test_blind_expansion_of_a_relation_prompt_places_the_objects_so_that_it_holds():
+    prompt = "two red circles above a blue square"
+    for seed in range(10):
+        spec = world.parse_prompt(blind_expansion(prompt, random.Random(seed)))
+        assert not spec.relations and all(o.position for o in spec.objects)
+        seen = [(o.colour, o.shape, o.position) for o in spec.objects]
+        assert world.check_relations(world.parse_prompt(prompt), seen)[0].share == 0
+
+
+def test_both_graders_judge_a_relation_on_the_cells_they_read():
+    """The analyzer-based matcher and the independent reader: right objects with the relation
+    broken do not count as the request."""
+    from bench.generator_accuracy import short_match
+    from models.shapes.analyzer import analyze
+
+    circle, square = world.ShapeObject("circle", "red", "large", "top"), world.ShapeObject("square", "blue", "small", "bottom")
+    kept = world.render(world.Scene((circle, square)))
+    flipped = world.render(world.Scene((world.ShapeObject("circle", "red", "large", "bottom left"),
+                                        world.ShapeObject("square", "blue", "small", "top"))))
+    for prompt in ("a red circle above a blue square", "a blue square below a red circle"):
+        assert objects_match(prompt, kept) and short_match(prompt, analyze(kept))
+        assert not objects_match(prompt, flipped) and not short_match(prompt, analyze(flipped))
+    assert objects_match("a red circle and a blue square", flipped)  # no relation asked: positions free
+
+
 def test_independent_grader_reads_renders_and_catches_a_wrong_colour():
     rng = random.Random(3)
     for _ in range(20):
