@@ -11,7 +11,7 @@ from models.critic.scoring import ScoringPolicy
 from models.errors import InvalidInputError
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.pairs import make_pair
-from models.shapes.world import parse_edit, parse_prompt
+from models.shapes.world import check_relations, parse_edit, parse_prompt
 from models.types import CritiqueRequest
 
 
@@ -94,3 +94,21 @@ def test_a_scene_fault_never_strands_a_merged_defect():
     pairs = [make_pair(rng, "edit") for _ in range(260)]
     merged = [p for p in pairs if any(d.kind == "merged" for d in p.defects_a + p.defects_b)]
     assert merged and all(p.image_a.size == p.image_b.size == (64, 64) for p in pairs)
+
+
+def test_relation_pairs_differ_by_what_the_relation_prompt_sees_and_the_critic_agrees():
+    rng = random.Random(33)
+    pairs = [make_pair(rng, "t2i", prompt_form="relation") for _ in range(40)]
+    kinds = Counter(k for p in pairs for k in _kinds(p.defects_a + p.defects_b))
+    assert kinds["broken_relation"] >= 5
+    assert not {"wrong_size", "wrong_position", "wrong_colour", "wrong_shape", "extra_object"} & set(kinds)
+    for pair in pairs:
+        spec = parse_prompt(pair.prompt)
+        seen = [(o.colour, o.shape, o.position) for o in pair.scene.objects]
+        assert len(spec.relations) == 1 and all(c.share == 0 for c in check_relations(spec, seen))
+    critic, policy = ShapesCritic(), ScoringPolicy.default()
+    agree = 0
+    for pair in pairs:
+        a, b = critic.critique([CritiqueRequest("t2i", pair.prompt, image) for image in (pair.image_a, pair.image_b)])
+        agree += policy.prefer(a, b) == pair.label
+    assert agree >= 36  # of 40

@@ -3,8 +3,9 @@
 Two families:
 
 * **scene faults** change *what* is drawn (a wrong colour, a missing object, a wrong word, ...;
-  for edits also an edit that was not applied or an unrequested change). They are applied to a
-  ``Scene`` before rendering with ``apply_fault`` / ``apply_edit_fault``.
+  for edits also an edit that was not applied or an unrequested change; for a prompt with
+  relations an object moved so that a relation breaks). They are applied to a ``Scene`` before
+  rendering with ``apply_fault`` / ``apply_edit_fault`` / ``break_relation``.
 * **image defects** change *how well* it is drawn (blur, noise, jitter, colour bleeding, a broken
   shape, two shapes merged, a smudge). ``render_with_defects`` draws a scene with them.
 
@@ -28,9 +29,11 @@ from models.shapes.world import (
     POSITIONS,
     SHAPES,
     ObjectJitter,
+    PromptSpec,
     Scene,
     ShapeObject,
     cell_centre,
+    check_relations,
     describe,
     object_extent,
     random_object,
@@ -42,7 +45,7 @@ logger = logging.getLogger(__name__)
 
 SCENE_FAULTS: tuple[str, ...] = (
     "wrong_colour", "wrong_shape", "wrong_size", "wrong_position",
-    "missing_object", "extra_object", "wrong_word", "missing_word",
+    "missing_object", "extra_object", "wrong_word", "missing_word", "broken_relation",
 )
 EDIT_FAULTS: tuple[str, ...] = ("edit_not_applied", "unrequested_change")
 IMAGE_DEFECTS: tuple[str, ...] = ("blur", "noise", "jitter", "colour_bleed", "broken", "merged", "smudge")
@@ -135,6 +138,34 @@ def apply_fault(scene: Scene, kind: str, rng: random.Random, *, avoid: Sequence[
     position = rng.choice(free)
     new = ShapeObject(obj.shape, obj.colour, obj.size, position)
     return _swap(scene, obj, new), Defect(kind, detail=f"the {name} is at the {position}")
+
+
+def _broken_share(scene: Scene, spec: PromptSpec) -> float:
+    return sum(c.share for c in check_relations(spec, [(o.colour, o.shape, o.position) for o in scene.objects]))
+
+
+def relation_moves(scene: Scene, spec: PromptSpec, *, avoid: Sequence[str] = ()) -> list[tuple[ShapeObject, str]]:
+    """The moves of one object of a related group (not in ``avoid``) to a free cell that break
+    the relations of ``spec`` further, as (object, new position)."""
+    related = {(spec.objects[g[0]].colour, spec.objects[g[0]].shape) for r in spec.relations for g in (r.first, r.second)}
+    now = _broken_share(scene, spec)
+    free = [p for p in POSITIONS if scene.at(p) is None]
+    return [
+        (obj, cell) for obj in scene.objects if (obj.colour, obj.shape) in related and obj.position not in avoid
+        for cell in free
+        if _broken_share(_swap(scene, obj, ShapeObject(obj.shape, obj.colour, obj.size, cell)), spec) > now
+    ]
+
+
+def break_relation(scene: Scene, spec: PromptSpec, rng: random.Random, *, avoid: Sequence[str] = ()) -> tuple[Scene, Defect]:
+    """``scene`` with one related object moved so that a relation of ``spec`` breaks (further),
+    and the ``broken_relation`` defect. Raises ``InvalidInputError`` when no such move exists."""
+    moves = relation_moves(scene, spec, avoid=avoid)
+    if not moves:
+        raise InvalidInputError("No move of a related object outside the avoided cells breaks a relation of this scene.")
+    obj, cell = rng.choice(moves)
+    moved = _swap(scene, obj, ShapeObject(obj.shape, obj.colour, obj.size, cell))
+    return moved, Defect("broken_relation", detail=f"the {describe(obj, article=False)} is moved to the {cell}, breaking a relation")
 
 
 def apply_edit_fault(
