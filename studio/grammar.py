@@ -1,5 +1,5 @@
-"""What the loaded world can read: requests checked before anything is generated, example
-prompts and a vocabulary note.
+"""What the loaded world can read: requests checked before anything is generated, requests
+written in its generator's prompt language, example prompts and a vocabulary note.
 
 The shapes-world critic judges only prompts its grammar reads (``models.shapes.world``); any other
 prompt would be generated and then fail as "critic_failed", blaming the critic for the prompt.
@@ -53,6 +53,26 @@ def check_request(services: Services, task: Task, prompt: str) -> None:
             f"The shapes world cannot read this {kind}, so its critic could not judge the result. {e} "
             f"{vocabulary(task)}"
         ) from e
+
+
+def generator_prompt(services: Services, task: Task, prompt: str) -> str | None:
+    """``prompt`` in the words the loaded world's generator was trained on, when it uses others;
+    ``None`` when it needs no translation.
+
+    The shapes-world generators learnt the short and the detailed form, not relations: a request
+    with relations ("two red circles above a blue square") comes back in the detailed form, every
+    object placed so that the relations hold ("a large red circle in the centre, a large red
+    circle at the top left and a large blue square at the bottom left"). Requests without
+    relations, edits, other critics and prompts the grammar cannot read give ``None``.
+    """
+    if task != "t2i" or not shapes_world(services):
+        return None
+    try:
+        spec = world.parse_prompt(prompt)
+    except InvalidInputError:
+        return None  # check_request says what is wrong; the loop leaves the prompt to the critic
+    scene = world.arranged_scene(spec) if spec.relations else None
+    return world.detailed_prompt(scene) if scene else None
 
 
 def vocabulary(task: Task | None = None) -> str:

@@ -26,6 +26,10 @@ Rules:
   critic's proposal is first re-stated with what failed first ("restate", ``studio.restate``).
   ``should_stop()`` is checked between model calls (and handed to a generator that accepts a
   ``should_stop`` keyword): "cancelled". A human rewriter pauses the loop: "awaiting_prompt".
+- Round 1 generates from the request, or from the loaded world's own wording of it when the
+  request uses words its generator was not trained on (``studio.grammar.generator_prompt``:
+  shapes-world relations become detailed positions that satisfy them); the session keeps the
+  request as written.
 - Candidates are judged against the round's prompt, or (``judge_against="request"``) against the
   prompt the session started from, so that every round's images are scored against one request.
 - The next prompt is written from the critique of the round's best candidate: its refined
@@ -50,6 +54,7 @@ from models.errors import CancellationError, InvalidInputError
 from models.images import check_prompt, prepare_image
 from models.types import Critique, CritiqueRequest, CritiqueResult, GenerationRequest, Task
 from studio.config import SEED_STRIDE, LoopSettings
+from studio.grammar import generator_prompt
 from studio.restate import failure_text, restate
 from studio.services import Services
 from studio.store import SessionStore
@@ -234,12 +239,20 @@ def refine(
     generator = services.get_generator(request.task)
     critic = services.get_critic()
     _check_supports(generator, request.task)
-    return _start(request, prompt, source, services, settings, generator, critic, should_stop)
+    return _start(request, prompt, _round_one_prompt(services, request.task, prompt), source, services, settings,
+                  generator, critic, should_stop)
+
+
+def _round_one_prompt(services: Services, task: Task, request: str) -> str:
+    """What round 1 generates from: the request, or the world's wording of it that its generator
+    can follow (``studio.grammar.generator_prompt``)."""
+    return generator_prompt(services, task, request) or request
 
 
 def _start(
     request: RefineRequest,
     prompt: str,
+    first: str,
     source: Image.Image | None,
     services: Services,
     settings: LoopSettings,
@@ -247,7 +260,7 @@ def _start(
     critic: Critic,
     should_stop: ShouldStop | None,
 ) -> Iterator[LoopEvent]:
-    """Record the new session, then run it."""
+    """Record the new session (its request ``prompt``), then run it, round 1 from ``first``."""
     store = services.store
     source_id = store.save_image(source, role="source").id if source is not None else None
     backends = {"generator": generator.to_config(), "critic": critic.to_config()}
@@ -259,7 +272,7 @@ def _start(
         task=request.task, prompt=prompt, settings=settings.to_dict(), source_image_id=source_id,
         backends=backends, names=names,
     )
-    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=prompt, request=prompt)
+    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=first, request=prompt)
     yield SessionStarted(sid, request.task, prompt, settings, resumed=False, first_round=1)
     yield from _run(state, services, generator, critic, should_stop)
 
@@ -315,7 +328,7 @@ def _continue(
     state = _State(
         session_id=session_id, task=task, settings=settings, request=row["prompt"],
         source=store.load_image(row["source_image_id"]) if row["source_image_id"] is not None else None,
-        prompt=row["prompt"] if not done else None,
+        prompt=_round_one_prompt(services, task, row["prompt"]) if not done else None,
         round_scores=[r["best_score"] for r in done],
         tried=[(r["prompt"], r["seed"]) for r in done],
         failures=sum(r["failures"] or 0 for r in store.rounds(session_id)),

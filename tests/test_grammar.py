@@ -65,20 +65,39 @@ def test_cli_refine_refuses_an_unreadable_prompt_before_generating(shapes, capsy
     assert shapes.t2i_generator.requests == [] and shapes.store.search_sessions() == []
 
 
-def test_cli_refine_of_a_relation_prompt_fixes_the_relation_without_critic_failed(tmp_path, capsys):
-    """The README's first example: a generator that ignores "above" (it fills the top row) breaks
-    the relation, the critic says so, and its refined request places the objects so that it holds."""
+def _relation_session(tmp_path, capsys) -> tuple[ShapesRenderer, list[dict]]:
+    """The README's first example, with a generator that ignores relations (it fills the grid in
+    reading order, so "two red circles above a blue square" comes out as one row)."""
     renderer = ShapesRenderer(faulty_calls=0)
     services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=renderer)
-    status = main(["refine", "two red circles above a blue square", "--rounds", "3", "--no-progress"], services=services)
-    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    status = main(["refine", RELATION, "--rounds", "3", "--no-progress"], services=services)
     assert status == 0
-    critiques = [line for line in lines if line["event"] == "CritiqueReady"]
-    assert "should be above the blue square" in critiques[0]["critique"]["justifications"]["text_faithfulness"]
-    stopped = lines[-1]
-    assert stopped["event"] == "Stopped" and stopped["reason"] == "thresholds_met" and stopped["best"]["round"] == 2
-    second = renderer.requests[1].prompt
-    spec = world.parse_prompt(second)
+    return renderer, [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+
+
+def _relation_holds(prompt: str) -> bool:
+    spec = world.parse_prompt(prompt)
     assert not spec.relations and all(o.position for o in spec.objects)  # the detailed form the generator reads
-    assert world.check_relations(world.parse_prompt("two red circles above a blue square"),
-                                 [(o.colour, o.shape, o.position) for o in spec.objects])[0].share == 0
+    seen = [(o.colour, o.shape, o.position) for o in spec.objects]
+    return world.check_relations(world.parse_prompt(RELATION), seen)[0].share == 0
+
+
+RELATION = "two red circles above a blue square"
+
+
+def test_cli_refine_of_a_relation_prompt_generates_round_1_from_positions_that_satisfy_it(tmp_path, capsys):
+    renderer, lines = _relation_session(tmp_path, capsys)
+    assert lines[0]["prompt"] == RELATION  # the session keeps the request as the user wrote it
+    assert _relation_holds(renderer.requests[0].prompt)
+    stopped = lines[-1]
+    assert stopped["event"] == "Stopped" and stopped["reason"] == "thresholds_met" and stopped["best"]["round"] == 1
+
+
+def test_generator_prompt_translates_relations_only(shapes):
+    translated = grammar.generator_prompt(shapes, "t2i", RELATION)
+    assert translated is not None and _relation_holds(translated)
+    assert grammar.generator_prompt(shapes, "t2i", "two red circles and a blue square") is None
+    assert grammar.generator_prompt(shapes, "t2i", UNREADABLE) is None
+    assert grammar.generator_prompt(shapes, "edit", "move the red circle to the top left") is None
+    other = Services(store=shapes.store, critic=ScriptedCritic([good()]))
+    assert grammar.generator_prompt(other, "t2i", RELATION) is None

@@ -38,7 +38,7 @@ from models.shapes.world import (
     RelationCheck,
     Scene,
     ShapeObject,
-    arrange_spec,
+    arranged_scene,
     check_relations,
     describe,
     detailed_prompt,
@@ -279,17 +279,14 @@ def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], mi
 
 
 def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]]) -> Scene:
-    """The requested scene laid out by ``arrange_spec``, each placed object preferring its cell."""
-    seen: dict[int, AnalyzedObject] = {}
+    """The requested scene laid out by ``arranged_scene``, each drawn object preferring its cell."""
+    placed: dict[int, ShapeObject] = {}
     for s, o in pairs:
-        seen[next(i for i, asked in enumerate(spec.objects) if asked == s and i not in seen)] = o
-    cells = arrange_spec(spec, {i: o.position for i, o in seen.items()})
-    if cells is None:  # parse_prompt refuses requests no layout satisfies
+        placed[next(i for i, asked in enumerate(spec.objects) if asked == s and i not in placed)] = o.as_object()
+    scene = arranged_scene(spec, placed)
+    if scene is None:  # parse_prompt refuses requests no layout satisfies
         raise ValueError(f"no layout satisfies the relations of {spec}")
-    return Scene(tuple(
-        ShapeObject(s.shape, s.colour, s.size or (seen[i].size if i in seen else "large"), cell)
-        for i, (s, cell) in enumerate(zip(spec.objects, cells))
-    ), spec.word)
+    return scene
 
 
 def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene, tf_units: int, imf_units: int) -> list[Finding]:

@@ -566,6 +566,20 @@ def arrange_spec(spec: PromptSpec, preferred: Mapping[int, str] | None = None) -
     return None if cells is None else tuple(POSITIONS[c] for c in cells)
 
 
+def arranged_scene(spec: PromptSpec, placed: Mapping[int, ShapeObject] | None = None) -> Scene | None:
+    """``spec`` as a full scene laid out by ``arrange_spec``: objects an image ``placed`` (object
+    index -> what was drawn) keep their cell where the relations allow; sizes as asked, else as
+    drawn, else large. ``None`` when no layout satisfies the relations."""
+    placed = dict(placed or {})
+    cells = arrange_spec(spec, {i: o.position for i, o in placed.items()})
+    if cells is None:
+        return None
+    return Scene(tuple(
+        ShapeObject(s.shape, s.colour, s.size or (placed[i].size if i in placed else "large"), cell)
+        for i, (s, cell) in enumerate(zip(spec.objects, cells))
+    ), spec.word)
+
+
 def group_phrase(spec: PromptSpec, indices: tuple[int, ...], *, definite: bool = False) -> str:
     """A group of ``spec``'s objects as a prompt says it: "two red circles", "a small blue
     square", or with ``definite`` "the red circles"."""
