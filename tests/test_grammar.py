@@ -12,6 +12,8 @@ from models.shapes import world
 from models.shapes.critic_shapes import ShapesCritic
 from studio import grammar
 from studio.cli import main
+from studio.config import LoopSettings
+from studio.loop import RefineRequest, refine, resume
 from studio.services import Lazy, Services
 from studio.store import SessionStore
 from tests.studio_fakes import ScriptedCritic, ShapesRenderer, SquaresGenerator, good
@@ -101,3 +103,16 @@ def test_generator_prompt_translates_relations_only(shapes):
     assert grammar.generator_prompt(shapes, "edit", "move the red circle to the top left") is None
     other = Services(store=shapes.store, critic=ScriptedCritic([good()]))
     assert grammar.generator_prompt(other, "t2i", RELATION) is None
+
+
+def test_a_relation_session_resumed_before_its_first_round_still_starts_from_positions(tmp_path):
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(),
+                        t2i_generator=ShapesRenderer(faulty_calls=0))
+    events = refine(RefineRequest("t2i", RELATION), services, LoopSettings())
+    session_id = next(events).session_id
+    events.close()  # the process stops before round 1
+    services.store.close()
+    renderer = ShapesRenderer(faulty_calls=0)
+    fresh = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=renderer)
+    finished = list(resume(session_id, fresh))
+    assert _relation_holds(renderer.requests[0].prompt) and finished[-1].reason == "thresholds_met"
