@@ -194,3 +194,23 @@ def test_examples_come_from_the_loaded_world(services, tmp_path):
     rows = examples(build_app(shapes))
     assert [row[1] for row in rows] == grammar.example_prompts() + [i for _, i in grammar.example_edits()]
     assert examples(build_app(Services(store=services.store, critic=ShapesCritic()))) == []  # nothing to generate with
+
+
+@pytest.mark.parametrize(("on_repeat", "max_tries", "rounds"), [("stop", 3, 1), ("vary_seed", 2, 2), ("vary_seed", 0, 4)])
+def test_refine_takes_the_repeat_policy_and_tries_per_prompt(tmp_path, on_repeat, max_tries, rounds):
+    """A critic that proposes no new prompt: the same prompt comes back every round, so the
+    session ends 'exhausted' when ``on_repeat`` says stop or the prompt has used its tries."""
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)], refine=False))
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        session_id = client.predict(task="t2i", prompt="a red square", max_rounds=4, plateau=0, on_repeat=on_repeat,
+                                    max_tries_per_prompt=max_tries, api_name="/refine")[0]
+    finally:
+        demo.close()
+    session = services.store.get_session(session_id)
+    assert session["settings"]["on_repeat"] == on_repeat and session["settings"]["max_tries_per_prompt"] == max_tries
+    assert session["stop_reason"] == ("max_rounds" if max_tries == 0 else "exhausted")
+    assert len(services.store.rounds(session_id)) == rounds
