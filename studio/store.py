@@ -739,7 +739,8 @@ class SessionStore:
         limit: int = 200,
     ) -> list[dict[str, Any]]:
         """Sessions (decoded as by ``get_session``, plus the best critique's dimension scores),
-        newest first, matching every given condition.
+        newest first, matching every given condition: at most ``limit``, each with ``matched``,
+        how many sessions match in all.
 
         :param text: words the initial prompt contains (case-insensitive).
         :param model: part of the generator or critic name.
@@ -760,7 +761,7 @@ class SessionStore:
             where += f" and c.[{f.dimension}] {_SCORE_OPS[f.op]} ?"
             args.append(f.value)
         sql = (
-            "select s.*, " + ", ".join(f"c.[{k}] as [{k}]" for k in DIMENSION_COLUMNS)
+            "select s.*, count(*) over () as matched, " + ", ".join(f"c.[{k}] as [{k}]" for k in DIMENSION_COLUMNS)
             + " from sessions s left join critiques c on c.id = s.best_critique_id"
             + f" where {where} order by s.created desc limit ?"
         )

@@ -161,6 +161,14 @@ def test_search_by_text_model_status_and_task(store):
     assert {r["id"] for r in store.search_sessions(text="cube")} == {a, b}
 
 
+def test_search_says_how_many_match_beyond_its_limit(store):
+    for i in range(5):
+        store.create_session(task="t2i", prompt=f"a cube {i}", settings={})
+    store.create_session(task="t2i", prompt="a dog", settings={})
+    hits = store.search_sessions(text="cube", limit=2)
+    assert len(hits) == 2 and {r["matched"] for r in hits} == {5}
+
+
 def test_search_by_date_range(store):
     sid = store.create_session(task="t2i", prompt="a cat", settings={})
     store.db["sessions"].update(sid, {"created": "2026-01-05T10:00:00.000+00:00"})

@@ -214,3 +214,15 @@ def test_refine_takes_the_repeat_policy_and_tries_per_prompt(tmp_path, on_repeat
     assert session["settings"]["on_repeat"] == on_repeat and session["settings"]["max_tries_per_prompt"] == max_tries
     assert session["stop_reason"] == ("max_rounds" if max_tries == 0 else "exhausted")
     assert len(services.store.rounds(session_id)) == rounds
+
+
+def test_history_search_says_how_many_sessions_match_beyond_the_200_shown(services):
+    for i in range(203):
+        services.store.create_session(task="t2i", prompt=f"a red square {i}", settings={})
+    services.store.create_session(task="t2i", prompt="a blue circle", settings={})
+    search = next(fn.fn for fn in build_app(services).fns.values() if fn.api_name == "history_search")
+    table = search(text="red square")
+    assert len(table.value["data"]) == 200
+    assert table.label.startswith("Sessions: the newest 200 of 203 that match")
+    assert search(text="blue").label.startswith("Sessions: 1 match")
+    assert search(text="green").label == "Sessions: none match"

@@ -438,6 +438,18 @@ def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFra
     )
 
 
+def history_label(rows: list[dict[str, Any]]) -> str:
+    """The results table's title: how many sessions match, and when the search returned only the
+    newest of them, "the newest 200 of 1,234"."""
+    matched = rows[0]["matched"] if rows else 0
+    if not rows:
+        return "Sessions: none match"
+    if matched > len(rows):
+        return (f"Sessions: the newest {len(rows)} of {matched:,} that match (narrow the search to see older ones; "
+                "click a row to open it)")
+    return f"Sessions: {matched} match (click a row to open it)"
+
+
 def session_record(timeline: dict[str, Any], *, public: bool = False) -> dict[str, Any]:
     """A stored session as plain JSON for agents and scripts: its status, best result, settings
     and every round's candidates with their scores, by image id (no file paths, no pictures).

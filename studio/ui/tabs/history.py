@@ -66,7 +66,8 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
     @ui_errors
     def history_search(text: str | None = None, model: str | None = None, status: str | None = None,
                        since: str | None = None, until: str | None = None, scores: str | None = None) -> Any:
-        """Stored sessions, newest first, matching every condition given.
+        """Stored sessions, newest first, matching every condition given (the newest 200; the
+        table's title says how many match in all).
 
         Args:
             text: words the prompt contains.
@@ -82,7 +83,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
             scores=filters, since=adapt.parse_date(since or "", "From date"),
             until=adapt.parse_date(until or "", "Until date"),
         )
-        return adapt.history_frame(store, rows)
+        return gr.Dataframe(adapt.history_frame(store, rows), label=adapt.history_label(rows))
 
     @ui_errors
     def history_open(session_id: str) -> tuple[Any, ...]:
