@@ -10,12 +10,14 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
+from studio.ui.agents import AGENT_TOOLS
 from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, TRAINING_API_NAMES, build_app
 from tests.studio_fakes import ScriptedCritic, SquaresGenerator, make_services, poor
 from tests.ui_helpers import free_port
 
 GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch", "release_models", "use_critic",
              "load_lora"}
+GPU_BOUND |= {f"agent_{name}" for name in ("refine", "resume", "judge", "generate_pair", "diagnose")}
 
 
 def dependencies(demo: gr.Blocks) -> list[dict]:
@@ -42,8 +44,9 @@ def test_public_endpoints_are_exactly_the_engine_actions(services):
     def public(demo: gr.Blocks) -> set[str]:
         return {d["api_name"] for d in dependencies(demo) if d["api_visibility"] == "public"}
 
-    assert public(build_app(services)) == set(API_NAMES) | set(TRAINING_API_NAMES)
-    assert public(build_app(services, public=True)) == set(API_NAMES)  # no Training tab in public mode
+    agents = {f"agent_{name}" for name in AGENT_TOOLS}  # the MCP tools (tests/test_agents_mcp.py)
+    assert public(build_app(services)) == set(API_NAMES) | set(TRAINING_API_NAMES) | agents
+    assert public(build_app(services, public=True)) == set(API_NAMES) | agents  # no Training tab in public mode
 
 
 def test_model_bound_actions_share_one_gpu_slot(services):
@@ -76,26 +79,6 @@ def test_stop_stores_the_session_as_cancelled(served, services):
     session = services.store.search_sessions()[0]
     assert (session["status"], session["stop_reason"]) == ("cancelled", "cancelled")
     assert services.store.rounds(session["id"])[-1]["status"] in ("cancelled", "done")
-
-
-def test_mcp_tools_are_named_after_the_api(services):
-    """``--mcp`` serves every action as an MCP tool of the same name (needs ``gradio[mcp]``)."""
-    import httpx
-
-    demo = build_app(services)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, mcp_server=True, **LAUNCH_OPTIONS)
-    try:
-        tools = httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()
-    finally:
-        demo.close()
-    assert {tool["name"] for tool in tools} == set(API_NAMES) | set(TRAINING_API_NAMES)
-    refine = next(tool for tool in tools if tool["name"] == "refine")
-    assert "Generate-Critique-Refine" in refine["description"]
-    required = {tool["name"]: set(tool["inputSchema"].get("required", [])) for tool in tools}
-    # text to image needs no source image; settings and filters have defaults
-    assert required["refine"] == required["generate_pair"] == {"prompt"}
-    assert required["resume"] == {"session_id"} and required["history_search"] == set()
 
 
 def test_public_export_leaves_out_backend_settings(services):
@@ -220,9 +203,10 @@ def test_history_search_says_how_many_sessions_match_beyond_the_200_shown(servic
     for i in range(203):
         services.store.create_session(task="t2i", prompt=f"a red square {i}", settings={})
     services.store.create_session(task="t2i", prompt="a blue circle", settings={})
-    search = next(fn.fn for fn in build_app(services).fns.values() if fn.api_name == "history_search")
-    table = search(text="red square")
-    assert len(table.value["data"]) == 200
-    assert table.label.startswith("Sessions: the newest 200 of 203 that match")
-    assert search(text="blue").label.startswith("Sessions: 1 match")
-    assert search(text="green").label == "Sessions: none match"
+    functions = {fn.api_name: fn.fn for fn in build_app(services).fns.values()}
+    search = functions["history_search"]  # the API: the table; then the page's title of the same table
+    title = next(fn for fn in functions.values() if fn.__name__ == "results_title")
+    assert len(search(text="red square")) == 200
+    assert title("red square", "", "", "", "", "").label.startswith("Sessions: the newest 200 of 203 that match")
+    assert title("blue", "", "", "", "", "").label.startswith("Sessions: 1 match")
+    assert title("green", "", "", "", "", "").label == "Sessions: none match"

@@ -39,7 +39,7 @@ from studio.loop import (
     Stopped,
 )
 from studio.services import Lazy, Services
-from studio.store import SessionStore
+from studio.store import ScoreFilter, SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -422,6 +422,23 @@ def model_label(name: str | None) -> str | None:
     return name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if name else name
 
 
+#: Most sessions a History search shows.
+SEARCH_LIMIT = 200
+
+
+def search_sessions(store: SessionStore, text: str | None = None, model: str | None = None,
+                    status: str | None = None, since: str | None = None, until: str | None = None,
+                    scores: str | None = None, *, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+    """``store.search_sessions`` for the History filters as typed (blank: no condition; dates as
+    YYYY-MM-DD; score conditions separated by ";"): the newest ``limit``, each row with
+    ``matched``. Raises ``InvalidInputError`` for a bad date or score condition."""
+    return store.search_sessions(
+        text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
+        scores=[ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()],
+        since=parse_date(since or "", "From date"), until=parse_date(until or "", "Until date"), limit=limit,
+    )
+
+
 def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Search results as a table, newest first: a thumbnail of the best image, model names cut
     to their last part (the full name is searchable), the best score to three decimals."""
@@ -438,14 +455,13 @@ def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFra
     )
 
 
-def history_label(rows: list[dict[str, Any]]) -> str:
-    """The results table's title: how many sessions match, and when the search returned only the
-    newest of them, "the newest 200 of 1,234"."""
-    matched = rows[0]["matched"] if rows else 0
-    if not rows:
+def history_label(matched: int, limit: int = SEARCH_LIMIT) -> str:
+    """The results table's title: how many sessions match, and when a search shows only the
+    newest ``limit`` of them, "the newest 200 of 1,234"."""
+    if not matched:
         return "Sessions: none match"
-    if matched > len(rows):
-        return (f"Sessions: the newest {len(rows)} of {matched:,} that match (narrow the search to see older ones; "
+    if matched > limit:
+        return (f"Sessions: the newest {limit} of {matched:,} that match (narrow the search to see older ones; "
                 "click a row to open it)")
     return f"Sessions: {matched} match (click a row to open it)"
 

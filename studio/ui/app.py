@@ -22,6 +22,7 @@ import gradio as gr
 from studio.services import Services
 from studio.ui import style
 from studio.ui.adapt import CSS
+from studio.ui.agents import add_agent_tools, hide_ui_endpoints_from_mcp
 from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
 from studio.ui.tabs.judge import create_judge_tab
@@ -49,6 +50,7 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
     """
     with gr.Blocks(title="RationalRewards Studio") as demo:
         gr.Markdown("# RationalRewards Studio\nGenerate, critique, refine — with a reward model that explains itself.")
+        add_agent_tools(services, public=public)  # first: their MCP tool names are the plain action names
         with gr.Tabs() as tabs:
             with gr.Tab("Studio", id="studio"):
                 studio = create_studio_tab(services, public=public)
@@ -64,6 +66,7 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
         # read again on each page load: the Training tab may have swapped the critic or a generator
         demo.load(lambda: models_markdown(services.names()), None, studio["models"], api_visibility="private",
                   queue=False)
+    hide_ui_endpoints_from_mcp(demo)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 

@@ -11,7 +11,6 @@ from typing import Any
 import gradio as gr
 
 from studio.services import Services
-from studio.store import ScoreFilter
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
 from studio.ui.widgets import score_plot
@@ -66,8 +65,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
     @ui_errors
     def history_search(text: str | None = None, model: str | None = None, status: str | None = None,
                        since: str | None = None, until: str | None = None, scores: str | None = None) -> Any:
-        """Stored sessions, newest first, matching every condition given (the newest 200; the
-        table's title says how many match in all).
+        """Stored sessions, newest first, matching every condition given (the newest 200).
 
         Args:
             text: words the prompt contains.
@@ -77,13 +75,15 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
             until: sessions before this date (YYYY-MM-DD).
             scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
         """
-        filters = [ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()]
-        rows = store.search_sessions(
-            text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
-            scores=filters, since=adapt.parse_date(since or "", "From date"),
-            until=adapt.parse_date(until or "", "Until date"),
-        )
-        return gr.Dataframe(adapt.history_frame(store, rows), label=adapt.history_label(rows))
+        rows = adapt.search_sessions(store, text, model, status, since, until, scores)
+        return adapt.history_frame(store, rows)
+
+    @ui_errors
+    def results_title(text: str | None, model: str | None, status: str | None, since: str | None, until: str | None,
+                      scores: str | None) -> Any:
+        """The results table's title: how many sessions match (one row is enough to count them)."""
+        matched = adapt.search_sessions(store, text, model, status, since, until, scores, limit=1)
+        return gr.Dataframe(label=adapt.history_label(matched[0]["matched"] if matched else 0))
 
     @ui_errors
     def history_open(session_id: str) -> tuple[Any, ...]:
@@ -138,9 +138,11 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
 
     filters = [text, model, status, since, until, scores]
     # store-only actions skip the queue: refines waiting for the model never hold them up or fill it
-    search.click(history_search, filters, results, api_name="history_search", queue=False)
+    search.click(history_search, filters, results, api_name="history_search", queue=False).success(
+        results_title, filters, results, api_visibility="private", queue=False)
     if tab is not None:
-        tab.select(history_search, filters, results, api_visibility="private", queue=False)
+        tab.select(history_search, filters, results, api_visibility="private", queue=False).success(
+            results_title, filters, results, api_visibility="private", queue=False)
     opened = [best, compare, plot, timeline]
     open_button.click(history_open, session_id, opened, api_name="history_open", queue=False).then(
         opened_status, session_id, session_status, api_visibility="private", queue=False).then(
