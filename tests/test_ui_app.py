@@ -210,3 +210,35 @@ def test_history_search_says_how_many_sessions_match_beyond_the_200_shown(servic
     assert title("red square", "", "", "", "", "").label.startswith("Sessions: the newest 200 of 203 that match")
     assert title("blue", "", "", "", "", "").label.startswith("Sessions: 1 match")
     assert title("green", "", "", "", "", "").label == "Sessions: none match"
+
+
+def test_temporary_files_older_than_the_age_are_deleted(tmp_path, monkeypatch):
+    """Gradio's cache (copies of every output and upload) and our export folders do not grow
+    without bound over a long run: files older than ``temp_max_age_s`` go."""
+    from studio.ui import scratch
+
+    cache = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    monkeypatch.setattr(scratch, "SCRATCH_ROOT", tmp_path / "scratch")
+    monkeypatch.setattr(scratch, "SCRATCH_MAX_AGE_S", 0)
+
+    def files(folder) -> list:
+        return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)]))
+    demo = build_app(services, temp_max_age_s=2)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        # (no downloads: Gradio's file route allows the cache folder it read at import, not this one)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        page = set(files(cache))  # what the page itself shows (examples' images): kept
+        session_id = client.predict("t2i", "a red square", None, 2, 2, api_name="/refine")[0]
+        client.predict(session_id, api_name="/export_session")
+        assert set(files(cache)) > page and files(scratch.SCRATCH_ROOT)
+        time.sleep(4.5)  # past the age, and a sweep (every 2 s) after it
+        assert set(files(cache)) <= page
+        client.predict(session_id, api_name="/export_session")  # a new export removes the old one's folder
+        assert len(list(scratch.SCRATCH_ROOT.iterdir())) == 1
+    finally:
+        demo.close()

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
@@ -13,6 +11,7 @@ import gradio as gr
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.scratch import scratch_folder
 from studio.ui.widgets import score_plot
 
 logger = logging.getLogger(__name__)
@@ -116,7 +115,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
             session_id: the session to export.
         """
         sid = adapt.session_id_from(session_id)
-        folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"session-{sid}"
+        folder = scratch_folder("export-") / f"session-{sid}"
         exported = store.export_session(sid, folder)
         if public:
             adapt.drop_backend_settings(exported)
@@ -129,7 +128,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         Args:
             format: "jsonl" or "parquet".
         """
-        folder = Path(tempfile.mkdtemp(prefix="studio-votes-")) / "votes"
+        folder = scratch_folder("votes-") / "votes"
         store.export_votes(folder, format=format)  # type: ignore[arg-type]
         return shutil.make_archive(str(folder), "zip", folder)
 

@@ -116,16 +116,19 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
                 best, before_after, frame, html = adapt.session_view(services.store, sid)
-                latest = latest_path or best or gr.skip()  # a resumed session shows its best until a new image
+                # a resumed session shows its best until a new image; never gr.skip() on an image: an
+                # update gives the browser session its own copy of the widget, whose cached files
+                # Gradio's delete_cache does not see (studio/ui/scratch.py)
+                latest = latest_path or best
                 yield sid, adapt.event_status(event), latest, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)
             raise
         except Exception:
             if sid is not None:
-                _, before_after, frame, html = adapt.session_view(services.store, sid)
+                best, before_after, frame, html = adapt.session_view(services.store, sid)
                 status_line = adapt.session_status(services.store.get_session(sid))
-                yield sid, status_line, latest_path or gr.skip(), before_after, frame, html, suggestion
+                yield sid, status_line, latest_path or best, before_after, frame, html, suggestion
             raise
 
     def run_stoppably(start: Callable[[Callable[[], bool]], Iterator[LoopEvent]], max_total: int,
