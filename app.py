@@ -42,7 +42,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="delete temporary copies of uploads and outputs older than this [STUDIO_TEMP_MAX_MINUTES, "
                              f"default {TEMP_MAX_AGE_S // 60}]")
     server.add_argument("--state-sessions", type=int, default=int(env("STUDIO_STATE_SESSIONS", str(STATE_SESSIONS)) or 0),
-                        help="browser sessions whose page state Gradio keeps in memory, about 60 KB each; the "
+                        help="browser sessions whose page state Gradio keeps in memory, about 600 KB each; the "
                              f"oldest are dropped beyond it [STUDIO_STATE_SESSIONS, default {STATE_SESSIONS}]")
     server.add_argument("--mcp", action="store_true", default=env_flag("STUDIO_MCP"),
                         help="also serve the API as MCP tools (needs gradio[mcp]) [STUDIO_MCP]")

@@ -127,3 +127,11 @@ def test_temp_max_minutes_sets_the_age_of_temporary_files(monkeypatch):
     assert app.temp_max_age(app.parse_args([])) == 300
     with pytest.raises(ConfigError, match="--temp-max-minutes must be above 0"):
         app.temp_max_age(app.parse_args(["--temp-max-minutes", "0"]))
+
+
+def test_state_sessions_bounds_the_page_state_kept(monkeypatch, tmp_path, capsys):
+    assert app.parse_args([]).state_sessions == 200
+    monkeypatch.setenv("STUDIO_STATE_SESSIONS", "30")
+    assert app.parse_args([]).state_sessions == 30
+    assert app.main(["--state-sessions", "0", "--store", str(tmp_path)]) == 2
+    assert "--state-sessions must be at least 1" in capsys.readouterr().err

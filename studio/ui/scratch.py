@@ -9,9 +9,11 @@ answers an image widget with an update (``gr.skip()``, ``gr.Image(...)``) gives 
 its own copy of the widget, whose cached files ``delete_cache`` does not see: image outputs get
 values, never updates.
 
-Gradio also keeps each browser session's page state (a copy of every widget's config, about
-60 KB here) until ``state_session_capacity`` sessions are held, 10,000 by default: about 600 MB.
-``STATE_SESSIONS`` bounds it (``--state-sessions``); the oldest sessions' state is dropped.
+Gradio also keeps each browser session's page state (a copy of every widget's config: about
+600 KB per session in this app, ``bench/long_run.py``) until ``state_session_capacity`` sessions
+are held, 10,000 by default: gigabytes. ``STATE_SESSIONS`` bounds it (``--state-sessions``); the
+oldest sessions' state is dropped (such a visitor's page keeps working; values held only in its
+page state, e.g. which models made a generated Judge pair, are forgotten).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 logger = logging.getLogger(__name__)
 
 #: Browser sessions whose page state is kept in memory.
-STATE_SESSIONS = 1000
+STATE_SESSIONS = 200
 #: Default age (seconds) after which temporary files are deleted.
 TEMP_MAX_AGE_S = 3600
 #: The folder that holds our scratch folders.
