@@ -23,7 +23,7 @@ import base64
 import binascii
 import json
 from dataclasses import asdict
-from typing import Any, Callable
+from typing import Any, Iterator
 
 import gradio as gr
 from PIL import Image
@@ -35,7 +35,7 @@ from studio import diagnose as diagnosis
 from studio import grammar, loop
 from studio.config import LoopSettings
 from studio.judge import PairVerdict, generate_pair as make_pair, judge_pair, record_vote
-from studio.loop import RefineRequest
+from studio.loop import LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
@@ -58,7 +58,7 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
 
     def image_input(value: str, what: str, *, required: bool = True) -> Image.Image | None:
         """An image given by stored id or as base64, decoded and checked like an upload."""
-        text = (value or "").strip() if isinstance(value, str) else str(value if value is not None else "")
+        text = "" if value is None else str(value).strip()  # an agent may send an id as a number
         if not text:
             if required:
                 raise InvalidInputError(f"No {what} given: pass a stored image id (from an earlier answer) or the "
@@ -81,11 +81,11 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
     def answer(value: Any) -> str:
         return json.dumps(value, ensure_ascii=False, default=str)
 
-    def run_session(events: Any, session_id: Callable[[], str | None]) -> str:
-        sid = None
+    def run_session(events: Iterator[LoopEvent], sid: str = "") -> str:
+        """Run the session's events to the end; answer the stored session."""
         for event in events:
             sid = event.session_id
-        return answer(adapt.session_record(store.session_timeline(sid or session_id() or ""), public=public))
+        return answer(adapt.session_record(store.session_timeline(sid), public=public))
 
     @ui_errors
     def refine(prompt: str, task: str = "t2i", source_image: str = "", max_rounds: int = defaults.max_rounds,
@@ -116,7 +116,7 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
             "plateau_rounds": plateau_rounds}})
         grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
         request = RefineRequest(task, prompt, source_input(task, source_image))  # type: ignore[arg-type]
-        return run_session(loop.refine(request, services, settings), lambda: None)
+        return run_session(loop.refine(request, services, settings))
 
     @ui_errors
     def resume(session_id: str, prompt: str = "") -> str:
@@ -130,7 +130,7 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
         sid = adapt.session_id_from(session_id)
         if prompt:
             grammar.check_request(services, store.get_session(sid)["task"], prompt)
-        return run_session(loop.resume(sid, services, prompt=prompt or None), lambda: sid)
+        return run_session(loop.resume(sid, services, prompt=prompt or None), sid)
 
     @ui_errors
     def generate_pair(prompt: str, task: str = "t2i", source_image: str = "", seed_a: int = 0, seed_b: int = 1) -> str:
