@@ -15,6 +15,7 @@ import sys
 
 from models.errors import ConfigError, StudioError
 from studio.options import add_backend_options, config_from_args, configure_logging, env, env_flag
+from studio.ui.scratch import STATE_SESSIONS, TEMP_MAX_AGE_S
 
 logger = logging.getLogger("app")
 
@@ -37,6 +38,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument("--max-upload-mb", type=float, default=_env_float("STUDIO_MAX_UPLOAD_MB"),
                         help=f"largest accepted upload in MB [STUDIO_MAX_UPLOAD_MB; default: no limit, "
                              f"{PUBLIC_UPLOAD_MB} with --public]")
+    server.add_argument("--temp-max-minutes", type=float, default=_env_float("STUDIO_TEMP_MAX_MINUTES"),
+                        help="delete temporary copies of uploads and outputs older than this [STUDIO_TEMP_MAX_MINUTES, "
+                             f"default {TEMP_MAX_AGE_S // 60}]")
+    server.add_argument("--state-sessions", type=int, default=int(env("STUDIO_STATE_SESSIONS", str(STATE_SESSIONS)) or 0),
+                        help="browser sessions whose page state Gradio keeps in memory, about 600 KB each; the "
+                             f"oldest are dropped beyond it [STUDIO_STATE_SESSIONS, default {STATE_SESSIONS}]")
     server.add_argument("--mcp", action="store_true", default=env_flag("STUDIO_MCP"),
                         help="also serve the API as MCP tools (needs gradio[mcp]) [STUDIO_MCP]")
     server.add_argument("--share", action="store_true", default=env_flag("STUDIO_SHARE"),
@@ -54,7 +61,7 @@ def _env_float(name: str) -> float | None:
     try:
         return float(value)
     except ValueError as e:
-        raise ConfigError(f"{name} must be a number of megabytes, got {value!r}.") from e
+        raise ConfigError(f"{name} must be a number, got {value!r}.") from e
 
 
 def upload_limit(args: argparse.Namespace) -> str | None:
@@ -67,6 +74,14 @@ def upload_limit(args: argparse.Namespace) -> str | None:
     return f"{mb:g}mb"
 
 
+def temp_max_age(args: argparse.Namespace) -> int:
+    """Seconds after which Gradio deletes its temporary files, from ``--temp-max-minutes``."""
+    minutes = args.temp_max_minutes if args.temp_max_minutes is not None else TEMP_MAX_AGE_S / 60
+    if minutes <= 0:
+        raise ConfigError(f"--temp-max-minutes must be above 0, got {minutes:g}.")
+    return max(1, round(minutes * 60))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Build the services and serve the app until interrupted. Returns the exit status."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -77,12 +92,15 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--mcp needs the MCP extra of Gradio: pip install 'gradio[mcp]'.")
         config = config_from_args(args)
         max_file_size = upload_limit(args)
+        max_age_s = temp_max_age(args)
+        if args.state_sessions < 1:
+            raise ConfigError(f"--state-sessions must be at least 1, got {args.state_sessions}.")
         from studio.services import Services  # heavy imports only once the flags are known to be good
         from studio.ui.app import LAUNCH_OPTIONS, build_app
         from studio.ui.preload import preload
 
         services = Services.from_config(config)
-        demo = build_app(services, public=args.public)
+        demo = build_app(services, public=args.public, temp_max_age_s=max_age_s)
     except StudioError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2
@@ -95,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         share=args.share,
         mcp_server=args.mcp,
         max_file_size=max_file_size,
-        **LAUNCH_OPTIONS,
+        **{**LAUNCH_OPTIONS, "state_session_capacity": args.state_sessions},
     )
     return 0
 

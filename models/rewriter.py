@@ -35,20 +35,23 @@ _QUOTES = [('"', '"'), ("'", "'"), ("\u201c", "\u201d"), ("\u2018", "\u2019"), (
 
 
 class CriticRewriter:
-    """The next prompt is the critic's refined request. When the critique has none, the prompt
-    is kept and ``last_note`` says so."""
+    """The next prompt is the critic's refined request. When the critique has none, or one that
+    is no prompt (fewer than ``MIN_PROMPT_LETTERS`` letters, e.g. "?"), the prompt is kept and
+    ``last_note`` says so."""
 
     def __init__(self, *, name: str = "critic") -> None:
         self.name = name
         self.last_note: str | None = None
 
     def rewrite(self, prompt: str, critique: Critique, task: Task) -> str:
-        """``critique.refined_request``, or ``prompt`` unchanged (with a note) when it is missing."""
+        """``critique.refined_request``, or ``prompt`` unchanged (with a note) when it is missing
+        or unusable."""
         refined = (critique.refined_request or "").strip()
-        if refined:
+        if usable_prompt(refined):
             self.last_note = None
             return refined
-        self.last_note = "The critic wrote no refined request, so the prompt is kept unchanged."
+        self.last_note = ("The critic wrote no refined request, so the prompt is kept unchanged." if not refined else
+                          f"The critic's refined request {refined[:40]!r} is no prompt, so the prompt is kept unchanged.")
         logger.info(self.last_note)
         return prompt.strip()
 

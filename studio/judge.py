@@ -16,7 +16,10 @@ from typing import Sequence
 from models.critic.scoring import ScoringPolicy, position_consistency
 from models.errors import InvalidInputError
 from models.images import check_prompt
-from models.types import DimensionVerdict, PairRequest, PairResult, PairwiseJudgement, Winner
+from PIL import Image
+
+from models.types import DimensionVerdict, GenerationRequest, PairRequest, PairResult, PairwiseJudgement, Task, Winner
+from studio.grammar import check_request
 from studio.services import Services
 from studio.store import VOTES, SessionStore
 
@@ -125,6 +128,31 @@ def _verdict(ab: PairResult, ba: PairResult | None, policy: ScoringPolicy) -> Pa
         dimensions=_merge(judged), summary=next((j.summary for j in judged if j.summary), None),
         raw_ab=ab.raw, raw_ba=ba.raw if ba is not None else None, failures=failures,
     )
+
+
+def generate_pair(
+    services: Services,
+    task: Task,
+    prompt: str,
+    source: Image.Image | None,
+    seeds: tuple[int, int],
+    model_b: str | None = None,
+) -> list[tuple[int, str]]:
+    """Generate candidates A and B for one prompt (A with the configured generator, B with
+    ``model_b`` or the same one), store them as judge images, and return ``(image id, generator
+    name)`` for each.
+
+    Raises ``InvalidInputError`` for an empty prompt or one the loaded world cannot read.
+    """
+    check_prompt(prompt)
+    check_request(services, task, prompt)
+    made = []
+    for seed, model in zip(seeds, (None, model_b)):
+        generator = services.get_generator(task, model)
+        result = generator.generate(GenerationRequest(task, prompt, source, seed=seed))
+        saved = services.store.save_image(result.images[0], role="judge", seed=seed, settings=result.settings)
+        made.append((saved.id, generator.name))
+    return made
 
 
 def record_vote(

@@ -38,6 +38,7 @@ from sqlite_utils import Database
 from sqlite_utils.migrations import Migrations
 
 from models.errors import ConfigError, InvalidInputError, NotFoundError
+from studio.store_lock import LOCK_BACKOFF_S, LOCK_RETRIES, PatientConnection
 from models.types import Critique, CritiqueFailure, CritiqueResult, task_dimensions
 
 logger = logging.getLogger(__name__)
@@ -259,10 +260,15 @@ class SessionStore:
     process that is gone as "interrupted" (they can be resumed).
 
     :param path: the database file; images go to ``<its folder>/images``.
+    :param busy_timeout_s: how long a statement waits for a lock held by another connection;
+        then it is tried again ``lock_retries`` times after pauses from ``lock_backoff_s`` doubling
+        (``studio.store_lock``), and ``BackendUnavailableError`` says the store stayed locked.
     """
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, busy_timeout_s: float = 30.0, lock_retries: int = LOCK_RETRIES,
+                 lock_backoff_s: float = LOCK_BACKOFF_S) -> None:
         self.path = Path(path)
+        self._patience = (lock_retries, lock_backoff_s, busy_timeout_s, f"the store ({self.path.name})")
         self.image_dir = self.path.parent / "images"
         try:
             self.image_dir.mkdir(parents=True, exist_ok=True)
@@ -289,7 +295,9 @@ class SessionStore:
         """This thread's connection (opened on first use)."""
         db = getattr(self._local, "db", None)
         if db is None:
-            conn = sqlite3.connect(str(self.path), timeout=30, check_same_thread=False)
+            conn = sqlite3.connect(str(self.path), timeout=self._patience[2], check_same_thread=False,
+                                   factory=PatientConnection)
+            conn.patience(*self._patience)
             conn.execute("PRAGMA synchronous=NORMAL")
             db = Database(conn)
             self._local.db = db
@@ -739,7 +747,8 @@ class SessionStore:
         limit: int = 200,
     ) -> list[dict[str, Any]]:
         """Sessions (decoded as by ``get_session``, plus the best critique's dimension scores),
-        newest first, matching every given condition.
+        newest first, matching every given condition: at most ``limit``, each with ``matched``,
+        how many sessions match in all.
 
         :param text: words the initial prompt contains (case-insensitive).
         :param model: part of the generator or critic name.
@@ -760,7 +769,7 @@ class SessionStore:
             where += f" and c.[{f.dimension}] {_SCORE_OPS[f.op]} ?"
             args.append(f.value)
         sql = (
-            "select s.*, " + ", ".join(f"c.[{k}] as [{k}]" for k in DIMENSION_COLUMNS)
+            "select s.*, count(*) over () as matched, " + ", ".join(f"c.[{k}] as [{k}]" for k in DIMENSION_COLUMNS)
             + " from sessions s left join critiques c on c.id = s.best_critique_id"
             + f" where {where} order by s.created desc limit ?"
         )

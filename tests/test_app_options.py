@@ -17,7 +17,7 @@ def clean_env(monkeypatch):
     for name in ("GRADIO_SERVER_NAME", "GRADIO_SERVER_PORT", "STUDIO_STORE", "STUDIO_CRITIC", "STUDIO_CRITIC_URL",
                  "STUDIO_CRITIC_MODEL", "STUDIO_CRITIC_4BIT", "STUDIO_T2I", "STUDIO_EDIT", "STUDIO_REWRITER",
                  "STUDIO_REWRITER_URL", "STUDIO_REWRITER_MODEL", "STUDIO_PUBLIC", "STUDIO_MAX_UPLOAD_MB",
-                 "STUDIO_MCP", "STUDIO_SHARE", "STUDIO_GEN_DTYPE", "STUDIO_GEN_MEMORY", "STUDIO_VAE_TILING",
+                 "STUDIO_MCP", "STUDIO_TEMP_MAX_MINUTES", "STUDIO_STATE_SESSIONS", "STUDIO_SHARE", "STUDIO_GEN_DTYPE", "STUDIO_GEN_MEMORY", "STUDIO_VAE_TILING",
                  "STUDIO_T2I_LORA", "STUDIO_EDIT_LORA", "STUDIO_LORA_SCALE"):
         monkeypatch.delenv(name, raising=False)
 
@@ -118,3 +118,20 @@ def test_public_mode_limits_uploads_by_default():
 def test_app_exits_2_with_a_sentence_on_bad_configuration(capsys):
     assert app.main(["--rewriter", "llm"]) == 2
     assert "--rewriter llm needs" in capsys.readouterr().err
+
+
+def test_temp_max_minutes_sets_the_age_of_temporary_files(monkeypatch):
+    assert app.temp_max_age(app.parse_args([])) == 3600
+    assert app.temp_max_age(app.parse_args(["--temp-max-minutes", "0.5"])) == 30
+    monkeypatch.setenv("STUDIO_TEMP_MAX_MINUTES", "5")
+    assert app.temp_max_age(app.parse_args([])) == 300
+    with pytest.raises(ConfigError, match="--temp-max-minutes must be above 0"):
+        app.temp_max_age(app.parse_args(["--temp-max-minutes", "0"]))
+
+
+def test_state_sessions_bounds_the_page_state_kept(monkeypatch, tmp_path, capsys):
+    assert app.parse_args([]).state_sessions == 200
+    monkeypatch.setenv("STUDIO_STATE_SESSIONS", "30")
+    assert app.parse_args([]).state_sessions == 30
+    assert app.main(["--state-sessions", "0", "--store", str(tmp_path)]) == 2
+    assert "--state-sessions must be at least 1" in capsys.readouterr().err

@@ -53,6 +53,13 @@ def llm_rewriter(stub: OpenAIStub, **kw: Any) -> LLMRewriter:
 # -- CriticRewriter -----------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("refined", ["?", " ok ", ""])
+def test_critic_rewriter_keeps_the_prompt_when_the_refined_request_is_no_prompt(refined: str) -> None:
+    rewriter = CriticRewriter()
+    assert rewriter.rewrite(PROMPT, critique(refined), "t2i") == PROMPT
+    assert rewriter.last_note is not None and "kept unchanged" in rewriter.last_note
+
+
 def test_critic_rewriter_uses_refined_request() -> None:
     rewriter = CriticRewriter()
     assert rewriter.rewrite(PROMPT, critique(), "t2i") == "a red circle to the left of a small blue square"
@@ -224,3 +231,22 @@ def test_llm_rewriter_server_errors_name_the_rewriter_server() -> None:
     message = str(refused.value)
     assert "the rewriter LLM server" in message and "--rewriter-url" in message
     assert "critic server" not in message and "--critic-url" not in message
+
+
+@pytest.mark.parametrize("answer", ["?", ""])
+def test_a_session_whose_rewriter_answers_no_prompt_fails_naming_the_rewriter(tmp_path: Path, answer: str) -> None:
+    """End to end: the loop stores the session as failed with the rewriter's message (not an
+    outage of "the critic server"), and no round is left running."""
+    from studio.config import LoopSettings
+    from studio.loop import RefineRequest, refine
+    from tests.studio_fakes import ScriptedCritic, make_services, poor
+
+    with OpenAIStub(reply=replies(answer)) as stub:
+        services = make_services(tmp_path, ScriptedCritic([poor(2.0)]), rewriter=llm_rewriter(stub, name="my-llm"))  # type: ignore[arg-type]
+        with pytest.raises(RewriteError, match="no usable prompt"):
+            list(refine(RefineRequest("t2i", "a red square"), services,
+                        LoopSettings(max_rounds=3, plateau_rounds=0, rewriter="llm")))
+    session = services.store.search_sessions()[0]
+    assert session["status"] == "failed" and "The rewriter 'my-llm' answered with no usable prompt" in session["message"]
+    assert "critic server" not in session["message"]
+    assert [r["status"] for r in services.store.rounds(session["id"])] == ["done"]

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import sqlite3
 import threading
 
 import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import BackendUnavailableError, InvalidInputError, NotFoundError
 from models.types import CritiqueFailure
 from studio.store import MIGRATIONS, ScoreFilter, SessionStore
 from tests.studio_fakes import make_critique
@@ -161,6 +163,14 @@ def test_search_by_text_model_status_and_task(store):
     assert {r["id"] for r in store.search_sessions(text="cube")} == {a, b}
 
 
+def test_search_says_how_many_match_beyond_its_limit(store):
+    for i in range(5):
+        store.create_session(task="t2i", prompt=f"a cube {i}", settings={})
+    store.create_session(task="t2i", prompt="a dog", settings={})
+    hits = store.search_sessions(text="cube", limit=2)
+    assert len(hits) == 2 and {r["matched"] for r in hits} == {5}
+
+
 def test_search_by_date_range(store):
     sid = store.create_session(task="t2i", prompt="a cat", settings={})
     store.db["sessions"].update(sid, {"created": "2026-01-05T10:00:00.000+00:00"})
@@ -294,3 +304,53 @@ def test_a_replaced_vote_is_committed_for_other_connections(store):
     other = sqlite3.connect(f"file:{store.path}?mode=ro", uri=True)
     assert other.execute("select vote from votes").fetchall() == [("tie",)]
     other.close()
+
+
+def _hold_write_lock(path, seconds: float | None) -> sqlite3.Connection:
+    """A second connection holding the store's write lock, released after ``seconds`` (None: never)."""
+    other = sqlite3.connect(str(path), check_same_thread=False)
+    other.execute("begin immediate")
+    if seconds is not None:
+        threading.Timer(seconds, other.commit).start()
+    return other
+
+
+def test_a_write_waits_out_a_lock_held_past_the_busy_timeout(tmp_path, caplog):
+    store = SessionStore(tmp_path / "studio.db", busy_timeout_s=0.1, lock_retries=4, lock_backoff_s=0.2)
+    _hold_write_lock(store.path, 0.6)
+    with caplog.at_level(logging.WARNING, logger="studio.store_lock"):
+        sid = store.create_session(task="t2i", prompt="a red cube", settings={})
+    assert store.get_session(sid)["prompt"] == "a red cube"
+    assert "the store (studio.db) is locked by another connection; retry 1 of 4" in caplog.text
+
+
+def test_a_lock_that_outlasts_every_retry_is_a_readable_error(tmp_path):
+    store = SessionStore(tmp_path / "studio.db", busy_timeout_s=0.05, lock_retries=2, lock_backoff_s=0.05)
+    other = _hold_write_lock(store.path, None)
+    with pytest.raises(BackendUnavailableError, match=r"The store \(studio.db\) stayed locked by another program") as e:
+        store.create_session(task="t2i", prompt="a red cube", settings={})
+    assert "3 tries" in str(e.value) and str(tmp_path) not in str(e.value)
+    other.rollback()
+    assert store.create_session(task="t2i", prompt="a red cube", settings={})  # usable again once released
+
+
+def test_a_session_runs_through_a_lock_taken_mid_round(tmp_path):
+    """Another program takes the write lock while a round generates: the loop's next writes wait
+    it out, the session finishes, and no round is left running."""
+    from studio.config import LoopSettings
+    from studio.loop import RefineRequest, Stopped, refine
+    from studio.services import Services
+    from tests.studio_fakes import ScriptedCritic, SquaresGenerator, poor
+
+    store = SessionStore(tmp_path / "studio.db", busy_timeout_s=0.1, lock_retries=4, lock_backoff_s=0.2)
+
+    class LockingGenerator(SquaresGenerator):
+        def generate(self, request):
+            if len(self.requests) == 1:  # during round 2
+                _hold_write_lock(store.path, 0.8)
+            return super().generate(request)
+
+    services = Services(store=store, critic=ScriptedCritic([poor(2.0)]), t2i_generator=LockingGenerator())
+    events = list(refine(RefineRequest("t2i", "a red square"), services, LoopSettings(max_rounds=3, plateau_rounds=0)))
+    assert isinstance(events[-1], Stopped) and events[-1].reason == "max_rounds"
+    assert [r["status"] for r in store.rounds(events[-1].session_id)] == ["done"] * 3

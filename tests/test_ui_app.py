@@ -10,12 +10,14 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
+from studio.ui.agents import AGENT_TOOLS
 from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, TRAINING_API_NAMES, build_app
 from tests.studio_fakes import ScriptedCritic, SquaresGenerator, make_services, poor
 from tests.ui_helpers import free_port
 
 GPU_BOUND = {"refine", "resume", "judge", "generate_pair", "diagnose", "diagnose_batch", "release_models", "use_critic",
              "load_lora"}
+GPU_BOUND |= {f"agent_{name}" for name in ("refine", "resume", "judge", "generate_pair", "diagnose")}
 
 
 def dependencies(demo: gr.Blocks) -> list[dict]:
@@ -42,8 +44,9 @@ def test_public_endpoints_are_exactly_the_engine_actions(services):
     def public(demo: gr.Blocks) -> set[str]:
         return {d["api_name"] for d in dependencies(demo) if d["api_visibility"] == "public"}
 
-    assert public(build_app(services)) == set(API_NAMES) | set(TRAINING_API_NAMES)
-    assert public(build_app(services, public=True)) == set(API_NAMES)  # no Training tab in public mode
+    agents = {f"agent_{name}" for name in AGENT_TOOLS}  # the MCP tools (tests/test_agents_mcp.py)
+    assert public(build_app(services)) == set(API_NAMES) | set(TRAINING_API_NAMES) | agents
+    assert public(build_app(services, public=True)) == set(API_NAMES) | agents  # no Training tab in public mode
 
 
 def test_model_bound_actions_share_one_gpu_slot(services):
@@ -76,26 +79,6 @@ def test_stop_stores_the_session_as_cancelled(served, services):
     session = services.store.search_sessions()[0]
     assert (session["status"], session["stop_reason"]) == ("cancelled", "cancelled")
     assert services.store.rounds(session["id"])[-1]["status"] in ("cancelled", "done")
-
-
-def test_mcp_tools_are_named_after_the_api(services):
-    """``--mcp`` serves every action as an MCP tool of the same name (needs ``gradio[mcp]``)."""
-    import httpx
-
-    demo = build_app(services)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, mcp_server=True, **LAUNCH_OPTIONS)
-    try:
-        tools = httpx.get(f"http://127.0.0.1:{port}/gradio_api/mcp/schema", timeout=30).json()
-    finally:
-        demo.close()
-    assert {tool["name"] for tool in tools} == set(API_NAMES) | set(TRAINING_API_NAMES)
-    refine = next(tool for tool in tools if tool["name"] == "refine")
-    assert "Generate-Critique-Refine" in refine["description"]
-    required = {tool["name"]: set(tool["inputSchema"].get("required", [])) for tool in tools}
-    # text to image needs no source image; settings and filters have defaults
-    assert required["refine"] == required["generate_pair"] == {"prompt"}
-    assert required["resume"] == {"session_id"} and required["history_search"] == set()
 
 
 def test_public_export_leaves_out_backend_settings(services):
@@ -194,3 +177,68 @@ def test_examples_come_from_the_loaded_world(services, tmp_path):
     rows = examples(build_app(shapes))
     assert [row[1] for row in rows] == grammar.example_prompts() + [i for _, i in grammar.example_edits()]
     assert examples(build_app(Services(store=services.store, critic=ShapesCritic()))) == []  # nothing to generate with
+
+
+@pytest.mark.parametrize(("on_repeat", "max_tries", "rounds"), [("stop", 3, 1), ("vary_seed", 2, 2), ("vary_seed", 0, 4)])
+def test_refine_takes_the_repeat_policy_and_tries_per_prompt(tmp_path, on_repeat, max_tries, rounds):
+    """A critic that proposes no new prompt: the same prompt comes back every round, so the
+    session ends 'exhausted' when ``on_repeat`` says stop or the prompt has used its tries."""
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)], refine=False))
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        session_id = client.predict(task="t2i", prompt="a red square", max_rounds=4, plateau=0, on_repeat=on_repeat,
+                                    max_tries_per_prompt=max_tries, api_name="/refine")[0]
+    finally:
+        demo.close()
+    session = services.store.get_session(session_id)
+    assert session["settings"]["on_repeat"] == on_repeat and session["settings"]["max_tries_per_prompt"] == max_tries
+    assert session["stop_reason"] == ("max_rounds" if max_tries == 0 else "exhausted")
+    assert len(services.store.rounds(session_id)) == rounds
+
+
+def test_history_search_says_how_many_sessions_match_beyond_the_200_shown(services):
+    for i in range(203):
+        services.store.create_session(task="t2i", prompt=f"a red square {i}", settings={})
+    services.store.create_session(task="t2i", prompt="a blue circle", settings={})
+    functions = {fn.api_name: fn.fn for fn in build_app(services).fns.values()}
+    search = functions["history_search"]  # the API: the table; then the page's title of the same table
+    title = next(fn for fn in functions.values() if fn.__name__ == "results_title")
+    assert len(search(text="red square")) == 200
+    assert title("red square", "", "", "", "", "").label.startswith("Sessions: the newest 200 of 203 that match")
+    assert title("blue", "", "", "", "", "").label.startswith("Sessions: 1 match")
+    assert title("green", "", "", "", "", "").label == "Sessions: none match"
+
+
+def test_temporary_files_older_than_the_age_are_deleted(tmp_path, monkeypatch):
+    """Gradio's cache (copies of every output and upload) and our export folders do not grow
+    without bound over a long run: files older than ``temp_max_age_s`` go."""
+    from studio.ui import scratch
+
+    cache = tmp_path / "gradio-cache"
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(cache))
+    monkeypatch.setattr(scratch, "SCRATCH_ROOT", tmp_path / "scratch")
+    monkeypatch.setattr(scratch, "SCRATCH_MAX_AGE_S", 0)
+
+    def files(folder) -> list:
+        return [p for p in folder.rglob("*") if p.is_file()] if folder.exists() else []
+
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)]))
+    demo = build_app(services, temp_max_age_s=2)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        # (no downloads: Gradio's file route allows the cache folder it read at import, not this one)
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, download_files=False)
+        page = set(files(cache))  # what the page itself shows (examples' images): kept
+        session_id = client.predict("t2i", "a red square", None, 2, 2, api_name="/refine")[0]
+        client.predict(session_id, api_name="/export_session")
+        assert set(files(cache)) > page and files(scratch.SCRATCH_ROOT)
+        time.sleep(4.5)  # past the age, and a sweep (every 2 s) after it
+        assert set(files(cache)) <= page
+        client.predict(session_id, api_name="/export_session")  # a new export removes the old one's folder
+        assert len(list(scratch.SCRATCH_ROOT.iterdir())) == 1
+    finally:
+        demo.close()

@@ -39,7 +39,7 @@ from studio.loop import (
     Stopped,
 )
 from studio.services import Lazy, Services
-from studio.store import SessionStore
+from studio.store import ScoreFilter, SessionStore
 
 logger = logging.getLogger(__name__)
 
@@ -55,13 +55,15 @@ SCORE_COLUMNS = ("round", "dimension", "score")
 def loop_settings(
     max_rounds: float, candidates: float, seed: float, seed_policy: str, rewriter: str,
     thresholds: dict[str, float], plateau_rounds: float, stop_on_regression: bool,
+    on_repeat: str = LoopSettings.on_repeat, max_tries_per_prompt: float = LoopSettings.max_tries_per_prompt,
 ) -> LoopSettings:
     """``LoopSettings`` from the Studio tab's widgets (sliders and numbers arrive as floats)."""
     return LoopSettings(
         max_rounds=int(max_rounds), candidates=int(candidates), seed=seed_value(seed, "Seed"),
         seed_policy=seed_policy,  # type: ignore[arg-type]
         rewriter=rewriter, thresholds=dict(thresholds), plateau_rounds=int(plateau_rounds),  # type: ignore[arg-type]
-        stop_on_regression=bool(stop_on_regression),
+        stop_on_regression=bool(stop_on_regression), on_repeat=on_repeat,  # type: ignore[arg-type]
+        max_tries_per_prompt=int(max_tries_per_prompt),
     )
 
 
@@ -420,6 +422,23 @@ def model_label(name: str | None) -> str | None:
     return name.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1] if name else name
 
 
+#: Most sessions a History search shows.
+SEARCH_LIMIT = 200
+
+
+def search_sessions(store: SessionStore, text: str | None = None, model: str | None = None,
+                    status: str | None = None, since: str | None = None, until: str | None = None,
+                    scores: str | None = None, *, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+    """``store.search_sessions`` for the History filters as typed (blank: no condition; dates as
+    YYYY-MM-DD; score conditions separated by ";"): the newest ``limit``, each row with
+    ``matched``. Raises ``InvalidInputError`` for a bad date or score condition."""
+    return store.search_sessions(
+        text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
+        scores=[ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()],
+        since=parse_date(since or "", "From date"), until=parse_date(until or "", "Until date"), limit=limit,
+    )
+
+
 def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFrame:
     """Search results as a table, newest first: a thumbnail of the best image, model names cut
     to their last part (the full name is searchable), the best score to three decimals."""
@@ -434,6 +453,17 @@ def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFra
           None if r["best_score"] is None else round(r["best_score"], 3)] for r in rows],
         columns=list(HISTORY_COLUMNS),
     )
+
+
+def history_label(matched: int, limit: int = SEARCH_LIMIT) -> str:
+    """The results table's title: how many sessions match, and when a search shows only the
+    newest ``limit`` of them, "the newest 200 of 1,234"."""
+    if not matched:
+        return "Sessions: none match"
+    if matched > limit:
+        return (f"Sessions: the newest {limit} of {matched:,} that match (narrow the search to see older ones; "
+                "click a row to open it)")
+    return f"Sessions: {matched} match (click a row to open it)"
 
 
 def session_record(timeline: dict[str, Any], *, public: bool = False) -> dict[str, Any]:

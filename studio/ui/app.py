@@ -22,6 +22,8 @@ import gradio as gr
 from studio.services import Services
 from studio.ui import style
 from studio.ui.adapt import CSS
+from studio.ui.agents import add_agent_tools, hide_ui_endpoints_from_mcp
+from studio.ui.scratch import STATE_SESSIONS, TEMP_MAX_AGE_S, delete_cache
 from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
 from studio.ui.tabs.judge import create_judge_tab
@@ -40,15 +42,17 @@ TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resum
                       "release_models", "use_critic", "load_lora", "open_in_leaderboard")
 
 
-def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
+def build_app(services: Services, *, public: bool = False, temp_max_age_s: int = TEMP_MAX_AGE_S) -> gr.Blocks:
     """The studio's ``gr.Blocks`` over ``services``.
 
     :param public: shared-deployment mode: no endpoint or model-folder settings, no server
         folders and no Training tab in the UI (the upload size limit is set at ``launch``, see
         ``app.py``).
+    :param temp_max_age_s: Gradio deletes its cached copies of uploads and outputs older than this.
     """
-    with gr.Blocks(title="RationalRewards Studio") as demo:
+    with gr.Blocks(title="RationalRewards Studio", delete_cache=delete_cache(temp_max_age_s)) as demo:
         gr.Markdown("# RationalRewards Studio\nGenerate, critique, refine — with a reward model that explains itself.")
+        add_agent_tools(services, public=public)  # first: their MCP tool names are the plain action names
         with gr.Tabs() as tabs:
             with gr.Tab("Studio", id="studio"):
                 studio = create_studio_tab(services, public=public)
@@ -64,9 +68,11 @@ def build_app(services: Services, *, public: bool = False) -> gr.Blocks:
         # read again on each page load: the Training tab may have swapped the critic or a generator
         demo.load(lambda: models_markdown(services.names()), None, studio["models"], api_visibility="private",
                   queue=False)
+    hide_ui_endpoints_from_mcp(demo)
     demo.queue(max_size=QUEUE_SIZE, default_concurrency_limit=4)
     return demo
 
 
 #: Keyword arguments for ``demo.launch`` shared by every way of serving the app.
-LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS + style.CSS, "js": style.JS, "show_error": False, "footer_links": ["api"]}
+LAUNCH_OPTIONS: dict[str, Any] = {"css": CSS + style.CSS, "js": style.JS, "show_error": False, "footer_links": ["api"],
+                                  "state_session_capacity": STATE_SESSIONS}

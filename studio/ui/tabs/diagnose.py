@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from studio import diagnose as diagnosis
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.scratch import scratch_folder
 from studio.ui.preload import model_bound
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
@@ -81,7 +81,7 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
         items = diagnosis.load_batch(_batch_source(files, folder, public=public), prompt=prompt or None, task=task)  # type: ignore[arg-type]
         progress(0, desc=f"Diagnosing {len(items)} image(s)…")
         rows = list(diagnosis.diagnose_many(items, services, on_progress=lambda done, total: progress(done / total)))
-        target = Path(tempfile.mkdtemp(prefix="studio-diagnose-")) / "diagnosis.csv"
+        target = scratch_folder("diagnose-") / "diagnosis.csv"
         return adapt.batch_frame(rows), str(diagnosis.write_csv(rows, target))
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)

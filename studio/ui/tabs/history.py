@@ -4,16 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
-import tempfile
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 
 from studio.services import Services
-from studio.store import ScoreFilter
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.scratch import scratch_folder
 from studio.ui.widgets import score_plot
 
 logger = logging.getLogger(__name__)
@@ -66,7 +64,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
     @ui_errors
     def history_search(text: str | None = None, model: str | None = None, status: str | None = None,
                        since: str | None = None, until: str | None = None, scores: str | None = None) -> Any:
-        """Stored sessions, newest first, matching every condition given.
+        """Stored sessions, newest first, matching every condition given (the newest 200).
 
         Args:
             text: words the prompt contains.
@@ -76,13 +74,15 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
             until: sessions before this date (YYYY-MM-DD).
             scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
         """
-        filters = [ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()]
-        rows = store.search_sessions(
-            text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
-            scores=filters, since=adapt.parse_date(since or "", "From date"),
-            until=adapt.parse_date(until or "", "Until date"),
-        )
+        rows = adapt.search_sessions(store, text, model, status, since, until, scores)
         return adapt.history_frame(store, rows)
+
+    @ui_errors
+    def results_title(text: str | None, model: str | None, status: str | None, since: str | None, until: str | None,
+                      scores: str | None) -> Any:
+        """The results table's title: how many sessions match (one row is enough to count them)."""
+        matched = adapt.search_sessions(store, text, model, status, since, until, scores, limit=1)
+        return gr.Dataframe(label=adapt.history_label(matched[0]["matched"] if matched else 0))
 
     @ui_errors
     def history_open(session_id: str) -> tuple[Any, ...]:
@@ -115,7 +115,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
             session_id: the session to export.
         """
         sid = adapt.session_id_from(session_id)
-        folder = Path(tempfile.mkdtemp(prefix="studio-export-")) / f"session-{sid}"
+        folder = scratch_folder("export-") / f"session-{sid}"
         exported = store.export_session(sid, folder)
         if public:
             adapt.drop_backend_settings(exported)
@@ -128,7 +128,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         Args:
             format: "jsonl" or "parquet".
         """
-        folder = Path(tempfile.mkdtemp(prefix="studio-votes-")) / "votes"
+        folder = scratch_folder("votes-") / "votes"
         store.export_votes(folder, format=format)  # type: ignore[arg-type]
         return shutil.make_archive(str(folder), "zip", folder)
 
@@ -137,9 +137,11 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
 
     filters = [text, model, status, since, until, scores]
     # store-only actions skip the queue: refines waiting for the model never hold them up or fill it
-    search.click(history_search, filters, results, api_name="history_search", queue=False)
+    search.click(history_search, filters, results, api_name="history_search", queue=False).success(
+        results_title, filters, results, api_visibility="private", queue=False)
     if tab is not None:
-        tab.select(history_search, filters, results, api_visibility="private", queue=False)
+        tab.select(history_search, filters, results, api_visibility="private", queue=False).success(
+            results_title, filters, results, api_visibility="private", queue=False)
     opened = [best, compare, plot, timeline]
     open_button.click(history_open, session_id, opened, api_name="history_open", queue=False).then(
         opened_status, session_id, session_status, api_visibility="private", queue=False).then(

@@ -8,9 +8,8 @@ from typing import Any
 import gradio as gr
 
 from models.errors import InvalidInputError
-from models.images import check_prompt
-from models.types import GenerationRequest, PairRequest
-from studio.grammar import check_request
+from models.types import PairRequest
+from studio.judge import generate_pair as make_pair
 from studio.judge import judge_pair, record_vote
 from studio.services import Services
 from studio.ui import adapt
@@ -115,18 +114,10 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         """
         if public and (model_b or "").strip():
             raise InvalidInputError("This shared studio compares seeds of its own model only; leave 'Model for B' empty.")
-        source = adapt.source_upload(task, source_image)
-        check_prompt(prompt)
-        check_request(services, task, prompt)  # type: ignore[arg-type]
-        paths, names = [], []
         seeds = (adapt.seed_value(seed_a, "Seed A"), adapt.seed_value(seed_b, "Seed B"))
-        for seed, model in zip(seeds, (None, model_b)):
-            generator = services.get_generator(task, model)
-            result = generator.generate(GenerationRequest(task, prompt, source, seed=seed))
-            saved = services.store.save_image(result.images[0], role="judge", seed=seed, settings=result.settings)
-            paths.append(str(services.store.image_path(saved.id)))
-            names.append(generator.name)
-        return paths[0], paths[1], (names[0], names[1])
+        (a, name_a), (b, name_b) = make_pair(services, task, prompt, adapt.source_upload(task, source_image),  # type: ignore[arg-type]
+                                             seeds, model_b)
+        return str(services.store.image_path(a)), str(services.store.image_path(b)), (name_a, name_b)
 
     @ui_errors
     def recent() -> Any:

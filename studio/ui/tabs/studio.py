@@ -27,6 +27,8 @@ from studio.ui.widgets import image_input, score_plot, source_visibility, task_r
 logger = logging.getLogger(__name__)
 
 DIMENSIONS = {d.key: d.heading for d in task_dimensions("edit")}
+#: ``LoopSettings.on_repeat`` choices as (label, value).
+REPEAT_CHOICES = [("vary the seed", "vary_seed"), ("re-state what failed", "restate"), ("stop", "stop")]
 
 
 def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> None:
@@ -67,6 +69,11 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                     plateau = gr.Slider(0, 5, value=defaults.plateau_rounds, step=1,
                                         label="Stop after rounds without gain (0: off)")
                     regression = gr.Checkbox(value=defaults.stop_on_regression, label="Stop when a round scores lower")
+                with gr.Row():
+                    on_repeat = gr.Radio(REPEAT_CHOICES, value=defaults.on_repeat,
+                                         label="When a prompt comes back with its seed")
+                    max_tries = gr.Slider(0, 10, value=defaults.max_tries_per_prompt, step=1,
+                                          label="Most rounds per prompt (0: no limit)")
             models = gr.Markdown(models_markdown(names), elem_id="studio-models")
             if not public:
                 with gr.Accordion("Backend settings", open=False):
@@ -109,16 +116,19 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
                 best, before_after, frame, html = adapt.session_view(services.store, sid)
-                latest = latest_path or best or gr.skip()  # a resumed session shows its best until a new image
+                # a resumed session shows its best until a new image; never gr.skip() on an image: an
+                # update gives the browser session its own copy of the widget, whose cached files
+                # Gradio's delete_cache does not see (studio/ui/scratch.py)
+                latest = latest_path or best
                 yield sid, adapt.event_status(event), latest, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)
             raise
         except Exception:
             if sid is not None:
-                _, before_after, frame, html = adapt.session_view(services.store, sid)
+                best, before_after, frame, html = adapt.session_view(services.store, sid)
                 status_line = adapt.session_status(services.store.get_session(sid))
-                yield sid, status_line, latest_path or gr.skip(), before_after, frame, html, suggestion
+                yield sid, status_line, latest_path or best, before_after, frame, html, suggestion
             raise
 
     def run_stoppably(start: Callable[[Callable[[], bool]], Iterator[LoopEvent]], max_total: int,
@@ -140,6 +150,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
                text_faithfulness: float = thresholds[0].value, image_faithfulness: float = thresholds[1].value,
                physical_quality: float = thresholds[2].value, text_rendering: float = thresholds[3].value,
                plateau: float = defaults.plateau_rounds, regression: bool = defaults.stop_on_regression,
+               on_repeat: str = defaults.on_repeat, max_tries_per_prompt: float = defaults.max_tries_per_prompt,
                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         """Run a Generate-Critique-Refine session, streaming each step.
 
@@ -158,10 +169,15 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
             text_rendering: stop threshold (1-4).
             plateau: stop after this many rounds without gain (0: off).
             regression: stop when a round scores lower than the one before.
+            on_repeat: when a round's prompt was already generated with its seed: "vary_seed" (a new
+                seed), "restate" (re-state what failed first, then vary the seed) or "stop".
+            max_tries_per_prompt: most rounds one prompt may be generated in before the session
+                stops as exhausted (0: no limit).
         """
         scores = (text_faithfulness, image_faithfulness, physical_quality, text_rendering)
         limits = dict(zip(DIMENSIONS, scores, strict=True))
-        settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
+        settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression,
+                                      on_repeat, max_tries_per_prompt)
         grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
         wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
         yield from run_stoppably(lambda should_stop: loop.refine(wanted, services, settings, should_stop=should_stop),
@@ -198,7 +214,7 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
-              regression]
+              regression, on_repeat, max_tries]
     streaming = {"concurrency_id": "gpu", "concurrency_limit": 1, "show_progress_on": [status]}
     run.click(model_bound(refine), inputs, outputs, api_name="refine", **streaming)
     resume_button.click(model_bound(resume), [session_id, proposed], outputs, api_name="resume", **streaming)
