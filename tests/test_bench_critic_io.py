@@ -28,7 +28,14 @@ def test_critic_http_runs_both_compressions_and_reports_each_size(capsys):
     assert code == 0 and report["failures"] == 0
     assert [(r["size"], r["compression"]) for r in report["results"]] == [
         (32, "none"), (32, "fast"), (48, "none"), (48, "fast")]
-    assert all(r["client_cpu_ms_per_request"] > 0 and r["fraction_of_ideal"] > 0 for r in report["results"])
+    assert all(r["client_cpu_ms_per_request"] > 0 and r["whole_run_fraction"] > 0 for r in report["results"])
+    # 4 slots answering 20 ms after each request: nobody holds more than the ideal 200 requests/s
+    assert all(0 < r["held_fraction"] <= 1.05 for r in report["results"])
+
+
+def test_critic_http_needs_a_second_wave_to_measure_a_held_rate():
+    with pytest.raises(SystemExit):
+        critic_http.main(["--requests", "40", "--concurrency", "32"])
 
 
 def test_critic_http_refuses_an_unknown_compression():
