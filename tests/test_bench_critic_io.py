@@ -8,7 +8,7 @@ import zlib
 import numpy as np
 import pytest
 
-from bench import critic_http, png_encode
+from bench import critic_http, critic_local, png_encode
 
 
 def test_photo_like_images_are_noisy_and_each_request_gets_its_own_object():
@@ -48,3 +48,16 @@ def test_png_encode_reports_every_method_per_size(capsys):
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert [r["method"] for r in report["results"]] == ["pillow_level1", "none", "fast"]
     assert report["results"][0]["ratio_to_pillow"] == 1.0
+
+
+def test_critic_local_sizes_the_answer_by_the_real_checkpoints_prompt_answer_ratio(capsys):
+    code = critic_local.main(["--requests", "2", "--batch-size", "2", "--repeats", "1", "--max-new-tokens", "3",
+                              "--floor", "0"])
+    out = capsys.readouterr().out.strip().splitlines()
+    report = json.loads(out[-1])
+    assert code == 0 and report["token_counts_equal"] and report["tokens_per_run"] == 6
+    # ~1,080 text tokens (4,300 bytes at 4 per token) + 1,024 image tokens against an ~880-token critique
+    assert 2.0 < report["real_ratio"] < 2.8
+    assert "1024 image tokens" in out[0]
+    default_answer = round(report["prompt_tokens"] / report["real_ratio"])
+    assert 1500 < default_answer < 2200  # what a default run generates per critique

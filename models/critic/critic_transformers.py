@@ -300,11 +300,18 @@ class TransformersChat:
         self.stats.seconds += time.perf_counter() - started
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 
+    def prompt_text(self, prompt: ChatPrompt) -> str:
+        """The prompt as the model reads it: the chat template applied, one image placeholder per image."""
+        return str(self.processor.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False))
+
+    def prompt_token_counts(self, prompt: ChatPrompt) -> tuple[int, int]:
+        """``(all tokens, image tokens)`` of ``prompt`` as this checkpoint's processor encodes it."""
+        ids = self._inputs([prompt])["input_ids"][0]
+        image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        return int(ids.shape[0]), int((ids == image_id).sum())
+
     def _inputs(self, prompts: Sequence[ChatPrompt]) -> dict[str, Any]:
-        texts = [
-            self.processor.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False)
-            for p in prompts
-        ]
+        texts = [self.prompt_text(p) for p in prompts]
         images = [image for p in prompts for image in p.images]
         batch = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         return dict(batch.to(self.model.device))
