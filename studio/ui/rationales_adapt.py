@@ -129,16 +129,14 @@ def _row(rationale: Rationale, folder: Path, which: str) -> str:
     pair = (f"<b>{_e(rationale.pair_id)}</b> ({_e(rationale.task)})<br><i>{_e(rationale.prompt)}</i><br>"
             f"Label: <b class='rationale-label'>{_e(rationale.label)}</b><br>"
             f"Re-predicted: <b class='rationale-predicted'>{_e(predicted or '—')}</b>")
-    if which == "kept":
-        detail = _side_html("A", rationale.a, rationale.task) + _side_html("B", rationale.b, rationale.task)
-    else:
+    detail = _side_html("A", rationale.a, rationale.task) + _side_html("B", rationale.b, rationale.task)
+    if which != "kept":
         reason = str(rationale.extra.get("reason") or "")
-        detail = (f"<p class='rationale-reason'><b>{_e(reason)}</b>: {_e(REASON_TEXT.get(reason, ''))}</p>"
-                  + _side_html("A", rationale.a, rationale.task) + _side_html("B", rationale.b, rationale.task))
+        detail = f"<p class='rationale-reason'><b>{_e(reason)}</b>: {_e(REASON_TEXT.get(reason, ''))}</p>" + detail
     images = "".join(_image_html(key, folder, rationale) for key in ("source", "a", "b") if rationale.images.get(key))
-    top = "style='vertical-align:top; padding:6px'"
-    return (f"<tr class='rationale-row'><td class='rationale-images' {top}>{images}</td><td {top}>{pair}</td>"
-            f"<td {top}>{detail}</td></tr>")
+    top = "vertical-align:top; padding:6px"
+    return (f"<tr class='rationale-row'><td class='rationale-images' style='{top}'>{images}</td>"
+            f"<td style='{top}'>{pair}</td><td style='{top}'>{detail}</td></tr>")
 
 
 def _side_html(name: str, side: SideText, task: str) -> str:
