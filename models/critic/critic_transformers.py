@@ -127,6 +127,10 @@ def load_processor(source: str) -> ProcessorMixin:
     return processor
 
 
+KvCache = Literal["auto", "static", "dynamic"]
+KV_CACHES: tuple[str, ...] = ("auto", "static", "dynamic")
+
+
 @dataclass(frozen=True)
 class TransformersSettings:
     """Settings of the transformers critic.
@@ -145,6 +149,12 @@ class TransformersSettings:
     :param batch_size: prompts generated together.
     :param seed: when set, the random generators are seeded at the start of each ``complete``
         call, so that sampling repeats.
+    :param kv_cache: ``"static"`` preallocates the key/value cache of a batch (prompt plus
+        ``max_new_tokens``) and writes each step in place; ``"dynamic"`` grows it step by step,
+        which copies the whole cache on every token; ``"auto"`` is static when the model runs on
+        the CPU (there batched decoding was 1.2-1.5x faster, ``bench.critic_local``) and dynamic
+        on a GPU (not measured there; a static cache also attends over the unused positions).
+        Greedy output is the same either way.
     """
 
     model: str
@@ -156,6 +166,7 @@ class TransformersSettings:
     temperature: float = 0.1
     batch_size: int = 8
     seed: int | None = None
+    kv_cache: KvCache = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -178,6 +189,8 @@ class TransformersSettings:
             raise ConfigError(f"temperature must be a number of at least 0 (0 is greedy), got {self.temperature!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"seed must be a whole number or None, got {self.seed!r}.")
+        if self.kv_cache not in KV_CACHES:
+            raise ConfigError(f"kv_cache must be one of {list(KV_CACHES)}, got {self.kv_cache!r}.")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TransformersSettings:
@@ -324,6 +337,8 @@ class TransformersChat:
             "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0],
             "eos_token_id": self.eos_ids,
         }
+        if s.kv_cache == "static" or (s.kv_cache == "auto" and self.model.device.type == "cpu"):
+            options["cache_implementation"] = "static"
         if s.temperature == 0:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:
