@@ -152,7 +152,7 @@ class TransformersSettings:
     :param kv_cache: ``"static"`` preallocates the key/value cache of a batch (prompt plus
         ``max_new_tokens``) and writes each step in place; ``"dynamic"`` grows it step by step,
         which copies the whole cache on every token; ``"auto"`` is static when the model runs on
-        the CPU (there batched decoding was 1.2-1.5x faster, ``bench.critic_local``) and dynamic
+        the CPU (there batched decoding was about 1.4x faster, ``bench.critic_local``) and dynamic
         on a GPU (not measured there; a static cache also attends over the unused positions).
         Greedy output is the same either way.
     """
