@@ -14,7 +14,7 @@ from typing import Iterator
 import pytest
 from gradio_client import Client
 from PIL import Image
-from playwright.sync_api import Browser, Page, expect
+from playwright.sync_api import Browser, Locator, Page, expect
 
 from models.shapes import world
 from tests.openai_stub import OpenAIStub
@@ -68,10 +68,10 @@ def button(page: Page, name: str):
     return page.get_by_role("button", name=name, exact=True).filter(visible=True).first
 
 
-def screenshot(page: Page, tab: str) -> None:
-    """Save a small PNG of the page's top 1400 px (scaled to 960 px wide, 256 colours)."""
+def screenshot(page: Page, tab: str, element: Locator | None = None) -> None:
+    """Save a small PNG of the page's top 1400 px, or of ``element`` (scaled to 960 px wide, 256 colours)."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    shot = Image.open(io.BytesIO(page.screenshot(full_page=True)))
+    shot = Image.open(io.BytesIO(element.screenshot() if element is not None else page.screenshot(full_page=True)))
     shot = shot.crop((0, 0, shot.width, min(shot.height, 1400)))
     shot = shot.resize((960, round(shot.height * 960 / shot.width)), Image.Resampling.LANCZOS)
     shot.convert("RGB").quantize(256).save(SCREENSHOTS / f"{tab}.png", optimize=True)

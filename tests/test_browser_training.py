@@ -63,9 +63,10 @@ def start_job_from_form(page: Page, kind: str, values: dict[str, str]) -> str:
         flag = shlex.join(["--" + flag_name, value])
         expect(command).to_have_value(re.compile(f"^python -m studio jobs start {kind} .*{re.escape(flag)}"),
                                       timeout=30_000)
-    button(page, "Start job").click()
     job_box = page.locator("#training-job-id input")
-    expect(job_box).not_to_have_value("", timeout=30_000)
+    before = job_box.input_value()  # the job opened before, if any: the new id replaces it
+    button(page, "Start job").click()
+    expect(job_box).not_to_have_value(re.compile(f"^({re.escape(before)})?$"), timeout=30_000)
     return job_box.input_value()
 
 
@@ -118,3 +119,38 @@ def test_an_eval_job_started_in_the_training_tab_survives_a_reload_and_reaches_t
     expect(board).to_contain_text(job_id)
     expect(board).to_contain_text("published")
     screenshot(page, "leaderboard")
+
+
+def test_a_parrot_filter_job_shows_its_kept_and_rejected_rationales_beside_their_images(app, page):
+    generated = start_job_from_form(page, "parrot-generate", {"count": "24", "flip_rate": "0.3", "draws": "2"})
+    wait_for_status(page, generated, "done")
+    rationales = app.store / "runs" / generated / "rationales.jsonl"
+    filtered = start_job_from_form(page, "parrot-filter", {"rationales": str(rationales)})
+    wait_for_status(page, filtered, "done")
+    button(page, "Refresh").first.click()  # the open job finished: read its files again
+    view = page.locator("#training-rationales-view")
+    expect(view).to_contain_text("Kept: 16 rationale(s), page 1 of 2.", timeout=30_000)
+    rows = view.locator("tr.rationale-row")
+    expect(rows).to_have_count(8)
+    first = rows.first
+    expect(first).to_contain_text("Label:")
+    expect(first).to_contain_text("Re-predicted:")
+    expect(first).to_contain_text("Text Faithfulness")
+    images = first.locator("img")
+    expect(images).to_have_count(2)
+    assert all(images.nth(i).evaluate("img => img.complete && img.naturalWidth > 0") for i in range(2))
+    expect(first.locator("figure.rationale-chosen")).to_have_count(1)  # the labelled image is framed
+
+    page.locator("#training-rationales-next").click()
+    expect(view).to_contain_text("page 2 of 2.", timeout=30_000)
+    expect(page.locator("#training-rationales-page input")).to_have_value("2")
+
+    page.locator("#training-rationales-which").get_by_text("rejected").click()
+    expect(view).to_contain_text("Rejected: 8 rationale(s), page 1 of 1.", timeout=30_000)
+    expect(view).to_contain_text("scores_disagree: its own scores re-predict another preference than the label")
+    screenshot(page, "parrot-rationales", page.locator("#training-rationales").first)
+
+    job_box = page.locator("#training-job-id input")  # another kind of job: the section goes away
+    job_box.fill(generated)
+    job_box.press("Enter")
+    expect(page.locator("#training-rationales").first).to_be_hidden(timeout=30_000)

@@ -83,6 +83,14 @@ def test_complete_batched_equals_one_at_a_time_in_order(tiny_folder):
     assert (batched.stats.batches, single.stats.batches) == (1, 5)
 
 
+def test_static_and_dynamic_kv_cache_write_the_same_greedy_texts(tiny_folder):
+    prompts = [_prompt(i) for i in range(5)]  # different lengths: left padding in the batch
+    static = _chat(tiny_folder, batch_size=8, kv_cache="static")
+    dynamic = _chat(tiny_folder, batch_size=8, kv_cache="dynamic")
+    assert static.complete(prompts) == dynamic.complete(prompts)
+    assert static.to_config()["kv_cache"] == "static"
+
+
 def test_complete_greedy_repeats_exactly(tiny_folder):
     chat = _chat(tiny_folder, batch_size=4)
     prompts = [_prompt(i) for i in range(3)]
@@ -265,6 +273,7 @@ def test_non_qwen_checkpoint_is_refused(tmp_path):
         ({"dtype": "float8"}, "dtype"),
         ({"quantization": "3bit"}, "quantization"),
         ({"max_new_tokens": 8, "min_new_tokens": 9}, "min_new_tokens"),
+        ({"kv_cache": "paged"}, "kv_cache"),
     ],
 )
 def test_bad_settings_raise_config_error_before_loading(settings, names):

@@ -7,11 +7,12 @@ import io
 import re
 
 import numpy as np
+import orjson
 import pytest
 from PIL import Image
 
 from models.critic import build_pairwise_prompt, build_pointwise_prompt, parse_critique, parse_pairwise
-from models.critic.chat import to_openai_messages
+from models.critic.chat import openai_request_body, to_openai_messages
 from models.errors import InvalidInputError
 from models.types import CritiqueRequest, PairRequest, task_dimensions
 
@@ -178,6 +179,23 @@ def test_openai_messages_refuse_mismatched_images():
     prompt.images = prompt.images[:1]
     with pytest.raises(InvalidInputError, match="2 image"):
         to_openai_messages(prompt)
+
+
+@pytest.mark.parametrize("builder", [_pointwise, _pairwise])
+def test_request_body_is_the_messages_json_with_the_images_spliced_in(builder):
+    prompt = builder("edit")
+    # a request that looks like a splice mark, quotes and escapes must come through as written
+    prompt.messages[-1]["content"][0]["text"] += ' studio-image-0 "quoted" \\ back\nslash'
+    fields = {"model": "m", "temperature": 0.1, "max_tokens": 2048}
+    body = orjson.loads(openai_request_body(prompt, fields))
+    assert body == {**fields, "messages": to_openai_messages(prompt)}
+
+
+def test_request_body_refuses_mismatched_images():
+    prompt = _pointwise("edit")
+    prompt.images = prompt.images[:1]
+    with pytest.raises(InvalidInputError, match="2 image"):
+        openai_request_body(prompt, {"model": "m"})
 
 
 def _fill_pointwise(layout: str) -> str:

@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import base64
 import io
+import secrets
 import struct
 import threading
 import weakref
 import zlib
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Literal, Union
+from typing import Any, Iterable, Literal, Union
 
 import numpy as np
+import orjson
 from PIL import Image
 
 from models.errors import ConfigError, InvalidInputError
@@ -189,6 +191,31 @@ def to_openai_messages(prompt: ChatPrompt, compression: Compression = "none") ->
 
     Raises ``InvalidInputError`` when the number of placeholders and of images differ.
     """
+    _check_placeholders(prompt)
+    return _with_image_urls(prompt, prompt.image_data_uris(compression))
+
+
+def openai_request_body(prompt: ChatPrompt, fields: dict[str, Any], compression: Compression = "none") -> bytes:
+    """The JSON body of a chat request: ``fields`` (model, temperature, ...) and the messages of
+    ``to_openai_messages``, the same JSON.
+
+    The data URIs are spliced into the serialised body instead of passing through the JSON
+    writer, which would scan and copy each multi-megabyte string once more while holding the GIL
+    (about 3 ms for a 1024 px image, a fifth of the client's work per request). The marks they
+    replace carry a random nonce, so no text of the prompt can be mistaken for one.
+    Raises ``InvalidInputError`` as ``to_openai_messages`` does.
+    """
+    _check_placeholders(prompt)
+    nonce = secrets.token_hex(8)
+    marks = [f"studio-image-{nonce}-{i}" for i in range(len(prompt.images))]
+    parts = [orjson.dumps({**fields, "messages": _with_image_urls(prompt, marks)})]
+    for mark, uri in zip(marks, prompt.image_data_uris(compression)):
+        head, tail = parts.pop().split(mark.encode("ascii"), 1)
+        parts += [head, uri.encode("ascii"), tail]  # base64 and the data: prefix need no JSON escaping
+    return b"".join(parts)
+
+
+def _check_placeholders(prompt: ChatPrompt) -> None:
     placeholders = sum(
         1
         for message in prompt.messages
@@ -201,7 +228,11 @@ def to_openai_messages(prompt: ChatPrompt, compression: Compression = "none") ->
             f"The critic prompt names {placeholders} image(s) but carries {len(prompt.images)}; "
             "each image placeholder needs exactly one image."
         )
-    images = iter(prompt.image_data_uris(compression))
+
+
+def _with_image_urls(prompt: ChatPrompt, urls: Iterable[str]) -> list[dict[str, Any]]:
+    """``prompt.messages`` with each image placeholder replaced by an ``image_url`` part of ``urls``, in order."""
+    images = iter(urls)
     messages: list[dict[str, Any]] = []
     for message in prompt.messages:
         content = message["content"]

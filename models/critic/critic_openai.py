@@ -29,7 +29,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import orjson
 
-from models.critic.chat import COMPRESSIONS, ChatPrompt, CompletionError, Compression, to_openai_messages
+from models.critic.chat import COMPRESSIONS, ChatPrompt, CompletionError, Compression, openai_request_body
 from models.critic.runner import ProtocolCritic
 from models.errors import BackendUnavailableError, ConfigError
 from models.images import ImageLimits
@@ -414,13 +414,8 @@ class OpenAIChat:
         )
 
     def _request_body(self, prompt: ChatPrompt) -> bytes:
-        payload = {
-            "model": self.served_model,
-            "messages": to_openai_messages(prompt, self.image_compression),
-            "temperature": self.temperature,
-            "max_tokens": self.max_tokens,
-        }
-        return orjson.dumps(payload)
+        fields = {"model": self.served_model, "temperature": self.temperature, "max_tokens": self.max_tokens}
+        return openai_request_body(prompt, fields, self.image_compression)
 
     def _backoff(self, attempt: int) -> float:
         """Exponential backoff with jitter: ``backoff_s * 2**(attempt-1)``, times 0.5 to 1."""

@@ -127,6 +127,10 @@ def load_processor(source: str) -> ProcessorMixin:
     return processor
 
 
+KvCache = Literal["auto", "static", "dynamic"]
+KV_CACHES: tuple[str, ...] = ("auto", "static", "dynamic")
+
+
 @dataclass(frozen=True)
 class TransformersSettings:
     """Settings of the transformers critic.
@@ -145,6 +149,12 @@ class TransformersSettings:
     :param batch_size: prompts generated together.
     :param seed: when set, the random generators are seeded at the start of each ``complete``
         call, so that sampling repeats.
+    :param kv_cache: ``"static"`` preallocates the key/value cache of a batch (prompt plus
+        ``max_new_tokens``) and writes each step in place; ``"dynamic"`` grows it step by step,
+        which copies the whole cache on every token; ``"auto"`` is static when the model runs on
+        the CPU (there batched decoding was about 1.4x faster, ``bench.critic_local``) and dynamic
+        on a GPU (not measured there; a static cache also attends over the unused positions).
+        Greedy output is the same either way.
     """
 
     model: str
@@ -156,6 +166,7 @@ class TransformersSettings:
     temperature: float = 0.1
     batch_size: int = 8
     seed: int | None = None
+    kv_cache: KvCache = "auto"
 
     def __post_init__(self) -> None:
         if not isinstance(self.model, str) or not self.model.strip():
@@ -178,6 +189,8 @@ class TransformersSettings:
             raise ConfigError(f"temperature must be a number of at least 0 (0 is greedy), got {self.temperature!r}.")
         if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, int)):
             raise ConfigError(f"seed must be a whole number or None, got {self.seed!r}.")
+        if self.kv_cache not in KV_CACHES:
+            raise ConfigError(f"kv_cache must be one of {list(KV_CACHES)}, got {self.kv_cache!r}.")
 
     @classmethod
     def from_options(cls, options: dict[str, Any]) -> TransformersSettings:
@@ -300,11 +313,18 @@ class TransformersChat:
         self.stats.seconds += time.perf_counter() - started
         return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
 
+    def prompt_text(self, prompt: ChatPrompt) -> str:
+        """The prompt as the model reads it: the chat template applied, one image placeholder per image."""
+        return str(self.processor.apply_chat_template(prompt.messages, add_generation_prompt=True, tokenize=False))
+
+    def prompt_token_counts(self, prompt: ChatPrompt) -> tuple[int, int]:
+        """``(all tokens, image tokens)`` of ``prompt`` as this checkpoint's processor encodes it."""
+        ids = self._inputs([prompt])["input_ids"][0]
+        image_id = self.tokenizer.convert_tokens_to_ids("<|image_pad|>")
+        return int(ids.shape[0]), int((ids == image_id).sum())
+
     def _inputs(self, prompts: Sequence[ChatPrompt]) -> dict[str, Any]:
-        texts = [
-            self.processor.apply_chat_template(p.messages, add_generation_prompt=True, tokenize=False)
-            for p in prompts
-        ]
+        texts = [self.prompt_text(p) for p in prompts]
         images = [image for p in prompts for image in p.images]
         batch = self.processor(text=texts, images=images or None, padding=True, return_tensors="pt")
         return dict(batch.to(self.model.device))
@@ -317,6 +337,8 @@ class TransformersChat:
             "pad_token_id": self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.eos_ids[0],
             "eos_token_id": self.eos_ids,
         }
+        if s.kv_cache == "static" or (s.kv_cache == "auto" and self.model.device.type == "cpu"):
+            options["cache_implementation"] = "static"
         if s.temperature == 0:
             options.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         else:

@@ -6,6 +6,11 @@ written as rationales to ``rationales.jsonl`` in the run folder, the images besi
 draws never agree with its label still gets one rationale (the most typical draws), so that the
 filter counts it; a critique that fails or does not parse is kept with its reason and raw text.
 
+The pairs come from ``--source``: ``shapes`` (known-truth shapes-world pairs, noisy "human"
+labels), ``jsonl`` (a ``--pairs`` file, layout in ``studio.parrot.pairs``), ``benchmark`` (a
+``--data`` preference benchmark in a published layout or a vote export, read as ``python -m
+studio eval`` reads it) or ``votes`` (the votes of the ``--store``, exported as History does).
+
 With ``--resume`` the stage appends and skips pairs already written, so a stopped or crashed run
 continues.
 
@@ -19,22 +24,27 @@ import logging
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterator, Literal
+from typing import Any, Callable, Iterator, Literal
 
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.parser import parse_critique
 from models.critic.scoring import ScoringPolicy
-from models.errors import ConfigError, CritiqueParseError
+from models.errors import ConfigError, CritiqueParseError, InvalidInputError, NotFoundError
 from models.types import Critique, CritiqueRequest
 from studio.config import _check_choice, _check_float, _check_int
+from studio.evaluation.layouts import LAYOUT_NAMES, LayoutName, TaskOption
+from studio.evaluation.run import store_path
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.anchoring import anchored_prompt, choose_combinations, side_verdict
-from studio.parrot.pairs import LabeledPair, read_jsonl_pairs, save_pair_images, shapes_pairs
+from studio.parrot.pairs import LabeledPair, preference_pairs, read_jsonl_pairs, save_pair_images, shapes_pairs
 from studio.parrot.rationale import RATIONALES_FILE, Rationale, SideText, read_rationales, write_rationales
 from studio.parrot.teacher import build_critic, check_spec
+from studio.store import SessionStore
 
 logger = logging.getLogger(__name__)
+
+SOURCES = ("shapes", "jsonl", "benchmark", "votes")
 
 
 def _default_teacher() -> dict[str, Any]:
@@ -45,9 +55,15 @@ def _default_teacher() -> dict[str, Any]:
 class GenerateConfig:
     """PARROT anchored generation: teacher rationales that explain each pair's preference label."""
 
-    source: Literal["shapes", "jsonl"] = field(
-        default="shapes", metadata={"help": "shapes: known-truth shapes-world pairs; jsonl: the --pairs file"})
+    source: Literal["shapes", "jsonl", "benchmark", "votes"] = field(
+        default="shapes", metadata={"help": "shapes: known-truth shapes-world pairs; jsonl: the --pairs file; "
+                                            "benchmark: the --data preference benchmark; votes: the --store's votes"})
     pairs: str = field(default="", metadata={"help": "JSONL file of labelled pairs (with --source jsonl)"})
+    data: str = field(default="", metadata={"help": "with --source benchmark: a parquet file, a folder of *.parquet, "
+                                                    "a vote export (.jsonl/.parquet) or shapes:TASK:N"})
+    layout: LayoutName = field(default="auto", metadata={"help": "the --data file layout; auto detects it"})
+    data_task: TaskOption = field(default="auto", metadata={"help": "MMRB2's task when the layout does not name it"})
+    store: str = field(default=".studio", metadata={"help": "with --source votes: the session store (folder or .db)"})
     count: int = field(default=100, metadata={"help": "pairs to use (shapes: to draw; jsonl: at most)"})
     seed: int = field(default=0, metadata={"help": "seed of the shapes-world pairs and labels"})
     flip_rate: float = field(default=0.1, metadata={"help": "share of shapes-world 'human' labels flipped"})
@@ -62,9 +78,14 @@ class GenerateConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for a value out of range."""
-        _check_choice("source", self.source, ("shapes", "jsonl"))
+        _check_choice("source", self.source, SOURCES)
         if self.source == "jsonl" and not self.pairs:
             raise ConfigError("source 'jsonl' needs --pairs FILE.")
+        if self.source == "benchmark" and not self.data.strip():
+            raise ConfigError("source 'benchmark' needs --data: a benchmark file or folder, a vote export, "
+                              "or a shapes set like shapes:t2i:100.")
+        _check_choice("layout", self.layout, LAYOUT_NAMES)
+        _check_choice("data_task", self.data_task, ("auto", "t2i", "edit"))
         _check_int("count", self.count, low=1)
         _check_float("flip_rate", self.flip_rate, low=0, high=1)
         for task in self.tasks:
@@ -77,12 +98,35 @@ class GenerateConfig:
         _check_int("batch_pairs", self.batch_pairs, low=1)
 
 
-def input_pairs(config: GenerateConfig) -> Iterator[LabeledPair]:
-    """The labelled pairs the config names."""
+def input_pairs(config: GenerateConfig, run_dir: Path, on_skip: Callable[[str], None] | None = None) -> Iterator[LabeledPair]:
+    """The labelled pairs the config names. ``votes`` exports the store's votes to
+    ``run_dir/votes/votes.jsonl`` first (History's export); rows skipped as unreadable go to ``on_skip``."""
     if config.source == "jsonl":
         return islice(read_jsonl_pairs(config.pairs), config.count)
+    if config.source == "benchmark":
+        return preference_pairs(config.data, layout=config.layout, task=config.data_task, limit=config.count,
+                                on_skip=on_skip)
+    if config.source == "votes":
+        return preference_pairs(str(export_store_votes(config.store, run_dir / "votes")), layout="studio-votes",
+                                limit=config.count, on_skip=on_skip)
     tasks: tuple[Any, ...] = tuple(config.tasks)  # validated: t2i and/or edit
     return shapes_pairs(config.count, seed=config.seed, flip_rate=config.flip_rate, tasks=tasks)
+
+
+def export_store_votes(store: str, folder: Path) -> Path:
+    """Export the votes of the session store ``store`` (a folder or its ``.db``) to ``folder``; return the file.
+
+    Raises ``NotFoundError`` when there is no store there and ``InvalidInputError`` when it holds no vote."""
+    db = store_path(store)
+    if not db.is_file():
+        raise NotFoundError(f"No session store at {db}; pass --store with the studio's store folder (default .studio).")
+    opened = SessionStore(db)
+    try:
+        if not opened.votes():
+            raise InvalidInputError(f"The store {db} holds no votes yet; vote in the Judge tab, or use another source.")
+        return opened.export_votes(folder, format="jsonl")
+    finally:
+        opened.close()
 
 
 def run(config: GenerateConfig, ctx: JobContext) -> dict[str, Any]:
@@ -95,8 +139,9 @@ def run(config: GenerateConfig, ctx: JobContext) -> dict[str, Any]:
     critic = build_critic(config.teacher, "teacher")
     policy = ScoringPolicy(tie_tolerance=config.tie_tolerance)
     counts = {"pairs": 0, "rationales": 0, "not_agreeing": 0, "side_failures": 0, "resumed_pairs": len(done)}
+    skipped: list[str] = []
     try:
-        todo = (pair for pair in input_pairs(config) if pair.pair_id not in done)
+        todo = (pair for pair in input_pairs(config, Path(ctx.run_dir), skipped.append) if pair.pair_id not in done)
         batch = list(islice(todo, config.batch_pairs))
         while batch:
             written = _batch_rationales(batch, critic, config, policy, Path(ctx.run_dir))
@@ -117,7 +162,10 @@ def run(config: GenerateConfig, ctx: JobContext) -> dict[str, Any]:
     finally:
         critic.close()
     ctx.artifact("rationales", out, "dataset")
-    summary = {"stage": "generate", "teacher": critic.name, "anchoring": config.anchoring, "file": str(out), **counts}
+    summary = {"stage": "generate", "teacher": critic.name, "anchoring": config.anchoring, "file": str(out), **counts,
+               "skipped_rows": len(skipped)}
+    if skipped:
+        summary["first_skipped"] = skipped[0]
     ctx.result(summary)
     return summary
 

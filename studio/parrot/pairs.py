@@ -1,4 +1,4 @@
-"""Labelled preference pairs, PARROT's input: from shapes-world known truth or a JSONL file.
+"""Labelled preference pairs, PARROT's input: shapes-world known truth, a JSONL file, a benchmark or votes.
 
 A pair is a request (task, prompt, optional source image), image A, image B and a label: ``"A"``,
 ``"B"``, ``"tie"`` or ``"both_bad"``. ``truth`` is the known better image where it is known (the
@@ -10,8 +10,8 @@ JSONL layout (one object per line; image paths relative to the JSONL file's fold
      "image_b": "img/1b.png", "label": "A"}
     {"task": "edit", "prompt": "make the square blue", "source_image": "img/2s.png", ...}
 
-Benchmark layouts (parquet, HF image structs) are read by ``studio.evaluation``; a later merge
-feeds them here through the same ``LabeledPair``.
+Preference benchmarks in their published layouts and the studio's vote export are read by
+``studio.evaluation.layouts``; ``preference_pairs`` turns their rows into ``LabeledPair`` objects.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Literal, get_args
+from typing import Any, Callable, Iterator, Literal, get_args
 
 from PIL import Image
 
@@ -28,6 +28,7 @@ from models.errors import InvalidInputError
 from models.images import check_prompt, prepare_image
 from models.shapes.pairs import make_pair
 from models.types import TASKS, PairRequest, Task, Winner
+from studio.evaluation.layouts import TaskOption, load_rows, row_images
 from studio.jsonl import read_jsonl_records
 
 logger = logging.getLogger(__name__)
@@ -118,6 +119,33 @@ def _row_pair(row: dict[str, Any], where: str, path: Path, number: int) -> Label
         image_a=image("image_a"), image_b=image("image_b"), label=row["label"],
         source_image=image("source_image") if row.get("source_image") else None, truth=truth,
     )
+
+
+def preference_pairs(
+    data: str, *, layout: str = "auto", task: TaskOption = "auto", limit: int | None = None,
+    on_skip: Callable[[str], None] | None = None,
+) -> Iterator[LabeledPair]:
+    """The rows of a preference benchmark or a studio vote export (``studio.evaluation.layouts.load_rows``:
+    a parquet file or folder, ``votes.jsonl``, ``shapes:TASK:N``) as labelled pairs, in order.
+
+    Pair ids are ``<benchmark>-<row index>``. The labels are the benchmark's (human) labels, so
+    ``truth`` stays unknown. A row whose images or prompt cannot be read is skipped: logged and
+    passed to ``on_skip`` as a sentence naming the row. Raises ``InvalidInputError`` for a source
+    that cannot be read at all (missing, unknown layout or columns, an unknown label).
+    """
+    benchmark, rows = load_rows(data, layout=layout, task=task, limit=limit)
+    for row in rows:
+        try:
+            request = row_images(row)
+        except InvalidInputError as e:
+            logger.warning("Skipping a row of %s: %s", data, e)
+            if on_skip is not None:
+                on_skip(str(e))
+            continue
+        yield LabeledPair(
+            pair_id=f"{benchmark}-{row.index:05d}", task=request.task, prompt=request.prompt,
+            image_a=request.image_a, image_b=request.image_b, label=row.label, source_image=request.source_image,
+        )
 
 
 def pair_image_paths(pair_id: str, has_source: bool) -> dict[str, str | None]:

@@ -14,14 +14,14 @@ from typing import Any
 
 import gradio as gr
 
-from models.errors import ConfigError, StudioError
+from models.errors import ConfigError, NotFoundError, StudioError
 from studio.jobs import actions
 from studio.jobs.registry import KindSpec, available_kinds, load_kind
 from studio.jobs.runner import Runner
 from studio.jobs.procs import log_tail
 from studio.jobs.specs import app_spec
 from studio.services import Services
-from studio.ui import jobs_adapt
+from studio.ui import jobs_adapt, rationales_adapt
 from studio.ui.errors import ui_errors
 from studio.ui.tabs.studio import models_markdown
 
@@ -98,6 +98,18 @@ def create_training_tab(services: Services, runner: Runner | None = None,
                                          elem_id="training-curves")
                     result = gr.Dataframe(jobs_adapt.result_frame(None), label="Result", interactive=False,
                                           elem_id="training-result")
+            with gr.Group(visible=False, elem_id="training-rationales") as rationale_group:
+                gr.Markdown("#### Rationales of this PARROT filter job\nEach pair's images (the labelled one "
+                            "framed), its label, the preference its critiques re-predict without the label, and "
+                            "the kept critiques or why the rationale was rejected.")
+                with gr.Row():
+                    which = gr.Radio(list(rationales_adapt.FILES), value="kept", label="Show", scale=2,
+                                     elem_id="training-rationales-which")
+                    page_box = gr.Number(1, precision=0, minimum=1, label="Page", scale=1,
+                                         elem_id="training-rationales-page")
+                    previous_page = gr.Button("◀ Previous", size="sm", scale=1, elem_id="training-rationales-previous")
+                    next_page = gr.Button("Next ▶", size="sm", scale=1, elem_id="training-rationales-next")
+                rationale_view = gr.HTML(elem_id="training-rationales-view")
             log = gr.Textbox(label="Log (last lines)", lines=12, max_lines=12, interactive=False, autoscroll=True,
                              elem_id="training-log")
             artifacts = gr.File(label="Artifacts", file_count="multiple", interactive=False, height=120)
@@ -171,6 +183,36 @@ def create_training_tab(services: Services, runner: Runner | None = None,
         files = [a["path"] for a in store.job_artifacts(record["id"]) if Path(a["path"]).is_file()]
         return (jobs_adapt.job_markdown(store, record), jobs_adapt.metrics_frame(store.job_metrics(record["id"])),
                 jobs_adapt.result_frame(record["result"]), log_tail(record["log_path"], LOG_LINES), files or None)
+
+    @ui_errors
+    def rationales(job: str, shown: str, page: float | None) -> tuple[Any, int, str]:
+        """A PARROT filter job's kept or rejected rationales, one page of ``PAGE_SIZE``: each pair's
+        images, label, re-predicted preference, and the kept critiques or the rejection reason.
+        Hidden for other jobs.
+
+        Args:
+            job: the id of a PARROT filter job.
+            shown: "kept" or "rejected".
+            page: the page, from 1 (clamped to the pages there are).
+        """
+        try:
+            record = store.get_job(job.strip()) if job.strip() else None
+        except NotFoundError:
+            record = None
+        files = rationales_adapt.filter_files(record) if record else None
+        if files is None:
+            return gr.update(visible=False), 1, ""
+        path = files[shown]
+        if not path.is_file():
+            return gr.update(visible=True), 1, (f"<p>No {shown} rationales yet: the job is {record['status']}"  # type: ignore[index]
+                                                "; press Refresh when it is done.</p>")
+        found = rationales_adapt.read_page(path, int(page or 1))
+        return gr.update(visible=True), found.page, rationales_adapt.page_html(found, path.parent, shown)
+
+    def turn_page(step: int) -> Any:
+        def turned(job: str, shown: str, page: float | None) -> tuple[Any, int, str]:
+            return rationales(job, shown, int(page or 1) + step)
+        return turned
 
     @ui_errors
     def cancel_job(job: str) -> str:
@@ -262,18 +304,30 @@ def create_training_tab(services: Services, runner: Runner | None = None,
         return [gr.update(visible=name == kind_name) for name in groups]
 
     view_outputs = [view, curves, result, log, artifacts]
+    rationale_inputs, rationale_outputs = [job_id, which, page_box], [rationale_group, page_box, rationale_view]
+
+    def first_page(job: str, shown: str) -> tuple[Any, int, str]:
+        return rationales(job, shown, 1)
     kind.change(show_form, kind, list(groups.values()), api_visibility="private", queue=False)
     for trigger in [kind, device, gpu_gb, *all_widgets]:
         trigger.change(preview, [kind, device, gpu_gb, *all_widgets], [config_box, command],
                        api_visibility="private", queue=False)
     start.click(start_job, [kind, config_box, device, gpu_gb, parent], [jobs_table, job_id],
                 api_name="start_job").then(job_view, job_id, view_outputs, api_name="job_view_started",
-                                           api_visibility="private")
+                                           api_visibility="private").then(
+        first_page, [job_id, which], rationale_outputs, api_visibility="private")
     jobs_table.select(selected, jobs_table, job_id, api_visibility="private").then(
-        job_view, job_id, view_outputs, api_name="job_view_selected", api_visibility="private")
-    job_id.submit(job_view, job_id, view_outputs, api_name="job_view")
+        job_view, job_id, view_outputs, api_name="job_view_selected", api_visibility="private").then(
+        first_page, [job_id, which], rationale_outputs, api_visibility="private")
+    job_id.submit(job_view, job_id, view_outputs, api_name="job_view").then(
+        first_page, [job_id, which], rationale_outputs, api_visibility="private")
     refresh_button.click(list_jobs, None, jobs_table, api_name="list_jobs").then(
-        job_view, job_id, view_outputs, api_name="job_view_refreshed", api_visibility="private")
+        job_view, job_id, view_outputs, api_name="job_view_refreshed", api_visibility="private").then(
+        rationales, rationale_inputs, rationale_outputs, api_visibility="private")
+    which.change(first_page, [job_id, which], rationale_outputs, api_visibility="private")
+    page_box.submit(rationales, rationale_inputs, rationale_outputs, api_name="job_rationales")
+    previous_page.click(turn_page(-1), rationale_inputs, rationale_outputs, api_visibility="private")
+    next_page.click(turn_page(+1), rationale_inputs, rationale_outputs, api_visibility="private")
     cancel.click(cancel_job, job_id, notice, api_name="cancel_job")
     resume.click(resume_job, job_id, notice, api_name="resume_job")
     delete.click(delete_job, job_id, notice, api_name="delete_job")
@@ -293,6 +347,7 @@ def create_training_tab(services: Services, runner: Runner | None = None,
             "gpu_gb": gpu_gb, "parent": parent, "jobs": jobs_table, "job_id": job_id, "refresh": refresh_button, "cancel": cancel,
             "resume": resume, "delete": delete, "notice": notice, "view": view, "curves": curves, "result": result,
             "log": log, "artifacts": artifacts, "leaderboard": leaderboard_table, "timer": timer,
+            "rationales": rationale_view, "rationales_which": which, "rationales_page": page_box,
             "use_critic": critic_button, "load_lora": lora_button, "open_in_leaderboard": board_button, "tabs": subtabs}
 
 
