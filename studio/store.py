@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Callable, Literal, Sequence, get_args
 
 import numpy as np
 from PIL import Image
@@ -827,7 +827,7 @@ class SessionStore:
         return target
 
     def export_votes(self, folder: str | Path, format: Literal["jsonl", "parquet"] = "jsonl", *,
-                     visitor: str | None = None) -> Path:
+                     visitor: str | None = None, model_name: Callable[[str], str | None] | None = None) -> Path:
         """Write every vote (with ``visitor``: that visitor's) as a preference dataset with
         GenAI-Bench column names.
 
@@ -835,7 +835,8 @@ class SessionStore:
         ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
         ``None`` for text-to-image), ``task``, and ``vote_id``, ``voted_at`` (UTC) and
         ``judgement_id`` (``None`` for a vote on images not judged here). Image columns are paths
-        relative to ``folder``, whose ``images/`` holds the files.
+        relative to ``folder``, whose ``images/`` holds the files. ``model_name`` rewrites the
+        model names (e.g. to leave out the folders of a public deployment).
         """
         if format not in ("jsonl", "parquet"):
             raise InvalidInputError(f"Unknown export format {format!r}; use 'jsonl' or 'parquet'.")
@@ -846,8 +847,8 @@ class SessionStore:
                 "prompt": v["prompt"],
                 "left_image": self._export_image(v["image_a_id"], folder),
                 "right_image": self._export_image(v["image_b_id"], folder),
-                "left_model": v["model_a"] or "",
-                "right_model": v["model_b"] or "",
+                "left_model": (model_name or str)(v["model_a"] or "") or "",
+                "right_model": (model_name or str)(v["model_b"] or "") or "",
                 "vote_type": GENAI_BENCH_VOTE[v["vote"]],
                 "source_image": self._export_image(v["source_image_id"], folder)
                 if v["source_image_id"] is not None else None,

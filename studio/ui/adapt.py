@@ -40,6 +40,7 @@ from studio.loop import (
 )
 from studio.services import Lazy, Services
 from studio.store import SessionStore
+from studio.ui.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -167,12 +168,13 @@ def next_prompt(event: LoopEvent) -> str | None:
 # -- a session's timeline ----------------------------------------------------------------------
 
 
-def session_view(store: SessionStore, session_id: str) -> tuple[str | None, tuple[str, str] | None,
-                                                                pd.DataFrame | None, str]:
+def session_view(store: SessionStore, session_id: str, *, visitor: str | None = None,
+                 ) -> tuple[str | None, tuple[str, str] | None, pd.DataFrame | None, str]:
     """(best image file, before/after files, score frame, timeline HTML) of a stored session; the
     frame is ``None`` until a round has scores, because a ``gr.LinePlot`` first given an empty
-    frame draws every later line without a colour. Raises ``NotFoundError`` for an unknown id."""
-    timeline = store.session_timeline(session_id)
+    frame draws every later line without a colour. Raises ``NotFoundError`` for an unknown id
+    (or, with ``visitor``, someone else's session)."""
+    timeline = store.session_timeline(session_id, visitor=visitor)
     frame = score_frame(timeline)
     return (best_image_path(store, timeline), before_after(store, timeline), None if frame.empty else frame,
             timeline_html(store, timeline))
@@ -398,11 +400,12 @@ def vote_markdown(vote: dict[str, Any], labels: dict[str, str], earlier: dict[st
     return f"Vote #{vote['id']} recorded at {when} UTC: **{labels[vote['vote']]}**.{replaced}"
 
 
-def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]:
-    """(label, image id) of the best image of recent sessions, newest first, for pickers."""
+def recent_images(store: SessionStore, limit: int = 30, *, visitor: str | None = None) -> list[tuple[str, str]]:
+    """(label, image id) of the best image of recent sessions (with ``visitor``: that visitor's),
+    newest first, for pickers."""
     return [
         (f"{row['prompt'][:50]} · {_fmt(row['best_score'])} · {row['id'][:6]}", str(row["best_image_id"]))
-        for row in store.search_sessions(limit=limit) if row["best_image_id"] is not None
+        for row in store.search_sessions(limit=limit, visitor=visitor) if row["best_image_id"] is not None
     ]
 
 
@@ -468,13 +471,15 @@ def _round_record(session: dict[str, Any], rnd: dict[str, Any]) -> dict[str, Any
             "candidates": [candidate(c) for c in rnd["candidates"]]}
 
 
-def drop_backend_settings(session_json: Path) -> None:
-    """Remove the backends' settings (endpoint URLs, model folders) from an exported
-    ``session.json``, keeping their display names; for exports from a public deployment."""
+def public_session_export(session_json: Path) -> None:
+    """Make an exported ``session.json`` fit for a public deployment: without the backends'
+    settings (endpoint URLs, model folders), the serving process (``owner``: host and pid) and
+    the visitor who made it, and with every server path cut to its last part (display names
+    such as ``diffusers:/models/flux`` become ``diffusers:flux``)."""
     exported = json.loads(session_json.read_text(encoding="utf-8"))
-    for role in ("generator", "critic", "rewriter"):
-        exported["session"].pop(role, None)
-    session_json.write_text(json.dumps(exported, indent=2, default=str), encoding="utf-8")
+    for key in ("generator", "critic", "rewriter", "owner", "visitor"):
+        exported["session"].pop(key, None)
+    session_json.write_text(json.dumps(redact(exported), indent=2, default=str), encoding="utf-8")
 
 
 def parse_date(text: str, what: str) -> datetime | None:

@@ -1,0 +1,214 @@
+"""The limits of a shared deployment, and what a visitor waiting for the model is told.
+
+* **Images per session** (rounds × images per round): one request cannot hold the single model
+  slot for long (public default 12; ``--max-session-images``).
+* **Model requests per visitor**: how many of one visitor's requests may wait for or hold the
+  model slot at once (public default 2; ``--max-visitor-requests``), so one visitor cannot fill
+  the queue ahead of everyone.
+* **Queue size**: model requests that may wait before new ones are turned away
+  (``--queue-size``, in every mode). Only requests for the model count: store-only actions
+  (History, votes, exports) have a concurrency of their own and are never refused behind them,
+  so Gradio's own ``max_size`` (which counts every queued event) is not used.
+
+The checks run when a request is *submitted* (a Gradio ``validator``), not when its turn comes,
+so a refused request never waited. The queue itself is Gradio's: the requests that wait for or
+hold the slot are read from it, so a request that left (its tab closed) no longer counts.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import statistics
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import gradio as gr
+
+from models.errors import InvalidInputError, StudioError
+from studio.store import SessionStore
+from studio.ui.visitors import Visitor, Visitors
+
+#: Requests that may wait in the queue before new ones are turned away.
+QUEUE_SIZE = 32
+#: Public-mode defaults (0 in a setting: no limit).
+PUBLIC_SESSION_IMAGES = 12
+PUBLIC_VISITOR_REQUESTS = 2
+#: The ``concurrency_id`` of every listener that uses a model (one slot: one GPU).
+MODEL_SLOT = "gpu"
+#: Listener settings of store-only actions (History, votes, exports): no queue in the page, and
+#: for API clients (which always queue) a concurrency of their own, beside the model's.
+STORE_ONLY: dict[str, Any] = {"queue": False, "concurrency_id": "store", "concurrency_limit": 8}
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-request and per-visitor limits (``None``: none) and the queue size."""
+
+    session_images: int | None = None
+    visitor_requests: int | None = None
+    queue_size: int = QUEUE_SIZE
+
+    @classmethod
+    def for_mode(cls, public: bool, *, session_images: int | None = None, visitor_requests: int | None = None,
+                 queue_size: int | None = None) -> "Limits":
+        """The limits of a deployment: a setting given wins (0: no limit), else the public-mode
+        default in public mode and no limit locally."""
+        def pick(given: int | None, default: int, what: str) -> int | None:
+            if given is not None and given < 0:
+                raise InvalidInputError(f"{what} must be 0 (no limit) or more, got {given}.")
+            value = given if given is not None else (default if public else 0)
+            return value or None
+
+        size = QUEUE_SIZE if queue_size is None else queue_size
+        if size < 1:
+            raise InvalidInputError(f"--queue-size must be 1 or more, got {size}.")
+        return cls(pick(session_images, PUBLIC_SESSION_IMAGES, "--max-session-images"),
+                   pick(visitor_requests, PUBLIC_VISITOR_REQUESTS, "--max-visitor-requests"), size)
+
+    def check_session(self, rounds: float, candidates: float) -> None:
+        """Raise ``InvalidInputError`` when ``rounds`` × ``candidates`` passes the images limit."""
+        if self.session_images is None:
+            return
+        try:
+            rounds, candidates = int(rounds), int(candidates)
+        except (TypeError, ValueError, OverflowError):
+            return  # not numbers: the handler refuses them with its own message
+        asked = rounds * candidates
+        if asked > self.session_images:
+            raise InvalidInputError(
+                f"This shared studio makes at most {self.session_images} images per session (rounds × images per "
+                f"round); you asked for {rounds} × {candidates} = {asked}. Lower Max rounds or Images per "
+                "round (operator setting: --max-session-images, STUDIO_MAX_SESSION_IMAGES).")
+
+
+class ModelQueue:
+    """The requests waiting for or holding the model slot, as Gradio's queue holds them.
+
+    Reads Gradio's queue internals (``Blocks._queue``: each concurrency id's waiting events and
+    the running ones); ``tests/test_app_api.py`` checks the counts against a running app.
+    """
+
+    def __init__(self, visitors: Visitors) -> None:
+        self.visitors = visitors
+        self.demo: gr.Blocks | None = None
+
+    def bind(self, demo: gr.Blocks) -> None:
+        """Read the queue of ``demo`` (its ``build_app``)."""
+        self.demo = demo
+
+    def requests(self) -> tuple[list[Any], list[Any]]:
+        """(running, waiting) events of the model slot, the waiting ones in queue order."""
+        queue = getattr(self.demo, "_queue", None)
+        if queue is None:
+            return [], []
+        waiting_queue = queue.event_queue_per_concurrency_id.get(MODEL_SLOT)
+        waiting = list(waiting_queue.queue) if waiting_queue is not None else []
+        running = [event for job in list(queue.active_jobs) if job for event in job
+                   if event.concurrency_id == MODEL_SLOT and event.alive]
+        return running, waiting
+
+    def count_for(self, visitor: Visitor) -> int:
+        """How many of ``visitor``'s requests wait for or hold the model slot."""
+        running, waiting = self.requests()
+        return sum(1 for event in running + waiting if self._visitor_of(event) == visitor.id)
+
+    def _visitor_of(self, event: Any) -> str | None:
+        scope = getattr(getattr(event, "request", None), "scope", None)
+        session = scope.get("session") or {} if isinstance(scope, dict) else {}
+        try:
+            return self.visitors.of_parts(event.session_hash, session).id
+        except StudioError:
+            return None
+
+
+class Admission:
+    """Lets requests for the model in, or refuses them at submission, under ``limits``; says what
+    a new request will wait for. Call ``bind`` with the app once it is built."""
+
+    def __init__(self, limits: Limits | None = None, visitors: Visitors | None = None) -> None:
+        self.limits = limits or Limits()
+        self.visitors = visitors or Visitors()
+        self.queue = ModelQueue(self.visitors)
+
+    def bind(self, demo: gr.Blocks) -> None:
+        """Read the queue of ``demo``."""
+        self.queue.bind(demo)
+
+    def validator(self, fn: Callable[..., Any], *, flag: str = "prompt",
+                  images: Callable[[dict[str, Any]], tuple[float, float]] | None = None) -> Callable[..., Any]:
+        """A Gradio ``validator`` for the model-bound handler ``fn``: at submission, refuse a
+        request when the model queue is full, when it asks for more images than the limit
+        (``images`` reads its rounds and candidates from ``fn``'s arguments) or when its visitor
+        already has ``limits.visitor_requests`` requests waiting or running. The refusal is shown
+        on the input named ``flag`` (else the first) and reaches an API client as a
+        ``ValidationError`` with the message."""
+        limits = self.limits
+        signature = _with_request(inspect.signature(fn))
+        names = [p.name for p in signature.parameters.values() if p.name not in ("request", "progress")]
+        flagged = names.index(flag) if flag in names else 0
+
+        @functools.wraps(fn)  # Gradio passes a validator the inputs of fn, read from its signature
+        def check(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
+            arguments = signature.bind_partial(*args, **kwargs).arguments
+            try:
+                self._check_queue()
+                if images is not None:
+                    limits.check_session(*images(arguments))
+                self._check_visitor(self.visitors.of(arguments.get("request")))
+            except StudioError as e:
+                return tuple(gr.validate(False, str(e)) if i == flagged else None for i in range(len(names)))
+            return tuple(None for _ in names)
+
+        check.__signature__ = signature  # type: ignore[attr-defined]
+        check.__annotations__ = {**fn.__annotations__, "request": gr.Request | None}
+        return check
+
+    def _check_queue(self) -> None:
+        waiting = len(self.queue.requests()[1])
+        if waiting >= self.limits.queue_size:
+            raise InvalidInputError(
+                f"The model queue is full: {waiting} requests are waiting. Try again in a minute (operator setting: "
+                "--queue-size, STUDIO_QUEUE_SIZE).")
+
+    def _check_visitor(self, visitor: Visitor) -> None:
+        limit = self.limits.visitor_requests
+        if limit is None:
+            return
+        held = self.queue.count_for(visitor)
+        if held >= limit:
+            raise InvalidInputError(
+                f"You already have {held} request(s) waiting for or using the model; this shared studio takes "
+                f"{limit} at a time per visitor. Wait for one to finish (operator setting: --max-visitor-requests, "
+                "STUDIO_MAX_VISITOR_REQUESTS).")
+
+    def notice(self, store: SessionStore) -> str | None:
+        """What a new request will wait for (see ``wait_notice``)."""
+        return wait_notice(self.queue, store)
+
+
+def _with_request(signature: inspect.Signature) -> inspect.Signature:
+    """``signature`` with a ``request: gr.Request | None`` parameter (Gradio fills it in), so a
+    validator knows the visitor even when the handler itself does not ask who calls."""
+    if "request" in signature.parameters:
+        return signature
+    request = inspect.Parameter("request", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None,
+                                annotation=gr.Request | None)
+    parameters = list(signature.parameters.values())
+    return signature.replace(parameters=[*parameters, request])
+
+
+def wait_notice(queue: ModelQueue, store: SessionStore) -> str | None:
+    """What a new request will wait for: the requests ahead (running and waiting) and an estimate
+    from the median duration of the store's recent rounds; ``None`` when the slot is free."""
+    running, waiting = queue.requests()
+    ahead = len(running) + len(waiting)
+    if not ahead:
+        return None
+    durations = store.recent_round_seconds()
+    line = f"**Waiting for the model:** {ahead} request(s) ahead of yours ({len(running)} running)."
+    if durations:
+        median = statistics.median(durations)
+        line += (f" Recent rounds took {median:.1f} s each (median of the last {len(durations)}), so expect to wait "
+                 f"about {median * ahead:.0f} s or more for your turn (a session ahead may run several rounds).")
+    return line
