@@ -27,7 +27,8 @@ from studio.services import Services
 from studio.ui import style
 from studio.ui.adapt import CSS
 from studio.ui.errors import hide_server_paths
-from studio.ui.limits import QUEUE_SIZE, Admission, Limits
+from studio.ui.limits import Admission
+from studio.ui.quotas import Limits
 from studio.ui.tabs.diagnose import create_diagnose_tab
 from studio.ui.tabs.history import create_history_tab
 from studio.ui.tabs.judge import create_judge_tab
@@ -36,8 +37,6 @@ from studio.ui.tabs.training import create_training_tab
 from studio.ui.visitors import Visitors
 
 logger = logging.getLogger(__name__)
-
-__all__ = ["API_NAMES", "LAUNCH_OPTIONS", "QUEUE_SIZE", "TRAINING_API_NAMES", "build_app"]
 
 API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
              "history_open", "session_json", "export_session", "export_votes")
@@ -57,7 +56,7 @@ def build_app(services: Services, *, public: bool = False, shared_gallery: bool 
     :param shared_gallery: in public mode, everyone sees everyone's sessions and votes (only
         their own visitor continues a session).
     :param limits: images per session, model requests per visitor and queue size (default: the
-        public-mode limits in public mode, none locally, a queue of ``QUEUE_SIZE``).
+        public-mode limits in public mode, none locally, a queue of ``quotas.QUEUE_SIZE``).
     """
     limits = limits or Limits.for_mode(public)
     visitors = Visitors(public=public, shared=shared_gallery, key_file=services.store.path.parent / "visitor-key")

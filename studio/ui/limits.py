@@ -26,10 +26,8 @@ import gradio as gr
 
 from models.errors import InvalidInputError, StudioError
 from studio.store import SessionStore
-from studio.ui.quotas import QUEUE_SIZE, Limits
+from studio.ui.quotas import Limits
 from studio.ui.visitors import Visitor, Visitors
-
-__all__ = ["QUEUE_SIZE", "STORE_ONLY", "Admission", "Limits", "ModelQueue", "wait_notice"]
 
 #: The ``concurrency_id`` of every listener that uses a model (one slot: one GPU).
 MODEL_SLOT = "gpu"
