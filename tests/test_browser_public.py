@@ -9,6 +9,7 @@ from typing import Iterator
 import pytest
 from playwright.sync_api import Browser, Page, expect
 
+from studio.ui.tabs.studio import DIMENSIONS
 from tests.test_browser import LONG_MS, browser, button, field, open_tab  # noqa: F401 (browser: a fixture)
 from tests.test_browser_state import set_slider
 from tests.ui_helpers import RunningApp, opened_page, running_app
@@ -61,3 +62,22 @@ def test_a_session_over_the_image_limit_is_refused_on_the_page(alice):
     expect(alice.get_by_text("at most 12 images per session").first).to_be_visible(timeout=30_000)
     expect(alice.get_by_text("--max-session-images").first).to_be_visible()
     expect(alice.locator("#studio-timeline")).not_to_contain_text("Round 1")
+
+
+def test_a_waiting_visitor_sees_the_requests_ahead_and_a_wait_estimate(alice, bob):
+    run(alice, "a red circle")  # a round on record to estimate from
+    alice.get_by_text("Loop settings").click()
+    set_slider(alice, "Max rounds", 6)
+    set_slider(alice, "Images per round (best of N)", 2)
+    set_slider(alice, "Stop after rounds without gain (0: off)", 0)
+    for heading in DIMENSIONS.values():  # thresholds out of reach: all six rounds run
+        set_slider(alice, f"Stop when {heading} ≥", 4)
+    field(alice, "Prompt").fill("three purple stars and two yellow diamonds")
+    button(alice, "Run").click()
+    expect(alice.locator("#studio-status")).to_contain_text("Round 1", timeout=LONG_MS)
+    field(bob, "Prompt").fill("a blue circle")
+    button(bob, "Run").click()
+    status = bob.locator("#studio-status")
+    expect(status).to_contain_text("Waiting for the model: 1 request(s) ahead of yours (1 running)", timeout=30_000)
+    expect(status).to_contain_text("median of the last")
+    expect(status).to_contain_text("Stopped", timeout=LONG_MS)  # then served in turn

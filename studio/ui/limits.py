@@ -40,7 +40,8 @@ class ModelQueue:
     """The requests waiting for or holding the model slot, as Gradio's queue holds them.
 
     Reads Gradio's queue internals (``Blocks._queue``: each concurrency id's waiting events and
-    the running ones); ``tests/test_app_api.py`` checks the counts against a running app.
+    the running ones); ``tests/test_app_public.py`` and ``tests/test_ui_app.py`` check the counts
+    against a running app.
     """
 
     def __init__(self, visitors: Visitors) -> None:
