@@ -107,3 +107,17 @@ def test_public_error_messages_leave_out_server_paths(monkeypatch):
     assert shown.message == "Cannot read the template pointwise.txt."
     monkeypatch.setattr(errors, "_hide_paths", False)
     assert "/srv/app" in errors.to_gradio_error(ConfigError("Cannot read /srv/app/x.txt")).message
+
+
+def test_a_failed_sessions_message_is_shown_without_server_paths_in_public_mode(tmp_path):
+    from studio.ui import adapt
+
+    store = SessionStore(tmp_path / "studio.db")
+    sid = store.create_session(task="t2i", prompt="a red circle", settings={}, names={"generator": "diffusers:/srv/m/flux"})
+    store.update_session(sid, status="failed", message="BackendUnavailableError: cannot load /srv/models/critic-8b.")
+    html = adapt.session_view(store, sid, public=True)[3]
+    assert "cannot load critic-8b." in html and "/srv/" not in html
+    record = adapt.session_record(store.session_timeline(sid), public=True)
+    assert record["message"].endswith("cannot load critic-8b.") and record["generator"] == "flux"
+    assert "/srv/models" in adapt.session_view(store, sid)[3]  # the operator's own studio keeps them
+    store.close()

@@ -168,13 +168,16 @@ def next_prompt(event: LoopEvent) -> str | None:
 # -- a session's timeline ----------------------------------------------------------------------
 
 
-def session_view(store: SessionStore, session_id: str, *, visitor: str | None = None,
+def session_view(store: SessionStore, session_id: str, *, visitor: str | None = None, public: bool = False,
                  ) -> tuple[str | None, tuple[str, str] | None, pd.DataFrame | None, str]:
     """(best image file, before/after files, score frame, timeline HTML) of a stored session; the
     frame is ``None`` until a round has scores, because a ``gr.LinePlot`` first given an empty
     frame draws every later line without a colour. Raises ``NotFoundError`` for an unknown id
-    (or, with ``visitor``, someone else's session)."""
+    (or, with ``visitor``, someone else's session). In ``public`` mode the texts shown (the
+    session's message, failure reasons) carry no server paths."""
     timeline = store.session_timeline(session_id, visitor=visitor)
+    if public:
+        timeline = redact(timeline)
     frame = score_frame(timeline)
     return (best_image_path(store, timeline), before_after(store, timeline), None if frame.empty else frame,
             timeline_html(store, timeline))
@@ -442,18 +445,20 @@ def history_frame(store: SessionStore, rows: list[dict[str, Any]]) -> pd.DataFra
 def session_record(timeline: dict[str, Any], *, public: bool = False) -> dict[str, Any]:
     """A stored session as plain JSON for agents and scripts: its status, best result, settings
     and every round's candidates with their scores, by image id (no file paths, no pictures).
-    In ``public`` mode backend names that hold a path are cut to their last part."""
+    In ``public`` mode backend names that hold a path are cut to their last part, and no text
+    carries a server path."""
     session = timeline["session"]
     name = model_label if public else (lambda value: value)
     best = None if session["best_image_id"] is None else {
         "score": session["best_score"], "round": session["best_round"], "candidate": session["best_candidate"],
         "image_id": session["best_image_id"]}
-    return {
+    record = {
         **{key: session[key] for key in ("id", "task", "prompt", "status", "stop_reason", "message", "created")},
         **{role: name(session[f"{role}_name"]) for role in ("generator", "critic", "rewriter")},
         "best": best, "settings": session["settings"],
         "rounds": [_round_record(session, rnd) for rnd in timeline["rounds"]],
     }
+    return redact(record) if public else record
 
 
 def _round_record(session: dict[str, Any], rnd: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from studio.ui import adapt
 from studio.ui.errors import ui_errors
 from studio.ui.limits import Admission
 from studio.ui.preload import model_bound
+from studio.ui.redact import redact_paths
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -69,7 +70,8 @@ def create_diagnose_tab(services: Services, *, public: bool = False, admission: 
                                   adapt.source_upload(task, source_image))
         result = diagnosis.diagnose(request, services)
         frame = adapt.critique_frame(result.critique) if result.ok else None
-        return frame, adapt.critique_markdown(result.critique), result.refined_request or "", result.critique.raw or ""
+        report = adapt.critique_markdown(result.critique)
+        return frame, redact_paths(report) if public else report, result.refined_request or "", result.critique.raw or ""
 
     @ui_errors
     def diagnose_batch(task: str, files: list[str] | None, folder: str, prompt: str,

@@ -15,6 +15,7 @@ from studio.store import ScoreFilter
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
 from studio.ui.limits import STORE_ONLY
+from studio.ui.redact import redact_paths
 from studio.ui.visitors import Visitors
 from studio.ui.widgets import score_plot
 
@@ -37,6 +38,7 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
     """
     store = services.store
     visitors = visitors or Visitors()
+    shown = redact_paths if public else str  # a status line as shown: no server paths in public mode
     with gr.Row():
         text = gr.Textbox(label="Prompt contains")
         model = gr.Textbox(label="Model name contains")
@@ -97,12 +99,13 @@ def create_history_tab(services: Services, *, public: bool = False, tab: gr.Tab 
         Args:
             session_id: the session to open.
         """
-        return adapt.session_view(store, adapt.session_id_from(session_id), visitor=visitors.of(request).reads)
+        return adapt.session_view(store, adapt.session_id_from(session_id), visitor=visitors.of(request).reads,
+                                  public=public)
 
     @ui_errors
     def opened_status(session_id: str, request: gr.Request | None = None) -> str:
-        return adapt.session_status(store.get_session(adapt.session_id_from(session_id),
-                                                      visitor=visitors.of(request).reads))
+        return shown(adapt.session_status(store.get_session(adapt.session_id_from(session_id),
+                                                            visitor=visitors.of(request).reads)))
 
     @ui_errors
     def session_json(session_id: str, request: gr.Request | None = None) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from studio.ui import adapt
 from studio.ui.errors import ui_errors
 from studio.ui.limits import STORE_ONLY, Admission
 from studio.ui.preload import model_bound
+from studio.ui.redact import redact_paths
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -81,7 +82,8 @@ def create_judge_tab(services: Services, *, public: bool = False, admission: Adm
         """
         pair = _pair(task, prompt, source_image, image_a, image_b)
         result = judge_pair(pair, services, both_orders=both_orders, visitor=visitors.of(request).writes)
-        return adapt.verdict_markdown(result), adapt.verdict_frame(result), str(result.judgement_id)
+        said = adapt.verdict_markdown(result)  # failures name their cause: no server paths in public mode
+        return redact_paths(said) if public else said, adapt.verdict_frame(result), str(result.judgement_id)
 
     @ui_errors
     def vote(judgement_id: str, vote: str | None, task: str, prompt: str, source_image: str | None,

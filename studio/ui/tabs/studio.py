@@ -22,6 +22,7 @@ from studio.ui import adapt
 from studio.ui.errors import ui_errors
 from studio.ui.limits import Admission
 from studio.ui.preload import model_bound
+from studio.ui.redact import redact_paths
 from studio.ui.stopping import StopRequests
 from studio.ui.widgets import image_input, score_plot, source_visibility, task_radio
 
@@ -48,6 +49,7 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
     request over a limit is refused when it is submitted."""
     admission = admission or Admission()
     visitors = admission.visitors
+    shown = redact_paths if public else str  # a status line as shown: no server paths in public mode
     names = services.names()
     tasks = tuple(t for t, role in (("t2i", "t2i_generator"), ("edit", "edit_generator")) if names[role])
     defaults = LoopSettings()
@@ -112,20 +114,20 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
         try:
             for event in events:
                 sid = event.session_id
-                progress(adapt.event_progress(event, max_total), desc=adapt.event_status(event))
+                progress(adapt.event_progress(event, max_total), desc=shown(adapt.event_status(event)))
                 suggestion = adapt.next_prompt(event) or suggestion
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
-                best, before_after, frame, html = adapt.session_view(services.store, sid)
+                best, before_after, frame, html = adapt.session_view(services.store, sid, public=public)
                 latest = latest_path or best or gr.skip()  # a resumed session shows its best until a new image
-                yield sid, adapt.event_status(event), latest, before_after, frame, html, suggestion
+                yield sid, shown(adapt.event_status(event)), latest, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)
             raise
         except Exception:
             if sid is not None:
-                _, before_after, frame, html = adapt.session_view(services.store, sid)
-                status_line = adapt.session_status(services.store.get_session(sid))
+                _, before_after, frame, html = adapt.session_view(services.store, sid, public=public)
+                status_line = shown(adapt.session_status(services.store.get_session(sid)))
                 yield sid, status_line, latest_path or gr.skip(), before_after, frame, html, suggestion
             raise
 
