@@ -40,6 +40,7 @@ from studio.loop import (
 )
 from studio.services import Lazy, Services
 from studio.store import SessionStore
+from studio.ui.image_upload import UnreadableUpload
 from studio.ui.redact import redact
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,8 @@ def open_upload(path: str | None, what: str, *, required: bool = True) -> Image.
     Raises ``InvalidInputError`` when a required upload is missing or the file is unusable
     (not an image, truncated, or too many pixels).
     """
+    if isinstance(path, UnreadableUpload):
+        raise InvalidInputError(str(path))
     if not path:
         if required:
             raise InvalidInputError(f"No {what} was uploaded. Upload an image file (PNG, JPEG, WebP).")

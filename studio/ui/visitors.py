@@ -13,6 +13,10 @@ A visitor is, in this order:
 3. the API client (``client:<session_hash>``): a ``gradio_client.Client`` keeps one session hash
    for its lifetime, so one client object is one visitor.
 
+A call that carries none of these is refused in public mode. Gradio's MCP server is stateless:
+its store-only tools (History, votes) arrive without a session and are refused, and its model
+tools are relayed through one Gradio client, so every MCP agent is one visitor there.
+
 The browser token reaches the server once per page load (``register``), which maps that page's
 ``session_hash`` to it; every later event of the page carries the same ``session_hash``.
 
@@ -98,7 +102,10 @@ class Visitors:
         if user:
             return Visitor(f"hf:{user}", self.shared)
         if not session_hash:
-            raise InvalidInputError("This shared studio could not tell who you are (no session); reload the page.")
+            raise InvalidInputError(
+                "This shared studio could not tell who you are: the web page, a gradio_client.Client and a signed-in "
+                "Hugging Face user each carry an identity, a stateless call (such as an MCP tool of the History) "
+                "does not. Reload the page, or use gradio_client.")
         with self._lock:
             token = self._pages.get(session_hash)
             if token is not None:
