@@ -414,7 +414,8 @@ class SessionStore:
         stamp = now()
         self._insert("sessions", {
             "id": sid, "task": task, "prompt": prompt, "status": "running", "settings": _dumps(settings),
-            "source_image_id": source_image_id, "owner": self.owner, "visitor": visitor, "created": stamp, "updated": stamp,
+            "source_image_id": source_image_id, "owner": self.owner, "visitor": visitor, "created": stamp,
+            "updated": stamp,
             **{role: _dumps(backends.get(role)) for role in ("generator", "critic", "rewriter")},
             **{f"{role}_name": names.get(role) for role in ("generator", "critic", "rewriter")},
         })

@@ -11,7 +11,6 @@ import json
 import sqlite3
 import time
 import zipfile
-from pathlib import Path
 from typing import Iterator
 
 import pytest
@@ -51,7 +50,7 @@ def listed(client: Client) -> set[str]:
     return {row[column] for row in found["data"] if row[column]}
 
 
-def judged(client: Client, app: RunningApp) -> str:
+def judged(client: Client) -> str:
     """Generate a pair and judge it; return the judgement id."""
     image_a, image_b = client.predict("t2i", "a green triangle", None, 1, 2, "", api_name="/generate_pair")
     return client.predict("t2i", "a green triangle", None, handle_file(image_a), handle_file(image_b), True,
@@ -87,7 +86,7 @@ def test_each_visitor_finds_opens_and_exports_only_their_own_sessions(public_app
 
 def test_a_visitor_votes_only_on_their_own_judgements_and_exports_only_their_votes(public_app):
     alice, bob = visitor(public_app), visitor(public_app)
-    judgement = judged(alice, public_app)
+    judgement = judged(alice)
     with pytest.raises(AppError, match=f"No judgement with id {judgement}"):
         bob.predict(judgement, "B", "t2i", "x", None, None, None, api_name="/vote")
     assert "recorded" in alice.predict(judgement, "A", "t2i", "x", None, None, None, api_name="/vote")
@@ -98,7 +97,7 @@ def test_a_visitor_votes_only_on_their_own_judgements_and_exports_only_their_vot
 def test_public_exports_carry_no_server_paths_or_visitors(public_app):
     alice = visitor(public_app)
     session_id = refine(alice, "two red circles")
-    judgement = judged(alice, public_app)
+    judgement = judged(alice)
     alice.predict(judgement, "tie", "t2i", "x", None, None, None, api_name="/vote")
     archive = zipfile.ZipFile(alice.predict(session_id, api_name="/export_session"))
     exported = archive.read("session.json").decode()
@@ -140,7 +139,8 @@ def test_a_visitor_over_their_request_limit_is_refused_and_others_are_not(public
     while first.status().code.name not in ("PROCESSING", "ITERATING"):
         assert time.monotonic() < deadline and not first.done(), first.status()
         time.sleep(0.05)
-    with pytest.raises(ValidationError, match=r"already have 1 request.*1 at a time per visitor.*--max-visitor-requests"):
+    refused = r"already have 1 request.*1 at a time per visitor.*--max-visitor-requests"
+    with pytest.raises(ValidationError, match=refused):
         alice.predict(*refine_args("a blue circle", rounds=1), api_name="/refine")
     assert refine(bob, "a blue circle")  # another visitor waits their turn and is served
     first.result(timeout=300)
@@ -155,7 +155,7 @@ def test_the_shared_gallery_shows_everyones_sessions_but_only_their_visitor_cont
     assert zipfile.ZipFile(bob.predict(theirs, api_name="/export_session")).read("session.json")
     with pytest.raises(AppError, match="started by another visitor.*not continue it"):
         bob.predict(theirs, "three purple stars", api_name="/resume")
-    judgement = judged(alice, shared_app)
+    judgement = judged(alice)
     with pytest.raises(AppError, match=f"No judgement with id {judgement}"):  # a vote is its visitor's to cast
         bob.predict(judgement, "B", "t2i", "x", None, None, None, api_name="/vote")
     assert alice.predict(theirs, "three purple stars", api_name="/resume")[0] == theirs

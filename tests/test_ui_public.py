@@ -113,7 +113,8 @@ def test_a_failed_sessions_message_is_shown_without_server_paths_in_public_mode(
     from studio.ui import adapt
 
     store = SessionStore(tmp_path / "studio.db")
-    sid = store.create_session(task="t2i", prompt="a red circle", settings={}, names={"generator": "diffusers:/srv/m/flux"})
+    sid = store.create_session(task="t2i", prompt="a red circle", settings={},
+                               names={"generator": "diffusers:/srv/m/flux"})
     store.update_session(sid, status="failed", message="BackendUnavailableError: cannot load /srv/models/critic-8b.")
     html = adapt.session_view(store, sid, public=True)[3]
     assert "cannot load critic-8b." in html and "/srv/" not in html

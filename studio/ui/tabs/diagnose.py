@@ -71,7 +71,8 @@ def create_diagnose_tab(services: Services, *, public: bool = False, admission: 
         result = diagnosis.diagnose(request, services)
         frame = adapt.critique_frame(result.critique) if result.ok else None
         report = adapt.critique_markdown(result.critique)
-        return frame, redact_paths(report) if public else report, result.refined_request or "", result.critique.raw or ""
+        shown = redact_paths(report) if public else report
+        return frame, shown, result.refined_request or "", result.critique.raw or ""
 
     @ui_errors
     def diagnose_batch(task: str, files: list[str] | None, folder: str, prompt: str,

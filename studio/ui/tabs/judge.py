@@ -163,7 +163,8 @@ def create_judge_tab(services: Services, *, public: bool = False, admission: Adm
                           concurrency_limit=1, validator=admission.validator(generate_pair))
     judge_button.click(model_bound(judge), [task, prompt, source, image_a, image_b, both_orders],
                        [verdict, table, judgement_id], api_name="judge", concurrency_id="gpu", concurrency_limit=1,
-                       show_progress_on=[verdict], validator=admission.validator(judge))  # progress and an error's badge on the verdict only
+                       show_progress_on=[verdict],  # progress and an error's badge on the verdict only
+                       validator=admission.validator(judge))
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b, models], vote_status,
                  api_name="vote", **STORE_ONLY)  # store only: skips the model queue
     for widget in (image_a, image_b):  # an image the person brings was made by no model we know

@@ -174,7 +174,7 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression)
         grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
         visitor = visitors.of(request)
-        wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image), visitor=visitor.writes)  # type: ignore[arg-type]
+        wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image), visitor=visitor.writes)
         yield from run_stoppably(lambda should_stop: loop.refine(wanted, services, settings, should_stop=should_stop),
                                  settings.max_rounds, request, progress)
 
