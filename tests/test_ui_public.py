@@ -80,7 +80,7 @@ def test_the_wait_notice_counts_the_requests_ahead_and_estimates_from_recent_rou
     store = SessionStore(tmp_path / "studio.db")
     queue = ModelQueue(Visitors())
     queue.requests = lambda: ([object()], [])  # type: ignore[method-assign]
-    assert wait_notice(queue, store) == "**Waiting for the model:** 1 request(s) ahead of yours (1 running)."
+    assert wait_notice(queue, store) == "Waiting for the model: 1 request(s) ahead of yours (1 running)."
     sid = store.create_session(task="t2i", prompt="p", settings={})
     for index, seconds in enumerate((2.0, 4.0, 9.0), start=1):
         store.update_round(store.start_round(sid, index, "p", 0), generate_s=seconds, critique_s=0.0)

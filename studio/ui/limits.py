@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import math
 import statistics
 from typing import Any, Callable
 
@@ -34,6 +35,8 @@ MODEL_SLOT = "gpu"
 #: Listener settings of store-only actions (History, votes, exports): no queue in the page, and
 #: for API clients (which always queue) a concurrency of their own, beside the model's.
 STORE_ONLY: dict[str, Any] = {"queue": False, "concurrency_id": "store", "concurrency_limit": 8}
+#: The same for a store-only step that must be queued (to show a ``gr.Info`` toast).
+STORE_QUEUED: dict[str, Any] = {**STORE_ONLY, "queue": True}
 
 
 class ModelQueue:
@@ -161,9 +164,9 @@ def wait_notice(queue: ModelQueue, store: SessionStore) -> str | None:
     if not ahead:
         return None
     durations = store.recent_round_seconds()
-    line = f"**Waiting for the model:** {ahead} request(s) ahead of yours ({len(running)} running)."
+    line = f"Waiting for the model: {ahead} request(s) ahead of yours ({len(running)} running)."
     if durations:
         median = statistics.median(durations)
         line += (f" Recent rounds took {median:.1f} s each (median of the last {len(durations)}), so expect to wait "
-                 f"about {median * ahead:.0f} s or more for your turn (a session ahead may run several rounds).")
+                 f"about {math.ceil(median * ahead)} s or more for your turn (a session ahead may run several rounds).")
     return line

@@ -20,7 +20,7 @@ from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
-from studio.ui.limits import Admission
+from studio.ui.limits import STORE_QUEUED, Admission
 from studio.ui.preload import model_bound
 from studio.ui.redact import redact_paths
 from studio.ui.stopping import StopRequests
@@ -217,16 +217,19 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
                                                                       a.get("candidates", defaults.candidates)))
     resume_validator = admission.validator(resume, flag="session_id")
 
-    def wait_notice() -> Any:
-        return admission.notice(services.store) or gr.skip()
+    def wait_notice() -> None:
+        notice = admission.notice(services.store)
+        if notice:
+            gr.Info(notice, duration=20)
 
-    # the request's place in the queue and a wait estimate first; Gradio's progress then counts down its rank
-    run.click(wait_notice, None, status, queue=False, api_visibility="private").then(
+    # a toast with the requests ahead and a wait estimate first (the status line's progress, where
+    # Gradio counts down the place in the queue, would cover a notice written there)
+    run.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
         model_bound(refine), inputs, outputs, api_name="refine", validator=refine_validator, **streaming)
-    resume_button.click(wait_notice, None, status, queue=False, api_visibility="private").then(
+    resume_button.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
         model_bound(resume), [session_id, proposed], outputs, api_name="resume", validator=resume_validator,
         **streaming)
-    session_resume.click(wait_notice, None, status, queue=False, api_visibility="private").then(
+    session_resume.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
         model_bound(resume), [session_id, gr.State("")], outputs, api_visibility="private",
         validator=resume_validator, **streaming)
     stop.click(request_stop, None, status, queue=False, api_visibility="private")
