@@ -155,7 +155,8 @@ def test_a_full_queue_of_refines_does_not_refuse_store_only_actions(services):
                               api_name="/refine") for i in range(4)]
         deadline = time.monotonic() + 90  # a busy machine may take a while to submit four
         while not any("model queue is full" in str(job.exception() or "") for job in jobs if job.done()):
-            assert time.monotonic() < deadline, "no refine was turned away"
+            assert time.monotonic() < deadline, ("no refine was turned away",
+                                                 [(job.status().code, job.done() and job.exception()) for job in jobs])
             time.sleep(0.1)
         refused = next(str(job.exception()) for job in jobs if job.done() and job.exception())
         assert "2 requests are waiting" in refused and "--queue-size" in refused  # names the limit and the setting

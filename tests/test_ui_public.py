@@ -122,3 +122,19 @@ def test_a_failed_sessions_message_is_shown_without_server_paths_in_public_mode(
     assert record["message"].endswith("cannot load critic-8b.") and record["generator"] == "flux"
     assert "/srv/models" in adapt.session_view(store, sid)[3]  # the operator's own studio keeps them
     store.close()
+
+
+def test_requests_admitted_at_the_same_moment_count_before_gradio_queues_them():
+    """Gradio queues a request only after its validator returned: two submitted together must not
+    both see an empty queue."""
+    queue = ModelQueue(Visitors(public=True))
+    queue.requests = lambda: ([], [])  # type: ignore[method-assign]
+    seen: list[tuple[int, int]] = []
+    alice, bob = Visitor("client:a"), Visitor("client:b")
+    for session_hash, who in (("a", alice), ("a", alice), ("b", bob)):
+        queue.admit(lambda waiting, held: seen.append((waiting, held)), session_hash, who)
+    assert seen == [(0, 0), (1, 1), (2, 0)]
+    queued = SimpleNamespace(session_hash="a", enqueue_time=time.monotonic(), request=None)
+    queue.requests = lambda: ([], [queued])  # type: ignore[method-assign]
+    queue.admit(lambda waiting, held: seen.append((waiting, held)), "b", bob)
+    assert seen[-1] == (3, 1)  # one of alice's two is in the queue now: counted once, not twice

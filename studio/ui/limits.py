@@ -12,7 +12,10 @@
 
 The checks run when a request is *submitted* (a Gradio ``validator``), not when its turn comes,
 so a refused request never waited. The queue itself is Gradio's: the requests that wait for or
-hold the slot are read from it, so a request that left (its tab closed) no longer counts.
+hold the slot are read from it, so a request that left (its tab closed) no longer counts. Gradio
+adds a request to its queue only after the validator returned, so requests submitted at the same
+moment would all see the same queue: each admitted request also counts as waiting from its
+admission until it shows in the queue (at most ``ADMISSION_S``), and admissions are one at a time.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ import functools
 import inspect
 import math
 import statistics
+import threading
+import time
 from typing import Any, Callable
 
 import gradio as gr
@@ -30,6 +35,10 @@ from studio.store import SessionStore
 from studio.ui.quotas import Limits
 from studio.ui.visitors import Visitor, Visitors
 
+#: Seconds an admitted request counts as waiting until it is seen in Gradio's queue. Gradio adds
+#: it within milliseconds of the validator's return; a request that ran and finished before the
+#: next admission looked is never seen, so this is short.
+ADMISSION_S = 0.5
 #: The ``concurrency_id`` of every listener that uses a model (one slot: one GPU).
 MODEL_SLOT = "gpu"
 #: Listener settings of store-only actions (History, votes, exports): no queue in the page, and
@@ -50,6 +59,8 @@ class ModelQueue:
     def __init__(self, visitors: Visitors) -> None:
         self.visitors = visitors
         self.demo: gr.Blocks | None = None
+        self._admitted: list[tuple[float, str | None, str | None]] = []  # (when, session hash, visitor)
+        self._lock = threading.Lock()
 
     def bind(self, demo: gr.Blocks) -> None:
         """Read the queue of ``demo`` (its ``build_app``)."""
@@ -66,10 +77,31 @@ class ModelQueue:
                    if event.concurrency_id == MODEL_SLOT and event.alive]
         return running, waiting
 
-    def count_for(self, visitor: Visitor) -> int:
-        """How many of ``visitor``'s requests wait for or hold the model slot."""
-        running, waiting = self.requests()
-        return sum(1 for event in running + waiting if self._visitor_of(event) == visitor.id)
+    def admit(self, check: Callable[[int, int], None], session_hash: str | None, visitor: Visitor) -> None:
+        """Call ``check(waiting, visitor's)`` with the number of requests waiting for the slot and
+        the number ``visitor`` has waiting or running, counting requests admitted but not yet in
+        Gradio's queue; when it returns (it raises to refuse), count this request as admitted."""
+        with self._lock:
+            running, waiting = self.requests()
+            unseen = self._unseen(running + waiting)
+            held = sum(1 for event in running + waiting if self._visitor_of(event) == visitor.id)
+            check(len(waiting) + len(unseen), held + sum(1 for _, _, who in unseen if who == visitor.id))
+            self._admitted.append((time.monotonic(), session_hash, visitor.id))
+
+    def _unseen(self, events: list[Any]) -> list[tuple[float, str | None, str | None]]:
+        """The admitted requests not seen in Gradio's queue yet (each queued event, by session
+        hash and time, accounts for one); forgets those seen, and those older than ``ADMISSION_S``."""
+        now = time.monotonic()
+        queued = sorted((event.enqueue_time, event.session_hash) for event in events)
+        unseen = []
+        for entry in self._admitted:
+            match = next((item for item in queued if item[1] == entry[1] and item[0] >= entry[0]), None)
+            if match is not None:
+                queued.remove(match)
+            elif now - entry[0] < ADMISSION_S:
+                unseen.append(entry)
+        self._admitted = unseen
+        return unseen
 
     def _visitor_of(self, event: Any) -> str | None:
         scope = getattr(getattr(event, "request", None), "scope", None)
@@ -110,10 +142,10 @@ class Admission:
         def check(*args: Any, **kwargs: Any) -> tuple[Any, ...]:
             arguments = signature.bind_partial(*args, **kwargs).arguments
             try:
-                self._check_queue()
                 if images is not None:
                     limits.check_session(*images(arguments))
-                self._check_visitor(self.visitors.of(arguments.get("request")))
+                request = arguments.get("request")
+                self.queue.admit(self._check, getattr(request, "session_hash", None), self.visitors.of(request))
             except StudioError as e:
                 return tuple(gr.validate(False, str(e)) if i == flagged else None for i in range(len(names)))
             return tuple(None for _ in names)
@@ -122,19 +154,15 @@ class Admission:
         check.__annotations__ = {**fn.__annotations__, "request": gr.Request | None}
         return check
 
-    def _check_queue(self) -> None:
-        waiting = len(self.queue.requests()[1])
+    def _check(self, waiting: int, held: int) -> None:
+        """Refuse a request when ``waiting`` requests fill the queue or its visitor already has
+        ``held`` requests waiting or running, up to their limit."""
         if waiting >= self.limits.queue_size:
             raise InvalidInputError(
                 f"The model queue is full: {waiting} requests are waiting. Try again in a minute (operator setting: "
                 "--queue-size, STUDIO_QUEUE_SIZE).")
-
-    def _check_visitor(self, visitor: Visitor) -> None:
         limit = self.limits.visitor_requests
-        if limit is None:
-            return
-        held = self.queue.count_for(visitor)
-        if held >= limit:
+        if limit is not None and held >= limit:
             raise InvalidInputError(
                 f"You already have {held} request(s) waiting for or using the model; this shared studio takes "
                 f"{limit} at a time per visitor. Wait for one to finish (operator setting: --max-visitor-requests, "
