@@ -13,8 +13,9 @@ import logging
 import os
 import sys
 
-from models.errors import ConfigError, StudioError
+from models.errors import ConfigError, InvalidInputError, StudioError
 from studio.options import add_backend_options, config_from_args, configure_logging, env, env_flag
+from studio.ui.quotas import PUBLIC_SESSION_IMAGES, PUBLIC_VISITOR_REQUESTS, QUEUE_SIZE, Limits
 from studio.ui.scratch import STATE_SESSIONS, TEMP_MAX_AGE_S
 
 logger = logging.getLogger("app")
@@ -44,6 +45,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument("--state-sessions", type=int, default=int(env("STUDIO_STATE_SESSIONS", str(STATE_SESSIONS)) or 0),
                         help="browser sessions whose page state Gradio keeps in memory, about 600 KB each; the "
                              f"oldest are dropped beyond it [STUDIO_STATE_SESSIONS, default {STATE_SESSIONS}]")
+    server.add_argument("--shared-gallery", action="store_true", default=env_flag("STUDIO_SHARED_GALLERY"),
+                        help="with --public: every visitor sees everyone's sessions and votes (read-only: only "
+                             "its own visitor continues a session); default: each visitor sees their own "
+                             "[STUDIO_SHARED_GALLERY]")
+    server.add_argument("--max-session-images", type=int, default=_env_int("STUDIO_MAX_SESSION_IMAGES"),
+                        metavar="N", help=f"most images one session may ask for (rounds x images per round), 0: no "
+                                          f"limit [STUDIO_MAX_SESSION_IMAGES; default: no limit, "
+                                          f"{PUBLIC_SESSION_IMAGES} with --public]")
+    server.add_argument("--max-visitor-requests", type=int, default=_env_int("STUDIO_MAX_VISITOR_REQUESTS"),
+                        metavar="N", help=f"model requests one visitor may have waiting or running at once, 0: no "
+                                          f"limit [STUDIO_MAX_VISITOR_REQUESTS; default: no limit, "
+                                          f"{PUBLIC_VISITOR_REQUESTS} with --public]")
+    server.add_argument("--queue-size", type=int, default=_env_int("STUDIO_QUEUE_SIZE"), metavar="N",
+                        help=f"model requests that may wait before new ones are refused (store-only actions "
+                             f"never wait behind them) [STUDIO_QUEUE_SIZE, default {QUEUE_SIZE}]")
     server.add_argument("--mcp", action="store_true", default=env_flag("STUDIO_MCP"),
                         help="also serve the API as MCP tools (needs gradio[mcp]) [STUDIO_MCP]")
     server.add_argument("--share", action="store_true", default=env_flag("STUDIO_SHARE"),
@@ -62,6 +78,28 @@ def _env_float(name: str) -> float | None:
         return float(value)
     except ValueError as e:
         raise ConfigError(f"{name} must be a number, got {value!r}.") from e
+
+
+def _env_int(name: str) -> int | None:
+    value = env(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError as e:
+        raise ConfigError(f"{name} must be a whole number, got {value!r}.") from e
+
+
+def limits(args: argparse.Namespace) -> Limits:
+    """The request limits and queue size these flags ask for. Raises ``ConfigError`` for a bad value."""
+    if args.shared_gallery and not args.public:
+        raise ConfigError("--shared-gallery applies to --public (a local studio shows every session anyway); "
+                          "add --public or drop it.")
+    try:
+        return Limits.for_mode(args.public, session_images=args.max_session_images,
+                               visitor_requests=args.max_visitor_requests, queue_size=args.queue_size)
+    except InvalidInputError as e:
+        raise ConfigError(str(e)) from e
 
 
 def upload_limit(args: argparse.Namespace) -> str | None:
@@ -95,18 +133,21 @@ def main(argv: list[str] | None = None) -> int:
         max_age_s = temp_max_age(args)
         if args.state_sessions < 1:
             raise ConfigError(f"--state-sessions must be at least 1, got {args.state_sessions}.")
+        request_limits = limits(args)
         from studio.services import Services  # heavy imports only once the flags are known to be good
         from studio.ui.app import LAUNCH_OPTIONS, build_app
         from studio.ui.preload import preload
 
         services = Services.from_config(config)
-        demo = build_app(services, public=args.public, temp_max_age_s=max_age_s)
+        demo = build_app(services, public=args.public, shared_gallery=args.shared_gallery, limits=request_limits,
+                         temp_max_age_s=max_age_s)
     except StudioError as e:
         print(f"app.py: {e}", file=sys.stderr)
         return 2
     if not args.lazy:
         preload(services)
-    logger.info("serving on http://%s:%d (public mode: %s)", args.host, args.port, args.public)
+    logger.info("serving on http://%s:%d (public mode: %s%s; %s)", args.host, args.port, args.public,
+                ", shared gallery" if args.shared_gallery else "", request_limits)
     demo.launch(
         server_name=args.host,
         server_port=args.port,

@@ -63,6 +63,7 @@ def judge_pair(
     *,
     policy: ScoringPolicy | None = None,
     both_orders: bool = True,
+    visitor: str | None = None,
 ) -> PairVerdict:
     """Judge ``request.image_a`` against ``request.image_b`` and store the verdict.
 
@@ -70,9 +71,10 @@ def judge_pair(
 
     :param policy: how per-dimension scores become a winner (ties within its tolerance).
     :param both_orders: also judge B/A and check position consistency.
+    :param visitor: who asks, in a shared deployment (recorded with the judgement).
     Raises ``InvalidInputError`` for an empty prompt or an edit without a source image.
     """
-    return judge_pairs([request], services, policy=policy, both_orders=both_orders)[0]
+    return judge_pairs([request], services, policy=policy, both_orders=both_orders, visitor=visitor)[0]
 
 
 def judge_pairs(
@@ -81,6 +83,7 @@ def judge_pairs(
     *,
     policy: ScoringPolicy | None = None,
     both_orders: bool = True,
+    visitor: str | None = None,
 ) -> list[PairVerdict]:
     """Judge many pairs in one batched critic call (A/B and, with ``both_orders``, B/A of each)
     and store every verdict; the verdicts come back in the order of ``requests``.
@@ -104,7 +107,7 @@ def judge_pairs(
     for i, request in enumerate(requests):
         ab, ba = results[i * step], (results[i * step + 1] if both_orders else None)
         verdict = _verdict(ab, ba, policy)
-        _save(services.store, request, verdict, critic.name)
+        _save(services.store, request, verdict, critic.name, visitor)
         verdicts.append(verdict)
     return verdicts
 
@@ -162,11 +165,15 @@ def record_vote(
     *,
     model_a: str | None = None,
     model_b: str | None = None,
+    visitor: str | None = None,
 ) -> int:
     """Record a person's vote ("A", "B", "tie" or "both_bad") on a stored judgement (its id) or
     on a pair of images; return the vote id.
 
-    Raises ``InvalidInputError`` for an unknown vote, ``NotFoundError`` for an unknown judgement.
+    :param visitor: who votes, in a shared deployment: recorded with the vote, and a judgement
+        must be theirs.
+    Raises ``InvalidInputError`` for an unknown vote, ``NotFoundError`` for an unknown judgement
+    (or someone else's).
     """
     if vote not in VOTES:
         raise InvalidInputError(f"Unknown vote {vote!r}; use one of {list(VOTES)}.")
@@ -174,11 +181,11 @@ def record_vote(
         check_prompt(target.prompt)
         a, b, source = _save_images(store, target)
         return store.save_vote(vote=vote, task=target.task, prompt=target.prompt, image_a_id=a, image_b_id=b,
-                               source_image_id=source, model_a=model_a, model_b=model_b)
-    row = store.get_judgement(target)
+                               source_image_id=source, model_a=model_a, model_b=model_b, visitor=visitor)
+    row = store.get_judgement(target, visitor=visitor)
     return store.save_vote(vote=vote, task=row["task"], prompt=row["prompt"], image_a_id=row["image_a_id"],
                            image_b_id=row["image_b_id"], source_image_id=row["source_image_id"],
-                           model_a=model_a, model_b=model_b, judgement_id=target)
+                           model_a=model_a, model_b=model_b, judgement_id=target, visitor=visitor)
 
 
 def _winner(result: PairResult | None, policy: ScoringPolicy, order: str, failures: list[str]) -> Winner | None:
@@ -233,13 +240,14 @@ def _save_images(store: SessionStore, request: PairRequest) -> tuple[int, int, i
     return a, b, source
 
 
-def _save(store: SessionStore, request: PairRequest, verdict: PairVerdict, critic_name: str) -> None:
+def _save(store: SessionStore, request: PairRequest, verdict: PairVerdict, critic_name: str,
+          visitor: str | None) -> None:
     verdict.image_a_id, verdict.image_b_id, verdict.source_image_id = _save_images(store, request)
     verdict.judgement_id = store.save_judgement(
         task=request.task, prompt=request.prompt, image_a_id=verdict.image_a_id, image_b_id=verdict.image_b_id,
         source_image_id=verdict.source_image_id, critic_name=critic_name, winner=verdict.winner,
         consistent=None if verdict.consistent is None else int(verdict.consistent),
         dimensions=json.dumps({k: asdict(v) for k, v in verdict.dimensions.items()}),
-        raw_ab=verdict.raw_ab, raw_ba=verdict.raw_ba, failures=json.dumps(verdict.failures),
+        raw_ab=verdict.raw_ab, raw_ba=verdict.raw_ba, failures=json.dumps(verdict.failures), visitor=visitor,
     )
     logger.info("judgement %s: winner %s (consistent: %s)", verdict.judgement_id, verdict.winner, verdict.consistent)

@@ -77,11 +77,13 @@ _STATUS_FOR_REASON: dict[str, str] = {
 
 @dataclass
 class RefineRequest:
-    """What the session should make: the task, the user's prompt, and the source image (edit)."""
+    """What the session should make: the task, the user's prompt, and the source image (edit);
+    ``visitor``: who asks, in a shared deployment (recorded with the session)."""
 
     task: Task
     prompt: str
     source_image: Image.Image | None = None
+    visitor: str | None = None
 
 
 # -- events ------------------------------------------------------------------------------------
@@ -270,7 +272,7 @@ def _start(
         backends["rewriter"], names["rewriter"] = rewriter.to_config(), rewriter.name
     sid = store.create_session(
         task=request.task, prompt=prompt, settings=settings.to_dict(), source_image_id=source_id,
-        backends=backends, names=names,
+        backends=backends, names=names, visitor=request.visitor,
     )
     state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=first, request=prompt)
     yield SessionStarted(sid, request.task, prompt, settings, resumed=False, first_round=1)

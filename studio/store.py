@@ -30,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal, Sequence, get_args
+from typing import Any, Callable, Literal, Sequence, get_args
 
 import numpy as np
 from PIL import Image
@@ -212,6 +212,15 @@ def m005_one_vote_per_judgement(db: Database) -> None:
     db.execute("delete from votes where judgement_id is not null and id not in "
                "(select max(id) from votes where judgement_id is not null group by judgement_id)")
     db.execute("create unique index if not exists idx_votes_judgement_id on votes (judgement_id)")
+
+
+@MIGRATIONS()
+def m006_visitors(db: Database) -> None:
+    """Sessions, judgements and votes record the visitor who made them (a shared deployment shows
+    each visitor their own); ``None`` for rows made locally (CLI, a local app)."""
+    for table in ("sessions", "judgements", "votes"):
+        db.table(table).add_column("visitor", str)
+    db.table("sessions").create_index(["visitor", "created"])
 
 
 @dataclass(frozen=True)
@@ -400,18 +409,21 @@ class SessionStore:
         source_image_id: int | None = None,
         backends: dict[str, dict[str, Any]] | None = None,
         names: dict[str, str] | None = None,
+        visitor: str | None = None,
     ) -> str:
         """Record a new running session and return its id.
 
         :param backends: role ("generator", "critic", "rewriter") → the backend's ``to_config()``.
         :param names: role → the backend's display name (searchable as "model").
+        :param visitor: who started it, in a shared deployment (see ``get_session``).
         """
         backends, names = backends or {}, names or {}
         sid = uuid.uuid4().hex[:16]
         stamp = now()
         self._insert("sessions", {
             "id": sid, "task": task, "prompt": prompt, "status": "running", "settings": _dumps(settings),
-            "source_image_id": source_image_id, "owner": self.owner, "created": stamp, "updated": stamp,
+            "source_image_id": source_image_id, "owner": self.owner, "visitor": visitor, "created": stamp,
+            "updated": stamp,
             **{role: _dumps(backends.get(role)) for role in ("generator", "critic", "rewriter")},
             **{f"{role}_name": names.get(role) for role in ("generator", "critic", "rewriter")},
         })
@@ -443,10 +455,11 @@ class SessionStore:
         row = self._get("sessions", session_id)
         return row["status"] == "running" and not _owner_gone(row["owner"])
 
-    def get_session(self, session_id: str) -> dict[str, Any]:
+    def get_session(self, session_id: str, *, visitor: str | None = None) -> dict[str, Any]:
         """Session ``session_id`` as a dict with ``settings`` and the backend configs
-        (``generator``, ``critic``, ``rewriter``) decoded. Raises ``NotFoundError``."""
-        return _decode_session(self._get("sessions", session_id))
+        (``generator``, ``critic``, ``rewriter``) decoded. Raises ``NotFoundError``, also when
+        ``visitor`` is given and the session is someone else's (it exists only for its visitor)."""
+        return _decode_session(self._get("sessions", session_id, visitor=visitor))
 
     def start_round(self, session_id: str, index: int, prompt: str, seed: int) -> int:
         """Record round ``index`` (1-based) as running and return its row id."""
@@ -459,6 +472,14 @@ class SessionStore:
     def update_round(self, round_id: int, **values: Any) -> None:
         """Set columns of round ``round_id`` (``updated`` is set too)."""
         self._update("rounds", round_id, {**values, "updated": now()})
+
+    def recent_round_seconds(self, limit: int = 50) -> list[float]:
+        """How long each of the latest ``limit`` completed rounds took (generation plus critique),
+        newest first: what a wait estimate is made from."""
+        rows = self.db.execute(
+            "select generate_s + critique_s from rounds where generate_s is not null and critique_s is not null "
+            "order by id desc limit ?", [limit]).fetchall()
+        return [float(row[0]) for row in rows]
 
     def interrupt_running_rounds(self, session_id: str) -> None:
         """Mark the session's rounds still "running" as "interrupted" (its run ended mid-round)."""
@@ -543,9 +564,10 @@ class SessionStore:
         """Record a pairwise judgement (columns of the judgements table) and return its id."""
         return self._insert("judgements", {**values, "created": now()})
 
-    def get_judgement(self, judgement_id: int) -> dict[str, Any]:
-        """Judgement ``judgement_id`` as a dict. Raises ``NotFoundError``."""
-        return self._get("judgements", judgement_id)
+    def get_judgement(self, judgement_id: int, *, visitor: str | None = None) -> dict[str, Any]:
+        """Judgement ``judgement_id`` as a dict. Raises ``NotFoundError``, also when ``visitor``
+        is given and the judgement is someone else's."""
+        return self._get("judgements", judgement_id, visitor=visitor)
 
     def save_vote(
         self,
@@ -559,6 +581,7 @@ class SessionStore:
         model_a: str | None = None,
         model_b: str | None = None,
         judgement_id: int | None = None,
+        visitor: str | None = None,
     ) -> int:
         """Record a person's preference between image A and image B; return the vote id.
 
@@ -570,7 +593,7 @@ class SessionStore:
         row = {
             "judgement_id": judgement_id, "task": task, "prompt": prompt, "image_a_id": image_a_id,
             "image_b_id": image_b_id, "source_image_id": source_image_id, "model_a": model_a,
-            "model_b": model_b, "vote": vote, "created": now(),
+            "model_b": model_b, "vote": vote, "visitor": visitor, "created": now(),
         }
         if judgement_id is None:
             return self._insert("votes", row)
@@ -591,9 +614,10 @@ class SessionStore:
         """The vote cast on judgement ``judgement_id``, or ``None`` when there is none yet."""
         return next(iter(self.db["votes"].rows_where("judgement_id = ?", [judgement_id])), None)
 
-    def votes(self) -> list[dict[str, Any]]:
-        """Every vote, oldest first."""
-        return list(self.db["votes"].rows_where(order_by="id"))
+    def votes(self, *, visitor: str | None = None) -> list[dict[str, Any]]:
+        """Every vote (with ``visitor``: that visitor's), oldest first."""
+        where, args = _conditions({"visitor = ?": visitor})
+        return list(self.db["votes"].rows_where(where, args, order_by="id"))
 
     def add_note(self, session_id: str, text: str, *, round_id: int | None = None) -> int:
         """Attach a person's note to a session (and optionally one round)."""
@@ -745,6 +769,7 @@ class SessionStore:
         task: str | None = None,
         scores: Sequence[ScoreFilter] = (),
         limit: int = 200,
+        visitor: str | None = None,
     ) -> list[dict[str, Any]]:
         """Sessions (decoded as by ``get_session``, plus the best critique's dimension scores),
         newest first, matching every given condition: at most ``limit``, each with ``matched``,
@@ -756,6 +781,7 @@ class SessionStore:
         :param until: sessions created before this time.
         :param scores: conditions on the best critique of the session, e.g.
             ``[ScoreFilter.parse("text_rendering < 2")]``.
+        :param visitor: only this visitor's sessions (``None``: everyone's).
         """
         where, args = _conditions({
             "s.prompt like ?": f"%{text}%" if text else None,
@@ -764,6 +790,7 @@ class SessionStore:
             "s.created < ?": _iso(until),
             "s.status = ?": status,
             "s.task = ?": task,
+            "s.visitor = ?": visitor,
         })
         for f in scores:
             where += f" and c.[{f.dimension}] {_SCORE_OPS[f.op]} ?"
@@ -775,9 +802,10 @@ class SessionStore:
         )
         return [_decode_session(dict(row)) for row in self.db.query(sql, [*args, limit])]
 
-    def session_timeline(self, session_id: str) -> dict[str, Any]:
-        """A session with its rounds, each round's images and critiques, and its notes."""
-        session = self.get_session(session_id)
+    def session_timeline(self, session_id: str, *, visitor: str | None = None) -> dict[str, Any]:
+        """A session with its rounds, each round's images and critiques, and its notes
+        (``visitor``: as for ``get_session``)."""
+        session = self.get_session(session_id, visitor=visitor)
         images = list(self.db["images"].rows_where("session_id = ?", [session_id], order_by="id"))
         critiques = {row["image_id"]: row for row in self.critiques(session_id)}
         rounds = []
@@ -789,9 +817,10 @@ class SessionStore:
             rounds.append(rnd)
         return {"session": session, "rounds": rounds, "notes": self.notes(session_id)}
 
-    def export_session(self, session_id: str, folder: str | Path) -> Path:
-        """Copy a session's images into ``folder/images`` and write ``folder/session.json``."""
-        timeline = self.session_timeline(session_id)
+    def export_session(self, session_id: str, folder: str | Path, *, visitor: str | None = None) -> Path:
+        """Copy a session's images into ``folder/images`` and write ``folder/session.json``
+        (``visitor``: as for ``get_session``)."""
+        timeline = self.session_timeline(session_id, visitor=visitor)
         folder = Path(folder)
         (folder / "images").mkdir(parents=True, exist_ok=True)
         image_ids = [c["id"] for r in timeline["rounds"] for c in r["candidates"]]
@@ -807,14 +836,17 @@ class SessionStore:
         target.write_text(json.dumps(timeline, indent=2, default=str), encoding="utf-8")
         return target
 
-    def export_votes(self, folder: str | Path, format: Literal["jsonl", "parquet"] = "jsonl") -> Path:
-        """Write every vote as a preference dataset with GenAI-Bench column names.
+    def export_votes(self, folder: str | Path, format: Literal["jsonl", "parquet"] = "jsonl", *,
+                     visitor: str | None = None, model_name: Callable[[str], str | None] | None = None) -> Path:
+        """Write every vote (with ``visitor``: that visitor's) as a preference dataset with
+        GenAI-Bench column names.
 
         Columns: ``prompt``, ``left_image``, ``right_image``, ``left_model``, ``right_model``,
         ``vote_type`` (leftvote, rightvote, tievote, bothbad_vote), ``source_image`` (edits;
         ``None`` for text-to-image), ``task``, and ``vote_id``, ``voted_at`` (UTC) and
         ``judgement_id`` (``None`` for a vote on images not judged here). Image columns are paths
-        relative to ``folder``, whose ``images/`` holds the files.
+        relative to ``folder``, whose ``images/`` holds the files. ``model_name`` rewrites the
+        model names (e.g. to leave out the folders of a public deployment).
         """
         if format not in ("jsonl", "parquet"):
             raise InvalidInputError(f"Unknown export format {format!r}; use 'jsonl' or 'parquet'.")
@@ -825,8 +857,8 @@ class SessionStore:
                 "prompt": v["prompt"],
                 "left_image": self._export_image(v["image_a_id"], folder),
                 "right_image": self._export_image(v["image_b_id"], folder),
-                "left_model": v["model_a"] or "",
-                "right_model": v["model_b"] or "",
+                "left_model": (model_name or str)(v["model_a"] or "") or "",
+                "right_model": (model_name or str)(v["model_b"] or "") or "",
                 "vote_type": GENAI_BENCH_VOTE[v["vote"]],
                 "source_image": self._export_image(v["source_image_id"], folder)
                 if v["source_image_id"] is not None else None,
@@ -835,7 +867,7 @@ class SessionStore:
                 "voted_at": v["created"],
                 "judgement_id": v["judgement_id"],
             }
-            for v in self.votes()
+            for v in self.votes(visitor=visitor)
         ]
         if format == "jsonl":
             target = folder / "votes.jsonl"
@@ -871,9 +903,11 @@ class SessionStore:
         if cursor.rowcount == 0:
             raise NotFoundError(f"No {table[:-1]} with id {key!r} in the store.")
 
-    def _get(self, table: str, key: str | int) -> dict[str, Any]:
+    def _get(self, table: str, key: str | int, *, visitor: str | None = None) -> dict[str, Any]:
+        """Row ``key`` of ``table``; with ``visitor``, only when it is that visitor's (someone
+        else's row is not found, so a guessed id tells nothing)."""
         rows = list(self.db[table].rows_where("id = ?", [key]))
-        if not rows:
+        if not rows or (visitor is not None and rows[0].get("visitor") != visitor):
             raise NotFoundError(f"No {table[:-1]} with id {key!r} in the store.")
         return rows[0]
 

@@ -43,7 +43,8 @@ def test_store_creates_schema_once(tmp_path):
     first.close()
     second = SessionStore(tmp_path / "studio.db")
     assert [m.name for m in MIGRATIONS.applied(second.db)] == applied == ["m001_initial", "m002_jobs", "m003_eval_rows",
-                                                                      "m004_critique_missing", "m005_one_vote_per_judgement"]
+                                                                      "m004_critique_missing", "m005_one_vote_per_judgement",
+                                                                      "m006_visitors"]
     assert {"sessions", "rounds", "images", "critiques", "judgements", "votes", "notes", "jobs", "eval_rows"} <= set(
         second.db.table_names()
     )
@@ -354,3 +355,30 @@ def test_a_session_runs_through_a_lock_taken_mid_round(tmp_path):
     events = list(refine(RefineRequest("t2i", "a red square"), services, LoopSettings(max_rounds=3, plateau_rounds=0)))
     assert isinstance(events[-1], Stopped) and events[-1].reason == "max_rounds"
     assert [r["status"] for r in store.rounds(events[-1].session_id)] == ["done"] * 3
+
+
+def test_a_visitor_sees_only_their_own_sessions_judgements_and_votes(store, tmp_path):
+    mine = session_with_best(store, "a red cat", {"text_faithfulness": 3.0}, visitor="browser:me")
+    theirs = session_with_best(store, "a red dog", {"text_faithfulness": 3.0}, visitor="browser:them")
+    assert [r["id"] for r in store.search_sessions(text="red", visitor="browser:me")] == [mine]
+    assert {r["id"] for r in store.search_sessions(text="red")} == {mine, theirs}  # no visitor: everyone's
+    for read in (store.get_session, store.session_timeline,
+                 lambda sid, visitor: store.export_session(sid, tmp_path / "x", visitor=visitor)):
+        with pytest.raises(NotFoundError, match=f"No session with id '{theirs}'"):
+            read(theirs, visitor="browser:me")
+    assert store.session_timeline(mine, visitor="browser:me")["session"]["visitor"] == "browser:me"
+    judgement = store.save_judgement(task="t2i", prompt="p", image_a_id=1, image_b_id=2, visitor="browser:them")
+    with pytest.raises(NotFoundError, match="No judgement with id"):
+        store.get_judgement(judgement, visitor="browser:me")
+    store.save_vote(vote="A", task="t2i", prompt="p", image_a_id=1, image_b_id=2, visitor="browser:them")
+    store.save_vote(vote="B", task="t2i", prompt="p", image_a_id=1, image_b_id=2, visitor="browser:me")
+    assert [v["vote"] for v in store.votes(visitor="browser:me")] == ["B"]
+    assert [v["vote"] for v in store.votes()] == ["A", "B"]
+
+
+def test_recent_round_seconds_are_newest_first(store):
+    sid = store.create_session(task="t2i", prompt="p", settings={})
+    for index, (gen, crit) in enumerate([(1.0, 0.5), (2.0, 1.0)], start=1):
+        store.update_round(store.start_round(sid, index, "p", 0), status="done", generate_s=gen, critique_s=crit)
+    store.start_round(sid, 3, "p", 0)  # still running: no duration yet
+    assert store.recent_round_seconds() == [3.0, 1.5]

@@ -192,3 +192,10 @@ def test_critique_markdown_shows_a_missing_dimension_as_missing_not_na():
     assert "Parser notes:" in text and "no score was written" in text
     na = parse_critique(truncated.raw + " fine.\n## Score: 3\n3. Text Rendering:\n## Justification: none\n## Score: N/A", "t2i")
     assert "**Text Rendering:** N/A" in adapt.critique_markdown(na)
+
+
+def test_an_upload_gradio_could_not_open_is_refused_by_the_handler_with_its_message():
+    from studio.ui.image_upload import UnreadableUpload
+
+    with pytest.raises(InvalidInputError, match="Image A: the uploaded file is not an image we can read"):
+        adapt.open_upload(UnreadableUpload("Image A: the uploaded file is not an image we can read."), "image A")

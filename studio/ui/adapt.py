@@ -40,6 +40,8 @@ from studio.loop import (
 )
 from studio.services import Lazy, Services
 from studio.store import ScoreFilter, SessionStore
+from studio.ui.image_upload import UnreadableUpload
+from studio.ui.redact import redact
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,8 @@ def open_upload(path: str | None, what: str, *, required: bool = True) -> Image.
     Raises ``InvalidInputError`` when a required upload is missing or the file is unusable
     (not an image, truncated, or too many pixels).
     """
+    if isinstance(path, UnreadableUpload):
+        raise InvalidInputError(str(path))
     if not path:
         if required:
             raise InvalidInputError(f"No {what} was uploaded. Upload an image file (PNG, JPEG, WebP).")
@@ -169,12 +173,16 @@ def next_prompt(event: LoopEvent) -> str | None:
 # -- a session's timeline ----------------------------------------------------------------------
 
 
-def session_view(store: SessionStore, session_id: str) -> tuple[str | None, tuple[str, str] | None,
-                                                                pd.DataFrame | None, str]:
+def session_view(store: SessionStore, session_id: str, *, visitor: str | None = None, public: bool = False,
+                 ) -> tuple[str | None, tuple[str, str] | None, pd.DataFrame | None, str]:
     """(best image file, before/after files, score frame, timeline HTML) of a stored session; the
     frame is ``None`` until a round has scores, because a ``gr.LinePlot`` first given an empty
-    frame draws every later line without a colour. Raises ``NotFoundError`` for an unknown id."""
-    timeline = store.session_timeline(session_id)
+    frame draws every later line without a colour. Raises ``NotFoundError`` for an unknown id
+    (or, with ``visitor``, someone else's session). In ``public`` mode the texts shown (the
+    session's message, failure reasons) carry no server paths."""
+    timeline = store.session_timeline(session_id, visitor=visitor)
+    if public:
+        timeline = redact(timeline)
     frame = score_frame(timeline)
     return (best_image_path(store, timeline), before_after(store, timeline), None if frame.empty else frame,
             timeline_html(store, timeline))
@@ -400,11 +408,12 @@ def vote_markdown(vote: dict[str, Any], labels: dict[str, str], earlier: dict[st
     return f"Vote #{vote['id']} recorded at {when} UTC: **{labels[vote['vote']]}**.{replaced}"
 
 
-def recent_images(store: SessionStore, limit: int = 30) -> list[tuple[str, str]]:
-    """(label, image id) of the best image of recent sessions, newest first, for pickers."""
+def recent_images(store: SessionStore, limit: int = 30, *, visitor: str | None = None) -> list[tuple[str, str]]:
+    """(label, image id) of the best image of recent sessions (with ``visitor``: that visitor's),
+    newest first, for pickers."""
     return [
         (f"{row['prompt'][:50]} · {_fmt(row['best_score'])} · {row['id'][:6]}", str(row["best_image_id"]))
-        for row in store.search_sessions(limit=limit) if row["best_image_id"] is not None
+        for row in store.search_sessions(limit=limit, visitor=visitor) if row["best_image_id"] is not None
     ]
 
 
@@ -428,14 +437,17 @@ SEARCH_LIMIT = 200
 
 def search_sessions(store: SessionStore, text: str | None = None, model: str | None = None,
                     status: str | None = None, since: str | None = None, until: str | None = None,
-                    scores: str | None = None, *, limit: int = SEARCH_LIMIT) -> list[dict[str, Any]]:
+                    scores: str | None = None, *, limit: int = SEARCH_LIMIT,
+                    visitor: str | None = None) -> list[dict[str, Any]]:
     """``store.search_sessions`` for the History filters as typed (blank: no condition; dates as
-    YYYY-MM-DD; score conditions separated by ";"): the newest ``limit``, each row with
-    ``matched``. Raises ``InvalidInputError`` for a bad date or score condition."""
+    YYYY-MM-DD; score conditions separated by ";"): the newest ``limit`` (of ``visitor``'s
+    sessions when given), each row with ``matched``. Raises ``InvalidInputError`` for a bad date
+    or score condition."""
     return store.search_sessions(
         text=(text or "").strip() or None, model=(model or "").strip() or None, status=status or None,
         scores=[ScoreFilter.parse(part) for part in (scores or "").split(";") if part.strip()],
         since=parse_date(since or "", "From date"), until=parse_date(until or "", "Until date"), limit=limit,
+        visitor=visitor,
     )
 
 
@@ -469,18 +481,20 @@ def history_label(matched: int, limit: int = SEARCH_LIMIT) -> str:
 def session_record(timeline: dict[str, Any], *, public: bool = False) -> dict[str, Any]:
     """A stored session as plain JSON for agents and scripts: its status, best result, settings
     and every round's candidates with their scores, by image id (no file paths, no pictures).
-    In ``public`` mode backend names that hold a path are cut to their last part."""
+    In ``public`` mode backend names that hold a path are cut to their last part, and no text
+    carries a server path."""
     session = timeline["session"]
     name = model_label if public else (lambda value: value)
     best = None if session["best_image_id"] is None else {
         "score": session["best_score"], "round": session["best_round"], "candidate": session["best_candidate"],
         "image_id": session["best_image_id"]}
-    return {
+    record = {
         **{key: session[key] for key in ("id", "task", "prompt", "status", "stop_reason", "message", "created")},
         **{role: name(session[f"{role}_name"]) for role in ("generator", "critic", "rewriter")},
         "best": best, "settings": session["settings"],
         "rounds": [_round_record(session, rnd) for rnd in timeline["rounds"]],
     }
+    return redact(record) if public else record
 
 
 def _round_record(session: dict[str, Any], rnd: dict[str, Any]) -> dict[str, Any]:
@@ -498,13 +512,15 @@ def _round_record(session: dict[str, Any], rnd: dict[str, Any]) -> dict[str, Any
             "candidates": [candidate(c) for c in rnd["candidates"]]}
 
 
-def drop_backend_settings(session_json: Path) -> None:
-    """Remove the backends' settings (endpoint URLs, model folders) from an exported
-    ``session.json``, keeping their display names; for exports from a public deployment."""
+def public_session_export(session_json: Path) -> None:
+    """Make an exported ``session.json`` fit for a public deployment: without the backends'
+    settings (endpoint URLs, model folders), the serving process (``owner``: host and pid) and
+    the visitor who made it, and with every server path cut to its last part (display names
+    such as ``diffusers:/models/flux`` become ``diffusers:flux``)."""
     exported = json.loads(session_json.read_text(encoding="utf-8"))
-    for role in ("generator", "critic", "rewriter"):
-        exported["session"].pop(role, None)
-    session_json.write_text(json.dumps(exported, indent=2, default=str), encoding="utf-8")
+    for key in ("generator", "critic", "rewriter", "owner", "visitor"):
+        exported["session"].pop(key, None)
+    session_json.write_text(json.dumps(redact(exported), indent=2, default=str), encoding="utf-8")
 
 
 def parse_date(text: str, what: str) -> datetime | None:

@@ -51,8 +51,11 @@ UI_ONLY = ("refine", "resume", "generate_pair", "judge", "vote", "diagnose", "di
 MAX_BASE64_CHARS = 20_000_000
 
 
-def add_agent_tools(services: Services, *, public: bool = False) -> None:
-    """Register the agent tools in the current ``gr.Blocks`` (call inside ``with demo:``)."""
+def add_agent_tools(services: Services) -> None:
+    """Register the agent tools in the current ``gr.Blocks`` (call inside ``with demo:``).
+
+    Local mode only: an MCP call carries no visitor identity, so a public deployment could not
+    keep one visitor's sessions from another (``studio.ui.app.build_app`` leaves them out)."""
     store = services.store
     defaults = LoopSettings()
 
@@ -85,7 +88,7 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
         """Run the session's events to the end; answer the stored session."""
         for event in events:
             sid = event.session_id
-        return answer(adapt.session_record(store.session_timeline(sid), public=public))
+        return answer(adapt.session_record(store.session_timeline(sid)))
 
     @ui_errors
     def refine(prompt: str, task: str = "t2i", source_image: str = "", max_rounds: int = defaults.max_rounds,
@@ -146,7 +149,7 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
         """
         seeds = (adapt.seed_value(_number(seed_a, "seed_a"), "seed_a"), adapt.seed_value(_number(seed_b, "seed_b"), "seed_b"))
         (a, name_a), (b, _) = make_pair(services, task, prompt, source_input(task, source_image), seeds)  # type: ignore[arg-type]
-        return answer({"image_a": a, "image_b": b, "generator": adapt.model_label(name_a) if public else name_a})
+        return answer({"image_a": a, "image_b": b, "generator": name_a})
 
     @ui_errors
     def judge(prompt: str, image_a: str, image_b: str, task: str = "t2i", source_image: str = "",
@@ -222,10 +225,9 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
             scores: conditions on the best critique, e.g. "text_rendering < 2; physical_quality >= 3".
         """
         rows = adapt.search_sessions(store, text, model, status, since, until, scores)
-        name = adapt.model_label if public else (lambda value: value)
         return answer({"matched": rows[0]["matched"] if rows else 0, "sessions": [
             {"id": r["id"], "created": r["created"], "status": r["status"], "task": r["task"], "prompt": r["prompt"],
-             "generator": name(r["generator_name"]), "critic": name(r["critic_name"]), "best_score": r["best_score"],
+             "generator": r["generator_name"], "critic": r["critic_name"], "best_score": r["best_score"],
              "best_image_id": r["best_image_id"]} for r in rows]})
 
     @ui_errors
@@ -236,7 +238,7 @@ def add_agent_tools(services: Services, *, public: bool = False) -> None:
         Args:
             session_id: the session to read.
         """
-        return answer(adapt.session_record(store.session_timeline(adapt.session_id_from(session_id)), public=public))
+        return answer(adapt.session_record(store.session_timeline(adapt.session_id_from(session_id))))
 
     @ui_errors
     def image(image_id: float) -> str:

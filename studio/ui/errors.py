@@ -1,6 +1,7 @@
 """The UI's error boundary: a ``StudioError`` becomes a ``gr.Error`` with its plain-language
 message; anything else is logged with its traceback under a short log id, and the user sees a
-generic message quoting that id (never a stack trace)."""
+generic message quoting that id (never a stack trace). A public deployment also cuts server
+paths out of the messages (``hide_server_paths``)."""
 
 from __future__ import annotations
 
@@ -13,10 +14,21 @@ from typing import Any, Callable, Iterator, TypeVar
 import gradio as gr
 
 from models.errors import StudioError
+from studio.ui.redact import redact_paths
 
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_hide_paths = False
+
+
+def hide_server_paths() -> None:
+    """From now on, in this process, error messages shown to users carry no absolute paths (each
+    becomes its last part): for a public deployment, whose store and model folders are nobody's
+    business. The full message still goes to the log."""
+    global _hide_paths
+    _hide_paths = True
 
 
 def to_gradio_error(error: BaseException) -> gr.Error:
@@ -24,6 +36,9 @@ def to_gradio_error(error: BaseException) -> gr.Error:
     if isinstance(error, gr.Error):
         return error
     if isinstance(error, StudioError):
+        if _hide_paths:
+            logger.info("refused: %s", error)
+            return gr.Error(redact_paths(str(error)), print_exception=False)
         return gr.Error(str(error), print_exception=False)
     log_id = uuid.uuid4().hex[:8]
     logger.error("unexpected error [log id %s]", log_id, exc_info=error)

@@ -14,10 +14,17 @@ from PIL import Image, UnidentifiedImageError
 
 logger = logging.getLogger(__name__)
 
+
+class UnreadableUpload(str):
+    """What ``ImageUpload`` hands a handler in place of the path of a file it could not open: the
+    message saying why, which the handler raises (``adapt.open_upload``). It is not raised while
+    preprocessing because a Gradio validator preprocesses the same inputs when the request is
+    submitted, and an error there reaches the caller as a bare "400 Bad Request"."""
+
 from gradio.events import Dependency
 
 class ImageUpload(gr.Image):
-    """``gr.Image`` whose unreadable uploads become a readable ``gr.Error``.
+    """``gr.Image`` whose unreadable uploads become a readable message.
 
     Gradio opens an uploaded image before any handler runs; a file that is not an image would
     otherwise surface as a generic error. The browser renders it as a plain image widget.
@@ -26,22 +33,18 @@ class ImageUpload(gr.Image):
     is_template = True  # rendered by the frontend's "image" component
 
     def preprocess(self, payload: Any) -> Any:
-        """Gradio's preprocessing, with PIL's errors turned into a message naming the widget."""
+        """Gradio's preprocessing, with PIL's errors turned into an ``UnreadableUpload`` naming the widget."""
         try:
             return super().preprocess(payload)
         except Image.DecompressionBombError as e:
             logger.info("rejected upload for %r: %s", self.label, e)
-            raise gr.Error(
+            return UnreadableUpload(
                 f"{self.label}: the uploaded image is too large to open safely (over "
-                f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels). Downscale it before uploading.",
-                print_exception=False,
-            ) from e
+                f"{2 * (Image.MAX_IMAGE_PIXELS or 0) / 1e6:.0f} megapixels). Downscale it before uploading.")
         except (UnidentifiedImageError, OSError) as e:
             logger.info("rejected upload for %r: %s", self.label, e)
-            raise gr.Error(
-                f"{self.label}: the uploaded file is not an image we can read. Upload a PNG, JPEG or WebP file.",
-                print_exception=False,
-            ) from e
+            return UnreadableUpload(
+                f"{self.label}: the uploaded file is not an image we can read. Upload a PNG, JPEG or WebP file.")
     from typing import Callable, Literal, Sequence, Any, TYPE_CHECKING
     from gradio.blocks import Block
     if TYPE_CHECKING:

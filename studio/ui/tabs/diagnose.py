@@ -14,18 +14,23 @@ from studio import diagnose as diagnosis
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
-from studio.ui.scratch import scratch_folder
+from studio.ui.limits import Admission
 from studio.ui.preload import model_bound
+from studio.ui.redact import redact_paths
+from studio.ui.scratch import scratch_folder
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
 
 
-def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+def create_diagnose_tab(services: Services, *, public: bool = False, admission: Admission | None = None,
+                        ) -> dict[str, gr.components.Component]:
     """Build the Diagnose tab's widgets and listeners; return its components by name.
 
-    In ``public`` mode the batch cannot read a folder on the server, only uploaded files.
+    In ``public`` mode the batch cannot read a folder on the server, only uploaded files, and
+    ``admission`` refuses a visitor's model requests over their limit when they are submitted.
     """
+    admission = admission or Admission()
     with gr.Row():
         with gr.Column():
             task = task_radio()
@@ -65,7 +70,9 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
                                   adapt.source_upload(task, source_image))
         result = diagnosis.diagnose(request, services)
         frame = adapt.critique_frame(result.critique) if result.ok else None
-        return frame, adapt.critique_markdown(result.critique), result.refined_request or "", result.critique.raw or ""
+        report = adapt.critique_markdown(result.critique)
+        shown = redact_paths(report) if public else report
+        return frame, shown, result.refined_request or "", result.critique.raw or ""
 
     @ui_errors
     def diagnose_batch(task: str, files: list[str] | None, folder: str, prompt: str,
@@ -87,9 +94,11 @@ def create_diagnose_tab(services: Services, *, public: bool = False) -> dict[str
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     # progress and an error's badge show on one output (the report, the table), not on each
     run.click(model_bound(diagnose), [task, prompt, source, image], [chart, report, refined, raw],
-              api_name="diagnose", concurrency_id="gpu", concurrency_limit=1, show_progress_on=[report])
+              api_name="diagnose", concurrency_id="gpu", concurrency_limit=1, show_progress_on=[report],
+              validator=admission.validator(diagnose))
     batch.click(model_bound(diagnose_batch), [task, files, folder, batch_prompt], [table, csv_file],
-                api_name="diagnose_batch", concurrency_id="gpu", concurrency_limit=1, show_progress_on=[table])
+                api_name="diagnose_batch", concurrency_id="gpu", concurrency_limit=1, show_progress_on=[table],
+                validator=admission.validator(diagnose_batch))
     return {"task": task, "prompt": prompt, "source": source, "image": image, "run": run, "chart": chart,
             "report": report, "refined": refined, "raw": raw, "files": files, "folder": folder,
             "batch_prompt": batch_prompt, "batch": batch, "table": table, "csv": csv_file}

@@ -7,14 +7,16 @@ from typing import Any
 
 import gradio as gr
 
-from models.errors import InvalidInputError
+from models.errors import InvalidInputError, NotFoundError
 from models.types import PairRequest
 from studio.judge import generate_pair as make_pair
 from studio.judge import judge_pair, record_vote
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.limits import STORE_ONLY, Admission
 from studio.ui.preload import model_bound
+from studio.ui.redact import redact_paths
 from studio.ui.widgets import image_input, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -24,10 +26,16 @@ VOTE_LABELS = {value: label for label, value in VOTE_CHOICES}
 VERDICT_PLACEHOLDER = "Upload two images and a prompt, then press **Judge**."
 
 
-def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, gr.components.Component]:
+def create_judge_tab(services: Services, *, public: bool = False, admission: Admission | None = None,
+                     ) -> dict[str, gr.components.Component]:
     """Build the Judge tab's widgets and listeners; return its components by name.
 
-    In ``public`` mode B cannot come from another model (that would load any hub id or folder)."""
+    In ``public`` mode B cannot come from another model (that would load any hub id or folder).
+    ``admission`` holds the visitors and limits: judgements and votes are recorded with their
+    visitor, a vote only goes on the visitor's own judgement, the history pickers list their own
+    sessions, and model requests over a visitor's limit are refused when submitted."""
+    admission = admission or Admission()
+    visitors = admission.visitors
     with gr.Row():
         with gr.Column():
             task = task_radio()
@@ -60,7 +68,7 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
 
     @ui_errors
     def judge(task: str, prompt: str, source_image: str | None, image_a: str | None, image_b: str | None,
-              both_orders: bool) -> tuple[Any, ...]:
+              both_orders: bool, request: gr.Request | None = None) -> tuple[Any, ...]:
         """The critic's verdict on image A against image B for one prompt.
 
         Args:
@@ -71,13 +79,15 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
             image_b: second image.
             both_orders: also judge B/A and report position consistency.
         """
-        request = _pair(task, prompt, source_image, image_a, image_b)
-        result = judge_pair(request, services, both_orders=both_orders)
-        return adapt.verdict_markdown(result), adapt.verdict_frame(result), str(result.judgement_id)
+        pair = _pair(task, prompt, source_image, image_a, image_b)
+        result = judge_pair(pair, services, both_orders=both_orders, visitor=visitors.of(request).writes)
+        said = adapt.verdict_markdown(result)  # failures name their cause: no server paths in public mode
+        return redact_paths(said) if public else said, adapt.verdict_frame(result), str(result.judgement_id)
 
     @ui_errors
     def vote(judgement_id: str, vote: str | None, task: str, prompt: str, source_image: str | None,
-             image_a: str | None, image_b: str | None, models: tuple[str, str] = ("", "")) -> str:
+             image_a: str | None, image_b: str | None, models: tuple[str, str] = ("", ""),
+             request: gr.Request | None = None) -> str:
         """Record a person's preference as a pair for the preference dataset.
 
         Args:
@@ -96,7 +106,8 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         target = judged if judged is not None else _pair(task, prompt, source_image, image_a, image_b)
         earlier = services.store.vote_on(judged) if judged is not None else None
         model_a, model_b = models or ("", "")
-        vote_id = record_vote(services.store, target, vote, model_a=model_a or None, model_b=model_b or None)
+        vote_id = record_vote(services.store, target, vote, model_a=model_a or None, model_b=model_b or None,
+                              visitor=visitors.of(request).writes)
         return adapt.vote_markdown(services.store.get_vote(vote_id), VOTE_LABELS, earlier)
 
     @ui_errors
@@ -120,12 +131,18 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
         return str(services.store.image_path(a)), str(services.store.image_path(b)), (name_a, name_b)
 
     @ui_errors
-    def recent() -> Any:
-        return gr.update(choices=adapt.recent_images(services.store))
+    def recent(request: gr.Request) -> Any:
+        return gr.update(choices=adapt.recent_images(services.store, visitor=visitors.of(request).reads))
 
     @ui_errors
-    def picked(image_id: str | None) -> Any:
-        return str(services.store.image_path(int(image_id))) if image_id else gr.skip()
+    def picked(image_id: str | None, request: gr.Request) -> Any:
+        if not image_id:
+            return gr.skip()
+        visitor = visitors.of(request)
+        if visitor.id is not None and image_id not in {v for _, v in adapt.recent_images(
+                services.store, visitor=visitor.reads)}:
+            raise NotFoundError(f"No image with id {image_id!r} among your sessions.")
+        return str(services.store.image_path(int(image_id)))
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     for picker in (pick_a, pick_b):
@@ -134,12 +151,13 @@ def create_judge_tab(services: Services, *, public: bool = False) -> dict[str, g
     pick_b.change(picked, pick_b, image_b, api_visibility="private")
     generate_button.click(model_bound(generate_pair), [task, prompt, source, seed_a, seed_b, model_b],
                           [image_a, image_b, models], api_name="generate_pair", concurrency_id="gpu",
-                          concurrency_limit=1)
+                          concurrency_limit=1, validator=admission.validator(generate_pair))
     judge_button.click(model_bound(judge), [task, prompt, source, image_a, image_b, both_orders],
                        [verdict, table, judgement_id], api_name="judge", concurrency_id="gpu", concurrency_limit=1,
-                       show_progress_on=[verdict])  # progress and an error's badge on the verdict only
+                       show_progress_on=[verdict],  # progress and an error's badge on the verdict only
+                       validator=admission.validator(judge))
     record.click(vote, [judgement_id, choice, task, prompt, source, image_a, image_b, models], vote_status,
-                 api_name="vote", queue=False)  # store only: skips the model queue
+                 api_name="vote", **STORE_ONLY)  # store only: skips the model queue
     for widget in (image_a, image_b):  # an image the person brings was made by no model we know
         widget.upload(lambda: ("", ""), None, models, api_visibility="private", queue=False)
     for widget in (image_a, image_b, prompt, task):  # a new pair: the old verdict and vote no longer apply

@@ -20,7 +20,9 @@ from studio.loop import ImageReady, LoopEvent, RefineRequest
 from studio.services import Services
 from studio.ui import adapt
 from studio.ui.errors import ui_errors
+from studio.ui.limits import STORE_QUEUED, Admission
 from studio.ui.preload import model_bound
+from studio.ui.redact import redact_paths
 from studio.ui.stopping import StopRequests
 from studio.ui.widgets import image_input, score_plot, source_visibility, task_radio
 
@@ -39,9 +41,17 @@ def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> 
     threading.Thread(target=collections.deque, args=(events, 0), name="studio-cancel", daemon=True).start()
 
 
-def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, Any]:
+def create_studio_tab(services: Services, *, public: bool = False, admission: Admission | None = None,
+                      ) -> dict[str, Any]:
     """Build the Studio tab's widgets and listeners; return its components by name, plus
-    ``resume_handler`` and ``outputs`` for other tabs that start a resume here (History)."""
+    ``resume_handler`` and ``outputs`` for other tabs that start a resume here (History).
+
+    ``admission`` holds the deployment's visitors and limits (default: local, no limits): a
+    session is recorded with its visitor, only its visitor continues it, and in public mode a
+    request over a limit is refused when it is submitted."""
+    admission = admission or Admission()
+    visitors = admission.visitors
+    shown = redact_paths if public else str  # a status line as shown: no server paths in public mode
     names = services.names()
     tasks = tuple(t for t, role in (("t2i", "t2i_generator"), ("edit", "edit_generator")) if names[role])
     defaults = LoopSettings()
@@ -111,23 +121,23 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         try:
             for event in events:
                 sid = event.session_id
-                progress(adapt.event_progress(event, max_total), desc=adapt.event_status(event))
+                progress(adapt.event_progress(event, max_total), desc=shown(adapt.event_status(event)))
                 suggestion = adapt.next_prompt(event) or suggestion
                 if isinstance(event, ImageReady):
                     latest_path = str(services.store.image_path(event.image_id))
-                best, before_after, frame, html = adapt.session_view(services.store, sid)
+                best, before_after, frame, html = adapt.session_view(services.store, sid, public=public)
                 # a resumed session shows its best until a new image; never gr.skip() on an image: an
                 # update gives the browser session its own copy of the widget, whose cached files
                 # Gradio's delete_cache does not see (studio/ui/scratch.py)
                 latest = latest_path or best
-                yield sid, adapt.event_status(event), latest, before_after, frame, html, suggestion
+                yield sid, shown(adapt.event_status(event)), latest, before_after, frame, html, suggestion
         except GeneratorExit:
             cancel_in_background(events, stop_flag)
             raise
         except Exception:
             if sid is not None:
-                best, before_after, frame, html = adapt.session_view(services.store, sid)
-                status_line = adapt.session_status(services.store.get_session(sid))
+                best, before_after, frame, html = adapt.session_view(services.store, sid, public=public)
+                status_line = shown(adapt.session_status(services.store.get_session(sid)))
                 yield sid, status_line, latest_path or best, before_after, frame, html, suggestion
             raise
 
@@ -179,7 +189,8 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression,
                                       on_repeat, max_tries_per_prompt)
         grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
-        wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image))
+        visitor = visitors.of(request)
+        wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image), visitor=visitor.writes)
         yield from run_stoppably(lambda should_stop: loop.refine(wanted, services, settings, should_stop=should_stop),
                                  settings.max_rounds, request, progress)
 
@@ -196,7 +207,9 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
         if not session_id:
             raise InvalidInputError("No session to continue: run one first, paste a session id into the Session "
                                     "box, or pick one in History and press Resume in Studio.")
-        stored_session = services.store.get_session(session_id)
+        visitor = visitors.of(request)
+        stored_session = services.store.get_session(session_id, visitor=visitor.reads)
+        visitor.check_can_continue(stored_session)
         if prompt:
             grammar.check_request(services, stored_session["task"], prompt)
         settings = LoopSettings.from_dict(stored_session["settings"])
@@ -216,15 +229,31 @@ def create_studio_tab(services: Services, *, public: bool = False) -> dict[str, 
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
               regression, on_repeat, max_tries]
     streaming = {"concurrency_id": "gpu", "concurrency_limit": 1, "show_progress_on": [status]}
-    run.click(model_bound(refine), inputs, outputs, api_name="refine", **streaming)
-    resume_button.click(model_bound(resume), [session_id, proposed], outputs, api_name="resume", **streaming)
-    session_resume.click(model_bound(resume), [session_id, gr.State("")], outputs, api_visibility="private",
-                         **streaming)
+    refine_validator = admission.validator(refine, images=lambda a: (a.get("max_rounds", defaults.max_rounds),
+                                                                      a.get("candidates", defaults.candidates)))
+    resume_validator = admission.validator(resume, flag="session_id")
+
+    def wait_notice() -> None:
+        notice = admission.notice(services.store)
+        if notice:
+            gr.Info(notice, duration=20)
+
+    # a toast with the requests ahead and a wait estimate first (the status line's progress, where
+    # Gradio counts down the place in the queue, would cover a notice written there)
+    run.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
+        model_bound(refine), inputs, outputs, api_name="refine", validator=refine_validator, **streaming)
+    resume_button.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
+        model_bound(resume), [session_id, proposed], outputs, api_name="resume", validator=resume_validator,
+        **streaming)
+    session_resume.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
+        model_bound(resume), [session_id, gr.State("")], outputs, api_visibility="private",
+        validator=resume_validator, **streaming)
     stop.click(request_stop, None, status, queue=False, api_visibility="private")
     return {"models": models, "task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
             "session_id": session_id, "latest": latest, "compare": compare, "plot": plot, "timeline": timeline,
             "proposed": proposed, "resume": resume_button, "session_resume": session_resume,
-            "resume_handler": model_bound(resume), "outputs": outputs, "streaming": streaming}
+            "resume_handler": model_bound(resume), "outputs": outputs,
+            "streaming": {**streaming, "validator": resume_validator}}
 
 
 def _examples(services: Services, tasks: tuple[str, ...], task: gr.Radio, prompt: gr.Textbox,
