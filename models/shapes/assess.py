@@ -18,6 +18,13 @@ Physical and Visual Quality (in points): blur and noise graded by their measured
 broken or merged shape 0.75 each, a smudge 0.6, colour bleeding 0.6 to 0.8, a misshapen object
 0.5. Text Rendering (in points): a missing word 3.0, a misspelt word 3.0 times the share of wrong
 letters.
+
+Nothing made, nothing to credit: the rubric asks of Physical and Visual Quality whether the image
+(t2i) or the edited region (edit) is well made, so an empty canvas (no object, no word) and an
+edit that was not made (the image shows the source scene unchanged) score 1 there (``NOTHING_MADE``)
+instead of "no noticeable flaws": otherwise a reward built on the mean of the dimensions would
+pay 0.5 for drawing nothing and 0.67 for leaving the source alone. Image Faithfulness of an
+unmade edit stays 4, as its level sentence says (everything not asked to change is kept).
 """
 
 from __future__ import annotations
@@ -50,6 +57,7 @@ BROKEN, MERGED, SMUDGE, MISSHAPEN, BLEED = 0.75, 0.75, 0.6, 0.5, 0.6
 BLEED_START = 0.07  # share of an object's pixels in a foreign colour before it counts
 BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
 MISSING_WORD = 3.0
+NOTHING_MADE = 3.0  # Physical Quality of an empty canvas or an edit not made: the whole 1-4 range
 
 
 @dataclass(frozen=True)
@@ -210,6 +218,8 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
     if spec.word is None and seen.word:
         findings.append(_deduction(key, UNREQUESTED_TEXT, units, f'the image shows the word "{seen.word}" that was not asked for'))
     findings += _word(spec.word, seen) + _quality(seen.artifacts, seen.objects)
+    if not seen.objects and seen.word is None:
+        findings.append(Finding(PHYSICAL_QUALITY.key, NOTHING_MADE, "the canvas is empty: nothing is drawn whose quality could be credited"))
     scores = {d: _score(findings, d) for d in (key, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if spec.word else None
     requested = f"The request asks for {_object_list(spec.objects)}{_word_clause(spec.word)}."
@@ -261,6 +271,11 @@ def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene, tf_un
     return [_deduction(imf, WRONG_COLOUR, imf_units, f'unrequested change: the word now reads "{seen.word}"')] + rendering
 
 
+def _unchanged(source: Scene, seen: AnalyzedScene) -> bool:
+    """Whether the image shows exactly the source scene (every object and the word)."""
+    return tuple(o.as_object() for o in seen.objects) == source.objects and seen.word == source.word  # both in grid order
+
+
 def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedScene) -> Assessment:
     """Judge an edited image (analyzed as ``seen``) made from ``source`` for ``instruction``,
     whose exact result is ``target``. Failures where the edit acts lower Text Faithfulness, graded
@@ -300,6 +315,8 @@ def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedSc
         else:
             findings += [_deduction(imf, share, imf_units, f"unrequested change: {text}") for share, text in problems]
     findings += _edit_word(source.word, target.word, seen, tf_units, imf_units) + _quality(seen.artifacts, seen.objects)
+    if target != source and _unchanged(source, seen):
+        findings.append(Finding(PHYSICAL_QUALITY.key, NOTHING_MADE, "the edit was not made: there is no edited region whose quality could be credited"))
     scores: dict[str, float | None] = {d: _score(findings, d) for d in (tf, imf, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if target.word else None
     requested = (
