@@ -21,6 +21,7 @@ SeedPolicy = Literal["fixed", "vary"]
 RewriterKind = Literal["critic", "llm", "human"]
 RepeatPolicy = Literal["vary_seed", "restate", "stop"]
 JudgeAgainst = Literal["round", "request"]
+FirstPrompt = Literal["request", "expanded"]
 
 #: Seed offset between rounds under the "vary" seed policy.
 SEED_STRIDE = 1000
@@ -57,6 +58,9 @@ class LoopSettings:
     in; the session stops ("exhausted") rather than try it again (0: no limit). ``judge_against``:
     the critic judges each round's images against that round's prompt ("round") or against the
     prompt the session started from ("request"), so that scores of different rounds compare.
+    ``first_prompt``: round 1 generates from the user's request ("request") or from the critic's
+    expansion of it into the generator's detailed form, written before any image is seen
+    ("expanded"; a critic without ``expand_request`` keeps the request).
 
     Example: ``LoopSettings.from_dict({"max_rounds": 5, "candidates": 2})``
     """
@@ -78,6 +82,7 @@ class LoopSettings:
     on_repeat: RepeatPolicy = "vary_seed"
     max_tries_per_prompt: int = 3
     judge_against: JudgeAgainst = "round"
+    first_prompt: FirstPrompt = "request"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -95,6 +100,7 @@ class LoopSettings:
         _check_choice("on_repeat", self.on_repeat, get_args(RepeatPolicy))
         _check_int("max_tries_per_prompt", self.max_tries_per_prompt, low=0)
         _check_choice("judge_against", self.judge_against, get_args(JudgeAgainst))
+        _check_choice("first_prompt", self.first_prompt, get_args(FirstPrompt))
         for name in ("steps", "width", "height"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), low=1)

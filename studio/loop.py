@@ -26,6 +26,9 @@ Rules:
   critic's proposal is first re-stated with what failed first ("restate", ``studio.restate``).
   ``should_stop()`` is checked between model calls (and handed to a generator that accepts a
   ``should_stop`` keyword): "cancelled". A human rewriter pauses the loop: "awaiting_prompt".
+- Round 1 generates from the request, or (``first_prompt="expanded"``) from the critic's
+  expansion of it into the generator's detailed form (``expand_request``), written before any
+  image is seen; the request stays the session's prompt.
 - Candidates are judged against the round's prompt, or (``judge_against="request"``) against the
   prompt the session started from, so that every round's images are scored against one request.
 - The next prompt is written from the critique of the round's best candidate: its refined
@@ -234,12 +237,23 @@ def refine(
     generator = services.get_generator(request.task)
     critic = services.get_critic()
     _check_supports(generator, request.task)
-    return _start(request, prompt, source, services, settings, generator, critic, should_stop)
+    first = _first_prompt(critic, request.task, prompt, settings)
+    return _start(request, prompt, first, source, services, settings, generator, critic, should_stop)
+
+
+def _first_prompt(critic: Critic, task: Task, prompt: str, settings: LoopSettings) -> str:
+    """Round 1's prompt: the request, or the critic's expansion of it (``first_prompt``).
+    Raises ``InvalidInputError`` when the critic cannot read the request it should expand."""
+    expand = getattr(critic, "expand_request", None)
+    if settings.first_prompt != "expanded" or expand is None:
+        return prompt
+    return check_prompt(expand(task, prompt, settings.seed), where="the expanded request")
 
 
 def _start(
     request: RefineRequest,
     prompt: str,
+    first: str,
     source: Image.Image | None,
     services: Services,
     settings: LoopSettings,
@@ -259,7 +273,7 @@ def _start(
         task=request.task, prompt=prompt, settings=settings.to_dict(), source_image_id=source_id,
         backends=backends, names=names,
     )
-    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=prompt, request=prompt)
+    state = _State(session_id=sid, task=request.task, source=source, settings=settings, prompt=first, request=prompt)
     yield SessionStarted(sid, request.task, prompt, settings, resumed=False, first_round=1)
     yield from _run(state, services, generator, critic, should_stop)
 
@@ -315,7 +329,7 @@ def _continue(
     state = _State(
         session_id=session_id, task=task, settings=settings, request=row["prompt"],
         source=store.load_image(row["source_image_id"]) if row["source_image_id"] is not None else None,
-        prompt=row["prompt"] if not done else None,
+        prompt=_first_prompt(critic, task, row["prompt"], settings) if not done else None,
         round_scores=[r["best_score"] for r in done],
         tried=[(r["prompt"], r["seed"]) for r in done],
         failures=sum(r["failures"] or 0 for r in store.rounds(session_id)),

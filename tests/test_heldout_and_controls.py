@@ -13,9 +13,10 @@ import pytest
 
 from bench.heldout import replay, shipped_steps
 from bench.independent_grader import objects_match, read
-from bench.refinement_gain import blind_expansion, compare, wilson
+from bench.refinement_gain import compare, wilson
 from models.errors import ConfigError
 from models.shapes import world
+from models.shapes.expand import expand
 from models.shapes.train_generator import ExcludedKeys, SceneStream, StepBatches, TrainConfig, heldout_scenes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -59,7 +60,7 @@ def test_shipped_step_counts_come_from_the_folders():
 
 def test_blind_expansion_keeps_the_request_and_pins_every_object():
     prompt = 'two red circles and a blue star with the word "OK"'
-    texts = {blind_expansion(prompt, random.Random(seed)) for seed in range(5)}
+    texts = {expand(prompt, random.Random(seed)) for seed in range(5)}
     assert len(texts) > 1  # drawn, not fixed
     for text in texts:
         spec = world.parse_prompt(text)

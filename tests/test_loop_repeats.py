@@ -52,7 +52,9 @@ class FlakyShapes:
 
 
 def _session(tmp_path, generator: FlakyShapes, **settings) -> list:
-    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=generator)
+    # the critic keeps a failed object's wording, so that its refined request repeats
+    critic = ShapesCritic(resize_failed=False)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
     loop = LoopSettings(plateau_rounds=0, **settings)
     return list(refine(RefineRequest("t2i", PROMPT), services, loop))
 
@@ -112,7 +114,9 @@ def test_cli_refine_takes_the_repeat_settings(tmp_path, capsys):
     from studio.cli import main
 
     generator = FlakyShapes(lambda prompt, seed: False)
-    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=generator)
+    # the critic keeps a failed object's wording, so that its refined request repeats
+    critic = ShapesCritic(resize_failed=False)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
     status = main(["refine", PROMPT, "--rounds", "6", "--plateau", "0", "--on-repeat", "stop", "--no-progress"],
                   services=services)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -123,7 +127,7 @@ class RecordingCritic(ShapesCritic):
     """The shapes critic, remembering the prompt of every critique request."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(resize_failed=False)
         self.prompts: list[str] = []
 
     def critique(self, requests):

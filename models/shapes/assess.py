@@ -36,6 +36,7 @@ from functools import lru_cache
 from models.shapes.analyzer import AnalyzedObject, AnalyzedScene, Artifacts
 from models.shapes.world import (
     POSITIONS,
+    SIZES,
     ObjectSpec,
     PromptSpec,
     Scene,
@@ -208,8 +209,11 @@ def _word_clause(word: str | None) -> str:
     return f' with the word "{word}"' if word else " and no text"
 
 
-def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
-    """Judge a generated image (analyzed as ``seen``) against the request ``spec``."""
+def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = False) -> Assessment:
+    """Judge a generated image (analyzed as ``seen``) against the request ``spec``.
+
+    ``resize_failed``: the refined request asks for each object drawn with a wrong shape or
+    colour at the other size (see ``_pinned``)."""
     key, units = TEXT_FAITHFULNESS.key, len(spec.objects)
     pairs, missing, extra = match(spec.objects, seen.objects)
     findings = [_deduction(key, MISSING, units, f"the {describe(s, article=False)} is missing") for s in missing]
@@ -227,21 +231,30 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
         key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}.",
         TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
     }
-    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing)))
+    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed)))
 
 
 def _clean_praise() -> dict[str, str]:
     return {PHYSICAL_QUALITY.key: "Clean shapes with sharp edges: no blur, noise, smudges, broken or merged shapes."}
 
 
-def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec]) -> Scene:
+def _pinned(
+    spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec], *, resize_failed: bool
+) -> Scene:
     """The requested scene with every size and position pinned: kept from the image where an
-    object was placed (its attributes corrected to the request), chosen for missing ones."""
+    object was placed (its attributes corrected to the request), chosen for missing ones. With
+    ``resize_failed`` an object drawn with a wrong shape or colour is asked for at the other size
+    (unless the request fixes its size): the same wording failed once, and with the same seed a
+    changed clause makes the generator draw that object anew while the objects already right
+    stay (``bench.refinement_gain``'s diagnostics)."""
     taken: dict[str, ShapeObject] = {}
     for s, o in pairs:
         position = s.position or o.position
+        size = s.size or o.size
+        if resize_failed and (s.shape, s.colour) != (o.shape, o.colour) and s.size is None:
+            size = SIZES[1 - SIZES.index(o.size)]
         if position not in taken:
-            taken[position] = ShapeObject(s.shape, s.colour, s.size or o.size, position)
+            taken[position] = ShapeObject(s.shape, s.colour, size, position)
         else:
             missing = missing + [s]
     for s in missing:
