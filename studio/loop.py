@@ -46,7 +46,7 @@ from typing import Any, Callable, Generator as EventGen, Iterator, Literal, Unio
 
 from PIL import Image
 
-from models.base import Critic, Generator, accepts_should_stop
+from models.base import Critic, Expanding, Generator, accepts_should_stop
 from models.critic.scoring import ScoringPolicy
 from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
@@ -244,10 +244,9 @@ def refine(
 def _first_prompt(critic: Critic, task: Task, prompt: str, settings: LoopSettings) -> str:
     """Round 1's prompt: the request, or the critic's expansion of it (``first_prompt``).
     Raises ``InvalidInputError`` when the critic cannot read the request it should expand."""
-    expand = getattr(critic, "expand_request", None)
-    if settings.first_prompt != "expanded" or expand is None:
+    if settings.first_prompt != "expanded" or not isinstance(critic, Expanding):
         return prompt
-    return check_prompt(expand(task, prompt, settings.seed), where="the expanded request")
+    return check_prompt(critic.expand_request(task, prompt, settings.seed), where="the expanded request")
 
 
 def _start(
