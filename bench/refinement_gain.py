@@ -27,7 +27,7 @@ same prompts (bootstrap 95% interval).
 
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--n 100] [--rounds 3]
-        [--candidates 1] [--on-repeat vary_seed] [--judge-against round] [--first-prompt request]
+        [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
         [--no-resize-failed] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
@@ -236,9 +236,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
     parser.add_argument("--on-repeat", choices=("vary_seed", "restate", "stop"), default="vary_seed",
                         help="loop arm: what a round whose prompt repeats does")
-    parser.add_argument("--judge-against", choices=("round", "request"), default="round",
+    parser.add_argument("--judge-against", choices=("round", "request"), default="request",
                         help="loop arm: judge each round against its own prompt or the original request")
-    parser.add_argument("--first-prompt", choices=("request", "expanded"), default="request",
+    parser.add_argument("--first-prompt", choices=("request", "expanded"), default="expanded",
                         help="loop arm: round 1 from the request or from its expansion (as the blind arm's round 1)")
     parser.add_argument("--no-resize-failed", dest="resize_failed", action="store_false",
                         help="the critic's refined request keeps a wrongly drawn object's size")

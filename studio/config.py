@@ -57,10 +57,11 @@ class LoopSettings:
     session ("exhausted"). ``max_tries_per_prompt``: the most rounds one prompt may be generated
     in; the session stops ("exhausted") rather than try it again (0: no limit). ``judge_against``:
     the critic judges each round's images against that round's prompt ("round") or against the
-    prompt the session started from ("request"), so that scores of different rounds compare.
+    prompt the session started from ("request", the default), so that scores of different rounds
+    compare and the critic's refined request may change what the user left open.
     ``first_prompt``: round 1 generates from the user's request ("request") or from the critic's
     expansion of it into the generator's detailed form, written before any image is seen
-    ("expanded"; a critic without ``expand_request`` keeps the request).
+    ("expanded", the default; a critic without ``expand_request`` keeps the request).
 
     Example: ``LoopSettings.from_dict({"max_rounds": 5, "candidates": 2})``
     """
@@ -81,8 +82,8 @@ class LoopSettings:
     policy: dict[str, Any] = field(default_factory=dict)
     on_repeat: RepeatPolicy = "vary_seed"
     max_tries_per_prompt: int = 3
-    judge_against: JudgeAgainst = "round"
-    first_prompt: FirstPrompt = "request"
+    judge_against: JudgeAgainst = "request"
+    first_prompt: FirstPrompt = "expanded"
 
     def __post_init__(self) -> None:
         self.validate()
