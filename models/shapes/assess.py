@@ -19,12 +19,13 @@ broken or merged shape 0.75 each, a smudge 0.6, colour bleeding 0.6 to 0.8, a mi
 0.5. Text Rendering (in points): a missing word 3.0, a misspelt word 3.0 times the share of wrong
 letters.
 
-Nothing made, nothing to credit: the rubric asks of Physical and Visual Quality whether the image
+Nothing made, little to credit: the rubric asks of Physical and Visual Quality whether the image
 (t2i) or the edited region (edit) is well made, so an empty canvas (no object, no word) and an
-edit that was not made (the image shows the source scene unchanged) score 1 there (``NOTHING_MADE``)
-instead of "no noticeable flaws": otherwise a reward built on the mean of the dimensions would
-pay 0.5 for drawing nothing and 0.67 for leaving the source alone. Image Faithfulness of an
-unmade edit stays 4, as its level sentence says (everything not asked to change is kept).
+edit that was not made (the cells and word it changes show the source) lose 2 points there
+(``NOTHING_MADE``) instead of scoring "no noticeable flaws": otherwise a reward built on the mean
+of the dimensions would pay 0.5 for drawing nothing and 0.67 for leaving the source alone. Not
+the full 3 points, so that drawing defects still order two unmade results. Image Faithfulness
+of an unmade edit stays 4, as its level sentence says (everything not asked to change is kept).
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ BROKEN, MERGED, SMUDGE, MISSHAPEN, BLEED = 0.75, 0.75, 0.6, 0.5, 0.6
 BLEED_START = 0.07  # share of an object's pixels in a foreign colour before it counts
 BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
 MISSING_WORD = 3.0
-NOTHING_MADE = 3.0  # Physical Quality of an empty canvas or an edit not made: the whole 1-4 range
+NOTHING_MADE = 2.0  # Physical Quality deduction for an empty canvas or an edit not made
 
 
 @dataclass(frozen=True)
@@ -284,9 +285,12 @@ def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene, tf_un
     return [_deduction(imf, WRONG_COLOUR, imf_units, f'unrequested change: the word now reads "{seen.word}"')] + rendering
 
 
-def _unchanged(source: Scene, seen: AnalyzedScene) -> bool:
-    """Whether the image shows exactly the source scene (every object and the word)."""
-    return tuple(o.as_object() for o in seen.objects) == source.objects and seen.word == source.word  # both in grid order
+def _not_made(source: Scene, touched: set[str], word_edited: bool, seen: AnalyzedScene) -> bool:
+    """Whether the image shows the source where the edit acts: every cell it changes as in the
+    source, and the source's word when it changes the word (changes elsewhere do not count)."""
+    at = {o.position: o.as_object() for o in seen.objects}
+    cells_kept = all(at.get(p) == source.at(p) for p in touched)
+    return cells_kept and (not word_edited or seen.word == source.word)
 
 
 def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedScene) -> Assessment:
@@ -328,7 +332,7 @@ def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedSc
         else:
             findings += [_deduction(imf, share, imf_units, f"unrequested change: {text}") for share, text in problems]
     findings += _edit_word(source.word, target.word, seen, tf_units, imf_units) + _quality(seen.artifacts, seen.objects)
-    if target != source and _unchanged(source, seen):
+    if target != source and _not_made(source, touched, word_edited, seen):
         findings.append(Finding(PHYSICAL_QUALITY.key, NOTHING_MADE, "the edit was not made: there is no edited region whose quality could be credited"))
     scores: dict[str, float | None] = {d: _score(findings, d) for d in (tf, imf, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if target.word else None
