@@ -8,11 +8,13 @@ image so far as the studio does (a candidate meeting every threshold first, then
 critic score):
 
 - ``loop``: the studio's own engine (``studio.loop.refine``), the shapes reference critic's
-  refined request as the next prompt, ``--on-repeat`` when a prompt repeats.
+  refined request as the next prompt, ``--on-repeat`` when a prompt repeats, ``--first-prompt``
+  (the request, or its expansion), ``--judge-against``, and the critic's ``--resize-failed``.
 - ``blind``: the *blind-expansion control*: each round a new detailed prompt written from the
-  short one without seeing any image (every object gets a random free cell and size), the
-  critic judging each image against the original request. Only the loop's margin over this arm
-  is the critique's own contribution.
+  short one without seeing any image (``models.shapes.expand``: every object gets a random free
+  cell and size), the critic judging each image against the original request. Round 1 uses the
+  same expansion and seed as a loop started from ``--first-prompt expanded``. Only the loop's
+  margin over this arm is the critique's own contribution.
 - ``best-of-n``: the equal-cost control: the original prompt with a new seed each round.
 
 Every arm's round 1 uses seed ``i`` for prompt ``i`` (so ``loop`` and ``best-of-n`` share their
@@ -26,7 +28,8 @@ same prompts (bootstrap 95% interval).
 
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--rounds 3]
-        [--candidates 1] [--on-repeat vary_seed] [--judge-against round] [--out results.json]
+        [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
+        [--no-resize-failed] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
 
@@ -53,6 +56,7 @@ from bench.heldout import shipped
 from bench.independent_grader import objects_match
 from models.shapes import world
 from models.shapes.analyzer import analyze
+from models.shapes.expand import expand, expansion_rng
 from models.types import Critique
 
 logger = logging.getLogger(__name__)
@@ -75,18 +79,6 @@ def wilson(successes: int, n: int) -> tuple[float, float]:
 
 def _asked_word(prompt: str) -> str | None:
     return world.parse_prompt(prompt).word
-
-
-def blind_expansion(prompt: str, rng: random.Random) -> str:
-    """The short ``prompt`` in the detailed form, written without seeing any image: each object
-    keeps its shape and colour and gets a random free cell and a random size (with relations,
-    the nearest layout to those cells that satisfies them)."""
-    spec = world.parse_prompt(prompt)
-    cells = rng.sample(world.POSITIONS, len(spec.objects))
-    if spec.relations:
-        cells = list(world.arrange_spec(spec, dict(enumerate(cells))) or cells)
-    objects = tuple(world.ShapeObject(o.shape, o.colour, rng.choice(world.SIZES), cell) for o, cell in zip(spec.objects, cells))
-    return world.detailed_prompt(world.Scene(objects, spec.word))
 
 
 def unseen_prompts(n: int, assets: str, form: str = "short") -> tuple[list[str], int]:
@@ -113,26 +105,34 @@ def unseen_prompts(n: int, assets: str, form: str = "short") -> tuple[list[str],
     raise SystemExit(f"only {len(chosen)} unseen prompts among {len(pool)} held-out scenes; ask for fewer")
 
 
-def _loop_rounds(prompt: str, index: int, services: Any, args: argparse.Namespace) -> list[tuple[Image.Image, str]]:
-    """The studio loop's best image so far after each round, with the prompt that made it."""
+Rounds = list[tuple[Image.Image, str]]  # the best image so far after each round, and its prompt
+RoundLog = list[tuple[str, int]]  # each round's own prompt and first seed
+
+
+def _loop_rounds(prompt: str, index: int, services: Any, args: argparse.Namespace) -> tuple[Rounds, RoundLog]:
+    """The studio loop's best image so far after each round, with the prompt that made it, and
+    the rounds' own prompts and seeds."""
     from studio.config import LoopSettings
     from studio.loop import RefineRequest, Stopped, meets_thresholds, refine
 
     settings = LoopSettings(max_rounds=args.rounds, candidates=args.candidates, plateau_rounds=0, seed=index,
-                            on_repeat=args.on_repeat, max_tries_per_prompt=0, judge_against=args.judge_against)
+                            on_repeat=args.on_repeat, max_tries_per_prompt=0, judge_against=args.judge_against,
+                            first_prompt=args.first_prompt)
     stopped = [e for e in refine(RefineRequest("t2i", prompt), services, settings) if isinstance(e, Stopped)][-1]
     store, best, out = services.store, None, []
-    for row in store.rounds(stopped.session_id, status="done"):
+    rows = store.rounds(stopped.session_id, status="done")
+    for row in rows:
         critique = store.get_critique(row["best_critique_id"])
         key = (isinstance(critique, Critique) and meets_thresholds(critique, settings.thresholds), row["best_score"])
         if best is None or key > best[0]:
             best = (key, row["best_image_id"], row["prompt"])
         out.append((store.load_image(best[1]), best[2]))
-    return out + [out[-1]] * (args.rounds - len(out))  # a session that met its thresholds keeps its best
+    log = [(row["prompt"], row["seed"]) for row in rows]
+    return out + [out[-1]] * (args.rounds - len(out)), log  # a session that met its thresholds keeps its best
 
 
 def _control_rounds(prompt: str, index: int, services: Any, args: argparse.Namespace,
-                    write: Callable[[str, random.Random], str]) -> list[tuple[Image.Image, str]]:
+                    write: Callable[[str, random.Random], str]) -> tuple[Rounds, RoundLog]:
     """A control arm: round ``k`` generates from ``write(prompt, rng)`` with a new seed; the
     critic judges every image against the original ``prompt``; the best so far after each round."""
     from studio.config import LoopSettings
@@ -140,10 +140,11 @@ def _control_rounds(prompt: str, index: int, services: Any, args: argparse.Names
     from models.types import CritiqueRequest, GenerationRequest
 
     thresholds, policy = LoopSettings().thresholds, LoopSettings().scoring_policy()
-    rng = random.Random(f"blind/{index}")
-    best, out = None, []
+    rng = expansion_rng(index)
+    best, out, log = None, [], []
     for k in range(args.rounds):
         text = write(prompt, rng)
+        log.append((text, index + k * SEED_STRIDE))
         result = services.t2i_generator.generate(
             GenerationRequest("t2i", text, seed=index + k * SEED_STRIDE, num_images=args.candidates))
         for image, critique in zip(result.images, services.critic.critique(
@@ -154,7 +155,7 @@ def _control_rounds(prompt: str, index: int, services: Any, args: argparse.Names
             if best is None or key > best[0]:
                 best = (key, image, text)
         out.append((best[1], best[2]))
-    return out
+    return out, log
 
 
 def run_arm(args: argparse.Namespace) -> dict[str, Any]:
@@ -171,14 +172,14 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     prompts, skipped = unseen_prompts(args.n, args.assets, args.form)
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
-        services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(),
+        services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed),
                             t2i_generator=DiffusersGenerator(model=str(Path(args.assets) / T2I_FOLDER)))
         for i, prompt in enumerate(prompts):
             if args.arm == "loop":
-                rounds = _loop_rounds(prompt, i, services, args)
+                rounds, log = _loop_rounds(prompt, i, services, args)
             else:
-                write = blind_expansion if args.arm == "blind" else (lambda p, _rng: p)
-                rounds = _control_rounds(prompt, i, services, args, write)
+                write = expand if args.arm == "blind" else (lambda p, _rng: p)
+                rounds, log = _control_rounds(prompt, i, services, args, write)
             seen = [analyze(image) for image, _ in rounds]
             sessions.append({
                 "prompt": prompt,
@@ -186,6 +187,7 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
                 "analyzer_objects": [short_match(prompt, replace(found, word=_asked_word(prompt))) for found in seen],
                 "independent": [objects_match(prompt, image) for image, _ in rounds],
                 "prompts": [text for _, text in rounds],
+                "round_prompts": log,
             })
             logger.info("%d/%d %s %s", i + 1, len(prompts), prompt, sessions[-1]["analyzer"])
         services.close()
@@ -198,6 +200,8 @@ def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "form": args.form, "n": n, "rounds": args.rounds,
                            "candidates": args.candidates, "on_repeat": args.on_repeat if args.arm == "loop" else None,
                            "judge_against": args.judge_against if args.arm == "loop" else None,
+                           "first_prompt": args.first_prompt if args.arm == "loop" else None,
+                           "resize_failed": args.resize_failed,
                            "seen_skipped": result["prompts_skipped_as_seen"],
                            "seen_share": round(result["prompts_skipped_as_seen"] / (n + result["prompts_skipped_as_seen"]), 3)}
     for grader in GRADERS:
@@ -240,8 +244,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--candidates", type=int, default=1, help="images per round (best-of-N)")
     parser.add_argument("--on-repeat", choices=("vary_seed", "restate", "stop"), default="vary_seed",
                         help="loop arm: what a round whose prompt repeats does")
-    parser.add_argument("--judge-against", choices=("round", "request"), default="round",
+    parser.add_argument("--judge-against", choices=("round", "request"), default="request",
                         help="loop arm: judge each round against its own prompt or the original request")
+    parser.add_argument("--first-prompt", choices=("request", "expanded"), default="expanded",
+                        help="loop arm: round 1 from the request or from its expansion (as the blind arm's round 1)")
+    parser.add_argument("--no-resize-failed", dest="resize_failed", action="store_false",
+                        help="the critic's refined request keeps a wrongly drawn object's size")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default="", help="write per-session results (JSON) here")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired difference of two --out files")

@@ -91,6 +91,15 @@ class PromptLimited(Protocol):
     def prompt_limit(self) -> PromptLimit: ...
 
 
+@runtime_checkable
+class Expanding(Protocol):
+    """A critic that writes a request in the generator's prompt language before any image is
+    seen (the refine loop's ``first_prompt="expanded"``); raises ``InvalidInputError`` for a
+    request it cannot read."""
+
+    def expand_request(self, task: Task, prompt: str, seed: int) -> str: ...
+
+
 class CancellableGenerator(Generator, Protocol):
     """A generator whose ``generate`` polls ``should_stop`` between steps and raises
     ``CancellationError`` once it returns True."""

@@ -177,6 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="when a round's prompt was already generated with its seed (default %(default)s)")
     p.add_argument("--judge-against", choices=("round", "request"), default=LoopSettings.judge_against,
                    help="judge each round's images against its own prompt or the session's first (default %(default)s)")
+    p.add_argument("--first-prompt", choices=("request", "expanded"), default=LoopSettings.first_prompt,
+                   help="round 1 from the request or from the critic's expansion of it (default %(default)s)")
     p.add_argument("--max-tries-per-prompt", type=int, default=LoopSettings.max_tries_per_prompt,
                    help="most rounds one prompt may be generated in, then stop (0: no limit; default %(default)s)")
     p.add_argument("--pause", action="store_true",
@@ -358,7 +360,7 @@ def _loop_settings(args: argparse.Namespace) -> LoopSettings:
         "max_rounds": args.rounds, "candidates": args.candidates, "seed": args.seed, "seed_policy": args.seed_policy,
         "plateau_rounds": args.plateau, "stop_on_regression": args.stop_on_regression,
         "on_repeat": args.on_repeat, "max_tries_per_prompt": args.max_tries_per_prompt,
-        "judge_against": args.judge_against,
+        "judge_against": args.judge_against, "first_prompt": args.first_prompt,
         "rewriter": "human" if args.pause else args.rewriter,
     }
     if args.threshold:

@@ -21,6 +21,7 @@ SeedPolicy = Literal["fixed", "vary"]
 RewriterKind = Literal["critic", "llm", "human"]
 RepeatPolicy = Literal["vary_seed", "restate", "stop"]
 JudgeAgainst = Literal["round", "request"]
+FirstPrompt = Literal["request", "expanded"]
 
 #: Seed offset between rounds under the "vary" seed policy.
 SEED_STRIDE = 1000
@@ -56,7 +57,11 @@ class LoopSettings:
     session ("exhausted"). ``max_tries_per_prompt``: the most rounds one prompt may be generated
     in; the session stops ("exhausted") rather than try it again (0: no limit). ``judge_against``:
     the critic judges each round's images against that round's prompt ("round") or against the
-    prompt the session started from ("request"), so that scores of different rounds compare.
+    prompt the session started from ("request", the default), so that scores of different rounds
+    compare and the critic's refined request may change what the user left open.
+    ``first_prompt``: round 1 generates from the user's request ("request") or from the critic's
+    expansion of it into the generator's detailed form, written before any image is seen
+    ("expanded", the default; a critic without ``expand_request`` keeps the request).
 
     Example: ``LoopSettings.from_dict({"max_rounds": 5, "candidates": 2})``
     """
@@ -77,7 +82,8 @@ class LoopSettings:
     policy: dict[str, Any] = field(default_factory=dict)
     on_repeat: RepeatPolicy = "vary_seed"
     max_tries_per_prompt: int = 3
-    judge_against: JudgeAgainst = "round"
+    judge_against: JudgeAgainst = "request"
+    first_prompt: FirstPrompt = "expanded"
 
     def __post_init__(self) -> None:
         self.validate()
@@ -95,6 +101,7 @@ class LoopSettings:
         _check_choice("on_repeat", self.on_repeat, get_args(RepeatPolicy))
         _check_int("max_tries_per_prompt", self.max_tries_per_prompt, low=0)
         _check_choice("judge_against", self.judge_against, get_args(JudgeAgainst))
+        _check_choice("first_prompt", self.first_prompt, get_args(FirstPrompt))
         for name in ("steps", "width", "height"):
             if getattr(self, name) is not None:
                 _check_int(name, getattr(self, name), low=1)

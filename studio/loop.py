@@ -26,9 +26,11 @@ Rules:
   critic's proposal is first re-stated with what failed first ("restate", ``studio.restate``).
   ``should_stop()`` is checked between model calls (and handed to a generator that accepts a
   ``should_stop`` keyword): "cancelled". A human rewriter pauses the loop: "awaiting_prompt".
-- Round 1 generates from the request, or from the loaded world's own wording of it when the
-  request uses words its generator was not trained on (``studio.grammar.generator_prompt``:
-  shapes-world relations become detailed positions that satisfy them); the session keeps the
+- Round 1 generates from the request, or (``first_prompt="expanded"``, the default) from the
+  critic's expansion of it into the generator's detailed form (``expand_request``), written before
+  any image is seen; without an expanding critic, from the loaded world's own wording of the
+  request when it uses words its generator was not trained on (``studio.grammar.generator_prompt``:
+  shapes-world relations become detailed positions that satisfy them). The session keeps the
   request as written.
 - Candidates are judged against the round's prompt, or (``judge_against="request"``) against the
   prompt the session started from, so that every round's images are scored against one request.
@@ -47,7 +49,7 @@ from typing import Any, Callable, Generator as EventGen, Iterator, Literal, Unio
 
 from PIL import Image
 
-from models.base import Critic, Generator, accepts_should_stop
+from models.base import Critic, Expanding, Generator, accepts_should_stop
 from models.critic.scoring import ScoringPolicy
 from models.rewriter import CriticRewriter
 from models.errors import CancellationError, InvalidInputError
@@ -241,14 +243,18 @@ def refine(
     generator = services.get_generator(request.task)
     critic = services.get_critic()
     _check_supports(generator, request.task)
-    return _start(request, prompt, _round_one_prompt(services, request.task, prompt), source, services, settings,
-                  generator, critic, should_stop)
+    first = _first_prompt(services, critic, request.task, prompt, settings)
+    return _start(request, prompt, first, source, services, settings, generator, critic, should_stop)
 
 
-def _round_one_prompt(services: Services, task: Task, request: str) -> str:
-    """What round 1 generates from: the request, or the world's wording of it that its generator
-    can follow (``studio.grammar.generator_prompt``)."""
-    return generator_prompt(services, task, request) or request
+def _first_prompt(services: Services, critic: Critic, task: Task, prompt: str, settings: LoopSettings) -> str:
+    """Round 1's prompt: the critic's expansion of the request (``first_prompt="expanded"``), else
+    the world's wording of it that its generator can follow (``studio.grammar.generator_prompt``),
+    else the request. Raises ``InvalidInputError`` when the critic cannot read the request it
+    should expand."""
+    if settings.first_prompt == "expanded" and isinstance(critic, Expanding):
+        return check_prompt(critic.expand_request(task, prompt, settings.seed), where="the expanded request")
+    return generator_prompt(services, task, prompt) or prompt
 
 
 def _start(
@@ -330,7 +336,7 @@ def _continue(
     state = _State(
         session_id=session_id, task=task, settings=settings, request=row["prompt"],
         source=store.load_image(row["source_image_id"]) if row["source_image_id"] is not None else None,
-        prompt=_round_one_prompt(services, task, row["prompt"]) if not done else None,
+        prompt=_first_prompt(services, critic, task, row["prompt"], settings) if not done else None,
         round_scores=[r["best_score"] for r in done],
         tried=[(r["prompt"], r["seed"]) for r in done],
         failures=sum(r["failures"] or 0 for r in store.rounds(session_id)),

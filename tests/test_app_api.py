@@ -121,7 +121,11 @@ def test_resume_continues_an_awaiting_session_with_the_edited_prompt(app, client
     with database(app) as db:
         rows = db.execute("select prompt from rounds where session_id = ? order by idx", [session_id])
         prompts = [r[0] for r in rows]
-    assert prompts[:2] == ["three purple stars and two yellow diamonds", "three purple stars"]
+    # round 1 drew the critic's expansion of the request (the loop's default first prompt)
+    asked = sorted((o.shape, o.colour) for o in world.parse_prompt("three purple stars and two yellow diamonds").objects)
+    assert sorted((o.shape, o.colour) for o in world.parse_prompt(prompts[0]).objects) == asked
+    assert all(o.position for o in world.parse_prompt(prompts[0]).objects)
+    assert prompts[1] == "three purple stars"
 
 
 def test_generate_judge_and_vote_record_a_preference_pair(app, client):

@@ -13,9 +13,10 @@ import pytest
 
 from bench.heldout import replay, shipped_steps
 from bench.independent_grader import objects_match, read
-from bench.refinement_gain import blind_expansion, compare, wilson
+from bench.refinement_gain import compare, wilson
 from models.errors import ConfigError
 from models.shapes import world
+from models.shapes.expand import expand
 from models.shapes.train_generator import ExcludedKeys, SceneStream, StepBatches, TrainConfig, heldout_scenes
 
 ASSETS = Path(__file__).resolve().parents[1] / "assets"
@@ -59,7 +60,7 @@ def test_shipped_step_counts_come_from_the_folders():
 
 def test_blind_expansion_keeps_the_request_and_pins_every_object():
     prompt = 'two red circles and a blue star with the word "OK"'
-    texts = {blind_expansion(prompt, random.Random(seed)) for seed in range(5)}
+    texts = {expand(prompt, random.Random(seed)) for seed in range(5)}
     assert len(texts) > 1  # drawn, not fixed
     for text in texts:
         spec = world.parse_prompt(text)
@@ -70,7 +71,7 @@ def test_blind_expansion_keeps_the_request_and_pins_every_object():
 def test_blind_expansion_of_a_relation_prompt_places_the_objects_so_that_it_holds():
     prompt = "two red circles above a blue square"
     for seed in range(10):
-        spec = world.parse_prompt(blind_expansion(prompt, random.Random(seed)))
+        spec = world.parse_prompt(expand(prompt, random.Random(seed)))
         assert not spec.relations and all(o.position for o in spec.objects)
         seen = [(o.colour, o.shape, o.position) for o in spec.objects]
         assert world.check_relations(world.parse_prompt(prompt), seen)[0].share == 0

@@ -52,8 +52,12 @@ class FlakyShapes:
 
 
 def _session(tmp_path, generator: FlakyShapes, **settings) -> list:
-    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=generator)
-    loop = LoopSettings(plateau_rounds=0, **settings)
+    # the critic keeps a failed object's wording, so that its refined request repeats
+    critic = ShapesCritic(resize_failed=False)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
+    # round 1 from the short request, each round judged against its own prompt: the refined
+    # request then repeats the round's prompt once the layout is pinned
+    loop = LoopSettings(plateau_rounds=0, first_prompt="request", judge_against="round", **settings)
     return list(refine(RefineRequest("t2i", PROMPT), services, loop))
 
 
@@ -112,8 +116,11 @@ def test_cli_refine_takes_the_repeat_settings(tmp_path, capsys):
     from studio.cli import main
 
     generator = FlakyShapes(lambda prompt, seed: False)
-    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=ShapesCritic(), t2i_generator=generator)
-    status = main(["refine", PROMPT, "--rounds", "6", "--plateau", "0", "--on-repeat", "stop", "--no-progress"],
+    # the critic keeps a failed object's wording, so that its refined request repeats
+    critic = ShapesCritic(resize_failed=False)
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
+    status = main(["refine", PROMPT, "--rounds", "6", "--plateau", "0", "--on-repeat", "stop", "--first-prompt", "request",
+                   "--judge-against", "round", "--no-progress"],
                   services=services)
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert status == 0 and lines[-1]["reason"] == "exhausted" and len(generator.requests) == 2
@@ -123,7 +130,7 @@ class RecordingCritic(ShapesCritic):
     """The shapes critic, remembering the prompt of every critique request."""
 
     def __init__(self) -> None:
-        super().__init__()
+        super().__init__(resize_failed=False)
         self.prompts: list[str] = []
 
     def critique(self, requests):
@@ -136,7 +143,7 @@ def test_rounds_are_judged_against_their_own_prompt_or_the_request(tmp_path, jud
     critic = RecordingCritic()
     generator = FlakyShapes(lambda prompt, seed: seed >= 2000)
     services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
-    settings = LoopSettings(plateau_rounds=0, max_rounds=3, judge_against=judge_against)
+    settings = LoopSettings(plateau_rounds=0, max_rounds=3, judge_against=judge_against, first_prompt="request")
     events = list(refine(RefineRequest("t2i", PROMPT), services, settings))
     round_prompts = [e.prompt for e in events if isinstance(e, RoundStarted)]
     assert critic.prompts == (round_prompts if judge_against == "round" else [PROMPT] * len(round_prompts))

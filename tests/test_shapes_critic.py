@@ -81,7 +81,9 @@ def test_critique_names_the_object_and_refines_in_the_detailed_form(critic):
     assert result.warnings == []
     spec = parse_prompt(result.refined_request)
     assert all(o.size and o.position for o in spec.objects)
-    assert spec == parse_prompt(detailed_prompt(SCENE))
+    # the circle drawn in the wrong colour is asked for at the other size, the rest as drawn
+    resized = Scene((ShapeObject("circle", "red", "small", "top left"),) + SCENE.objects[1:], SCENE.word)
+    assert SCENE.objects[0].size == "large" and spec == parse_prompt(detailed_prompt(resized))
 
 
 def test_text_rendering_is_na_without_a_requested_word(critic):
@@ -159,5 +161,5 @@ def test_settings_are_checked_and_recorded():
     with pytest.raises(ConfigError, match="perception_noise"):
         ShapesCritic(perception_noise=1.5)
     config = ShapesCritic(perception_noise=0.2, seed=3).to_config()
-    assert config == {"perception_noise": 0.2, "seed": 3, "parse_retries": 1}
+    assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "parse_retries": 1}
     assert load_backend("critic", "shapes", **config).to_config() == config

@@ -43,8 +43,17 @@ def _critique(critic: ShapesCritic, prompt: str, image: Image.Image, task: str =
 def test_nothing_drawn_scores_the_lowest_faithfulness(critic, name):
     result = _critique(critic, "a red circle", BLANKS[name])
     assert result.scores["text_faithfulness"] == 1.0
-    assert result.overall <= 0.5
     assert "missing" in result.justifications["text_faithfulness"]
+
+
+@pytest.mark.parametrize("name", sorted(BLANKS))
+def test_an_empty_canvas_earns_no_quality_credit(critic, name):
+    """Drawing nothing must not pay: 0.11 instead of 0.5 for "no noticeable flaws"."""
+    result = _critique(critic, 'a red circle with the word "OK"', BLANKS[name])
+    assert result.scores["physical_quality"] == 2.0 and "empty" in result.justifications["physical_quality"]
+    assert ScoringPolicy.default().score(result) == ScoringPolicy.rl_reward().score(result) == pytest.approx(1 / 9)
+    clean_wrong = _critique(critic, "a red circle", render(Scene((ShapeObject("square", "blue", "large", "centre"),))))
+    assert clean_wrong.scores["physical_quality"] == 4.0  # a drawn but wrong object keeps its quality credit
 
 
 @pytest.mark.parametrize("name", sorted(BLANKS))
@@ -103,3 +112,26 @@ def test_an_unmade_edit_scores_one_and_a_blank_edit_loses_the_source(critic):
     one_lost = Scene((ShapeObject("square", "orange", "small", "top right"), FOUR.objects[2]))
     half = _critique(critic, instruction, render(one_lost), "edit", source_image)
     assert half.scores["text_faithfulness"] == 4.0 and half.scores["image_faithfulness"] == 2.5
+
+
+def test_an_unmade_edit_earns_no_quality_credit_and_loses_to_a_weak_attempt(critic):
+    """Leaving the source alone keeps everything (Image Faithfulness 4, as the rubric says) but
+    has no edited region to credit, so it scores below an attempt that got the colour wrong, and
+    above an unmade edit that also changed something else."""
+    source = Scene(FOUR.objects[:3])
+    source_image = render(source)
+    instruction = "make the blue square orange"
+    unmade = _critique(critic, instruction, source_image, "edit", source_image)
+    assert unmade.scores["physical_quality"] == 2.0 and "not made" in unmade.justifications["physical_quality"]
+    assert ScoringPolicy.default().score(unmade) == pytest.approx(4 / 9)  # was 0.67
+    assert ScoringPolicy.rl_reward().score(unmade) == pytest.approx(1 / 6)  # was 0.5
+    extra = Scene(source.objects + (ShapeObject("star", "purple", "small", "bottom"),))
+    unmade_and_more = _critique(critic, instruction, render(extra), "edit", source_image)
+    assert unmade_and_more.scores["physical_quality"] == 2.0  # the edited cell still shows the source
+    assert ScoringPolicy.default().score(unmade_and_more) < ScoringPolicy.default().score(unmade)
+    wrong_colour = Scene((FOUR.objects[0], ShapeObject("square", "red", "small", "top right"), FOUR.objects[2]))
+    attempt = _critique(critic, instruction, render(wrong_colour), "edit", source_image)
+    assert attempt.scores["physical_quality"] == 4.0
+    assert ScoringPolicy.default().score(attempt) > ScoringPolicy.default().score(unmade) + 0.3
+    nothing_to_do = _critique(critic, "make the blue square blue", source_image, "edit", source_image)
+    assert nothing_to_do.scores["physical_quality"] == 4.0  # an edit that asks for no change is made by keeping it

@@ -22,6 +22,14 @@ Physical and Visual Quality (in points): blur and noise graded by their measured
 broken or merged shape 0.75 each, a smudge 0.6, colour bleeding 0.6 to 0.8, a misshapen object
 0.5. Text Rendering (in points): a missing word 3.0, a misspelt word 3.0 times the share of wrong
 letters.
+
+Nothing made, little to credit: the rubric asks of Physical and Visual Quality whether the image
+(t2i) or the edited region (edit) is well made, so an empty canvas (no object, no word) and an
+edit that was not made (the cells and word it changes show the source) lose 2 points there
+(``NOTHING_MADE``) instead of scoring "no noticeable flaws": otherwise a reward built on the mean
+of the dimensions would pay 0.5 for drawing nothing and 0.67 for leaving the source alone. Not
+the full 3 points, so that drawing defects still order two unmade results. Image Faithfulness
+of an unmade edit stays 4, as its level sentence says (everything not asked to change is kept).
 """
 
 from __future__ import annotations
@@ -33,6 +41,7 @@ from functools import lru_cache
 from models.shapes.analyzer import AnalyzedObject, AnalyzedScene, Artifacts
 from models.shapes.world import (
     POSITIONS,
+    SIZES,
     ObjectSpec,
     PromptSpec,
     RelationCheck,
@@ -58,6 +67,7 @@ BROKEN, MERGED, SMUDGE, MISSHAPEN, BLEED = 0.75, 0.75, 0.6, 0.5, 0.6
 BLEED_START = 0.07  # share of an object's pixels in a foreign colour before it counts
 BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
 MISSING_WORD = 3.0
+NOTHING_MADE = 2.0  # Physical Quality deduction for an empty canvas or an edit not made
 
 
 @dataclass(frozen=True)
@@ -230,8 +240,11 @@ def _relations_said(spec: PromptSpec) -> str:
                      for r in spec.relations)
 
 
-def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
-    """Judge a generated image (analyzed as ``seen``) against the request ``spec``."""
+def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = False) -> Assessment:
+    """Judge a generated image (analyzed as ``seen``) against the request ``spec``.
+
+    ``resize_failed``: the refined request asks for each object drawn with a wrong shape or
+    colour at the other size (see ``_pinned``)."""
     key, units = TEXT_FAITHFULNESS.key, len(spec.objects) + len(spec.relations)
     pairs, missing, extra = match(spec.objects, seen.objects)
     findings = [_deduction(key, MISSING, units, f"the {describe(s, article=False)} is missing") for s in missing]
@@ -242,6 +255,8 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
     if spec.word is None and seen.word:
         findings.append(_deduction(key, UNREQUESTED_TEXT, units, f'the image shows the word "{seen.word}" that was not asked for'))
     findings += _word(spec.word, seen) + _quality(seen.artifacts, seen.objects)
+    if not seen.objects and seen.word is None:
+        findings.append(Finding(PHYSICAL_QUALITY.key, NOTHING_MADE, "the canvas is empty: nothing is drawn whose quality could be credited"))
     scores = {d: _score(findings, d) for d in (key, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if spec.word else None
     related = _relations_said(spec)
@@ -251,24 +266,30 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene) -> Assessment:
         key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}{held}.",
         TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
     }
-    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing)))
+    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed)))
 
 
 def _clean_praise() -> dict[str, str]:
     return {PHYSICAL_QUALITY.key: "Clean shapes with sharp edges: no blur, noise, smudges, broken or merged shapes."}
 
 
-def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec]) -> Scene:
+def _pinned(
+    spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec], *, resize_failed: bool
+) -> Scene:
     """The requested scene with every size and position pinned: kept from the image where an
     object was placed (its attributes corrected to the request), chosen for missing ones. With
-    relations, the positions satisfy every relation, moving as few placed objects as possible."""
+    relations, the positions satisfy every relation, moving as few placed objects as possible.
+    With ``resize_failed`` an object drawn with a wrong shape or colour is asked for at the other
+    size (unless the request fixes its size): the same wording failed once, and with the same
+    seed a changed clause makes the generator draw that object anew while the objects already
+    right stay (``bench.refinement_gain``'s diagnostics)."""
     if spec.relations:
-        return _arranged(spec, pairs)
+        return _arranged(spec, pairs, resize_failed=resize_failed)
     taken: dict[str, ShapeObject] = {}
     for s, o in pairs:
         position = s.position or o.position
         if position not in taken:
-            taken[position] = ShapeObject(s.shape, s.colour, s.size or o.size, position)
+            taken[position] = ShapeObject(s.shape, s.colour, _size(s, o, resize_failed), position)
         else:
             missing = missing + [s]
     for s in missing:
@@ -278,11 +299,23 @@ def _pinned(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], mi
     return Scene(tuple(taken.values()), spec.word)
 
 
-def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]]) -> Scene:
-    """The requested scene laid out by ``arranged_scene``, each drawn object preferring its cell."""
+def _size(asked: ObjectSpec, drawn: AnalyzedObject, resize_failed: bool) -> str:
+    """The size a refined request gives a drawn object: as asked, else as drawn, else (with
+    ``resize_failed``, for an object drawn with a wrong shape or colour) the other size."""
+    if asked.size:
+        return asked.size
+    if resize_failed and (asked.shape, asked.colour) != (drawn.shape, drawn.colour):
+        return SIZES[1 - SIZES.index(drawn.size)]
+    return drawn.size
+
+
+def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], *, resize_failed: bool) -> Scene:
+    """The requested scene laid out by ``arranged_scene``, each drawn object preferring its cell
+    (sizes as ``_size`` gives them)."""
     placed: dict[int, ShapeObject] = {}
     for s, o in pairs:
-        placed[next(i for i, asked in enumerate(spec.objects) if asked == s and i not in placed)] = o.as_object()
+        index = next(i for i, asked in enumerate(spec.objects) if asked == s and i not in placed)
+        placed[index] = ShapeObject(o.shape, o.colour, _size(s, o, resize_failed), o.position)
     scene = arranged_scene(spec, placed)
     if scene is None:  # parse_prompt refuses requests no layout satisfies
         raise ValueError(f"no layout satisfies the relations of {spec}")
@@ -307,6 +340,14 @@ def _edit_word(before: str | None, after: str | None, seen: AnalyzedScene, tf_un
     if seen.word is None:
         return [_deduction(imf, MISSING, imf_units, f'unrequested change: the word "{after}" was removed')] + rendering
     return [_deduction(imf, WRONG_COLOUR, imf_units, f'unrequested change: the word now reads "{seen.word}"')] + rendering
+
+
+def _not_made(source: Scene, touched: set[str], word_edited: bool, seen: AnalyzedScene) -> bool:
+    """Whether the image shows the source where the edit acts: every cell it changes as in the
+    source, and the source's word when it changes the word (changes elsewhere do not count)."""
+    at = {o.position: o.as_object() for o in seen.objects}
+    cells_kept = all(at.get(p) == source.at(p) for p in touched)
+    return cells_kept and (not word_edited or seen.word == source.word)
 
 
 def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedScene) -> Assessment:
@@ -348,6 +389,8 @@ def assess_edit(instruction: str, source: Scene, target: Scene, seen: AnalyzedSc
         else:
             findings += [_deduction(imf, share, imf_units, f"unrequested change: {text}") for share, text in problems]
     findings += _edit_word(source.word, target.word, seen, tf_units, imf_units) + _quality(seen.artifacts, seen.objects)
+    if target != source and _not_made(source, touched, word_edited, seen):
+        findings.append(Finding(PHYSICAL_QUALITY.key, NOTHING_MADE, "the edit was not made: there is no edited region whose quality could be credited"))
     scores: dict[str, float | None] = {d: _score(findings, d) for d in (tf, imf, PHYSICAL_QUALITY.key)}
     scores[TEXT_RENDERING.key] = _score(findings, TEXT_RENDERING.key) if target.word else None
     requested = (

@@ -6,6 +6,11 @@ the structured request carried by each ``ChatPrompt``, analyzes the image(s) wit
 TEXT in the protocol layout (pointwise) or the pairwise layout, so that it goes through the same
 parser and retry loop as any other critic. ``ShapesCritic`` wraps it in ``ProtocolCritic``.
 
+``resize_failed`` (on by default) makes its refined request ask for an object drawn with a wrong
+shape or colour at the other size, so the next round changes that object's clause only (see
+``models.shapes.assess``). ``ShapesCritic.expand_request`` writes a request in the generator's
+detailed form before any image is seen (``models.shapes.expand``).
+
 ``perception_noise`` makes it an imperfect teacher: each object seen in a judged image is, with
 that probability, missed (half the time) or confused with another colour, shape or size, and
 the word gets a wrong letter with the same probability.
@@ -27,6 +32,7 @@ from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError, InvalidInputError
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.assess import Assessment, assess_edit, assess_t2i
+from models.shapes.expand import expand, expansion_rng
 from models.shapes.world import COLOURS, SHAPES, SIZES, parse_edit, parse_prompt
 from models.types import (
     PHYSICAL_QUALITY,
@@ -77,18 +83,22 @@ class ShapesReferenceChat:
     :param perception_noise: probability in [0, 1) that each seen object (and the word) is
         misperceived; 0 is the exact reference.
     :param seed: seeds the misperceptions, so a run is reproducible.
+    :param resize_failed: the refined request asks for each wrongly drawn object at the other size.
     """
 
-    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0) -> None:
+    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True) -> None:
         if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
             raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
+        if not isinstance(resize_failed, bool):
+            raise ConfigError(f"resize_failed must be true or false; got {resize_failed!r}.")
         self.perception_noise = float(perception_noise)
         self.seed = seed
+        self.resize_failed = resize_failed
         self._rng = random.Random(seed)
 
     def to_config(self) -> dict[str, object]:
         """Settings that rebuild this backend."""
-        return {"perception_noise": self.perception_noise, "seed": self.seed}
+        return {"perception_noise": self.perception_noise, "seed": self.seed, "resize_failed": self.resize_failed}
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
         """Critique text for each prompt, or a ``CompletionError`` when the request is not a
@@ -113,7 +123,7 @@ class ShapesReferenceChat:
         if task == "edit":  # the request checked that an edit has its source image
             source = analyze(source_image).to_scene()  # type: ignore[arg-type]
             return assess_edit(prompt, source, parse_edit(prompt, source), seen)
-        return assess_t2i(parse_prompt(prompt), seen)
+        return assess_t2i(parse_prompt(prompt), seen, resize_failed=self.resize_failed)
 
     def _pointwise(self, request: CritiqueRequest) -> str:
         judged = self._assess(request.task, request.prompt, request.image, request.source_image)
@@ -196,7 +206,18 @@ class ShapesCritic(ProtocolCritic):
     :param seed: seeds the misperceptions.
     """
 
-    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, parse_retries: int = 1, name: str = "shapes") -> None:
+    def __init__(
+        self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, parse_retries: int = 1,
+        name: str = "shapes",
+    ) -> None:
         super().__init__(
-            ShapesReferenceChat(perception_noise=perception_noise, seed=seed), parse_retries=parse_retries, name=name
+            ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed),
+            parse_retries=parse_retries, name=name,
         )
+
+    @staticmethod
+    def expand_request(task: str, prompt: str, seed: int) -> str:
+        """A text-to-image request in the generator's detailed form, written before any image is
+        seen (sizes and cells the request leaves open drawn with ``seed``); an edit instruction
+        is returned as it is. Raises ``InvalidInputError`` when the grammar cannot read it."""
+        return expand(prompt, expansion_rng(seed)) if task == "t2i" else prompt
