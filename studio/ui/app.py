@@ -10,7 +10,7 @@ model requests are limited per request and per visitor (``studio.ui.limits``).
 Each public endpoint is named after the engine function it calls: ``refine``, ``resume``,
 ``judge``, ``vote``, ``generate_pair``, ``diagnose``, ``diagnose_batch``, ``history_search``,
 ``history_open``, ``session_json``, ``export_session`` and ``export_votes``; the Training tab
-(not in public mode) adds ``start_job``, ``list_jobs``, ``job_view``, ``cancel_job``, ``resume_job``,
+(not in public mode) adds ``start_job``, ``list_jobs``, ``job_view``, ``job_rationales``, ``cancel_job``, ``resume_job``,
 ``delete_job`` and ``leaderboard``, which only touch job records (jobs are processes of their own),
 ``release_models``, which frees the app's models for a GPU job, and ``use_critic`` / ``load_lora``, which
 swap in a job's distilled critic or LoRA (these three on the shared GPU slot), and ``open_in_leaderboard``.
@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 API_NAMES = ("refine", "resume", "judge", "vote", "generate_pair", "diagnose", "diagnose_batch", "history_search",
              "history_open", "session_json", "export_session", "export_votes")
 #: The Training tab's endpoints (absent in public mode).
-TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "cancel_job", "resume_job", "delete_job", "leaderboard",
-                      "release_models", "use_critic", "load_lora", "open_in_leaderboard")
+TRAINING_API_NAMES = ("start_job", "list_jobs", "job_view", "job_rationales", "cancel_job", "resume_job", "delete_job",
+                      "leaderboard", "release_models", "use_critic", "load_lora", "open_in_leaderboard")
 
 
 def build_app(services: Services, *, public: bool = False, shared_gallery: bool = False,

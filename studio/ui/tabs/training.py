@@ -185,7 +185,7 @@ def create_training_tab(services: Services, runner: Runner | None = None,
                 jobs_adapt.result_frame(record["result"]), log_tail(record["log_path"], LOG_LINES), files or None)
 
     @ui_errors
-    def rationales(job: str, shown: str, page: float | None) -> tuple[Any, int, str]:
+    def job_rationales(job: str, shown: str, page: float | None) -> tuple[Any, int, str]:
         """A PARROT filter job's kept or rejected rationales, one page of ``PAGE_SIZE``: each pair's
         images, label, re-predicted preference, and the kept critiques or the rejection reason.
         Hidden for other jobs.
@@ -211,7 +211,7 @@ def create_training_tab(services: Services, runner: Runner | None = None,
 
     def turn_page(step: int) -> Any:
         def turned(job: str, shown: str, page: float | None) -> tuple[Any, int, str]:
-            return rationales(job, shown, int(page or 1) + step)
+            return job_rationales(job, shown, int(page or 1) + step)
         return turned
 
     @ui_errors
@@ -307,7 +307,7 @@ def create_training_tab(services: Services, runner: Runner | None = None,
     rationale_inputs, rationale_outputs = [job_id, which, page_box], [rationale_group, page_box, rationale_view]
 
     def first_page(job: str, shown: str) -> tuple[Any, int, str]:
-        return rationales(job, shown, 1)
+        return job_rationales(job, shown, 1)
     kind.change(show_form, kind, list(groups.values()), api_visibility="private", queue=False)
     for trigger in [kind, device, gpu_gb, *all_widgets]:
         trigger.change(preview, [kind, device, gpu_gb, *all_widgets], [config_box, command],
@@ -323,9 +323,9 @@ def create_training_tab(services: Services, runner: Runner | None = None,
         first_page, [job_id, which], rationale_outputs, api_visibility="private")
     refresh_button.click(list_jobs, None, jobs_table, api_name="list_jobs").then(
         job_view, job_id, view_outputs, api_name="job_view_refreshed", api_visibility="private").then(
-        rationales, rationale_inputs, rationale_outputs, api_visibility="private")
+        job_rationales, rationale_inputs, rationale_outputs, api_visibility="private")
     which.change(first_page, [job_id, which], rationale_outputs, api_visibility="private")
-    page_box.submit(rationales, rationale_inputs, rationale_outputs, api_name="job_rationales")
+    page_box.submit(job_rationales, rationale_inputs, rationale_outputs, api_name="job_rationales")
     previous_page.click(turn_page(-1), rationale_inputs, rationale_outputs, api_visibility="private")
     next_page.click(turn_page(+1), rationale_inputs, rationale_outputs, api_visibility="private")
     cancel.click(cancel_job, job_id, notice, api_name="cancel_job")
