@@ -46,7 +46,8 @@ def test_public_endpoints_are_exactly_the_engine_actions(services):
 
     agents = {f"agent_{name}" for name in AGENT_TOOLS}  # the MCP tools (tests/test_agents_mcp.py)
     assert public(build_app(services)) == set(API_NAMES) | set(TRAINING_API_NAMES) | agents
-    assert public(build_app(services, public=True)) == set(API_NAMES) | agents  # no Training tab in public mode
+    # public mode: no Training tab, and no agent tools (an MCP call carries no visitor identity)
+    assert public(build_app(services, public=True)) == set(API_NAMES)
 
 
 def test_model_bound_actions_share_one_gpu_slot(services):

@@ -323,7 +323,8 @@ def create_training_tab(services: Services, runner: Runner | None = None,
         first_page, [job_id, which], rationale_outputs, api_visibility="private")
     refresh_button.click(list_jobs, None, jobs_table, api_name="list_jobs").then(
         job_view, job_id, view_outputs, api_name="job_view_refreshed", api_visibility="private").then(
-        job_rationales, rationale_inputs, rationale_outputs, api_visibility="private")
+        job_rationales, rationale_inputs, rationale_outputs, api_name="job_rationales_refreshed",
+        api_visibility="private")
     which.change(first_page, [job_id, which], rationale_outputs, api_visibility="private")
     page_box.submit(job_rationales, rationale_inputs, rationale_outputs, api_name="job_rationales")
     previous_page.click(turn_page(-1), rationale_inputs, rationale_outputs, api_visibility="private")
