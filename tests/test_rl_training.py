@@ -204,3 +204,13 @@ def test_a_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     assert f"(step {killed_at})" in again.stderr
     steps_run = {int(step) for step in re.findall(r"step (\d+): train/loss = ", again.stderr)}
     assert steps_run == set(range(killed_at + 1, 4))
+
+
+def test_a_scalar_reward_model_trains_and_the_monitor_still_checks_it(tmp_path):
+    ctx = RecordingContext(tmp_path / "run")
+    summary = run(_shapes_config(max_steps=1, critic={"backend": "tests.rl_helpers:ScalarStubCritic"}), ctx)
+    names = {n for _, n, _ in ctx.metrics}
+    assert summary["steps"] == 1 and summary["critic_failures"] == 0 and "lora" in summary
+    assert {"train/reward", "eval/reward", "eval/check", "monitor/alert"} <= names
+    assert not any(n.endswith("text_faithfulness") for n in names)  # no per-dimension curves to draw
+    assert 0 < _step_metric(ctx, 1, "train/reward") < 1
