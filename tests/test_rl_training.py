@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from bench.rl_curves import read_series
 from models.errors import ConfigError
 from models.generator_diffusers import DiffusersGenerator
 from models.types import GenerationRequest
@@ -214,3 +215,14 @@ def test_a_scalar_reward_model_trains_and_the_monitor_still_checks_it(tmp_path):
     assert {"train/reward", "eval/reward", "eval/check", "monitor/alert"} <= names
     assert not any(n.endswith("text_faithfulness") for n in names)  # no per-dimension curves to draw
     assert 0 < _step_metric(ctx, 1, "train/reward") < 1
+    curves = read_series(tmp_path / "run")  # the run folder's metrics.jsonl, as bench.rl_curves draws it
+    assert [step for step, _ in curves["eval/check_detailed"]] == [0, 1]
+    assert curves["train/reward"] == [(1, _step_metric(ctx, 1, "train/reward"))]
+
+
+def test_train_epochs_make_that_many_passes_over_the_step_samples(folders):
+    trainer, rollout, weights = _prepared(folders["flux"])
+    trainer.config = dataclasses.replace(trainer.config, train_batch=3, train_epochs=2)
+    trainer.train(rollout, [weights[0], None, weights[2], weights[3]])  # 3 usable images, one update per pass
+    steps = {int(state["step"]) for state in trainer.optimizer.state.values()}
+    assert steps == {2}

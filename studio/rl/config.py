@@ -53,6 +53,8 @@ class RLConfig:
     prompts_per_step: int = _help("prompts sampled per step", default=64)
     sample_batch: int = _help("prompts per sampling pass (each gives group_size images)", default=1)
     train_batch: int = _help("images per optimizer update", default=8)
+    train_epochs: int = _help("passes over a step's samples (each with fresh times and noise); more "
+                              "learning per sampled image when sampling dominates a step", default=1)
     sampling_steps: int = _help("deterministic Euler steps of the old policy", default=10)
     guidance: float | None = _help("sampling guidance (default: the model's own)", default=None)
     resolution: int | None = _help("image side in pixels (default: the model's own, else 512)", default=None)
@@ -84,7 +86,7 @@ class RLConfig:
     def validate(self) -> None:
         """Raise ``ConfigError`` for a setting the trainer cannot use."""
         positive = ("eval_prompts", "lora_rank", "lora_alpha", "group_size", "prompts_per_step", "sample_batch",
-                    "train_batch", "sampling_steps", "max_steps", "checkpoint_every", "critic_batch")
+                    "train_batch", "train_epochs", "sampling_steps", "max_steps", "checkpoint_every", "critic_batch")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -5,13 +5,15 @@
 
 ``run(config, ctx)`` is what the job runner calls; it reports metrics (the Training tab's curves:
 ``train/*``, ``eval/*``, ``time/*``, ``monitor/alert``), sample grids and the exported LoRA to
-``ctx``. It checkpoints every ``checkpoint_every`` steps and when asked to stop, and continues
+``ctx``, and appends each step's metrics to ``metrics.jsonl`` in the run folder (one JSON object
+per report: ``{"step": N, name: value, ...}``; ``bench.rl_curves`` draws them). It checkpoints every ``checkpoint_every`` steps and when asked to stop, and continues
 from the run folder's latest checkpoint when started again with ``--resume`` (a run folder that
 already has a checkpoint is refused without it).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -36,6 +38,7 @@ from studio.rl.weights import export_lora, export_pipeline
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 512
+METRICS_FILE = "metrics.jsonl"
 
 
 def load_flow_model(config: RLConfig) -> FlowModel:
@@ -93,6 +96,12 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         history = state.get("history", history)
         logger.info("resumed from %s (step %d)", checkpoint, trainer.step)
 
+    def report(metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            ctx.metric(trainer.step, name, value)
+        with (run_dir / METRICS_FILE).open("a") as f:
+            f.write(json.dumps({"step": trainer.step, **metrics}) + "\n")
+
     def do_eval() -> dict[str, float]:
         result = evaluate(model, held_out, trainer.ema, steps=config.sampling_steps, critic=critic,
                           policy=trainer.policy, shapes=shapes, check_critic=check_critic)
@@ -101,8 +110,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         if alert:
             history["alerts"].append(trainer.step)
             logger.warning("reward-hacking alert at step %d: reward rose while the check fell", trainer.step)
-        for name, value in result.metrics.items():
-            ctx.metric(trainer.step, name, value)
+        report(result.metrics)
         grid = append_grid_row(run_dir / "samples_over_time.png", result.images)
         ctx.artifact("samples_over_time", grid, "image")
         history["first_eval"] = history["first_eval"] or result.metrics
@@ -125,8 +133,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
             break
         metrics = trainer.run_step()
         history["critic_failures"] += int(metrics["train/critic_failures"])
-        for name, value in metrics.items():
-            ctx.metric(trainer.step, name, value)
+        report(metrics)
         ctx.progress(trainer.step, config.max_steps,
                      f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
         out_of_time = bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60
