@@ -150,10 +150,12 @@ def test_a_stop_request_checkpoints_and_exports_nothing(tmp_path):
     assert "lora" not in summary and not (tmp_path / "run/lora").exists()
 
 
-def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path):
+@pytest.mark.parametrize("budget", ["max_minutes", "max_cpu_minutes"])
+def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path, budget):
     ctx = RecordingContext(tmp_path / "run")
-    summary = run(_shapes_config(max_steps=50, max_minutes=1e-6), ctx)
+    summary = run(_shapes_config(max_steps=50, **{budget: 1e-6}), ctx)
     assert summary["steps"] == 1 and not summary["stopped"] and "lora" in summary
+    assert summary["cpu_minutes"] > 0 and _step_metric(ctx, 1, "time/cpu_minutes") > 0
     assert any(s == 1 and n == "eval/reward" for s, n, _ in ctx.metrics)
     assert (tmp_path / "run/checkpoints/step_000001").is_dir()
 

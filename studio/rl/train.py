@@ -61,8 +61,9 @@ def build_critic(spec: dict[str, Any]) -> Any:
 
 
 def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
-    """Train for ``config.max_steps`` steps or ``config.max_minutes`` (resuming when the run folder
-    has a checkpoint); returns (and reports) the summary."""
+    """Train for ``config.max_steps`` steps, ``config.max_minutes`` of wall time or
+    ``config.max_cpu_minutes`` of CPU time (resuming when the run folder has a checkpoint); returns
+    (and reports) the summary."""
     if config.threads:
         torch.set_num_threads(config.threads)
     model = load_flow_model(config)
@@ -123,7 +124,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
                                  state)
         ctx.artifact("checkpoint", folder, "checkpoint")
 
-    started = time.monotonic()
+    started, cpu_started, cpu_before = time.monotonic(), time.process_time(), history.get("cpu_seconds", 0.0)
     if trainer.step == 0:
         do_eval()
     stopped = False
@@ -133,23 +134,28 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
             break
         metrics = trainer.run_step()
         history["critic_failures"] += int(metrics["train/critic_failures"])
+        history["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
+        metrics["time/cpu_minutes"] = history["cpu_seconds"] / 60
         report(metrics)
         ctx.progress(trainer.step, config.max_steps,
                      f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
-        out_of_time = bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60
+        out_of_time = (bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60) or (
+            bool(config.max_cpu_minutes) and history["cpu_seconds"] > config.max_cpu_minutes * 60)
         last = trainer.step == config.max_steps or out_of_time
         if last or (config.eval_every and trainer.step % config.eval_every == 0):
             do_eval()
         if last or trainer.step % config.checkpoint_every == 0:
             do_checkpoint()
         if out_of_time:
-            logger.info("the %s-minute budget is spent after step %d", config.max_minutes, trainer.step)
+            logger.info("the time budget is spent after step %d (%.1f CPU minutes)", trainer.step,
+                        history["cpu_seconds"] / 60)
             break
     if stopped:
         do_checkpoint()
     summary = {"steps": trainer.step, "stopped": stopped, "first_eval": history["first_eval"],
                "last_eval": history.get("last_eval"), "alerts": history["alerts"],
-               "critic_failures": history["critic_failures"], "retired": len(trainer.retired)}
+               "critic_failures": history["critic_failures"], "retired": len(trainer.retired),
+               "cpu_minutes": round(history.get("cpu_seconds", 0.0) / 60, 2)}
     if not stopped:
         summary.update(export(config, model, trainer, run_dir, ctx))
     ctx.result(summary)
