@@ -1,6 +1,6 @@
 """Curves of RL runs from their ``metrics.jsonl``: held-out exact-scene accuracy per prompt form,
-held-out critic reward and training reward against the step, one colour per run, in one small PNG;
-prints each run's first and last evaluation as one JSON line.
+held-out reward, Text Faithfulness and Text Rendering, and the training reward against the step,
+one colour per run, in one small PNG; prints each run's first and last evaluation as one JSON line.
 
 Run from the repository root:
     python -m bench.rl_curves RUN_DIR [RUN_DIR ...] [--labels A B ...] --out docs/rl_curves.png
@@ -18,7 +18,9 @@ from models.errors import NotFoundError
 from studio.rl.train import METRICS_FILE
 
 PANELS = (("eval/check_detailed", "held-out exact scene, detailed"), ("eval/check_short", "held-out exact scene, short"),
-          ("eval/reward", "held-out critic reward"), ("train/reward", "training reward (fresh prompts)"))
+          ("eval/reward", "held-out reward (the run's own)"), ("eval/text_faithfulness", "held-out Text Faithfulness"),
+          ("eval/text_rendering", "held-out Text Rendering"), ("train/reward", "training reward (the run's own)"))
+COLUMNS = 3
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
 PANEL_W, PANEL_H, MARGIN = 300, 170, 34
 
@@ -39,13 +41,15 @@ def read_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
 
 
 def draw(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]], out: Path) -> Path:
-    """A 2 x 2 grid of panels (``PANELS``), each run a coloured polyline with dots, a legend on top."""
-    image = Image.new("RGB", (2 * PANEL_W, 2 * PANEL_H + 20), "white")
+    """A grid of panels (``PANELS``, ``COLUMNS`` a row), each run a coloured polyline with dots, a
+    legend on top."""
+    rows = -(-len(PANELS) // COLUMNS)
+    image = Image.new("RGB", (COLUMNS * PANEL_W, rows * PANEL_H + 20), "white")
     pen = ImageDraw.Draw(image)
     for k, (label, _) in enumerate(runs):
         pen.text((6 + 150 * k, 4), label, fill=COLOURS[k % len(COLOURS)])
     for p, (name, title) in enumerate(PANELS):
-        x0, y0 = (p % 2) * PANEL_W, 20 + (p // 2) * PANEL_H
+        x0, y0 = (p % COLUMNS) * PANEL_W, 20 + (p // COLUMNS) * PANEL_H
         series = [(k, s[name]) for k, (_, s) in enumerate(runs) if s.get(name)]
         pen.text((x0 + MARGIN, y0 + 2), title, fill="black")
         left, top, right, bottom = x0 + MARGIN, y0 + 16, x0 + PANEL_W - 8, y0 + PANEL_H - 16
