@@ -5,10 +5,11 @@
 
 ``run(config, ctx)`` is what the job runner calls; it reports metrics (the Training tab's curves:
 ``train/*``, ``eval/*``, ``time/*``, ``monitor/alert``), sample grids and the exported LoRA to
-``ctx``, and appends each step's metrics to ``metrics.jsonl`` in the run folder (one JSON object
-per report: ``{"step": N, name: value, ...}``; ``bench.rl_curves`` draws them). It checkpoints every ``checkpoint_every`` steps and when asked to stop, and continues
-from the run folder's latest checkpoint when started again with ``--resume`` (a run folder that
-already has a checkpoint is refused without it).
+``ctx``, and appends each report to ``metrics.jsonl`` in the run folder (one JSON object a line:
+``{"step": N, name: value, ...}``; ``bench.rl_curves`` draws them). It checkpoints every
+``checkpoint_every`` steps and when asked to stop, and continues from the run folder's latest
+checkpoint when started again with ``--resume`` (a run folder that already has a checkpoint is
+refused without it).
 """
 
 from __future__ import annotations
