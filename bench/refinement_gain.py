@@ -24,12 +24,15 @@ by the analyzer (the same multiset of (shape, colour), and the word; and objects
 only). Prompts the shipped model trained on (scene or exact text, ``bench.heldout``) are skipped
 and counted. Prints one JSON line with Wilson 95% intervals; ``--out`` keeps per-session
 results, and ``--compare A.json B.json`` prints the paired difference of two arms run on the
-same prompts (bootstrap 95% interval).
+same prompts (bootstrap 95% interval). ``--t2i-lora`` (an RL run's exported ``lora`` folder,
+loaded into the shipped generator) or ``--t2i`` (a fully fine-tuned run's ``pipeline`` folder)
+runs an arm with a tuned generator, so a tuned and a base run of the same arm can be compared:
+do test-time refinement and RL add up?
 
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--rounds 3]
         [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
-        [--no-resize-failed] [--out results.json]
+        [--no-resize-failed] [--t2i DIR | --t2i-lora DIR] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
 
@@ -173,7 +176,8 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
         services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed),
-                            t2i_generator=DiffusersGenerator(model=str(Path(args.assets) / T2I_FOLDER)))
+                            t2i_generator=DiffusersGenerator(model=args.t2i or str(Path(args.assets) / T2I_FOLDER),
+                                                             lora=args.t2i_lora or None))
         for i, prompt in enumerate(prompts):
             if args.arm == "loop":
                 rounds, log = _loop_rounds(prompt, i, services, args)
@@ -198,7 +202,8 @@ def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     """Exact rate after each round, by grader, with Wilson intervals."""
     sessions, n = result["sessions"], len(result["sessions"])
     out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "form": args.form, "n": n, "rounds": args.rounds,
-                           "candidates": args.candidates, "on_repeat": args.on_repeat if args.arm == "loop" else None,
+                           "candidates": args.candidates, "t2i": args.t2i or None, "t2i_lora": args.t2i_lora or None,
+                           "on_repeat": args.on_repeat if args.arm == "loop" else None,
                            "judge_against": args.judge_against if args.arm == "loop" else None,
                            "first_prompt": args.first_prompt if args.arm == "loop" else None,
                            "resize_failed": args.resize_failed,
@@ -217,17 +222,25 @@ def _paired(a: list[bool], b: list[bool], rng: random.Random, draws: int = 4000)
             "ci95_points": (round(100 * diffs[int(0.025 * draws)], 1), round(100 * diffs[int(0.975 * draws)], 1))}
 
 
+def _label(run: dict[str, Any]) -> str:
+    """An arm's name, with the tuned generator's LoRA when it had one."""
+    tuned = run["summary"].get("t2i_lora") or run["summary"].get("t2i")
+    return run["summary"]["arm"] + (f" with {tuned}" if tuned else "")
+
+
 def compare(path_a: str, path_b: str) -> dict[str, Any]:
     """Paired differences, A minus B, after the last round (and, within A, last round minus round 2)."""
     a, b = json.loads(Path(path_a).read_text()), json.loads(Path(path_b).read_text())
     if [s["prompt"] for s in a["sessions"]] != [s["prompt"] for s in b["sessions"]]:
         raise SystemExit("the two runs did not use the same prompts; run both arms with the same --n")
     rng = random.Random(0)
-    out: dict[str, Any] = {"bench": "refinement_compare", "a": a["summary"]["arm"], "b": b["summary"]["arm"],
+    out: dict[str, Any] = {"bench": "refinement_compare", "a": _label(a), "b": _label(b),
                            "n": len(a["sessions"])}
     for grader in GRADERS:
         last_a = [s[grader][-1] for s in a["sessions"]]
-        out[grader] = {"a_minus_b_last_round": _paired(last_a, [s[grader][-1] for s in b["sessions"]], rng)}
+        out[grader] = {"a_minus_b_round_1": _paired([s[grader][0] for s in a["sessions"]],
+                                                    [s[grader][0] for s in b["sessions"]], rng),
+                       "a_minus_b_last_round": _paired(last_a, [s[grader][-1] for s in b["sessions"]], rng)}
         if len(a["sessions"][0][grader]) >= 3:
             out[grader]["a_last_minus_a_round_2"] = _paired(last_a, [s[grader][1] for s in a["sessions"]], rng)
     return out
@@ -250,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="loop arm: round 1 from the request or from its expansion (as the blind arm's round 1)")
     parser.add_argument("--no-resize-failed", dest="resize_failed", action="store_false",
                         help="the critic's refined request keeps a wrongly drawn object's size")
+    parser.add_argument("--t2i", default="", help="generator folder instead of the shipped one (an RL run's pipeline)")
+    parser.add_argument("--t2i-lora", default="", help="LoRA folder loaded into the generator (an RL run's lora)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default="", help="write per-session results (JSON) here")
     parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired difference of two --out files")

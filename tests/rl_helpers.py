@@ -61,3 +61,23 @@ def save_tiny_qwenimage(folder: Path) -> Path:
         tokenizer=Qwen2Tokenizer.from_pretrained(encoder_folder), transformer=transformer)
     pipe.save_pretrained(folder)
     return folder
+
+
+class ScalarStubCritic:
+    """A scalar reward model in the shape of a Bradley-Terry critic: each critique scores no
+    dimension and carries only ``overall`` (here the image's mean brightness in [0, 1])."""
+
+    name = "scalar-stub"
+
+    def __init__(self, **_: object) -> None:
+        self.calls = 0
+
+    def critique(self, requests: list) -> list:
+        from PIL import ImageStat
+
+        from models.types import Critique
+
+        self.calls += 1
+        return [Critique(r.task, {}, {}, None, None, None, None,
+                         sum(ImageStat.Stat(r.image.convert("RGB")).mean) / (3 * 255), "")
+                for r in requests]

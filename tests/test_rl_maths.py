@@ -106,6 +106,19 @@ def test_rewards_use_the_rl_policy_and_report_failures():
     assert scored[2].reward is None and "no dimension" in scored[2].failure
 
 
+def _scalar(overall: float | None) -> Critique:
+    return Critique("t2i", {}, {}, None, None, None, None, overall, "")
+
+
+def test_a_scalar_critic_is_rewarded_by_its_overall_score_and_its_failures_are_counted():
+    scored = score_results([_scalar(0.8), _scalar(None), _scalar(math.nan), _critique(4.0)],
+                           ScoringPolicy.rl_reward())
+    assert (scored[0].reward, scored[0].dimensions, scored[0].failure) == (0.8, {}, None)
+    assert scored[1].reward is None and "no overall score" in scored[1].failure
+    assert scored[2].reward is None and "not a finite number" in scored[2].failure
+    assert scored[3].reward == pytest.approx(2.5 / 3) and scored[3].dimensions["text_faithfulness"] == 4.0
+
+
 class SlowCritic:
     """Answers after ``latency`` seconds; records which thread called it."""
 

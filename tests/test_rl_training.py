@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from bench.rl_curves import read_series
 from models.errors import ConfigError
 from models.generator_diffusers import DiffusersGenerator
 from models.types import GenerationRequest
@@ -149,10 +150,12 @@ def test_a_stop_request_checkpoints_and_exports_nothing(tmp_path):
     assert "lora" not in summary and not (tmp_path / "run/lora").exists()
 
 
-def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path):
+@pytest.mark.parametrize("budget", ["max_minutes", "max_cpu_minutes"])
+def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path, budget):
     ctx = RecordingContext(tmp_path / "run")
-    summary = run(_shapes_config(max_steps=50, max_minutes=1e-6), ctx)
+    summary = run(_shapes_config(max_steps=50, **{budget: 1e-6}), ctx)
     assert summary["steps"] == 1 and not summary["stopped"] and "lora" in summary
+    assert summary["cpu_minutes"] > 0 and _step_metric(ctx, 1, "time/cpu_minutes") > 0
     assert any(s == 1 and n == "eval/reward" for s, n, _ in ctx.metrics)
     assert (tmp_path / "run/checkpoints/step_000001").is_dir()
 
@@ -204,3 +207,24 @@ def test_a_job_killed_mid_run_resumes_from_its_checkpoint(tmp_path):
     assert f"(step {killed_at})" in again.stderr
     steps_run = {int(step) for step in re.findall(r"step (\d+): train/loss = ", again.stderr)}
     assert steps_run == set(range(killed_at + 1, 4))
+
+
+def test_a_scalar_reward_model_trains_and_the_monitor_still_checks_it(tmp_path):
+    ctx = RecordingContext(tmp_path / "run")
+    summary = run(_shapes_config(max_steps=1, critic={"backend": "tests.rl_helpers:ScalarStubCritic"}), ctx)
+    names = {n for _, n, _ in ctx.metrics}
+    assert summary["steps"] == 1 and summary["critic_failures"] == 0 and "lora" in summary
+    assert {"train/reward", "eval/reward", "eval/check", "monitor/alert"} <= names
+    assert not any(n.endswith("text_faithfulness") for n in names)  # no per-dimension curves to draw
+    assert 0 < _step_metric(ctx, 1, "train/reward") < 1
+    curves = read_series(tmp_path / "run")  # the run folder's metrics.jsonl, as bench.rl_curves draws it
+    assert [step for step, _ in curves["eval/check_detailed"]] == [0, 1]
+    assert curves["train/reward"] == [(1, _step_metric(ctx, 1, "train/reward"))]
+
+
+def test_train_epochs_make_that_many_passes_over_the_step_samples(folders):
+    trainer, rollout, weights = _prepared(folders["flux"])
+    trainer.config = dataclasses.replace(trainer.config, train_batch=3, train_epochs=2)
+    trainer.train(rollout, [weights[0], None, weights[2], weights[3]])  # 3 usable images, one update per pass
+    steps = {int(state["step"]) for state in trainer.optimizer.state.values()}
+    assert steps == {2}

@@ -53,6 +53,8 @@ class RLConfig:
     prompts_per_step: int = _help("prompts sampled per step", default=64)
     sample_batch: int = _help("prompts per sampling pass (each gives group_size images)", default=1)
     train_batch: int = _help("images per optimizer update", default=8)
+    train_epochs: int = _help("passes over a step's samples (each with fresh times and noise); more "
+                              "learning per sampled image when sampling dominates a step", default=1)
     sampling_steps: int = _help("deterministic Euler steps of the old policy", default=10)
     guidance: float | None = _help("sampling guidance (default: the model's own)", default=None)
     resolution: int | None = _help("image side in pixels (default: the model's own, else 512)", default=None)
@@ -70,6 +72,9 @@ class RLConfig:
     max_steps: int = _help("training steps", default=100)
     max_minutes: float = _help("stop after the step that passes this wall-clock budget, evaluate and "
                                "export (0: no budget)", default=0.0)
+    max_cpu_minutes: float = _help("stop after the step that passes this much CPU time of the run's process (all "
+                                   "its threads, summed over resumes; a budget a shared machine's load does not "
+                                   "eat), evaluate and export (0: no budget)", default=0.0)
     eval_every: int = _help("evaluate every N steps (0: only before and after)", default=10)
     checkpoint_every: int = _help("checkpoint every N steps", default=10)
     overlap_reward: bool = _help("critique images while the next ones are drawn", default=True)
@@ -84,15 +89,16 @@ class RLConfig:
     def validate(self) -> None:
         """Raise ``ConfigError`` for a setting the trainer cannot use."""
         positive = ("eval_prompts", "lora_rank", "lora_alpha", "group_size", "prompts_per_step", "sample_batch",
-                    "train_batch", "sampling_steps", "max_steps", "checkpoint_every", "critic_batch")
+                    "train_batch", "train_epochs", "sampling_steps", "max_steps", "checkpoint_every", "critic_batch")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(f"{name} must be a whole number of 1 or more, got {value!r}.")
         if self.group_size < 2:
             raise ConfigError("group_size must be at least 2: advantages compare images within a group.")
-        if self.max_minutes < 0:
-            raise ConfigError(f"max_minutes must be 0 (no budget) or more, got {self.max_minutes!r}.")
+        for name in ("max_minutes", "max_cpu_minutes"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must be 0 (no budget) or more, got {getattr(self, name)!r}.")
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be 0 or more, got {self.eval_every!r}.")
         for name in ("learning_rate", "max_grad_norm", "adv_clip", "beta"):

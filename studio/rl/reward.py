@@ -4,10 +4,15 @@
 on: a worker thread critiques it while the caller draws the next images. ``collect`` waits for
 every submitted image. A critique that failed (``CritiqueFailure``, or one with no dimension the
 scoring policy counts) has reward ``None`` and its reason: it is counted, never scored 0.
+
+A *scalar* reward model (a Bradley-Terry model, a critic's overall score with its rationale
+thrown away) is a critic whose critiques score no dimension and carry only ``overall``: its
+reward is that number, and its ``Scored`` has no per-dimension scores.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
@@ -31,19 +36,32 @@ class Scored:
 
 
 def score_results(results: list[Any], policy: ScoringPolicy) -> list[Scored]:
-    """``Scored`` items of a critic's results, in order."""
+    """``Scored`` items of a critic's results, in order: the policy's score of the dimensions, or
+    a scalar critic's ``overall`` when the critique scores no dimension at all."""
     scored: list[Scored] = []
     for result in results:
         if not isinstance(result, Critique):
             scored.append(Scored(None, failure=getattr(result, "reason", "the critic returned no critique")))
             continue
-        reward = policy.score(result)
         dims = {k: float(v) for k, v in result.scores.items() if v is not None}
+        if not dims:
+            scored.append(_scalar(result.overall))
+            continue
+        reward = policy.score(result)
         if reward is None:
             scored.append(Scored(None, dims, failure=f"no dimension counted by the {policy.name!r} policy was scored"))
         else:
             scored.append(Scored(reward, dims))
     return scored
+
+
+def _scalar(overall: float | None) -> Scored:
+    """The reward of a critique without dimension scores: its finite ``overall``, else a failure."""
+    if overall is None:
+        return Scored(None, failure="the critique scored no dimension and has no overall score")
+    if not math.isfinite(overall):
+        return Scored(None, failure=f"the critique's overall score is not a finite number ({overall!r})")
+    return Scored(float(overall))
 
 
 class RewardQueue:

@@ -5,13 +5,16 @@
 
 ``run(config, ctx)`` is what the job runner calls; it reports metrics (the Training tab's curves:
 ``train/*``, ``eval/*``, ``time/*``, ``monitor/alert``), sample grids and the exported LoRA to
-``ctx``. It checkpoints every ``checkpoint_every`` steps and when asked to stop, and continues
-from the run folder's latest checkpoint when started again with ``--resume`` (a run folder that
-already has a checkpoint is refused without it).
+``ctx``, and appends each report to ``metrics.jsonl`` in the run folder (one JSON object a line:
+``{"step": N, name: value, ...}``; ``bench.rl_curves`` draws them). It checkpoints every
+``checkpoint_every`` steps and when asked to stop, and continues from the run folder's latest
+checkpoint when started again with ``--resume`` (a run folder that already has a checkpoint is
+refused without it).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -36,6 +39,7 @@ from studio.rl.weights import export_lora, export_pipeline
 logger = logging.getLogger(__name__)
 
 DEFAULT_SIZE = 512
+METRICS_FILE = "metrics.jsonl"
 
 
 def load_flow_model(config: RLConfig) -> FlowModel:
@@ -58,8 +62,9 @@ def build_critic(spec: dict[str, Any]) -> Any:
 
 
 def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
-    """Train for ``config.max_steps`` steps or ``config.max_minutes`` (resuming when the run folder
-    has a checkpoint); returns (and reports) the summary."""
+    """Train for ``config.max_steps`` steps, ``config.max_minutes`` of wall time or
+    ``config.max_cpu_minutes`` of CPU time (resuming when the run folder has a checkpoint); returns
+    (and reports) the summary."""
     if config.threads:
         torch.set_num_threads(config.threads)
     model = load_flow_model(config)
@@ -93,6 +98,12 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         history = state.get("history", history)
         logger.info("resumed from %s (step %d)", checkpoint, trainer.step)
 
+    def report(metrics: dict[str, float]) -> None:
+        for name, value in metrics.items():
+            ctx.metric(trainer.step, name, value)
+        with (run_dir / METRICS_FILE).open("a") as f:
+            f.write(json.dumps({"step": trainer.step, **metrics}) + "\n")
+
     def do_eval() -> dict[str, float]:
         result = evaluate(model, held_out, trainer.ema, steps=config.sampling_steps, critic=critic,
                           policy=trainer.policy, shapes=shapes, check_critic=check_critic)
@@ -101,8 +112,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         if alert:
             history["alerts"].append(trainer.step)
             logger.warning("reward-hacking alert at step %d: reward rose while the check fell", trainer.step)
-        for name, value in result.metrics.items():
-            ctx.metric(trainer.step, name, value)
+        report(result.metrics)
         grid = append_grid_row(run_dir / "samples_over_time.png", result.images)
         ctx.artifact("samples_over_time", grid, "image")
         history["first_eval"] = history["first_eval"] or result.metrics
@@ -115,7 +125,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
                                  state)
         ctx.artifact("checkpoint", folder, "checkpoint")
 
-    started = time.monotonic()
+    started, cpu_started, cpu_before = time.monotonic(), time.process_time(), history.get("cpu_seconds", 0.0)
     if trainer.step == 0:
         do_eval()
     stopped = False
@@ -125,24 +135,28 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
             break
         metrics = trainer.run_step()
         history["critic_failures"] += int(metrics["train/critic_failures"])
-        for name, value in metrics.items():
-            ctx.metric(trainer.step, name, value)
+        history["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
+        metrics["time/cpu_minutes"] = history["cpu_seconds"] / 60
+        report(metrics)
         ctx.progress(trainer.step, config.max_steps,
                      f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
-        out_of_time = bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60
+        out_of_time = (bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60) or (
+            bool(config.max_cpu_minutes) and history["cpu_seconds"] > config.max_cpu_minutes * 60)
         last = trainer.step == config.max_steps or out_of_time
         if last or (config.eval_every and trainer.step % config.eval_every == 0):
             do_eval()
         if last or trainer.step % config.checkpoint_every == 0:
             do_checkpoint()
         if out_of_time:
-            logger.info("the %s-minute budget is spent after step %d", config.max_minutes, trainer.step)
+            logger.info("the time budget is spent after step %d (%.1f CPU minutes)", trainer.step,
+                        history["cpu_seconds"] / 60)
             break
     if stopped:
         do_checkpoint()
     summary = {"steps": trainer.step, "stopped": stopped, "first_eval": history["first_eval"],
                "last_eval": history.get("last_eval"), "alerts": history["alerts"],
-               "critic_failures": history["critic_failures"], "retired": len(trainer.retired)}
+               "critic_failures": history["critic_failures"], "retired": len(trainer.retired),
+               "cpu_minutes": round(history.get("cpu_seconds", 0.0) / 60, 2)}
     if not stopped:
         summary.update(export(config, model, trainer, run_dir, ctx))
     ctx.result(summary)

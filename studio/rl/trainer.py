@@ -126,14 +126,17 @@ class NFTTrainer:
         return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored), timing
 
     def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
-        """One pass over the samples with a weight, ``train_batch`` per update, each with fresh
-        times and noise; the means of the updates' loss, KL and gradient norm."""
+        """``train_epochs`` passes over the samples with a weight, each in a new order, ``train_batch``
+        per update, each update with fresh times and noise; the means of the updates' loss, KL and
+        gradient norm."""
         usable = [i for i, w in enumerate(weights) if w is not None]
-        order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
+        batches = []
+        for _ in range(self.config.train_epochs):
+            order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
+            batches += [order[start : start + self.config.train_batch]
+                        for start in range(0, len(order), self.config.train_batch)]
         totals: dict[str, float] = {}
-        updates = 0
-        for start in range(0, len(order), self.config.train_batch):
-            batch = order[start : start + self.config.train_batch]
+        for batch in batches:
             index = torch.tensor(batch)
             t = draw_times(len(batch), self.generator)
             noise = self.model.noise(len(batch), self.generator)
@@ -141,8 +144,7 @@ class NFTTrainer:
                                 torch.tensor([weights[i] for i in batch]), t, noise)
             for name, value in parts.items():
                 totals[name] = totals.get(name, 0.0) + value
-            updates += 1
-        return {k: v / max(updates, 1) for k, v in totals.items()}
+        return {k: v / max(len(batches), 1) for k, v in totals.items()}
 
     def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
                noise: torch.Tensor) -> dict[str, float]:
