@@ -75,7 +75,7 @@ def test_stop_shows_the_stored_cancelled_session_and_resume_continues_it(app, pa
     expect(timeline).to_contain_text("Round 2", timeout=LONG_MS)
     button(page, "Stop").click()
     status = page.locator("#studio-status")
-    expect(status).to_contain_text("Stopped on request", timeout=60_000)
+    expect(status).to_contain_text("Stopped on request", timeout=LONG_MS)  # the current step ends first
     session_id = page.locator("#studio-session textarea, #studio-session input").first.input_value()
     assert stored(app, "select status from sessions where id = ?", session_id) == [("cancelled",)]
     assert stored(app, "select count(*) from rounds where session_id = ? and status = 'running'", session_id) == [(0,)]
