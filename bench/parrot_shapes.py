@@ -36,12 +36,13 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from models.critic.critic_bt import BTCritic
 from models.critic.critic_transformers import TransformersCritic
 from models.critic.scoring import ScoringPolicy
 from models.shapes.critic_shapes import ShapesCritic
 from models.types import PairResult
 from studio.jobs.context import RecordingContext
-from studio.parrot import distill, export, filter as parrot_filter, generate
+from studio.parrot import bt, distill, export, filter as parrot_filter, generate
 from studio.parrot.pairs import LabeledPair, shapes_pairs
 
 HELDOUT_SEED = 10_000
@@ -126,9 +127,6 @@ def main() -> None:
     row: dict[str, Any] = {"variant": args.variant, "pairs": args.pairs, "flip_rate": args.flip_rate,
                            "teacher_noise": args.noise, "minutes": args.minutes, "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
-        from models.critic.critic_bt import BTCritic
-        from studio.parrot import bt
-
         teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
         stages("generate", generate, generate.GenerateConfig(
             count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
