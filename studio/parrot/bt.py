@@ -22,6 +22,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from transformers import AutoModelForImageTextToText, get_scheduler
 
 from models.critic.bt_reward import BTRewardModel, reward_inputs, save_reward_model
@@ -76,9 +77,9 @@ class OrderedPair:
     """One labelled pair as training input: the request, the preferred and the other image."""
 
     prompt: str
-    winner: Any
-    loser: Any
-    source: Any = None
+    winner: Image.Image
+    loser: Image.Image
+    source: Image.Image | None = None
 
 
 def ordered_pairs(path: Path) -> tuple[list[OrderedPair], dict[str, int]]:
