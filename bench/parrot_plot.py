@@ -43,7 +43,7 @@ def table(rows: dict[tuple[str, int], dict]) -> str:
 
 
 def plot(rows: dict[tuple[str, int], dict], out: Path) -> None:
-    """Held-out accuracy (0.4-1.0) against training pairs (log scale), one line per variant."""
+    """Held-out accuracy (0-1) against training pairs (log scale), one line per variant."""
     image = Image.new("RGB", (WIDTH, HEIGHT), "white")
     draw = ImageDraw.Draw(image)
     counts = sorted({pairs for _, pairs in rows})
@@ -51,16 +51,16 @@ def plot(rows: dict[tuple[str, int], dict], out: Path) -> None:
 
     def xy(pairs: int, accuracy: float) -> tuple[float, float]:
         x = MARGIN + (math.log(pairs) - low) / (high - low) * (WIDTH - 1.5 * MARGIN)
-        return x, HEIGHT - MARGIN - (max(accuracy, 0.4) - 0.4) / 0.6 * (HEIGHT - 1.5 * MARGIN)
+        return x, HEIGHT - MARGIN - accuracy * (HEIGHT - 1.5 * MARGIN)
 
     draw.line([(MARGIN, HEIGHT - MARGIN), (WIDTH - MARGIN / 2, HEIGHT - MARGIN)], fill="black")
     draw.line([(MARGIN, MARGIN / 2), (MARGIN, HEIGHT - MARGIN)], fill="black")
-    for accuracy in (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0):
+    for accuracy in (0.0, 0.2, 0.4, 0.6, 0.8, 0.9, 1.0):
         _, y = xy(counts[0], accuracy)
-        draw.line([(MARGIN - 4, y), (WIDTH - MARGIN / 2, y)], fill=(225, 225, 225) if accuracy > 0.4 else "black")
+        draw.line([(MARGIN - 4, y), (WIDTH - MARGIN / 2, y)], fill=(225, 225, 225) if accuracy else "black")
         draw.text((8, y - 6), f"{accuracy:.1f}", fill="black")
     for pairs in counts:
-        x, _ = xy(pairs, 0.4)
+        x, _ = xy(pairs, 0.0)
         draw.text((x - 12, HEIGHT - MARGIN + 6), str(pairs), fill="black")
     draw.text((WIDTH / 2 - 70, HEIGHT - 20), "training pairs (log scale)", fill="black")
     draw.text((MARGIN + 4, 6), "held-out pairwise accuracy vs known truth", fill="black")
