@@ -1,9 +1,10 @@
 """Tiny, randomly initialised Qwen3-VL and Qwen2.5-VL checkpoints built in code, no downloads.
 
-They have the real architectures, a byte-level Qwen tokenizer, the Qwen image processor and a
-chat template, so ``TransformersCritic(model=str(folder))`` loads them exactly like a released
-checkpoint. Their output is random text: they exercise loading, batching and failure handling in
-tests and benchmarks, not critique quality.
+They have the real architectures, a byte-level Qwen tokenizer (or the one given, e.g. a protocol
+tokenizer for a PARROT student), the Qwen image processor and a chat template, so
+``TransformersCritic(model=str(folder))`` loads them exactly like a released checkpoint. Untrained,
+their output is random text: they exercise loading, batching and failure handling in tests and
+benchmarks, and are the starting point of the distilled shapes-world students.
 """
 
 from __future__ import annotations
