@@ -1,17 +1,25 @@
-"""PARROT on the shapes world, end to end: held-out pairwise accuracy against known truth.
+"""PARROT on the shapes world: held-out pairwise accuracy against known truth, one variant a run.
 
 Known-truth pairs get "human" labels with ``--flip-rate`` of them flipped; the noisy reference
-critic (``--noise``) is the teacher; generation, filtering, export and distillation run through
-the studio's own stages (``studio.parrot``) into a tiny Qwen3-VL student built from a config with
-the byte-level tokenizer (no weights exist to start from). The student then judges held-out
-pairs (another seed, never trained on) through the transformers critic backend, and its winner
-is scored against the *truth*, never against the noisy labels; a critique that fails to parse
-counts as wrong. For scale, the same held-out pairs are judged by the noisy teacher (label-blind).
-Pairs whose truth is a tie are left out of the accuracy (the known-truth decisive pairs only).
-Prints one JSON line.
+critic (``--noise``) is the teacher. Variants, all at the same training budget (``--minutes``):
 
-Run from the repository root (the whole run in the background, nice'd):
-    nice python -m bench.parrot_shapes --pairs 250 --heldout 24 --minutes 6 --run-dir runs/parrot-250
+* ``parrot``: anchored generation, consistency filtering, export, distillation into a small
+  Qwen3-VL student built from a config with a protocol tokenizer (no weights exist to start from);
+* ``no-anchoring``: the teacher critiques without the label, then filter, export, distil;
+* ``no-filter``: anchored, but every rationale exported (no consistency filter);
+* ``bt``: a scalar Bradley-Terry reward model (the same vision backbone and language model, a
+  scalar head) trained on the same pairs' labels alone (``studio.parrot.bt``).
+
+The trained model then judges held-out pairs (another seed, never trained on) through its critic
+backend, and its winner is scored against the *truth*, never against the noisy labels; an answer
+that fails to parse counts as wrong. Pairs whose truth is a tie are left out. For scale, the same
+pairs are judged by the noisy teacher (label-blind). Stages already finished in ``--run-dir``
+(their ``summary.json``) are reused, so the variants of one pair count share the generated pairs.
+Prints one JSON line and appends it to ``--results``.
+
+Run from the repository root, in the background, nice'd (about 25 minutes a variant):
+    nice python -m bench.parrot_shapes --variant parrot --pairs 1000 --run-dir runs/parrot-1000
+    nice python -m bench.parrot_shapes --variant bt --pairs 1000 --run-dir runs/parrot-1000
 """
 
 from __future__ import annotations
@@ -22,20 +30,23 @@ import logging
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
 
+from models.critic.critic_bt import BTCritic
 from models.critic.critic_transformers import TransformersCritic
 from models.critic.scoring import ScoringPolicy
 from models.shapes.critic_shapes import ShapesCritic
 from models.types import PairResult
 from studio.jobs.context import RecordingContext
-from studio.parrot import distill, export, filter as parrot_filter, generate
+from studio.parrot import bt, distill, export, filter as parrot_filter, generate
 from studio.parrot.pairs import LabeledPair, shapes_pairs
 
 HELDOUT_SEED = 10_000
+VARIANTS = ("parrot", "no-anchoring", "no-filter", "bt")
 
 
 def accuracy(results: list[PairResult], pairs: list[LabeledPair], policy: ScoringPolicy) -> dict[str, float | int]:
@@ -44,64 +55,105 @@ def accuracy(results: list[PairResult], pairs: list[LabeledPair], policy: Scorin
     correct = sum(1 for r, p in decisive if r.ok and policy.pairwise_winner(r) == p.truth)  # type: ignore[arg-type]
     answered = sum(1 for r, _ in decisive if r.ok)
     return {"n": len(decisive), "answered": answered, "correct": correct,
-            "accuracy": correct / len(decisive) if decisive else 0.0}
+            "accuracy": round(correct / len(decisive), 4) if decisive else 0.0}
+
+
+class Stages:
+    """Runs studio.parrot stages into ``root/<name>``, reusing one that already wrote its summary."""
+
+    def __init__(self, root: Path) -> None:
+        self.root, self.seconds = root, {}
+
+    def __call__(self, name: str, module: Any, config: Any) -> dict[str, Any]:
+        done = self.root / name / "summary.json"
+        if done.is_file():
+            return json.loads(done.read_text())
+        started = time.perf_counter()
+        summary = module.run(config, RecordingContext(self.root / name))
+        self.seconds[name] = round(time.perf_counter() - started, 1)
+        done.write_text(json.dumps(summary))
+        return summary
+
+
+def train_student(args: argparse.Namespace, stages: Stages) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Generate, filter (unless ``no-filter``), export and distil; (the data counts, the distill summary)."""
+    anchored = args.variant != "no-anchoring"
+    suffix = "" if anchored else "-unanchored"
+    teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
+    gen = stages(f"generate{suffix}", generate, generate.GenerateConfig(
+        count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws if anchored else 1,
+        anchoring=anchored))
+    data: dict[str, Any] = {"generate": {k: gen[k] for k in ("rationales", "not_agreeing")}}
+    if args.variant == "no-filter":
+        kept, suffix = str(stages.root / "generate" / "rationales.jsonl"), "-unfiltered"
+    else:
+        summary = stages(f"filter{suffix}", parrot_filter,
+                         parrot_filter.FilterConfig(rationales=str(stages.root / f"generate{suffix}" / "rationales.jsonl")))
+        data["filter"] = {k: summary[k] for k in ("kept", "acceptance_rate", "reasons", "kept_with_wrong_label")}
+        kept = str(stages.root / f"filter{suffix}" / "kept.jsonl")
+    exported = stages(f"export{suffix}", export, export.ExportConfig(kept=kept, formats=["pairwise"], eval_fraction=0.02))
+    data["export"] = {k: exported[k] for k in ("train_examples", "eval_examples")}
+    student = stages(f"distill{suffix}", distill, distill.DistillConfig(
+        dataset=str(stages.root / f"export{suffix}"), epochs=100, max_minutes=args.minutes, learning_rate=args.lr,
+        warmup_steps=20, batch_size=args.batch, tiny_hidden_size=args.hidden, tiny_layers=args.layers,
+        tiny_patch_size=args.patch, freeze_vision=False, eval_limit=16, save_steps=200, device="cpu"))
+    return data, student
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--pairs", type=int, default=250, help="training pairs")
-    parser.add_argument("--heldout", type=int, default=24, help="held-out pairs judged by the student")
+    parser.add_argument("--variant", choices=VARIANTS, default="parrot")
+    parser.add_argument("--pairs", type=int, default=1000, help="training pairs")
+    parser.add_argument("--heldout", type=int, default=120, help="held-out pairs judged (ties in truth left out)")
     parser.add_argument("--flip-rate", type=float, default=0.1)
     parser.add_argument("--noise", type=float, default=0.2, help="the teacher's perception noise")
     parser.add_argument("--draws", type=int, default=4, help="teacher critiques per image (anchoring)")
-    parser.add_argument("--minutes", type=float, default=6.0, help="distillation time budget")
-    parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--hidden", type=int, default=64, help="the tiny student's width")
-    parser.add_argument("--max-new-tokens", type=int, default=1400)
+    parser.add_argument("--minutes", type=float, default=20.0, help="training time budget")
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--hidden", type=int, default=256, help="the student's width (text and vision)")
+    parser.add_argument("--layers", type=int, default=4, help="the student's language model layers")
+    parser.add_argument("--patch", type=int, default=8, help="the student's image patch (pixels)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads (1 is fastest on a shared CPU)")
+    parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--run-dir", default="runs/parrot-bench")
+    parser.add_argument("--results", default="runs/parrot-results.jsonl", help="JSONL file the row is appended to")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
-    root = Path(args.run_dir)
-    timings: dict[str, float] = {}
-
-    def stage(name: str, module, config) -> dict:
-        started = time.perf_counter()
-        summary = module.run(config, RecordingContext(root / name))
-        timings[name] = round(time.perf_counter() - started, 1)
-        return summary
-
-    teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
-    gen = stage("generate", generate, generate.GenerateConfig(
-        count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
-    rationales = str(root / "generate" / "rationales.jsonl")
-    kept = stage("filter", parrot_filter, parrot_filter.FilterConfig(rationales=rationales))
-    data = stage("export", export, export.ExportConfig(
-        kept=str(root / "filter" / "kept.jsonl"), formats=["pairwise"], eval_fraction=0.05))
-    student = stage("distill", distill, distill.DistillConfig(
-        dataset=str(root / "export"), epochs=50, max_minutes=args.minutes, learning_rate=args.lr,
-        tiny_hidden_size=args.hidden, eval_limit=4, save_steps=100, device="cpu"))
-
+    torch.set_num_threads(args.threads)
+    stages = Stages(Path(args.run_dir))
     heldout = list(shapes_pairs(args.heldout, seed=HELDOUT_SEED, flip_rate=0.0))
     requests = [p.to_request() for p in heldout]
-    policy = ScoringPolicy()
+    row: dict[str, Any] = {"variant": args.variant, "pairs": args.pairs, "flip_rate": args.flip_rate,
+                           "teacher_noise": args.noise, "minutes": args.minutes, "load": round(os.getloadavg()[0], 1)}
+    if args.variant == "bt":
+        teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
+        stages("generate", generate, generate.GenerateConfig(
+            count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
+        model = stages("bt", bt, bt.BTConfig(
+            rationales=str(stages.root / "generate" / "rationales.jsonl"), max_minutes=args.minutes,
+            learning_rate=args.lr, batch_size=args.batch, tiny_hidden_size=args.hidden, tiny_layers=args.layers,
+            tiny_patch_size=args.patch))
+        row["train"] = {k: model.get(k) for k in ("pairs", "step", "epochs_seen", "last_loss", "train_seconds")}
+        critic: Any = BTCritic(model=model["model"])
+    else:
+        row["data"], student = train_student(args, stages)
+        row["train"] = {k: student.get(k) for k in ("step", "total_steps", "eval_loss_start", "eval_loss", "last_loss",
+                                                     "train_seconds", "time_limit_reached")}
+        critic = TransformersCritic(model=student["critic"], temperature=0, max_new_tokens=args.max_new_tokens,
+                                    batch_size=8, parse_retries=0)
     started = time.perf_counter()
-    critic = TransformersCritic(model=student["critic"], temperature=0, max_new_tokens=args.max_new_tokens,
-                                batch_size=4, parse_retries=0)
-    student_results = critic.judge(requests)
-    timings["student_judging"] = round(time.perf_counter() - started, 1)
-    noisy_teacher = ShapesCritic(perception_noise=args.noise, seed=7).judge(requests)
-    print(json.dumps({
-        "pairs": args.pairs, "flip_rate": args.flip_rate, "teacher_noise": args.noise, "draws": args.draws,
-        "generate": {k: gen[k] for k in ("rationales", "not_agreeing")},
-        "filter": {k: kept[k] for k in ("kept", "acceptance_rate", "reasons", "kept_with_wrong_label")},
-        "export": {k: data[k] for k in ("train_examples", "eval_examples")},
-        "distill": {k: student.get(k) for k in ("step", "total_steps", "eval_loss_start", "eval_loss", "last_loss",
-                                                 "train_seconds", "time_limit_reached")},
-        "student_heldout": accuracy(student_results, heldout, policy),
-        "noisy_teacher_heldout": accuracy(noisy_teacher, heldout, policy),
-        "seconds": timings,
-    }))
+    policy = ScoringPolicy()
+    row["heldout"] = accuracy(critic.judge(requests), heldout, policy)
+    stages.seconds["judging"] = round(time.perf_counter() - started, 1)
+    row["noisy_teacher_heldout"] = accuracy(ShapesCritic(perception_noise=args.noise, seed=7).judge(requests),
+                                            heldout, policy)
+    row["seconds"] = stages.seconds
+    line = json.dumps(row)
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a", encoding="utf-8") as out:
+        out.write(line + "\n")
+    print(line)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ BACKENDS: dict[str, dict[str, str]] = {
         "transformers": "models.critic.critic_transformers:TransformersCritic",
         "openai": "models.critic.critic_openai:OpenAICritic",
         "shapes": "models.shapes.critic_shapes:ShapesCritic",
+        "bt": "models.critic.critic_bt:BTCritic",
     },
     "generator": {
         "diffusers": "models.generator_diffusers:DiffusersGenerator",

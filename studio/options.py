@@ -26,6 +26,7 @@ SHAPES_EDIT = ASSETS / "shapes-edit"
 
 #: Flag value that leaves a generator role unconfigured.
 NONE = "none"
+BT_PREFIX = "bt:"  # --critic bt:FOLDER, a Bradley-Terry reward model (studio.parrot.bt)
 
 
 def env(name: str, default: str | None = None) -> str | None:
@@ -49,8 +50,9 @@ def add_backend_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("store and backends")
     add_store_option(group)
     group.add_argument("--critic", default=env("STUDIO_CRITIC", "shapes"), metavar="SPEC",
-                       help="'shapes' (the shapes-world critic), or a Hugging Face model id or local folder "
-                            "of a RationalRewards checkpoint run with transformers [STUDIO_CRITIC]")
+                       help="'shapes' (the shapes-world critic), a Hugging Face model id or local folder "
+                            "of a RationalRewards checkpoint run with transformers, or bt:FOLDER (a scalar "
+                            "Bradley-Terry reward model: scores only) [STUDIO_CRITIC]")
     group.add_argument("--critic-url", default=env("STUDIO_CRITIC_URL"), metavar="URL",
                        help="base URL of an OpenAI-compatible server (e.g. vLLM) serving the critic; "
                             "overrides --critic [STUDIO_CRITIC_URL]")
@@ -146,6 +148,11 @@ def _critic_spec(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError("--critic-prompts applies to a model critic (--critic MODEL or --critic-url); the shapes "
                               "critic writes its critiques from the scene, not from a prompt.")
         return {"backend": "shapes"}
+    if args.critic.startswith(BT_PREFIX):
+        if args.critic_4bit or prompts:
+            raise ConfigError("--critic-4bit and --critic-prompts apply to a critic that writes text; a "
+                              "Bradley-Terry reward model (bt:FOLDER) only scores.")
+        return {"backend": "bt", "model": args.critic[len(BT_PREFIX):]}
     return {"backend": "transformers", "model": args.critic, "quantization": "4bit" if args.critic_4bit else None,
             **prompts}
 

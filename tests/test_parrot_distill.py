@@ -14,6 +14,8 @@ from models.errors import ConfigError
 from models.types import CritiqueRequest
 from studio.jobs.context import RecordingContext
 from studio.parrot import distill, export, filter as parrot_filter, generate
+from studio.parrot.examples import sharegpt_to_messages
+from studio.parrot.student_data import load_split
 from tests.parrot_helpers import SPEC, write_pairs
 
 pytestmark = pytest.mark.slow
@@ -59,6 +61,10 @@ def test_distillation_lowers_the_loss_and_saves_a_folder_that_loads_as_a_critic(
     critic = TransformersCritic(model=str(ctx.run_dir / "critic"), max_new_tokens=8, temperature=0)
     [result] = critic.critique([CritiqueRequest("t2i", "a red circle", Image.new("RGB", (64, 64), "red"))])
     assert critic.completer.stats.new_tokens > 0  # it loaded and wrote (one step cannot write a critique yet)
+    [record] = load_split(dataset, "parrot")[:1]
+    processor = critic.completer.processor
+    prompt = processor.apply_chat_template(sharegpt_to_messages(record)[0], tokenize=False)
+    assert len(processor.tokenizer(prompt)["input_ids"]) * 4 < len(prompt)  # its own protocol tokenizer
     critic.close()
 
 

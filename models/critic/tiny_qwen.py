@@ -1,9 +1,10 @@
 """Tiny, randomly initialised Qwen3-VL and Qwen2.5-VL checkpoints built in code, no downloads.
 
-They have the real architectures, a byte-level Qwen tokenizer, the Qwen image processor and a
-chat template, so ``TransformersCritic(model=str(folder))`` loads them exactly like a released
-checkpoint. Their output is random text: they exercise loading, batching and failure handling in
-tests and benchmarks, not critique quality.
+They have the real architectures, a byte-level Qwen tokenizer (or the one given, e.g. a protocol
+tokenizer for a PARROT student), the Qwen image processor and a chat template, so
+``TransformersCritic(model=str(folder))`` loads them exactly like a released checkpoint. Untrained,
+their output is random text: they exercise loading, batching and failure handling in tests and
+benchmarks, and are the starting point of the distilled shapes-world students.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import torch
 from tokenizers.pre_tokenizers import ByteLevel
 from transformers import (
     PreTrainedModel,
+    PreTrainedTokenizerBase,
     Qwen2_5_VLConfig,
     Qwen2_5_VLForConditionalGeneration,
     Qwen2Tokenizer,
@@ -67,17 +69,21 @@ def build_tiny_qwen3vl(
     vision_hidden_size: int = 64,
     vision_depth: int = 2,
     initializer_range: float = 0.02,
+    patch_size: int = 16,
+    tokenizer: PreTrainedTokenizerBase | None = None,
 ) -> Path:
     """Write a tiny random Qwen3-VL checkpoint (about 0.4M parameters by default) to ``folder``.
 
-    Images use 16-pixel patches merged 2x2: a 64x64 image is 4 tokens, 128x128 is 16.
-    ``hidden_size`` must be a multiple of ``4 * num_heads``. Returns ``folder``.
+    Images use ``patch_size``-pixel patches merged 2x2: with 16, a 64x64 image is 4 tokens and
+    128x128 is 16; with 8, a 64x64 image is 16. ``hidden_size`` must be a multiple of
+    ``4 * num_heads``. ``tokenizer``: the byte-level one by default, or e.g. a protocol tokenizer
+    (``models.critic.protocol_tokenizer``) with the Qwen-VL special tokens. Returns ``folder``.
 
     The default widths (text 64, vision 64) keep every linear layer's input a multiple of 64 and
     its output a multiple of 32, which bitsandbytes' AVX512-BF16 CPU kernel needs to repack a 4-bit
     weight (see ``models.critic.quantization``): so 4-bit runs the same code path on every CPU.
     """
-    tokenizer = byte_level_qwen_tokenizer()
+    tokenizer = tokenizer or byte_level_qwen_tokenizer()
     head_dim = _head_dim(hidden_size, num_heads)
     config = Qwen3VLConfig(
         text_config={
@@ -90,7 +96,7 @@ def build_tiny_qwen3vl(
             "hidden_size": vision_hidden_size,
             "intermediate_size": 2 * vision_hidden_size,
             "num_heads": 2,
-            "patch_size": 16,
+            "patch_size": patch_size,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
             "out_hidden_size": hidden_size,
@@ -101,7 +107,7 @@ def build_tiny_qwen3vl(
         **_vision_token_ids(tokenizer),
     )
     torch.manual_seed(seed)
-    return _save(folder, Qwen3VLForConditionalGeneration(config), tokenizer, patch_size=16)
+    return _save(folder, Qwen3VLForConditionalGeneration(config), tokenizer, patch_size=patch_size)
 
 
 def build_tiny_qwen25vl(
@@ -158,7 +164,7 @@ def _rope_parameters(head_dim: int) -> dict[str, object]:
 
 
 def _text_config(
-    tokenizer: Qwen2Tokenizer, hidden_size: int, num_layers: int, num_heads: int, initializer_range: float
+    tokenizer: PreTrainedTokenizerBase, hidden_size: int, num_layers: int, num_heads: int, initializer_range: float
 ) -> dict[str, object]:
     return {
         "vocab_size": len(tokenizer),
@@ -175,7 +181,7 @@ def _text_config(
     }
 
 
-def _vision_token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
+def _vision_token_ids(tokenizer: PreTrainedTokenizerBase) -> dict[str, int]:
     ids = tokenizer.convert_tokens_to_ids
     return {
         "image_token_id": ids("<|image_pad|>"),
@@ -185,7 +191,7 @@ def _vision_token_ids(tokenizer: Qwen2Tokenizer) -> dict[str, int]:
     }
 
 
-def _save(folder: Path, model: PreTrainedModel, tokenizer: Qwen2Tokenizer, *, patch_size: int) -> Path:
+def _save(folder: Path, model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, *, patch_size: int) -> Path:
     folder = Path(folder)
     model.generation_config.eos_token_id = tokenizer.eos_token_id
     model.generation_config.pad_token_id = tokenizer.pad_token_id

@@ -27,6 +27,7 @@ KINDS: dict[str, str] = {
     "parrot-filter": "studio.parrot.filter",
     "parrot-export": "studio.parrot.export",
     "parrot-distill": "studio.parrot.distill",
+    "parrot-bt": "studio.parrot.bt",
 }
 
 

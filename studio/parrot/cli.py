@@ -1,4 +1,4 @@
-"""``python -m studio parrot generate|filter|export|distill [--config FILE] [flags]``.
+"""``python -m studio parrot generate|filter|export|distill|bt [--config FILE] [flags]``.
 
 Each sub-command is the stage's own ``main``: the flags are generated from its config dataclass
 (``--help`` lists them), the config is saved as ``config.json`` in ``--run-dir``, and the last
@@ -15,6 +15,7 @@ STAGES = {
     "filter": "consistency filtering: keep rationales whose own scores re-predict the label",
     "export": "kept rationales to LLaMA-Factory sharegpt student examples",
     "distill": "train a student critic on the exported examples",
+    "bt": "baseline: a scalar Bradley-Terry reward model trained on the pairs' labels alone",
 }
 
 

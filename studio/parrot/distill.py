@@ -31,6 +31,7 @@ from accelerate import Accelerator
 from transformers import AutoModelForImageTextToText, get_scheduler
 
 from models.critic.critic_transformers import load_processor, resolve_dtype
+from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, train_protocol_tokenizer
 from models.critic.quantization import quantization_config
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError
@@ -56,6 +57,11 @@ class DistillConfig:
     base: str = field(default=TINY_BASE, metadata={"help": "student checkpoint (folder or hub id), or tiny-qwen3vl"})
     tiny_hidden_size: int = field(default=64, metadata={"help": "tiny-qwen3vl: text and vision width"})
     tiny_layers: int = field(default=2, metadata={"help": "tiny-qwen3vl: language model layers"})
+    tiny_patch_size: int = field(default=16, metadata={"help": "tiny-qwen3vl: image patch side in pixels (8 or 16)"})
+    tiny_tokenizer: Literal["protocol", "bytes"] = field(
+        default="protocol", metadata={"help": "tiny-qwen3vl: BPE learnt from the training text and templates "
+                                              "(protocol), or one token per byte (bytes)"})
+    tiny_vocab_size: int = field(default=2048, metadata={"help": "tiny-qwen3vl: the protocol tokenizer's vocabulary"})
     method: Literal["full", "lora", "qlora"] = field(default="full", metadata={"help": "full, lora or qlora"})
     lora_r: int = field(default=16, metadata={"help": "LoRA rank"})
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
@@ -84,9 +90,12 @@ class DistillConfig:
         _check_choice("method", self.method, ("full", "lora", "qlora"))
         _check_choice("device", self.device, ("auto", "cpu", "cuda"))
         _check_choice("dtype", self.dtype, ("auto", "float32", "bfloat16"))
+        _check_choice("tiny_tokenizer", self.tiny_tokenizer, ("protocol", "bytes"))
+        _check_choice("tiny_patch_size", self.tiny_patch_size, (8, 16))
         _check_float("learning_rate", self.learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
-        for name, low in (("tiny_hidden_size", 16), ("tiny_layers", 1), ("lora_r", 1), ("lora_alpha", 1),
+        for name, low in (("tiny_hidden_size", 16), ("tiny_layers", 1), ("tiny_vocab_size", 512), ("lora_r", 1),
+                          ("lora_alpha", 1),
                           ("warmup_steps", 0), ("epochs", 1), ("max_steps", 0), ("batch_size", 1), ("grad_accum", 1),
                           ("max_length", 16), ("eval_steps", 0), ("eval_limit", 0), ("save_steps", 1),
                           ("keep_checkpoints", 1), ("seed", 0)):
@@ -98,12 +107,12 @@ def run(config: DistillConfig, ctx: JobContext) -> dict[str, Any]:
     run_dir = Path(ctx.run_dir)
     accelerator = Accelerator(cpu=config.device == "cpu" or (config.device == "auto" and not torch.cuda.is_available()))
     torch.manual_seed(config.seed)
-    base = _base_folder(config, run_dir, accelerator)
-    processor = load_processor(str(base))
     train = load_split(Path(config.dataset), config.name)
     evaluation = _eval_split(config)
     if not train:
         raise ConfigError(f"The dataset {config.dataset} has no training examples.")
+    base = _base_folder(config, run_dir, accelerator, train)
+    processor = load_processor(str(base))
     model = _load_student(config, base, accelerator)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
@@ -241,13 +250,19 @@ def _eval_split(config: DistillConfig) -> list[dict[str, Any]]:
     return records[: config.eval_limit] if config.eval_limit else records
 
 
-def _base_folder(config: DistillConfig, run_dir: Path, accelerator: Accelerator) -> Path:
-    """The student's starting checkpoint: ``config.base``, or a tiny Qwen3-VL built once in the run folder."""
+def _base_folder(config: DistillConfig, run_dir: Path, accelerator: Accelerator, train: list[dict[str, Any]]) -> Path:
+    """The student's starting checkpoint: ``config.base``, or a tiny Qwen3-VL built once in the run
+    folder, with a protocol tokenizer learnt from the prompt templates and the ``train`` examples."""
     if config.base != TINY_BASE:
         return Path(config.base)
     folder = run_dir / "base"
     if accelerator.is_main_process and not (folder / "config.json").is_file():
-        build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.tiny_hidden_size, num_layers=config.tiny_layers)
+        tokenizer = None
+        if config.tiny_tokenizer == "protocol":
+            tokenizer = train_protocol_tokenizer([*template_texts(), *sharegpt_texts(train)],
+                                                 vocab_size=config.tiny_vocab_size)
+        build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.tiny_hidden_size,
+                           num_layers=config.tiny_layers, patch_size=config.tiny_patch_size, tokenizer=tokenizer)
     accelerator.wait_for_everyone()
     return folder
 
