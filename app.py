@@ -70,24 +70,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _env_float(name: str) -> float | None:
+def _env_number(name: str, kind: type[float] | type[int]) -> float | int | None:
+    """The environment variable ``name`` as a ``kind`` (``None`` when unset); a ``ConfigError``
+    naming it when it is not one."""
     value = env(name)
     if value is None:
         return None
     try:
-        return float(value)
+        return kind(value)
     except ValueError as e:
-        raise ConfigError(f"{name} must be a number, got {value!r}.") from e
+        raise ConfigError(f"{name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}.") from e
+
+
+def _env_float(name: str) -> float | None:
+    return _env_number(name, float)
 
 
 def _env_int(name: str) -> int | None:
-    value = env(name)
-    if value is None:
-        return None
-    try:
-        return int(value)
-    except ValueError as e:
-        raise ConfigError(f"{name} must be a whole number, got {value!r}.") from e
+    return _env_number(name, int)  # type: ignore[return-value]
 
 
 def limits(args: argparse.Namespace) -> Limits:
