@@ -10,8 +10,8 @@ critic (``--noise``) is the teacher. Variants, all at the same training budget (
 * ``bt``: a scalar Bradley-Terry reward model (the same vision backbone and language model, a
   scalar head) trained on the same pairs' labels alone (``studio.parrot.bt``).
 
-The trained model then judges held-out pairs (another seed, never trained on) through its critic
-backend, and its winner is scored against the *truth*, never against the noisy labels; an answer
+The trained model then judges held-out pairs (another seed; a pair whose request is among the
+training pairs' requests is passed over, by text, and counted) through its critic backend, and its winner is scored against the *truth*, never against the noisy labels; an answer
 that fails to parse counts as wrong. Pairs whose truth is a tie are left out. For scale, the same
 pairs are judged by the noisy teacher (label-blind). Stages already finished in ``--run-dir``
 (their ``summary.json``) are reused, so the variants of one pair count share the generated pairs.
@@ -44,6 +44,7 @@ from models.types import PairResult
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, export, filter as parrot_filter, generate
 from studio.parrot.pairs import LabeledPair, shapes_pairs
+from studio.parrot.rationale import read_rationales
 
 HELDOUT_SEED = 10_000
 VARIANTS = ("parrot", "no-anchoring", "no-filter", "bt")
@@ -100,6 +101,24 @@ def train_student(args: argparse.Namespace, stages: Stages) -> tuple[dict[str, A
     return data, student
 
 
+def unseen_heldout(count: int, root: Path) -> tuple[list[LabeledPair], int]:
+    """``count`` held-out pairs whose request no training pair of the run folder ``root`` asked
+    for (every ``generate*/rationales.jsonl`` there), and how many seen ones were passed over."""
+    seen = {r.prompt for path in root.glob("generate*/rationales.jsonl") for r in read_rationales(path)}
+    if not seen:
+        raise SystemExit(f"no generate*/rationales.jsonl in {root}: nothing to hold the pairs out from")
+    kept: list[LabeledPair] = []
+    skipped = 0
+    for pair in shapes_pairs(1_000_000, seed=HELDOUT_SEED, flip_rate=0.0):
+        if len(kept) == count:
+            break
+        if pair.prompt in seen:
+            skipped += 1
+        else:
+            kept.append(pair)
+    return kept, skipped
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variant", choices=VARIANTS, default="parrot")
@@ -122,8 +141,6 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     stages = Stages(Path(args.run_dir))
-    heldout = list(shapes_pairs(args.heldout, seed=HELDOUT_SEED, flip_rate=0.0))
-    requests = [p.to_request() for p in heldout]
     row: dict[str, Any] = {"variant": args.variant, "pairs": args.pairs, "flip_rate": args.flip_rate,
                            "teacher_noise": args.noise, "minutes": args.minutes, "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
@@ -142,6 +159,8 @@ def main() -> None:
                                                      "train_seconds", "time_limit_reached")}
         critic = TransformersCritic(model=student["critic"], temperature=0, max_new_tokens=args.max_new_tokens,
                                     batch_size=8, parse_retries=0)
+    heldout, row["heldout_seen_skipped"] = unseen_heldout(args.heldout, stages.root)
+    requests = [p.to_request() for p in heldout]
     started = time.perf_counter()
     policy = ScoringPolicy()
     row["heldout"] = accuracy(critic.judge(requests), heldout, policy)
