@@ -3,6 +3,7 @@ and Stop (a cancelled stream is stored as a cancelled session)."""
 
 from __future__ import annotations
 
+import json
 import time
 from typing import Iterator
 
@@ -10,6 +11,9 @@ import gradio as gr
 import pytest
 from gradio_client import Client
 
+from models.shapes.critic_shapes import ShapesCritic
+from studio.services import Services
+from studio.store import SessionStore
 from studio.ui.agents import AGENT_TOOLS
 from studio.ui.app import API_NAMES, LAUNCH_OPTIONS, TRAINING_API_NAMES, build_app
 from tests.studio_fakes import ScriptedCritic, SquaresGenerator, make_services, poor
@@ -204,6 +208,52 @@ def test_refine_takes_the_repeat_policy_and_tries_per_prompt(tmp_path, on_repeat
     assert session["settings"]["on_repeat"] == on_repeat and session["settings"]["max_tries_per_prompt"] == max_tries
     assert session["stop_reason"] == ("max_rounds" if max_tries == 0 else "exhausted")
     assert len(services.store.rounds(session_id)) == rounds
+
+
+class RecordingShapesCritic(ShapesCritic):
+    """The shapes critic (it expands a request), remembering the prompt of every critique request."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.prompts: list[str] = []
+
+    def critique(self, requests):
+        self.prompts += [r.prompt for r in requests]
+        return super().critique(requests)
+
+
+@pytest.mark.parametrize("api_name", ["/refine", "/agent_refine"])
+@pytest.mark.parametrize(("first_prompt", "judge_against"), [("expanded", "request"), ("request", "round")])
+def test_refine_takes_the_first_prompt_and_what_rounds_are_judged_against(tmp_path, api_name, first_prompt,
+                                                                          judge_against):
+    """Round 1 generates from the critic's expansion or the prompt as written, and the critic
+    judges every round against the prompt as written or the round's own prompt."""
+    critic, generator = RecordingShapesCritic(), SquaresGenerator()
+    services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
+    demo = build_app(services)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+        answer = client.predict(task="t2i", prompt="a red square", max_rounds=2, first_prompt=first_prompt,
+                                judge_against=judge_against, api_name=api_name)
+    finally:
+        demo.close()
+    session_id = answer[0] if api_name == "/refine" else json.loads(answer)["id"]
+    session = services.store.get_session(session_id)
+    assert session["settings"]["first_prompt"] == first_prompt and session["settings"]["judge_against"] == judge_against
+    round_prompts = [r["prompt"] for r in services.store.rounds(session_id)]
+    expansion = ShapesCritic.expand_request("t2i", "a red square", 0)
+    assert round_prompts[0] == (expansion if first_prompt == "expanded" else "a red square")
+    assert expansion != "a red square"
+    assert critic.prompts == (["a red square"] * len(round_prompts) if judge_against == "request" else round_prompts)
+
+
+def test_agent_refine_refuses_an_unknown_first_prompt_choice(served, services):
+    _, client = served
+    with pytest.raises(Exception, match="first_prompt"):
+        client.predict(prompt="a red square", first_prompt="later", api_name="/agent_refine")
+    assert services.store.search_sessions() == []
 
 
 def test_history_search_says_how_many_sessions_match_beyond_the_200_shown(services):

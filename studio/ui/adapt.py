@@ -58,6 +58,7 @@ def loop_settings(
     max_rounds: float, candidates: float, seed: float, seed_policy: str, rewriter: str,
     thresholds: dict[str, float], plateau_rounds: float, stop_on_regression: bool,
     on_repeat: str = LoopSettings.on_repeat, max_tries_per_prompt: float = LoopSettings.max_tries_per_prompt,
+    first_prompt: str = LoopSettings.first_prompt, judge_against: str = LoopSettings.judge_against,
 ) -> LoopSettings:
     """``LoopSettings`` from the Studio tab's widgets (sliders and numbers arrive as floats)."""
     return LoopSettings(
@@ -65,7 +66,8 @@ def loop_settings(
         seed_policy=seed_policy,  # type: ignore[arg-type]
         rewriter=rewriter, thresholds=dict(thresholds), plateau_rounds=int(plateau_rounds),  # type: ignore[arg-type]
         stop_on_regression=bool(stop_on_regression), on_repeat=on_repeat,  # type: ignore[arg-type]
-        max_tries_per_prompt=int(max_tries_per_prompt),
+        max_tries_per_prompt=int(max_tries_per_prompt), first_prompt=first_prompt,  # type: ignore[arg-type]
+        judge_against=judge_against,  # type: ignore[arg-type]
     )
 
 

@@ -95,7 +95,8 @@ def add_agent_tools(services: Services) -> None:
                candidates: int = defaults.candidates, seed: int = defaults.seed,
                seed_policy: str = defaults.seed_policy, rewriter: str = "critic",
                on_repeat: str = defaults.on_repeat, max_tries_per_prompt: int = defaults.max_tries_per_prompt,
-               plateau_rounds: int = defaults.plateau_rounds) -> str:
+               plateau_rounds: int = defaults.plateau_rounds, first_prompt: str = defaults.first_prompt,
+               judge_against: str = defaults.judge_against) -> str:
         """Run a Generate-Critique-Refine session to its end and answer the stored session as JSON:
         status, stop reason, the best image's id and score, and every round's prompt and candidates
         with their scores (images by id: pass one to the image tool to see it).
@@ -112,11 +113,13 @@ def add_agent_tools(services: Services) -> None:
             on_repeat: when a round's prompt was already generated with its seed: "vary_seed", "restate" or "stop".
             max_tries_per_prompt: most rounds one prompt may be generated in (0: no limit).
             plateau_rounds: stop after this many rounds without gain (0: off).
+            first_prompt: round 1 from the critic's expansion of the prompt ("expanded") or the prompt as written ("request").
+            judge_against: judge every round against the prompt as written ("request") or that round's own prompt ("round").
         """
         settings = LoopSettings.from_dict({**defaults.to_dict(), **{
             "max_rounds": max_rounds, "candidates": candidates, "seed": seed, "seed_policy": seed_policy,
             "rewriter": rewriter, "on_repeat": on_repeat, "max_tries_per_prompt": max_tries_per_prompt,
-            "plateau_rounds": plateau_rounds}})
+            "plateau_rounds": plateau_rounds, "first_prompt": first_prompt, "judge_against": judge_against}})
         grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
         request = RefineRequest(task, prompt, source_input(task, source_image))  # type: ignore[arg-type]
         return run_session(loop.refine(request, services, settings))

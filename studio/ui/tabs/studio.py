@@ -31,6 +31,10 @@ logger = logging.getLogger(__name__)
 DIMENSIONS = {d.key: d.heading for d in task_dimensions("edit")}
 #: ``LoopSettings.on_repeat`` choices as (label, value).
 REPEAT_CHOICES = [("vary the seed", "vary_seed"), ("re-state what failed", "restate"), ("stop", "stop")]
+#: ``LoopSettings.first_prompt`` choices as (label, value).
+FIRST_PROMPT_CHOICES = [("the critic's expansion of the prompt", "expanded"), ("the prompt as written", "request")]
+#: ``LoopSettings.judge_against`` choices as (label, value).
+JUDGE_AGAINST_CHOICES = [("the prompt as written", "request"), ("the round's own prompt", "round")]
 
 
 def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> None:
@@ -84,6 +88,11 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
                                          label="When a prompt comes back with its seed")
                     max_tries = gr.Slider(0, 10, value=defaults.max_tries_per_prompt, step=1,
                                           label="Most rounds per prompt (0: no limit)")
+                with gr.Row():
+                    first_prompt = gr.Radio(FIRST_PROMPT_CHOICES, value=defaults.first_prompt,
+                                            label="Round 1 generates from")
+                    judge_against = gr.Radio(JUDGE_AGAINST_CHOICES, value=defaults.judge_against,
+                                             label="Judge every round against")
             models = gr.Markdown(models_markdown(names), elem_id="studio-models")
             if not public:
                 with gr.Accordion("Backend settings", open=False):
@@ -161,6 +170,7 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
                physical_quality: float = thresholds[2].value, text_rendering: float = thresholds[3].value,
                plateau: float = defaults.plateau_rounds, regression: bool = defaults.stop_on_regression,
                on_repeat: str = defaults.on_repeat, max_tries_per_prompt: float = defaults.max_tries_per_prompt,
+               first_prompt: str = defaults.first_prompt, judge_against: str = defaults.judge_against,
                request: gr.Request | None = None, progress: gr.Progress = gr.Progress()) -> Iterator[tuple[Any, ...]]:
         """Run a Generate-Critique-Refine session, streaming each step.
 
@@ -183,11 +193,16 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
                 seed), "restate" (re-state what failed first, then vary the seed) or "stop".
             max_tries_per_prompt: most rounds one prompt may be generated in before the session
                 stops as exhausted (0: no limit).
+            first_prompt: round 1 generates from the critic's expansion of the prompt into the
+                generator's detailed form ("expanded"; a critic that cannot expand keeps the prompt)
+                or from the prompt as written ("request").
+            judge_against: the critic judges every round against the prompt as written ("request")
+                or against that round's own prompt ("round").
         """
         scores = (text_faithfulness, image_faithfulness, physical_quality, text_rendering)
         limits = dict(zip(DIMENSIONS, scores, strict=True))
         settings = adapt.loop_settings(max_rounds, candidates, seed, seed_policy, rewriter, limits, plateau, regression,
-                                      on_repeat, max_tries_per_prompt)
+                                      on_repeat, max_tries_per_prompt, first_prompt, judge_against)
         grammar.check_request(services, task, prompt)  # type: ignore[arg-type]
         visitor = visitors.of(request)
         wanted = RefineRequest(task, prompt, adapt.source_upload(task, source_image), visitor=visitor.writes)
@@ -227,7 +242,7 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
-              regression, on_repeat, max_tries]
+              regression, on_repeat, max_tries, first_prompt, judge_against]
     streaming = {"concurrency_id": "gpu", "concurrency_limit": 1, "show_progress_on": [status]}
     refine_validator = admission.validator(refine, images=lambda a: (a.get("max_rounds", defaults.max_rounds),
                                                                       a.get("candidates", defaults.candidates)))
