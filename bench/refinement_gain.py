@@ -9,7 +9,8 @@ critic score):
 
 - ``loop``: the studio's own engine (``studio.loop.refine``), the shapes reference critic's
   refined request as the next prompt, ``--on-repeat`` when a prompt repeats, ``--first-prompt``
-  (the request, or its expansion), ``--judge-against``, and the critic's ``--resize-failed``.
+  (the request, or its expansion), ``--judge-against``, and the critic's ``--no-resize-failed``
+  and ``--fresh-layout`` (most objects failed: a fresh expansion instead of the drawn layout).
 - ``blind``: the *blind-expansion control*: each round a new detailed prompt written from the
   short one without seeing any image (``models.shapes.expand``: every object gets a random free
   cell and size), the critic judging each image against the original request. Round 1 uses the
@@ -32,7 +33,7 @@ do test-time refinement and RL add up?
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--rounds 3]
         [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
-        [--no-resize-failed] [--t2i DIR | --t2i-lora DIR] [--out results.json]
+        [--no-resize-failed] [--fresh-layout] [--t2i DIR | --t2i-lora DIR] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
 
@@ -175,7 +176,8 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     prompts, skipped = unseen_prompts(args.n, args.assets, args.form)
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
-        services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed),
+        services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed,
+                                                                                       fresh_layout=args.fresh_layout),
                             t2i_generator=DiffusersGenerator(model=args.t2i or str(Path(args.assets) / T2I_FOLDER),
                                                              lora=args.t2i_lora or None))
         for i, prompt in enumerate(prompts):
@@ -206,7 +208,7 @@ def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
                            "on_repeat": args.on_repeat if args.arm == "loop" else None,
                            "judge_against": args.judge_against if args.arm == "loop" else None,
                            "first_prompt": args.first_prompt if args.arm == "loop" else None,
-                           "resize_failed": args.resize_failed,
+                           "resize_failed": args.resize_failed, "fresh_layout": args.fresh_layout,
                            "seen_skipped": result["prompts_skipped_as_seen"],
                            "seen_share": round(result["prompts_skipped_as_seen"] / (n + result["prompts_skipped_as_seen"]), 3)}
     for grader in GRADERS:
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="loop arm: round 1 from the request or from its expansion (as the blind arm's round 1)")
     parser.add_argument("--no-resize-failed", dest="resize_failed", action="store_false",
                         help="the critic's refined request keeps a wrongly drawn object's size")
+    parser.add_argument("--fresh-layout", action="store_true",
+                        help="when most objects failed, the critic's refined request is a fresh expansion")
     parser.add_argument("--t2i", default="", help="generator folder instead of the shipped one (an RL run's pipeline)")
     parser.add_argument("--t2i-lora", default="", help="LoRA folder loaded into the generator (an RL run's lora)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -47,6 +47,30 @@ def test_resize_failed_is_checked():
     assert ShapesCritic(resize_failed=False).completer.to_config()["resize_failed"] is False
 
 
+def test_with_fresh_layout_most_objects_failed_gives_a_new_expansion_and_a_few_keep_the_layout():
+    prompt = "a blue square, a red circle and a large green star at the bottom"
+    mostly_wrong = Scene((ShapeObject("square", "purple", "large", "top left"),
+                          ShapeObject("circle", "red", "small", "top"),
+                          ShapeObject("diamond", "green", "large", "bottom")))
+    fresh = ShapesCritic(fresh_layout=True)
+    texts = {_refined(ShapesCritic(fresh_layout=True, seed=s), prompt, mostly_wrong) for s in range(6)}
+    assert len(texts) > 1  # fresh cells and sizes, not the drawn layout
+    for text in texts:
+        asked = {(o.shape, o.colour) for o in parse_prompt(text).objects}
+        assert asked == {("square", "blue"), ("circle", "red"), ("star", "green")}
+        # what the request fixes stays fixed
+        assert ("star", "green", "large", "bottom") in {(o.shape, o.colour, o.size, o.position)
+                                                        for o in parse_prompt(text).objects}
+    assert _refined(fresh, prompt, mostly_wrong) == _refined(fresh, prompt, mostly_wrong)  # the same image, the same layout
+    # without the setting, or with most objects right, the drawn layout is kept and the failed object resized
+    pinned = _refined(ShapesCritic(), prompt, mostly_wrong)
+    assert "small blue square at the top left" in pinned and "small red circle at the top" in pinned
+    one_wrong = Scene(mostly_wrong.objects[:2] + (ShapeObject("star", "green", "large", "bottom"),))
+    assert _refined(fresh, prompt, one_wrong) == _refined(ShapesCritic(), prompt, one_wrong)
+    with pytest.raises(ConfigError, match="fresh_layout"):
+        ShapesCritic(fresh_layout=1)  # type: ignore[arg-type]
+
+
 def test_expansion_keeps_what_the_request_fixes_and_draws_the_rest():
     texts = {expand('a large red circle at the top and two blue stars with the word "OK"', random.Random(s))
              for s in range(6)}

@@ -90,6 +90,7 @@ class Assessment:
     scores: dict[str, float | None]
     praise: dict[str, str]
     refined_request: str
+    failed_share: float = 0.0  # t2i: the share of requested objects missing or drawn with a wrong shape or colour
 
     def about(self, dimension: str) -> list[Finding]:
         """The findings of one dimension, worst first."""
@@ -266,7 +267,10 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = F
         key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}{held}.",
         TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
     }
-    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed)))
+    failed = len(missing) + sum((s.shape, s.colour) != (o.shape, o.colour) for s, o in pairs)
+    refined = detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed))
+    return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, refined,
+                      failed / len(spec.objects))
 
 
 def _clean_praise() -> dict[str, str]:

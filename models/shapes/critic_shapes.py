@@ -8,7 +8,10 @@ parser and retry loop as any other critic. ``ShapesCritic`` wraps it in ``Protoc
 
 ``resize_failed`` (on by default) makes its refined request ask for an object drawn with a wrong
 shape or colour at the other size, so the next round changes that object's clause only (see
-``models.shapes.assess``). ``ShapesCritic.expand_request`` writes a request in the generator's
+``models.shapes.assess``). ``fresh_layout`` makes it a hybrid: when most requested objects failed
+(more than half missing or drawn with a wrong shape or colour) there is little to keep, and the
+refined request is a fresh expansion of the request instead (new cells and sizes wherever the
+request leaves them open, drawn from the judged image), so the next round redraws every object. ``ShapesCritic.expand_request`` writes a request in the generator's
 detailed form before any image is seen (``models.shapes.expand``).
 
 ``perception_noise`` makes it an imperfect teacher: each object seen in a judged image is, with
@@ -47,6 +50,8 @@ from models.types import (
 logger = logging.getLogger(__name__)
 
 _LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: With ``fresh_layout``: above this share of requested objects failed, the refined request is a fresh expansion.
+FRESH_LAYOUT_SHARE = 0.5
 
 
 def _sentence(parts: list[str]) -> str:
@@ -84,21 +89,27 @@ class ShapesReferenceChat:
         misperceived; 0 is the exact reference.
     :param seed: seeds the misperceptions, so a run is reproducible.
     :param resize_failed: the refined request asks for each wrongly drawn object at the other size.
+    :param fresh_layout: when most requested objects failed, the refined request is a fresh
+        expansion of the request (``FRESH_LAYOUT_SHARE``).
     """
 
-    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True) -> None:
+    def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True,
+                 fresh_layout: bool = False) -> None:
         if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
             raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
-        if not isinstance(resize_failed, bool):
-            raise ConfigError(f"resize_failed must be true or false; got {resize_failed!r}.")
+        for name, value in (("resize_failed", resize_failed), ("fresh_layout", fresh_layout)):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name} must be true or false; got {value!r}.")
         self.perception_noise = float(perception_noise)
         self.seed = seed
         self.resize_failed = resize_failed
+        self.fresh_layout = fresh_layout
         self._rng = random.Random(seed)
 
     def to_config(self) -> dict[str, object]:
         """Settings that rebuild this backend."""
-        return {"perception_noise": self.perception_noise, "seed": self.seed, "resize_failed": self.resize_failed}
+        return {"perception_noise": self.perception_noise, "seed": self.seed, "resize_failed": self.resize_failed,
+                "fresh_layout": self.fresh_layout}
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
         """Critique text for each prompt, or a ``CompletionError`` when the request is not a
@@ -131,8 +142,16 @@ class ShapesReferenceChat:
             request.task, analysis=judged.requested, scores=judged.scores,
             justifications={dim.key: self._justify(judged, dim.key) for dim in task_dimensions(request.task)},
             summary=self._summary(judged), refinement_comments=self._comments(judged),
-            refined_request=judged.refined_request,
+            refined_request=self._refined(request.prompt, judged),
         )
+
+    def _refined(self, prompt: str, judged: Assessment) -> str:
+        """The refined request: the assessment's (the layout pinned, failed objects changed), or
+        with ``fresh_layout``, when most requested objects failed, a fresh expansion of ``prompt``
+        drawn from what was seen (the same image gives the same expansion)."""
+        if not (self.fresh_layout and judged.task == "t2i" and judged.failed_share > FRESH_LAYOUT_SHARE):
+            return judged.refined_request
+        return expand(prompt, random.Random(f"fresh/{self.seed}/{prompt}/{judged.refined_request}"))
 
     def _pairwise(self, request: PairRequest) -> str:
         a = self._assess(request.task, request.prompt, request.image_a, request.source_image)
@@ -203,15 +222,18 @@ class ShapesCritic(ProtocolCritic):
     """The shapes-world reference critic behind the usual ``critique`` / ``judge`` interface.
 
     :param perception_noise: probability that each seen object (and the word) is misperceived.
-    :param seed: seeds the misperceptions.
+    :param seed: seeds the misperceptions (and the fresh layouts).
+    :param resize_failed: the refined request asks for each wrongly drawn object at the other size.
+    :param fresh_layout: when most requested objects failed, the refined request is a fresh expansion.
     """
 
     def __init__(
-        self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, parse_retries: int = 1,
-        name: str = "shapes",
+        self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, fresh_layout: bool = False,
+        parse_retries: int = 1, name: str = "shapes",
     ) -> None:
         super().__init__(
-            ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed),
+            ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed,
+                                fresh_layout=fresh_layout),
             parse_retries=parse_retries, name=name,
         )
 
