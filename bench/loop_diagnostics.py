@@ -13,6 +13,16 @@ of shape and colour, no extra; "objects_ok"):
 - ``resize_same_seed``: the wrong objects asked for at the other size (the critic's ``resize_failed``);
 - ``enlarge_same_seed``: the small wrong objects asked for large (sessions with one).
 
+Two more sets of round-1 results (the ``word_*`` and ``mw_*`` rates):
+
+- every object right, the word wrong: redrawn with two new seeds (``word_new_seed``,
+  ``word_new_seed_2``) and the word asked for as "the text" with the same seed
+  (``word_text_same_seed``); each counts the word right, the objects right, and both ("exact");
+- most objects wrong (fewer than half right): the wrong objects at the other size with the same
+  seed (``mw_resize_same_seed``, what ``resize_failed`` does), a fresh expansion with the same seed
+  (``mw_fresh_same_seed``, what the critic's ``fresh_layout`` does) and with a new seed
+  (``mw_fresh_new_seed``, a blind re-draw); each counts the objects right.
+
 Prints one JSON line. Run from the repository root:
     python -m bench.loop_diagnostics [--n 60]
 """
@@ -22,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import time
 from collections import Counter
 from dataclasses import replace
@@ -77,6 +88,22 @@ def variants(scene: world.Scene, wrong: list[world.ShapeObject], seed: int, rng)
     return out
 
 
+def word_variants(scene: world.Scene, seed: int) -> dict[str, tuple[str, int]]:
+    """The redraws of a result whose objects are right and word wrong: (prompt, seed) by name."""
+    text = world.detailed_prompt(scene)
+    return {"word_new_seed": (text, seed + NEW_SEED), "word_new_seed_2": (text, seed + 2 * NEW_SEED),
+            "word_text_same_seed": (text.replace(' with the word "', ' with the text "'), seed)}
+
+
+def mostly_wrong_variants(prompt: str, scene: world.Scene, wrong: list[world.ShapeObject],
+                          seed: int) -> dict[str, tuple[str, int]]:
+    """The redraws of a result with most objects wrong: (prompt, seed) by name."""
+    resized = world.Scene(tuple(_other_size(o) if o in wrong else o for o in scene.objects), scene.word)
+    fresh = expand(prompt, random.Random(f"fresh/{seed}"))
+    return {"mw_resize_same_seed": (world.detailed_prompt(resized), seed), "mw_fresh_same_seed": (fresh, seed),
+            "mw_fresh_new_seed": (fresh, seed + NEW_SEED)}
+
+
 def run(n: int, assets: str) -> dict[str, object]:
     """The counts over ``n`` unseen prompts (see the module docstring)."""
     from models.generator_diffusers import DiffusersGenerator
@@ -84,9 +111,9 @@ def run(n: int, assets: str) -> dict[str, object]:
 
     generator = DiffusersGenerator(model=str(Path(assets) / T2I_FOLDER))
 
-    def draw(scene: world.Scene, seed: int) -> AnalyzedScene:
-        request = GenerationRequest("t2i", world.detailed_prompt(scene), seed=seed, num_images=1)
-        return analyze(generator.generate(request).images[0])
+    def draw(scene: world.Scene | str, seed: int) -> AnalyzedScene:
+        text = scene if isinstance(scene, str) else world.detailed_prompt(scene)
+        return analyze(generator.generate(GenerationRequest("t2i", text, seed=seed, num_images=1)).images[0])
 
     prompts, _ = unseen_prompts(n, assets)
     stats: Counter[str] = Counter()
@@ -96,6 +123,20 @@ def run(n: int, assets: str) -> dict[str, object]:
         seen = draw(scene, i)
         right = right_objects(scene, seen)
         stats["first_objects_ok"] += objects_ok(prompt, seen)
+        if objects_ok(prompt, seen) and scene.word and seen.word != scene.word:
+            stats["word_only"] += 1
+            for name, (text, seed) in word_variants(scene, i).items():
+                again = draw(text, seed)
+                stats[f"{name}/n"] += 1
+                stats[f"{name}/word"] += again.word == scene.word
+                stats[f"{name}/objects_ok"] += objects_ok(prompt, again)
+                stats[f"{name}/exact"] += again.word == scene.word and objects_ok(prompt, again)
+        if 2 * sum(right) < len(right):
+            stats["mostly_wrong"] += 1
+            wrong = [o for o, ok in zip(scene.objects, right) if not ok]
+            for name, (text, seed) in mostly_wrong_variants(prompt, scene, wrong, i).items():
+                stats[f"{name}/n"] += 1
+                stats[f"{name}/objects_ok"] += objects_ok(prompt, draw(text, seed))
         if all(right) or not any(right):
             stats["all_right" if all(right) else "none_right"] += 1
             continue
@@ -132,9 +173,16 @@ def main(argv: list[str] | None = None) -> int:
                            "fixed": round(stats[f"{name}/fixed"] / stats[f"{name}/fixed_of"], 3),
                            "objects_ok": round(stats[f"{name}/objects_ok"] / stats[f"{name}/n"], 3),
                            "n": stats[f"{name}/n"]}
+    for name in ("word_new_seed", "word_new_seed_2", "word_text_same_seed"):
+        if stats.get(f"{name}/n"):
+            rates[name] = {key: f"{stats[f'{name}/{key}']}/{stats[f'{name}/n']}" for key in ("word", "objects_ok", "exact")}
+    for name in ("mw_resize_same_seed", "mw_fresh_same_seed", "mw_fresh_new_seed"):
+        if stats.get(f"{name}/n"):
+            rates[name] = {"objects_ok": f"{stats[f'{name}/objects_ok']}/{stats[f'{name}/n']}"}
     print(json.dumps({"bench": "loop_diagnostics", "n": args.n, "first_objects_ok": stats.get("first_objects_ok", 0),
                       "mixed": stats.get("mixed", 0), "all_right": stats.get("all_right", 0),
-                      "none_right": stats.get("none_right", 0), **rates, "seconds": round(time.time() - started, 1)}))
+                      "none_right": stats.get("none_right", 0), "word_only": stats.get("word_only", 0),
+                      "mostly_wrong": stats.get("mostly_wrong", 0), **rates, "seconds": round(time.time() - started, 1)}))
     return 0
 
 

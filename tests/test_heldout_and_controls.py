@@ -115,3 +115,26 @@ def test_wilson_interval_and_paired_compare(tmp_path):
     result = compare(str(runs["loop"]), str(runs["blind"]))
     assert result["analyzer"]["a_minus_b_last_round"]["difference_points"] == 50.0
     assert result["analyzer"]["a_last_minus_a_round_2"]["difference_points"] == 75.0
+
+
+def test_loop_diagnostics_redraws_ask_for_the_same_request():
+    """The word redraws change only the seed or the wording (the request parses the same), and the
+    mostly-wrong redraws keep every requested object, resized or in a fresh layout."""
+    from bench.loop_diagnostics import mostly_wrong_variants, word_variants
+
+    prompt = 'a red circle and a blue square with the word "OK"'
+    scene = world.Scene((world.ShapeObject("circle", "red", "large", "top"),
+                         world.ShapeObject("square", "blue", "small", "left")), "OK")
+    asked = Counter((o.shape, o.colour, o.size, o.position) for o in scene.objects)
+    words = word_variants(scene, 7)
+    assert set(words) == {"word_new_seed", "word_new_seed_2", "word_text_same_seed"}
+    for text, seed in words.values():
+        spec = world.parse_prompt(text)
+        assert Counter((o.shape, o.colour, o.size, o.position) for o in spec.objects) == asked and spec.word == "OK"
+    assert len({text for text, _ in words.values()}) == 2 and words["word_text_same_seed"][1] == 7
+    redraws = mostly_wrong_variants(prompt, scene, [scene.objects[0]], 7)
+    assert "a small red circle at the top" in redraws["mw_resize_same_seed"][0]
+    assert redraws["mw_fresh_same_seed"] == (redraws["mw_fresh_new_seed"][0], 7) != redraws["mw_fresh_new_seed"]
+    for text, _ in redraws.values():
+        assert Counter((o.shape, o.colour) for o in world.parse_prompt(text).objects) == Counter(
+            {("circle", "red"): 1, ("square", "blue"): 1})
