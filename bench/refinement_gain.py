@@ -31,7 +31,7 @@ runs an arm with a tuned generator, so a tuned and a base run of the same arm ca
 do test-time refinement and RL add up?
 
 Run from the repository root:
-    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--rounds 3]
+    python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--offset 0] [--rounds 3]
         [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
         [--no-resize-failed] [--fresh-layout] [--t2i DIR | --t2i-lora DIR] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
@@ -173,14 +173,14 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     from studio.store import SessionStore
 
     torch.set_num_threads(args.threads)
-    prompts, skipped = unseen_prompts(args.n, args.assets, args.form)
+    prompts, skipped = unseen_prompts(args.offset + args.n, args.assets, args.form)
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
         services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed,
                                                                                        fresh_layout=args.fresh_layout),
                             t2i_generator=DiffusersGenerator(model=args.t2i or str(Path(args.assets) / T2I_FOLDER),
                                                              lora=args.t2i_lora or None))
-        for i, prompt in enumerate(prompts):
+        for i, prompt in enumerate(prompts[args.offset:], start=args.offset):
             if args.arm == "loop":
                 rounds, log = _loop_rounds(prompt, i, services, args)
             else:
@@ -203,17 +203,22 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
 def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     """Exact rate after each round, by grader, with Wilson intervals."""
     sessions, n = result["sessions"], len(result["sessions"])
-    out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "form": args.form, "n": n, "rounds": args.rounds,
+    out: dict[str, Any] = {"bench": "refinement_gain", "arm": args.arm, "form": args.form, "n": n, "offset": args.offset,
+                           "rounds": args.rounds,
                            "candidates": args.candidates, "t2i": args.t2i or None, "t2i_lora": args.t2i_lora or None,
                            "on_repeat": args.on_repeat if args.arm == "loop" else None,
                            "judge_against": args.judge_against if args.arm == "loop" else None,
                            "first_prompt": args.first_prompt if args.arm == "loop" else None,
                            "resize_failed": args.resize_failed, "fresh_layout": args.fresh_layout,
                            "seen_skipped": result["prompts_skipped_as_seen"],
-                           "seen_share": round(result["prompts_skipped_as_seen"] / (n + result["prompts_skipped_as_seen"]), 3)}
+                           "seen_share": round(result["prompts_skipped_as_seen"]
+                                                / (args.offset + n + result["prompts_skipped_as_seen"]), 3)}
     for grader in GRADERS:
         per_round = [sum(s[grader][k] for s in sessions) for k in range(args.rounds)]
         out[grader] = {f"round_{k + 1}": {"exact": round(c / n, 3), "ci95": wilson(c, n)} for k, c in enumerate(per_round)}
+    worded = [s for s in sessions if _asked_word(s["prompt"])]
+    # the analyzer's exact rate needs the word too: how many prompts ask for one, and how many of those end exact
+    out["with_word"] = {"n": len(worded), "analyzer_exact_last_round": sum(s["analyzer"][-1] for s in worded)}
     return out
 
 
@@ -253,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--arm", choices=ARMS, default="loop")
     parser.add_argument("--assets", default="assets", help="folder holding shapes-t2i")
     parser.add_argument("--n", type=int, default=100, help="unseen held-out prompts")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="pass over the first OFFSET unseen prompts (a second set: --offset 100 --n 100)")
     parser.add_argument("--form", choices=("short", "relation"), default="short",
                         help="prompts in the short form, or with a relation (\"two red circles above a blue square\")")
     parser.add_argument("--rounds", type=int, default=3, help="rounds per session")
