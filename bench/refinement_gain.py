@@ -10,7 +10,8 @@ critic score):
 - ``loop``: the studio's own engine (``studio.loop.refine``), the shapes reference critic's
   refined request as the next prompt, ``--on-repeat`` when a prompt repeats, ``--first-prompt``
   (the request, or its expansion), ``--judge-against``, and the critic's ``--no-resize-failed``
-  and ``--fresh-layout`` (most objects failed: a fresh expansion instead of the drawn layout).
+  and ``--fresh-layout`` (most objects failed: a fresh expansion instead of the drawn layout) and
+  ``--move-failed`` (a wrongly drawn object in another free cell instead of at the other size).
 - ``blind``: the *blind-expansion control*: each round a new detailed prompt written from the
   short one without seeing any image (``models.shapes.expand``: every object gets a random free
   cell and size), the critic judging each image against the original request. Round 1 uses the
@@ -33,7 +34,7 @@ do test-time refinement and RL add up?
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--offset 0] [--rounds 3]
         [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
-        [--no-resize-failed] [--fresh-layout] [--t2i DIR | --t2i-lora DIR] [--out results.json]
+        [--no-resize-failed] [--fresh-layout] [--move-failed] [--t2i DIR | --t2i-lora DIR] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
 """
 
@@ -177,7 +178,8 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
         services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed,
-                                                                                       fresh_layout=args.fresh_layout),
+                                                                                       fresh_layout=args.fresh_layout,
+                                                                                       move_failed=args.move_failed),
                             t2i_generator=DiffusersGenerator(model=args.t2i or str(Path(args.assets) / T2I_FOLDER),
                                                              lora=args.t2i_lora or None))
         for i, prompt in enumerate(prompts[args.offset:], start=args.offset):
@@ -210,6 +212,7 @@ def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
                            "judge_against": args.judge_against if args.arm == "loop" else None,
                            "first_prompt": args.first_prompt if args.arm == "loop" else None,
                            "resize_failed": args.resize_failed, "fresh_layout": args.fresh_layout,
+                           "move_failed": args.move_failed,
                            "seen_skipped": result["prompts_skipped_as_seen"],
                            "seen_share": round(result["prompts_skipped_as_seen"]
                                                 / (args.offset + n + result["prompts_skipped_as_seen"]), 3)}
@@ -274,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the critic's refined request keeps a wrongly drawn object's size")
     parser.add_argument("--fresh-layout", action="store_true",
                         help="when most objects failed, the critic's refined request is a fresh expansion")
+    parser.add_argument("--move-failed", action="store_true",
+                        help="the critic's refined request moves a wrongly drawn object to another free cell")
     parser.add_argument("--t2i", default="", help="generator folder instead of the shipped one (an RL run's pipeline)")
     parser.add_argument("--t2i-lora", default="", help="LoRA folder loaded into the generator (an RL run's lora)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")

@@ -41,6 +41,18 @@ def test_the_refined_request_resizes_only_the_object_drawn_wrong():
     assert {(o.colour, o.size) for o in asked} == {("blue", "large"), ("red", "large")}
 
 
+def test_move_failed_moves_the_wrong_object_to_the_next_free_cell_and_keeps_the_rest():
+    drawn = Scene((ShapeObject("square", "blue", "large", "top left"), ShapeObject("circle", "purple", "small", "top")))
+    moved = parse_prompt(_refined(ShapesCritic(move_failed=True), PROMPT, drawn)).objects
+    assert {(o.shape, o.colour, o.size, o.position) for o in moved} == {
+        ("square", "blue", "large", "top left"), ("circle", "red", "small", "top right")}
+    # a position the request fixes is kept; the object is resized there instead
+    fixed = parse_prompt(_refined(ShapesCritic(move_failed=True), "a blue square and a red circle at the top", drawn)).objects
+    assert ("circle", "red", "large", "top") in {(o.shape, o.colour, o.size, o.position) for o in fixed}
+    with pytest.raises(ConfigError, match="move_failed"):
+        ShapesCritic(move_failed="no")  # type: ignore[arg-type]
+
+
 def test_resize_failed_is_checked():
     with pytest.raises(ConfigError, match="resize_failed"):
         ShapesCritic(resize_failed="yes")  # type: ignore[arg-type]

@@ -161,6 +161,6 @@ def test_settings_are_checked_and_recorded():
     with pytest.raises(ConfigError, match="perception_noise"):
         ShapesCritic(perception_noise=1.5)
     config = ShapesCritic(perception_noise=0.2, seed=3).to_config()
-    assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "fresh_layout": False,
+    assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "fresh_layout": False, "move_failed": False,
                       "parse_retries": 1}
     assert load_backend("critic", "shapes", **config).to_config() == config

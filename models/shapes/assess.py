@@ -241,11 +241,13 @@ def _relations_said(spec: PromptSpec) -> str:
                      for r in spec.relations)
 
 
-def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = False) -> Assessment:
+def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = False,
+               move_failed: bool = False) -> Assessment:
     """Judge a generated image (analyzed as ``seen``) against the request ``spec``.
 
     ``resize_failed``: the refined request asks for each object drawn with a wrong shape or
-    colour at the other size (see ``_pinned``)."""
+    colour at the other size; ``move_failed``: in another free cell, where the request leaves
+    its position open (see ``_pinned``)."""
     key, units = TEXT_FAITHFULNESS.key, len(spec.objects) + len(spec.relations)
     pairs, missing, extra = match(spec.objects, seen.objects)
     findings = [_deduction(key, MISSING, units, f"the {describe(s, article=False)} is missing") for s in missing]
@@ -268,7 +270,7 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = F
         TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
     }
     failed = len(missing) + sum((s.shape, s.colour) != (o.shape, o.colour) for s, o in pairs)
-    refined = detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed))
+    refined = detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed, move_failed=move_failed))
     return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, refined,
                       failed / len(spec.objects))
 
@@ -278,7 +280,8 @@ def _clean_praise() -> dict[str, str]:
 
 
 def _pinned(
-    spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec], *, resize_failed: bool
+    spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], missing: list[ObjectSpec], *, resize_failed: bool,
+    move_failed: bool = False,
 ) -> Scene:
     """The requested scene with every size and position pinned: kept from the image where an
     object was placed (its attributes corrected to the request), chosen for missing ones. With
@@ -286,16 +289,27 @@ def _pinned(
     With ``resize_failed`` an object drawn with a wrong shape or colour is asked for at the other
     size (unless the request fixes its size): the same wording failed once, and with the same
     seed a changed clause makes the generator draw that object anew while the objects already
-    right stay (``bench.refinement_gain``'s diagnostics)."""
+    right stay (``bench.refinement_gain``'s diagnostics). With ``move_failed`` such an object whose
+    position the request leaves open is asked for, at its drawn size, in the next free cell after
+    its own (in grid order) instead; without relations only."""
     if spec.relations:
         return _arranged(spec, pairs, resize_failed=resize_failed)
     taken: dict[str, ShapeObject] = {}
+    moved = [(s, o) for s, o in pairs
+             if move_failed and s.position is None and (s.shape, s.colour) != (o.shape, o.colour)]
     for s, o in pairs:
         position = s.position or o.position
+        if (s, o) in moved:
+            continue
         if position not in taken:
             taken[position] = ShapeObject(s.shape, s.colour, _size(s, o, resize_failed), position)
         else:
             missing = missing + [s]
+    for s, o in moved:
+        start = POSITIONS.index(o.position)
+        free = [p for p in POSITIONS[start + 1:] + POSITIONS[:start] if p not in taken]
+        cell = free[0] if free else o.position
+        taken.setdefault(cell, ShapeObject(s.shape, s.colour, s.size or o.size, cell))
     for s in missing:
         free = [p for p in (s.position, "centre", *POSITIONS) if p and p not in taken]
         if free:

@@ -91,25 +91,29 @@ class ShapesReferenceChat:
     :param resize_failed: the refined request asks for each wrongly drawn object at the other size.
     :param fresh_layout: when most requested objects failed, the refined request is a fresh
         expansion of the request (``FRESH_LAYOUT_SHARE``).
+    :param move_failed: the refined request asks for each wrongly drawn object in another free cell
+        (where the request leaves its position open) instead of at the other size.
     """
 
     def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True,
-                 fresh_layout: bool = False) -> None:
+                 fresh_layout: bool = False, move_failed: bool = False) -> None:
         if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
             raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
-        for name, value in (("resize_failed", resize_failed), ("fresh_layout", fresh_layout)):
+        for name, value in (("resize_failed", resize_failed), ("fresh_layout", fresh_layout),
+                            ("move_failed", move_failed)):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false; got {value!r}.")
         self.perception_noise = float(perception_noise)
         self.seed = seed
         self.resize_failed = resize_failed
         self.fresh_layout = fresh_layout
+        self.move_failed = move_failed
         self._rng = random.Random(seed)
 
     def to_config(self) -> dict[str, object]:
         """Settings that rebuild this backend."""
         return {"perception_noise": self.perception_noise, "seed": self.seed, "resize_failed": self.resize_failed,
-                "fresh_layout": self.fresh_layout}
+                "fresh_layout": self.fresh_layout, "move_failed": self.move_failed}
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
         """Critique text for each prompt, or a ``CompletionError`` when the request is not a
@@ -134,7 +138,7 @@ class ShapesReferenceChat:
         if task == "edit":  # the request checked that an edit has its source image
             source = analyze(source_image).to_scene()  # type: ignore[arg-type]
             return assess_edit(prompt, source, parse_edit(prompt, source), seen)
-        return assess_t2i(parse_prompt(prompt), seen, resize_failed=self.resize_failed)
+        return assess_t2i(parse_prompt(prompt), seen, resize_failed=self.resize_failed, move_failed=self.move_failed)
 
     def _pointwise(self, request: CritiqueRequest) -> str:
         judged = self._assess(request.task, request.prompt, request.image, request.source_image)
@@ -225,15 +229,16 @@ class ShapesCritic(ProtocolCritic):
     :param seed: seeds the misperceptions (and the fresh layouts).
     :param resize_failed: the refined request asks for each wrongly drawn object at the other size.
     :param fresh_layout: when most requested objects failed, the refined request is a fresh expansion.
+    :param move_failed: the refined request moves each wrongly drawn object to another free cell.
     """
 
     def __init__(
         self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, fresh_layout: bool = False,
-        parse_retries: int = 1, name: str = "shapes",
+        move_failed: bool = False, parse_retries: int = 1, name: str = "shapes",
     ) -> None:
         super().__init__(
             ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed,
-                                fresh_layout=fresh_layout),
+                                fresh_layout=fresh_layout, move_failed=move_failed),
             parse_retries=parse_retries, name=name,
         )
 
