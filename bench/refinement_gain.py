@@ -36,6 +36,7 @@ Run from the repository root:
         [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
         [--no-resize-failed] [--fresh-layout] [--move-failed] [--t2i DIR | --t2i-lora DIR] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
+    python -m bench.refinement_gain --compare loop.json,loop2.json blind.json,blind2.json
 """
 
 from __future__ import annotations
@@ -238,11 +239,18 @@ def _label(run: dict[str, Any]) -> str:
     return run["summary"]["arm"] + (f" with {tuned}" if tuned else "")
 
 
+def _load(paths: str) -> dict[str, Any]:
+    """One run, or several (comma-separated ``--out`` files, e.g. two ``--offset`` sets) as one."""
+    runs = [json.loads(Path(path).read_text()) for path in paths.split(",")]
+    return {"summary": runs[0]["summary"], "sessions": [s for run in runs for s in run["sessions"]]}
+
+
 def compare(path_a: str, path_b: str) -> dict[str, Any]:
-    """Paired differences, A minus B, after the last round (and, within A, last round minus round 2)."""
-    a, b = json.loads(Path(path_a).read_text()), json.loads(Path(path_b).read_text())
+    """Paired differences, A minus B, after the last round (and, within A, last round minus round 2).
+    Each of ``path_a`` and ``path_b`` is an ``--out`` file or several, comma-separated, taken together."""
+    a, b = _load(path_a), _load(path_b)
     if [s["prompt"] for s in a["sessions"]] != [s["prompt"] for s in b["sessions"]]:
-        raise SystemExit("the two runs did not use the same prompts; run both arms with the same --n")
+        raise SystemExit("the two runs did not use the same prompts; run both arms with the same --n and --offset")
     rng = random.Random(0)
     out: dict[str, Any] = {"bench": "refinement_compare", "a": _label(a), "b": _label(b),
                            "n": len(a["sessions"])}
@@ -283,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--t2i-lora", default="", help="LoRA folder loaded into the generator (an RL run's lora)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     parser.add_argument("--out", default="", help="write per-session results (JSON) here")
-    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired difference of two --out files")
+    parser.add_argument("--compare", nargs=2, metavar=("A", "B"), help="paired difference of two --out files (each may be several, comma-separated)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.compare:

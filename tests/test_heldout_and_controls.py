@@ -115,6 +115,10 @@ def test_wilson_interval_and_paired_compare(tmp_path):
     result = compare(str(runs["loop"]), str(runs["blind"]))
     assert result["analyzer"]["a_minus_b_last_round"]["difference_points"] == 50.0
     assert result["analyzer"]["a_last_minus_a_round_2"]["difference_points"] == 75.0
+    both = compare(f"{runs['loop']},{runs['blind']}", f"{runs['loop']},{runs['blind']}")  # several files taken together
+    assert both["n"] == 8 and both["analyzer"]["a_minus_b_last_round"]["difference_points"] == 0.0
+    with pytest.raises(SystemExit, match="same prompts"):
+        compare(str(runs["loop"]), f"{runs['loop']},{runs['blind']}")
 
 
 def test_loop_diagnostics_redraws_ask_for_the_same_request():
