@@ -9,9 +9,10 @@ critic score):
 
 - ``loop``: the studio's own engine (``studio.loop.refine``), the shapes reference critic's
   refined request as the next prompt, ``--on-repeat`` when a prompt repeats, ``--first-prompt``
-  (the request, or its expansion), ``--judge-against``, and the critic's ``--no-resize-failed``
-  and ``--fresh-layout`` (most objects failed: a fresh expansion instead of the drawn layout) and
-  ``--move-failed`` (a wrongly drawn object in another free cell instead of at the other size).
+  (the request, or its expansion), ``--judge-against``, and the critic's refined-request settings,
+  on by default: ``--no-fresh-layout`` (most objects failed: a fresh expansion instead of the
+  drawn layout), ``--no-move-failed`` (a wrongly drawn object in the next free cell) and
+  ``--no-resize-failed`` (at the other size where its position is fixed).
 - ``blind``: the *blind-expansion control*: each round a new detailed prompt written from the
   short one without seeing any image (``models.shapes.expand``: every object gets a random free
   cell and size), the critic judging each image against the original request. Round 1 uses the
@@ -34,7 +35,7 @@ do test-time refinement and RL add up?
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--offset 0] [--rounds 3]
         [--candidates 1] [--on-repeat vary_seed] [--judge-against request] [--first-prompt expanded]
-        [--no-resize-failed] [--fresh-layout] [--move-failed] [--t2i DIR | --t2i-lora DIR] [--out results.json]
+        [--no-resize-failed] [--no-fresh-layout] [--no-move-failed] [--t2i DIR | --t2i-lora DIR] [--out results.json]
     python -m bench.refinement_gain --compare loop.json blind.json
     python -m bench.refinement_gain --compare loop.json,loop2.json blind.json,blind2.json
 """
@@ -283,9 +284,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="loop arm: round 1 from the request or from its expansion (as the blind arm's round 1)")
     parser.add_argument("--no-resize-failed", dest="resize_failed", action="store_false",
                         help="the critic's refined request keeps a wrongly drawn object's size")
-    parser.add_argument("--fresh-layout", action="store_true",
+    parser.add_argument("--fresh-layout", action=argparse.BooleanOptionalAction, default=True,
                         help="when most objects failed, the critic's refined request is a fresh expansion")
-    parser.add_argument("--move-failed", action="store_true",
+    parser.add_argument("--move-failed", action=argparse.BooleanOptionalAction, default=True,
                         help="the critic's refined request moves a wrongly drawn object to another free cell")
     parser.add_argument("--t2i", default="", help="generator folder instead of the shipped one (an RL run's pipeline)")
     parser.add_argument("--t2i-lora", default="", help="LoRA folder loaded into the generator (an RL run's lora)")

@@ -31,13 +31,13 @@ def _refined(critic: ShapesCritic, prompt: str, scene: Scene) -> str:
 
 def test_the_refined_request_resizes_only_the_object_drawn_wrong():
     drawn = Scene((ShapeObject("square", "blue", "large", "top left"), ShapeObject("circle", "purple", "large", "top")))
-    resized = parse_prompt(_refined(ShapesCritic(), PROMPT, drawn)).objects
+    resized = parse_prompt(_refined(ShapesCritic(move_failed=False), PROMPT, drawn)).objects
     assert {(o.shape, o.colour, o.size, o.position) for o in resized} == {
         ("square", "blue", "large", "top left"), ("circle", "red", "small", "top")}
-    kept = parse_prompt(_refined(ShapesCritic(resize_failed=False), PROMPT, drawn)).objects
+    kept = parse_prompt(_refined(ShapesCritic(resize_failed=False, move_failed=False), PROMPT, drawn)).objects
     assert {(o.colour, o.size) for o in kept} == {("blue", "large"), ("red", "large")}
     # a size the user asked for is never changed
-    asked = parse_prompt(_refined(ShapesCritic(), "a blue square and a large red circle", drawn)).objects
+    asked = parse_prompt(_refined(ShapesCritic(move_failed=False), "a blue square and a large red circle", drawn)).objects
     assert {(o.colour, o.size) for o in asked} == {("blue", "large"), ("red", "large")}
 
 
@@ -59,13 +59,13 @@ def test_resize_failed_is_checked():
     assert ShapesCritic(resize_failed=False).completer.to_config()["resize_failed"] is False
 
 
-def test_with_fresh_layout_most_objects_failed_gives_a_new_expansion_and_a_few_keep_the_layout():
+def test_most_objects_failed_gives_a_fresh_expansion_and_a_few_keep_the_layout():
     prompt = "a blue square, a red circle and a large green star at the bottom"
     mostly_wrong = Scene((ShapeObject("square", "purple", "large", "top left"),
                           ShapeObject("circle", "red", "small", "top"),
                           ShapeObject("diamond", "green", "large", "bottom")))
-    fresh = ShapesCritic(fresh_layout=True)
-    texts = {_refined(ShapesCritic(fresh_layout=True, seed=s), prompt, mostly_wrong) for s in range(6)}
+    fresh = ShapesCritic()  # on by default
+    texts = {_refined(ShapesCritic(seed=s), prompt, mostly_wrong) for s in range(6)}
     assert len(texts) > 1  # fresh cells and sizes, not the drawn layout
     for text in texts:
         asked = {(o.shape, o.colour) for o in parse_prompt(text).objects}
@@ -75,10 +75,10 @@ def test_with_fresh_layout_most_objects_failed_gives_a_new_expansion_and_a_few_k
                                                         for o in parse_prompt(text).objects}
     assert _refined(fresh, prompt, mostly_wrong) == _refined(fresh, prompt, mostly_wrong)  # the same image, the same layout
     # without the setting, or with most objects right, the drawn layout is kept and the failed object resized
-    pinned = _refined(ShapesCritic(), prompt, mostly_wrong)
+    pinned = _refined(ShapesCritic(fresh_layout=False, move_failed=False), prompt, mostly_wrong)
     assert "small blue square at the top left" in pinned and "small red circle at the top" in pinned
     one_wrong = Scene(mostly_wrong.objects[:2] + (ShapeObject("star", "green", "large", "bottom"),))
-    assert _refined(fresh, prompt, one_wrong) == _refined(ShapesCritic(), prompt, one_wrong)
+    assert _refined(fresh, prompt, one_wrong) == _refined(ShapesCritic(fresh_layout=False), prompt, one_wrong)
     with pytest.raises(ConfigError, match="fresh_layout"):
         ShapesCritic(fresh_layout=1)  # type: ignore[arg-type]
 
@@ -101,17 +101,25 @@ def _services(tmp_path, generator, critic=None) -> Services:
     return Services(store=SessionStore(tmp_path / "studio.db"), critic=critic or ShapesCritic(), t2i_generator=generator)
 
 
+def _red_circle_cell(prompt: str) -> str | None:
+    return next(o.position for o in parse_prompt(prompt).objects if (o.shape, o.colour) == ("circle", "red"))
+
+
 def test_an_expanded_session_starts_from_the_detailed_form_and_keeps_the_request(tmp_path):
-    generator = FlakyShapes(lambda prompt, seed: "small red circle" in prompt)
+    first = expand(PROMPT, expansion_rng(5))
+    # the red circle comes out purple in round 1's cell, right anywhere else
+    generator = FlakyShapes(lambda prompt, seed: _red_circle_cell(prompt) != _red_circle_cell(first))
     services = _services(tmp_path, generator)
     settings = LoopSettings(first_prompt="expanded", judge_against="request", plateau_rounds=0, seed=5)
     events = list(refine(RefineRequest("t2i", PROMPT), services, settings))
     rounds = [e for e in events if isinstance(e, RoundStarted)]
-    assert rounds[0].prompt == expand(PROMPT, expansion_rng(5)) != PROMPT
-    assert "large red circle" in rounds[0].prompt  # drawn purple, so round 1 fails
+    assert rounds[0].prompt == first != PROMPT
     assert [e for e in events if isinstance(e, SessionStarted)][0].prompt == PROMPT
     end = events[-1]
-    assert end.reason == "thresholds_met" and "small red circle" in end.best.prompt
+    # the critic moved the failed circle to another cell and kept the blue square where it was drawn
+    assert end.reason == "thresholds_met" and _red_circle_cell(end.best.prompt) != _red_circle_cell(first)
+    square = next(o for o in parse_prompt(first).objects if o.shape == "square")
+    assert square in parse_prompt(end.best.prompt).objects
     assert services.store.get_session(end.session_id)["prompt"] == PROMPT
     # the seed stays while the failed object's clause changes: only that object is redrawn
     assert len(rounds) == 2 and rounds[0].seed == rounds[1].seed == 5

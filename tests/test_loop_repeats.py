@@ -53,7 +53,7 @@ class FlakyShapes:
 
 def _session(tmp_path, generator: FlakyShapes, **settings) -> list:
     # the critic keeps a failed object's wording, so that its refined request repeats
-    critic = ShapesCritic(resize_failed=False)
+    critic = ShapesCritic(resize_failed=False, move_failed=False)
     services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
     # round 1 from the short request, each round judged against its own prompt: the refined
     # request then repeats the round's prompt once the layout is pinned
@@ -117,7 +117,7 @@ def test_cli_refine_takes_the_repeat_settings(tmp_path, capsys):
 
     generator = FlakyShapes(lambda prompt, seed: False)
     # the critic keeps a failed object's wording, so that its refined request repeats
-    critic = ShapesCritic(resize_failed=False)
+    critic = ShapesCritic(resize_failed=False, move_failed=False)
     services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
     status = main(["refine", PROMPT, "--rounds", "6", "--plateau", "0", "--on-repeat", "stop", "--first-prompt", "request",
                    "--judge-against", "round", "--no-progress"],
@@ -130,7 +130,7 @@ class RecordingCritic(ShapesCritic):
     """The shapes critic, remembering the prompt of every critique request."""
 
     def __init__(self) -> None:
-        super().__init__(resize_failed=False)
+        super().__init__(resize_failed=False, move_failed=False)
         self.prompts: list[str] = []
 
     def critique(self, requests):

@@ -81,9 +81,9 @@ def test_critique_names_the_object_and_refines_in_the_detailed_form(critic):
     assert result.warnings == []
     spec = parse_prompt(result.refined_request)
     assert all(o.size and o.position for o in spec.objects)
-    # the circle drawn in the wrong colour is asked for at the other size, the rest as drawn
-    resized = Scene((ShapeObject("circle", "red", "small", "top left"),) + SCENE.objects[1:], SCENE.word)
-    assert SCENE.objects[0].size == "large" and spec == parse_prompt(detailed_prompt(resized))
+    # the circle drawn in the wrong colour is asked for in the next free cell, the rest as drawn
+    moved = Scene((ShapeObject("circle", "red", "large", "top"),) + SCENE.objects[1:], SCENE.word)
+    assert SCENE.objects[0].position == "top left" and spec == parse_prompt(detailed_prompt(moved))
 
 
 def test_text_rendering_is_na_without_a_requested_word(critic):
@@ -161,6 +161,6 @@ def test_settings_are_checked_and_recorded():
     with pytest.raises(ConfigError, match="perception_noise"):
         ShapesCritic(perception_noise=1.5)
     config = ShapesCritic(perception_noise=0.2, seed=3).to_config()
-    assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "fresh_layout": False, "move_failed": False,
+    assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "fresh_layout": True, "move_failed": True,
                       "parse_retries": 1}
     assert load_backend("critic", "shapes", **config).to_config() == config

@@ -6,12 +6,15 @@ the structured request carried by each ``ChatPrompt``, analyzes the image(s) wit
 TEXT in the protocol layout (pointwise) or the pairwise layout, so that it goes through the same
 parser and retry loop as any other critic. ``ShapesCritic`` wraps it in ``ProtocolCritic``.
 
-``resize_failed`` (on by default) makes its refined request ask for an object drawn with a wrong
-shape or colour at the other size, so the next round changes that object's clause only (see
-``models.shapes.assess``). ``fresh_layout`` makes it a hybrid: when most requested objects failed
-(more than half missing or drawn with a wrong shape or colour) there is little to keep, and the
-refined request is a fresh expansion of the request instead (new cells and sizes wherever the
-request leaves them open, drawn from the judged image), so the next round redraws every object. ``ShapesCritic.expand_request`` writes a request in the generator's
+The refined request is a hybrid (each part a setting, all on by default): when most requested
+objects failed (more than half missing or drawn with a wrong shape or colour) there is little to
+keep, and it is a fresh expansion of the request (``fresh_layout``: new cells and sizes wherever
+the request leaves them open, drawn from the judged image), so the next round redraws every
+object; otherwise it keeps the drawn layout and changes only the clause of each object drawn with
+a wrong shape or colour: the next free cell (``move_failed``), or, where the request fixes the
+position (or without ``move_failed``), the other size (``resize_failed``), so that with the same
+seed the next round redraws that object while the objects already right stay (see
+``models.shapes.assess`` and ``bench.loop_diagnostics``). ``ShapesCritic.expand_request`` writes a request in the generator's
 detailed form before any image is seen (``models.shapes.expand``).
 
 ``perception_noise`` makes it an imperfect teacher: each object seen in a judged image is, with
@@ -96,7 +99,7 @@ class ShapesReferenceChat:
     """
 
     def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True,
-                 fresh_layout: bool = False, move_failed: bool = False) -> None:
+                 fresh_layout: bool = True, move_failed: bool = True) -> None:
         if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
             raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
         for name, value in (("resize_failed", resize_failed), ("fresh_layout", fresh_layout),
@@ -233,8 +236,8 @@ class ShapesCritic(ProtocolCritic):
     """
 
     def __init__(
-        self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, fresh_layout: bool = False,
-        move_failed: bool = False, parse_retries: int = 1, name: str = "shapes",
+        self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, fresh_layout: bool = True,
+        move_failed: bool = True, parse_retries: int = 1, name: str = "shapes",
     ) -> None:
         super().__init__(
             ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed,
