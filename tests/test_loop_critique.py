@@ -79,6 +79,10 @@ def test_most_objects_failed_gives_a_fresh_expansion_and_a_few_keep_the_layout()
     assert "small blue square at the top left" in pinned and "small red circle at the top" in pinned
     one_wrong = Scene(mostly_wrong.objects[:2] + (ShapeObject("star", "green", "large", "bottom"),))
     assert _refined(fresh, prompt, one_wrong) == _refined(ShapesCritic(fresh_layout=False), prompt, one_wrong)
+    # a request no expansion can lay out (two objects fixed in one cell) is still judged, its layout pinned
+    crowded = "a red circle at the top and a blue square at the top"
+    drawn = Scene((ShapeObject("circle", "green", "large", "top"), ShapeObject("triangle", "blue", "large", "left")))
+    assert _refined(fresh, crowded, drawn) == _refined(ShapesCritic(fresh_layout=False), crowded, drawn)
     with pytest.raises(ConfigError, match="fresh_layout"):
         ShapesCritic(fresh_layout=1)  # type: ignore[arg-type]
 

@@ -14,8 +14,8 @@ object; otherwise it keeps the drawn layout and changes only the clause of each 
 a wrong shape or colour: the next free cell (``move_failed``), or, where the request fixes the
 position (or without ``move_failed``), the other size (``resize_failed``), so that with the same
 seed the next round redraws that object while the objects already right stay (see
-``models.shapes.assess`` and ``bench.loop_diagnostics``). ``ShapesCritic.expand_request`` writes a request in the generator's
-detailed form before any image is seen (``models.shapes.expand``).
+``models.shapes.assess`` and ``bench.loop_diagnostics``). ``ShapesCritic.expand_request`` writes
+a request in the generator's detailed form before any image is seen (``models.shapes.expand``).
 
 ``perception_noise`` makes it an imperfect teacher: each object seen in a judged image is, with
 that probability, missed (half the time) or confused with another colour, shape or size, and
@@ -158,7 +158,10 @@ class ShapesReferenceChat:
         drawn from what was seen (the same image gives the same expansion)."""
         if not (self.fresh_layout and judged.task == "t2i" and judged.failed_share > FRESH_LAYOUT_SHARE):
             return judged.refined_request
-        return expand(prompt, random.Random(f"fresh/{self.seed}/{prompt}/{judged.refined_request}"))
+        try:
+            return expand(prompt, random.Random(f"fresh/{self.seed}/{prompt}/{judged.refined_request}"))
+        except InvalidInputError:  # a request no expansion can lay out (two objects fixed in one cell): keep the pinned one
+            return judged.refined_request
 
     def _pairwise(self, request: PairRequest) -> str:
         a = self._assess(request.task, request.prompt, request.image_a, request.source_image)
