@@ -132,3 +132,20 @@ def test_a_fully_broken_relation_fails_the_threshold_and_next_to_names_the_lonel
                                                                    ShapeObject("square", "blue", "large", "bottom right"))))
     assert "the red circle at the top left has no blue square beside it" in apart.justifications["text_faithfulness"]
     assert apart.scores["text_faithfulness"] == 3.0
+
+
+def test_a_wrongly_drawn_object_moves_to_a_cell_that_keeps_the_relation():
+    """The critic's move_failed with a relation: the purple circle (asked red) goes to the next free
+    cell where the circles stay above the square; the right objects keep their cells."""
+    drawn = Scene((ShapeObject("circle", "red", "large", "top left"), ShapeObject("circle", "purple", "large", "left"),
+                   ShapeObject("square", "blue", "large", "bottom")))
+    refined = parse_prompt(_critique(PROMPT, drawn).refined_request).objects
+    cells = {(o.colour, o.shape, o.position) for o in refined}
+    assert ("red", "circle", "top left") in cells and ("blue", "square", "bottom") in cells
+    moved = next(o for o in refined if o.shape == "circle" and o.position != "top left")
+    assert moved.position == "centre" and moved.size == "large"  # the first cell after "left", at its drawn size
+    assert world.check_relations(parse_prompt(PROMPT), [(o.colour, o.shape, o.position) for o in refined])[0].share == 0
+    # without move_failed it stays in its cell at the other size
+    kept = parse_prompt(ShapesCritic(move_failed=False).critique(
+        [CritiqueRequest("t2i", PROMPT, render(drawn))])[0].refined_request).objects
+    assert ("circle", "red", "small", "left") in {(o.shape, o.colour, o.size, o.position) for o in kept}

@@ -47,6 +47,7 @@ from models.shapes.world import (
     RelationCheck,
     Scene,
     ShapeObject,
+    arrange_spec,
     arranged_scene,
     check_relations,
     describe,
@@ -291,9 +292,10 @@ def _pinned(
     seed a changed clause makes the generator draw that object anew while the objects already
     right stay (``bench.refinement_gain``'s diagnostics). With ``move_failed`` such an object whose
     position the request leaves open is asked for, at its drawn size, in the next free cell after
-    its own (in grid order) instead; without relations only."""
+    its own (in grid order) instead; with relations, in the first such cell where a layout that
+    satisfies them keeps it away from its drawn cell, else resized in place."""
     if spec.relations:
-        return _arranged(spec, pairs, resize_failed=resize_failed)
+        return _arranged(spec, pairs, resize_failed=resize_failed, move_failed=move_failed)
     taken: dict[str, ShapeObject] = {}
     moved = [(s, o) for s, o in pairs
              if move_failed and s.position is None and (s.shape, s.colour) != (o.shape, o.colour)]
@@ -306,8 +308,7 @@ def _pinned(
         else:
             missing = missing + [s]
     for s, o in moved:
-        start = POSITIONS.index(o.position)
-        free = [p for p in POSITIONS[start + 1:] + POSITIONS[:start] if p not in taken]
+        free = [p for p in _cells_after(o.position) if p not in taken]
         cell = free[0] if free else o.position
         taken.setdefault(cell, ShapeObject(s.shape, s.colour, s.size or o.size, cell))
     for s in missing:
@@ -327,13 +328,37 @@ def _size(asked: ObjectSpec, drawn: AnalyzedObject, resize_failed: bool) -> str:
     return drawn.size
 
 
-def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], *, resize_failed: bool) -> Scene:
+def _cells_after(position: str) -> tuple[str, ...]:
+    """The other cells, in grid order starting after ``position`` (and wrapping round)."""
+    start = POSITIONS.index(position)
+    return POSITIONS[start + 1:] + POSITIONS[:start]
+
+
+def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], *, resize_failed: bool,
+              move_failed: bool = False) -> Scene:
     """The requested scene laid out by ``arranged_scene``, each drawn object preferring its cell
-    (sizes as ``_size`` gives them)."""
+    (sizes as ``_size`` gives them); with ``move_failed`` a wrongly drawn object whose position is
+    open prefers the first free cell after its own that a layout satisfying the relations keeps
+    it in, away from its drawn cell (at its drawn size), and is resized in place when none does."""
     placed: dict[int, ShapeObject] = {}
+    moved: list[tuple[int, ObjectSpec, AnalyzedObject]] = []
     for s, o in pairs:
-        index = next(i for i, asked in enumerate(spec.objects) if asked == s and i not in placed)
-        placed[index] = ShapeObject(o.shape, o.colour, _size(s, o, resize_failed), o.position)
+        index = next(i for i, asked in enumerate(spec.objects) if asked == s and i not in placed
+                     and all(i != m for m, _, _ in moved))
+        if move_failed and s.position is None and (s.shape, s.colour) != (o.shape, o.colour):
+            moved.append((index, s, o))
+        else:
+            placed[index] = ShapeObject(o.shape, o.colour, _size(s, o, resize_failed), o.position)
+    for index, s, o in moved:
+        taken = {p.position for p in placed.values()}
+        for cell in (c for c in _cells_after(o.position) if c not in taken):
+            trial = {**placed, index: ShapeObject(o.shape, o.colour, s.size or o.size, cell)}
+            cells = arrange_spec(spec, {i: p.position for i, p in trial.items()})
+            if cells is not None and cells[index] != o.position:
+                placed = trial
+                break
+        else:
+            placed[index] = ShapeObject(o.shape, o.colour, _size(s, o, resize_failed), o.position)
     scene = arranged_scene(spec, placed)
     if scene is None:  # parse_prompt refuses requests no layout satisfies
         raise ValueError(f"no layout satisfies the relations of {spec}")
