@@ -1,4 +1,5 @@
-"""A tiny ``StableDiffusion3Pipeline`` built from configs (no downloads), for the RL trainer tests."""
+"""Tiny SD3, Qwen-Image and Qwen-Image-Edit pipelines built from configs (no downloads), and a
+scalar stub critic, for the RL trainer tests."""
 
 from __future__ import annotations
 
@@ -40,10 +41,10 @@ def save_tiny_sd3(folder: Path) -> Path:
     return folder
 
 
-def save_tiny_qwenimage(folder: Path) -> Path:
-    """Build a seeded tiny ``QwenImagePipeline`` (a tiny Qwen2.5-VL text encoder, a 2x 3-D VAE and
-    a one-layer Qwen-Image transformer) in ``folder``."""
-    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImagePipeline, QwenImageTransformer2DModel
+def _tiny_qwenimage_parts(folder: Path) -> dict:
+    """Seeded tiny Qwen-Image components: a tiny Qwen2.5-VL text encoder (written beside
+    ``folder``), a 2x 3-D VAE, a one-layer transformer and a dynamic-shift scheduler."""
+    from diffusers import AutoencoderKLQwenImage, FlowMatchEulerDiscreteScheduler, QwenImageTransformer2DModel
     from transformers import Qwen2_5_VLForConditionalGeneration, Qwen2Tokenizer
 
     from models.critic.tiny_qwen import build_tiny_qwen25vl
@@ -55,12 +56,45 @@ def save_tiny_qwenimage(folder: Path) -> Path:
         joint_attention_dim=64, axes_dims_rope=(4, 6, 6))
     vae = AutoencoderKLQwenImage(base_dim=8, z_dim=4, dim_mult=[1, 2], num_res_blocks=1, temperal_downsample=[False],
                                  latents_mean=[0.0] * 4, latents_std=[1.0] * 4)
-    pipe = QwenImagePipeline(
-        scheduler=FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), vae=vae,
-        text_encoder=Qwen2_5_VLForConditionalGeneration.from_pretrained(encoder_folder),
-        tokenizer=Qwen2Tokenizer.from_pretrained(encoder_folder), transformer=transformer)
-    pipe.save_pretrained(folder)
+    return {"scheduler": FlowMatchEulerDiscreteScheduler(use_dynamic_shifting=True), "vae": vae,
+            "text_encoder": Qwen2_5_VLForConditionalGeneration.from_pretrained(encoder_folder),
+            "tokenizer": Qwen2Tokenizer.from_pretrained(encoder_folder), "transformer": transformer,
+            "encoder_folder": encoder_folder}
+
+
+def save_tiny_qwenimage(folder: Path) -> Path:
+    """Build a seeded tiny ``QwenImagePipeline`` (a tiny Qwen2.5-VL text encoder, a 2x 3-D VAE and
+    a one-layer Qwen-Image transformer) in ``folder``."""
+    from diffusers import QwenImagePipeline
+
+    parts = _tiny_qwenimage_parts(folder)
+    del parts["encoder_folder"]
+    QwenImagePipeline(**parts).save_pretrained(folder)
     return folder
+
+
+def tiny_qwenimage_edit(folder: Path):
+    """A seeded tiny ``QwenImageEditPipeline`` (the Qwen-Image parts above plus the text encoder's
+    image processor: the source image reaches the text encoder as vision tokens), in memory: the
+    stock ``Qwen2VLProcessor`` cannot be built without torchvision, so the pipeline carries the
+    project's image-only Qwen-VL processor and is not saved as a folder."""
+    from diffusers import QwenImageEditPipeline
+
+    from models.critic.critic_transformers import load_processor
+
+    parts = _tiny_qwenimage_parts(folder)
+    processor = load_processor(str(parts.pop("encoder_folder")))
+    return QwenImageEditPipeline(**parts, processor=processor)
+
+
+def tiny_qwenimage_edit_flow(folder: Path, size: int = 32):
+    """The ``FlowModel`` of a fresh ``tiny_qwenimage_edit`` pipeline at ``size`` x ``size``, its
+    source images conditioned at the same size (the real pipeline's megapixel is far too big for a
+    tiny CPU test; ``source_area`` is the one setting that differs)."""
+    from studio.rl.flow import flow_model
+
+    return flow_model(tiny_qwenimage_edit(folder), size=(size, size), guidance=4.0, max_sequence_length=None,
+                      negative_prompt=" ", source_area=size * size)
 
 
 class ScalarStubCritic:

@@ -1,5 +1,5 @@
 """The DiffusionNFT trainer on tiny pipelines built from configs (FLUX, FLUX-Kontext, SD3,
-Qwen-Image) and on the shipped shapes-world generator: a training step changes only the LoRA
+Qwen-Image, Qwen-Image-Edit) and on the shipped shapes-world generator: a training step changes only the LoRA
 weights and lowers the loss; the exported LoRA loads into the studio's generator; resume
 reproduces the next step; a stop request checkpoints; a job killed with SIGKILL resumes."""
 
@@ -25,7 +25,7 @@ from studio.rl.train import load_flow_model, run
 from studio.rl.trainer import NFTTrainer, Rollout
 from studio.rl.weights import export_lora
 from tests.generator_helpers import save_tiny_flux
-from tests.rl_helpers import save_tiny_qwenimage, save_tiny_sd3
+from tests.rl_helpers import save_tiny_qwenimage, save_tiny_sd3, tiny_qwenimage_edit_flow
 
 torch.set_num_threads(1)
 
@@ -35,7 +35,7 @@ def folders(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("rl_pipelines")
     flux, kontext = save_tiny_flux(root / "flux", root / "kontext")
     return {"flux": flux, "kontext": kontext, "sd3": save_tiny_sd3(root / "sd3"),
-            "qwen": save_tiny_qwenimage(root / "qwen")}
+            "qwen": save_tiny_qwenimage(root / "qwen"), "qwen_edit": root / "qwen_edit"}
 
 
 def _tiny_config(folder: Path) -> RLConfig:
@@ -53,9 +53,10 @@ def _frozen(pipe) -> dict[str, torch.Tensor]:
     return out
 
 
-def _prepared(folder: Path) -> tuple[NFTTrainer, Rollout, list[float]]:
-    config = _tiny_config(folder)
-    model = load_flow_model(config)
+def _prepared(folders: dict[str, Path], kind: str) -> tuple[NFTTrainer, Rollout, list[float]]:
+    config = _tiny_config(folders[kind])
+    # the tiny Qwen-Image-Edit pipeline lives in memory only (see tests.rl_helpers)
+    model = tiny_qwenimage_edit_flow(folders[kind]) if kind == "qwen_edit" else load_flow_model(config)
     trainer = NFTTrainer(config, model, critic=None, prompts=None)  # type: ignore[arg-type]
     prompts = ["a red circle", "a blue square"]
     sources = None
@@ -67,9 +68,9 @@ def _prepared(folder: Path) -> tuple[NFTTrainer, Rollout, list[float]]:
     return trainer, Rollout(x0, cond, keys, scored=[]), [1.0, 0.0, 0.75, 0.25]
 
 
-@pytest.mark.parametrize("kind", ["flux", "kontext", "sd3", "qwen"])
+@pytest.mark.parametrize("kind", ["flux", "kontext", "sd3", "qwen", "qwen_edit"])
 def test_one_training_step_changes_only_the_lora_weights_and_lowers_the_loss(folders, kind):
-    trainer, rollout, weights = _prepared(folders[kind])
+    trainer, rollout, weights = _prepared(folders, kind)
     model = trainer.model
     t = torch.tensor([0.3, 0.5, 0.7, 0.9])
     noise = model.noise(4, torch.Generator().manual_seed(7))
@@ -95,7 +96,7 @@ def test_one_training_step_changes_only_the_lora_weights_and_lowers_the_loss(fol
 
 
 def test_the_exported_lora_loads_into_the_studio_generator(folders, tmp_path):
-    trainer, rollout, weights = _prepared(folders["flux"])
+    trainer, rollout, weights = _prepared(folders, "flux")
     for _ in range(3):
         trainer.train(rollout, weights)
     lora = export_lora(trainer.model.pipe, {n: p.detach() for n, p in trainer.trainable.items()}, tmp_path / "lora")
@@ -223,7 +224,7 @@ def test_a_scalar_reward_model_trains_and_the_monitor_still_checks_it(tmp_path):
 
 
 def test_train_epochs_make_that_many_passes_over_the_step_samples(folders):
-    trainer, rollout, weights = _prepared(folders["flux"])
+    trainer, rollout, weights = _prepared(folders, "flux")
     trainer.config = dataclasses.replace(trainer.config, train_batch=3, train_epochs=2)
     trainer.train(rollout, [weights[0], None, weights[2], weights[3]])  # 3 usable images, one update per pass
     steps = {int(state["step"]) for state in trainer.optimizer.state.values()}

@@ -5,7 +5,9 @@ decoding. One small class per transformer family:
 - ``FluxFlow``: ``FluxPipeline`` (FLUX.1, the shapes world) and ``FluxKontextPipeline`` (editing:
   the source image's latents ride along as extra tokens);
 - ``SD3Flow``: ``StableDiffusion3Pipeline``;
-- ``QwenImageFlow``: ``QwenImagePipeline``.
+- ``QwenImageFlow``: ``QwenImagePipeline``;
+- ``QwenImageEditFlow``: ``QwenImageEditPipeline`` (editing: the source image rides along as
+  vision tokens of the text encoder and as packed latents after the noisy ones).
 
 Convention (diffusers flow matching): ``x_t = (1 - t) x0 + t eps``, ``v = eps - x0``, so
 ``x0 = x_t - t v``. ``params`` (a name -> tensor dict of the trainable weights) stands in for the
@@ -283,12 +285,16 @@ class QwenImageFlow(FlowModel):
         self.channels = self.transformer.config.in_channels // 4
 
     def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+        return Cond(self._text(prompts), {})
+
+    def _text(self, prompts: list[str], **extra: Any) -> dict[str, torch.Tensor]:
+        """The prompts' embeddings and mask (``extra``: more ``encode_prompt`` arguments)."""
         kw = {} if self.max_sequence_length is None else {"max_sequence_length": self.max_sequence_length}
         with torch.no_grad():
-            embeds, mask = self.pipe.encode_prompt(prompt=prompts, device=self.device, **kw)
+            embeds, mask = self.pipe.encode_prompt(prompt=prompts, device=self.device, **kw, **extra)
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=self.device)
-        return Cond({"encoder_hidden_states": embeds, "encoder_hidden_states_mask": mask}, {})
+        return {"encoder_hidden_states": embeds, "encoder_hidden_states_mask": mask}
 
     def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raw = torch.randn((n, 1, self.channels, self.lat_h, self.lat_w), generator=generator)
@@ -297,12 +303,20 @@ class QwenImageFlow(FlowModel):
     def _guidance_embedded(self) -> bool:
         return False
 
+    def _hidden(self, x: torch.Tensor, cond: Cond) -> torch.Tensor:
+        return x
+
+    def _img_shapes(self) -> list[tuple[int, int, int]]:
+        return [(1, self.lat_h // 2, self.lat_w // 2)]
+
     def _forward(self, x: torch.Tensor, t: torch.Tensor, cond: Cond, params: Params | None) -> torch.Tensor:
-        return self._call(
-            params, hidden_states=x, timestep=t, encoder_hidden_states=cond.batched["encoder_hidden_states"],
+        out = self._call(
+            params, hidden_states=self._hidden(x, cond), timestep=t,
+            encoder_hidden_states=cond.batched["encoder_hidden_states"],
             encoder_hidden_states_mask=cond.batched["encoder_hidden_states_mask"],
-            img_shapes=[[(1, self.lat_h // 2, self.lat_w // 2)]] * x.shape[0],
+            img_shapes=[self._img_shapes()] * x.shape[0],
         )
+        return out[:, : x.shape[1]]
 
     def guide(self, v_cond: torch.Tensor, v_uncond: torch.Tensor) -> torch.Tensor:
         guided = super().guide(v_cond, v_uncond)
@@ -326,17 +340,58 @@ class QwenImageFlow(FlowModel):
         return self.pipe.image_processor.postprocess(images, output_type="pil")
 
 
+class QwenImageEditFlow(QwenImageFlow):
+    """Qwen-Image-Edit, as ``QwenImageEditPipeline`` conditions on its source image: the prompt is
+    encoded *with* the source (its vision tokens in the Qwen2.5-VL text encoder, the pipeline's edit
+    template; the negative prompt too), and the source's normalised VAE latents, packed, ride after
+    the noisy latents with their own ``img_shapes`` entry; the velocity is the first part of the
+    output. The pipeline resizes the source to about one megapixel (``source_area``, sides in
+    multiples of 32) at the source's aspect ratio; here the output frame's ratio, so a batch shares
+    one shape (the same thing when the edit keeps the source's frame, as the studio asks)."""
+
+    task: Task = "edit"
+
+    def __init__(self, pipe: Any, *, source_area: int = 1024 * 1024, **kw: Any) -> None:
+        from diffusers.pipelines.qwenimage.pipeline_qwenimage_edit import calculate_dimensions
+
+        super().__init__(pipe, **kw)
+        self.source_w, self.source_h, _ = calculate_dimensions(source_area, self.width / self.height)
+        if self.source_w < 32 or self.source_h < 32:
+            raise ConfigError(f"source_area {source_area} is too small (a source side must be 32 pixels or more).")
+
+    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+        if sources is None or len(sources) != len(prompts):
+            raise ConfigError("An editing model needs one source image per prompt.")
+        processor = self.pipe.image_processor
+        resized = [processor.resize(s.convert("RGB"), self.source_h, self.source_w) for s in sources]
+        batched = self._text(prompts, image=resized)
+        pixels = processor.preprocess(resized, self.source_h, self.source_w).unsqueeze(2)
+        with torch.no_grad():
+            latents = self.pipe._encode_vae_image(pixels.to(self.device, self.dtype), generator=None)
+        n, c, _, h, w = latents.shape
+        batched["image_latents"] = self.pipe._pack_latents(latents, n, c, h, w)
+        return Cond(batched, {})
+
+    def _hidden(self, x: torch.Tensor, cond: Cond) -> torch.Tensor:
+        return torch.cat([x, cond.batched["image_latents"]], dim=1)
+
+    def _img_shapes(self) -> list[tuple[int, int, int]]:
+        factor = self.pipe.vae_scale_factor * 2
+        return [*super()._img_shapes(), (1, self.source_h // factor, self.source_w // factor)]
+
+
 FAMILIES: dict[str, type[FlowModel]] = {
     "FluxPipeline": FluxFlow,
     "FluxKontextPipeline": FluxFlow,
     "StableDiffusion3Pipeline": SD3Flow,
     "QwenImagePipeline": QwenImageFlow,
+    "QwenImageEditPipeline": QwenImageEditFlow,
 }
 
 
 def flow_model(pipe: Any, **kw: Any) -> FlowModel:
     """The ``FlowModel`` of a loaded pipeline. Raises ``ConfigError`` for a pipeline the trainer
-    cannot drive (it needs a flow-matching transformer: FLUX.1, FLUX.1-Kontext, SD3, Qwen-Image)."""
+    cannot drive (it needs a flow-matching transformer: FLUX.1, FLUX.1-Kontext, SD3, Qwen-Image, Qwen-Image-Edit)."""
     name = type(pipe).__name__
     if name not in FAMILIES:
         raise ConfigError(f"RL training drives {', '.join(sorted(FAMILIES))}; {name} is not one of them.")
