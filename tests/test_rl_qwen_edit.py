@@ -6,7 +6,6 @@ LoRA weights and lowering the loss: ``test_rl_training``, kind ``qwen_edit``.)""
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pytest
