@@ -2,6 +2,8 @@
 
     python -m studio.rl.train --config FILE [--max-steps 50 ...] [--run-dir DIR] [--resume]
     python -m studio rl --config FILE --run-dir DIR
+    accelerate launch --multi_gpu --num_processes N -m studio.rl.train --config FILE --run-dir DIR
+    torchrun --nproc_per_node N -m studio.rl.train --config FILE --run-dir DIR   # N CPU processes (gloo)
 
 ``run(config, ctx)`` is what the job runner calls; it reports metrics (the Training tab's curves:
 ``train/*``, ``eval/*``, ``time/*``, ``monitor/alert``), sample grids and the exported LoRA to
@@ -9,7 +11,9 @@
 ``{"step": N, name: value, ...}``; ``bench.rl_curves`` draws them). It checkpoints every
 ``checkpoint_every`` steps and when asked to stop, and continues from the run folder's latest
 checkpoint when started again with ``--resume`` (a run folder that already has a checkpoint is
-refused without it).
+refused without it). Under ``accelerate launch`` (or ``torchrun``) the processes share each step's
+prompts and average their gradients (``studio.rl.distributed``); only rank 0 evaluates and writes
+the run folder.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from studio.jobs.entry import run_kind
 from studio.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from studio.rl.config import RLConfig
 from studio.rl.data import eval_items, prompt_source
+from studio.rl.distributed import Ranks
 from studio.rl.evaluate import HackingMonitor, append_grid_row, evaluate
 from studio.rl.flow import FlowModel, flow_model
 from studio.rl.trainer import NFTTrainer
@@ -67,24 +72,27 @@ def run(config: RLConfig, ctx: JobContext) -> dict[str, Any]:
     (and reports) the summary."""
     if config.threads:
         torch.set_num_threads(config.threads)
+    ranks = Ranks.from_env()
     model = load_flow_model(config)
     critic = build_critic(config.critic)
     check_critic = build_critic(config.check_critic) if config.check_critic else None
     try:
-        return _train(config, ctx, model, critic, check_critic)
+        return _train(config, ctx, model, critic, check_critic, ranks)
     finally:
         for backend in (critic, check_critic):
             close = getattr(backend, "close", None)
             if close is not None:
                 close()
+        ranks.close()
 
 
-def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, check_critic: Any) -> dict[str, Any]:
+def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, check_critic: Any,
+           ranks: Ranks) -> dict[str, Any]:
     run_dir = Path(ctx.run_dir)
     shapes = config.data == "shapes" and config.eval_data is None
     prompts = prompt_source(config.data, model.task, config.prompt_form, config.seed)
     held_out = eval_items(config.data, config.eval_data, model.task, config.eval_prompts)
-    trainer = NFTTrainer(config, model, critic, prompts)
+    trainer = NFTTrainer(config, model, critic, prompts, ranks)
     monitor = HackingMonitor(config.alert_tolerance)
     history: dict[str, Any] = {"first_eval": None, "alerts": [], "critic_failures": 0}
     checkpoint = latest_checkpoint(run_dir)
@@ -99,12 +107,16 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         logger.info("resumed from %s (step %d)", checkpoint, trainer.step)
 
     def report(metrics: dict[str, float]) -> None:
+        if not ranks.is_main:
+            return
         for name, value in metrics.items():
             ctx.metric(trainer.step, name, value)
         with (run_dir / METRICS_FILE).open("a") as f:
             f.write(json.dumps({"step": trainer.step, **metrics}) + "\n")
 
-    def do_eval() -> dict[str, float]:
+    def do_eval() -> None:
+        if not ranks.is_main:
+            return
         result = evaluate(model, held_out, trainer.ema, steps=config.sampling_steps, critic=critic,
                           policy=trainer.policy, shapes=shapes, check_critic=check_critic)
         alert = monitor.update(result.metrics)
@@ -117,9 +129,10 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         ctx.artifact("samples_over_time", grid, "image")
         history["first_eval"] = history["first_eval"] or result.metrics
         history["last_eval"] = result.metrics
-        return result.metrics
 
     def do_checkpoint() -> None:
+        if not ranks.is_main:
+            return
         state = {**trainer.state(), "monitor": monitor.state(), "history": history}
         folder = save_checkpoint(run_dir, trainer.step, trainer.weight_sets(), trainer.optimizer, trainer.generator,
                                  state)
@@ -130,7 +143,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         do_eval()
     stopped = False
     while trainer.step < config.max_steps:
-        if ctx.should_stop():
+        if ranks.most(ctx.should_stop()):  # any rank asked to stop: all stop
             stopped = True
             break
         metrics = trainer.run_step()
@@ -138,10 +151,12 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         history["cpu_seconds"] = cpu_before + time.process_time() - cpu_started
         metrics["time/cpu_minutes"] = history["cpu_seconds"] / 60
         report(metrics)
-        ctx.progress(trainer.step, config.max_steps,
-                     f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
+        if ranks.is_main:
+            ctx.progress(trainer.step, config.max_steps,
+                         f"reward {metrics.get('train/reward', float('nan')):.3f}, loss {metrics['train/loss']:.4f}")
         out_of_time = (bool(config.max_minutes) and time.monotonic() - started > config.max_minutes * 60) or (
             bool(config.max_cpu_minutes) and history["cpu_seconds"] > config.max_cpu_minutes * 60)
+        out_of_time = bool(ranks.most(out_of_time))
         last = trainer.step == config.max_steps or out_of_time
         if last or (config.eval_every and trainer.step % config.eval_every == 0):
             do_eval()
@@ -157,7 +172,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
                "last_eval": history.get("last_eval"), "alerts": history["alerts"],
                "critic_failures": history["critic_failures"], "retired": len(trainer.retired),
                "cpu_minutes": round(history.get("cpu_seconds", 0.0) / 60, 2)}
-    if not stopped:
+    if not stopped and ranks.is_main:
         summary.update(export(config, model, trainer, run_dir, ctx))
     ctx.result(summary)
     return summary

@@ -18,6 +18,7 @@ from models.types import CritiqueRequest
 from studio.rl.advantages import compute_advantages, solved_groups
 from studio.rl.config import RLConfig
 from studio.rl.data import PromptItem, PromptSource
+from studio.rl.distributed import Ranks
 from studio.rl.flow import Cond, FlowModel
 from studio.rl.nft import draw_times, nft_loss
 from studio.rl.reward import RewardQueue, Scored
@@ -40,10 +41,12 @@ class NFTTrainer:
     """DiffusionNFT over a ``FlowModel`` with a critic's reward.
 
     :param prompts: where training prompts come from (its state is part of a checkpoint).
+    :param ranks: this process among several training processes (``studio.rl.distributed``).
     """
 
-    def __init__(self, config: RLConfig, model: FlowModel, critic: Critic, prompts: PromptSource) -> None:
-        self.config, self.model, self.critic, self.prompts = config, model, critic, prompts
+    def __init__(self, config: RLConfig, model: FlowModel, critic: Critic, prompts: PromptSource,
+                 ranks: Ranks = Ranks()) -> None:
+        self.config, self.model, self.critic, self.prompts, self.ranks = config, model, critic, prompts, ranks
         self.policy = config.scoring_policy()
         if config.finetune == "full" and model.dtype != torch.float32:
             raise ConfigError(f"finetune='full' trains every weight in float32, but the model runs in {model.dtype}; "
@@ -64,18 +67,19 @@ class NFTTrainer:
     def run_step(self) -> dict[str, float]:
         """Sample, score, train; return the step's metrics (``train/...`` and ``time/...``)."""
         started = time.perf_counter()
-        items = self.prompts.draw(self.config.prompts_per_step, self.retired)
+        items = self.ranks.shard(self.prompts.draw(self.config.prompts_per_step, self.retired))
         rollout, timing = self.rollout(items)
-        metrics = self._reward_metrics(rollout)
-        advantages = compute_advantages(rollout.keys, [s.reward for s in rollout.scored],
+        keys, scored = self.ranks.gather(rollout.keys), self.ranks.gather(rollout.scored)  # every rank's
+        metrics = self._reward_metrics(scored)
+        advantages = compute_advantages(keys, [s.reward for s in scored],
                                         std_scope=self.config.std_scope, clip=self.config.adv_clip)
         if all(w is None for w in advantages.weight):
             raise JobError(f"Step {self.step + 1}: no group had two scored images ({advantages.failed} critiques "
-                           f"failed of {len(rollout.keys)}); check the critic.")
+                           f"failed of {len(keys)}); check the critic.")
         newly = solved_groups(advantages.groups, mean_above=self.config.retire_mean, std_below=self.config.retire_std)
         self.retired.update(newly)  # type: ignore[arg-type]
         train_started = time.perf_counter()
-        metrics.update(self.train(rollout, advantages.weight))
+        metrics.update(self.train(rollout, self.ranks.shard(advantages.weight)))
         metrics["time/training"] = time.perf_counter() - train_started
         self.step += 1
         blend(self.old, self.trainable, old_policy_decay(self.step, self.config.old_decay_rate,
@@ -135,9 +139,10 @@ class NFTTrainer:
             order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
             batches += [order[start : start + self.config.train_batch]
                         for start in range(0, len(order), self.config.train_batch)]
+        batches += [[]] * (int(self.ranks.most(len(batches))) - len(batches))  # every rank joins every update
         totals: dict[str, float] = {}
         for batch in batches:
-            index = torch.tensor(batch)
+            index = torch.tensor(batch, dtype=torch.long)
             t = draw_times(len(batch), self.generator)
             noise = self.model.noise(len(batch), self.generator)
             parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
@@ -148,27 +153,35 @@ class NFTTrainer:
 
     def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
                noise: torch.Tensor) -> dict[str, float]:
-        """One optimizer update on one batch (gradient clipping, then the EMA follows)."""
+        """One optimizer update on one batch (gradient clipping, then the EMA follows). With several
+        processes the batch is the union of every rank's part (this rank's may be empty): each
+        loss is weighted by its part's share and the gradients summed, so the update and the
+        returned means are those of one process on the whole batch."""
         cfg = self.config
-        result = nft_loss(self.model, cond, x0, weight, t, noise, old=self.old, base=self.base, beta=cfg.beta,
-                          kl_weight=cfg.kl_weight)
+        share = len(weight) / self.ranks.total(len(weight))
         self.optimizer.zero_grad(set_to_none=True)
-        result.loss.backward()
+        parts = {"train/loss": 0.0, "train/policy_loss": 0.0, "train/kl": 0.0}
+        if len(weight):
+            result = nft_loss(self.model, cond, x0, weight, t, noise, old=self.old, base=self.base, beta=cfg.beta,
+                              kl_weight=cfg.kl_weight)
+            (result.loss * share).backward()
+            parts = {"train/loss": share * float(result.loss.detach()), "train/policy_loss": share * result.policy,
+                     "train/kl": share * result.kl}
+        self.ranks.sum_gradients(list(self.trainable.values()))
         grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
         self.optimizer.step()
         blend(self.ema, self.trainable, cfg.ema_decay)
-        return {"train/loss": float(result.loss.detach()), "train/policy_loss": result.policy, "train/kl": result.kl,
-                "train/grad_norm": float(grad_norm)}
+        return {**{name: self.ranks.total(value) for name, value in parts.items()}, "train/grad_norm": float(grad_norm)}
 
-    def _reward_metrics(self, rollout: Rollout) -> dict[str, float]:
-        valid = [s for s in rollout.scored if s.reward is not None]
+    def _reward_metrics(self, scored: list[Scored]) -> dict[str, float]:
+        valid = [s for s in scored if s.reward is not None]
         metrics: dict[str, float] = {}
         if valid:
             metrics["train/reward"] = sum(s.reward for s in valid) / len(valid)  # type: ignore[misc]
             for key in sorted({k for s in valid for k in s.dimensions}):
                 values = [s.dimensions[key] for s in valid if key in s.dimensions]
                 metrics[f"train/{key}"] = sum(values) / len(values)
-        for s in rollout.scored:
+        for s in scored:
             if s.failure is not None:
                 logger.warning("critique failed (excluded from its group): %s", s.failure)
         return metrics
