@@ -1,6 +1,7 @@
-"""Several training processes (``studio.rl.distributed``), two gloo processes on the CPU: one
-update over a batch split unevenly between them equals one process's update on the whole batch,
-and both processes end with the same weights."""
+"""Several training processes (``studio.rl.distributed``), two gloo processes on the CPU: a
+training pass over samples shared out between them (updates split unevenly, one rank's part of
+one update empty) equals one process's pass over all the samples, and both end with the same
+weights; a two-process run through ``torchrun`` writes the run folder once and resumes."""
 
 from __future__ import annotations
 
@@ -17,26 +18,25 @@ from models.errors import ConfigError
 from studio.rl.config import RLConfig
 from studio.rl.distributed import Ranks
 from studio.rl.train import load_flow_model
-from studio.rl.trainer import NFTTrainer
+from studio.rl.trainer import NFTTrainer, Rollout
 from tests.generator_helpers import save_tiny_flux
 
-SPLIT = 3  # rank 0 trains on items [0, 3), rank 1 on [3, 4)
-
-
-def _update(folder: Path, ranks: Ranks, items: slice) -> dict[str, torch.Tensor]:
-    """One update of a fresh tiny FLUX trainer on ``items`` of a fixed batch of four; its LoRA."""
+def _train(folder: Path, ranks: Ranks) -> dict[str, torch.Tensor]:
+    """One training pass of a fresh tiny FLUX trainer over a fixed rollout of four samples, of
+    which this rank holds its half (all four with one process): its LoRA before and after, and the
+    pass's mean loss and gradient norm. With ``train_batch`` 3 the two updates split 2 + 1 and
+    0 + 1 (or 1 + 2 and 1 + 0) between two ranks, whatever the drawn order."""
     torch.set_num_threads(1)
     config = RLConfig(model=str(folder), resolution=32, sampling_steps=2, lora_rank=4, lora_alpha=4,
-                      learning_rate=1e-2, train_batch=4, kl_weight=1e-4)
+                      learning_rate=1e-2, train_batch=3, kl_weight=1e-4)
     model = load_flow_model(config)
     trainer = NFTTrainer(config, model, critic=None, prompts=None, ranks=ranks)  # type: ignore[arg-type]
-    cond = model.encode(["a red circle", "a blue square", "a green star", "a red square"])
+    prompts = ["a red circle", "a blue square", "a green star", "a red square"]
     x0 = model.noise(4, torch.Generator().manual_seed(3))
-    noise = model.noise(4, torch.Generator().manual_seed(7))
-    weight, t = torch.tensor([1.0, 0.0, 0.75, 0.25]), torch.tensor([0.3, 0.5, 0.7, 0.9])
-    index = torch.arange(4)[items]
+    held = ranks.shard(list(range(4)))
+    rollout = Rollout(x0[held], model.encode([prompts[i] for i in held]), [(prompts[i], None) for i in held], [])
     before = {f"before/{n}": p.detach().clone() for n, p in trainer.trainable.items()}
-    metrics = trainer.update(cond.select(index), x0[index], weight[index], t[index], noise[index])
+    metrics = trainer.train(rollout, [1.0, 0.0, 0.75, 0.25])
     return {**before, **{n: p.detach().clone() for n, p in trainer.trainable.items()},
             "loss": torch.tensor(metrics["train/loss"]), "grad_norm": torch.tensor(metrics["train/grad_norm"])}
 
@@ -45,8 +45,7 @@ def _worker(rank: int, folder: Path, port: int, out: Path) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE="2")
     ranks = Ranks.from_env()
     try:
-        items = slice(0, SPLIT) if ranks.rank == 0 else slice(SPLIT, 4)
-        save_file(_update(folder, ranks, items), str(out / f"rank{rank}.safetensors"))
+        save_file(_train(folder, ranks), str(out / f"rank{rank}.safetensors"))
     finally:
         ranks.close()
 
@@ -57,9 +56,9 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def test_two_processes_make_the_one_process_update(tmp_path):
+def test_two_processes_make_the_one_process_training_pass(tmp_path):
     folder, _ = save_tiny_flux(tmp_path / "flux", tmp_path / "kontext")
-    single = _update(folder, Ranks(), slice(0, 4))
+    single = _train(folder, Ranks())
     mp.spawn(_worker, args=(folder, _free_port(), tmp_path), nprocs=2, join=True)
     ranks = [load_file(str(tmp_path / f"rank{r}.safetensors")) for r in range(2)]
 

@@ -79,7 +79,7 @@ class NFTTrainer:
         newly = solved_groups(advantages.groups, mean_above=self.config.retire_mean, std_below=self.config.retire_std)
         self.retired.update(newly)  # type: ignore[arg-type]
         train_started = time.perf_counter()
-        metrics.update(self.train(rollout, self.ranks.shard(advantages.weight)))
+        metrics.update(self.train(rollout, advantages.weight))
         metrics["time/training"] = time.perf_counter() - train_started
         self.step += 1
         blend(self.old, self.trainable, old_policy_decay(self.step, self.config.old_decay_rate,
@@ -132,21 +132,24 @@ class NFTTrainer:
     def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
         """``train_epochs`` passes over the samples with a weight, each in a new order, ``train_batch``
         per update, each update with fresh times and noise; the means of the updates' loss, KL and
-        gradient norm."""
+        gradient norm. ``weights`` cover every rank's samples in rank order (this rank's rollout
+        holds its share): every rank draws the same order, times and noise and trains the members
+        of each batch it holds, so the pass is the one-process pass on all samples."""
+        held = range(self.ranks.rank * len(rollout.keys), (self.ranks.rank + 1) * len(rollout.keys))
         usable = [i for i, w in enumerate(weights) if w is not None]
         batches = []
         for _ in range(self.config.train_epochs):
             order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
             batches += [order[start : start + self.config.train_batch]
                         for start in range(0, len(order), self.config.train_batch)]
-        batches += [[]] * (int(self.ranks.most(len(batches))) - len(batches))  # every rank joins every update
         totals: dict[str, float] = {}
         for batch in batches:
-            index = torch.tensor(batch, dtype=torch.long)
             t = draw_times(len(batch), self.generator)
             noise = self.model.noise(len(batch), self.generator)
+            rows = torch.tensor([j for j, i in enumerate(batch) if i in held], dtype=torch.long)
+            index = torch.tensor([batch[j] - held.start for j in rows.tolist()], dtype=torch.long)
             parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
-                                torch.tensor([weights[i] for i in batch]), t, noise)
+                                torch.tensor([weights[batch[j]] for j in rows.tolist()]), t[rows], noise[rows])
             for name, value in parts.items():
                 totals[name] = totals.get(name, 0.0) + value
         return {k: v / max(len(batches), 1) for k, v in totals.items()}
