@@ -80,12 +80,13 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=150, help="training steps of 16 images")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--repeats", type=int, default=1, help="A, B rounds")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS))
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.repeats):
-            for kind in KINDS:
+            for kind in args.kinds:
                 row = probe(kind, args.steps, args.lr, round_, Path(tmp) / f"{kind}-{round_}")
                 print(json.dumps({**row, "round": round_, "load": round(os.getloadavg()[0], 1)}), flush=True)
 
