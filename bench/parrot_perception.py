@@ -71,7 +71,8 @@ def probe(kind: str, steps: int, lr: float, seed: int, folder: Path) -> dict[str
     tests = [sample() for _ in range(60)]
     correct = sum(generate_caption(model, processor, s.image, max_new_tokens=4) == s.caption for s in tests)
     return {"kind": kind, "steps": steps, "loss_first": round(losses[0], 3),
-            "loss_last10": round(sum(losses[-10:]) / len(losses[-10:]), 3), "colour_accuracy": round(correct / len(tests), 3),
+            "loss_last10": round(sum(losses[-10:]) / len(losses[-10:]), 3),
+            "colour_accuracy": round(correct / len(tests), 3),
             "seconds": round(time.perf_counter() - started, 1)}
 
 

@@ -146,7 +146,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     stages = Stages(Path(args.run_dir))
     row: dict[str, Any] = {"variant": args.variant, "base": args.base or "random init", "pairs": args.pairs,
-                           "flip_rate": args.flip_rate, "teacher_noise": args.noise, "minutes": args.minutes, "load": round(os.getloadavg()[0], 1)}
+                           "flip_rate": args.flip_rate, "teacher_noise": args.noise, "minutes": args.minutes,
+                           "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
         teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
         stages("generate", generate, generate.GenerateConfig(

@@ -89,7 +89,8 @@ def test_distill_and_bt_start_from_the_pretrained_base_and_keep_its_tokenizer(ba
     kept = RecordingContext(tmp_path / "filter")
     parrot_filter.run(parrot_filter.FilterConfig(rationales=str(gen.run_dir / "rationales.jsonl")), kept)
     data = RecordingContext(tmp_path / "data")
-    export.run(export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=["pairwise"], eval_fraction=0.0), data)
+    export.run(export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=["pairwise"], eval_fraction=0.0),
+               data)
     # learning rate 0: one step leaves the weights where they started, so the saved models show where that was
     student = distill.run(distill.DistillConfig(dataset=str(data.run_dir), base=str(folder), learning_rate=0.0,
                                                 max_steps=1, device="cpu"), RecordingContext(tmp_path / "student"))
