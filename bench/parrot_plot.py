@@ -2,8 +2,8 @@
 
 Reads the JSONL rows, prints a Markdown table (variant, training pairs, held-out accuracy against
 known truth, answered, training steps) and draws held-out accuracy against training pairs (log
-scale), one line per variant, as a small PNG (drawn with Pillow; the latest row of each variant
-and pair count counts).
+scale), one line per variant (a model started from a pretrained ``--base`` is its own line, "(base)"),
+as a small PNG (drawn with Pillow; the latest row of each line and pair count counts).
 
     python -m bench.parrot_plot --results runs/parrot-results.jsonl --png docs/parrot_data_efficiency.png
 """
@@ -21,13 +21,19 @@ COLOURS = {"parrot": (200, 60, 30), "bt": (40, 90, 200), "no-anchoring": (120, 1
 WIDTH, HEIGHT, MARGIN = 480, 300, 50
 
 
+def series(row: dict) -> str:
+    """A row's line on the plot: its variant, marked when the model started from a pretrained base."""
+    base = row.get("base", "random init")
+    return row["variant"] if base == "random init" else f"{row['variant']} (base)"
+
+
 def latest_rows(path: Path) -> dict[tuple[str, int], dict]:
-    """The latest row of each (variant, pairs) in the JSONL file ``path``."""
+    """The latest row of each (series, pairs) in the JSONL file ``path``."""
     rows: dict[tuple[str, int], dict] = {}
     for line in path.read_text(encoding="utf-8").splitlines():
         if line.strip():
             row = json.loads(line)
-            rows[(row["variant"], row["pairs"])] = row
+            rows[(series(row), row["pairs"])] = row
     return rows
 
 
@@ -65,13 +71,15 @@ def plot(rows: dict[tuple[str, int], dict], out: Path) -> None:
     draw.text((WIDTH / 2 - 70, HEIGHT - 20), "training pairs (log scale)", fill="black")
     draw.text((MARGIN + 4, 6), "held-out pairwise accuracy vs known truth", fill="black")
     for n, variant in enumerate(sorted({v for v, _ in rows})):
-        colour = COLOURS.get(variant, (0, 0, 0))
+        colour = COLOURS.get(variant.removesuffix(" (base)"), (0, 0, 0))
+        if variant.endswith(" (base)"):  # from the pretrained base: the variant's colour, darker
+            colour = tuple(c // 2 for c in colour)
         points = [xy(pairs, rows[(variant, pairs)]["heldout"]["accuracy"]) for pairs in counts if (variant, pairs) in rows]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         for x, y in points:
             draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
-        draw.text((WIDTH - 130, MARGIN / 2 + 14 * n), f"- {variant}", fill=colour)
+        draw.text((WIDTH - 150, MARGIN / 2 + 14 * n), f"- {variant}", fill=colour)
     out.parent.mkdir(parents=True, exist_ok=True)
     image.save(out)
 

@@ -4,11 +4,12 @@ Known-truth pairs get "human" labels with ``--flip-rate`` of them flipped; the n
 critic (``--noise``) is the teacher. Variants, all at the same training budget (``--minutes``):
 
 * ``parrot``: anchored generation, consistency filtering, export, distillation into a small
-  Qwen3-VL student built from a config with a protocol tokenizer (no weights exist to start from);
+  Qwen3-VL student: from random weights (built from a config with a protocol tokenizer), or with
+  ``--base`` from the shapes VLM base that ``python -m studio parrot pretrain`` trains to caption;
 * ``no-anchoring``: the teacher critiques without the label, then filter, export, distil;
 * ``no-filter``: anchored, but every rationale exported (no consistency filter);
-* ``bt``: a scalar Bradley-Terry reward model (the same vision backbone and language model, a
-  scalar head) trained on the same pairs' labels alone (``studio.parrot.bt``).
+* ``bt``: a scalar Bradley-Terry reward model (the same vision backbone and language model, the
+  same ``--base``, a scalar head) trained on the same pairs' labels alone (``studio.parrot.bt``).
 
 The trained model then judges held-out pairs (another seed; a pair whose request is among the
 training pairs' requests is passed over, by text, and counted) through its critic backend, and its winner is scored against the *truth*, never against the noisy labels; an answer
@@ -43,10 +44,9 @@ from models.shapes.critic_shapes import ShapesCritic
 from models.types import PairResult
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, export, filter as parrot_filter, generate
-from studio.parrot.pairs import LabeledPair, shapes_pairs
+from studio.parrot.pairs import HELDOUT_SEED, LabeledPair, shapes_pairs
 from studio.parrot.rationale import read_rationales
 
-HELDOUT_SEED = 10_000
 VARIANTS = ("parrot", "no-anchoring", "no-filter", "bt")
 
 
@@ -96,8 +96,9 @@ def train_student(args: argparse.Namespace, stages: Stages) -> tuple[dict[str, A
     data["export"] = {k: exported[k] for k in ("train_examples", "eval_examples")}
     student = stages(f"distill{suffix}", distill, distill.DistillConfig(
         dataset=str(stages.root / f"export{suffix}"), epochs=100, max_minutes=args.minutes, learning_rate=args.lr,
-        warmup_steps=20, batch_size=args.batch, tiny_hidden_size=args.hidden, tiny_layers=args.layers,
-        tiny_patch_size=args.patch, freeze_vision=False, eval_limit=16, save_steps=200, device="cpu"))
+        warmup_steps=20, batch_size=args.batch, base=args.base or distill.TINY_BASE, tiny_hidden_size=args.hidden,
+        tiny_layers=args.layers, tiny_patch_size=args.patch, freeze_vision=args.freeze_vision, eval_limit=16,
+        save_steps=200, device="cpu"))
     return data, student
 
 
@@ -130,6 +131,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--batch", type=int, default=8)
+    parser.add_argument("--base", default="", help="the folder both models start from (e.g. a `parrot pretrain` "
+                                                   "model/); default: a tiny Qwen3-VL from random weights")
+    parser.add_argument("--freeze-vision", action="store_true", help="freeze the student's vision blocks")
     parser.add_argument("--hidden", type=int, default=256, help="the student's width (text and vision)")
     parser.add_argument("--layers", type=int, default=4, help="the student's language model layers")
     parser.add_argument("--patch", type=int, default=8, help="the student's image patch (pixels)")
@@ -141,16 +145,17 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     torch.set_num_threads(args.threads)
     stages = Stages(Path(args.run_dir))
-    row: dict[str, Any] = {"variant": args.variant, "pairs": args.pairs, "flip_rate": args.flip_rate,
-                           "teacher_noise": args.noise, "minutes": args.minutes, "load": round(os.getloadavg()[0], 1)}
+    row: dict[str, Any] = {"variant": args.variant, "base": args.base or "random init", "pairs": args.pairs,
+                           "flip_rate": args.flip_rate, "teacher_noise": args.noise, "minutes": args.minutes,
+                           "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
         teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
         stages("generate", generate, generate.GenerateConfig(
             count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
         model = stages("bt", bt, bt.BTConfig(
             rationales=str(stages.root / "generate" / "rationales.jsonl"), max_minutes=args.minutes,
-            learning_rate=args.lr, batch_size=args.batch, tiny_hidden_size=args.hidden, tiny_layers=args.layers,
-            tiny_patch_size=args.patch))
+            learning_rate=args.lr, batch_size=args.batch, base=args.base or distill.TINY_BASE,
+            tiny_hidden_size=args.hidden, tiny_layers=args.layers, tiny_patch_size=args.patch))
         row["train"] = {k: model.get(k) for k in ("pairs", "step", "epochs_seen", "last_loss", "train_seconds")}
         critic: Any = BTCritic(model=model["model"])
     else:

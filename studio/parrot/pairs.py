@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 
 Label = Literal["A", "B", "tie", "both_bad"]
 LABELS: tuple[str, ...] = get_args(Label)
+#: The seed of the shapes-world pairs held out from PARROT training (``bench.parrot_shapes``);
+#: their requests are also kept out of the shapes VLM base's pretraining (``studio.parrot.pretrain``).
+HELDOUT_SEED = 10_000
 
 
 @dataclass

@@ -1,0 +1,191 @@
+"""A pretrained shapes-world VLM base for PARROT students and the Bradley-Terry baseline.
+
+The paper's students start from a VLM that already perceives; no such weights exist for the
+shapes world, and a tiny Qwen3-VL trained from random weights on ~1,000 preference pairs never
+learns to see. This job builds the miniature analogue: a tiny Qwen3-VL with a protocol tokenizer
+(learnt from the prompt templates, the critic protocol's prompts and answers on fresh world pairs,
+and the caption vocabulary), trained to **caption** fresh shapes-world renders
+(``studio.parrot.captions``: objects, sizes, colours, positions, the word, an image flaw; held-out
+requests of the PARROT bench excluded by text). It ends by captioning held-out renders and
+printing per-attribute accuracy. The result, ``model/``, is a ``save_pretrained`` folder that
+``parrot distill --base`` and ``parrot bt --base`` start from.
+
+    python -m studio parrot pretrain --max-minutes 20 --run-dir runs/shapes-vlm
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoModelForImageTextToText, get_scheduler
+
+from models.critic.critic_transformers import load_processor
+from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, train_protocol_tokenizer
+from models.critic.scoring import ScoringPolicy
+from models.critic.tiny_qwen import build_tiny_qwen3vl
+from models.errors import ConfigError
+from models.shapes.critic_shapes import ShapesCritic
+from models.shapes.world import random_scene
+from models.types import Critique, CritiqueRequest
+from studio.config import _check_float, _check_int
+from studio.jobs.context import JobContext
+from studio.jobs.entry import run_kind
+from studio.parrot.captions import (
+    CAPTION_REQUEST, FLAWS, NO_FLAW, CaptionSample, caption, caption_samples, caption_scores, heldout_requests,
+)
+from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
+from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
+from studio.parrot.student_data import collate, encode
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "pretrain.json"
+
+
+@dataclass
+class PretrainConfig:
+    """Pretrain a tiny Qwen3-VL to caption shapes-world renders (the base of PARROT students)."""
+
+    hidden_size: int = field(default=256, metadata={"help": "text width (and the vision tower's output)"})
+    layers: int = field(default=4, metadata={"help": "language model layers"})
+    vision_hidden_size: int = field(default=128, metadata={"help": "vision tower width"})
+    vision_depth: int = field(default=3, metadata={"help": "vision tower blocks"})
+    patch_size: int = field(default=8, metadata={"help": "image patch side in pixels (8 or 16)"})
+    image_size: int = field(default=64, metadata={"help": "render side in pixels (the PARROT pairs' size)"})
+    vocab_size: int = field(default=2048, metadata={"help": "protocol tokenizer vocabulary"})
+    tokenizer_pairs: int = field(default=300, metadata={"help": "world pairs critiqued for the tokenizer's corpus"})
+    flaw_prob: float = field(default=0.5, metadata={"help": "share of renders with an image flaw"})
+    batch_size: int = field(default=32, metadata={"help": "captions per step"})
+    learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine decay)"})
+    warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
+    max_steps: int = field(default=3000, metadata={"help": "optimizer steps (the schedule's length)"})
+    max_minutes: float = field(default=0.0, metadata={"help": "end training after this long; 0: no limit"})
+    eval_images: int = field(default=200, metadata={"help": "held-out renders captioned at the end"})
+    exclude_heldout: int = field(default=2000,
+                                 metadata={"help": "requests of the bench's held-out pairs never drawn as scenes"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the scenes and the tokenizer corpus"})
+
+    def validate(self) -> None:
+        """Raise ``ConfigError`` for a value out of range."""
+        if self.patch_size not in (8, 16):
+            raise ConfigError(f"patch_size must be 8 or 16; got {self.patch_size}.")
+        _check_float("flaw_prob", self.flaw_prob, low=0, high=1)
+        _check_float("learning_rate", self.learning_rate, low=0)
+        _check_float("max_minutes", self.max_minutes, low=0)
+        for name, low in (("hidden_size", 16), ("layers", 1), ("vision_hidden_size", 16), ("vision_depth", 1),
+                          ("image_size", 32), ("vocab_size", 512), ("tokenizer_pairs", 0), ("batch_size", 1),
+                          ("warmup_steps", 0), ("max_steps", 1), ("eval_images", 1), ("exclude_heldout", 0),
+                          ("seed", 0)):
+            _check_int(name, getattr(self, name), low=low)
+
+
+def caption_record(sample: CaptionSample) -> dict[str, Any]:
+    """A captioning example in the sharegpt form the distillation encodes."""
+    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + CAPTION_REQUEST},
+                         {"role": "assistant", "content": sample.caption}], "images": [sample.image]}
+
+
+def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
+    """The texts the base's tokenizer learns from: the prompt templates, pairwise prompts and
+    answers of the reference critic on fresh world pairs (another seed than the bench's; held-out
+    requests left out), and captions of random scenes with every flaw word."""
+    texts = template_texts()
+    critic, policy = ShapesCritic(perception_noise=0.2, seed=config.seed), ScoringPolicy()
+    for pair in shapes_pairs(config.tokenizer_pairs, seed=HELDOUT_SEED + 1 + config.seed, flip_rate=0.0):
+        if pair.prompt in exclude:
+            continue
+        a, b = critic.critique([CritiqueRequest(pair.task, pair.prompt, pair.image_a, pair.source_image),
+                                CritiqueRequest(pair.task, pair.prompt, pair.image_b, pair.source_image)])
+        if isinstance(a, Critique) and isinstance(b, Critique):
+            prompt = pairwise_prompt(pair.task, pair.prompt, pair.image_a, pair.image_b, pair.source_image)
+            record = to_sharegpt(prompt, pairwise_answer(a, b, policy), ["a", "b"])
+            texts += [*sharegpt_texts([record]), a.raw]
+    rng = random.Random(config.seed)
+    texts += [CAPTION_REQUEST] + [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
+    return texts
+
+
+def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
+    """Build the base, train it to caption, score captions of held-out renders, save ``model/``."""
+    run_dir = Path(ctx.run_dir)
+    folder = run_dir / "model"
+    torch.manual_seed(config.seed)
+    exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
+    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
+    build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
+                       vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
+                       patch_size=config.patch_size, tokenizer=tokenizer)
+    processor = load_processor(str(folder))
+    model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
+                              num_training_steps=config.max_steps)
+    samples = caption_samples(random.Random(config.seed + 1), size=config.image_size, flaw_prob=config.flaw_prob,
+                              exclude=exclude)
+    pad_id = processor.tokenizer.pad_token_id
+    summary: dict[str, Any] = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
+                               "excluded_requests": len(exclude)}
+    model.train()
+    started, step, loss = time.perf_counter(), 0, math.nan
+    while step < config.max_steps:
+        batch = collate([encode(caption_record(next(samples)), processor, 512) for _ in range(config.batch_size)],
+                        pad_id)
+        loss = model(**batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        step += 1
+        loss = loss.item()
+        ctx.metric(step, "loss", loss)
+        ctx.progress(step, config.max_steps, f"loss {loss:.4f}")
+        if ctx.should_stop():
+            summary["status"] = "stopped"
+            break
+        if config.max_minutes and time.perf_counter() - started > 60 * config.max_minutes:
+            summary["time_limit_reached"] = True
+            break
+    summary.update(step=step, last_loss=loss, train_seconds=round(time.perf_counter() - started, 1))
+    heldout = caption_samples(random.Random(config.seed + 2), size=config.image_size, flaw_prob=config.flaw_prob,
+                              exclude=exclude)
+    truth = [next(heldout) for _ in range(config.eval_images)]
+    model.eval()
+    predicted = [generate_caption(model, processor, s.image) for s in truth]
+    summary["captions"] = caption_scores(predicted, truth)
+    summary["caption_examples"] = [{"truth": s.caption, "predicted": p} for s, p in zip(truth[:5], predicted)]
+    model.save_pretrained(folder)
+    processor.save_pretrained(folder)
+    (folder / REPORT_FILE).write_text(json.dumps({"config": asdict(config), **summary}, indent=2), encoding="utf-8")
+    ctx.artifact("shapes VLM base", folder, "model")
+    summary.setdefault("status", "done")
+    summary["model"] = str(folder)
+    ctx.result(summary)
+    return summary
+
+
+@torch.no_grad()
+def generate_caption(model: Any, processor: Any, image: Any, max_new_tokens: int = 96) -> str:
+    """The model's greedy caption of ``image``."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_REQUEST}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[text], images=[image], return_tensors="pt")
+    out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+    return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m studio.parrot.pretrain --config FILE [flags]``."""
+    return run_kind(PretrainConfig, run, argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
