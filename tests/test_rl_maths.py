@@ -162,10 +162,34 @@ def test_a_crashing_critic_fails_the_step_with_its_reason():
 
 def test_reward_hacking_alert_when_reward_rises_while_the_check_falls():
     monitor = HackingMonitor(tolerance=0.02)
-    assert not monitor.update({"eval/reward": 0.50, "eval/check": 0.40})
-    assert not monitor.update({"eval/reward": 0.60, "eval/check": 0.45})  # both rose: learning
-    assert not monitor.update({"eval/reward": 0.50, "eval/check": 0.30})  # both fell: not hacking
-    assert monitor.update({"eval/reward": 0.70, "eval/check": 0.30})
+    assert monitor.update({"eval/reward": 0.50, "eval/check": 0.40}) == []
+    assert monitor.update({"eval/reward": 0.60, "eval/check": 0.45}) == []  # both rose: learning
+    assert monitor.update({"eval/reward": 0.50, "eval/check": 0.30}) == []  # both fell: not hacking
+    assert monitor.update({"eval/reward": 0.70, "eval/check": 0.30}) == ["reward"]
+
+
+def test_a_counted_dimension_rising_while_the_check_falls_alerts_even_when_the_reward_is_flat():
+    # last session's LoRA run: Text Rendering up, Text Faithfulness down, reward flat, accuracy down
+    dims = ("text_faithfulness", "physical_quality", "text_rendering")
+    monitor = HackingMonitor(tolerance=0.02, dimensions=dims)
+    first = {"eval/reward": 0.630, "eval/check": 0.24, "eval/text_faithfulness": 2.72, "eval/physical_quality": 3.64,
+             "eval/text_rendering": 1.13}
+    assert monitor.update(first) == []
+    later = {"eval/reward": 0.632, "eval/check": 0.20, "eval/text_faithfulness": 2.56, "eval/physical_quality": 3.60,
+             "eval/text_rendering": 1.37}
+    alerts = monitor.update(later)
+    assert alerts == ["text_rendering"]
+    assert monitor.metrics(alerts) == {
+        "monitor/alert": 1.0, "monitor/alert_text_faithfulness": 0.0, "monitor/alert_physical_quality": 0.0,
+        "monitor/alert_text_rendering": 1.0}
+    # a dimension's tolerance is on its 1-4 scale: +0.05 there is less than 0.02 reward units
+    assert monitor.update({**later, "eval/text_rendering": 1.18}) == []
+    # the same rise with the check held is learning, not hacking
+    assert monitor.update({**later, "eval/check": 0.24}) == []
+    assert monitor.metrics([])["monitor/alert"] == 0.0
+    scalar = HackingMonitor(tolerance=0.02, dimensions=dims)  # a scalar reward model scores no dimension
+    scalar.update({"eval/reward": 0.5, "eval/check": 0.3})
+    assert scalar.metrics([]) == {"monitor/alert": 0.0}
 
 
 def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tmp_path):

@@ -157,6 +157,10 @@ def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path, 
     assert summary["steps"] == 1 and not summary["stopped"] and "lora" in summary
     assert summary["cpu_minutes"] > 0 and _step_metric(ctx, 1, "time/cpu_minutes") > 0
     assert any(s == 1 and n == "eval/reward" for s, n, _ in ctx.metrics)
+    # the monitor's curves: overall, and one per dimension the reward counts (no Image Faithfulness in t2i)
+    alerts = {n for s, n, _ in ctx.metrics if s == 1 and n.startswith("monitor/")}
+    assert alerts == {"monitor/alert", "monitor/alert_text_faithfulness", "monitor/alert_physical_quality",
+                      "monitor/alert_text_rendering"}
     assert (tmp_path / "run/checkpoints/step_000001").is_dir()
 
 
