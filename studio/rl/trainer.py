@@ -127,24 +127,36 @@ class NFTTrainer:
 
     def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
         """``train_epochs`` passes over the samples with a weight, each in a new order, ``train_batch``
-        per update, each update with fresh times and noise; the means of the updates' loss, KL and
-        gradient norm."""
+        per update, each update with fresh times and noise (with ``group_noise``: whole groups per
+        update, one time and noise per group); the means of the updates' loss, KL and gradient norm."""
         usable = [i for i, w in enumerate(weights) if w is not None]
-        batches = []
-        for _ in range(self.config.train_epochs):
-            order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
-            batches += [order[start : start + self.config.train_batch]
-                        for start in range(0, len(order), self.config.train_batch)]
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for i in usable:
+            groups.setdefault(rollout.keys[i], []).append(i)
+        group_of = {i: g for g, members in enumerate(groups.values()) for i in members}
         totals: dict[str, float] = {}
-        for batch in batches:
-            index = torch.tensor(batch)
-            t = draw_times(len(batch), self.generator)
-            noise = self.model.noise(len(batch), self.generator)
-            parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
-                                torch.tensor([weights[i] for i in batch]), t, noise)
-            for name, value in parts.items():
-                totals[name] = totals.get(name, 0.0) + value
-        return {k: v / max(len(batches), 1) for k, v in totals.items()}
+        batches = 0
+        for _ in range(self.config.train_epochs):
+            if self.config.group_noise:
+                members = list(groups.values())
+                order = [i for g in torch.randperm(len(members), generator=self.generator).tolist() for i in members[g]]
+                times, noises = draw_times(len(members), self.generator), self.model.noise(len(members), self.generator)
+            else:
+                order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
+            for start in range(0, len(order), self.config.train_batch):
+                batch = order[start : start + self.config.train_batch]
+                index = torch.tensor(batch)
+                if self.config.group_noise:
+                    shared = torch.tensor([group_of[i] for i in batch])
+                    t, noise = times[shared], noises[shared]
+                else:
+                    t, noise = draw_times(len(batch), self.generator), self.model.noise(len(batch), self.generator)
+                parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
+                                    torch.tensor([weights[i] for i in batch]), t, noise)
+                batches += 1
+                for name, value in parts.items():
+                    totals[name] = totals.get(name, 0.0) + value
+        return {k: v / max(batches, 1) for k, v in totals.items()}
 
     def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
                noise: torch.Tensor) -> dict[str, float]:
