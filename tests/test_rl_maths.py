@@ -19,6 +19,8 @@ from studio.rl.advantages import EPS, compute_advantages, solved_groups
 from studio.rl.config import RLConfig
 from studio.rl.data import PromptItem
 from studio.rl.evaluate import HackingMonitor
+from studio.rl.flow import Cond, FlowModel
+from studio.rl.nft import nft_loss
 from studio.rl.reward import RewardQueue, score_results
 from studio.rl.weights import blend, old_policy_decay
 
@@ -212,3 +214,33 @@ def test_python_m_studio_rl_runs_the_rl_job_and_explains_bad_settings(capsys):
 
     assert main(["rl", "--group-size", "1"]) == 2
     assert "group_size must be at least 2" in capsys.readouterr().err
+
+
+class _LinearFlow:
+    """A velocity field ``v = w * e(cond)`` with true CFG 3, for the loss on hand-made numbers."""
+
+    guidance = 3.0
+    guide = FlowModel.guide
+
+    def __init__(self) -> None:
+        self.w = torch.nn.Parameter(torch.tensor(1.0))
+
+    def velocity(self, x, t, cond, params=None):
+        w = self.w if params is None else params["w"]
+        return (w * cond.batched["e"]).expand_as(x)
+
+
+@pytest.mark.parametrize(("r", "guided", "loss", "grad"), [
+    (1.0, True, 1.0, 3.0), (0.0, True, 1.0, -3.0),  # the sampler's velocity 3w: x0 predicted at -1
+    (1.0, False, 0.0, 0.0),  # the conditional branch alone sees a perfect prediction: nothing to learn
+])
+def test_with_cfg_the_loss_is_on_the_guided_velocity_the_sampler_used(r, guided, loss, grad):
+    model = _LinearFlow()
+    cond, uncond = Cond({"e": torch.ones(1, 1)}, {}), Cond({"e": torch.zeros(1, 1)}, {})
+    # x0 = 0, eps = 1, t = 0.5: x_t = 0.5; guided v = v_u + 3 (v_c - v_u) = 3w; w = w_old = 1
+    result = nft_loss(model, cond, torch.zeros(1, 4), torch.tensor([r]), torch.tensor([0.5]), torch.ones(1, 4),
+                      old={"w": torch.tensor(1.0)}, base=None, beta=1.0, kl_weight=0.0,
+                      uncond=uncond if guided else None)
+    result.loss.backward()
+    assert result.loss.item() == pytest.approx(loss, abs=1e-4)
+    assert model.w.grad.item() == pytest.approx(grad, abs=1e-3)

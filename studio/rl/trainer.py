@@ -28,12 +28,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Rollout:
-    """A step's samples: clean latents, their conditioning, group keys and rewards."""
+    """A step's samples: clean latents, their conditioning (and the unconditional one when they
+    were drawn with true CFG), group keys and rewards."""
 
     x0: torch.Tensor
     cond: Cond
     keys: list[tuple[str, str | None]]
     scored: list[Scored]
+    uncond: Cond | None = None
 
 
 class NFTTrainer:
@@ -94,6 +96,7 @@ class NFTTrainer:
         rewards = RewardQueue(self.critic, self.policy, overlap=cfg.overlap_reward, batch_size=cfg.critic_batch)
         x0s: list[torch.Tensor] = []
         conds: list[Cond] = []
+        unconds: list[Cond] = []
         keys: list[tuple[str, str | None]] = []
         sampling = 0.0
         try:
@@ -119,11 +122,14 @@ class NFTTrainer:
                 rewards.submit(list(range(first, len(keys))), requests)
                 x0s.append(x0)
                 conds.append(cond)
+                if uncond is not None:
+                    unconds.append(uncond)
             scored = rewards.collect(list(range(len(keys))))
         finally:
             rewards.close()
         timing = {"time/sampling": sampling, "time/reward": rewards.busy_seconds, "time/reward_wait": rewards.wait_seconds}
-        return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored), timing
+        guided = Cond.cat(unconds) if unconds and cfg.guided_loss else None
+        return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored, guided), timing
 
     def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
         """``train_epochs`` passes over the samples with a weight, each in a new order, ``train_batch``
@@ -151,19 +157,21 @@ class NFTTrainer:
                     t, noise = times[shared], noises[shared]
                 else:
                     t, noise = draw_times(len(batch), self.generator), self.model.noise(len(batch), self.generator)
+                uncond = rollout.uncond.select(index) if rollout.uncond is not None else None
                 parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
-                                    torch.tensor([weights[i] for i in batch]), t, noise)
+                                    torch.tensor([weights[i] for i in batch]), t, noise, uncond)
                 batches += 1
                 for name, value in parts.items():
                     totals[name] = totals.get(name, 0.0) + value
         return {k: v / max(batches, 1) for k, v in totals.items()}
 
     def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
-               noise: torch.Tensor) -> dict[str, float]:
-        """One optimizer update on one batch (gradient clipping, then the EMA follows)."""
+               noise: torch.Tensor, uncond: Cond | None = None) -> dict[str, float]:
+        """One optimizer update on one batch (gradient clipping, then the EMA follows); ``uncond``:
+        the loss is on the guided velocity."""
         cfg = self.config
         result = nft_loss(self.model, cond, x0, weight, t, noise, old=self.old, base=self.base, beta=cfg.beta,
-                          kl_weight=cfg.kl_weight)
+                          kl_weight=cfg.kl_weight, uncond=uncond)
         self.optimizer.zero_grad(set_to_none=True)
         result.loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
