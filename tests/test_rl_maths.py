@@ -19,6 +19,8 @@ from studio.rl.advantages import EPS, compute_advantages, solved_groups
 from studio.rl.config import RLConfig
 from studio.rl.data import PromptItem
 from studio.rl.evaluate import HackingMonitor
+from studio.rl.flow import Cond, FlowModel
+from studio.rl.nft import nft_loss
 from studio.rl.reward import RewardQueue, score_results
 from studio.rl.weights import blend, old_policy_decay
 
@@ -162,10 +164,34 @@ def test_a_crashing_critic_fails_the_step_with_its_reason():
 
 def test_reward_hacking_alert_when_reward_rises_while_the_check_falls():
     monitor = HackingMonitor(tolerance=0.02)
-    assert not monitor.update({"eval/reward": 0.50, "eval/check": 0.40})
-    assert not monitor.update({"eval/reward": 0.60, "eval/check": 0.45})  # both rose: learning
-    assert not monitor.update({"eval/reward": 0.50, "eval/check": 0.30})  # both fell: not hacking
-    assert monitor.update({"eval/reward": 0.70, "eval/check": 0.30})
+    assert monitor.update({"eval/reward": 0.50, "eval/check": 0.40}) == []
+    assert monitor.update({"eval/reward": 0.60, "eval/check": 0.45}) == []  # both rose: learning
+    assert monitor.update({"eval/reward": 0.50, "eval/check": 0.30}) == []  # both fell: not hacking
+    assert monitor.update({"eval/reward": 0.70, "eval/check": 0.30}) == ["reward"]
+
+
+def test_a_counted_dimension_rising_while_the_check_falls_alerts_even_when_the_reward_is_flat():
+    # last session's LoRA run: Text Rendering up, Text Faithfulness down, reward flat, accuracy down
+    dims = ("text_faithfulness", "physical_quality", "text_rendering")
+    monitor = HackingMonitor(tolerance=0.02, dimensions=dims)
+    first = {"eval/reward": 0.630, "eval/check": 0.24, "eval/text_faithfulness": 2.72, "eval/physical_quality": 3.64,
+             "eval/text_rendering": 1.13}
+    assert monitor.update(first) == []
+    later = {"eval/reward": 0.632, "eval/check": 0.20, "eval/text_faithfulness": 2.56, "eval/physical_quality": 3.60,
+             "eval/text_rendering": 1.37}
+    alerts = monitor.update(later)
+    assert alerts == ["text_rendering"]
+    assert monitor.metrics(alerts) == {
+        "monitor/alert": 1.0, "monitor/alert_text_faithfulness": 0.0, "monitor/alert_physical_quality": 0.0,
+        "monitor/alert_text_rendering": 1.0}
+    # a dimension's tolerance is on its 1-4 scale: +0.05 there is less than 0.02 reward units
+    assert monitor.update({**later, "eval/text_rendering": 1.18}) == []
+    # the same rise with the check held is learning, not hacking
+    assert monitor.update({**later, "eval/check": 0.24}) == []
+    assert monitor.metrics([])["monitor/alert"] == 0.0
+    scalar = HackingMonitor(tolerance=0.02, dimensions=dims)  # a scalar reward model scores no dimension
+    scalar.update({"eval/reward": 0.5, "eval/check": 0.3})
+    assert scalar.metrics([]) == {"monitor/alert": 0.0}
 
 
 def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tmp_path):
@@ -188,3 +214,33 @@ def test_python_m_studio_rl_runs_the_rl_job_and_explains_bad_settings(capsys):
 
     assert main(["rl", "--group-size", "1"]) == 2
     assert "group_size must be at least 2" in capsys.readouterr().err
+
+
+class _LinearFlow:
+    """A velocity field ``v = w * e(cond)`` with true CFG 3, for the loss on hand-made numbers."""
+
+    guidance = 3.0
+    guide = FlowModel.guide
+
+    def __init__(self) -> None:
+        self.w = torch.nn.Parameter(torch.tensor(1.0))
+
+    def velocity(self, x, t, cond, params=None):
+        w = self.w if params is None else params["w"]
+        return (w * cond.batched["e"]).expand_as(x)
+
+
+@pytest.mark.parametrize(("r", "guided", "loss", "grad"), [
+    (1.0, True, 1.0, 3.0), (0.0, True, 1.0, -3.0),  # the sampler's velocity 3w: x0 predicted at -1
+    (1.0, False, 0.0, 0.0),  # the conditional branch alone sees a perfect prediction: nothing to learn
+])
+def test_with_cfg_the_loss_is_on_the_guided_velocity_the_sampler_used(r, guided, loss, grad):
+    model = _LinearFlow()
+    cond, uncond = Cond({"e": torch.ones(1, 1)}, {}), Cond({"e": torch.zeros(1, 1)}, {})
+    # x0 = 0, eps = 1, t = 0.5: x_t = 0.5; guided v = v_u + 3 (v_c - v_u) = 3w; w = w_old = 1
+    result = nft_loss(model, cond, torch.zeros(1, 4), torch.tensor([r]), torch.tensor([0.5]), torch.ones(1, 4),
+                      old={"w": torch.tensor(1.0)}, base=None, beta=1.0, kl_weight=0.0,
+                      uncond=uncond if guided else None)
+    result.loss.backward()
+    assert result.loss.item() == pytest.approx(loss, abs=1e-4)
+    assert model.w.grad.item() == pytest.approx(grad, abs=1e-3)

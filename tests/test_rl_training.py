@@ -158,6 +158,10 @@ def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path, 
     assert summary["steps"] == 1 and not summary["stopped"] and "lora" in summary
     assert summary["cpu_minutes"] > 0 and _step_metric(ctx, 1, "time/cpu_minutes") > 0
     assert any(s == 1 and n == "eval/reward" for s, n, _ in ctx.metrics)
+    # the monitor's curves: overall, and one per dimension the reward counts (no Image Faithfulness in t2i)
+    alerts = {n for s, n, _ in ctx.metrics if s == 1 and n.startswith("monitor/")}
+    assert alerts == {"monitor/alert", "monitor/alert_text_faithfulness", "monitor/alert_physical_quality",
+                      "monitor/alert_text_rendering"}
     assert (tmp_path / "run/checkpoints/step_000001").is_dir()
 
 
@@ -229,3 +233,19 @@ def test_train_epochs_make_that_many_passes_over_the_step_samples(folders):
     trainer.train(rollout, [weights[0], None, weights[2], weights[3]])  # 3 usable images, one update per pass
     steps = {int(state["step"]) for state in trainer.optimizer.state.values()}
     assert steps == {2}
+
+
+def test_group_noise_updates_whole_groups_with_one_time_and_noise_each(folders):
+    trainer, rollout, weights = _prepared(folders["flux"])  # keys: two groups of two images
+    trainer.config = dataclasses.replace(trainer.config, train_batch=2, train_epochs=2, group_noise=True)
+    seen = []
+    trainer.update = lambda cond, x0, weight, t, noise, uncond=None: seen.append((x0, t, noise)) or {}  # type: ignore[method-assign]
+    trainer.train(rollout, weights)
+    assert len(seen) == 4  # two groups per pass, two passes
+    for x0, t, noise in seen:
+        group = [i for i in range(4) if any(torch.equal(rollout.x0[i], row) for row in x0)]
+        assert group in ([0, 1], [2, 3])  # one group per update
+        assert t[0] == t[1] and torch.equal(noise[0], noise[1])  # shared by the group's images
+    assert seen[0][1][0] != seen[2][1][0]  # a fresh draw each pass
+    with pytest.raises(ConfigError, match="multiple"):
+        dataclasses.replace(trainer.config, train_batch=3).validate()

@@ -55,6 +55,11 @@ class RLConfig:
     train_batch: int = _help("images per optimizer update", default=8)
     train_epochs: int = _help("passes over a step's samples (each with fresh times and noise); more "
                               "learning per sampled image when sampling dominates a step", default=1)
+    group_noise: bool = _help("training draws one time and noise per group, shared by its images, which are "
+                              "updated together (train_batch a multiple of group_size), instead of one per image: "
+                              "a control variate for the noise common to a group's near-identical images", default=False)
+    guided_loss: bool = _help("with true CFG, the loss is on the guided velocity the sampler drew the images with "
+                              "(the policy); off: on the conditional branch alone", default=True)
     sampling_steps: int = _help("deterministic Euler steps of the old policy", default=10)
     guidance: float | None = _help("sampling guidance (default: the model's own)", default=None)
     resolution: int | None = _help("image side in pixels (default: the model's own, else 512)", default=None)
@@ -110,6 +115,9 @@ class RLConfig:
         for name in ("ema_decay", "old_decay_max"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")
+        if self.group_noise and self.train_batch % self.group_size:
+            raise ConfigError(f"group_noise updates whole groups: train_batch ({self.train_batch}) must be a multiple "
+                              f"of group_size ({self.group_size}).")
         if self.resolution is not None and self.resolution < 16:
             raise ConfigError(f"resolution must be at least 16 pixels, got {self.resolution!r}.")
         if not isinstance(self.critic, dict) or "backend" not in self.critic:

@@ -91,23 +91,42 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
 
 
 class HackingMonitor:
-    """Flags reward hacking: the reward rose by more than ``tolerance`` since the first
-    evaluation while the independent check fell by more than ``tolerance``."""
+    """Flags reward hacking against the first evaluation (the baseline): the independent check
+    fell by more than ``tolerance`` while the reward, or one dimension the reward counts, rose by
+    more than ``tolerance`` (a dimension's 1-4 scale is three reward units, so its tolerance is
+    ``3 * tolerance``). The per-dimension alert catches a reward that stays flat overall while one
+    of its dimensions is gamed at the others' expense.
 
-    def __init__(self, tolerance: float, baseline: dict[str, float] | None = None) -> None:
+    :param dimensions: the dimension keys the reward counts (weight above 0).
+    """
+
+    def __init__(self, tolerance: float, baseline: dict[str, float] | None = None,
+                 dimensions: tuple[str, ...] = ()) -> None:
         self.tolerance = tolerance
         self.baseline = baseline
+        self.dimensions = dimensions
 
-    def update(self, metrics: dict[str, float]) -> bool:
-        """Record an evaluation; True when it raises the alert."""
-        if "eval/reward" not in metrics or "eval/check" not in metrics:
-            return False
+    def update(self, metrics: dict[str, float]) -> list[str]:
+        """Record an evaluation; the names that raise an alert (``"reward"`` and/or dimension keys
+        that rose while the check fell), empty when none does."""
+        if "eval/check" not in metrics:
+            return []
+        watched = {"reward": metrics.get("eval/reward")} | {key: metrics.get(f"eval/{key}") for key in self.dimensions}
+        watched = {name: value for name, value in watched.items() if value is not None}
         if self.baseline is None:
-            self.baseline = {"reward": metrics["eval/reward"], "check": metrics["eval/check"]}
-            return False
-        rose = metrics["eval/reward"] - self.baseline["reward"] > self.tolerance
-        fell = self.baseline["check"] - metrics["eval/check"] > self.tolerance
-        return rose and fell
+            self.baseline = {"check": metrics["eval/check"], **watched}
+            return []
+        if self.baseline["check"] - metrics["eval/check"] <= self.tolerance:
+            return []
+        return [name for name, value in watched.items() if name in self.baseline
+                and value - self.baseline[name] > self.tolerance * (1 if name == "reward" else 3)]
+
+    def metrics(self, alerts: list[str]) -> dict[str, float]:
+        """``monitor/alert`` (any alert) and ``monitor/alert_<dimension>`` for each watched
+        dimension the critic scores (none for a scalar reward model), 1 or 0: the curves the
+        Training tab draws."""
+        scored = [key for key in self.dimensions if self.baseline is not None and key in self.baseline]
+        return {"monitor/alert": float(bool(alerts)), **{f"monitor/alert_{key}": float(key in alerts) for key in scored}}
 
     def state(self) -> dict[str, Any]:
         return {"baseline": self.baseline}

@@ -60,16 +60,27 @@ def nft_loss(
     base: Params | None,
     beta: float,
     kl_weight: float,
+    uncond: Cond | None = None,
 ) -> NFTLoss:
-    """The DiffusionNFT loss of one batch (``base`` may be ``None`` when ``kl_weight`` is 0)."""
+    """The DiffusionNFT loss of one batch (``base`` may be ``None`` when ``kl_weight`` is 0).
+
+    With ``uncond`` (samples drawn with true CFG) every velocity is the *guided* one the sampler
+    used, ``model.guide(v(c), v(uncond))``: the policy that drew the samples, so that ``v_old``
+    is their velocity field. Without it, the conditional branch alone.
+    """
     device, dtype = x0.device, x0.dtype
     shape = (-1,) + (1,) * (x0.ndim - 1)
     t_b = t.to(device, dtype).reshape(shape)
     x_t = (1 - t_b) * x0 + t_b * noise.to(device, dtype)
+
+    def policy(params: Params | None) -> torch.Tensor:
+        v_cond = model.velocity(x_t, t, cond, params)
+        return v_cond if uncond is None else model.guide(v_cond, model.velocity(x_t, t, uncond, params))
+
     with torch.no_grad():
-        v_old = model.velocity(x_t, t, cond, old)
-        v_base = model.velocity(x_t, t, cond, base) if kl_weight > 0 and base is not None else None
-    v = model.velocity(x_t, t, cond).to(dtype)
+        v_old = policy(old)
+        v_base = policy(base) if kl_weight > 0 and base is not None else None
+    v = policy(None).to(dtype)
     v_pos = beta * v + (1 - beta) * v_old
     v_neg = (1 + beta) * v_old - beta * v
     r = weight.to(device, dtype)

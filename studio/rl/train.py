@@ -27,6 +27,7 @@ from typing import Any
 
 import torch
 
+from models.critic.scoring import ALL_DIMENSION_KEYS
 from models.errors import ConfigError
 from models.generator_diffusers import DEFAULTS_FILE, DiffusersGenerator
 from models.registry import load_backend
@@ -93,7 +94,9 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
     prompts = prompt_source(config.data, model.task, config.prompt_form, config.seed)
     held_out = eval_items(config.data, config.eval_data, model.task, config.eval_prompts)
     trainer = NFTTrainer(config, model, critic, prompts, ranks)
-    monitor = HackingMonitor(config.alert_tolerance)
+    policy = config.scoring_policy()
+    monitor = HackingMonitor(config.alert_tolerance,
+                             dimensions=tuple(key for key in ALL_DIMENSION_KEYS if policy.weight(key) > 0))
     history: dict[str, Any] = {"first_eval": None, "alerts": [], "critic_failures": 0}
     checkpoint = latest_checkpoint(run_dir)
     if checkpoint is not None and not ctx.resuming:
@@ -119,11 +122,12 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
             return
         result = evaluate(model, held_out, trainer.ema, steps=config.sampling_steps, critic=critic,
                           policy=trainer.policy, shapes=shapes, check_critic=check_critic)
-        alert = monitor.update(result.metrics)
-        result.metrics["monitor/alert"] = float(alert)
-        if alert:
+        alerts = monitor.update(result.metrics)
+        result.metrics.update(monitor.metrics(alerts))
+        if alerts:
             history["alerts"].append(trainer.step)
-            logger.warning("reward-hacking alert at step %d: reward rose while the check fell", trainer.step)
+            logger.warning("reward-hacking alert at step %d: %s rose while the check fell", trainer.step,
+                           ", ".join(alerts))
         report(result.metrics)
         grid = append_grid_row(run_dir / "samples_over_time.png", result.images)
         ctx.artifact("samples_over_time", grid, "image")

@@ -29,12 +29,14 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class Rollout:
-    """A step's samples: clean latents, their conditioning, group keys and rewards."""
+    """A step's samples: clean latents, their conditioning (and the unconditional one when they
+    were drawn with true CFG), group keys and rewards."""
 
     x0: torch.Tensor
     cond: Cond
     keys: list[tuple[str, str | None]]
     scored: list[Scored]
+    uncond: Cond | None = None
 
 
 class NFTTrainer:
@@ -98,6 +100,7 @@ class NFTTrainer:
         rewards = RewardQueue(self.critic, self.policy, overlap=cfg.overlap_reward, batch_size=cfg.critic_batch)
         x0s: list[torch.Tensor] = []
         conds: list[Cond] = []
+        unconds: list[Cond] = []
         keys: list[tuple[str, str | None]] = []
         sampling = 0.0
         try:
@@ -123,50 +126,70 @@ class NFTTrainer:
                 rewards.submit(list(range(first, len(keys))), requests)
                 x0s.append(x0)
                 conds.append(cond)
+                if uncond is not None:
+                    unconds.append(uncond)
             scored = rewards.collect(list(range(len(keys))))
         finally:
             rewards.close()
         timing = {"time/sampling": sampling, "time/reward": rewards.busy_seconds, "time/reward_wait": rewards.wait_seconds}
-        return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored), timing
+        guided = Cond.cat(unconds) if unconds and cfg.guided_loss else None
+        return Rollout(torch.cat(x0s), Cond.cat(conds), keys, scored, guided), timing
 
     def train(self, rollout: Rollout, weights: list[float | None]) -> dict[str, float]:
         """``train_epochs`` passes over the samples with a weight, each in a new order, ``train_batch``
-        per update, each update with fresh times and noise; the means of the updates' loss, KL and
-        gradient norm. ``weights`` cover every rank's samples in rank order (this rank's rollout
-        holds its share): every rank draws the same order, times and noise and trains the members
-        of each batch it holds, so the pass is the one-process pass on all samples."""
+        per update, each update with fresh times and noise (with ``group_noise``: whole groups per
+        update, one time and noise per group); the means of the updates' loss, KL and gradient norm.
+        ``weights`` cover every rank's samples in rank order (this rank's rollout holds its share):
+        every rank draws the same order, times and noise and trains the members of each batch it
+        holds, so the pass is the one-process pass on all samples."""
         held = range(self.ranks.rank * len(rollout.keys), (self.ranks.rank + 1) * len(rollout.keys))
         usable = [i for i, w in enumerate(weights) if w is not None]
-        batches = []
-        for _ in range(self.config.train_epochs):
-            order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
-            batches += [order[start : start + self.config.train_batch]
-                        for start in range(0, len(order), self.config.train_batch)]
+        keys = self.ranks.gather(rollout.keys) if self.config.group_noise else rollout.keys  # every rank's
+        groups: dict[tuple[str, str | None], list[int]] = {}
+        for i in usable if self.config.group_noise else []:
+            groups.setdefault(keys[i], []).append(i)
+        group_of = {i: g for g, members in enumerate(groups.values()) for i in members}
         totals: dict[str, float] = {}
-        for batch in batches:
-            t = draw_times(len(batch), self.generator)
-            noise = self.model.noise(len(batch), self.generator)
-            rows = torch.tensor([j for j, i in enumerate(batch) if i in held], dtype=torch.long)
-            index = torch.tensor([batch[j] - held.start for j in rows.tolist()], dtype=torch.long)
-            parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
-                                torch.tensor([weights[batch[j]] for j in rows.tolist()]), t[rows], noise[rows])
-            for name, value in parts.items():
-                totals[name] = totals.get(name, 0.0) + value
-        return {k: v / max(len(batches), 1) for k, v in totals.items()}
+        batches = 0
+        for _ in range(self.config.train_epochs):
+            if self.config.group_noise:
+                members = list(groups.values())
+                order = [i for g in torch.randperm(len(members), generator=self.generator).tolist() for i in members[g]]
+                times, noises = draw_times(len(members), self.generator), self.model.noise(len(members), self.generator)
+            else:
+                order = [usable[j] for j in torch.randperm(len(usable), generator=self.generator).tolist()]
+            for start in range(0, len(order), self.config.train_batch):
+                batch = order[start : start + self.config.train_batch]
+                if self.config.group_noise:
+                    shared = torch.tensor([group_of[i] for i in batch])
+                    t, noise = times[shared], noises[shared]
+                else:
+                    t, noise = draw_times(len(batch), self.generator), self.model.noise(len(batch), self.generator)
+                rows = torch.tensor([j for j, i in enumerate(batch) if i in held], dtype=torch.long)
+                index = torch.tensor([batch[j] - held.start for j in rows.tolist()], dtype=torch.long)
+                uncond = rollout.uncond.select(index) if rollout.uncond is not None else None
+                parts = self.update(rollout.cond.select(index), rollout.x0[index.to(rollout.x0.device)],
+                                    torch.tensor([weights[batch[j]] for j in rows.tolist()]), t[rows], noise[rows],
+                                    uncond)
+                batches += 1
+                for name, value in parts.items():
+                    totals[name] = totals.get(name, 0.0) + value
+        return {k: v / max(batches, 1) for k, v in totals.items()}
 
     def update(self, cond: Cond, x0: torch.Tensor, weight: torch.Tensor, t: torch.Tensor,
-               noise: torch.Tensor) -> dict[str, float]:
-        """One optimizer update on one batch (gradient clipping, then the EMA follows). With several
-        processes the batch is the union of every rank's part (this rank's may be empty): each
-        loss is weighted by its part's share and the gradients summed, so the update and the
-        returned means are those of one process on the whole batch."""
+               noise: torch.Tensor, uncond: Cond | None = None) -> dict[str, float]:
+        """One optimizer update on one batch (gradient clipping, then the EMA follows); ``uncond``:
+        the loss is on the guided velocity. With several processes the batch is the union of every
+        rank's part (this rank's may be empty): each loss is weighted by its part's share and the
+        gradients summed, so the update and the returned means are those of one process on the
+        whole batch."""
         cfg = self.config
         share = len(weight) / self.ranks.total(len(weight))
         self.optimizer.zero_grad(set_to_none=True)
         parts = {"train/loss": 0.0, "train/policy_loss": 0.0, "train/kl": 0.0}
         if len(weight):
             result = nft_loss(self.model, cond, x0, weight, t, noise, old=self.old, base=self.base, beta=cfg.beta,
-                              kl_weight=cfg.kl_weight)
+                              kl_weight=cfg.kl_weight, uncond=uncond)
             (result.loss * share).backward()
             parts = {"train/loss": share * float(result.loss.detach()), "train/policy_loss": share * result.policy,
                      "train/kl": share * result.kl}
