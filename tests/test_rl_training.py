@@ -236,7 +236,7 @@ def test_train_epochs_make_that_many_passes_over_the_step_samples(folders):
 
 
 def test_group_noise_updates_whole_groups_with_one_time_and_noise_each(folders):
-    trainer, rollout, weights = _prepared(folders["flux"])  # keys: two groups of two images
+    trainer, rollout, weights = _prepared(folders, "flux")  # keys: two groups of two images
     trainer.config = dataclasses.replace(trainer.config, train_batch=2, train_epochs=2, group_noise=True)
     seen = []
     trainer.update = lambda cond, x0, weight, t, noise, uncond=None: seen.append((x0, t, noise)) or {}  # type: ignore[method-assign]
