@@ -5,7 +5,7 @@ estimator) and with one draw per group (``group_noise``).
 
     python -m bench.rl_gradient_agreement --reward text_faithfulness   # the shapes critic, detailed prompts
     python -m bench.rl_gradient_agreement --reward top_share           # bench.rl_sanity's stub, short prompts
-    ... --conditional-loss     # the loss on the conditional branch alone, as before session 3
+    ... --guided-loss          # the loss on the guided (CFG) velocity instead of the conditional branch
 
 One step of 8 prompts x 8 images from the shipped shapes generator, advantages as the trainer
 makes them, ``--draws`` gradients per estimator (mean pairwise cosine printed), LoRA at its
@@ -53,16 +53,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reward", choices=("text_faithfulness", "top_share"), default="text_faithfulness")
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--conditional-loss", action="store_true",
-                        help="the loss on the conditional branch alone (guided_loss off), as before session 3")
+    parser.add_argument("--guided-loss", action="store_true",
+                        help="the loss on the guided (CFG) velocity the sampler used (guided_loss on)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.reward == "text_faithfulness":
         config = RLConfig(prompt_form="detailed", weights={"text_faithfulness": 1.0}, std_scope="global",
-                          prompts_per_step=8, sample_batch=8, seed=args.seed, guided_loss=not args.conditional_loss)
+                          prompts_per_step=8, sample_batch=8, seed=args.seed, guided_loss=args.guided_loss)
     else:
         config = RLConfig(prompt_form="short", critic={"backend": "bench.rl_sanity:TopShareCritic"},
-                          prompts_per_step=8, sample_batch=8, seed=args.seed, guided_loss=not args.conditional_loss)
+                          prompts_per_step=8, sample_batch=8, seed=args.seed, guided_loss=args.guided_loss)
     model = load_flow_model(config)
     trainer = NFTTrainer(config, model, build_critic(config.critic), ShapesPrompts("t2i", config.prompt_form, args.seed))
     rollout, _ = trainer.rollout(trainer.prompts.draw(config.prompts_per_step, set()))

@@ -1,7 +1,7 @@
 """Does DiffusionNFT learn at all? A short run on the shapes generator with an easy reward that has
 headroom (the image's mean redness), and the reward on held-out prompts before and after.
 
-    python -m bench.rl_sanity [--cpu-minutes 4 --learning-rate 1e-3 --reward top_share] [--conditional-loss]
+    python -m bench.rl_sanity [--cpu-minutes 4 --learning-rate 1e-3 --reward top_share] [--guided-loss]
 
 The reward is a stub scalar critic (``RednessCritic``: every critique carries only ``overall``),
 so the check is the algorithm, not the critic: a policy trained on it must make held-out images
@@ -111,15 +111,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=None, help="sampling guidance (default: the model's)")
     parser.add_argument("--heldout", type=int, default=32, help="held-out short prompts")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--conditional-loss", action="store_true",
-                        help="the loss on the conditional branch alone (guided_loss off), as before session 3")
+    parser.add_argument("--guided-loss", action="store_true",
+                        help="the loss on the guided (CFG) velocity the sampler used (guided_loss on)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     critic_class, score = REWARDS[args.reward]
     config = RLConfig(critic={"backend": f"bench.rl_sanity:{critic_class.__name__}"}, prompt_form="short",
                       prompts_per_step=8, group_size=8, sample_batch=8, train_batch=8,
                       train_epochs=args.train_epochs, learning_rate=args.learning_rate, std_scope=args.std_scope,
-                      guidance=args.guidance, seed=args.seed, threads=1, guided_loss=not args.conditional_loss)
+                      guidance=args.guidance, seed=args.seed, threads=1, guided_loss=args.guided_loss)
     config.validate()
     model = load_flow_model(config)
     trainer = NFTTrainer(config, model, critic_class(), ShapesPrompts("t2i", "short", args.seed))

@@ -59,7 +59,8 @@ class RLConfig:
                               "updated together (train_batch a multiple of group_size), instead of one per image: "
                               "a control variate for the noise common to a group's near-identical images", default=False)
     guided_loss: bool = _help("with true CFG, the loss is on the guided velocity the sampler drew the images with "
-                              "(the policy); off: on the conditional branch alone", default=True)
+                              "(the policy); off (default: it halved bench.rl_sanity's gain): on the conditional branch alone",
+                              default=False)
     sampling_steps: int = _help("deterministic Euler steps of the old policy", default=10)
     guidance: float | None = _help("sampling guidance (default: the model's own)", default=None)
     resolution: int | None = _help("image side in pixels (default: the model's own, else 512)", default=None)
