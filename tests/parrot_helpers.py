@@ -16,6 +16,8 @@ from PIL import Image
 
 from models.critic.chat import ChatPrompt, CompletionError
 from models.critic.runner import ProtocolCritic
+from studio.jobs.context import RecordingContext
+from studio.parrot import export, filter as parrot_filter, generate
 
 SPEC = {"backend": "tests.parrot_helpers:ScriptedTeacher"}
 
@@ -82,3 +84,17 @@ def write_pairs(folder: Path, rows: list[tuple[str, str]]) -> Path:
     path = folder / "pairs.jsonl"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def scripted_dataset(root: Path, formats: list[str], eval_fraction: float) -> tuple[Path, Path]:
+    """Three labelled pairs through generate (the scripted teacher), filter and export under
+    ``root``; returns the rationales file and the sharegpt dataset folder."""
+    pairs = write_pairs(root, [("a red circle", "A"), ("a blue square", "B"), ("a red star", "B")])
+    gen = RecordingContext(root / "gen")
+    generate.run(generate.GenerateConfig(source="jsonl", pairs=str(pairs), teacher=SPEC, draws=1), gen)
+    kept = RecordingContext(root / "filter")
+    parrot_filter.run(parrot_filter.FilterConfig(rationales=str(gen.run_dir / "rationales.jsonl")), kept)
+    data = RecordingContext(root / "dataset")
+    export.run(export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=formats,
+                                   eval_fraction=eval_fraction), data)
+    return gen.run_dir / "rationales.jsonl", data.run_dir

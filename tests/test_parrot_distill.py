@@ -13,10 +13,10 @@ from models.critic.critic_transformers import TransformersCritic
 from models.errors import ConfigError
 from models.types import CritiqueRequest
 from studio.jobs.context import RecordingContext
-from studio.parrot import distill, export, filter as parrot_filter, generate
+from studio.parrot import distill
 from studio.parrot.examples import sharegpt_to_messages
 from studio.parrot.student_data import load_split
-from tests.parrot_helpers import SPEC, write_pairs
+from tests.parrot_helpers import scripted_dataset
 
 pytestmark = pytest.mark.slow
 
@@ -24,16 +24,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
     """A sharegpt dataset of three pairs' pointwise examples (one pair held out)."""
-    root = tmp_path_factory.mktemp("parrot")
-    pairs = write_pairs(root, [("a red circle", "A"), ("a blue square", "B"), ("a red star", "B")])
-    gen = RecordingContext(root / "gen")
-    generate.run(generate.GenerateConfig(source="jsonl", pairs=str(pairs), teacher=SPEC, draws=1), gen)
-    kept = RecordingContext(root / "filter")
-    parrot_filter.run(parrot_filter.FilterConfig(rationales=str(gen.run_dir / "rationales.jsonl")), kept)
-    out = RecordingContext(root / "dataset")
-    config = export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=["pointwise"], eval_fraction=0.34)
-    export.run(config, out)
-    return out.run_dir
+    return scripted_dataset(tmp_path_factory.mktemp("parrot"), ["pointwise"], eval_fraction=0.34)[1]
 
 
 def _config(dataset: Path, **options) -> distill.DistillConfig:

@@ -14,10 +14,10 @@ from safetensors.torch import load_file
 from models.errors import ConfigError, InvalidInputError
 from models.shapes.world import detailed_prompt
 from studio.jobs.context import RecordingContext
-from studio.parrot import bt, distill, export, filter as parrot_filter, generate, pretrain
+from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import caption_samples, caption_scores, heldout_requests
 from studio.parrot.pairs import HELDOUT_SEED
-from tests.parrot_helpers import SPEC, write_pairs
+from tests.parrot_helpers import scripted_dataset
 
 
 def test_captions_are_scored_per_attribute_against_the_scene():
@@ -83,18 +83,11 @@ def test_distill_and_bt_start_from_the_pretrained_base_and_keep_its_tokenizer(ba
     folder = Path(base[0]["model"])
     weights = load_file(str(folder / "model.safetensors"))
     vocabulary = _vocabulary(folder)
-    pairs = write_pairs(tmp_path, [("a red circle", "A"), ("a blue square", "B"), ("a red star", "B")])
-    gen = RecordingContext(tmp_path / "gen")
-    generate.run(generate.GenerateConfig(source="jsonl", pairs=str(pairs), teacher=SPEC, draws=1), gen)
-    kept = RecordingContext(tmp_path / "filter")
-    parrot_filter.run(parrot_filter.FilterConfig(rationales=str(gen.run_dir / "rationales.jsonl")), kept)
-    data = RecordingContext(tmp_path / "data")
-    export.run(export.ExportConfig(kept=str(kept.run_dir / "kept.jsonl"), formats=["pairwise"], eval_fraction=0.0),
-               data)
+    rationales, dataset = scripted_dataset(tmp_path, ["pairwise"], eval_fraction=0.0)
     # learning rate 0: one step leaves the weights where they started, so the saved models show where that was
-    student = distill.run(distill.DistillConfig(dataset=str(data.run_dir), base=str(folder), learning_rate=0.0,
+    student = distill.run(distill.DistillConfig(dataset=str(dataset), base=str(folder), learning_rate=0.0,
                                                 max_steps=1, device="cpu"), RecordingContext(tmp_path / "student"))
-    reward = bt.run(bt.BTConfig(rationales=str(gen.run_dir / "rationales.jsonl"), base=str(folder), learning_rate=0.0,
+    reward = bt.run(bt.BTConfig(rationales=str(rationales), base=str(folder), learning_rate=0.0,
                                 warmup_steps=0, max_steps=1), RecordingContext(tmp_path / "bt"))
     for saved in (Path(student["critic"]), Path(reward["model"])):
         started = load_file(str(saved / "model.safetensors"))
