@@ -11,6 +11,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from models.critic.critic_transformers import load_processor
+from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError
 from models.shapes.world import detailed_prompt
 from studio.jobs.context import RecordingContext
@@ -52,6 +54,26 @@ def test_a_bad_pretraining_setting_is_a_clear_error():
         pretrain.PretrainConfig(patch_size=10).validate()
     with pytest.raises(ConfigError, match="flaw_prob"):
         pretrain.PretrainConfig(flaw_prob=1.5).validate()
+    with pytest.raises(ConfigError, match="vision_learning_rate"):
+        pretrain.PretrainConfig(vision_learning_rate=-1e-3).validate()
+
+
+def test_the_vision_tower_trains_at_its_own_learning_rate(tmp_path):
+    """Pretraining with vision_learning_rate 0 moves the language model but leaves every weight of
+    the vision tower (patch embedding, blocks, mergers) as built."""
+    ctx = RecordingContext(tmp_path / "run")
+    config = pretrain.PretrainConfig(hidden_size=32, layers=1, vision_hidden_size=32, vision_depth=1, vocab_size=600,
+                                     tokenizer_pairs=2, batch_size=4, learning_rate=5e-3, vision_learning_rate=0.0,
+                                     warmup_steps=0, max_steps=2, eval_images=1, exclude_heldout=20)
+    folder = Path(pretrain.run(config, ctx)["model"])
+    built = build_tiny_qwen3vl(tmp_path / "built", seed=config.seed, hidden_size=32, num_layers=1,
+                               vision_hidden_size=32, vision_depth=1, patch_size=config.patch_size,
+                               tokenizer=load_processor(str(folder)).tokenizer)
+    trained, initial = load_file(folder / "model.safetensors"), load_file(built / "model.safetensors")
+    vision = [name for name in trained if ".visual." in f".{name}"]
+    assert any("merger" in name for name in vision) and any("patch_embed" in name for name in vision)
+    assert all(torch.equal(trained[name], initial[name]) for name in vision)
+    assert any(not torch.equal(trained[name], initial[name]) for name in trained if name not in vision)
 
 
 def _vocabulary(folder: Path) -> dict[str, int]:

@@ -65,6 +65,9 @@ class PretrainConfig:
     flaw_prob: float = field(default=0.5, metadata={"help": "share of renders with an image flaw"})
     batch_size: int = field(default=32, metadata={"help": "captions per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine decay)"})
+    vision_learning_rate: float = field(
+        default=3e-4, metadata={"help": "peak learning rate of the vision tower and its mergers (at 1e-3 or more "
+                                        "from random weights it loses a small object's colour within 25 steps)"})
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
     max_steps: int = field(default=3000, metadata={"help": "optimizer steps (the schedule's length)"})
     max_minutes: float = field(default=0.0, metadata={"help": "end training after this long; 0: no limit"})
@@ -79,6 +82,7 @@ class PretrainConfig:
             raise ConfigError(f"patch_size must be 8 or 16; got {self.patch_size}.")
         _check_float("flaw_prob", self.flaw_prob, low=0, high=1)
         _check_float("learning_rate", self.learning_rate, low=0)
+        _check_float("vision_learning_rate", self.vision_learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
         for name, low in (("hidden_size", 16), ("layers", 1), ("vision_hidden_size", 16), ("vision_depth", 1),
                           ("image_size", 32), ("vocab_size", 512), ("tokenizer_pairs", 0), ("batch_size", 1),
@@ -91,6 +95,19 @@ def caption_record(sample: CaptionSample) -> dict[str, Any]:
     """A captioning example in the sharegpt form the distillation encodes."""
     return {"messages": [{"role": "user", "content": IMAGE_TOKEN + CAPTION_REQUEST},
                          {"role": "assistant", "content": sample.caption}], "images": [sample.image]}
+
+
+def parameter_groups(model: torch.nn.Module, lr: float, vision_lr: float) -> list[dict[str, Any]]:
+    """AdamW parameter groups: the vision tower (patch embedding, blocks, mergers) at ``vision_lr``,
+    the rest of the model at ``lr``. A tiny Qwen3-VL from random weights needs the slower vision
+    tower: at 1e-3 its first updates wash a small object out of the image features before the
+    language model has learnt to read them (``bench.parrot_perception``, docs/parrot.md)."""
+    vision, rest = [], []
+    for name, param in model.named_parameters():
+        (vision if ".visual." in f".{name}" else rest).append(param)
+    if not vision:
+        raise ConfigError(f"{type(model).__name__} has no vision tower (no parameter named *.visual.*).")
+    return [{"params": vision, "lr": vision_lr}, {"params": rest, "lr": lr}]
 
 
 def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
@@ -125,7 +142,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
                        patch_size=config.patch_size, tokenizer=tokenizer)
     processor = load_processor(str(folder))
     model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.01)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.vision_learning_rate),
+                                  weight_decay=0.01)
     scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
                               num_training_steps=config.max_steps)
     samples = caption_samples(random.Random(config.seed + 1), size=config.image_size, flaw_prob=config.flaw_prob,
