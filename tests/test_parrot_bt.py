@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 import pytest
+import torch
 from PIL import Image
 
 from models.critic.bt_reward import load_reward_model
@@ -39,6 +40,24 @@ def test_bradley_terry_training_lowers_the_loss_on_the_labels_and_leaves_ties_ou
     losses = [value for _, name, value in ctx.metrics if name == "loss"]
     assert losses[-1] < losses[0]
     assert ("reward model", ctx.run_dir / "model", "critic") in ctx.artifacts
+
+
+def test_the_vision_tower_trains_at_its_own_learning_rate(trained, tmp_path):
+    """With vision_learning_rate 0 the saved model keeps the base's vision tower while the rest moves."""
+    from safetensors.torch import load_file
+
+    _, ctx = trained
+    config = bt.BTConfig(rationales=str(ctx.run_dir.parent / "gen" / "rationales.jsonl"), tiny_hidden_size=64,
+                         tiny_layers=2, tiny_vocab_size=600, learning_rate=3e-3, vision_learning_rate=0.0,
+                         warmup_steps=0, batch_size=8, max_steps=2)
+    summary = bt.run(config, RecordingContext(tmp_path / "bt"))
+    base = load_file(str(tmp_path / "bt" / "base" / "model.safetensors"))
+    saved = load_file(str(summary["model"] + "/model.safetensors"))
+    vision = [name for name in base if ".visual." in f".{name}"]
+    assert vision and all(torch.equal(saved[name], base[name]) for name in vision)
+    assert any(not torch.equal(saved[name], base[name]) for name in base if name not in vision)
+    with pytest.raises(ConfigError, match="vision_learning_rate"):
+        bt.BTConfig(rationales="r.jsonl", vision_learning_rate=-1.0).validate()
 
 
 def test_the_reward_folder_scores_images_as_a_critic_without_a_rationale(trained):

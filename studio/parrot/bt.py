@@ -35,6 +35,7 @@ from studio.config import _check_choice, _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.distill import TINY_BASE
+from studio.parrot.pretrain import parameter_groups
 from studio.parrot.rationale import read_rationales
 
 logger = logging.getLogger(__name__)
@@ -51,6 +52,8 @@ class BTConfig:
     tiny_patch_size: int = field(default=8, metadata={"help": "tiny-qwen3vl: image patch side in pixels (8 or 16)"})
     tiny_vocab_size: int = field(default=2048, metadata={"help": "tiny-qwen3vl: the request tokenizer's vocabulary"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (linear decay)"})
+    vision_learning_rate: float = field(default=3e-4, metadata={
+        "help": "the vision tower's peak learning rate (faster washes small objects out: docs/parrot.md)"})
     warmup_steps: int = field(default=20, metadata={"help": "linear warm-up steps"})
     batch_size: int = field(default=8, metadata={"help": "pairs per step"})
     epochs: int = field(default=100, metadata={"help": "passes over the pairs (unless max_steps)"})
@@ -66,6 +69,7 @@ class BTConfig:
         _check_choice("device", self.device, ("cpu", "cuda"))
         _check_choice("tiny_patch_size", self.tiny_patch_size, (8, 16))
         _check_float("learning_rate", self.learning_rate, low=0)
+        _check_float("vision_learning_rate", self.vision_learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
         for name, low in (("tiny_hidden_size", 16), ("tiny_layers", 1), ("tiny_vocab_size", 512), ("warmup_steps", 0),
                           ("batch_size", 1), ("epochs", 1), ("max_steps", 0), ("seed", 0)):
@@ -111,7 +115,8 @@ def run(config: BTConfig, ctx: JobContext) -> dict[str, Any]:
     base = _base_folder(config, run_dir, [p.prompt for p in pairs])
     processor = load_processor(str(base))
     model = BTRewardModel(AutoModelForImageTextToText.from_pretrained(str(base), dtype=torch.float32)).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.vision_learning_rate),
+                                  weight_decay=0.0)
     per_epoch = -(-len(pairs) // config.batch_size)
     total = config.max_steps or config.epochs * per_epoch
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total)
