@@ -3,9 +3,10 @@ and Stop (a cancelled stream is stored as a cancelled session)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-from typing import Iterator
+from typing import Any, Iterator
 
 import gradio as gr
 import pytest
@@ -33,15 +34,35 @@ def services(tmp_path):
     return make_services(tmp_path, ScriptedCritic([poor(2.0)]), SquaresGenerator(delay_s=0.3))
 
 
-@pytest.fixture
-def served(services) -> Iterator[tuple[gr.Blocks, Client]]:
-    demo = build_app(services)
+@contextlib.contextmanager
+def launched(services: Services, **options: Any) -> Iterator[tuple[gr.Blocks, Client]]:
+    """The app over ``services`` (``options`` as for ``build_app``), served on a free port, with a client."""
+    demo = build_app(services, **options)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
     try:
         yield demo, Client(f"http://127.0.0.1:{port}/", verbose=False)
     finally:
         demo.close()
+
+
+@pytest.fixture
+def served(services) -> Iterator[tuple[gr.Blocks, Client]]:
+    with launched(services) as app:
+        yield app
+
+
+class HoldsUntilStopped(SquaresGenerator):
+    """Draws round 1 at once, then holds each later call for up to 2 s, ending the hold early when
+    the engine's stop flag is set: ten rounds take 18 s or more, so a cancel sent after round 1
+    reaches the server before the session could end on its own, however slow the machine."""
+
+    def generate(self, request, should_stop=None):  # type: ignore[override]
+        if self.requests:
+            deadline = time.monotonic() + 2
+            while not should_stop() and time.monotonic() < deadline:
+                time.sleep(0.02)
+        return super().generate(request)
 
 
 def test_public_endpoints_are_exactly_the_engine_actions(services):
@@ -71,35 +92,31 @@ def test_public_mode_hides_backend_settings_and_server_folders(services):
     assert not {"Backend settings", "…or a folder on the server"} & labels(build_app(services, public=True))
 
 
-def test_stop_stores_the_session_as_cancelled(served, services):
-    _, client = served
-    job = client.submit("t2i", "a red square", None, 10, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
-                        api_name="/refine")
-    deadline = time.monotonic() + 30
-    while not any(out[2] for out in job.outputs()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    job.cancel()
-    while services.store.search_sessions()[0]["status"] == "running" and time.monotonic() < deadline:
-        time.sleep(0.05)
+def test_stop_stores_the_session_as_cancelled(tmp_path):
+    services = make_services(tmp_path, ScriptedCritic([poor(2.0)]), HoldsUntilStopped())
+    with launched(services) as (_, client):
+        job = client.submit("t2i", "a red square", None, 10, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
+                            api_name="/refine")
+        deadline = time.monotonic() + 30
+        while not any(out[2] for out in job.outputs()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        job.cancel()
+        while services.store.search_sessions()[0]["status"] == "running" and time.monotonic() < deadline:
+            time.sleep(0.05)
     session = services.store.search_sessions()[0]
     assert (session["status"], session["stop_reason"]) == ("cancelled", "cancelled")
-    assert services.store.rounds(session["id"])[-1]["status"] in ("cancelled", "done")
+    rounds = [r["status"] for r in services.store.rounds(session["id"])]
+    assert rounds[0] == "done" and rounds[-1] == "cancelled" and len(rounds) < 10
 
 
 def test_public_export_leaves_out_backend_settings(services):
     import json
     import zipfile
 
-    demo = build_app(services, public=True)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched(services, public=True) as (_, client):
         session_id = client.predict("t2i", "a red square", None, 1, 1, 0, "fixed", "critic", 3.5, 3.5, 3.5, 3.5, 1,
                                     False, api_name="/refine")[0]
         archive = zipfile.ZipFile(client.predict(session_id, api_name="/export_session"))
-    finally:
-        demo.close()
     session = json.loads(archive.read("session.json"))["session"]
     assert session["critic_name"] == "scripted-critic" and "critic" not in session and "generator" not in session
 
@@ -111,18 +128,12 @@ def test_an_engine_error_mid_session_leaves_the_stored_failed_session_on_screen(
 
     services = make_services(tmp_path, ScriptedCritic([poor(2.0)]),
                              SquaresGenerator(crash_on_call=2, crash=BackendUnavailableError))
-    demo = build_app(services)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched(services) as (_, client):
         job = client.submit("t2i", "a red square", None, 3, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False,
                             api_name="/refine")
         with pytest.raises(AppError, match="simulated crash"):
             job.result()
         session_id, status, latest, _, _, timeline, _ = job.outputs()[-1]
-    finally:
-        demo.close()
     assert status.startswith("**Failed** — BackendUnavailableError: simulated crash.") and "**Resume**" in status
     assert latest and "Round 2</b> · interrupted" in timeline and "status <b>failed</b>" in timeline
     assert services.store.get_session(session_id)["status"] == "failed"
@@ -195,15 +206,9 @@ def test_refine_takes_the_repeat_policy_and_tries_per_prompt(tmp_path, on_repeat
     """A critic that proposes no new prompt: the same prompt comes back every round, so the
     session ends 'exhausted' when ``on_repeat`` says stop or the prompt has used its tries."""
     services = make_services(tmp_path, ScriptedCritic([poor(2.0)], refine=False))
-    demo = build_app(services)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched(services) as (_, client):
         session_id = client.predict(task="t2i", prompt="a red square", max_rounds=4, plateau=0, on_repeat=on_repeat,
                                     max_tries_per_prompt=max_tries, api_name="/refine")[0]
-    finally:
-        demo.close()
     session = services.store.get_session(session_id)
     assert session["settings"]["on_repeat"] == on_repeat and session["settings"]["max_tries_per_prompt"] == max_tries
     assert session["stop_reason"] == ("max_rounds" if max_tries == 0 else "exhausted")
@@ -230,15 +235,9 @@ def test_refine_takes_the_first_prompt_and_what_rounds_are_judged_against(tmp_pa
     judges every round against the prompt as written or the round's own prompt."""
     critic, generator = RecordingShapesCritic(), SquaresGenerator()
     services = Services(store=SessionStore(tmp_path / "studio.db"), critic=critic, t2i_generator=generator)
-    demo = build_app(services)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_port=port, quiet=True, **LAUNCH_OPTIONS)
-    try:
-        client = Client(f"http://127.0.0.1:{port}/", verbose=False)
+    with launched(services) as (_, client):
         answer = client.predict(task="t2i", prompt="a red square", max_rounds=2, first_prompt=first_prompt,
                                 judge_against=judge_against, api_name=api_name)
-    finally:
-        demo.close()
     session_id = answer[0] if api_name == "/refine" else json.loads(answer)["id"]
     session = services.store.get_session(session_id)
     assert session["settings"]["first_prompt"] == first_prompt and session["settings"]["judge_against"] == judge_against

@@ -270,7 +270,7 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = F
         key: f"All {len(spec.objects)} requested object(s) are there as asked: {_object_list(tuple(o.as_object() for _, o in pairs))}{held}.",
         TEXT_RENDERING.key: f'The word "{spec.word}" is drawn and spelled correctly.' if spec.word else "The request asks for no text.",
     }
-    failed = len(missing) + sum((s.shape, s.colour) != (o.shape, o.colour) for s, o in pairs)
+    failed = len(missing) + sum(_drawn_wrong(s, o) for s, o in pairs)
     refined = detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed, move_failed=move_failed))
     return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, refined,
                       failed / len(spec.objects))
@@ -298,7 +298,7 @@ def _pinned(
         return _arranged(spec, pairs, resize_failed=resize_failed, move_failed=move_failed)
     taken: dict[str, ShapeObject] = {}
     moved = [(s, o) for s, o in pairs
-             if move_failed and s.position is None and (s.shape, s.colour) != (o.shape, o.colour)]
+             if move_failed and s.position is None and _drawn_wrong(s, o)]
     for s, o in pairs:
         position = s.position or o.position
         if (s, o) in moved:
@@ -318,12 +318,17 @@ def _pinned(
     return Scene(tuple(taken.values()), spec.word)
 
 
+def _drawn_wrong(asked: ObjectSpec, drawn: AnalyzedObject) -> bool:
+    """Whether the object matched to ``asked`` was drawn with another shape or colour."""
+    return (asked.shape, asked.colour) != (drawn.shape, drawn.colour)
+
+
 def _size(asked: ObjectSpec, drawn: AnalyzedObject, resize_failed: bool) -> str:
     """The size a refined request gives a drawn object: as asked, else as drawn, else (with
     ``resize_failed``, for an object drawn with a wrong shape or colour) the other size."""
     if asked.size:
         return asked.size
-    if resize_failed and (asked.shape, asked.colour) != (drawn.shape, drawn.colour):
+    if resize_failed and _drawn_wrong(asked, drawn):
         return SIZES[1 - SIZES.index(drawn.size)]
     return drawn.size
 
@@ -345,7 +350,7 @@ def _arranged(spec: PromptSpec, pairs: list[tuple[ObjectSpec, AnalyzedObject]], 
     for s, o in pairs:
         index = next(i for i, asked in enumerate(spec.objects) if asked == s and i not in placed
                      and all(i != m for m, _, _ in moved))
-        if move_failed and s.position is None and (s.shape, s.colour) != (o.shape, o.colour):
+        if move_failed and s.position is None and _drawn_wrong(s, o):
             moved.append((index, s, o))
         else:
             placed[index] = ShapeObject(o.shape, o.colour, _size(s, o, resize_failed), o.position)
