@@ -18,6 +18,7 @@ from bench.rl_curves import read_series
 from models.errors import ConfigError
 from models.generator_diffusers import DiffusersGenerator
 from models.types import GenerationRequest
+from studio.jobs.config import parse_config
 from studio.jobs.context import RecordingContext
 from studio.rl.config import RLConfig
 from studio.rl.nft import nft_loss
@@ -53,8 +54,8 @@ def _frozen(pipe) -> dict[str, torch.Tensor]:
     return out
 
 
-def _prepared(folders: dict[str, Path], kind: str) -> tuple[NFTTrainer, Rollout, list[float]]:
-    config = _tiny_config(folders[kind])
+def _prepared(folders: dict[str, Path], kind: str, **settings: object) -> tuple[NFTTrainer, Rollout, list[float]]:
+    config = dataclasses.replace(_tiny_config(folders[kind]), **settings)
     # the tiny Qwen-Image-Edit pipeline lives in memory only (see tests.rl_helpers)
     model = tiny_qwenimage_edit_flow(folders[kind]) if kind == "qwen_edit" else load_flow_model(config)
     trainer = NFTTrainer(config, model, critic=None, prompts=None)  # type: ignore[arg-type]
@@ -249,3 +250,41 @@ def test_group_noise_updates_whole_groups_with_one_time_and_noise_each(folders):
     assert seen[0][1][0] != seen[2][1][0]  # a fresh draw each pass
     with pytest.raises(ConfigError, match="multiple"):
         dataclasses.replace(trainer.config, train_batch=3).validate()
+
+
+def test_gradient_checkpointing_recomputes_the_blocks_and_makes_the_same_update(folders):
+    t = torch.tensor([0.3, 0.5, 0.7, 0.9])
+    updated, block_calls = [], []
+    for checkpointing in (False, True):
+        trainer, rollout, weights = _prepared(folders, "flux", gradient_checkpointing=checkpointing)
+        block = trainer.model.transformer.transformer_blocks[0]
+        calls = []
+        block.register_forward_pre_hook(lambda *_: calls.append(torch.is_grad_enabled()))
+        trainer.update(rollout.cond, rollout.x0, torch.tensor(weights), t, trainer.model.noise(4, torch.Generator().manual_seed(7)))
+        updated.append({n: p.detach().clone() for n, p in trainer.trainable.items()})
+        block_calls.append(calls.count(True))  # passes with gradients: the live policy, then its recomputation
+    assert block_calls == [1, 2]
+    for name, tensor in updated[0].items():
+        torch.testing.assert_close(updated[1][name], tensor, rtol=1e-5, atol=1e-6)
+
+
+def test_offloaded_text_encoders_wait_on_the_cpu_and_visit_the_device_to_encode(folders, monkeypatch):
+    model = load_flow_model(dataclasses.replace(_tiny_config(folders["flux"]), offload_text_encoders=True))
+    encoders = model.text_encoders()
+    assert len(encoders) == 2 and all(next(e.parameters()).device.type == "cpu" for e in encoders)
+    moves: list[tuple[int, str]] = []
+    for index, encoder in enumerate(encoders):
+        to = encoder.to
+        monkeypatch.setattr(encoder, "to", lambda device, _to=to, _i=index: moves.append((_i, str(device))) or _to(device))
+    cond = model.encode(["a red circle"])
+    assert moves == [(0, str(model.device)), (1, str(model.device)), (0, "cpu"), (1, "cpu")]
+    assert all(v.device == model.device for v in cond.batched.values())
+    plain = load_flow_model(_tiny_config(folders["flux"])).encode(["a red circle"])
+    for name, value in plain.batched.items():
+        torch.testing.assert_close(cond.batched[name], value)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parent.parent / "docs").glob("rl_*.json")), ids=lambda p: p.name)
+def test_every_documented_rl_config_is_valid(path):
+    config = parse_config(RLConfig, ["--config", str(path)])
+    assert config.model

@@ -88,6 +88,10 @@ class RLConfig:
     alert_tolerance: float = _help("reward rise / check fall that raises the reward-hacking alert",
                                    default=0.02)
     seed: int = _help("seed of prompts, noise and LoRA init", default=0)
+    offload_text_encoders: bool = _help("the text encoders wait on the CPU and visit the device only to encode a step's "
+                                        "prompts (the one-GPU preset: FLUX's T5 is 9 GB in bf16)", default=False)
+    gradient_checkpointing: bool = _help("recompute the transformer's activations in the backward pass: much less "
+                                         "memory for a slower update (the one-GPU preset)", default=False)
     device: str = _help("'auto', 'cpu' or 'cuda'", default="auto")
     dtype: str = _help("'auto' (bf16 on CUDA, fp32 on CPU), 'bf16', 'fp32'", default="auto")
     threads: int = _help("torch CPU threads (0: torch's default)", default=0)

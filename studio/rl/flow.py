@@ -28,6 +28,8 @@ from PIL import Image
 from models.errors import ConfigError
 from models.types import Task
 
+TEXT_ENCODERS = ("text_encoder", "text_encoder_2", "text_encoder_3")  # the pipelines' attribute names
+
 Params = dict[str, torch.Tensor]
 
 
@@ -68,7 +70,8 @@ class Cond:
 class FlowModel:
     """Base: sampling and the trainable-weights plumbing; families fill in encode/noise/velocity/decode.
 
-    :param pipe: a loaded diffusers pipeline (on ``device``).
+    :param pipe: a loaded diffusers pipeline (on ``device``; with ``offload_text_encoders`` its
+        text encoders wait on the CPU and visit the transformer's device only to encode).
     :param size: (width, height) in pixels; ``guidance``: CFG scale (true CFG with
         ``negative_prompt`` when the model has no guidance embedding and ``guidance > 1``).
     """
@@ -76,8 +79,11 @@ class FlowModel:
     task: Task = "t2i"
 
     def __init__(self, pipe: Any, *, size: tuple[int, int], guidance: float, max_sequence_length: int | None,
-                 negative_prompt: str = "") -> None:
+                 negative_prompt: str = "", offload_text_encoders: bool = False) -> None:
         self.pipe = pipe
+        self.offload_text_encoders = offload_text_encoders
+        for encoder in self.text_encoders() if offload_text_encoders else []:
+            encoder.to("cpu")
         self.transformer = pipe.transformer
         self.device = self.transformer.device
         self.dtype = self.transformer.dtype
@@ -88,8 +94,7 @@ class FlowModel:
 
     # -- family hooks -----------------------------------------------------------------------------
 
-    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
-        """Conditioning for ``prompts`` (and, for editing, their ``sources``)."""
+    def _encode(self, prompts: list[str], sources: list[Image.Image] | None) -> Cond:
         raise NotImplementedError
 
     def noise(self, n: int, generator: torch.Generator) -> torch.Tensor:
@@ -107,6 +112,24 @@ class FlowModel:
         return None
 
     # -- shared -----------------------------------------------------------------------------------
+
+    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+        """Conditioning for ``prompts`` (and, for editing, their ``sources``), on the device; with
+        ``offload_text_encoders`` the text encoders visit the device for this call only."""
+        if not self.offload_text_encoders:
+            return self._encode(prompts, sources)
+        encoders = self.text_encoders()
+        for encoder in encoders:
+            encoder.to(self.device)
+        try:
+            return self._encode(prompts, sources)
+        finally:
+            for encoder in encoders:
+                encoder.to("cpu")
+
+    def text_encoders(self) -> list[torch.nn.Module]:
+        """The pipeline's text encoders (one to three, by family)."""
+        return [m for name in TEXT_ENCODERS if (m := getattr(self.pipe, name, None)) is not None]
 
     @property
     def uses_cfg(self) -> bool:
@@ -174,7 +197,7 @@ class FluxFlow(FlowModel):
             raise ConfigError(f"{self.width}x{self.height} is too small for this model (multiples of {factor}).")
         self.latent_ids = pipe._prepare_latent_image_ids(1, self.lat_h // 2, self.lat_w // 2, self.device, self.dtype)
 
-    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+    def _encode(self, prompts: list[str], sources: list[Image.Image] | None) -> Cond:
         kw = {} if self.max_sequence_length is None else {"max_sequence_length": self.max_sequence_length}
         with torch.no_grad():
             embeds, pooled, text_ids = self.pipe.encode_prompt(prompt=prompts, prompt_2=None, device=self.device, **kw)
@@ -240,7 +263,7 @@ class SD3Flow(FlowModel):
             raise ConfigError(f"{self.width}x{self.height} is too small for this model (multiples of {factor}).")
         self.channels = self.transformer.config.in_channels
 
-    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+    def _encode(self, prompts: list[str], sources: list[Image.Image] | None) -> Cond:
         kw = {} if self.max_sequence_length is None else {"max_sequence_length": self.max_sequence_length}
         with torch.no_grad():
             embeds, _, pooled, _ = self.pipe.encode_prompt(
@@ -284,7 +307,7 @@ class QwenImageFlow(FlowModel):
             raise ConfigError(f"{self.width}x{self.height} is too small for this model (multiples of {factor}).")
         self.channels = self.transformer.config.in_channels // 4
 
-    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+    def _encode(self, prompts: list[str], sources: list[Image.Image] | None) -> Cond:
         return Cond(self._text(prompts), {})
 
     def _text(self, prompts: list[str], **extra: Any) -> dict[str, torch.Tensor]:
@@ -359,7 +382,7 @@ class QwenImageEditFlow(QwenImageFlow):
         if self.source_w < 32 or self.source_h < 32:
             raise ConfigError(f"source_area {source_area} is too small (a source side must be 32 pixels or more).")
 
-    def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
+    def _encode(self, prompts: list[str], sources: list[Image.Image] | None) -> Cond:
         if sources is None or len(sources) != len(prompts):
             raise ConfigError("An editing model needs one source image per prompt.")
         processor = self.pipe.image_processor

@@ -52,13 +52,22 @@ def load_flow_model(config: RLConfig) -> FlowModel:
     """The generator pipeline of ``config.model`` as a ``FlowModel`` with the model's own
     defaults (guidance, size, prompt length) unless the config sets them."""
     generator = DiffusersGenerator(model=config.model, device=config.device, dtype=config.dtype)
+    if config.offload_text_encoders:  # load on the CPU, then only the transformer and the VAE go to the device
+        device = generator.device
+        generator = DiffusersGenerator(model=config.model, device="cpu", dtype=generator.dtype_name)
+        for part in ("transformer", "vae"):
+            getattr(generator.pipeline, part).to(device)
     pipe = generator.pipeline
+    if config.gradient_checkpointing:
+        if not getattr(pipe.transformer, "_supports_gradient_checkpointing", False):
+            raise ConfigError(f"gradient_checkpointing is on, but {type(pipe.transformer).__name__} does not support it.")
+        pipe.transformer.enable_gradient_checkpointing()
     defaults = generator.call_defaults()
     side = config.resolution
     size = (side, side) if side else (defaults.width or DEFAULT_SIZE, defaults.height or DEFAULT_SIZE)
     guidance = config.guidance if config.guidance is not None else defaults.guidance
     return flow_model(pipe, size=size, guidance=guidance, max_sequence_length=defaults.max_sequence_length,
-                      negative_prompt=defaults.negative_prompt)
+                      negative_prompt=defaults.negative_prompt, offload_text_encoders=config.offload_text_encoders)
 
 
 def build_critic(spec: dict[str, Any]) -> Any:
