@@ -5,6 +5,7 @@ estimator) and with one draw per group (``group_noise``).
 
     python -m bench.rl_gradient_agreement --reward text_faithfulness   # the shapes critic, detailed prompts
     python -m bench.rl_gradient_agreement --reward top_share           # bench.rl_sanity's stub, short prompts
+    python -m bench.rl_gradient_agreement --prompt-form short          # the critic on short prompts
     ... --guided-loss          # the loss on the guided (CFG) velocity instead of the conditional branch
 
 One step of 8 prompts x 8 images from the shipped shapes generator, advantages as the trainer
@@ -51,6 +52,10 @@ def main(argv: list[str] | None = None) -> int:
     """Print the mean pairwise cosine of gradient draws for both estimators."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--reward", choices=("text_faithfulness", "top_share"), default="text_faithfulness")
+    parser.add_argument("--prompt-form", choices=("short", "detailed"), default=None,
+                        help="the step's prompts (default: detailed for the critic, short for top share)")
+    parser.add_argument("--std-scope", choices=("group", "global"), default=None,
+                        help="the advantage's std (default: global for the critic, group for top share)")
     parser.add_argument("--draws", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--guided-loss", action="store_true",
@@ -58,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     if args.reward == "text_faithfulness":
-        config = RLConfig(prompt_form="detailed", weights={"text_faithfulness": 1.0}, std_scope="global",
+        config = RLConfig(prompt_form=args.prompt_form or "detailed", weights={"text_faithfulness": 1.0},
+                          std_scope=args.std_scope or "global",
                           prompts_per_step=8, sample_batch=8, seed=args.seed, guided_loss=args.guided_loss)
     else:
-        config = RLConfig(prompt_form="short", critic={"backend": "bench.rl_sanity:TopShareCritic"},
+        config = RLConfig(prompt_form=args.prompt_form or "short", critic={"backend": "bench.rl_sanity:TopShareCritic"},
+                          std_scope=args.std_scope or "group",
                           prompts_per_step=8, sample_batch=8, seed=args.seed, guided_loss=args.guided_loss)
     model = load_flow_model(config)
     trainer = NFTTrainer(config, model, build_critic(config.critic), ShapesPrompts("t2i", config.prompt_form, args.seed))
@@ -70,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
                                     clip=config.adv_clip)
     weights = torch.tensor([0.5 if w is None else w for w in advantages.weight])
     generator = torch.Generator().manual_seed(args.seed + 1)
-    row: dict[str, object] = {"reward": args.reward, "guided_loss": rollout.uncond is not None, "images": len(weights),
+    row: dict[str, object] = {"reward": args.reward, "prompt_form": config.prompt_form, "std_scope": config.std_scope,
+                              "guided_loss": rollout.uncond is not None, "images": len(weights),
                               "weighted": sum(abs(w - 0.5) > 1e-9 for w in weights.tolist())}
     for name, per_group in (("per_image", False), ("per_group", True)):
         draws = [gradient(trainer, rollout, weights, per_group=per_group, generator=generator) for _ in range(args.draws)]

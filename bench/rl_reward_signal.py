@@ -6,6 +6,7 @@ deterministic sampler, as the trainer does), scores them with the shapes critic'
 with the analyzer's exact-scene check, and prints one JSON line per prompt form:
 
 - ``reward_std``: the mean within-group std of the reward (0: nothing to learn from);
+- ``spread``: the share of groups whose reward is not the same for every image (std > 0);
 - ``mixed_groups``: groups holding both exact and wrong images (the only ones the check can rank);
 - ``ranked``: in those groups, the probability that an exact image out-rewards a wrong one
   (ties count half; 0.5 = the reward does not see exactness; 1 = it always does);
@@ -47,15 +48,17 @@ def pairwise_rank(rewards: list[float], exact: list[bool]) -> tuple[float, int]:
 
 
 def signal(values: list[float | None], exact: list[bool], groups: list[slice]) -> dict[str, float | int | None]:
-    """Mean within-group std of ``values`` (missing ones left out), the groups with both exact and
-    wrong images, and the exact-over-wrong ranking probability in them."""
+    """Mean within-group std of ``values`` (missing ones left out), the share of groups whose std
+    is above 0, the groups with both exact and wrong images, and the exact-over-wrong ranking
+    probability in them."""
     stds, wins, pairs, mixed = [], 0.0, 0, 0
     for part in groups:
         present = [v for v in values[part] if v is not None]
         stds.append(statistics.pstdev(present) if len(present) > 1 else 0.0)
         w, p = pairwise_rank([v if v is not None else float("nan") for v in values[part]], exact[part])
         wins, pairs, mixed = wins + w, pairs + p, mixed + (p > 0)
-    return {"std": round(statistics.mean(stds), 4), "mixed_groups": mixed, "ranked": round(wins / pairs, 3) if pairs else None}
+    return {"std": round(statistics.mean(stds), 4), "spread": round(sum(s > 1e-9 for s in stds) / len(stds), 3),
+            "mixed_groups": mixed, "ranked": round(wins / pairs, 3) if pairs else None}
 
 
 def main(argv: list[str] | None = None) -> int:
