@@ -176,22 +176,43 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     return texts
 
 
+def build_base(config: PretrainConfig, folder: Path, exclude: set[str]) -> tuple[Any, Any]:
+    """The untrained base in ``folder``: a protocol tokenizer learnt from ``tokenizer_corpus`` and a
+    tiny Qwen3-VL of ``config``'s sizes; returns ``(model, processor)``."""
+    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
+    build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
+                       vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
+                       patch_size=config.patch_size, tokenizer=tokenizer)
+    return AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32), load_processor(str(folder))
+
+
+def optimisation(model: torch.nn.Module, config: PretrainConfig) -> tuple[Any, Any]:
+    """AdamW over ``parameter_groups`` and its warm-up + cosine schedule over ``max_steps``."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.vision_learning_rate),
+                                  weight_decay=0.01)
+    return optimizer, get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
+                                    num_training_steps=config.max_steps)
+
+
+def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any) -> float:
+    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss."""
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    return loss.item()
+
+
 def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     """Build the base, train it to caption, score captions of held-out renders, save ``model/``."""
     run_dir = Path(ctx.run_dir)
     folder = run_dir / "model"
     torch.manual_seed(config.seed)
     exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
-    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
-    build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
-                       vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
-                       patch_size=config.patch_size, tokenizer=tokenizer)
-    processor = load_processor(str(folder))
-    model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.vision_learning_rate),
-                                  weight_decay=0.01)
-    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
-                              num_training_steps=config.max_steps)
+    model, processor = build_base(config, folder, exclude)
+    optimizer, scheduler = optimisation(model, config)
     draw = training_records(config, exclude)
     pad_id = processor.tokenizer.pad_token_id
     summary: dict[str, Any] = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
@@ -200,14 +221,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     started, step, loss = time.perf_counter(), 0, math.nan
     while step < config.max_steps:
         batch = collate([encode(draw(step), processor, 512) for _ in range(config.batch_size)], pad_id)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
+        loss = train_step(model, batch, optimizer, scheduler)
         step += 1
-        loss = loss.item()
         ctx.metric(step, "loss", loss)
         ctx.progress(step, config.max_steps, f"loss {loss:.4f}")
         if ctx.should_stop():
