@@ -80,7 +80,9 @@ def test_the_curriculum_zooms_out_on_one_centred_object_then_draws_more_and_smal
     stages = [pretrain.stage_at(step, config) for step in (0, 10, 19, 20, 39, 40, 59, 60, 99)]
     assert [stage for stage, _ in stages] == [CURRICULUM[0]] * 3 + [CURRICULUM[1]] * 2 + [CURRICULUM[2]] * 2 + [FULL] * 2
     assert [round(progress, 2) for _, progress in stages[:3]] == [0.0, 0.5, 0.95]
-    assert all(pretrain.stage_at(step, pretrain.PretrainConfig(max_steps=100))[0] == FULL for step in (0, 50))
+    assert pretrain.PretrainConfig().curriculum > 0  # the default: without it the base stays blind
+    assert all(pretrain.stage_at(step, pretrain.PretrainConfig(max_steps=100, curriculum=0.0))[0] == FULL
+               for step in (0, 50))
     held = heldout_requests(2000, HELDOUT_SEED)
     draw = pretrain.training_records(config, held)
     close, far = [draw(0) for _ in range(30)], [draw(19) for _ in range(30)]

@@ -6,11 +6,13 @@ learns to see. This job builds the miniature analogue: a tiny Qwen3-VL with a pr
 (learnt from the prompt templates, the critic protocol's prompts and answers on fresh world pairs,
 and the caption vocabulary), trained to **caption** fresh shapes-world renders
 (``studio.parrot.captions``: objects, sizes, colours, positions, the word, an image flaw; held-out
-requests of the PARROT bench excluded by text). It ends by captioning held-out renders and
-printing per-attribute accuracy. The result, ``model/``, is a ``save_pretrained`` folder that
+requests of the PARROT bench excluded by text). From random weights the captions alone never
+make it look at the image; a curriculum does (``--curriculum``, on by default: one object seen
+close up, zooming out, then more and smaller objects). It ends by captioning held-out renders and
+printing per-attribute accuracy and how much its caption loss depends on the image. The result, ``model/``, is a ``save_pretrained`` folder that
 ``parrot distill --base`` and ``parrot bt --base`` start from.
 
-    python -m studio parrot pretrain --max-minutes 20 --run-dir runs/shapes-vlm
+    python -m studio parrot pretrain --max-minutes 20 --max-steps 1000 --run-dir runs/shapes-vlm
 """
 
 from __future__ import annotations
@@ -72,9 +74,10 @@ class PretrainConfig:
                                         "from random weights it loses a small object's colour within 25 steps)"})
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
     curriculum: float = field(
-        default=0.0, metadata={"help": "share of the steps spent on easier scenes first, in three equal parts: one "
-                                        "large object in the centre seen from 3x closer zooming out to its true "
-                                        "size, one large object anywhere, up to two objects; then every scene"})
+        default=0.45, metadata={"help": "share of the steps spent on easier scenes first, in three equal parts: one "
+                                         "large object in the centre seen from 3x closer zooming out to its true "
+                                         "size, one large object anywhere, up to two objects; then every scene "
+                                         "(0: every scene from the start, which stays blind)"})
     cell_questions: float = field(
         default=0.0, metadata={"help": "share of the examples that ask what one grid cell holds "
                                         "(\"What is at the top left?\") instead of asking for the caption"})
