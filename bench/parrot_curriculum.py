@@ -54,7 +54,8 @@ def run(curriculum: float, seed: int, args: argparse.Namespace, folder: Path) ->
                     for name, samples in held.items()}
             model.train()
             recent = losses[-args.every:]
-            print(json.dumps({"curriculum": curriculum, "step": step, "stage": STAGE_NAMES[pretrain.stage_at(step, config)[0]],
+            stage = STAGE_NAMES[pretrain.stage_at(step, config)[0]]
+            print(json.dumps({"curriculum": curriculum, "step": step, "stage": stage,
                               "train_loss": round(sum(recent) / len(recent), 3) if recent else None, **gaps,
                               "seconds": round(time.perf_counter() - started), "load": round(os.getloadavg()[0], 1)}),
                   flush=True)

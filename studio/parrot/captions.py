@@ -5,13 +5,13 @@ and at ``flaw_prob`` one image defect such as blur or a smudge) with its caption
 own prompt words: every object with size, colour, shape and position, the word, then the flaw,
 e.g. ``a large red circle at the top left and a small blue star in the centre with the word "AB";
 flaw: blur``. Scenes whose detailed or short prompt is a held-out request of the PARROT bench are
-never drawn (excluded by text), so pretraining cannot have seen a held-out scene.
+never drawn (excluded by text; the curriculum's easy stages by detailed prompt only, see
+``CURRICULUM``), so pretraining cannot have seen a held-out scene description.
 
 Two aids to learning to see from random weights (docs/parrot.md, fourth measurement): easier
 scenes (``SceneStage``: one object seen close up, then fewer and larger objects) for a
-curriculum, and **cell questions** ("What is
-at the top left?" -> "a large red circle at the top left" or "nothing"), whose answer cannot be
-met from the language prior alone.
+curriculum, and **cell questions** ("What is at the top left?" -> "a large red circle at the top
+left" or "nothing").
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
 per attribute against the true scenes.
@@ -59,7 +59,7 @@ class SceneStage:
 
 FULL = SceneStage()
 # The curriculum's stages before the full distribution: one large object in the centre seen from
-# 3x closer (it fills the frame, which a model from random weights reads within ~50 steps, where
+# 3x closer (it covers about a third of the frame, which a model from random weights reads within ~50 steps, where
 # an object of true size stays unread after 350; docs/parrot.md, fourth measurement) zooming out
 # to its true size, then one large object anywhere, then up to two objects. They exclude held-out
 # requests by detailed prompt only: 25 of the 30 one-object short prompts ("a red circle") are

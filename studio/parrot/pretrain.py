@@ -9,8 +9,8 @@ and the caption vocabulary), trained to **caption** fresh shapes-world renders
 requests of the PARROT bench excluded by text). From random weights the captions alone never
 make it look at the image; a curriculum does (``--curriculum``, on by default: one object seen
 close up, zooming out, then more and smaller objects). It ends by captioning held-out renders and
-printing per-attribute accuracy and how much its caption loss depends on the image. The result, ``model/``, is a ``save_pretrained`` folder that
-``parrot distill --base`` and ``parrot bt --base`` start from.
+printing per-attribute accuracy and how much its caption loss depends on the image. The result,
+``model/``, is a ``save_pretrained`` folder that ``parrot distill --base`` and ``parrot bt --base`` start from.
 
     python -m studio parrot pretrain --max-minutes 20 --max-steps 1000 --run-dir runs/shapes-vlm
 """
@@ -267,7 +267,8 @@ def image_reliance(model: Any, processor: Any, samples: list[CaptionSample], bat
         total = 0.0
         for start in range(0, len(batch_samples), batch_size):
             chunk = batch_samples[start:start + batch_size]
-            batch = collate([encode(caption_record(s), processor, 512) for s in chunk], processor.tokenizer.pad_token_id)
+            batch = collate([encode(caption_record(s), processor, 512) for s in chunk],
+                            processor.tokenizer.pad_token_id)
             total += model(**batch).loss.item() * len(chunk)
         losses[name] = total / len(batch_samples)
     return {"loss_own_image": round(losses["own"], 4), "loss_other_image": round(losses["other"], 4),
