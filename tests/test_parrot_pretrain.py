@@ -14,10 +14,13 @@ from safetensors.torch import load_file
 from models.critic.critic_transformers import load_processor
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError
-from models.shapes.world import detailed_prompt
+from models.shapes.world import POSITIONS, Scene, ShapeObject, detailed_prompt, parse_prompt
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
-from studio.parrot.captions import caption_samples, caption_scores, heldout_requests
+from studio.parrot.captions import (
+    CAPTION_REQUEST, CURRICULUM, FULL, NOTHING, caption_samples, caption_scores, cell_answer, cell_question,
+    heldout_requests,
+)
 from studio.parrot.pairs import HELDOUT_SEED
 from tests.parrot_helpers import scripted_dataset
 
@@ -56,6 +59,64 @@ def test_a_bad_pretraining_setting_is_a_clear_error():
         pretrain.PretrainConfig(flaw_prob=1.5).validate()
     with pytest.raises(ConfigError, match="vision_learning_rate"):
         pretrain.PretrainConfig(vision_learning_rate=-1e-3).validate()
+    with pytest.raises(ConfigError, match="curriculum"):
+        pretrain.PretrainConfig(curriculum=1.5).validate()
+    with pytest.raises(ConfigError, match="cell_questions"):
+        pretrain.PretrainConfig(cell_questions=-0.1).validate()
+
+
+def _objects(record: dict) -> tuple:
+    body = record["messages"][1]["content"].partition("; flaw: ")[0]
+    return parse_prompt(body).objects
+
+
+def _background_share(image) -> float:
+    pixels = list(image.convert("RGB").getdata())
+    return sum(max(abs(c - 245) for c in px) < 30 for px in pixels) / len(pixels)
+
+
+def test_the_curriculum_zooms_out_on_one_centred_object_then_draws_more_and_smaller_ones():
+    config = pretrain.PretrainConfig(max_steps=100, curriculum=0.6)
+    stages = [pretrain.stage_at(step, config) for step in (0, 10, 19, 20, 39, 40, 59, 60, 99)]
+    assert [stage for stage, _ in stages] == [CURRICULUM[0]] * 3 + [CURRICULUM[1]] * 2 + [CURRICULUM[2]] * 2 + [FULL] * 2
+    assert [round(progress, 2) for _, progress in stages[:3]] == [0.0, 0.5, 0.95]
+    assert pretrain.PretrainConfig().curriculum > 0  # the default: without it the base stays blind
+    assert all(pretrain.stage_at(step, pretrain.PretrainConfig(max_steps=100, curriculum=0.0))[0] == FULL
+               for step in (0, 50))
+    held = heldout_requests(2000, HELDOUT_SEED)
+    draw = pretrain.training_records(config, held)
+    close, far = [draw(0) for _ in range(30)], [draw(19) for _ in range(30)]
+    for record in close + far:
+        assert record["messages"][0]["content"].endswith(CAPTION_REQUEST)
+        assert record["messages"][1]["content"].partition("; flaw: ")[0] not in held
+        assert [(o.size, o.position) for o in _objects(record)] == [("large", "centre")]
+        assert record["messages"][1]["content"].endswith("; flaw: none")
+    # seen 3x closer the object covers about a third of the frame; zoomed out at the stage's end, ~5%
+    assert max(map(_background_share, (r["images"][0] for r in close))) < 0.85
+    assert min(map(_background_share, (r["images"][0] for r in far))) > 0.9
+    anywhere = [_objects(draw(25))[0] for _ in range(30)]
+    assert {o.size for o in anywhere} == {"large"} and len({o.position for o in anywhere}) > 3
+    assert len({o.colour + o.shape for o in anywhere}) > 5
+    assert max(len(_objects(draw(45))) for _ in range(30)) == 2
+    assert max(len(_objects(draw(80))) for _ in range(60)) > 2
+
+
+def test_cell_questions_ask_what_one_cell_holds():
+    scene = Scene((ShapeObject("circle", "red", "large", "top left"),))
+    assert cell_question("centre") == "What is in the centre?"
+    assert cell_answer(scene, "top left") == "a large red circle at the top left"
+    assert cell_answer(scene, "bottom") == NOTHING
+    draw = pretrain.training_records(pretrain.PretrainConfig(cell_questions=1.0), set())
+    records = [draw(0) for _ in range(60)]
+    questions = {cell_question(p): p for p in POSITIONS}
+    assert all(r["messages"][0]["content"].removeprefix("<image>") in questions for r in records)
+    answers = [r["messages"][1]["content"] for r in records]
+    assert NOTHING in answers and any(a != NOTHING for a in answers)
+    for record, answer in zip(records, answers, strict=True):
+        asked = questions[record["messages"][0]["content"].removeprefix("<image>")]
+        assert answer == NOTHING or [o.position for o in parse_prompt(answer).objects] == [asked]
+    assert all(r["messages"][0]["content"].endswith(CAPTION_REQUEST)
+               for r in map(pretrain.training_records(pretrain.PretrainConfig(), set()), range(5)))
 
 
 def test_the_vision_tower_trains_at_its_own_learning_rate(tmp_path):

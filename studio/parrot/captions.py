@@ -5,7 +5,13 @@ and at ``flaw_prob`` one image defect such as blur or a smudge) with its caption
 own prompt words: every object with size, colour, shape and position, the word, then the flaw,
 e.g. ``a large red circle at the top left and a small blue star in the centre with the word "AB";
 flaw: blur``. Scenes whose detailed or short prompt is a held-out request of the PARROT bench are
-never drawn (excluded by text), so pretraining cannot have seen a held-out scene.
+never drawn (excluded by text; the curriculum's easy stages by detailed prompt only, see
+``CURRICULUM``), so pretraining cannot have seen a held-out scene description.
+
+Two aids to learning to see from random weights (docs/parrot.md, fourth measurement): easier
+scenes (``SceneStage``: one object seen close up, then fewer and larger objects) for a
+curriculum, and **cell questions** ("What is at the top left?" -> "a large red circle at the top
+left" or "nothing").
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
 per attribute against the true scenes.
@@ -15,13 +21,15 @@ from __future__ import annotations
 
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from PIL import Image
 
 from models.errors import InvalidInputError
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
-from models.shapes.world import Scene, detailed_prompt, parse_prompt, random_scene, short_prompt
+from models.shapes.world import (
+    POSITIONS, Scene, cell_centre, describe, detailed_prompt, parse_prompt, position_phrase, random_scene, short_prompt,
+)
 from studio.parrot.pairs import shapes_pairs
 
 CAPTION_REQUEST = "Describe the image: each shape's size, colour, shape and position, the word, and any flaw."
@@ -29,6 +37,38 @@ FLAW_SEPARATOR = "; flaw: "
 NO_FLAW = "none"
 FLAWS: tuple[str, ...] = tuple(k for k in IMAGE_DEFECTS if k != "jitter")
 _JITTER = Defect("jitter", 0.3)  # the nuisance every pair image carries
+NOTHING = "nothing"
+
+
+@dataclass(frozen=True)
+class SceneStage:
+    """Which scenes a stage draws: up to ``max_objects`` objects (all large when ``large_only``,
+    all in the centre cell when ``centred``), a word with ``word_prob``, a flaw with ``flaw_prob``
+    (``None``: the sampler's own). ``zoom`` > 1: the stage's images start seen that much closer
+    (``zoom_in``) and zoom out to the true render by the stage's end. Held-out requests are
+    excluded by detailed prompt, and by short prompt too when ``exclude_short``."""
+
+    max_objects: int = 4
+    large_only: bool = False
+    word_prob: float = 0.3
+    flaw_prob: float | None = None
+    exclude_short: bool = True
+    centred: bool = False
+    zoom: float = 1.0
+
+
+FULL = SceneStage()
+# The curriculum's stages before the full distribution: one large object in the centre seen from
+# 3x closer (it covers about a third of the frame, which a model from random weights reads within ~50 steps, where
+# an object of true size stays unread after 350; docs/parrot.md, fourth measurement) zooming out
+# to its true size, then one large object anywhere, then up to two objects. They exclude held-out
+# requests by detailed prompt only: 25 of the 30 one-object short prompts ("a red circle") are
+# held-out requests, which would leave five colour-shape pairs to learn from.
+CURRICULUM: tuple[SceneStage, ...] = (
+    SceneStage(1, large_only=True, word_prob=0.0, flaw_prob=0.0, exclude_short=False, centred=True, zoom=3.0),
+    SceneStage(1, large_only=True, word_prob=0.0, flaw_prob=0.0, exclude_short=False),
+    SceneStage(2, word_prob=0.3, exclude_short=False),
+)
 
 
 @dataclass(frozen=True)
@@ -53,19 +93,59 @@ def heldout_requests(count: int, seed: int) -> set[str]:
 
 def caption_samples(
     rng: random.Random, *, size: int = 64, flaw_prob: float = 0.5, exclude: set[str] = frozenset(),
+    stage: SceneStage = FULL,
 ) -> Iterator[CaptionSample]:
-    """Fresh captioned renders, without end; a scene whose detailed or short prompt is in ``exclude``
-    is drawn again."""
+    """Fresh captioned renders of ``stage``'s scenes, without end; a scene whose detailed or short
+    prompt is in ``exclude`` is drawn again."""
+    flaw_prob = flaw_prob if stage.flaw_prob is None else stage.flaw_prob
     if not 0 <= flaw_prob <= 1:
         raise InvalidInputError(f"flaw_prob must be between 0 and 1; got {flaw_prob!r}.")
     while True:
-        scene = random_scene(rng)
-        if detailed_prompt(scene) in exclude or short_prompt(scene) in exclude:
+        scene = random_scene(rng, max_objects=stage.max_objects, word_prob=stage.word_prob)
+        if stage.large_only or stage.centred:
+            scene = Scene(tuple(replace(o, size="large" if stage.large_only else o.size,
+                                        position="centre" if stage.centred else o.position)
+                                for o in scene.objects), scene.word)
+        if detailed_prompt(scene) in exclude or (stage.exclude_short and short_prompt(scene) in exclude):
             continue
         options = [k for k in feasible_image_defects(scene) if k in FLAWS]
         flaw = rng.choice(options) if rng.random() < flaw_prob else NO_FLAW
         defects = [_JITTER] + ([Defect(flaw, rng.uniform(0.5, 1.0))] if flaw != NO_FLAW else [])
         yield CaptionSample(render_with_defects(scene, defects, rng, size), caption(scene, flaw), scene, flaw)
+
+
+def zoom_in(sample: CaptionSample, zoom: float) -> CaptionSample:
+    """``sample`` seen ``zoom`` times closer: the square of side ``size / zoom`` around the centre
+    cell's centre (moved inside the image where it would cross an edge), scaled back to the full
+    size; its caption is unchanged (meant for a scene whose objects are all in the centre cell)."""
+    if zoom < 1:
+        raise InvalidInputError(f"zoom must be at least 1; got {zoom!r}.")
+    size = sample.image.width
+    side = size / zoom
+    x, y = (min(max(c - side / 2, 0.0), size - side) for c in cell_centre("centre", size))
+    box = (x, y, x + side, y + side)
+    return replace(sample, image=sample.image.resize((size, size), Image.Resampling.BICUBIC, box=box))
+
+
+def cell_question(position: str) -> str:
+    """The question about one grid cell: "What is at the top left?"."""
+    return f"What is {position_phrase(position)}?"
+
+
+def cell_answer(scene: Scene, position: str) -> str:
+    """What is in cell ``position``, as the caption says it ("a large red circle at the top
+    left"), or "nothing"."""
+    return next((describe(o) for o in scene.objects if o.position == position), NOTHING)
+
+
+def ask_cell(scene: Scene, rng: random.Random) -> tuple[str, str]:
+    """A cell question about ``scene`` and its answer: about one of its objects half the time,
+    else about a cell drawn uniformly (mostly empty ones)."""
+    if rng.random() < 0.5:
+        position = rng.choice(scene.objects).position
+    else:
+        position = rng.choice(POSITIONS)
+    return cell_question(position), cell_answer(scene, position)
 
 
 def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> dict[str, float | int]:

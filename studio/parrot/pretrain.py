@@ -6,11 +6,13 @@ learns to see. This job builds the miniature analogue: a tiny Qwen3-VL with a pr
 (learnt from the prompt templates, the critic protocol's prompts and answers on fresh world pairs,
 and the caption vocabulary), trained to **caption** fresh shapes-world renders
 (``studio.parrot.captions``: objects, sizes, colours, positions, the word, an image flaw; held-out
-requests of the PARROT bench excluded by text). It ends by captioning held-out renders and
-printing per-attribute accuracy. The result, ``model/``, is a ``save_pretrained`` folder that
-``parrot distill --base`` and ``parrot bt --base`` start from.
+requests of the PARROT bench excluded by text). From random weights the captions alone never
+make it look at the image; a curriculum does (``--curriculum``, on by default: one object seen
+close up, zooming out, then more and smaller objects). It ends by captioning held-out renders and
+printing per-attribute accuracy and how much its caption loss depends on the image. The result,
+``model/``, is a ``save_pretrained`` folder that ``parrot distill --base`` and ``parrot bt --base`` start from.
 
-    python -m studio parrot pretrain --max-minutes 20 --run-dir runs/shapes-vlm
+    python -m studio parrot pretrain --max-minutes 20 --max-steps 1000 --run-dir runs/shapes-vlm
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ import logging
 import math
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,13 +36,14 @@ from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError
 from models.shapes.critic_shapes import ShapesCritic
-from models.shapes.world import random_scene
+from models.shapes.world import POSITIONS, random_scene
 from models.types import Critique, CritiqueRequest
 from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
-    CAPTION_REQUEST, FLAWS, NO_FLAW, CaptionSample, caption, caption_samples, caption_scores, heldout_requests,
+    CAPTION_REQUEST, CURRICULUM, FLAWS, FULL, NO_FLAW, NOTHING, CaptionSample, SceneStage, ask_cell, caption,
+    caption_samples, caption_scores, cell_question, heldout_requests, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -69,6 +73,14 @@ class PretrainConfig:
         default=3e-4, metadata={"help": "peak learning rate of the vision tower and its mergers (at 1e-3 or more "
                                         "from random weights it loses a small object's colour within 25 steps)"})
     warmup_steps: int = field(default=50, metadata={"help": "linear warm-up steps"})
+    curriculum: float = field(
+        default=0.45, metadata={"help": "share of the steps spent on easier scenes first, in three equal parts: one "
+                                         "large object in the centre seen from 3x closer zooming out to its true "
+                                         "size, one large object anywhere, up to two objects; then every scene "
+                                         "(0: every scene from the start, which stays blind)"})
+    cell_questions: float = field(
+        default=0.0, metadata={"help": "share of the examples that ask what one grid cell holds "
+                                        "(\"What is at the top left?\") instead of asking for the caption"})
     max_steps: int = field(default=3000, metadata={"help": "optimizer steps (the schedule's length)"})
     max_minutes: float = field(default=0.0, metadata={"help": "end training after this long; 0: no limit"})
     eval_images: int = field(default=200, metadata={"help": "held-out renders captioned at the end"})
@@ -81,6 +93,8 @@ class PretrainConfig:
         if self.patch_size not in (8, 16):
             raise ConfigError(f"patch_size must be 8 or 16; got {self.patch_size}.")
         _check_float("flaw_prob", self.flaw_prob, low=0, high=1)
+        _check_float("curriculum", self.curriculum, low=0, high=1)
+        _check_float("cell_questions", self.cell_questions, low=0, high=1)
         _check_float("learning_rate", self.learning_rate, low=0)
         _check_float("vision_learning_rate", self.vision_learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
@@ -91,10 +105,44 @@ class PretrainConfig:
             _check_int(name, getattr(self, name), low=low)
 
 
-def caption_record(sample: CaptionSample) -> dict[str, Any]:
-    """A captioning example in the sharegpt form the distillation encodes."""
-    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + CAPTION_REQUEST},
-                         {"role": "assistant", "content": sample.caption}], "images": [sample.image]}
+def caption_record(sample: CaptionSample, request: str = CAPTION_REQUEST, answer: str | None = None) -> dict[str, Any]:
+    """An example about ``sample``'s image in the sharegpt form the distillation encodes: by
+    default the captioning request and its caption."""
+    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + request},
+                         {"role": "assistant", "content": sample.caption if answer is None else answer}],
+            "images": [sample.image]}
+
+
+def stage_at(step: int, config: PretrainConfig) -> tuple[SceneStage, float]:
+    """The scenes drawn at ``step`` and how far through their stage it is (0 to 1): the
+    curriculum's stages share its first ``curriculum`` of ``max_steps`` evenly, then the full
+    distribution."""
+    easy = config.curriculum * config.max_steps
+    if step >= easy:
+        return FULL, 0.0
+    position = step * len(CURRICULUM) / easy
+    index = min(int(position), len(CURRICULUM) - 1)
+    return CURRICULUM[index], position - index
+
+
+def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int], dict[str, Any]]:
+    """The source of training examples: ``draw(step)`` is a fresh scene of the stage at ``step``
+    (seen as close as the stage's zoom is at that point) with its caption or, with probability
+    ``cell_questions``, a cell question and its answer."""
+    rng = random.Random(config.seed + 1)
+    samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
+                                       stage=stage) for stage in (*CURRICULUM, FULL)}
+
+    def draw(step: int) -> dict[str, Any]:
+        stage, progress = stage_at(step, config)
+        sample = next(samplers[stage])
+        if stage.zoom > 1:
+            sample = zoom_in(sample, stage.zoom + (1 - stage.zoom) * progress)
+        if config.cell_questions and rng.random() < config.cell_questions:
+            return caption_record(sample, *ask_cell(sample.scene, rng))
+        return caption_record(sample)
+
+    return draw
 
 
 def parameter_groups(model: torch.nn.Module, lr: float, vision_lr: float) -> list[dict[str, Any]]:
@@ -126,8 +174,38 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
             record = to_sharegpt(prompt, pairwise_answer(a, b, policy), ["a", "b"])
             texts += [*sharegpt_texts([record]), a.raw]
     rng = random.Random(config.seed)
-    texts += [CAPTION_REQUEST] + [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
+    texts += [CAPTION_REQUEST, NOTHING, *map(cell_question, POSITIONS)]
+    texts += [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
     return texts
+
+
+def build_base(config: PretrainConfig, folder: Path, exclude: set[str]) -> tuple[Any, Any]:
+    """The untrained base in ``folder``: a protocol tokenizer learnt from ``tokenizer_corpus`` and a
+    tiny Qwen3-VL of ``config``'s sizes; returns ``(model, processor)``."""
+    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
+    build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
+                       vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
+                       patch_size=config.patch_size, tokenizer=tokenizer)
+    return AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32), load_processor(str(folder))
+
+
+def optimisation(model: torch.nn.Module, config: PretrainConfig) -> tuple[Any, Any]:
+    """AdamW over ``parameter_groups`` and its warm-up + cosine schedule over ``max_steps``."""
+    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.vision_learning_rate),
+                                  weight_decay=0.01)
+    return optimizer, get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
+                                    num_training_steps=config.max_steps)
+
+
+def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any) -> float:
+    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss."""
+    loss = model(**batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad()
+    return loss.item()
 
 
 def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
@@ -136,34 +214,18 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     folder = run_dir / "model"
     torch.manual_seed(config.seed)
     exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
-    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
-    build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
-                       vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
-                       patch_size=config.patch_size, tokenizer=tokenizer)
-    processor = load_processor(str(folder))
-    model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32)
-    optimizer = torch.optim.AdamW(parameter_groups(model, config.learning_rate, config.vision_learning_rate),
-                                  weight_decay=0.01)
-    scheduler = get_scheduler("cosine", optimizer, num_warmup_steps=config.warmup_steps,
-                              num_training_steps=config.max_steps)
-    samples = caption_samples(random.Random(config.seed + 1), size=config.image_size, flaw_prob=config.flaw_prob,
-                              exclude=exclude)
+    model, processor = build_base(config, folder, exclude)
+    optimizer, scheduler = optimisation(model, config)
+    draw = training_records(config, exclude)
     pad_id = processor.tokenizer.pad_token_id
     summary: dict[str, Any] = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
                                "excluded_requests": len(exclude)}
     model.train()
     started, step, loss = time.perf_counter(), 0, math.nan
     while step < config.max_steps:
-        batch = collate([encode(caption_record(next(samples)), processor, 512) for _ in range(config.batch_size)],
-                        pad_id)
-        loss = model(**batch).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad()
+        batch = collate([encode(draw(step), processor, 512) for _ in range(config.batch_size)], pad_id)
+        loss = train_step(model, batch, optimizer, scheduler)
         step += 1
-        loss = loss.item()
         ctx.metric(step, "loss", loss)
         ctx.progress(step, config.max_steps, f"loss {loss:.4f}")
         if ctx.should_stop():
@@ -177,6 +239,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
                               exclude=exclude)
     truth = [next(heldout) for _ in range(config.eval_images)]
     model.eval()
+    summary["image_reliance"] = image_reliance(model, processor, truth, config.batch_size)
     predicted = [generate_caption(model, processor, s.image) for s in truth]
     summary["captions"] = caption_scores(predicted, truth)
     summary["caption_examples"] = [{"truth": s.caption, "predicted": p} for s, p in zip(truth[:5], predicted)]
@@ -188,6 +251,28 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     summary["model"] = str(folder)
     ctx.result(summary)
     return summary
+
+
+@torch.no_grad()
+def image_reliance(model: Any, processor: Any, samples: list[CaptionSample], batch_size: int) -> dict[str, float]:
+    """Mean caption loss of ``samples`` with their own images and with each caption shown the
+    next sample's image: a model that reads the image does worse with the wrong one (``gap`` > 0),
+    a blind one equally well. More sensitive than greedy captions early in training."""
+    if len(samples) < 2:
+        return {}
+    shown = {"own": samples, "other": [replace(s, image=samples[(i + 1) % len(samples)].image)
+                                       for i, s in enumerate(samples)]}
+    losses = {}
+    for name, batch_samples in shown.items():
+        total = 0.0
+        for start in range(0, len(batch_samples), batch_size):
+            chunk = batch_samples[start:start + batch_size]
+            batch = collate([encode(caption_record(s), processor, 512) for s in chunk],
+                            processor.tokenizer.pad_token_id)
+            total += model(**batch).loss.item() * len(chunk)
+        losses[name] = total / len(batch_samples)
+    return {"loss_own_image": round(losses["own"], 4), "loss_other_image": round(losses["other"], 4),
+            "gap": round(losses["other"] - losses["own"], 4)}
 
 
 @torch.no_grad()
