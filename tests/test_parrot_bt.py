@@ -60,6 +60,24 @@ def test_the_vision_tower_trains_at_its_own_learning_rate(trained, tmp_path):
         bt.BTConfig(rationales="r.jsonl", vision_learning_rate=-1.0).validate()
 
 
+def test_a_fresh_head_passes_the_first_gradient_to_the_backbone(trained):
+    """A zero head would be a saddle: no gradient reaches the backbone and the loss sits at ln 2."""
+    from transformers import AutoModelForImageTextToText
+
+    from models.critic.bt_reward import BTRewardModel, reward_inputs
+    from models.critic.critic_transformers import load_processor
+
+    base = trained[1].run_dir / "base"
+    torch.manual_seed(0)
+    model = BTRewardModel(AutoModelForImageTextToText.from_pretrained(str(base), dtype=torch.float32))
+    red, blue = Image.new("RGB", (64, 64), (220, 30, 30)), Image.new("RGB", (64, 64), (30, 30, 220))
+    rewards = model(reward_inputs(load_processor(str(base)), [("a red square", red, None), ("a red square", blue, None)]))
+    (-torch.nn.functional.logsigmoid(rewards[0] - rewards[1])).backward()
+    assert rewards[0] != rewards[1]
+    backbone = [p.grad for p in model.vlm.parameters() if p.grad is not None]
+    assert backbone and sum(float(g.abs().sum()) for g in backbone) > 0
+
+
 def test_the_reward_folder_scores_images_as_a_critic_without_a_rationale(trained):
     summary, _ = trained
     critic = load_backend("critic", "bt", model=summary["model"])

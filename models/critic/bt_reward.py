@@ -34,8 +34,11 @@ class BTRewardModel(torch.nn.Module):
     def __init__(self, vlm: Any) -> None:
         super().__init__()
         self.vlm = vlm
-        self.head = torch.nn.Linear(vlm.config.get_text_config().hidden_size, 1)
-        torch.nn.init.zeros_(self.head.weight)
+        text = vlm.config.get_text_config()
+        self.head = torch.nn.Linear(text.hidden_size, 1)
+        # small random weights, as a sequence-classification head starts: a zero head is a saddle
+        # (no gradient reaches the backbone, and the Bradley-Terry loss can sit at ln 2 for good)
+        torch.nn.init.normal_(self.head.weight, std=getattr(text, "initializer_range", 0.02))
         torch.nn.init.zeros_(self.head.bias)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
