@@ -167,11 +167,11 @@ def test_distill_and_bt_start_from_the_pretrained_base_and_keep_its_tokenizer(ba
     weights = load_file(str(folder / "model.safetensors"))
     vocabulary = _vocabulary(folder)
     rationales, dataset = scripted_dataset(tmp_path, ["pairwise"], eval_fraction=0.0)
-    # learning rate 0: one step leaves the weights where they started, so the saved models show where that was
+    # learning rates 0: one step leaves the weights where they started, so the saved models show where that was
     student = distill.run(distill.DistillConfig(dataset=str(dataset), base=str(folder), learning_rate=0.0,
                                                 max_steps=1, device="cpu"), RecordingContext(tmp_path / "student"))
     reward = bt.run(bt.BTConfig(rationales=str(rationales), base=str(folder), learning_rate=0.0,
-                                warmup_steps=0, max_steps=1), RecordingContext(tmp_path / "bt"))
+                                vision_learning_rate=0.0, warmup_steps=0, max_steps=1), RecordingContext(tmp_path / "bt"))
     for saved in (Path(student["critic"]), Path(reward["model"])):
         started = load_file(str(saved / "model.safetensors"))
         assert all(torch.equal(started[name], value) for name, value in weights.items())
