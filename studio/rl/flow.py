@@ -116,9 +116,7 @@ class FlowModel:
     def encode(self, prompts: list[str], sources: list[Image.Image] | None = None) -> Cond:
         """Conditioning for ``prompts`` (and, for editing, their ``sources``), on the device; with
         ``offload_text_encoders`` the text encoders visit the device for this call only."""
-        if not self.offload_text_encoders:
-            return self._encode(prompts, sources)
-        encoders = self.text_encoders()
+        encoders = self.text_encoders() if self.offload_text_encoders else []
         for encoder in encoders:
             encoder.to(self.device)
         try:
