@@ -16,6 +16,7 @@ with the analyzer's exact-scene check, and prints one JSON line per prompt form:
 
 Run from the repository root:
     python -m bench.rl_reward_signal [--prompts 12] [--group 8] [--form both] [--model assets/shapes-t2i]
+    python -m bench.rl_reward_signal --critic '{"backend": "bt", "model": DIR}'   # another reward (a scalar one)
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from models.shapes.critic_shapes import ShapesCritic
 from studio.rl.config import RLConfig
 from studio.rl.data import ShapesPrompts
 from studio.rl.evaluate import shapes_check
-from studio.rl.train import load_flow_model
+from studio.rl.train import build_critic, load_flow_model
 from studio.rl.trainer import NFTTrainer
 
 
@@ -57,7 +58,7 @@ def signal(values: list[float | None], exact: list[bool], groups: list[slice]) -
         stds.append(statistics.pstdev(present) if len(present) > 1 else 0.0)
         w, p = pairwise_rank([v if v is not None else float("nan") for v in values[part]], exact[part])
         wins, pairs, mixed = wins + w, pairs + p, mixed + (p > 0)
-    return {"std": round(statistics.mean(stds), 4), "spread": round(sum(s > 1e-9 for s in stds) / len(stds), 3),
+    return {"std": float(f"{statistics.mean(stds):.3g}"), "spread": round(sum(s > 1e-9 for s in stds) / len(stds), 3),
             "mixed_groups": mixed, "ranked": round(wins / pairs, 3) if pairs else None}
 
 
@@ -69,6 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--form", choices=("short", "detailed", "both"), default="both")
     parser.add_argument("--sampling-steps", type=int, default=10)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--critic", type=json.loads, default=None,
+                        help="critic spec (JSON) whose RL reward to measure; default: the shapes reference critic")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     forms = ("short", "detailed") if args.form == "both" else (args.form,)
@@ -76,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
         config = RLConfig(model=args.model, prompt_form=form, group_size=args.group, sample_batch=4,
                           finetune="full", sampling_steps=args.sampling_steps)
         model = load_flow_model(config)
-        trainer = NFTTrainer(config, model, ShapesCritic(), ShapesPrompts("t2i", form, seed=1))
+        critic = ShapesCritic() if args.critic is None else build_critic(args.critic)
+        trainer = NFTTrainer(config, model, critic, ShapesPrompts("t2i", form, seed=1))
         items = trainer.prompts.draw(args.prompts, set())
         rollout, _ = trainer.rollout(items)
         images = model.decode(rollout.x0)

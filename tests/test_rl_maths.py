@@ -194,6 +194,40 @@ def test_a_counted_dimension_rising_while_the_check_falls_alerts_even_when_the_r
     assert scalar.metrics([]) == {"monitor/alert": 0.0}
 
 
+def test_a_trade_between_prompt_forms_alerts_for_the_form_that_lost_while_a_uniform_rise_does_not():
+    # session 4's short-prompt run (held-out n = 100): short's reward rose, detailed's check fell 14 points;
+    # the means over both forms both fell, so the overall rule stays silent
+    dims = ("text_faithfulness",)
+    first = {"eval/reward": 0.614, "eval/check": 0.135, "eval/text_faithfulness": 2.68,
+             "eval/reward_short": 0.492, "eval/check_short": 0.01, "eval/reward_detailed": 0.736,
+             "eval/check_detailed": 0.26}
+    trade = {"eval/reward": 0.5825, "eval/check": 0.09, "eval/text_faithfulness": 2.495,
+             "eval/reward_short": 0.554, "eval/check_short": 0.06, "eval/reward_detailed": 0.611,
+             "eval/check_detailed": 0.12}
+    monitor = HackingMonitor(tolerance=0.02, dimensions=dims)
+    assert monitor.update(first) == []
+    alerts = monitor.update(trade)
+    assert alerts == ["form_detailed"]
+    assert monitor.metrics(alerts) == {"monitor/alert": 1.0, "monitor/alert_text_faithfulness": 0.0,
+                                       "monitor/alert_form_detailed": 1.0, "monitor/alert_form_short": 0.0}
+    # both forms gain reward and check: learning
+    rise = {**first, "eval/reward": 0.66, "eval/check": 0.19, "eval/reward_short": 0.55, "eval/check_short": 0.08,
+            "eval/reward_detailed": 0.77, "eval/check_detailed": 0.30}
+    assert monitor.update(rise) == []
+    # both forms lose reward and check: degrading, not hacking
+    assert monitor.update({**first, "eval/reward_short": 0.47, "eval/check_short": 0.00, "eval/reward_detailed": 0.70,
+                           "eval/check_detailed": 0.20}) == []
+    # within one form: detailed's reward rises while its own check falls (the overall rule sees it too here)
+    assert monitor.update({**first, "eval/reward": 0.636, "eval/check": 0.105, "eval/reward_detailed": 0.78,
+                           "eval/check_detailed": 0.20}) == ["reward", "form_detailed"]
+    # a check that falls by no more than the tolerance is noise
+    assert monitor.update({**trade, "eval/check_detailed": 0.245}) == []
+    # an evaluation of one form (or a monitor resumed from a baseline without forms) has no form curves
+    single = HackingMonitor(tolerance=0.02, dimensions=dims)
+    single.update({"eval/reward": 0.5, "eval/check": 0.3, "eval/text_faithfulness": 2.5, "eval/check_short": 0.3})
+    assert single.metrics([]) == {"monitor/alert": 0.0, "monitor/alert_text_faithfulness": 0.0}
+
+
 def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tmp_path):
     config = RLConfig()
     assert (config.lora_rank, config.lora_alpha, config.learning_rate, config.group_size, config.prompts_per_step,

@@ -25,6 +25,7 @@ from studio.rl.nft import nft_loss
 from studio.rl.train import load_flow_model, run
 from studio.rl.trainer import NFTTrainer, Rollout
 from studio.rl.weights import export_lora
+from studio.ui.jobs_adapt import metrics_frame
 from tests.generator_helpers import save_tiny_flux
 from tests.rl_helpers import save_tiny_qwenimage, save_tiny_sd3, tiny_qwenimage_edit_flow
 
@@ -159,10 +160,14 @@ def test_a_time_budget_ends_the_run_with_an_evaluation_and_the_export(tmp_path, 
     assert summary["steps"] == 1 and not summary["stopped"] and "lora" in summary
     assert summary["cpu_minutes"] > 0 and _step_metric(ctx, 1, "time/cpu_minutes") > 0
     assert any(s == 1 and n == "eval/reward" for s, n, _ in ctx.metrics)
-    # the monitor's curves: overall, and one per dimension the reward counts (no Image Faithfulness in t2i)
+    # the monitor's curves: overall, one per dimension the reward counts (no Image Faithfulness in t2i) and
+    # one per prompt form of the held-out set, each on the Training tab's curves
     alerts = {n for s, n, _ in ctx.metrics if s == 1 and n.startswith("monitor/")}
     assert alerts == {"monitor/alert", "monitor/alert_text_faithfulness", "monitor/alert_physical_quality",
-                      "monitor/alert_text_rendering"}
+                      "monitor/alert_text_rendering", "monitor/alert_form_detailed", "monitor/alert_form_short"}
+    assert {"eval/reward_short", "eval/reward_detailed"} <= {n for s, n, _ in ctx.metrics if s == 1}
+    curves = metrics_frame([{"step": s, "name": n, "value": v} for s, n, v in ctx.metrics])
+    assert alerts <= set(curves["metric"])
     assert (tmp_path / "run/checkpoints/step_000001").is_dir()
 
 

@@ -5,7 +5,7 @@ sample grid compares like with like over time), scores them with the critic (mea
 mean per dimension) and with an independent check: in the shapes world the analyzer's
 exact-scene accuracy (``bench.generator_accuracy``'s matching rules), elsewhere an optional
 second critic's mean reward. ``HackingMonitor`` raises an alert when the reward rose while the
-check fell.
+check fell, over all prompts and per prompt form (short and detailed).
 """
 
 from __future__ import annotations
@@ -77,10 +77,16 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
         for key in sorted({k for s in valid for k in s.dimensions}):
             values = [s.dimensions[key] for s in valid if key in s.dimensions]
             metrics[f"eval/{key}"] = sum(values) / len(values)
+    forms = sorted({it.form for it in items if it.form})
+    if len(forms) > 1:  # each form's reward, for the per-form monitor
+        for form in forms:
+            rewards = [s.reward for it, s in zip(items, scored) if it.form == form and s.reward is not None]
+            if rewards:
+                metrics[f"eval/reward_{form}"] = sum(rewards) / len(rewards)  # type: ignore[arg-type]
     if shapes:
         flags = [shapes_check(it, im) for it, im in zip(items, images)]
         metrics["eval/check"] = sum(flags) / len(flags)
-        for form in sorted({it.form for it in items if it.form}):
+        for form in forms:
             subset = [ok for it, ok in zip(items, flags) if it.form == form]
             metrics[f"eval/check_{form}"] = sum(subset) / len(subset)
     elif check_critic is not None:
@@ -97,6 +103,14 @@ class HackingMonitor:
     ``3 * tolerance``). The per-dimension alert catches a reward that stays flat overall while one
     of its dimensions is gamed at the others' expense.
 
+    **Per form** (an evaluation with several prompt forms, e.g. short and detailed, reports
+    ``eval/check_<form>`` and ``eval/reward_<form>``): form ``f`` raises ``form_<f>`` when its own
+    check fell by more than ``tolerance`` while the reward of *any* form (``f`` itself included)
+    rose by more than ``tolerance``. One rule covers both cases the means over forms hide:
+    hacking within a form, and a trade between forms (training on short prompts raising their
+    reward while the detailed prompts' check falls; the two cancel in the mean). A form whose
+    check falls while no form's reward rises is degrading, not hacked: no alert, as for the mean.
+
     :param dimensions: the dimension keys the reward counts (weight above 0).
     """
 
@@ -108,24 +122,44 @@ class HackingMonitor:
 
     def update(self, metrics: dict[str, float]) -> list[str]:
         """Record an evaluation; the names that raise an alert (``"reward"`` and/or dimension keys
-        that rose while the check fell), empty when none does."""
+        that rose while the check fell, then ``form_<form>`` for each form whose check fell while
+        some form's reward rose), empty when none does."""
         if "eval/check" not in metrics:
             return []
         watched = {"reward": metrics.get("eval/reward")} | {key: metrics.get(f"eval/{key}") for key in self.dimensions}
+        watched |= {name[len("eval/"):]: value for name, value in metrics.items()
+                    if name.startswith(("eval/check_", "eval/reward_"))}
         watched = {name: value for name, value in watched.items() if value is not None}
         if self.baseline is None:
             self.baseline = {"check": metrics["eval/check"], **watched}
             return []
-        if self.baseline["check"] - metrics["eval/check"] <= self.tolerance:
+        baseline = self.baseline
+
+        def change(name: str) -> float:
+            return watched[name] - baseline[name] if name in watched and name in baseline else 0.0
+
+        alerts: list[str] = []
+        if baseline["check"] - metrics["eval/check"] > self.tolerance:
+            alerts = [name for name in ("reward", *self.dimensions)
+                      if change(name) > self.tolerance * (1 if name == "reward" else 3)]
+        forms = self.forms()
+        if any(change(f"reward_{form}") > self.tolerance for form in forms):
+            alerts += [f"form_{form}" for form in forms if -change(f"check_{form}") > self.tolerance]
+        return alerts
+
+    def forms(self) -> list[str]:
+        """The prompt forms of the baseline evaluation with both a check and a reward of their own."""
+        if self.baseline is None:
             return []
-        return [name for name, value in watched.items() if name in self.baseline
-                and value - self.baseline[name] > self.tolerance * (1 if name == "reward" else 3)]
+        return sorted(name[len("check_"):] for name in self.baseline
+                      if name.startswith("check_") and f"reward_{name[len('check_'):]}" in self.baseline)
 
     def metrics(self, alerts: list[str]) -> dict[str, float]:
-        """``monitor/alert`` (any alert) and ``monitor/alert_<dimension>`` for each watched
-        dimension the critic scores (none for a scalar reward model), 1 or 0: the curves the
-        Training tab draws."""
+        """``monitor/alert`` (any alert), ``monitor/alert_<dimension>`` for each watched
+        dimension the critic scores (none for a scalar reward model) and ``monitor/alert_form_<form>``
+        for each prompt form, 1 or 0: the curves the Training tab draws."""
         scored = [key for key in self.dimensions if self.baseline is not None and key in self.baseline]
+        scored += [f"form_{form}" for form in self.forms()]
         return {"monitor/alert": float(bool(alerts)), **{f"monitor/alert_{key}": float(key in alerts) for key in scored}}
 
     def state(self) -> dict[str, Any]:

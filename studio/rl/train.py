@@ -135,8 +135,8 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         result.metrics.update(monitor.metrics(alerts))
         if alerts:
             history["alerts"].append(trainer.step)
-            logger.warning("reward-hacking alert at step %d: %s rose while the check fell", trainer.step,
-                           ", ".join(alerts))
+            logger.warning("reward-hacking alert at step %d: %s (a reward rose while a check fell; form_<f>: "
+                           "that form's check fell)", trainer.step, ", ".join(alerts))
         report(result.metrics)
         grid = append_grid_row(run_dir / "samples_over_time.png", result.images)
         ctx.artifact("samples_over_time", grid, "image")
