@@ -16,6 +16,9 @@ none), and the student's clauses are compared with the exact critic's, per dimen
   scores differ, those the student orders the same way (a tie counts wrong).
 * The same pairs with A and B swapped: ``swap_same``, images that get the same Text Faithfulness
   clauses in either position (a student that reads the image keeps them).
+* ``requested_objects_named``: of the "<colour> <shape>" objects the Text Faithfulness clauses
+  name, the share the request asks for (the exact critic's beside it: below 1 by the extra
+  objects it reports); a student that does not read the request names others.
 * Each decisive pair's failure, in order: ``format`` (no parse), ``perception`` (some image's
   clauses wrong on some dimension), ``comparison`` (every clause right, the verdict wrong), or
   ``right``; and the overall verdicts (A / B / tie) beside the truth's.
@@ -30,6 +33,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -42,9 +46,11 @@ from bench.parrot_shapes import unseen_heldout
 from models.critic.critic_transformers import TransformersCritic
 from models.critic.scoring import ScoringPolicy
 from models.shapes.critic_shapes import ShapesCritic
+from models.shapes.world import COLOURS, SHAPES, parse_prompt
 from models.types import PairRequest, PairResult, PairwiseJudgement, task_dimensions
 
 Clauses = frozenset[str]
+_NAMED = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})s?\b")
 
 
 def image_clauses(justification: str | None) -> tuple[Clauses, Clauses] | None:
@@ -70,20 +76,27 @@ def read_pair(result: PairResult) -> dict[str, tuple[Clauses, Clauses] | None] |
     return {key: image_clauses(verdict.justification) for key, verdict in result.dimensions.items()}
 
 
+def named_objects(clauses: Clauses) -> list[tuple[str, str]]:
+    """The (colour, shape) of every "<colour> <shape>" the clauses name."""
+    return [(m.group(1), m.group(2)) for clause in clauses for m in _NAMED.finditer(clause)]
+
+
 def _share(count: int, total: int) -> float:
     return round(count / total, 3) if total else 0.0
 
 
 def compare(student: list[PairResult], truth: list[PairResult], swapped: list[PairResult], winners: list[str],
-            policy: ScoringPolicy) -> dict[str, Any]:
+            prompts: list[str], policy: ScoringPolicy) -> dict[str, Any]:
     """The measures of the module docstring for pairs judged by the student (as given and swapped)
-    and by the exact critic; ``winners`` are the pairs' true winners (A, B or tie)."""
+    and by the exact critic; ``winners`` are the pairs' true winners (A, B or tie), ``prompts``
+    their requests."""
     keys = [d.key for d in task_dimensions("t2i")]
     per_dim: dict[str, Counter[str]] = {k: Counter() for k in keys}
     kinds: Counter[str] = Counter()
     verdicts: dict[str, Counter[str]] = {"student": Counter(), "truth": Counter()}
     swap_same = swap_images = 0
-    for mine, exact, flipped, winner in zip(student, truth, swapped, winners, strict=True):
+    named: Counter[str] = Counter()
+    for mine, exact, flipped, winner, prompt in zip(student, truth, swapped, winners, prompts, strict=True):
         got, want = read_pair(mine), read_pair(exact)
         if want is None:
             raise RuntimeError("the exact reference critic's answer did not parse")
@@ -93,6 +106,7 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
             verdicts["student"]["unparsed"] += 1
             kinds["format" if decisive else "tie_in_truth"] += 1
             continue
+        _count_named(named, prompt, got.get(keys[0]), want.get(keys[0]))
         said = policy.pairwise_winner(mine)  # type: ignore[arg-type]
         verdicts["student"][said] += 1
         perceived = True
@@ -139,7 +153,19 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
         }
     return {"pairs": len(student), "decisive": sum(w in ("A", "B") for w in winners), "failure": dict(kinds),
             "verdicts": {k: dict(v) for k, v in verdicts.items()}, "dimensions": dims,
-            "swap_same": _share(swap_same, swap_images)}
+            "swap_same": _share(swap_same, swap_images),
+            "requested_objects_named": {"student": _share(named["student_requested"], named["student"]),
+                                        "truth": _share(named["truth_requested"], named["truth"])}}
+
+
+def _count_named(counts: Counter[str], prompt: str, mine: tuple[Clauses, Clauses] | None,
+                 true: tuple[Clauses, Clauses] | None) -> None:
+    """Count the objects the Text Faithfulness clauses name, and those the request asks for."""
+    asked = {(o.colour, o.shape) for o in parse_prompt(prompt).objects}
+    for who, sets in (("student", mine), ("truth", true)):
+        for named in named_objects(sets[0] | sets[1]) if sets else []:
+            counts[who] += 1
+            counts[f"{who}_requested"] += named in asked
 
 
 def _equal_scores(result: PairResult, key: str) -> bool:
@@ -195,7 +221,8 @@ def main() -> None:
                                  parse_retries=0)
     truth = ShapesCritic(perception_noise=0.0).judge(requests)
     mine, flipped = student.judge(requests), student.judge(swapped)
-    row = {"critic": args.critic, **compare(mine, truth, flipped, [str(p.truth) for p in heldout], ScoringPolicy())}
+    row = {"critic": args.critic, **compare(mine, truth, flipped, [str(p.truth) for p in heldout],
+                                            [p.prompt for p in heldout], ScoringPolicy())}
     if args.show:
         _show(args.show, mine, truth, requests)
     print(json.dumps(row))
