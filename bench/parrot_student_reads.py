@@ -16,6 +16,8 @@ none), and the student's clauses are compared with the exact critic's, per dimen
   scores differ, those the student orders the same way (a tie counts wrong).
 * The same pairs with A and B swapped: ``swap_same``, images that get the same Text Faithfulness
   clauses in either position (a student that reads the image keeps them).
+* ``request_copied``: parsed answers whose "# User Request Analysis" (a restatement of the
+  request, no image needed) is the exact critic's, word for word.
 * ``requested_objects_named``: of the "<colour> <shape>" objects the Text Faithfulness clauses
   name, the share the request asks for (the exact critic's beside it: below 1 by the extra
   objects it reports); a student that does not read the request names others.
@@ -76,6 +78,11 @@ def read_pair(result: PairResult) -> dict[str, tuple[Clauses, Clauses] | None] |
     return {key: image_clauses(verdict.justification) for key, verdict in result.dimensions.items()}
 
 
+def request_analysis(raw: str) -> str:
+    """The answer's "# User Request Analysis" section (it restates the request), stripped."""
+    return raw.partition("# User Request Analysis")[2].partition("# Detailed Judgement")[0].strip()
+
+
 def named_objects(clauses: Clauses) -> list[tuple[str, str]]:
     """The (colour, shape) of every "<colour> <shape>" the clauses name."""
     return [(m.group(1), m.group(2)) for clause in clauses for m in _NAMED.finditer(clause)]
@@ -107,6 +114,7 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
             kinds["format" if decisive else "tie_in_truth"] += 1
             continue
         _count_named(named, prompt, got.get(keys[0]), want.get(keys[0]))
+        named["request_copied"] += request_analysis(mine.raw) == request_analysis(exact.raw)  # type: ignore[union-attr]
         said = policy.pairwise_winner(mine)  # type: ignore[arg-type]
         verdicts["student"][said] += 1
         perceived = True
@@ -154,6 +162,7 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
     return {"pairs": len(student), "decisive": sum(w in ("A", "B") for w in winners), "failure": dict(kinds),
             "verdicts": {k: dict(v) for k, v in verdicts.items()}, "dimensions": dims,
             "swap_same": _share(swap_same, swap_images),
+            "request_copied": _share(named["request_copied"], len(student) - verdicts["student"]["unparsed"]),
             "requested_objects_named": {"student": _share(named["student_requested"], named["student"]),
                                         "truth": _share(named["truth_requested"], named["truth"])}}
 
@@ -182,15 +191,16 @@ def _score_measures(counts: Counter[str], mine: tuple[float | None, float | None
                     true: tuple[float | None, float | None]) -> None:
     """Count the flags (an image scored below the top, 4) and, where the true scores differ, the
     student's order of the two images."""
-    if None in true or None in mine:
+    if None in true:
         return
+    answered = None not in mine  # N/A where the truth scores counts wrong
     for side in (0, 1):
         counts["flag_images"] += 1
         counts["true_flags"] += true[side] < 4  # type: ignore[operator]
-        counts["flag_right"] += (mine[side] < 4) == (true[side] < 4)  # type: ignore[operator]
+        counts["flag_right"] += answered and (mine[side] < 4) == (true[side] < 4)  # type: ignore[operator]
     if true[0] != true[1]:
         counts["truth_differs"] += 1
-        counts["order_right"] += (mine[0] > mine[1]) == (true[0] > true[1]) and mine[0] != mine[1]  # type: ignore[operator]
+        counts["order_right"] += answered and mine[0] != mine[1] and (mine[0] > mine[1]) == (true[0] > true[1])  # type: ignore[operator]
 
 
 def _show(count: int, student: list[PairResult], truth: list[PairResult], requests: list[PairRequest]) -> None:
