@@ -21,6 +21,7 @@ none), and the student's clauses are compared with the exact critic's, per dimen
 * ``requested_objects_named``: of the "<colour> <shape>" objects the Text Faithfulness clauses
   name, the share the request asks for (the exact critic's beside it: below 1 by the extra
   objects it reports); a student that does not read the request names others.
+* ``decided_by``: the decisive pairs by the dimensions whose exact scores differ.
 * Each decisive pair's failure, in order: ``format`` (no parse), ``perception`` (some image's
   clauses wrong on some dimension), ``comparison`` (every clause right, the verdict wrong), or
   ``right``; and the overall verdicts (A / B / tie) beside the truth's.
@@ -103,12 +104,15 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
     verdicts: dict[str, Counter[str]] = {"student": Counter(), "truth": Counter()}
     swap_same = swap_images = 0
     named: Counter[str] = Counter()
+    decided_by: Counter[str] = Counter()
     for mine, exact, flipped, winner, prompt in zip(student, truth, swapped, winners, prompts, strict=True):
         got, want = read_pair(mine), read_pair(exact)
         if want is None:
             raise RuntimeError("the exact reference critic's answer did not parse")
         decisive = winner in ("A", "B")
         verdicts["truth"][winner] += 1
+        if decisive:
+            decided_by["+".join(k for k in keys if _scores(exact, k)[0] != _scores(exact, k)[1]) or "none"] += 1
         if got is None:
             verdicts["student"]["unparsed"] += 1
             kinds["format" if decisive else "tie_in_truth"] += 1
@@ -159,7 +163,8 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
             "flag_prior": _share(max(c["true_flags"], c["flag_images"] - c["true_flags"]), c["flag_images"]),
             "truth_differs": c["truth_differs"], "order_right": _share(c["order_right"], c["truth_differs"]),
         }
-    return {"pairs": len(student), "decisive": sum(w in ("A", "B") for w in winners), "failure": dict(kinds),
+    return {"pairs": len(student), "decisive": sum(w in ("A", "B") for w in winners), "decided_by": dict(decided_by),
+            "failure": dict(kinds),
             "verdicts": {k: dict(v) for k, v in verdicts.items()}, "dimensions": dims,
             "swap_same": _share(swap_same, swap_images),
             "request_copied": _share(named["request_copied"], len(student) - verdicts["student"]["unparsed"]),

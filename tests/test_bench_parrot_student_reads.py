@@ -24,6 +24,7 @@ def test_a_student_that_writes_the_exact_critique_reads_everything_and_is_right_
     measures = _measures(student_swaps=False)
     faithfulness = measures["dimensions"]["text_faithfulness"]
     assert measures["decisive"] > 8 and measures["failure"] == {"right": measures["decisive"]}
+    assert sum(measures["decided_by"].values()) == measures["decisive"]
     assert (faithfulness["exact"], faithfulness["recall"], faithfulness["precision"]) == (1.0, 1.0, 1.0)
     assert faithfulness["flag_right"] == 1.0 and measures["swap_same"] == 1.0 and measures["request_copied"] == 1.0
     assert all(d["order_right"] == 1.0 for d in measures["dimensions"].values() if d["truth_differs"])
