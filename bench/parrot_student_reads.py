@@ -115,7 +115,8 @@ def compare(student: list[PairResult], truth: list[PairResult], swapped: list[Pa
             decided_by["+".join(k for k in keys if _scores(exact, k)[0] != _scores(exact, k)[1]) or "none"] += 1
         if got is None:
             verdicts["student"]["unparsed"] += 1
-            kinds["format" if decisive else "tie_in_truth"] += 1
+            if decisive:
+                kinds["format"] += 1
             continue
         _count_named(named, prompt, got.get(keys[0]), want.get(keys[0]))
         named["request_copied"] += request_analysis(mine.raw) == request_analysis(exact.raw)  # type: ignore[union-attr]
