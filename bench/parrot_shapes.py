@@ -95,9 +95,11 @@ def train_student(args: argparse.Namespace, stages: Stages) -> tuple[dict[str, A
     exported = stages(f"export{suffix}", export, export.ExportConfig(kept=kept, formats=["pairwise"], eval_fraction=0.02))
     data["export"] = {k: exported[k] for k in ("train_examples", "eval_examples")}
     student = stages(f"distill{suffix}", distill, distill.DistillConfig(
-        dataset=str(stages.root / f"export{suffix}"), epochs=100, max_minutes=args.minutes, learning_rate=args.lr,
+        dataset=str(stages.root / f"export{suffix}"), epochs=100, max_steps=args.max_steps, max_minutes=args.minutes,
+        learning_rate=args.lr,
         warmup_steps=20, batch_size=args.batch, base=args.base or distill.TINY_BASE, tiny_hidden_size=args.hidden,
-        tiny_layers=args.layers, tiny_patch_size=args.patch, freeze_vision=args.freeze_vision, eval_limit=16,
+        tiny_layers=args.layers, tiny_patch_size=args.patch, freeze_vision=args.freeze_vision,
+        vision_learning_rate=args.vision_lr, eval_limit=16,
         save_steps=200, device="cpu"))
     return data, student
 
@@ -130,10 +132,15 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=4, help="teacher critiques per image (anchoring)")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--max-steps", type=int, default=0,
+                        help="optimizer steps, over which the rate decays linearly to 0 (set it to what fits in "
+                             "--minutes); 0: 100 epochs, so the time budget ends training near the peak rate")
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--base", default="", help="the folder both models start from (e.g. a `parrot pretrain` "
                                                    "model/); default: a tiny Qwen3-VL from random weights")
     parser.add_argument("--freeze-vision", action="store_true", help="freeze the student's vision blocks")
+    parser.add_argument("--vision-lr", type=float, default=None,
+                        help="the student's vision tower (blocks unless frozen, and merger) rate; default: --lr")
     parser.add_argument("--hidden", type=int, default=256, help="the student's width (text and vision)")
     parser.add_argument("--layers", type=int, default=4, help="the student's language model layers")
     parser.add_argument("--patch", type=int, default=8, help="the student's image patch (pixels)")
@@ -146,6 +153,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     stages = Stages(Path(args.run_dir))
     row: dict[str, Any] = {"variant": args.variant, "base": args.base or "random init", "pairs": args.pairs,
+                           "freeze_vision": args.freeze_vision, "vision_lr": args.vision_lr,
+                           "max_steps": args.max_steps,
                            "flip_rate": args.flip_rate, "teacher_noise": args.noise, "minutes": args.minutes,
                            "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
@@ -153,7 +162,8 @@ def main() -> None:
         stages("generate", generate, generate.GenerateConfig(
             count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
         model = stages("bt", bt, bt.BTConfig(
-            rationales=str(stages.root / "generate" / "rationales.jsonl"), max_minutes=args.minutes,
+            rationales=str(stages.root / "generate" / "rationales.jsonl"), max_steps=args.max_steps,
+            max_minutes=args.minutes,
             learning_rate=args.lr, batch_size=args.batch, base=args.base or distill.TINY_BASE,
             tiny_hidden_size=args.hidden, tiny_layers=args.layers, tiny_patch_size=args.patch))
         row["train"] = {k: model.get(k) for k in ("pairs", "step", "epochs_seen", "last_loss", "train_seconds")}

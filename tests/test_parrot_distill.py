@@ -117,3 +117,26 @@ def test_qlora_keeps_learning_after_an_evaluation_pass(dataset, tmp_path):
     moved = {name for name, value in state.items() if "lora_B" in name and value.abs().max() > 0}
     assert moved == {name for name in state if "lora_B" in name} and len(moved) == 14  # 7 layers x 2 blocks
     assert (ctx.run_dir / "critic" / "model.safetensors").is_file()
+
+
+def test_the_vision_tower_trains_at_its_own_learning_rate(dataset, tmp_path):
+    """Adam's first step moves each weight by its group's rate: the tower (blocks and merger) by
+    vision_learning_rate, the language model by learning_rate."""
+    ctx = RecordingContext(tmp_path / "run")
+    summary = distill.run(_config(dataset, max_steps=1, freeze_vision=False, learning_rate=3e-3,
+                                  vision_learning_rate=1e-4, eval_limit=0), ctx)
+    base = load_file(ctx.run_dir / "base" / "model.safetensors")
+    saved = load_file(Path(summary["critic"]) / "model.safetensors")
+
+    def largest_step(names: list[str]) -> float:
+        return max(float((saved[n] - base[n]).abs().max()) for n in names)
+
+    vision = [n for n in base if ".visual." in f".{n}"]
+    blocks, merger = [n for n in vision if "merger" not in n], [n for n in vision if "merger" in n]
+    rest = [n for n in base if n not in vision]
+    assert blocks and merger and rest
+    assert largest_step(blocks) == pytest.approx(1e-4, rel=0.05)
+    assert largest_step(merger) == pytest.approx(1e-4, rel=0.05)
+    assert largest_step(rest) == pytest.approx(3e-3, rel=0.05)
+    with pytest.raises(ConfigError, match="vision_learning_rate"):
+        _config(dataset, vision_learning_rate=-1.0).validate()

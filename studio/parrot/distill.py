@@ -39,6 +39,7 @@ from studio.config import _check_choice, _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.checkpoints import checkpoints, load_checkpoint, save_checkpoint
+from studio.parrot.pretrain import parameter_groups
 from studio.parrot.student_data import collate, dataset_entries, encode, load_split
 
 logger = logging.getLogger(__name__)
@@ -67,6 +68,9 @@ class DistillConfig:
     lora_alpha: int = field(default=32, metadata={"help": "LoRA alpha"})
     freeze_vision: bool = field(default=True, metadata={"help": "freeze the vision tower's blocks"})
     learning_rate: float = field(default=1e-3, metadata={"help": "peak learning rate (linear decay)"})
+    vision_learning_rate: float | None = field(default=None, metadata={
+        "help": "the vision tower's peak learning rate (its blocks unless frozen, and the merger); "
+                "unset: learning_rate. Slower keeps what a pretrained base learnt to see"})
     warmup_steps: int = field(default=0, metadata={"help": "linear warm-up steps"})
     epochs: int = field(default=1, metadata={"help": "passes over the training split (unless max_steps)"})
     max_steps: int = field(default=0, metadata={"help": "optimizer steps; 0: epochs x steps per epoch"})
@@ -93,6 +97,8 @@ class DistillConfig:
         _check_choice("tiny_tokenizer", self.tiny_tokenizer, ("protocol", "bytes"))
         _check_choice("tiny_patch_size", self.tiny_patch_size, (8, 16))
         _check_float("learning_rate", self.learning_rate, low=0)
+        if self.vision_learning_rate is not None:
+            _check_float("vision_learning_rate", self.vision_learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
         for name, low in (("tiny_hidden_size", 16), ("tiny_layers", 1), ("tiny_vocab_size", 512), ("lora_r", 1),
                           ("lora_alpha", 1),
@@ -115,7 +121,7 @@ def run(config: DistillConfig, ctx: JobContext) -> dict[str, Any]:
     processor = load_processor(str(base))
     model = _load_student(config, base, accelerator)
     trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(trainable, lr=config.learning_rate, weight_decay=0.0)
+    optimizer = torch.optim.AdamW(_parameter_groups(model, config), weight_decay=0.0)
     steps_per_epoch = math.ceil(len(train) / (config.batch_size * config.grad_accum * accelerator.num_processes))
     total = config.max_steps or config.epochs * steps_per_epoch
     scheduler = get_scheduler("linear", optimizer, num_warmup_steps=config.warmup_steps, num_training_steps=total)
@@ -289,6 +295,16 @@ def _load_student(config: DistillConfig, base: Path, accelerator: Accelerator) -
     if config.method == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=False)
     return get_peft_model(model, _lora_config(config))
+
+
+def _parameter_groups(model: Any, config: DistillConfig) -> list[dict[str, Any]]:
+    """The trainable parameters in one group at ``learning_rate``, or with ``vision_learning_rate``
+    set, the vision tower's (``pretrain.parameter_groups``) in a group of their own at that rate."""
+    if config.vision_learning_rate is None:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": config.learning_rate}]
+    groups = parameter_groups(model, config.learning_rate, config.vision_learning_rate)
+    trainable = [{**group, "params": [p for p in group["params"] if p.requires_grad]} for group in groups]
+    return [group for group in trainable if group["params"]]
 
 
 def _lora_config(config: DistillConfig) -> Any:
