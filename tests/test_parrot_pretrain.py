@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -13,13 +14,13 @@ from safetensors.torch import load_file
 
 from models.critic.critic_transformers import load_processor
 from models.critic.tiny_qwen import build_tiny_qwen3vl
-from models.errors import ConfigError, InvalidInputError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.world import POSITIONS, Scene, ShapeObject, detailed_prompt, parse_prompt
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FULL, NOTHING, caption_samples, caption_scores, cell_answer, cell_question,
-    heldout_requests,
+    CAPTION_REQUEST, CURRICULUM, FULL, NOTHING, REQUEST_TASK, caption_samples, caption_scores, cell_answer,
+    cell_question, heldout_request_list, heldout_requests, request_answer, request_texts, restated_share,
 )
 from studio.parrot.pairs import HELDOUT_SEED
 from tests.parrot_helpers import scripted_dataset
@@ -63,6 +64,12 @@ def test_a_bad_pretraining_setting_is_a_clear_error():
         pretrain.PretrainConfig(curriculum=1.5).validate()
     with pytest.raises(ConfigError, match="cell_questions"):
         pretrain.PretrainConfig(cell_questions=-0.1).validate()
+    with pytest.raises(ConfigError, match="request_tasks"):
+        pretrain.PretrainConfig(request_tasks=1.2).validate()
+    with pytest.raises(ConfigError, match="at most 1"):
+        pretrain.PretrainConfig(cell_questions=0.6, request_tasks=0.6).validate()
+    with pytest.raises(NotFoundError, match="no config.json"):
+        pretrain.PretrainConfig(init="/nonexistent/base").validate()
 
 
 def _objects(record: dict) -> tuple:
@@ -117,6 +124,55 @@ def test_cell_questions_ask_what_one_cell_holds():
         assert answer == NOTHING or [o.position for o in parse_prompt(answer).objects] == [asked]
     assert all(r["messages"][0]["content"].endswith(CAPTION_REQUEST)
                for r in map(pretrain.training_records(pretrain.PretrainConfig(), set()), range(5)))
+
+
+def test_request_tasks_put_a_fresh_request_in_the_prompt_and_restate_it_before_the_caption():
+    held = heldout_requests(2000, HELDOUT_SEED)
+    draw = pretrain.training_records(pretrain.PretrainConfig(request_tasks=1.0, curriculum=0.0), held)
+    records = [draw(0) for _ in range(40)]
+    requests = []
+    for record in records:
+        prompt, answer = record["messages"][0]["content"], record["messages"][1]["content"]
+        request = prompt.removeprefix("<image>User Instruction: ").removesuffix("\n" + REQUEST_TASK)
+        assert prompt == f"<image>User Instruction: {request}\n{REQUEST_TASK}" and request not in held
+        parse_prompt(request)  # a shapes-world request the critic can judge
+        restated, _, caption_text = answer.partition("\n")
+        assert restated == f"User Instruction: {request}"
+        assert caption_text == record["messages"][1]["content"].split("\n", 1)[1]
+        assert parse_prompt(caption_text.partition("; flaw: ")[0]).objects  # then the image's caption
+        requests.append(request)
+    assert len(set(requests)) > 30  # fresh requests, drawn apart from the image
+    shares = [pretrain.training_records(pretrain.PretrainConfig(request_tasks=p, curriculum=0.0), held)
+              for p in (0.3, 0.0)]
+    asked = [sum(REQUEST_TASK in draw(0)["messages"][0]["content"] for _ in range(200)) for draw in shares]
+    assert 35 <= asked[0] <= 85 and asked[1] == 0
+
+
+def test_requests_are_drawn_like_the_pairs_short_and_detailed_never_held_out():
+    held = heldout_requests(2000, HELDOUT_SEED)
+    drawn = request_texts(random.Random(1), held)
+    requests = [next(drawn) for _ in range(300)]
+    assert not set(requests) & held
+    specs = [parse_prompt(r) for r in requests]
+    detailed = sum(all(o.position for o in spec.objects) for spec in specs)
+    assert 90 <= detailed <= 210  # about half name every object's position (detailed prompts)
+    listed = heldout_request_list(60, HELDOUT_SEED)
+    assert len(listed) == len(set(listed)) and set(listed) <= heldout_requests(60, HELDOUT_SEED)
+    assert listed[:2] == heldout_request_list(2, HELDOUT_SEED)
+
+
+def test_the_restatement_rate_counts_first_lines_that_copy_the_request_word_for_word():
+    requests = ['a red circle', 'a blue star with the word "AB"', 'a green square', 'a red circle']
+    answers = [
+        request_answer("a red circle", "a large red circle in the centre; flaw: none"),  # restated
+        'User Instruction: a blue star with the word "AC"\na small blue star at the top; flaw: none',  # a letter off
+        "a large green square at the top; flaw: none",  # captioned, never restated
+        "  User Instruction: a red circle  ",  # restated, caption cut off
+    ]
+    assert restated_share(answers, requests) == 0.5
+    assert restated_share([answers[0]], ["a red circle and a blue star"]) == 0.0  # a prefix is not a restatement
+    with pytest.raises(InvalidInputError, match="one answer per request"):
+        restated_share(answers[:2], requests)
 
 
 def test_the_vision_tower_trains_at_its_own_learning_rate(tmp_path):
@@ -177,3 +233,22 @@ def test_distill_and_bt_start_from_the_pretrained_base_and_keep_its_tokenizer(ba
         assert all(torch.equal(started[name], value) for name, value in weights.items())
         assert _vocabulary(saved) == vocabulary
     assert not (tmp_path / "student" / "base").exists() and not (tmp_path / "bt" / "base").exists()
+
+
+@pytest.mark.slow
+def test_pretraining_continues_from_a_base_folder_and_reports_the_restatement_rate(base, tmp_path):
+    folder = Path(base[0]["model"])
+    weights = load_file(str(folder / "model.safetensors"))
+    config = pretrain.PretrainConfig(init=str(folder), request_tasks=0.5, curriculum=0.0, batch_size=4,
+                                     learning_rate=0.0, vision_learning_rate=0.0, warmup_steps=0, max_steps=1,
+                                     eval_images=2, restate_requests=3, exclude_heldout=20)
+    config.validate()
+    summary = pretrain.run(config, RecordingContext(tmp_path / "more"))
+    continued = load_file(str(Path(summary["model"]) / "model.safetensors"))
+    assert all(torch.equal(continued[name], value) for name, value in weights.items())  # started from the base
+    assert _vocabulary(Path(summary["model"])) == _vocabulary(folder)
+    report = json.loads((Path(summary["model"]) / pretrain.REPORT_FILE).read_text())
+    assert report["restated"]["requests"] == 3 and 0 <= report["restated"]["word_for_word"] <= 1
+    assert [e["request"] for e in report["restatement_examples"]] == heldout_request_list(3, HELDOUT_SEED)
+    with pytest.raises(ConfigError, match="own output folder"):
+        pretrain.run(replace(config, init=str(tmp_path / "more" / "model")), RecordingContext(tmp_path / "more"))

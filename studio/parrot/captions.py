@@ -11,7 +11,10 @@ never drawn (excluded by text; the curriculum's easy stages by detailed prompt o
 Two aids to learning to see from random weights (docs/parrot.md, fourth measurement): easier
 scenes (``SceneStage``: one object seen close up, then fewer and larger objects) for a
 curriculum, and **cell questions** ("What is at the top left?" -> "a large red circle at the top
-left" or "nothing").
+left" or "nothing"). One aid to reading the prompt (docs/parrot.md, sixth step): **request tasks**,
+whose prompt carries a shapes-world request (``request_texts``) and whose answer restates it word
+for word on its first line before the caption (``request_question``, ``request_answer``);
+``restated_share`` scores that first line.
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
 per attribute against the true scenes.
@@ -38,6 +41,8 @@ NO_FLAW = "none"
 FLAWS: tuple[str, ...] = tuple(k for k in IMAGE_DEFECTS if k != "jitter")
 _JITTER = Defect("jitter", 0.3)  # the nuisance every pair image carries
 NOTHING = "nothing"
+INSTRUCTION_PREFIX = "User Instruction: "  # the protocol templates' request line
+REQUEST_TASK = "Restate the instruction word for word, then describe the image."
 
 
 @dataclass(frozen=True)
@@ -88,7 +93,12 @@ def caption(scene: Scene, flaw: str = NO_FLAW) -> str:
 
 def heldout_requests(count: int, seed: int) -> set[str]:
     """The request texts of the first ``count`` known-truth pairs of ``seed`` (the bench's held-out seed)."""
-    return {pair.prompt for pair in shapes_pairs(count, seed=seed, flip_rate=0.0)} if count else set()
+    return set(heldout_request_list(count, seed))
+
+
+def heldout_request_list(count: int, seed: int) -> list[str]:
+    """The distinct request texts of the first ``count`` known-truth pairs of ``seed``, in order."""
+    return list(dict.fromkeys(pair.prompt for pair in shapes_pairs(count, seed=seed, flip_rate=0.0)))
 
 
 def caption_samples(
@@ -146,6 +156,35 @@ def ask_cell(scene: Scene, rng: random.Random) -> tuple[str, str]:
     else:
         position = rng.choice(POSITIONS)
     return cell_question(position), cell_answer(scene, position)
+
+
+def request_texts(rng: random.Random, exclude: set[str] = frozenset()) -> Iterator[str]:
+    """Fresh shapes-world requests drawn as the preference pairs draw theirs (a random scene's short
+    or detailed prompt, at even odds), without end; one in ``exclude`` is drawn again."""
+    while True:
+        scene = random_scene(rng)
+        request = short_prompt(scene) if rng.random() < 0.5 else detailed_prompt(scene)
+        if request not in exclude:
+            yield request
+
+
+def request_question(request: str) -> str:
+    """The prompt text of a request task: the request on the protocol's instruction line, then the task."""
+    return f"{INSTRUCTION_PREFIX}{request}\n{REQUEST_TASK}"
+
+
+def request_answer(request: str, caption_text: str) -> str:
+    """A request task's answer: the instruction line restated word for word, then the image's caption."""
+    return f"{INSTRUCTION_PREFIX}{request}\n{caption_text}"
+
+
+def restated_share(answers: Sequence[str], requests: Sequence[str]) -> float:
+    """The share of ``answers`` whose first line restates their request word for word (as
+    ``request_answer`` writes it)."""
+    if not answers or len(answers) != len(requests):
+        raise InvalidInputError(f"Need one answer per request; got {len(answers)} answers for {len(requests)} requests.")
+    hits = sum(a.strip().partition("\n")[0] == f"{INSTRUCTION_PREFIX}{r}" for a, r in zip(answers, requests))
+    return round(hits / len(answers), 4)
 
 
 def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> dict[str, float | int]:

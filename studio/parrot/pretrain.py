@@ -9,7 +9,11 @@ and the caption vocabulary), trained to **caption** fresh shapes-world renders
 requests of the PARROT bench excluded by text). From random weights the captions alone never
 make it look at the image; a curriculum does (``--curriculum``, on by default: one object seen
 close up, zooming out, then more and smaller objects). It ends by captioning held-out renders and
-printing per-attribute accuracy and how much its caption loss depends on the image. The result,
+printing per-attribute accuracy and how much its caption loss depends on the image. With
+``--request-tasks P`` a share P of the examples carry a shapes-world request in the prompt and
+restate it word for word before the caption, so the base learns to read its prompt; it reports the
+held-out requests it restates word for word (``restated``). ``--init DIR`` continues from an
+existing base folder instead of building one. The result,
 ``model/``, is a ``save_pretrained`` folder that ``parrot distill --base`` and ``parrot bt --base`` start from.
 
     python -m studio parrot pretrain --max-minutes 20 --max-steps 1000 --run-dir runs/shapes-vlm
@@ -34,7 +38,7 @@ from models.critic.critic_transformers import load_processor
 from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, train_protocol_tokenizer
 from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
-from models.errors import ConfigError
+from models.errors import ConfigError, NotFoundError
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.world import POSITIONS, random_scene
 from models.types import Critique, CritiqueRequest
@@ -42,8 +46,9 @@ from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FLAWS, FULL, NO_FLAW, NOTHING, CaptionSample, SceneStage, ask_cell, caption,
-    caption_samples, caption_scores, cell_question, heldout_requests, zoom_in,
+    CAPTION_REQUEST, CURRICULUM, FLAWS, FULL, NO_FLAW, NOTHING, REQUEST_TASK, CaptionSample, SceneStage, ask_cell,
+    caption, caption_samples, caption_scores, cell_question, heldout_request_list, request_answer, request_question,
+    request_texts, restated_share, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -81,6 +86,14 @@ class PretrainConfig:
     cell_questions: float = field(
         default=0.0, metadata={"help": "share of the examples that ask what one grid cell holds "
                                         "(\"What is at the top left?\") instead of asking for the caption"})
+    request_tasks: float = field(
+        default=0.0, metadata={"help": "share of the examples whose prompt carries a shapes-world request (held-out "
+                                        "requests excluded) and whose answer restates it word for word, then "
+                                        "captions the image: teaches the base to read its prompt"})
+    restate_requests: int = field(default=40, metadata={"help": "held-out requests restated (greedy) at the end"})
+    init: str = field(default="", metadata={"help": "a base folder (parrot pretrain's model/) to continue from, "
+                                                    "with its tokenizer; the size settings are then unused. "
+                                                    "Empty: build a new base"})
     max_steps: int = field(default=3000, metadata={"help": "optimizer steps (the schedule's length)"})
     max_minutes: float = field(default=0.0, metadata={"help": "end training after this long; 0: no limit"})
     eval_images: int = field(default=200, metadata={"help": "held-out renders captioned at the end"})
@@ -95,12 +108,20 @@ class PretrainConfig:
         _check_float("flaw_prob", self.flaw_prob, low=0, high=1)
         _check_float("curriculum", self.curriculum, low=0, high=1)
         _check_float("cell_questions", self.cell_questions, low=0, high=1)
+        _check_float("request_tasks", self.request_tasks, low=0, high=1)
+        if self.cell_questions + self.request_tasks > 1:
+            raise ConfigError(f"cell_questions + request_tasks must be at most 1; got "
+                              f"{self.cell_questions} + {self.request_tasks}.")
+        if self.init and not (Path(self.init) / "config.json").is_file():
+            raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
+                                "model/ folder.")
         _check_float("learning_rate", self.learning_rate, low=0)
         _check_float("vision_learning_rate", self.vision_learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
         for name, low in (("hidden_size", 16), ("layers", 1), ("vision_hidden_size", 16), ("vision_depth", 1),
                           ("image_size", 32), ("vocab_size", 512), ("tokenizer_pairs", 0), ("batch_size", 1),
-                          ("warmup_steps", 0), ("max_steps", 1), ("eval_images", 1), ("exclude_heldout", 0),
+                          ("warmup_steps", 0), ("max_steps", 1), ("eval_images", 1), ("restate_requests", 1),
+                          ("exclude_heldout", 0),
                           ("seed", 0)):
             _check_int(name, getattr(self, name), low=low)
 
@@ -128,8 +149,10 @@ def stage_at(step: int, config: PretrainConfig) -> tuple[SceneStage, float]:
 def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int], dict[str, Any]]:
     """The source of training examples: ``draw(step)`` is a fresh scene of the stage at ``step``
     (seen as close as the stage's zoom is at that point) with its caption or, with probability
-    ``cell_questions``, a cell question and its answer."""
+    ``cell_questions``, a cell question and its answer, or with probability ``request_tasks`` a
+    request task about a fresh request not in ``exclude``."""
     rng = random.Random(config.seed + 1)
+    requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
                                        stage=stage) for stage in (*CURRICULUM, FULL)}
 
@@ -138,8 +161,12 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         sample = next(samplers[stage])
         if stage.zoom > 1:
             sample = zoom_in(sample, stage.zoom + (1 - stage.zoom) * progress)
-        if config.cell_questions and rng.random() < config.cell_questions:
+        task = rng.random() if config.cell_questions or config.request_tasks else 1.0
+        if task < config.cell_questions:
             return caption_record(sample, *ask_cell(sample.scene, rng))
+        if task < config.cell_questions + config.request_tasks:
+            request = next(requests)
+            return caption_record(sample, request_question(request), request_answer(request, sample.caption))
         return caption_record(sample)
 
     return draw
@@ -176,12 +203,20 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     rng = random.Random(config.seed)
     texts += [CAPTION_REQUEST, NOTHING, *map(cell_question, POSITIONS)]
     texts += [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
+    if config.request_tasks:
+        texts.append(REQUEST_TASK)
     return texts
 
 
 def build_base(config: PretrainConfig, folder: Path, exclude: set[str]) -> tuple[Any, Any]:
-    """The untrained base in ``folder``: a protocol tokenizer learnt from ``tokenizer_corpus`` and a
-    tiny Qwen3-VL of ``config``'s sizes; returns ``(model, processor)``."""
+    """The base to train: ``config.init``'s model and processor, or, without it, an untrained one
+    in ``folder``: a protocol tokenizer learnt from ``tokenizer_corpus`` and a tiny Qwen3-VL of
+    ``config``'s sizes; returns ``(model, processor)``."""
+    if config.init:
+        if Path(config.init).resolve() == folder.resolve():
+            raise ConfigError(f"init {config.init!r} is this run's own output folder; copy it elsewhere first.")
+        return (AutoModelForImageTextToText.from_pretrained(config.init, dtype=torch.float32),
+                load_processor(config.init))
     tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
     build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
                        vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
@@ -213,7 +248,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     run_dir = Path(ctx.run_dir)
     folder = run_dir / "model"
     torch.manual_seed(config.seed)
-    exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
+    exclude = set(heldout_request_list(config.exclude_heldout, HELDOUT_SEED))
     model, processor = build_base(config, folder, exclude)
     optimizer, scheduler = optimisation(model, config)
     draw = training_records(config, exclude)
@@ -243,6 +278,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     predicted = [generate_caption(model, processor, s.image) for s in truth]
     summary["captions"] = caption_scores(predicted, truth)
     summary["caption_examples"] = [{"truth": s.caption, "predicted": p} for s, p in zip(truth[:5], predicted)]
+    summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     (folder / REPORT_FILE).write_text(json.dumps({"config": asdict(config), **summary}, indent=2), encoding="utf-8")
@@ -275,10 +311,22 @@ def image_reliance(model: Any, processor: Any, samples: list[CaptionSample], bat
             "gap": round(losses["other"] - losses["own"], 4)}
 
 
+def restatement(model: Any, processor: Any, count: int, samples: list[CaptionSample]) -> dict[str, Any]:
+    """How often the model restates a held-out request word for word: the requests of the bench's
+    first ``count`` held-out pairs (never drawn in training), each asked as a request task about
+    one of ``samples``' images, answered greedily."""
+    requests = heldout_request_list(count, HELDOUT_SEED)
+    answers = [generate_caption(model, processor, samples[i % len(samples)].image, request_question(request))
+               for i, request in enumerate(requests)]
+    return {"restated": {"requests": len(requests), "word_for_word": restated_share(answers, requests)},
+            "restatement_examples": [{"request": r, "answer": a} for r, a in zip(requests[:3], answers)]}
+
+
 @torch.no_grad()
-def generate_caption(model: Any, processor: Any, image: Any, max_new_tokens: int = 96) -> str:
-    """The model's greedy caption of ``image``."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": CAPTION_REQUEST}]}]
+def generate_caption(model: Any, processor: Any, image: Any, question: str = CAPTION_REQUEST,
+                     max_new_tokens: int = 96) -> str:
+    """The model's greedy answer to ``question`` about ``image`` (by default its caption)."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=[image], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
