@@ -36,6 +36,7 @@ def arm(share: float, args: argparse.Namespace) -> dict[str, object]:
     summary = pretrain.run(config, RecordingContext(Path(args.run_root) / f"request-tasks-{share:g}"))
     return {"request_tasks": share, "steps": summary["step"], "last_loss": round(summary["last_loss"], 3),
             "restated": summary["restated"]["word_for_word"], "requests": summary["restated"]["requests"],
+            "prompt_gap": summary["restated"].get("gap"),
             **{k: summary["captions"][k] for k in CAPTION_KEYS}, "image_gap": summary["image_reliance"]["gap"],
             "seconds": round(time.perf_counter() - started), "load": round(os.getloadavg()[0], 1)}
 

@@ -248,7 +248,9 @@ def test_pretraining_continues_from_a_base_folder_and_reports_the_restatement_ra
     assert all(torch.equal(continued[name], value) for name, value in weights.items())  # started from the base
     assert _vocabulary(Path(summary["model"])) == _vocabulary(folder)
     report = json.loads((Path(summary["model"]) / pretrain.REPORT_FILE).read_text())
-    assert report["restated"]["requests"] == 3 and 0 <= report["restated"]["word_for_word"] <= 1
+    restated = report["restated"]
+    assert restated["requests"] == 3 and 0 <= restated["word_for_word"] <= 1
+    assert restated["gap"] == round(restated["loss_other_request"] - restated["loss_own_request"], 4)
     assert [e["request"] for e in report["restatement_examples"]] == heldout_request_list(3, HELDOUT_SEED)
     with pytest.raises(ConfigError, match="own output folder"):
         pretrain.run(replace(config, init=str(tmp_path / "more" / "model")), RecordingContext(tmp_path / "more"))

@@ -316,10 +316,28 @@ def restatement(model: Any, processor: Any, count: int, samples: list[CaptionSam
     first ``count`` held-out pairs (never drawn in training), each asked as a request task about
     one of ``samples``' images, answered greedily."""
     requests = heldout_request_list(count, HELDOUT_SEED)
-    answers = [generate_caption(model, processor, samples[i % len(samples)].image, request_question(request))
-               for i, request in enumerate(requests)]
-    return {"restated": {"requests": len(requests), "word_for_word": restated_share(answers, requests)},
+    shown = [samples[i % len(samples)] for i in range(len(requests))]
+    answers = [generate_caption(model, processor, s.image, request_question(r)) for r, s in zip(requests, shown)]
+    return {"restated": {"requests": len(requests), "word_for_word": restated_share(answers, requests),
+                         **prompt_reliance(model, processor, requests, shown)},
             "restatement_examples": [{"request": r, "answer": a} for r, a in zip(requests[:3], answers)]}
+
+
+@torch.no_grad()
+def prompt_reliance(model: Any, processor: Any, requests: list[str], samples: list[CaptionSample]) -> dict[str, float]:
+    """Mean loss of the request tasks' answers (restatement and caption) with their own request in
+    the prompt and with the next one's: a model that copies its prompt does worse with the wrong
+    request (``gap`` > 0), one that ignores it equally well. Sensitive before greedy copies are exact."""
+    if len(requests) < 2:
+        return {}
+    losses = {}
+    for name, shift in (("own", 0), ("other", 1)):
+        batch = collate([encode(caption_record(s, request_question(requests[(i + shift) % len(requests)]),
+                                               request_answer(r, s.caption)), processor, 512)
+                         for i, (r, s) in enumerate(zip(requests, samples))], processor.tokenizer.pad_token_id)
+        losses[name] = model(**batch).loss.item()
+    return {"loss_own_request": round(losses["own"], 4), "loss_other_request": round(losses["other"], 4),
+            "gap": round(losses["other"] - losses["own"], 4)}
 
 
 @torch.no_grad()
