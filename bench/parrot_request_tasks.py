@@ -4,7 +4,8 @@ Continues one pretrained base (``--init``, never modified: each arm writes its o
 ``--steps`` steps of ``parrot pretrain`` on the full scene distribution (no curriculum) with each
 ``--request-tasks`` share, arms alternated in the order given, the same seed. Each arm prints one
 JSON row from its ``pretrain.json``: the held-out requests restated word for word (greedy, the
-requests of the bench's first ``--restate-requests`` held-out pairs, never drawn in training) and
+requests of the bench's first ``--restate-requests`` held-out pairs, never drawn in training), the
+``prompt_gap`` (``pretrain.prompt_reliance``: > 0 once the model copies from its prompt) and
 the caption scores on ``--eval-images`` held-out renders, with the seconds and the load average.
 
     python -m bench.parrot_request_tasks --init /tmp/h16e/base --steps 200 --request-tasks 0.3 0 \\
