@@ -68,6 +68,9 @@ def test_a_bad_pretraining_setting_is_a_clear_error():
         pretrain.PretrainConfig(request_tasks=1.2).validate()
     with pytest.raises(ConfigError, match="at most 1"):
         pretrain.PretrainConfig(cell_questions=0.6, request_tasks=0.6).validate()
+    with pytest.raises(ConfigError, match="restate_requests"):  # a restated request may have been trained on
+        pretrain.PretrainConfig(restate_requests=30, exclude_heldout=20).validate()
+    pretrain.PretrainConfig(restate_requests=0, exclude_heldout=0).validate()
     with pytest.raises(NotFoundError, match="no config.json"):
         pretrain.PretrainConfig(init="/nonexistent/base").validate()
 
@@ -181,7 +184,7 @@ def test_the_vision_tower_trains_at_its_own_learning_rate(tmp_path):
     ctx = RecordingContext(tmp_path / "run")
     config = pretrain.PretrainConfig(hidden_size=32, layers=1, vision_hidden_size=32, vision_depth=1, vocab_size=600,
                                      tokenizer_pairs=2, batch_size=4, learning_rate=5e-3, vision_learning_rate=0.0,
-                                     warmup_steps=0, max_steps=2, eval_images=1, exclude_heldout=20)
+                                     warmup_steps=0, max_steps=2, eval_images=1, restate_requests=2, exclude_heldout=20)
     folder = Path(pretrain.run(config, ctx)["model"])
     built = build_tiny_qwen3vl(tmp_path / "built", seed=config.seed, hidden_size=32, num_layers=1,
                                vision_hidden_size=32, vision_depth=1, patch_size=config.patch_size,
@@ -203,7 +206,7 @@ def base(tmp_path_factory):
     ctx = RecordingContext(tmp_path_factory.mktemp("pretrain"))
     config = pretrain.PretrainConfig(hidden_size=32, layers=1, vision_hidden_size=32, vision_depth=1, vocab_size=600,
                                      tokenizer_pairs=4, batch_size=8, learning_rate=5e-3, warmup_steps=0,
-                                     max_steps=12, eval_images=2, exclude_heldout=20)
+                                     max_steps=12, eval_images=2, restate_requests=2, exclude_heldout=20)
     return pretrain.run(config, ctx), ctx
 
 

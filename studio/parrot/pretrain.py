@@ -47,8 +47,8 @@ from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAWS, FULL, NO_FLAW, NOTHING, REQUEST_TASK, CaptionSample, SceneStage, ask_cell,
-    caption, caption_samples, caption_scores, cell_question, heldout_request_list, request_answer, request_question,
-    request_texts, restated_share, zoom_in,
+    caption, caption_samples, caption_scores, cell_question, heldout_request_list, heldout_requests, request_answer,
+    request_question, request_texts, restated_share, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -90,7 +90,8 @@ class PretrainConfig:
         default=0.0, metadata={"help": "share of the examples whose prompt carries a shapes-world request (held-out "
                                         "requests excluded) and whose answer restates it word for word, then "
                                         "captions the image: teaches the base to read its prompt"})
-    restate_requests: int = field(default=40, metadata={"help": "held-out requests restated (greedy) at the end"})
+    restate_requests: int = field(default=40, metadata={
+        "help": "held-out requests restated (greedy) at the end, among the exclude_heldout ones; 0: not measured"})
     init: str = field(default="", metadata={"help": "a base folder (parrot pretrain's model/) to continue from, "
                                                     "with its tokenizer; the size settings are then unused. "
                                                     "Empty: build a new base"})
@@ -115,12 +116,16 @@ class PretrainConfig:
         if self.init and not (Path(self.init) / "config.json").is_file():
             raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
                                 "model/ folder.")
+        if self.restate_requests > self.exclude_heldout:
+            raise ConfigError(f"restate_requests ({self.restate_requests}) must be at most exclude_heldout "
+                              f"({self.exclude_heldout}): only requests never drawn in training measure reading "
+                              "(set restate_requests 0 to skip the measure).")
         _check_float("learning_rate", self.learning_rate, low=0)
         _check_float("vision_learning_rate", self.vision_learning_rate, low=0)
         _check_float("max_minutes", self.max_minutes, low=0)
         for name, low in (("hidden_size", 16), ("layers", 1), ("vision_hidden_size", 16), ("vision_depth", 1),
                           ("image_size", 32), ("vocab_size", 512), ("tokenizer_pairs", 0), ("batch_size", 1),
-                          ("warmup_steps", 0), ("max_steps", 1), ("eval_images", 1), ("restate_requests", 1),
+                          ("warmup_steps", 0), ("max_steps", 1), ("eval_images", 1), ("restate_requests", 0),
                           ("exclude_heldout", 0),
                           ("seed", 0)):
             _check_int(name, getattr(self, name), low=low)
@@ -248,7 +253,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     run_dir = Path(ctx.run_dir)
     folder = run_dir / "model"
     torch.manual_seed(config.seed)
-    exclude = set(heldout_request_list(config.exclude_heldout, HELDOUT_SEED))
+    exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
     model, processor = build_base(config, folder, exclude)
     optimizer, scheduler = optimisation(model, config)
     draw = training_records(config, exclude)
@@ -278,7 +283,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     predicted = [generate_caption(model, processor, s.image) for s in truth]
     summary["captions"] = caption_scores(predicted, truth)
     summary["caption_examples"] = [{"truth": s.caption, "predicted": p} for s, p in zip(truth[:5], predicted)]
-    summary.update(restatement(model, processor, config.restate_requests, truth))
+    if config.restate_requests:
+        summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     (folder / REPORT_FILE).write_text(json.dumps({"config": asdict(config), **summary}, indent=2), encoding="utf-8")
@@ -296,19 +302,9 @@ def image_reliance(model: Any, processor: Any, samples: list[CaptionSample], bat
     a blind one equally well. More sensitive than greedy captions early in training."""
     if len(samples) < 2:
         return {}
-    shown = {"own": samples, "other": [replace(s, image=samples[(i + 1) % len(samples)].image)
-                                       for i, s in enumerate(samples)]}
-    losses = {}
-    for name, batch_samples in shown.items():
-        total = 0.0
-        for start in range(0, len(batch_samples), batch_size):
-            chunk = batch_samples[start:start + batch_size]
-            batch = collate([encode(caption_record(s), processor, 512) for s in chunk],
-                            processor.tokenizer.pad_token_id)
-            total += model(**batch).loss.item() * len(chunk)
-        losses[name] = total / len(batch_samples)
-    return {"loss_own_image": round(losses["own"], 4), "loss_other_image": round(losses["other"], 4),
-            "gap": round(losses["other"] - losses["own"], 4)}
+    others = samples[1:] + samples[:1]
+    return _loss_gap(model, processor, "image", [caption_record(s) for s in samples],
+                     [caption_record(replace(s, image=o.image)) for s, o in zip(samples, others)], batch_size)
 
 
 def restatement(model: Any, processor: Any, count: int, samples: list[CaptionSample]) -> dict[str, Any]:
@@ -330,13 +326,27 @@ def prompt_reliance(model: Any, processor: Any, requests: list[str], samples: li
     request (``gap`` > 0), one that ignores it equally well. Sensitive before greedy copies are exact."""
     if len(requests) < 2:
         return {}
+
+    def records(shift: int) -> list[dict[str, Any]]:
+        return [caption_record(s, request_question(requests[(i + shift) % len(requests)]), request_answer(r, s.caption))
+                for i, (r, s) in enumerate(zip(requests, samples))]
+
+    return _loss_gap(model, processor, "request", records(0), records(1), len(requests))
+
+
+def _loss_gap(model: Any, processor: Any, what: str, own: list[dict[str, Any]], other: list[dict[str, Any]],
+              batch_size: int) -> dict[str, float]:
+    """Mean loss of the ``own`` examples and of the same answers shown the ``other`` input (image or
+    request), ``batch_size`` examples a forward pass, and their ``gap`` (other minus own)."""
     losses = {}
-    for name, shift in (("own", 0), ("other", 1)):
-        batch = collate([encode(caption_record(s, request_question(requests[(i + shift) % len(requests)]),
-                                               request_answer(r, s.caption)), processor, 512)
-                         for i, (r, s) in enumerate(zip(requests, samples))], processor.tokenizer.pad_token_id)
-        losses[name] = model(**batch).loss.item()
-    return {"loss_own_request": round(losses["own"], 4), "loss_other_request": round(losses["other"], 4),
+    for name, records in (("own", own), ("other", other)):
+        total = 0.0
+        for start in range(0, len(records), batch_size):
+            chunk = records[start:start + batch_size]
+            batch = collate([encode(r, processor, 512) for r in chunk], processor.tokenizer.pad_token_id)
+            total += model(**batch).loss.item() * len(chunk)
+        losses[name] = total / len(records)
+    return {f"loss_own_{what}": round(losses["own"], 4), f"loss_other_{what}": round(losses["other"], 4),
             "gap": round(losses["other"] - losses["own"], 4)}
 
 
