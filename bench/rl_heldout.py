@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 from models.critic.scoring import ScoringPolicy
 from models.errors import NotFoundError
@@ -26,28 +27,37 @@ from studio.rl.checkpoint import latest_checkpoint, load_checkpoint
 from studio.rl.config import RLConfig
 from studio.rl.data import eval_items
 from studio.rl.evaluate import evaluate
+from studio.rl.flow import FlowModel, Params
 from studio.rl.train import build_critic, load_flow_model
 from studio.rl.trainer import NFTTrainer
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Evaluate the base and the tuned weights of ``RUN_DIR`` on the held-out scenes."""
+def load_run(run_dir: Path, config_path: str) -> tuple[RLConfig, FlowModel, dict[str, Params], dict[str, Any]]:
+    """An RL run's config, its model with the run's LoRA adapters, and the weight sets and state of
+    its latest checkpoint (``base`` is the shipped model, ``ema`` the tuned one). Raises
+    ``NotFoundError`` when the run has no checkpoint."""
     import torch
 
+    config: RLConfig = config_from_dict(RLConfig, load_config_values(config_path))
+    torch.set_num_threads(config.threads or 1)
+    checkpoint = latest_checkpoint(run_dir)
+    if checkpoint is None:
+        raise NotFoundError(f"{run_dir} has no checkpoint to evaluate.")
+    model = load_flow_model(config)
+    NFTTrainer(config, model, build_critic({"backend": "shapes"}), prompts=None)  # type: ignore[arg-type]  # adds the LoRA adapters
+    weights, _, state = load_checkpoint(checkpoint, model.device)
+    return config, model, weights, state
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluate the base and the tuned weights of ``RUN_DIR`` on the held-out scenes."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run_dir", type=Path, help="the RL run folder (its checkpoints/)")
     parser.add_argument("--config", required=True, help="the run's config JSON")
     parser.add_argument("--n", type=int, default=100, help="held-out scenes per prompt form (unseen: at most 200)")
     args = parser.parse_args(argv)
-    config: RLConfig = config_from_dict(RLConfig, load_config_values(args.config))
-    torch.set_num_threads(config.threads or 1)
-    checkpoint = latest_checkpoint(args.run_dir)
-    if checkpoint is None:
-        raise NotFoundError(f"{args.run_dir} has no checkpoint to evaluate.")
-    model = load_flow_model(config)
+    config, model, weights, state = load_run(args.run_dir, args.config)
     critic = build_critic({"backend": "shapes"})
-    NFTTrainer(config, model, critic, prompts=None)  # type: ignore[arg-type]  # adds the run's LoRA adapters
-    weights, _, state = load_checkpoint(checkpoint, model.device)
     items = eval_items("shapes", None, "t2i", args.n)
     results: dict[tuple[str, str], dict[str, float]] = {}
     for form in ("detailed", "short"):
