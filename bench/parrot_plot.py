@@ -6,7 +6,8 @@ accuracy against training pairs (log scale), one line per variant and base, labe
 (base)": a row's base is named by its ``--base`` folder (``runs/shapes-vlm/model`` is
 "shapes-vlm"), so models from two bases are two lines, never one. Each base has its own shade
 of the variant's colour and its own marker. Drawn as a small PNG with Pillow; the latest row of
-each line and pair count counts.
+each line and pair count counts; each line's points are set a few pixels apart, so equal
+values stay visible.
 
     python -m bench.parrot_plot --results runs/parrot-results.jsonl --png docs/parrot_data_efficiency.png
 """
@@ -98,8 +99,9 @@ def plot(rows: dict[Key, dict], out: Path) -> None:
         kind = bases.index(base)
         shade = SHADES[min(kind, len(SHADES) - 1)]
         colour = tuple(int(c * shade) for c in COLOURS.get(variant, (0, 0, 0)))
-        points = [xy(pairs, rows[(variant, base, pairs)]["heldout"]["accuracy"])
-                  for pairs in counts if (variant, base, pairs) in rows]
+        dodge = (n - (len(lines) - 1) / 2) * 5  # lines side by side, so equal points stay visible
+        points = [(x + dodge, y) for x, y in (xy(pairs, rows[(variant, base, pairs)]["heldout"]["accuracy"])
+                                               for pairs in counts if (variant, base, pairs) in rows)]
         if len(points) > 1:
             draw.line(points, fill=colour, width=2)
         for x, y in points:
