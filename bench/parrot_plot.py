@@ -22,7 +22,6 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 COLOURS = {"parrot": (200, 60, 30), "bt": (40, 90, 200), "no-anchoring": (120, 120, 120), "no-filter": (40, 150, 60)}
-SHADES = (1.0, 0.55, 0.3)  # the colour's brightness for the first, second, third... base of the rows
 WIDTH, HEIGHT, MARGIN, LEGEND = 600, 320, 50, 210
 
 Key = tuple[str, str, int]  # (variant, base name, training pairs)
@@ -58,6 +57,15 @@ def table(rows: dict[Key, dict]) -> str:
         lines.append(f"| {variant} | {base} | {pairs} | {held['accuracy']:.2f} ({held['correct']}/{held['n']}) | "
                      f"{held['answered']}/{held['n']} | {said} | {row['train'].get('step')} | {teacher['accuracy']:.2f} |")
     return "\n".join(lines)
+
+
+def _shade(colour: tuple[int, int, int], kind: int) -> tuple[int, ...]:
+    """The variant's colour for the rows' first base, darker for the second, lighter for the rest."""
+    if kind == 0:
+        return colour
+    if kind == 1:
+        return tuple(int(c * 0.55) for c in colour)
+    return tuple(int(c + (255 - c) * 0.45) for c in colour)
 
 
 def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, kind: int, colour: tuple[int, ...]) -> None:
@@ -97,8 +105,7 @@ def plot(rows: dict[Key, dict], out: Path) -> None:
     lines = sorted({(variant, base) for variant, base, _ in rows}, key=lambda line: (bases.index(line[1]), line[0]))
     for n, (variant, base) in enumerate(lines):
         kind = bases.index(base)
-        shade = SHADES[min(kind, len(SHADES) - 1)]
-        colour = tuple(int(c * shade) for c in COLOURS.get(variant, (0, 0, 0)))
+        colour = _shade(COLOURS.get(variant, (0, 0, 0)), kind)
         dodge = (n - (len(lines) - 1) / 2) * 5  # lines side by side, so equal points stay visible
         points = [(x + dodge, y) for x, y in (xy(pairs, rows[(variant, base, pairs)]["heldout"]["accuracy"])
                                                for pairs in counts if (variant, base, pairs) in rows)]
