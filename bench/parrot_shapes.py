@@ -50,13 +50,16 @@ from studio.parrot.rationale import read_rationales
 VARIANTS = ("parrot", "no-anchoring", "no-filter", "bt")
 
 
-def accuracy(results: list[PairResult], pairs: list[LabeledPair], policy: ScoringPolicy) -> dict[str, float | int]:
-    """Accuracy against the truth over decisive pairs (failures counted wrong), and the parse rate."""
+def accuracy(results: list[PairResult], pairs: list[LabeledPair], policy: ScoringPolicy) -> dict[str, Any]:
+    """Accuracy against the truth over decisive pairs (failures counted wrong), the parse rate, and
+    the verdicts given on those pairs (``A`` / ``B`` / ``tie``, ``failed`` for no parse)."""
     decisive = [(r, p) for r, p in zip(results, pairs) if p.truth in ("A", "B")]
-    correct = sum(1 for r, p in decisive if r.ok and policy.pairwise_winner(r) == p.truth)  # type: ignore[arg-type]
+    verdicts = [policy.pairwise_winner(r) if r.ok else "failed" for r, _ in decisive]  # type: ignore[arg-type]
+    correct = sum(1 for v, (_, p) in zip(verdicts, decisive) if v == p.truth)
     answered = sum(1 for r, _ in decisive if r.ok)
     return {"n": len(decisive), "answered": answered, "correct": correct,
-            "accuracy": round(correct / len(decisive), 4) if decisive else 0.0}
+            "accuracy": round(correct / len(decisive), 4) if decisive else 0.0,
+            "verdicts": {v: verdicts.count(v) for v in ("tie", "A", "B", "failed")}}
 
 
 class Stages:
@@ -165,7 +168,8 @@ def main() -> None:
             rationales=str(stages.root / "generate" / "rationales.jsonl"), max_steps=args.max_steps,
             max_minutes=args.minutes,
             learning_rate=args.lr, batch_size=args.batch, base=args.base or distill.TINY_BASE,
-            tiny_hidden_size=args.hidden, tiny_layers=args.layers, tiny_patch_size=args.patch))
+            tiny_hidden_size=args.hidden, tiny_layers=args.layers, tiny_patch_size=args.patch,
+            **({"vision_learning_rate": args.vision_lr} if args.vision_lr is not None else {})))
         row["train"] = {k: model.get(k) for k in ("pairs", "step", "epochs_seen", "last_loss", "train_seconds")}
         critic: Any = BTCritic(model=model["model"])
     else:
