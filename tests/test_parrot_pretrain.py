@@ -243,6 +243,23 @@ def test_flaws_are_scored_per_kind_and_words_per_letter():
         question_scores(["blur"] * 4, ["AB"], truth)
 
 
+def test_the_per_example_loss_weighs_a_one_word_answer_like_a_caption():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = torch.tensor([[-100, -100, 3, 4, 5, 6], [-100, -100, -100, -100, 7, -100]])  # 4 answer tokens, then 1
+    token = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                                              ignore_index=-100, reduction="none").view(2, 5)
+    caption_loss, word_loss = token[0, 1:].mean(), token[1, 3]
+    per_example = pretrain.example_mean_loss(logits, labels)
+    assert torch.isclose(per_example, (caption_loss + word_loss) / 2)
+    assert not torch.isclose(per_example, token[labels[:, 1:] != -100].mean())  # the token mean: 1/5 for the word
+    same = labels.clone()
+    same[1] = same[0]
+    assert torch.isclose(pretrain.example_mean_loss(logits, same), token[0, 1:].mean() / 2
+                         + torch.nn.functional.cross_entropy(logits[1, 1:5], same[1, 2:6]) / 2)
+    assert not pretrain.PretrainConfig().loss_per_example  # off by default
+
+
 def test_the_vision_tower_trains_at_its_own_learning_rate(tmp_path):
     """Pretraining with vision_learning_rate 0 moves the language model but leaves every weight of
     the vision tower (patch embedding, blocks, mergers) as built."""
@@ -327,7 +344,8 @@ def test_pretraining_continues_from_a_base_folder_and_reports_the_restatement_ra
 @pytest.mark.slow
 def test_a_base_trained_with_flaw_questions_reports_their_answers_per_flaw_kind(base, tmp_path):
     assert "questions" not in base[0]  # off by default
-    config = pretrain.PretrainConfig(init=base[0]["model"], flaw_questions=0.5, curriculum=0.0, batch_size=4,
+    config = pretrain.PretrainConfig(init=base[0]["model"], flaw_questions=0.5, loss_per_example=True,
+                                     curriculum=0.0, batch_size=4,
                                      warmup_steps=0, max_steps=1, eval_images=3, restate_requests=0,
                                      exclude_heldout=20)
     report = json.loads((Path(pretrain.run(config, RecordingContext(tmp_path / "flaws"))["model"])

@@ -56,7 +56,7 @@ from studio.parrot.captions import (
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
-from studio.parrot.student_data import collate, encode
+from studio.parrot.student_data import IGNORE, collate, encode
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +99,10 @@ class PretrainConfig:
                                         "have?\" -> \"blur\" / \"none\") or its word (\"What word is written?\" "
                                         "-> \"AB\" / \"none\") at even odds, about scenes with a word 60% of the "
                                         "time: teaches the base what a caption says in its last tokens"})
+    loss_per_example: bool = field(default=False, metadata={
+        "help": "average the loss over each example's answer tokens, then over the batch, so a one-word answer "
+                "weighs as much as a caption (default: over all answer tokens of the batch, where a flaw "
+                "question's answer is ~1% of the loss)"})
     restate_requests: int = field(default=40, metadata={
         "help": "held-out requests restated (greedy) at the end, among the exclude_heldout ones; 0: not measured"})
     init: str = field(default="", metadata={"help": "a base folder (parrot pretrain's model/) to continue from, "
@@ -256,9 +260,26 @@ def optimisation(model: torch.nn.Module, config: PretrainConfig) -> tuple[Any, A
                                     num_training_steps=config.max_steps)
 
 
-def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any) -> float:
-    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss."""
-    loss = model(**batch).loss
+def example_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The next-token cross-entropy averaged over each example's answer tokens (``labels`` not
+    ``IGNORE``), then over the examples that have any: every example weighs the same, whatever the
+    length of its answer."""
+    targets = labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                                  ignore_index=IGNORE, reduction="none").view(targets.shape)
+    counts = (targets != IGNORE).sum(1)
+    return (per_token.sum(1)[counts > 0] / counts[counts > 0]).mean()
+
+
+def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, *,
+               per_example: bool = False) -> float:
+    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss, averaged
+    over all answer tokens or, ``per_example``, per example first (``example_mean_loss``)."""
+    if per_example:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        loss = example_mean_loss(model(**inputs).logits, batch["labels"])
+    else:
+        loss = model(**batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -283,7 +304,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     started, step, loss = time.perf_counter(), 0, math.nan
     while step < config.max_steps:
         batch = collate([encode(draw(step), processor, 512) for _ in range(config.batch_size)], pad_id)
-        loss = train_step(model, batch, optimizer, scheduler)
+        loss = train_step(model, batch, optimizer, scheduler, per_example=config.loss_per_example)
         step += 1
         ctx.metric(step, "loss", loss)
         ctx.progress(step, config.max_steps, f"loss {loss:.4f}")
