@@ -5,7 +5,7 @@ renders ``parrot pretrain`` itself is scored on (``pretrain.heldout_renders``: t
 flaw share and held-out exclusion), so its rows line up with a run's ``pretrain.json``: greedy
 captions (shape, colour, size, the word, its letters, the flaw and the flaw per true kind) and the
 answers to the flaw and word questions (a base never trained on them answers at random or not at
-all). The first row is the reference analyzer (``models.shapes.analyzer``, what the exact critic
+all), and per true kind the mean probability of each kind as the flaw answer (``flaw_answer_probs``). The first row is the reference analyzer (``models.shapes.analyzer``, what the exact critic
 reads) on the same renders: per true kind, the share where it measures that kind past the critic's
 own thresholds (``models.shapes.assess``), and the word it reads. One JSON row per model.
 
@@ -34,7 +34,7 @@ from models.critic.critic_transformers import load_processor
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.assess import BLEED_START, BLUR_START, NOISE_START
 from studio.parrot import pretrain
-from studio.parrot.captions import FLAWS, NO_FLAW, CaptionSample, caption_samples, flaw_kind_scores, heldout_requests, letter_share
+from studio.parrot.captions import FLAW_QUESTION, FLAWS, NO_FLAW, CaptionSample, caption_samples, flaw_kind_scores, heldout_requests, letter_share
 from studio.parrot.pairs import HELDOUT_SEED
 
 CAPTION_KEYS = ("shape", "colour", "size", "object", "word", "letters", "flaw", "flaw_kinds")
@@ -101,6 +101,22 @@ def probe_row(model: object, processor: object, train: list[CaptionSample], trut
             "flaw_kinds": flaw_kind_scores(guesses, truth), "train_renders": len(train)}
 
 
+@torch.no_grad()
+def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSample]) -> dict[str, dict[str, float]]:
+    """Per true flaw kind, the mean probability of each kind's first answer token after the flaw
+    question: rows that differ mean the answer depends on the image, equal rows are the prior."""
+    kinds = [NO_FLAW, *FLAWS]
+    first = [processor.tokenizer(k, add_special_tokens=False)["input_ids"][0] for k in kinds]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": FLAW_QUESTION}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    rows: dict[str, list[torch.Tensor]] = {}
+    for sample in truth:
+        inputs = processor(text=[text], images=[sample.image], return_tensors="pt")
+        rows.setdefault(sample.flaw, []).append(model(**inputs).logits[0, -1].softmax(-1)[first])
+    return {k: dict(zip(kinds, (round(v, 3) for v in torch.stack(rows[k]).mean(0).tolist())))
+            for k in kinds if k in rows}
+
+
 def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionSample]) -> dict[str, object]:
     """One base's captions and question answers on ``truth`` (and its flaw probe, with ``probe_train``)."""
     started = time.perf_counter()
@@ -109,6 +125,7 @@ def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionS
     report = pretrain.evaluate(model, processor, truth, 32, questions=True)
     row = {"model": folder, **{k: report["captions"][k] for k in CAPTION_KEYS},
            "questions": {k: report["questions"][k] for k in ("flaw", "flaw_kinds", "word", "letters")},
+           "flaw_answer_probs": flaw_answer_probs(model, processor, truth),
            "image_gap": report["image_reliance"]["gap"]}
     if probe_train:
         row["probe"] = probe_row(model, processor, probe_train, truth)
