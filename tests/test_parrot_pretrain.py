@@ -215,6 +215,21 @@ def test_flaw_questions_ask_the_flaw_or_the_word_with_a_one_word_answer():
     assert {r["messages"][1]["content"] for r in (early(0) for _ in range(30))} <= {"none"}
 
 
+def test_flaw_zoom_asks_about_one_flawed_object_seen_close_up_then_zooms_out():
+    config = pretrain.PretrainConfig(flaw_questions=1.0, flaw_zoom=0.5, curriculum=0.0, max_steps=100)
+    draw = pretrain.training_records(config, set())
+    flaw_records = {step: [r for r in (draw(step) for _ in range(60))
+                           if r["messages"][0]["content"].endswith(FLAW_QUESTION)] for step in (0, 49, 50)}
+    assert all(len(records) > 15 for records in flaw_records.values())  # word questions still half
+    close, late = flaw_records[0], flaw_records[50]
+    assert {r["messages"][1]["content"] for r in close} == {"blur", "noise", "colour_bleed", "broken"}
+    assert max(map(_background_share, (r["images"][0] for r in close))) < 0.85  # one object fills the frame
+    assert min(map(_background_share, (r["images"][0] for r in flaw_records[49]))) > 0.8  # zoomed out by the end
+    assert "none" in {r["messages"][1]["content"] for r in late}  # then every scene, clean ones too
+    with pytest.raises(ConfigError, match="flaw_zoom"):
+        pretrain.PretrainConfig(flaw_zoom=2.0).validate()
+
+
 def _sample(scene: Scene, flaw: str) -> CaptionSample:
     return CaptionSample(Image.new("RGB", (64, 64)), caption(scene, flaw), scene, flaw)
 

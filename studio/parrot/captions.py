@@ -58,8 +58,9 @@ class SceneStage:
     """Which scenes a stage draws: up to ``max_objects`` objects (all large when ``large_only``,
     all in the centre cell when ``centred``), a word with ``word_prob``, a flaw with ``flaw_prob``
     (``None``: the sampler's own). ``zoom`` > 1: the stage's images start seen that much closer
-    (``zoom_in``) and zoom out to the true render by the stage's end. Held-out requests are
-    excluded by detailed prompt, and by short prompt too when ``exclude_short``."""
+    (``zoom_in``) and zoom out to the true render by the stage's end. ``flaws``: the flaw kinds it
+    draws (``None``: every feasible one). Held-out requests are excluded by detailed prompt, and by
+    short prompt too when ``exclude_short``."""
 
     max_objects: int = 4
     large_only: bool = False
@@ -68,6 +69,7 @@ class SceneStage:
     exclude_short: bool = True
     centred: bool = False
     zoom: float = 1.0
+    flaws: tuple[str, ...] | None = None
 
 
 FULL = SceneStage()
@@ -85,6 +87,11 @@ CURRICULUM: tuple[SceneStage, ...] = (
 # The scenes flaw and word questions ask about once the curriculum is over: every scene, with a
 # word twice as often as not (the captions' 0.3 would leave most word questions answered "none").
 QUESTION_SCENES = replace(FULL, word_prob=0.6)
+# Flaw questions seen close up (``--flaw-zoom``): one large centred object, always flawed, seen 3x
+# closer and zooming out, as the curriculum's first stage did for objects. Only the flaws that
+# stay in that crop: a smudge lies outside any object (mostly outside the crop), a bridge needs two.
+FLAW_CLOSE_UP = SceneStage(1, large_only=True, word_prob=0.0, flaw_prob=1.0, exclude_short=False, centred=True,
+                           zoom=3.0, flaws=("blur", "noise", "colour_bleed", "broken"))
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ def caption_samples(
                                 for o in scene.objects), scene.word)
         if detailed_prompt(scene) in exclude or (stage.exclude_short and short_prompt(scene) in exclude):
             continue
-        options = [k for k in feasible_image_defects(scene) if k in FLAWS]
+        options = [k for k in feasible_image_defects(scene) if k in (stage.flaws or FLAWS)]
         flaw = rng.choice(options) if rng.random() < flaw_prob else NO_FLAW
         defects = [_JITTER] + ([Defect(flaw, rng.uniform(0.5, 1.0))] if flaw != NO_FLAW else [])
         yield CaptionSample(render_with_defects(scene, defects, rng, size), caption(scene, flaw), scene, flaw)

@@ -49,7 +49,7 @@ from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES, REQUEST_TASK,
+    CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES, REQUEST_TASK,
     WORD_QUESTION, CaptionSample, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores,
     cell_question, heldout_request_list, heldout_requests, question_scores, request_answer, request_question,
     request_texts, restated_share, zoom_in,
@@ -99,6 +99,10 @@ class PretrainConfig:
                                         "have?\" -> \"blur\" / \"none\") or its word (\"What word is written?\" "
                                         "-> \"AB\" / \"none\") at even odds, about scenes with a word 60% of the "
                                         "time: teaches the base what a caption says in its last tokens"})
+    flaw_zoom: float = field(
+        default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
+                                        "large centred object with a flaw (blur, noise, colour bleed or a cut) "
+                                        "seen 3x closer, zooming out to its true size by the share's end"})
     loss_per_example: bool = field(default=False, metadata={
         "help": "average the loss over each example's answer tokens, then over the batch, so a one-word answer "
                 "weighs as much as a caption (default: over all answer tokens of the batch, where a flaw "
@@ -124,6 +128,7 @@ class PretrainConfig:
         _check_float("cell_questions", self.cell_questions, low=0, high=1)
         _check_float("request_tasks", self.request_tasks, low=0, high=1)
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
+        _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
         if self.cell_questions + self.request_tasks + self.flaw_questions > 1:
             raise ConfigError(f"cell_questions + request_tasks + flaw_questions must be at most 1; got "
                               f"{self.cell_questions} + {self.request_tasks} + {self.flaw_questions}.")
@@ -170,11 +175,12 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     (seen as close as the stage's zoom is at that point) with its caption or, with probability
     ``cell_questions``, a cell question and its answer, or with probability ``request_tasks`` a
     request task about a fresh request not in ``exclude``, or with probability ``flaw_questions``
-    a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words)."""
+    a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
+    first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out)."""
     rng = random.Random(config.seed + 1)
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
-                                       stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES)}
+                                       stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES, FLAW_CLOSE_UP)}
     shares = (config.cell_questions, config.request_tasks, config.flaw_questions)
 
     def draw(step: int) -> dict[str, Any]:
@@ -192,7 +198,13 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             request = next(requests)
             return caption_record(sample, request_question(request), request_answer(request, sample.caption))
         if asks_flaw:
-            return caption_record(sample, *ask_flaw_or_word(sample, rng))
+            question, answer = ask_flaw_or_word(sample, rng)
+            close = config.flaw_zoom * config.max_steps
+            if question == FLAW_QUESTION and step < close:
+                seen = next(samplers[FLAW_CLOSE_UP])
+                zoom = FLAW_CLOSE_UP.zoom + (1 - FLAW_CLOSE_UP.zoom) * step / close
+                return caption_record(zoom_in(seen, zoom), question, seen.flaw)
+            return caption_record(sample, question, answer)
         return caption_record(sample)
 
     return draw
