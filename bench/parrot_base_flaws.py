@@ -34,7 +34,7 @@ from models.critic.critic_transformers import load_processor
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.assess import BLEED_START, BLUR_START, NOISE_START
 from studio.parrot import pretrain
-from studio.parrot.captions import FLAW_QUESTION, FLAWS, NO_FLAW, CaptionSample, caption_samples, flaw_kind_scores, heldout_requests, letter_share
+from studio.parrot.captions import FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, NO_FLAW, CaptionSample, caption_samples, flaw_kind_scores, heldout_requests, letter_share, zoom_in
 from studio.parrot.pairs import HELDOUT_SEED
 
 CAPTION_KEYS = ("shape", "colour", "size", "object", "word", "letters", "flaw", "flaw_kinds")
@@ -117,8 +117,20 @@ def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSampl
             for k in kinds if k in rows}
 
 
-def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionSample]) -> dict[str, object]:
-    """One base's captions and question answers on ``truth`` (and its flaw probe, with ``probe_train``)."""
+def close_up_scores(model: object, processor: object, count: int, seed: int) -> dict[str, object]:
+    """The flaw question's greedy answers on ``count`` fresh ``FLAW_CLOSE_UP`` renders seen 3x
+    closer (as ``--flaw-zoom`` starts), per true kind."""
+    drawn = caption_samples(random.Random(seed), stage=FLAW_CLOSE_UP)
+    seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count)]
+    answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in seen]
+    return {"flaw": round(sum(a == s.flaw for a, s in zip(answers, seen)) / count, 4),
+            "flaw_kinds": flaw_kind_scores(answers, seen)}
+
+
+def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionSample],
+             close_ups: int = 0) -> dict[str, object]:
+    """One base's captions and question answers on ``truth`` (its flaw probe, with ``probe_train``;
+    its answers on ``close_ups`` close-up renders)."""
     started = time.perf_counter()
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     processor = load_processor(folder)
@@ -129,6 +141,8 @@ def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionS
            "image_gap": report["image_reliance"]["gap"]}
     if probe_train:
         row["probe"] = probe_row(model, processor, probe_train, truth)
+    if close_ups:
+        row["close_up"] = close_up_scores(model, processor, close_ups, seed=len(truth) + 7)
     return {**row, "seconds": round(time.perf_counter() - started), "load": round(os.getloadavg()[0], 1)}
 
 
@@ -139,6 +153,7 @@ def main() -> None:
     parser.add_argument("--eval-images", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0, help="the pretraining run's seed (its held-out renders)")
     parser.add_argument("--probe-renders", type=int, default=0, help="fit a linear flaw probe on this many renders")
+    parser.add_argument("--close-ups", type=int, default=0, help="also ask the flaw of this many close-up renders")
     args = parser.parse_args()
     config = pretrain.PretrainConfig(eval_images=args.eval_images, seed=args.seed)
     config.validate()
@@ -147,7 +162,7 @@ def main() -> None:
     probe_train = [next(fresh) for _ in range(args.probe_renders)]
     print(json.dumps(reference_row(truth)), flush=True)
     for folder in args.base:
-        print(json.dumps(base_row(folder, truth, probe_train)), flush=True)
+        print(json.dumps(base_row(folder, truth, probe_train, args.close_ups)), flush=True)
 
 
 if __name__ == "__main__":
