@@ -117,14 +117,19 @@ def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSampl
             for k in kinds if k in rows}
 
 
-def close_up_scores(model: object, processor: object, count: int, seed: int) -> dict[str, object]:
+def close_up_scores(model: object, processor: object, count: int, seed: int, probe_renders: int) -> dict[str, object]:
     """The flaw question's greedy answers on ``count`` fresh ``FLAW_CLOSE_UP`` renders seen 3x
-    closer (as ``--flaw-zoom`` starts), per true kind."""
+    closer (as ``--flaw-zoom`` starts), per true kind, and with ``probe_renders`` the linear
+    probe fitted on that many other close-ups and scored on these."""
     drawn = caption_samples(random.Random(seed), stage=FLAW_CLOSE_UP)
-    seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count)]
+    seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count + probe_renders)]
+    seen, train = seen[:count], seen[count:]
     answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in seen]
-    return {"flaw": round(sum(a == s.flaw for a, s in zip(answers, seen)) / count, 4),
-            "flaw_kinds": flaw_kind_scores(answers, seen)}
+    scores = {"flaw": round(sum(a == s.flaw for a, s in zip(answers, seen)) / count, 4),
+              "flaw_kinds": flaw_kind_scores(answers, seen), "answers": sorted(set(answers))}
+    if probe_renders:
+        scores["probe"] = probe_row(model, processor, train, seen)
+    return scores
 
 
 def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionSample],
@@ -142,7 +147,7 @@ def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionS
     if probe_train:
         row["probe"] = probe_row(model, processor, probe_train, truth)
     if close_ups:
-        row["close_up"] = close_up_scores(model, processor, close_ups, seed=len(truth) + 7)
+        row["close_up"] = close_up_scores(model, processor, close_ups, len(truth) + 7, len(probe_train))
     return {**row, "seconds": round(time.perf_counter() - started), "load": round(os.getloadavg()[0], 1)}
 
 
