@@ -10,17 +10,21 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
 from safetensors.torch import load_file
 
 from models.critic.critic_transformers import load_processor
+from bench.parrot_base_flaws import measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
+from models.shapes.analyzer import analyze
 from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.world import POSITIONS, Scene, ShapeObject, detailed_prompt, parse_prompt
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FULL, NOTHING, REQUEST_TASK, caption_samples, caption_scores, cell_answer,
-    cell_question, heldout_request_list, heldout_requests, request_answer, request_texts, restated_share,
+    CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NOTHING, REQUEST_TASK, WORD_QUESTION, CaptionSample,
+    caption, caption_samples, caption_scores, cell_answer, cell_question, flaw_kind_scores, heldout_request_list,
+    heldout_requests, letter_share, question_scores, request_answer, request_texts, restated_share,
 )
 from studio.parrot.pairs import HELDOUT_SEED
 from tests.parrot_helpers import scripted_dataset
@@ -68,6 +72,10 @@ def test_a_bad_pretraining_setting_is_a_clear_error():
         pretrain.PretrainConfig(request_tasks=1.2).validate()
     with pytest.raises(ConfigError, match="at most 1"):
         pretrain.PretrainConfig(cell_questions=0.6, request_tasks=0.6).validate()
+    with pytest.raises(ConfigError, match="flaw_questions"):
+        pretrain.PretrainConfig(flaw_questions=1.5).validate()
+    with pytest.raises(ConfigError, match="at most 1"):
+        pretrain.PretrainConfig(request_tasks=0.6, flaw_questions=0.5).validate()
     with pytest.raises(ConfigError, match="restate_requests"):  # a restated request may have been trained on
         pretrain.PretrainConfig(restate_requests=30, exclude_heldout=20).validate()
     pretrain.PretrainConfig(restate_requests=0, exclude_heldout=0).validate()
@@ -178,6 +186,95 @@ def test_the_restatement_rate_counts_first_lines_that_copy_the_request_word_for_
         restated_share(answers[:2], requests)
 
 
+def test_flaw_questions_ask_the_flaw_or_the_word_with_a_one_word_answer():
+    held = heldout_requests(2000, HELDOUT_SEED)
+    draw = pretrain.training_records(pretrain.PretrainConfig(flaw_questions=1.0, curriculum=0.0), held)
+    records = [draw(0) for _ in range(200)]
+    asked = {FLAW_QUESTION: [], WORD_QUESTION: []}
+    for record in records:
+        asked[record["messages"][0]["content"].removeprefix("<image>")].append(record["messages"][1]["content"])
+    assert 70 <= len(asked[FLAW_QUESTION]) <= 130  # flaw or word at even odds
+    assert set(asked[FLAW_QUESTION]) == {"none", *FLAWS}
+    words = asked[WORD_QUESTION]
+    assert all(w == "none" or (w.isalpha() and w.isupper() and len(w) <= 3) for w in words)
+    assert 0.45 <= sum(w != "none" for w in words) / len(words) <= 0.75  # scenes rich in words (0.6, not 0.3)
+    for record in records[:40]:  # the answer is what the reference analyzer reads in the record's own image
+        seen = analyze(record["images"][0])
+        answer = record["messages"][1]["content"]
+        if record["messages"][0]["content"].endswith(FLAW_QUESTION):
+            assert measured_flaws(seen) == [] if answer == "none" else answer in measured_flaws(seen)
+        else:
+            assert (seen.word or "none") == answer
+    shares = [pretrain.training_records(pretrain.PretrainConfig(flaw_questions=p, curriculum=0.0), held)
+              for p in (0.3, 0.0)]
+    counts = [sum(not draw(0)["messages"][0]["content"].endswith(CAPTION_REQUEST) for _ in range(200))
+              for draw in shares]
+    assert 35 <= counts[0] <= 85 and counts[1] == 0
+    # during the curriculum the questions ask about the stage's own scenes (no flaw in stage one)
+    early = pretrain.training_records(pretrain.PretrainConfig(flaw_questions=1.0, max_steps=100), held)
+    assert {r["messages"][1]["content"] for r in (early(0) for _ in range(30))} <= {"none"}
+
+
+def test_flaw_zoom_asks_about_one_flawed_object_seen_close_up_then_zooms_out():
+    config = pretrain.PretrainConfig(flaw_questions=1.0, flaw_zoom=0.5, curriculum=0.0, max_steps=100)
+    draw = pretrain.training_records(config, set())
+    flaw_records = {step: [r for r in (draw(step) for _ in range(60))
+                           if r["messages"][0]["content"].endswith(FLAW_QUESTION)] for step in (0, 49, 50)}
+    assert all(len(records) > 15 for records in flaw_records.values())  # word questions still half
+    close, late = flaw_records[0], flaw_records[50]
+    assert {r["messages"][1]["content"] for r in close} == {"blur", "noise", "colour_bleed", "broken"}
+    assert max(map(_background_share, (r["images"][0] for r in close))) < 0.85  # one object fills the frame
+    assert min(map(_background_share, (r["images"][0] for r in flaw_records[49]))) > 0.8  # zoomed out by the end
+    assert "none" in {r["messages"][1]["content"] for r in late}  # then every scene, clean ones too
+    with pytest.raises(ConfigError, match="flaw_zoom"):
+        pretrain.PretrainConfig(flaw_zoom=2.0).validate()
+
+
+def _sample(scene: Scene, flaw: str) -> CaptionSample:
+    return CaptionSample(Image.new("RGB", (64, 64)), caption(scene, flaw), scene, flaw)
+
+
+def test_flaws_are_scored_per_kind_and_words_per_letter():
+    circle = ShapeObject("circle", "red", "large", "top left")
+    truth = [_sample(Scene((circle,), "AB"), "blur"), _sample(Scene((circle,), "XYZ"), "blur"),
+             _sample(Scene((circle,)), "none"), _sample(Scene((circle,), "Q"), "smudge")]
+    captions = [truth[0].caption,  # all right
+                truth[1].caption.replace('"XYZ"', '"XQZ"').replace("blur", "noise"),  # a letter and the flaw wrong
+                truth[2].caption,
+                "gibberish; flaw: none"]  # unparsed: no letter right; the flaw still read
+    scores = caption_scores(captions, truth)
+    assert scores["flaw_kinds"] == {"none": 1.0, "blur": 0.5, "smudge": 0.0}
+    assert scores["flaw"] == 0.5
+    assert scores["letters"] == round(4 / 6, 4)  # A, B, X, Z of A B X Y Z Q
+    assert letter_share(["AB", None], truth[:2]) == 0.4  # a missing word has no letter right
+    assert letter_share([None], truth[2:3]) is None  # no true word, no letters to read
+    assert flaw_kind_scores(["none", "blur"], [truth[2], truth[0]]) == {"none": 1.0, "blur": 1.0}
+    answers = question_scores(["blur", "noise", "none", "none"], ["AB", "XYZ", "none", "O"], truth)
+    assert answers == {"images": 4, "flaw": 0.5, "flaw_kinds": {"none": 1.0, "blur": 0.5, "smudge": 0.0},
+                       "word": 0.75, "letters": round(5 / 6, 4)}
+    with pytest.raises(InvalidInputError, match="one flaw per image"):
+        flaw_kind_scores(["blur"], truth)
+    with pytest.raises(InvalidInputError, match="one word answer per image"):
+        question_scores(["blur"] * 4, ["AB"], truth)
+
+
+def test_the_per_example_loss_weighs_a_one_word_answer_like_a_caption():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 6, 11)
+    labels = torch.tensor([[-100, -100, 3, 4, 5, 6], [-100, -100, -100, -100, 7, -100]])  # 4 answer tokens, then 1
+    token = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, 11), labels[:, 1:].reshape(-1),
+                                              ignore_index=-100, reduction="none").view(2, 5)
+    caption_loss, word_loss = token[0, 1:].mean(), token[1, 3]
+    per_example = pretrain.example_mean_loss(logits, labels)
+    assert torch.isclose(per_example, (caption_loss + word_loss) / 2)
+    assert not torch.isclose(per_example, token[labels[:, 1:] != -100].mean())  # the token mean: 1/5 for the word
+    same = labels.clone()
+    same[1] = same[0]
+    assert torch.isclose(pretrain.example_mean_loss(logits, same), token[0, 1:].mean() / 2
+                         + torch.nn.functional.cross_entropy(logits[1, 1:5], same[1, 2:6]) / 2)
+    assert not pretrain.PretrainConfig().loss_per_example  # off by default
+
+
 def test_the_vision_tower_trains_at_its_own_learning_rate(tmp_path):
     """Pretraining with vision_learning_rate 0 moves the language model but leaves every weight of
     the vision tower (patch embedding, blocks, mergers) as built."""
@@ -257,3 +354,19 @@ def test_pretraining_continues_from_a_base_folder_and_reports_the_restatement_ra
     assert [e["request"] for e in report["restatement_examples"]] == heldout_request_list(3, HELDOUT_SEED)
     with pytest.raises(ConfigError, match="own output folder"):
         pretrain.run(replace(config, init=str(tmp_path / "more" / "model")), RecordingContext(tmp_path / "more"))
+
+
+@pytest.mark.slow
+def test_a_base_trained_with_flaw_questions_reports_their_answers_per_flaw_kind(base, tmp_path):
+    assert "questions" not in base[0]  # off by default
+    config = pretrain.PretrainConfig(init=base[0]["model"], flaw_questions=0.5, loss_per_example=True,
+                                     curriculum=0.0, batch_size=4,
+                                     warmup_steps=0, max_steps=1, eval_images=3, restate_requests=0,
+                                     exclude_heldout=20)
+    report = json.loads((Path(pretrain.run(config, RecordingContext(tmp_path / "flaws"))["model"])
+                         / pretrain.REPORT_FILE).read_text())
+    truth = pretrain.heldout_renders(config, heldout_requests(20, HELDOUT_SEED))
+    kinds = {s.flaw for s in truth}
+    assert set(report["questions"]["flaw_kinds"]) == kinds == set(report["captions"]["flaw_kinds"])
+    assert report["questions"]["images"] == 3 and 0 <= report["questions"]["flaw"] <= 1
+    assert "letters" in report["captions"] and "letters" in report["questions"]

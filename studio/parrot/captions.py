@@ -14,10 +14,14 @@ curriculum, and **cell questions** ("What is at the top left?" -> "a large red c
 left" or "nothing"). One aid to reading the prompt (docs/parrot.md, sixth step): **request tasks**,
 whose prompt carries a shapes-world request (``request_texts``) and whose answer restates it word
 for word on its first line before the caption (``request_question``, ``request_answer``);
-``restated_share`` scores that first line.
+``restated_share`` scores that first line. One aid to seeing flaws and words (docs/parrot.md, eighth
+step): **flaw and word questions** ("What flaw does the image have?" -> "blur" / "none"; "What word
+is written?" -> "AB" / "none"), whose one-token answers put the whole loss on what a caption says
+in its last token or two (``ask_flaw_or_word``, scored by ``question_scores``).
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
-per attribute against the true scenes.
+per attribute against the true scenes, with the flaw per true kind (``flaw_kind_scores``) and the
+word per letter (``letter_share``).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 import random
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from PIL import Image
 
@@ -43,6 +48,9 @@ _JITTER = Defect("jitter", 0.3)  # the nuisance every pair image carries
 NOTHING = "nothing"
 INSTRUCTION_PREFIX = "User Instruction: "  # the protocol templates' request line
 REQUEST_TASK = "Restate the instruction word for word, then describe the image."
+FLAW_QUESTION = "What flaw does the image have?"
+WORD_QUESTION = "What word is written?"
+NO_WORD = "none"
 
 
 @dataclass(frozen=True)
@@ -50,8 +58,9 @@ class SceneStage:
     """Which scenes a stage draws: up to ``max_objects`` objects (all large when ``large_only``,
     all in the centre cell when ``centred``), a word with ``word_prob``, a flaw with ``flaw_prob``
     (``None``: the sampler's own). ``zoom`` > 1: the stage's images start seen that much closer
-    (``zoom_in``) and zoom out to the true render by the stage's end. Held-out requests are
-    excluded by detailed prompt, and by short prompt too when ``exclude_short``."""
+    (``zoom_in``) and zoom out to the true render by the stage's end. ``flaws``: the flaw kinds it
+    draws (``None``: every feasible one). Held-out requests are excluded by detailed prompt, and by
+    short prompt too when ``exclude_short``."""
 
     max_objects: int = 4
     large_only: bool = False
@@ -60,6 +69,7 @@ class SceneStage:
     exclude_short: bool = True
     centred: bool = False
     zoom: float = 1.0
+    flaws: tuple[str, ...] | None = None
 
 
 FULL = SceneStage()
@@ -74,6 +84,14 @@ CURRICULUM: tuple[SceneStage, ...] = (
     SceneStage(1, large_only=True, word_prob=0.0, flaw_prob=0.0, exclude_short=False),
     SceneStage(2, word_prob=0.3, exclude_short=False),
 )
+# The scenes flaw and word questions ask about once the curriculum is over: every scene, with a
+# word twice as often as not (the captions' 0.3 would leave most word questions answered "none").
+QUESTION_SCENES = replace(FULL, word_prob=0.6)
+# Flaw questions seen close up (``--flaw-zoom``): one large centred object, always flawed, seen 3x
+# closer and zooming out, as the curriculum's first stage did for objects. Only the flaws that
+# stay in that crop: a smudge lies outside any object (mostly outside the crop), a bridge needs two.
+FLAW_CLOSE_UP = SceneStage(1, large_only=True, word_prob=0.0, flaw_prob=1.0, exclude_short=False, centred=True,
+                           zoom=3.0, flaws=("blur", "noise", "colour_bleed", "broken"))
 
 
 @dataclass(frozen=True)
@@ -118,7 +136,7 @@ def caption_samples(
                                 for o in scene.objects), scene.word)
         if detailed_prompt(scene) in exclude or (stage.exclude_short and short_prompt(scene) in exclude):
             continue
-        options = [k for k in feasible_image_defects(scene) if k in FLAWS]
+        options = [k for k in feasible_image_defects(scene) if k in (stage.flaws or FLAWS)]
         flaw = rng.choice(options) if rng.random() < flaw_prob else NO_FLAW
         defects = [_JITTER] + ([Defect(flaw, rng.uniform(0.5, 1.0))] if flaw != NO_FLAW else [])
         yield CaptionSample(render_with_defects(scene, defects, rng, size), caption(scene, flaw), scene, flaw)
@@ -158,6 +176,14 @@ def ask_cell(scene: Scene, rng: random.Random) -> tuple[str, str]:
     return cell_question(position), cell_answer(scene, position)
 
 
+def ask_flaw_or_word(sample: CaptionSample, rng: random.Random) -> tuple[str, str]:
+    """A short question about ``sample`` and its answer, at even odds: its flaw ("blur", ... or
+    "none") or its word (the letters, or "none")."""
+    if rng.random() < 0.5:
+        return FLAW_QUESTION, sample.flaw
+    return WORD_QUESTION, sample.scene.word or NO_WORD
+
+
 def request_texts(rng: random.Random, exclude: set[str] = frozenset()) -> Iterator[str]:
     """Fresh shapes-world requests drawn as the preference pairs draw theirs (a random scene's short
     or detailed prompt, at even odds), without end; one in ``exclude`` is drawn again."""
@@ -187,21 +213,68 @@ def restated_share(answers: Sequence[str], requests: Sequence[str]) -> float:
     return round(hits / len(answers), 4)
 
 
-def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> dict[str, float | int]:
+def flaw_kind_scores(predicted: Sequence[str], truth: Sequence[CaptionSample]) -> dict[str, float]:
+    """The share of images named with their flaw, per true flaw kind ("none" included), for the
+    kinds present in ``truth``, in ``(NO_FLAW, *FLAWS)`` order."""
+    if len(predicted) != len(truth):
+        raise InvalidInputError(f"Need one flaw per image; got {len(predicted)} for {len(truth)} images.")
+    hits: dict[str, list[bool]] = {}
+    for guess, sample in zip(predicted, truth):
+        hits.setdefault(sample.flaw, []).append(guess.strip() == sample.flaw)
+    return {k: round(sum(hits[k]) / len(hits[k]), 4) for k in (NO_FLAW, *FLAWS) if k in hits}
+
+
+def letter_share(predicted: Sequence[str | None], truth: Sequence[CaptionSample]) -> float | None:
+    """Of the letters of the true words (images without one aside), the share the predicted word
+    has in the same place (``None`` predicts no word); ``None`` when no image has a word."""
+    if len(predicted) != len(truth):
+        raise InvalidInputError(f"Need one word per image; got {len(predicted)} for {len(truth)} images.")
+    right = total = 0
+    for guess, sample in zip(predicted, truth):
+        word = sample.scene.word or ""
+        total += len(word)
+        right += sum(a == b for a, b in zip(word, guess or ""))
+    return round(right / total, 4) if total else None
+
+
+def question_scores(flaw_answers: Sequence[str], word_answers: Sequence[str],
+                    truth: Sequence[CaptionSample]) -> dict[str, Any]:
+    """Accuracy of the answers to the flaw and the word question about each of ``truth``'s images:
+    ``flaw`` and ``flaw_kinds`` (per true kind), ``word`` (the word or its absence) and ``letters``."""
+    if not truth:
+        raise InvalidInputError("No answers to score.")
+    words = [None if a.strip() == NO_WORD else a.strip() for a in word_answers]
+    if len(words) != len(truth):
+        raise InvalidInputError(f"Need one word answer per image; got {len(words)} for {len(truth)} images.")
+    kinds = flaw_kind_scores(flaw_answers, truth)
+    return {"images": len(truth),
+            "flaw": round(sum(a.strip() == s.flaw for a, s in zip(flaw_answers, truth)) / len(truth), 4),
+            "flaw_kinds": kinds,
+            "word": round(sum(w == s.scene.word for w, s in zip(words, truth)) / len(truth), 4),
+            "letters": letter_share(words, truth)}
+
+
+def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> dict[str, Any]:
     """Per-attribute accuracy of ``predicted`` captions against the samples they describe.
 
     ``exact``: the whole caption right; ``scene``: objects and word right (flaw aside);
     ``parsed``: the share the world's prompt parser could read; per true object (a caption that
     does not parse gets every attribute wrong): ``object`` (an object where it is), ``shape``,
-    ``colour``, ``size``; per image: ``count``, ``word`` (the word or its absence), ``flaw``.
+    ``colour``, ``size``; per image: ``count``, ``word`` (the word or its absence), ``flaw``;
+    ``flaw_kinds``: ``flaw`` per true kind (``flaw_kind_scores``); ``letters``: the true words'
+    letters in place (``letter_share``; ``None`` without words).
     """
     totals = dict.fromkeys(("exact", "scene", "parsed", "count", "word", "flaw"), 0)
     per_object = dict.fromkeys(("object", "shape", "colour", "size"), 0)
     images = objects = 0
+    samples, flaws, words = [], [], []
     for text, sample in zip(predicted, truth, strict=True):
         images += 1
         objects += len(sample.scene.objects)
         body, _, flaw = text.strip().partition(FLAW_SEPARATOR)
+        samples.append(sample)
+        flaws.append(flaw)
+        words.append(None)
         totals["exact"] += text.strip() == sample.caption
         totals["scene"] += body == detailed_prompt(sample.scene)
         totals["flaw"] += flaw == sample.flaw
@@ -210,6 +283,7 @@ def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> 
         except InvalidInputError:
             continue
         totals["parsed"] += 1
+        words[-1] = spec.word
         totals["count"] += len(spec.objects) == len(sample.scene.objects)
         totals["word"] += spec.word == sample.scene.word
         where = {o.position: o for o in spec.objects if o.position}
@@ -222,7 +296,8 @@ def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> 
                 per_object["size"] += guess.size == obj.size
     if not images:
         raise InvalidInputError("No captions to score.")
-    scores: dict[str, float | int] = {"images": images, "objects": objects}
+    scores: dict[str, Any] = {"images": images, "objects": objects}
     scores.update({k: round(v / images, 4) for k, v in totals.items()})
     scores.update({k: round(v / max(objects, 1), 4) for k, v in per_object.items()})
+    scores.update(flaw_kinds=flaw_kind_scores(flaws, samples), letters=letter_share(words, samples))
     return scores

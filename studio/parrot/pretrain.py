@@ -12,7 +12,10 @@ close up, zooming out, then more and smaller objects). It ends by captioning hel
 printing per-attribute accuracy and how much its caption loss depends on the image. With
 ``--request-tasks P`` a share P of the examples carry a shapes-world request in the prompt and
 restate it word for word before the caption, so the base learns to read its prompt; it reports the
-held-out requests it restates word for word (``restated``). ``--init DIR`` continues from an
+held-out requests it restates word for word (``restated``). With ``--flaw-questions P`` a share P
+asks "What flaw does the image have?" or "What word is written?" with a one-token answer, so the
+flaw and the word carry a whole example's loss; it reports those answers' accuracy (``questions``).
+``--init DIR`` continues from an
 existing base folder instead of building one. The result,
 ``model/``, is a ``save_pretrained`` folder that ``parrot distill --base`` and ``parrot bt --base`` start from.
 
@@ -46,13 +49,14 @@ from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FLAWS, FULL, NO_FLAW, NOTHING, REQUEST_TASK, CaptionSample, SceneStage, ask_cell,
-    caption, caption_samples, caption_scores, cell_question, heldout_request_list, heldout_requests, request_answer,
-    request_question, request_texts, restated_share, zoom_in,
+    CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES, REQUEST_TASK,
+    WORD_QUESTION, CaptionSample, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores,
+    cell_question, heldout_request_list, heldout_requests, question_scores, request_answer, request_question,
+    request_texts, restated_share, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
-from studio.parrot.student_data import collate, encode
+from studio.parrot.student_data import IGNORE, collate, encode
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +94,19 @@ class PretrainConfig:
         default=0.0, metadata={"help": "share of the examples whose prompt carries a shapes-world request (held-out "
                                         "requests excluded) and whose answer restates it word for word, then "
                                         "captions the image: teaches the base to read its prompt"})
+    flaw_questions: float = field(
+        default=0.0, metadata={"help": "share of the examples that ask the image's flaw (\"What flaw does the image "
+                                        "have?\" -> \"blur\" / \"none\") or its word (\"What word is written?\" "
+                                        "-> \"AB\" / \"none\") at even odds, about scenes with a word 60% of the "
+                                        "time: teaches the base what a caption says in its last tokens"})
+    flaw_zoom: float = field(
+        default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
+                                        "large centred object with a flaw (blur, noise, colour bleed or a cut) "
+                                        "seen 3x closer, zooming out to its true size by the share's end"})
+    loss_per_example: bool = field(default=False, metadata={
+        "help": "average the loss over each example's answer tokens, then over the batch, so a one-word answer "
+                "weighs as much as a caption (default: over all answer tokens of the batch, where a flaw "
+                "question's answer is ~1% of the loss)"})
     restate_requests: int = field(default=40, metadata={
         "help": "held-out requests restated (greedy) at the end, among the exclude_heldout ones; 0: not measured"})
     init: str = field(default="", metadata={"help": "a base folder (parrot pretrain's model/) to continue from, "
@@ -110,9 +127,11 @@ class PretrainConfig:
         _check_float("curriculum", self.curriculum, low=0, high=1)
         _check_float("cell_questions", self.cell_questions, low=0, high=1)
         _check_float("request_tasks", self.request_tasks, low=0, high=1)
-        if self.cell_questions + self.request_tasks > 1:
-            raise ConfigError(f"cell_questions + request_tasks must be at most 1; got "
-                              f"{self.cell_questions} + {self.request_tasks}.")
+        _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
+        _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
+        if self.cell_questions + self.request_tasks + self.flaw_questions > 1:
+            raise ConfigError(f"cell_questions + request_tasks + flaw_questions must be at most 1; got "
+                              f"{self.cell_questions} + {self.request_tasks} + {self.flaw_questions}.")
         if self.init and not (Path(self.init) / "config.json").is_file():
             raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
                                 "model/ folder.")
@@ -155,23 +174,37 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     """The source of training examples: ``draw(step)`` is a fresh scene of the stage at ``step``
     (seen as close as the stage's zoom is at that point) with its caption or, with probability
     ``cell_questions``, a cell question and its answer, or with probability ``request_tasks`` a
-    request task about a fresh request not in ``exclude``."""
+    request task about a fresh request not in ``exclude``, or with probability ``flaw_questions``
+    a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
+    first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out)."""
     rng = random.Random(config.seed + 1)
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
-                                       stage=stage) for stage in (*CURRICULUM, FULL)}
+                                       stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES, FLAW_CLOSE_UP)}
+    shares = (config.cell_questions, config.request_tasks, config.flaw_questions)
 
     def draw(step: int) -> dict[str, Any]:
         stage, progress = stage_at(step, config)
         sample = next(samplers[stage])
+        task = rng.random() if any(shares) else 1.0
+        asks_flaw = sum(shares[:2]) <= task < sum(shares)
+        if asks_flaw and stage == FULL:
+            sample = next(samplers[QUESTION_SCENES])
         if stage.zoom > 1:
             sample = zoom_in(sample, stage.zoom + (1 - stage.zoom) * progress)
-        task = rng.random() if config.cell_questions or config.request_tasks else 1.0
         if task < config.cell_questions:
             return caption_record(sample, *ask_cell(sample.scene, rng))
-        if task < config.cell_questions + config.request_tasks:
+        if task < sum(shares[:2]):
             request = next(requests)
             return caption_record(sample, request_question(request), request_answer(request, sample.caption))
+        if asks_flaw:
+            question, answer = ask_flaw_or_word(sample, rng)
+            close = config.flaw_zoom * config.max_steps
+            if question == FLAW_QUESTION and step < close:
+                seen = next(samplers[FLAW_CLOSE_UP])
+                zoom = FLAW_CLOSE_UP.zoom + (1 - FLAW_CLOSE_UP.zoom) * step / close
+                return caption_record(zoom_in(seen, zoom), question, seen.flaw)
+            return caption_record(sample, question, answer)
         return caption_record(sample)
 
     return draw
@@ -210,6 +243,8 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     texts += [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
     if config.request_tasks:
         texts.append(REQUEST_TASK)
+    if config.flaw_questions:
+        texts += [FLAW_QUESTION, WORD_QUESTION]
     return texts
 
 
@@ -237,9 +272,26 @@ def optimisation(model: torch.nn.Module, config: PretrainConfig) -> tuple[Any, A
                                     num_training_steps=config.max_steps)
 
 
-def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any) -> float:
-    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss."""
-    loss = model(**batch).loss
+def example_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The next-token cross-entropy averaged over each example's answer tokens (``labels`` not
+    ``IGNORE``), then over the examples that have any: every example weighs the same, whatever the
+    length of its answer."""
+    targets = labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                                  ignore_index=IGNORE, reduction="none").view(targets.shape)
+    counts = (targets != IGNORE).sum(1)
+    return (per_token.sum(1)[counts > 0] / counts[counts > 0]).mean()
+
+
+def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, *,
+               per_example: bool = False) -> float:
+    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss, averaged
+    over all answer tokens or, ``per_example``, per example first (``example_mean_loss``)."""
+    if per_example:
+        inputs = {k: v for k, v in batch.items() if k != "labels"}
+        loss = example_mean_loss(model(**inputs).logits, batch["labels"])
+    else:
+        loss = model(**batch).loss
     loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
@@ -264,7 +316,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     started, step, loss = time.perf_counter(), 0, math.nan
     while step < config.max_steps:
         batch = collate([encode(draw(step), processor, 512) for _ in range(config.batch_size)], pad_id)
-        loss = train_step(model, batch, optimizer, scheduler)
+        loss = train_step(model, batch, optimizer, scheduler, per_example=config.loss_per_example)
         step += 1
         ctx.metric(step, "loss", loss)
         ctx.progress(step, config.max_steps, f"loss {loss:.4f}")
@@ -275,14 +327,9 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
             summary["time_limit_reached"] = True
             break
     summary.update(step=step, last_loss=loss, train_seconds=round(time.perf_counter() - started, 1))
-    heldout = caption_samples(random.Random(config.seed + 2), size=config.image_size, flaw_prob=config.flaw_prob,
-                              exclude=exclude)
-    truth = [next(heldout) for _ in range(config.eval_images)]
+    truth = heldout_renders(config, exclude)
     model.eval()
-    summary["image_reliance"] = image_reliance(model, processor, truth, config.batch_size)
-    predicted = [generate_caption(model, processor, s.image) for s in truth]
-    summary["captions"] = caption_scores(predicted, truth)
-    summary["caption_examples"] = [{"truth": s.caption, "predicted": p} for s, p in zip(truth[:5], predicted)]
+    summary.update(evaluate(model, processor, truth, config.batch_size, questions=bool(config.flaw_questions)))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
@@ -293,6 +340,30 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     summary["model"] = str(folder)
     ctx.result(summary)
     return summary
+
+
+def heldout_renders(config: PretrainConfig, exclude: set[str]) -> list[CaptionSample]:
+    """The ``eval_images`` held-out renders a run is scored on (fixed by ``seed``; no scene of a
+    request in ``exclude``)."""
+    heldout = caption_samples(random.Random(config.seed + 2), size=config.image_size, flaw_prob=config.flaw_prob,
+                              exclude=exclude)
+    return [next(heldout) for _ in range(config.eval_images)]
+
+
+def evaluate(model: Any, processor: Any, truth: list[CaptionSample], batch_size: int, *,
+             questions: bool) -> dict[str, Any]:
+    """How the base reads ``truth``'s renders: ``image_reliance``, greedy ``captions`` scored per
+    attribute (with ``caption_examples``), and with ``questions`` the answers to the flaw and the
+    word question (``question_scores``)."""
+    report: dict[str, Any] = {"image_reliance": image_reliance(model, processor, truth, batch_size)}
+    predicted = [generate_caption(model, processor, s.image) for s in truth]
+    report["captions"] = caption_scores(predicted, truth)
+    report["caption_examples"] = [{"truth": s.caption, "predicted": p} for s, p in zip(truth[:5], predicted)]
+    if questions:
+        report["questions"] = question_scores(
+            [generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in truth],
+            [generate_caption(model, processor, s.image, WORD_QUESTION, 8) for s in truth], truth)
+    return report
 
 
 @torch.no_grad()

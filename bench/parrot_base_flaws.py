@@ -1,0 +1,174 @@
+"""Does a pretrained base see flaws and words? Per flaw kind and per letter, beside the reference analyzer.
+
+Scores each ``--base`` folder (``parrot pretrain``'s ``model/``, never modified) on the held-out
+renders ``parrot pretrain`` itself is scored on (``pretrain.heldout_renders``: the same seed, size,
+flaw share and held-out exclusion), so its rows line up with a run's ``pretrain.json``: greedy
+captions (shape, colour, size, the word, its letters, the flaw and the flaw per true kind) and the
+answers to the flaw and word questions (a base never trained on them answers at random or not at
+all), and per true kind the mean probability of each kind as the flaw answer (``flaw_answer_probs``). The first row is the reference analyzer (``models.shapes.analyzer``, what the exact critic
+reads) on the same renders: per true kind, the share where it measures that kind past the critic's
+own thresholds (``models.shapes.assess``), and the word it reads. One JSON row per model.
+
+``--probe-renders N`` also asks whether the flaw reaches the language model at all: a linear
+(multinomial logistic) probe on the visual tokens the language model reads (the merger's output,
+mean- and max-pooled over the image's tokens) is fitted on N fresh renders of another seed and
+scored per true kind on the held-out renders (``probe`` in the row). A probe that reads a kind the
+captions miss means the tower passes it on and the language model does not use it.
+
+    python -m bench.parrot_base_flaws --base /tmp/h16f/base0 /tmp/h16f/flawq/model --eval-images 100 \
+        --probe-renders 800
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import time
+
+import torch
+from transformers import AutoModelForImageTextToText
+
+from models.critic.critic_transformers import load_processor
+from models.shapes.analyzer import AnalyzedScene, analyze
+from models.shapes.assess import BLEED_START, BLUR_START, NOISE_START
+from studio.parrot import pretrain
+from studio.parrot.captions import FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, NO_FLAW, CaptionSample, caption_samples, flaw_kind_scores, heldout_requests, letter_share, zoom_in
+from studio.parrot.pairs import HELDOUT_SEED
+
+CAPTION_KEYS = ("shape", "colour", "size", "object", "word", "letters", "flaw", "flaw_kinds")
+
+
+def measured_flaws(seen: AnalyzedScene) -> list[str]:
+    """The flaw kinds the analyzer measures in an image past the reference critic's thresholds."""
+    art = seen.artifacts
+    flags = {"blur": art.blur > BLUR_START, "noise": art.noise > NOISE_START, "broken": art.broken > 0,
+             "merged": art.merged > 0, "smudge": art.smudges > 0, "colour_bleed": art.colour_bleed > BLEED_START}
+    return [k for k, on in flags.items() if on]
+
+
+def reference_row(truth: list[CaptionSample]) -> dict[str, object]:
+    """The analyzer on ``truth``: its flaw call per true kind (the true kind among what it
+    measures; a clean image right when it measures nothing) and the word it reads."""
+    seen = [analyze(s.image) for s in truth]
+    calls = []
+    for sample, scene in zip(truth, seen):
+        flaws = measured_flaws(scene)
+        right = sample.flaw in flaws if sample.flaw != NO_FLAW else not flaws
+        calls.append(sample.flaw if right else "other")
+    words = [scene.word for scene in seen]
+    return {"model": "reference analyzer", "images_per_kind": {k: sum(s.flaw == k for s in truth)
+                                                               for k in flaw_kind_scores(calls, truth)},
+            "flaw": round(sum(c == s.flaw for c, s in zip(calls, truth)) / len(truth), 4),
+            "flaw_kinds": flaw_kind_scores(calls, truth),
+            "word": round(sum(w == s.scene.word for w, s in zip(words, truth)) / len(truth), 4),
+            "letters": letter_share(words, truth)}
+
+
+@torch.no_grad()
+def visual_features(model: object, processor: object, samples: list[CaptionSample]) -> torch.Tensor:
+    """Per image, the mean and the max over the visual tokens the language model reads."""
+    rows = []
+    for start in range(0, len(samples), 64):
+        inputs = processor.image_processor(images=[s.image for s in samples[start:start + 64]], return_tensors="pt")
+        tokens = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
+        rows += [torch.cat([t.mean(0), t.amax(0)]) for t in tokens]
+    return torch.stack(rows)
+
+
+def probe_row(model: object, processor: object, train: list[CaptionSample], truth: list[CaptionSample]) -> dict:
+    """A multinomial logistic probe for the flaw kind on ``visual_features`` (standardised, L2
+    1e-3, 300 L-BFGS steps), fitted on ``train``, scored per true kind on ``truth``."""
+    kinds = [NO_FLAW, *FLAWS]
+    x_train, x_test = visual_features(model, processor, train), visual_features(model, processor, truth)
+    mean, std = x_train.mean(0), x_train.std(0) + 1e-6
+    x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
+    y = torch.tensor([kinds.index(s.flaw) for s in train])
+    probe = torch.nn.Linear(x_train.shape[1], len(kinds))
+    optimiser = torch.optim.LBFGS(probe.parameters(), max_iter=300)
+
+    def closure() -> torch.Tensor:
+        optimiser.zero_grad()
+        loss = torch.nn.functional.cross_entropy(probe(x_train), y) + 1e-3 * probe.weight.square().sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimiser.step(closure)
+    guesses = [kinds[i] for i in probe(x_test).argmax(1).tolist()]
+    return {"flaw": round(sum(g == s.flaw for g, s in zip(guesses, truth)) / len(truth), 4),
+            "flaw_kinds": flaw_kind_scores(guesses, truth), "train_renders": len(train)}
+
+
+@torch.no_grad()
+def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSample]) -> dict[str, dict[str, float]]:
+    """Per true flaw kind, the mean probability of each kind's first answer token after the flaw
+    question: rows that differ mean the answer depends on the image, equal rows are the prior."""
+    kinds = [NO_FLAW, *FLAWS]
+    first = [processor.tokenizer(k, add_special_tokens=False)["input_ids"][0] for k in kinds]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": FLAW_QUESTION}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    rows: dict[str, list[torch.Tensor]] = {}
+    for sample in truth:
+        inputs = processor(text=[text], images=[sample.image], return_tensors="pt")
+        rows.setdefault(sample.flaw, []).append(model(**inputs).logits[0, -1].softmax(-1)[first])
+    return {k: dict(zip(kinds, (round(v, 3) for v in torch.stack(rows[k]).mean(0).tolist())))
+            for k in kinds if k in rows}
+
+
+def close_up_scores(model: object, processor: object, count: int, seed: int, probe_renders: int) -> dict[str, object]:
+    """The flaw question's greedy answers on ``count`` fresh ``FLAW_CLOSE_UP`` renders seen 3x
+    closer (as ``--flaw-zoom`` starts), per true kind, and with ``probe_renders`` the linear
+    probe fitted on that many other close-ups and scored on these."""
+    drawn = caption_samples(random.Random(seed), stage=FLAW_CLOSE_UP)
+    seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count + probe_renders)]
+    seen, train = seen[:count], seen[count:]
+    answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in seen]
+    scores = {"flaw": round(sum(a == s.flaw for a, s in zip(answers, seen)) / count, 4),
+              "flaw_kinds": flaw_kind_scores(answers, seen), "answers": sorted(set(answers))}
+    if probe_renders:
+        scores["probe"] = probe_row(model, processor, train, seen)
+    return scores
+
+
+def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionSample],
+             close_ups: int = 0) -> dict[str, object]:
+    """One base's captions and question answers on ``truth`` (its flaw probe, with ``probe_train``;
+    its answers on ``close_ups`` close-up renders)."""
+    started = time.perf_counter()
+    model = AutoModelForImageTextToText.from_pretrained(folder).eval()
+    processor = load_processor(folder)
+    report = pretrain.evaluate(model, processor, truth, 32, questions=True)
+    row = {"model": folder, **{k: report["captions"][k] for k in CAPTION_KEYS},
+           "questions": {k: report["questions"][k] for k in ("flaw", "flaw_kinds", "word", "letters")},
+           "flaw_answer_probs": flaw_answer_probs(model, processor, truth),
+           "image_gap": report["image_reliance"]["gap"]}
+    if probe_train:
+        row["probe"] = probe_row(model, processor, probe_train, truth)
+    if close_ups:
+        row["close_up"] = close_up_scores(model, processor, close_ups, len(truth) + 7, len(probe_train))
+    return {**row, "seconds": round(time.perf_counter() - started), "load": round(os.getloadavg()[0], 1)}
+
+
+def main() -> None:
+    """Print the reference analyzer's row, then one row per base."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base", nargs="+", required=True, help="pretrained base folders (parrot pretrain's model/)")
+    parser.add_argument("--eval-images", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=0, help="the pretraining run's seed (its held-out renders)")
+    parser.add_argument("--probe-renders", type=int, default=0, help="fit a linear flaw probe on this many renders")
+    parser.add_argument("--close-ups", type=int, default=0, help="also ask the flaw of this many close-up renders")
+    args = parser.parse_args()
+    config = pretrain.PretrainConfig(eval_images=args.eval_images, seed=args.seed)
+    config.validate()
+    truth = pretrain.heldout_renders(config, heldout_requests(config.exclude_heldout, HELDOUT_SEED))
+    fresh = caption_samples(random.Random(args.seed + 1000), flaw_prob=config.flaw_prob)
+    probe_train = [next(fresh) for _ in range(args.probe_renders)]
+    print(json.dumps(reference_row(truth)), flush=True)
+    for folder in args.base:
+        print(json.dumps(base_row(folder, truth, probe_train, args.close_ups)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
