@@ -21,17 +21,15 @@ Prints one JSON line per form and weights, then the after - before differences.
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 from collections import Counter
-from pathlib import Path
 from statistics import mean
 
 from PIL import Image
 
 from bench.generator_accuracy import detailed_match, short_match
-from bench.rl_heldout import load_run
+from bench.rl_heldout import load_run, run_arguments
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.world import Scene
 from studio.rl.data import PromptItem, eval_items
@@ -80,11 +78,7 @@ def attribute_rates(items: list[PromptItem], images: list[Image.Image]) -> dict[
 
 def main(argv: list[str] | None = None) -> int:
     """Draw, analyze and compare the shipped and the tuned weights of ``RUN_DIR`` per prompt form."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("run_dir", type=Path, help="the RL run folder (its checkpoints/)")
-    parser.add_argument("--config", required=True, help="the run's config JSON")
-    parser.add_argument("--n", type=int, default=100, help="held-out scenes per prompt form")
-    args = parser.parse_args(argv)
+    args = run_arguments(__doc__.split("\n\n")[0], argv)
     config, model, weights, state = load_run(args.run_dir, args.config)
     items = eval_items("shapes", None, "t2i", args.n)
     results: dict[tuple[str, str], dict[str, float]] = {}

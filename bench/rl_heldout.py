@@ -49,13 +49,19 @@ def load_run(run_dir: Path, config_path: str) -> tuple[RLConfig, FlowModel, dict
     return config, model, weights, state
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Evaluate the base and the tuned weights of ``RUN_DIR`` on the held-out scenes."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def run_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
+    """The command line of a bench that compares an RL run's shipped and tuned weights: the run
+    folder, its ``--config`` and ``--n`` held-out scenes per prompt form."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("run_dir", type=Path, help="the RL run folder (its checkpoints/)")
     parser.add_argument("--config", required=True, help="the run's config JSON")
     parser.add_argument("--n", type=int, default=100, help="held-out scenes per prompt form (unseen: at most 200)")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Evaluate the base and the tuned weights of ``RUN_DIR`` on the held-out scenes."""
+    args = run_arguments(__doc__.split("\n\n")[0], argv)
     config, model, weights, state = load_run(args.run_dir, args.config)
     critic = build_critic({"backend": "shapes"})
     items = eval_items("shapes", None, "t2i", args.n)
