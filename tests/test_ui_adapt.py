@@ -165,6 +165,19 @@ def test_stop_requests_reach_the_run_of_their_browser_session_only():
     assert anonymous.startswith("anonymous-") and not flag.is_set()
 
 
+def test_last_status_lines_are_kept_per_browser_session_once_and_bounded():
+    from studio.ui.stopping import LastLines
+
+    lines = LastLines(limit=2)
+    lines.keep("tab-1", "Round 1: generating")
+    lines.keep("tab-1", "**Stopped — Stopped on request.**")
+    lines.keep("tab-2", "Round 3 done")
+    assert lines.take("tab-1") == "**Stopped — Stopped on request.**" and lines.take("tab-1") is None
+    lines.keep("tab-3", "a")
+    lines.keep("tab-4", "b")  # API callers never take theirs: the oldest goes first
+    assert lines.take("tab-2") is None and lines.take("tab-4") == "b" and lines.take(None) is None
+
+
 def test_session_record_is_plain_json_without_paths_or_pictures(finished):
     import json
 

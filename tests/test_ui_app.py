@@ -109,16 +109,15 @@ def test_stop_stores_the_session_as_cancelled(tmp_path):
     assert rounds[0] == "done" and rounds[-1] == "cancelled" and len(rounds) < 10
 
 
-def test_a_stopped_stream_ends_with_the_stored_status_whatever_the_stop_button_wrote(tmp_path):
+def test_a_stopped_stream_ends_with_its_last_status_whatever_the_stop_button_wrote(tmp_path):
     """The Stop button answers "Stopping…" outside the stream, so its answer can reach the browser
-    after the stream's last status; a follow-up of every streaming action rewrites the status line
-    from the store once the stream has ended."""
+    after the stream's last status; a follow-up of every streaming action writes the stream's last
+    status line again once the stream has ended."""
     services = make_services(tmp_path, ScriptedCritic([poor(2.0)]), HoldsUntilStopped())
-    demo = build_app(services)
-    functions = list(demo.fns.values())
+    functions = list(build_app(services).fns.values())
     status = next(fn.outputs[1] for fn in functions if fn.api_name == "refine")
     streams = {fn._id for fn in functions if fn.concurrency_id == "gpu" and status in fn.outputs}  # Studio and History
-    follow_ups = [fn for fn in functions if fn.name == "stored_status"]
+    follow_ups = [fn for fn in functions if fn.name == "last_status"]
     assert streams and {fn.trigger_after for fn in follow_ups} == streams
     assert not any(fn.trigger_only_on_success for fn in follow_ups)  # also after a failed or stopped stream
     refine = next(fn.fn for fn in functions if fn.api_name == "refine")
@@ -127,11 +126,12 @@ def test_a_stopped_stream_ends_with_the_stored_status_whatever_the_stop_button_w
     stream = refine("t2i", "a red square", None, 10, 1, 0, "fixed", "critic", 4, 4, 4, 4, 0, False, request=request)
     session_id = next(stream)[0]
     assert stop(request=request) == "Stopping after the current step…"
-    for _ in stream:
-        pass
-    shown = follow_ups[0].fn(session_id, request=request)
-    assert "Stopped on request" in shown and services.store.get_session(session_id)["status"] == "cancelled"
-    assert isinstance(follow_ups[0].fn("", request=request), type(gr.skip()))
+    last = [outputs[1] for outputs in stream][-1]
+    assert "Stopped on request" in last and services.store.get_session(session_id)["status"] == "cancelled"
+    assert follow_ups[0].fn(request=request) == last
+    skip = type(gr.skip())
+    assert isinstance(follow_ups[0].fn(request=request), skip)  # written once
+    assert isinstance(follow_ups[0].fn(request=gr.Request(session_hash="tab-2")), skip)  # another tab's stream
 
 
 def test_public_export_leaves_out_backend_settings(services):

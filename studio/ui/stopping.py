@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections import OrderedDict
 
 
 class StopRequests:
@@ -41,3 +42,28 @@ class StopRequests:
         with self._lock:
             if self._flags.get(key) is flag:
                 del self._flags[key]
+
+
+class LastLines:
+    """The status line each browser session's last stream ended with, for the stream's follow-up
+    event to write again: the Stop button answers outside the stream, so its "Stopping…" may reach
+    the browser after the stream's last line. API callers never run the follow-up, so only the
+    ``limit`` most recent lines are kept."""
+
+    def __init__(self, limit: int = 256) -> None:
+        self._lines: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._limit = limit
+
+    def keep(self, key: str, line: str) -> None:
+        """Remember ``line`` as the last one of ``key``'s stream."""
+        with self._lock:
+            self._lines[key] = line
+            self._lines.move_to_end(key)
+            while len(self._lines) > self._limit:
+                self._lines.popitem(last=False)
+
+    def take(self, key: str | None) -> str | None:
+        """The last line of ``key``'s stream, once (``None``: none kept)."""
+        with self._lock:
+            return self._lines.pop(key or "", None)

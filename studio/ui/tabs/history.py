@@ -187,4 +187,4 @@ def _link_resume(button: gr.Button, session_id: gr.Textbox, tabs: gr.Tabs, studi
                  api_visibility="private").success(
         studio["resume_handler"], [studio["session_id"], studio["proposed"]], studio["outputs"],
         api_visibility="private", **studio["streaming"]).then(
-        studio["stored_status"], studio["session_id"], studio["status"], queue=False, api_visibility="private")
+        studio["last_status"], None, studio["status"], queue=False, api_visibility="private")

@@ -11,7 +11,7 @@ from typing import Any, Callable, Iterator
 
 import gradio as gr
 
-from models.errors import InvalidInputError, NotFoundError
+from models.errors import InvalidInputError
 from models.shapes import world
 from models.types import task_dimensions
 from studio import grammar, loop
@@ -23,7 +23,7 @@ from studio.ui.errors import ui_errors
 from studio.ui.limits import STORE_QUEUED, Admission
 from studio.ui.preload import model_bound
 from studio.ui.redact import redact_paths
-from studio.ui.stopping import StopRequests
+from studio.ui.stopping import LastLines, StopRequests
 from studio.ui.widgets import image_input, score_plot, source_visibility, task_radio
 
 logger = logging.getLogger(__name__)
@@ -48,8 +48,8 @@ def cancel_in_background(events: Iterator[LoopEvent], stop: threading.Event) -> 
 def create_studio_tab(services: Services, *, public: bool = False, admission: Admission | None = None,
                       ) -> dict[str, Any]:
     """Build the Studio tab's widgets and listeners; return its components by name, plus
-    ``resume_handler``, ``outputs`` and ``stored_status`` (a stream's follow-up: the status line as
-    stored) for other tabs that start a resume here (History).
+    ``resume_handler``, ``outputs`` and ``last_status`` (a stream's follow-up: its last status line
+    written again) for other tabs that start a resume here (History).
 
     ``admission`` holds the deployment's visitors and limits (default: local, no limits): a
     session is recorded with its visitor, only its visitor continues it, and in public mode a
@@ -121,6 +121,7 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
 
     outputs = [session_id, status, latest, compare, plot, timeline, proposed]
     stops = StopRequests()
+    last_lines = LastLines()
 
     def show(events: Iterator[LoopEvent], stop_flag: threading.Event, max_total: int,
              progress: gr.Progress) -> Iterator[tuple[Any, ...]]:
@@ -157,7 +158,9 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
         """Register a stop flag for this browser session, start the engine with it, stream."""
         key, stop_flag = stops.start(getattr(request, "session_hash", None))
         try:
-            yield from show(start(stop_flag.is_set), stop_flag, max_total, progress)
+            for outputs in show(start(stop_flag.is_set), stop_flag, max_total, progress):
+                last_lines.keep(key, outputs[1])
+                yield outputs
         finally:
             stops.finish(key, stop_flag)
 
@@ -241,15 +244,12 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
                     "stopping its run" if found else "no run in flight")
         return "Stopping after the current step…" if found else gr.skip()
 
-    def stored_status(session_id: str, request: gr.Request) -> Any:
-        """The status line of ``session_id`` as the store holds it, shown once a stream has ended:
-        the Stop button's "Stopping…" answer travels outside the stream and may reach the browser
-        after the stream's last status, so the line is written again from the store."""
-        try:
-            session = services.store.get_session(session_id, visitor=visitors.of(request).reads)
-        except NotFoundError:  # no session yet, or a typed id the stream has already refused
-            return gr.skip()
-        return shown(adapt.session_status(session))
+    def last_status(request: gr.Request) -> Any:
+        """The line this browser session's stream ended with, written again once the stream has
+        ended: the Stop button's "Stopping…" answer travels outside the stream and may reach the
+        browser after the stream's last line."""
+        line = last_lines.take(request.session_hash)
+        return gr.skip() if line is None else line
 
     task.change(source_visibility, task, source, api_visibility="private", queue=False)
     inputs = [task, prompt, source, max_rounds, candidates, seed, seed_policy, rewriter, *thresholds, plateau,
@@ -268,19 +268,18 @@ def create_studio_tab(services: Services, *, public: bool = False, admission: Ad
     # Gradio counts down the place in the queue, would cover a notice written there)
     run.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
         model_bound(refine), inputs, outputs, api_name="refine", validator=refine_validator, **streaming).then(
-        stored_status, session_id, status, queue=False, api_visibility="private")
+        last_status, None, status, queue=False, api_visibility="private")
     resume_button.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
         model_bound(resume), [session_id, proposed], outputs, api_name="resume", validator=resume_validator,
-        **streaming).then(stored_status, session_id, status, queue=False, api_visibility="private")
+        **streaming).then(last_status, None, status, queue=False, api_visibility="private")
     session_resume.click(wait_notice, None, None, api_visibility="private", **STORE_QUEUED).then(
         model_bound(resume), [session_id, gr.State("")], outputs, api_visibility="private",
-        validator=resume_validator, **streaming).then(stored_status, session_id, status, queue=False,
-                                                      api_visibility="private")
+        validator=resume_validator, **streaming).then(last_status, None, status, queue=False, api_visibility="private")
     stop.click(request_stop, None, status, queue=False, api_visibility="private")
     return {"models": models, "task": task, "prompt": prompt, "source": source, "run": run, "stop": stop, "status": status,
             "session_id": session_id, "latest": latest, "compare": compare, "plot": plot, "timeline": timeline,
             "proposed": proposed, "resume": resume_button, "session_resume": session_resume,
-            "resume_handler": model_bound(resume), "outputs": outputs, "stored_status": stored_status,
+            "resume_handler": model_bound(resume), "outputs": outputs, "last_status": last_status,
             "streaming": {**streaming, "validator": resume_validator}}
 
 
