@@ -13,7 +13,10 @@ own thresholds (``models.shapes.assess``), and the word it reads. One JSON row p
 (multinomial logistic) probe on the visual tokens the language model reads (the merger's output,
 mean- and max-pooled over the image's tokens) is fitted on N fresh renders of another seed and
 scored per true kind on the held-out renders (``probe`` in the row). A probe that reads a kind the
-captions miss means the tower passes it on and the language model does not use it.
+captions miss means the tower passes it on and the language model does not use it. With
+``--layer-probe`` the same probe is fitted on the language model's hidden states after the embedding
+and after each layer, at the answer position (``answer_N``: the flaw question's last prompt token)
+and over the visual tokens (``visual_N``, mean and max), which shows where the flaw is lost.
 
     python -m bench.parrot_base_flaws --base /tmp/h16f/base0 /tmp/h16f/flawq/model --eval-images 100 \
         --probe-renders 800
@@ -78,10 +81,16 @@ def visual_features(model: object, processor: object, samples: list[CaptionSampl
 
 
 def probe_row(model: object, processor: object, train: list[CaptionSample], truth: list[CaptionSample]) -> dict:
-    """A multinomial logistic probe for the flaw kind on ``visual_features`` (standardised, L2
-    1e-3, 300 L-BFGS steps), fitted on ``train``, scored per true kind on ``truth``."""
+    """A linear probe for the flaw kind on ``visual_features`` (``fit_probe``), fitted on
+    ``train``, scored per true kind on ``truth``."""
+    return fit_probe(visual_features(model, processor, train), train, visual_features(model, processor, truth), truth)
+
+
+def fit_probe(x_train: torch.Tensor, train: list[CaptionSample], x_test: torch.Tensor,
+              truth: list[CaptionSample]) -> dict:
+    """A multinomial logistic probe for the flaw kind on features ``x_train`` of ``train``
+    (standardised, L2 1e-3, 300 L-BFGS steps), scored per true kind on ``x_test`` of ``truth``."""
     kinds = [NO_FLAW, *FLAWS]
-    x_train, x_test = visual_features(model, processor, train), visual_features(model, processor, truth)
     mean, std = x_train.mean(0), x_train.std(0) + 1e-6
     x_train, x_test = (x_train - mean) / std, (x_test - mean) / std
     y = torch.tensor([kinds.index(s.flaw) for s in train])
@@ -96,9 +105,39 @@ def probe_row(model: object, processor: object, train: list[CaptionSample], trut
 
     with torch.enable_grad():
         optimiser.step(closure)
-    guesses = [kinds[i] for i in probe(x_test).argmax(1).tolist()]
+    with torch.no_grad():
+        guesses = [kinds[i] for i in probe(x_test).argmax(1).tolist()]
     return {"flaw": round(sum(g == s.flaw for g, s in zip(guesses, truth)) / len(truth), 4),
             "flaw_kinds": flaw_kind_scores(guesses, truth), "train_renders": len(train)}
+
+
+@torch.no_grad()
+def layer_states(model: object, processor: object, samples: list[CaptionSample]) -> dict[str, torch.Tensor]:
+    """Per image asked the flaw question, the language model's hidden state at the answer position
+    (the prompt's last token, whose output is the answer's first token) after the embedding
+    (``answer_0``) and after each layer (``answer_1`` ...), and the visual tokens' mean and max
+    over the image at the same depths (``visual_0`` ...)."""
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": FLAW_QUESTION}]}]
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    image_id = model.config.image_token_id
+    rows: dict[str, list[torch.Tensor]] = {}
+    for sample in samples:
+        inputs = processor(text=[text], images=[sample.image], return_tensors="pt")
+        states = model(**inputs, output_hidden_states=True).hidden_states
+        visual = inputs["input_ids"][0] == image_id
+        for depth, state in enumerate(states):
+            rows.setdefault(f"answer_{depth}", []).append(state[0, -1])
+            rows.setdefault(f"visual_{depth}", []).append(torch.cat([state[0, visual].mean(0),
+                                                                     state[0, visual].amax(0)]))
+    return {name: torch.stack(rows[name]) for name in sorted(rows, key=lambda n: (n[0] != "v", n))}
+
+
+def layer_probe_rows(model: object, processor: object, train: list[CaptionSample],
+                     truth: list[CaptionSample]) -> dict[str, dict]:
+    """``fit_probe`` on each of ``layer_states``: where between the visual tokens and the answer
+    position the flaw stops being linearly readable."""
+    fitted, tested = layer_states(model, processor, train), layer_states(model, processor, truth)
+    return {name: fit_probe(fitted[name], train, tested[name], truth) for name in fitted}
 
 
 @torch.no_grad()
@@ -117,10 +156,12 @@ def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSampl
             for k in kinds if k in rows}
 
 
-def close_up_scores(model: object, processor: object, count: int, seed: int, probe_renders: int) -> dict[str, object]:
+def close_up_scores(model: object, processor: object, count: int, seed: int, probe_renders: int,
+                    layers: bool = False) -> dict[str, object]:
     """The flaw question's greedy answers on ``count`` fresh ``FLAW_CLOSE_UP`` renders seen 3x
     closer (as ``--flaw-zoom`` starts), per true kind, and with ``probe_renders`` the linear
-    probe fitted on that many other close-ups and scored on these."""
+    probe fitted on that many other close-ups and scored on these (with ``layers``, also at each
+    depth of the language model: ``layer_probe``)."""
     drawn = caption_samples(random.Random(seed), stage=FLAW_CLOSE_UP)
     seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count + probe_renders)]
     seen, train = seen[:count], seen[count:]
@@ -129,13 +170,16 @@ def close_up_scores(model: object, processor: object, count: int, seed: int, pro
               "flaw_kinds": flaw_kind_scores(answers, seen), "answers": sorted(set(answers))}
     if probe_renders:
         scores["probe"] = probe_row(model, processor, train, seen)
+        if layers:
+            scores["layer_probe"] = layer_probe_rows(model, processor, train, seen)
     return scores
 
 
 def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionSample],
-             close_ups: int = 0) -> dict[str, object]:
+             close_ups: int = 0, layers: bool = False) -> dict[str, object]:
     """One base's captions and question answers on ``truth`` (its flaw probe, with ``probe_train``;
-    its answers on ``close_ups`` close-up renders)."""
+    its answers on ``close_ups`` close-up renders; with ``layers``, the probe at each depth of the
+    language model too, ``layer_probe_rows``)."""
     started = time.perf_counter()
     model = AutoModelForImageTextToText.from_pretrained(folder).eval()
     processor = load_processor(folder)
@@ -146,8 +190,10 @@ def base_row(folder: str, truth: list[CaptionSample], probe_train: list[CaptionS
            "image_gap": report["image_reliance"]["gap"]}
     if probe_train:
         row["probe"] = probe_row(model, processor, probe_train, truth)
+        if layers:
+            row["layer_probe"] = layer_probe_rows(model, processor, probe_train, truth)
     if close_ups:
-        row["close_up"] = close_up_scores(model, processor, close_ups, len(truth) + 7, len(probe_train))
+        row["close_up"] = close_up_scores(model, processor, close_ups, len(truth) + 7, len(probe_train), layers)
     return {**row, "seconds": round(time.perf_counter() - started), "load": round(os.getloadavg()[0], 1)}
 
 
@@ -159,7 +205,12 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="the pretraining run's seed (its held-out renders)")
     parser.add_argument("--probe-renders", type=int, default=0, help="fit a linear flaw probe on this many renders")
     parser.add_argument("--close-ups", type=int, default=0, help="also ask the flaw of this many close-up renders")
+    parser.add_argument("--layer-probe", action="store_true",
+                        help="with --probe-renders: also probe the language model's hidden states layer by layer, "
+                             "at the answer position and over the visual tokens")
     args = parser.parse_args()
+    if args.layer_probe and not args.probe_renders:
+        parser.error("--layer-probe needs --probe-renders N (the renders the probes are fitted on).")
     config = pretrain.PretrainConfig(eval_images=args.eval_images, seed=args.seed)
     config.validate()
     truth = pretrain.heldout_renders(config, heldout_requests(config.exclude_heldout, HELDOUT_SEED))
@@ -167,7 +218,7 @@ def main() -> None:
     probe_train = [next(fresh) for _ in range(args.probe_renders)]
     print(json.dumps(reference_row(truth)), flush=True)
     for folder in args.base:
-        print(json.dumps(base_row(folder, truth, probe_train, args.close_ups)), flush=True)
+        print(json.dumps(base_row(folder, truth, probe_train, args.close_ups, args.layer_probe)), flush=True)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,10 @@ import pytest
 import torch
 from PIL import Image
 from safetensors.torch import load_file
+from transformers import AutoModelForImageTextToText
 
 from models.critic.critic_transformers import load_processor
-from bench.parrot_base_flaws import measured_flaws
+from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
 from models.errors import ConfigError, InvalidInputError, NotFoundError
@@ -228,6 +229,43 @@ def test_flaw_zoom_asks_about_one_flawed_object_seen_close_up_then_zooms_out():
     assert "none" in {r["messages"][1]["content"] for r in late}  # then every scene, clean ones too
     with pytest.raises(ConfigError, match="flaw_zoom"):
         pretrain.PretrainConfig(flaw_zoom=2.0).validate()
+
+
+def test_flaw_warmup_asks_only_the_flaw_of_a_close_up_zooming_out_then_the_usual_mix():
+    config = pretrain.PretrainConfig(flaw_questions=0.5, flaw_warmup=20, curriculum=0.0, max_steps=100)
+    draw = pretrain.training_records(config, set())
+    first, last, after = ([draw(step) for _ in range(40)] for step in (0, 19, 20))
+    for records in (first, last):  # only flaw questions, every one about a flawed object
+        assert {r["messages"][0]["content"].removeprefix("<image>") for r in records} == {FLAW_QUESTION}
+        assert {r["messages"][1]["content"] for r in records} <= {"blur", "noise", "colour_bleed", "broken"}
+    assert max(map(_background_share, (r["images"][0] for r in first))) < 0.85  # one object fills the frame
+    assert min(map(_background_share, (r["images"][0] for r in last))) > 0.8  # at its true size by the end
+    asked = {r["messages"][0]["content"].removeprefix("<image>") for r in after}
+    assert {CAPTION_REQUEST, WORD_QUESTION} <= asked  # then captions and word questions again
+    with pytest.raises(ConfigError, match="flaw_warmup"):
+        pretrain.PretrainConfig(flaw_warmup=100, max_steps=100).validate()
+
+
+def test_the_layer_probe_reads_the_flaw_where_the_states_hold_it(tmp_path):
+    """The answer position's state after the embedding is the question's last token, the same
+    for every image (a probe there can only guess the commonest kind); after a layer it has read
+    the image. A probe on features that carry the kind reads every kind."""
+    folder = build_tiny_qwen3vl(tmp_path / "tiny", hidden_size=32, num_layers=2, vision_hidden_size=32,
+                                vision_depth=1, patch_size=8)
+    model = AutoModelForImageTextToText.from_pretrained(str(folder)).eval()
+    drawn = caption_samples(random.Random(0))
+    samples = [next(drawn) for _ in range(6)]
+    states = layer_states(model, load_processor(str(folder)), samples)
+    assert list(states) == ["visual_0", "visual_1", "visual_2", "answer_0", "answer_1", "answer_2"]
+    assert states["answer_0"].shape == (6, 32) and states["visual_2"].shape == (6, 64)
+    assert torch.allclose(states["answer_0"], states["answer_0"][:1].expand(6, -1))
+    assert not torch.allclose(states["answer_2"], states["answer_2"][:1].expand(6, -1))
+    kinds = ["none", *FLAWS]
+    truth = [_sample(Scene((ShapeObject("circle", "red", "large", "top left"),)), kinds[i % 7]) for i in range(28)]
+    features = torch.nn.functional.one_hot(torch.tensor([i % 7 for i in range(28)]), 7).float()
+    features += 0.1 * torch.randn(28, 7, generator=torch.Generator().manual_seed(0))
+    read = fit_probe(features, truth, features, truth)
+    assert read["flaw"] == 1.0 and set(read["flaw_kinds"]) == set(kinds)
 
 
 def _sample(scene: Scene, flaw: str) -> CaptionSample:

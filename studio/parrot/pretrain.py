@@ -15,6 +15,7 @@ restate it word for word before the caption, so the base learns to read its prom
 held-out requests it restates word for word (``restated``). With ``--flaw-questions P`` a share P
 asks "What flaw does the image have?" or "What word is written?" with a one-token answer, so the
 flaw and the word carry a whole example's loss; it reports those answers' accuracy (``questions``).
+``--flaw-warmup N`` first asks only the flaw question for N steps, about flawed objects seen close up.
 ``--init DIR`` continues from an
 existing base folder instead of building one. The result,
 ``model/``, is a ``save_pretrained`` folder that ``parrot distill --base`` and ``parrot bt --base`` start from.
@@ -103,6 +104,12 @@ class PretrainConfig:
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
                                         "large centred object with a flaw (blur, noise, colour bleed or a cut) "
                                         "seen 3x closer, zooming out to its true size by the share's end"})
+    flaw_warmup: int = field(
+        default=0, metadata={"help": "first steps that ask only the flaw question, about one large centred object "
+                                      "with a flaw (blur, noise, colour bleed or a cut) seen 3x closer and zooming "
+                                      "out to its true size by their end; then the usual examples (0: none). The "
+                                      "flaw questions of --flaw-questions alone never make the answer depend on "
+                                      "the image (docs/parrot.md, tenth step)"})
     loss_per_example: bool = field(default=False, metadata={
         "help": "average the loss over each example's answer tokens, then over the batch, so a one-word answer "
                 "weighs as much as a caption (default: over all answer tokens of the batch, where a flaw "
@@ -129,6 +136,10 @@ class PretrainConfig:
         _check_float("request_tasks", self.request_tasks, low=0, high=1)
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
+        _check_int("flaw_warmup", self.flaw_warmup, low=0)
+        if self.flaw_warmup >= self.max_steps:
+            raise ConfigError(f"flaw_warmup ({self.flaw_warmup}) must be below max_steps ({self.max_steps}): the "
+                              "warm-up steps are part of the schedule.")
         if self.cell_questions + self.request_tasks + self.flaw_questions > 1:
             raise ConfigError(f"cell_questions + request_tasks + flaw_questions must be at most 1; got "
                               f"{self.cell_questions} + {self.request_tasks} + {self.flaw_questions}.")
@@ -176,14 +187,22 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     ``cell_questions``, a cell question and its answer, or with probability ``request_tasks`` a
     request task about a fresh request not in ``exclude``, or with probability ``flaw_questions``
     a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
-    first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out)."""
+    first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out). The
+    first ``flaw_warmup`` steps draw only flaw questions about ``FLAW_CLOSE_UP``, zooming out over them."""
     rng = random.Random(config.seed + 1)
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
                                        stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES, FLAW_CLOSE_UP)}
     shares = (config.cell_questions, config.request_tasks, config.flaw_questions)
 
+    def close_up(step: int, steps: float) -> dict[str, Any]:
+        seen = next(samplers[FLAW_CLOSE_UP])
+        zoom = FLAW_CLOSE_UP.zoom + (1 - FLAW_CLOSE_UP.zoom) * step / steps
+        return caption_record(zoom_in(seen, zoom), FLAW_QUESTION, seen.flaw)
+
     def draw(step: int) -> dict[str, Any]:
+        if step < config.flaw_warmup:
+            return close_up(step, config.flaw_warmup)
         stage, progress = stage_at(step, config)
         sample = next(samplers[stage])
         task = rng.random() if any(shares) else 1.0
@@ -201,9 +220,7 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             question, answer = ask_flaw_or_word(sample, rng)
             close = config.flaw_zoom * config.max_steps
             if question == FLAW_QUESTION and step < close:
-                seen = next(samplers[FLAW_CLOSE_UP])
-                zoom = FLAW_CLOSE_UP.zoom + (1 - FLAW_CLOSE_UP.zoom) * step / close
-                return caption_record(zoom_in(seen, zoom), question, seen.flaw)
+                return close_up(step, close)
             return caption_record(sample, question, answer)
         return caption_record(sample)
 
@@ -243,7 +260,7 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     texts += [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
     if config.request_tasks:
         texts.append(REQUEST_TASK)
-    if config.flaw_questions:
+    if config.flaw_questions or config.flaw_warmup:
         texts += [FLAW_QUESTION, WORD_QUESTION]
     return texts
 
@@ -329,7 +346,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     summary.update(step=step, last_loss=loss, train_seconds=round(time.perf_counter() - started, 1))
     truth = heldout_renders(config, exclude)
     model.eval()
-    summary.update(evaluate(model, processor, truth, config.batch_size, questions=bool(config.flaw_questions)))
+    summary.update(evaluate(model, processor, truth, config.batch_size,
+                            questions=bool(config.flaw_questions or config.flaw_warmup)))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
