@@ -28,6 +28,7 @@ from studio.parrot.captions import (
     heldout_requests, letter_share, question_scores, request_answer, request_texts, restated_share,
 )
 from studio.parrot.pairs import HELDOUT_SEED
+from studio.parrot.student_data import collate, encode
 from tests.parrot_helpers import scripted_dataset
 
 
@@ -244,6 +245,29 @@ def test_flaw_warmup_asks_only_the_flaw_of_a_close_up_zooming_out_then_the_usual
     assert {CAPTION_REQUEST, WORD_QUESTION} <= asked  # then captions and word questions again
     with pytest.raises(ConfigError, match="flaw_warmup"):
         pretrain.PretrainConfig(flaw_warmup=100, max_steps=100).validate()
+
+
+def test_after_the_flaw_warmup_the_vision_tower_can_stay_as_the_warmup_left_it(tmp_path):
+    folder = build_tiny_qwen3vl(tmp_path / "tiny", hidden_size=32, num_layers=1, vision_hidden_size=32,
+                                vision_depth=1, patch_size=8)
+    model = AutoModelForImageTextToText.from_pretrained(str(folder))
+    processor = load_processor(str(folder))
+    config = pretrain.PretrainConfig(learning_rate=1e-2, vision_learning_rate=1e-2, warmup_steps=0, max_steps=4)
+    optimizer, scheduler = pretrain.optimisation(model, config)
+    drawn = caption_samples(random.Random(0))
+    batch = collate([encode(pretrain.caption_record(next(drawn)), processor, 512) for _ in range(2)],
+                    processor.tokenizer.pad_token_id)
+    before = {name: p.detach().clone() for name, p in model.named_parameters()}
+    pretrain.train_step(model, batch, optimizer, scheduler)  # a warm-up step moves the tower
+    warmed = {name: p.detach().clone() for name, p in model.named_parameters()}
+    pretrain.freeze_vision(model)
+    pretrain.train_step(model, batch, optimizer, scheduler)
+    vision = [name for name in before if ".visual." in f".{name}"]
+    assert any(not torch.equal(warmed[name], before[name]) for name in vision)
+    assert all(torch.equal(dict(model.named_parameters())[name], warmed[name]) for name in vision)
+    assert any(not torch.equal(p, warmed[name]) for name, p in model.named_parameters() if name not in vision)
+    with pytest.raises(ConfigError, match="needs flaw_warmup"):
+        pretrain.PretrainConfig(freeze_vision_after_warmup=True).validate()
 
 
 def test_the_layer_probe_reads_the_flaw_where_the_states_hold_it(tmp_path):

@@ -110,6 +110,9 @@ class PretrainConfig:
                                       "out to its true size by their end; then the usual examples (0: none). The "
                                       "flaw questions of --flaw-questions alone never make the answer depend on "
                                       "the image (docs/parrot.md, tenth step)"})
+    freeze_vision_after_warmup: bool = field(default=False, metadata={
+        "help": "with --flaw-warmup: stop training the vision tower once the warm-up is over (the word questions "
+                "and captions otherwise retrain it within ~25 steps into features that no longer carry the flaw)"})
     loss_per_example: bool = field(default=False, metadata={
         "help": "average the loss over each example's answer tokens, then over the batch, so a one-word answer "
                 "weighs as much as a caption (default: over all answer tokens of the batch, where a flaw "
@@ -140,6 +143,8 @@ class PretrainConfig:
         if self.flaw_warmup >= self.max_steps:
             raise ConfigError(f"flaw_warmup ({self.flaw_warmup}) must be below max_steps ({self.max_steps}): the "
                               "warm-up steps are part of the schedule.")
+        if self.freeze_vision_after_warmup and not self.flaw_warmup:
+            raise ConfigError("freeze_vision_after_warmup needs flaw_warmup (the steps after which the tower stops).")
         if self.cell_questions + self.request_tasks + self.flaw_questions > 1:
             raise ConfigError(f"cell_questions + request_tasks + flaw_questions must be at most 1; got "
                               f"{self.cell_questions} + {self.request_tasks} + {self.flaw_questions}.")
@@ -240,6 +245,13 @@ def parameter_groups(model: torch.nn.Module, lr: float, vision_lr: float) -> lis
     return [{"params": vision, "lr": vision_lr}, {"params": rest, "lr": lr}]
 
 
+def freeze_vision(model: torch.nn.Module) -> None:
+    """Stop training the vision tower (the parameters ``parameter_groups`` trains at the vision rate):
+    no gradient reaches it from here on, so the optimiser leaves it as it is."""
+    for param in parameter_groups(model, 0.0, 0.0)[0]["params"]:
+        param.requires_grad_(False)
+
+
 def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     """The texts the base's tokenizer learns from: the prompt templates, pairwise prompts and
     answers of the reference critic on fresh world pairs (another seed than the bench's; held-out
@@ -332,6 +344,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     model.train()
     started, step, loss = time.perf_counter(), 0, math.nan
     while step < config.max_steps:
+        if config.freeze_vision_after_warmup and step == config.flaw_warmup:
+            freeze_vision(model)
         batch = collate([encode(draw(step), processor, 512) for _ in range(config.batch_size)], pad_id)
         loss = train_step(model, batch, optimizer, scheduler, per_example=config.loss_per_example)
         step += 1
