@@ -12,7 +12,9 @@ compared with the scene asked for:
   ``shape``, ``colour``, ``position_shape_colour`` and ``exact`` (shape, colour and size in its
   cell), and the commonest wrong shapes drawn in a requested cell (``drawn_as/star->circle``: counts);
 - per image: ``count`` (as many objects as asked), ``word`` (the word or its absence),
-  ``extra`` (more objects than asked), ``exact`` (``bench.generator_accuracy``'s rule);
+  ``extra`` (more objects than asked), ``exact`` (``bench.generator_accuracy``'s rule),
+  ``colour_match`` (the share of the coloured ink in the colours the prompt names:
+  ``bench.rl_sanity.colour_match``, the partial credit of ``bench.rl_partial_credit``);
 - what is drawn: ``large_share`` of the drawn objects, ``objects`` per image, ``blur``,
   ``smudges`` (the analyzer's artifact measures).
 
@@ -30,6 +32,7 @@ from PIL import Image
 
 from bench.generator_accuracy import detailed_match, short_match
 from bench.rl_heldout import load_run, run_arguments
+from bench.rl_sanity import colour_match
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.world import Scene
 from studio.rl.data import PromptItem, eval_items
@@ -66,6 +69,7 @@ def attribute_rates(items: list[PromptItem], images: list[Image.Image]) -> dict[
         note(per_image, "count", len(found.objects) == len(target.objects))
         note(per_image, "extra", len(found.objects) > len(target.objects))
         note(per_image, "word", found.word == target.word)
+        note(per_image, "colour_match", colour_match(image, item.prompt))
         note(per_image, "objects", len(found.objects))
         note(per_image, "blur", found.artifacts.blur)
         note(per_image, "smudges", found.artifacts.smudges)

@@ -46,3 +46,10 @@ def test_a_star_drawn_as_a_circle_is_counted_as_that_confusion() -> None:
     rates = attribute_rates(items("detailed"), [world.render(drawn)])
     assert rates["object_shape"] == 0.5 and rates["object_colour"] == 1.0
     assert rates["drawn_as/star->circle"] == 1.0
+
+
+def test_ink_in_a_colour_the_prompt_does_not_name_lowers_the_colour_match() -> None:
+    right = attribute_rates(items("short"), [world.render(SCENE)])["colour_match"]
+    drawn = replace(SCENE, objects=(SCENE.objects[0], replace(SCENE.objects[1], colour="green")))
+    wrong = attribute_rates(items("short"), [world.render(drawn)])["colour_match"]
+    assert right > wrong + 0.3
