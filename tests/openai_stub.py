@@ -98,6 +98,8 @@ class OpenAIStub:
     :param script: answers for the first ``len(script)`` chat requests, in arrival order.
     :param models: the ids ``GET /v1/models`` lists.
     :param record: keep every request in ``received`` (turn off for long benchmarks).
+    :param gate: when given, chat answers go out only while this event is set (after the latency),
+        so a test can hold a caller mid-request for as long as it needs and then release it.
 
     Counters: ``chat_requests`` (all chat requests, scripted ones included), ``model_requests``,
     ``in_flight`` and ``max_in_flight`` (chat requests between arrival and answer).
@@ -111,8 +113,10 @@ class OpenAIStub:
         script: Sequence[Scripted] = (),
         models: Sequence[str] = ("stub-critic",),
         record: bool = True,
+        gate: threading.Event | None = None,
     ) -> None:
         self.latency_s = latency_s
+        self.gate = gate
         self.reply = reply or _default_reply
         self.models = list(models)
         self.record = record
@@ -239,6 +243,8 @@ class OpenAIStub:
             self._remember("POST", "/v1/chat/completions", headers, body)
             delay = self.latency_s if scripted.delay_s is None else scripted.delay_s
             await asyncio.sleep(max(0.0, arrived + delay - time.monotonic()))
+            while self.gate is not None and not self.gate.is_set():
+                await asyncio.sleep(0.01)
             if scripted.drop:
                 return False
             status, payload, extra = self._answer(body, scripted)

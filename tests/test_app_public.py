@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import time
 import zipfile
 from typing import Iterator
@@ -17,6 +18,7 @@ import pytest
 from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError, ValidationError
 
+from tests.openai_stub import OpenAIStub
 from tests.test_app_api import refine_args
 from tests.ui_helpers import ROOT, RunningApp, running_app
 
@@ -26,6 +28,16 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def public_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningApp]:
     yield from running_app(tmp_path_factory.mktemp("public") / "store", "--public", "--max-visitor-requests", "1")
+
+
+@pytest.fixture(scope="module")
+def held_critic_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[RunningApp, OpenAIStub]]:
+    """A public app whose critic is a local OpenAI stub behind an open gate: a test that clears
+    ``stub.gate`` holds every request at its critique until it sets the gate again."""
+    with OpenAIStub(gate=threading.Event()) as stub:
+        stub.gate.set()
+        yield from ((app, stub) for app in running_app(tmp_path_factory.mktemp("held") / "store", "--public",
+                                                       "--max-visitor-requests", "1", "--critic-url", stub.url))
 
 
 @pytest.fixture(scope="module")
@@ -130,20 +142,24 @@ def test_a_request_over_the_image_limit_is_refused_at_submission_naming_the_sett
     assert stored_visitors(public_app, "sessions") == before
 
 
-def test_a_visitor_over_their_request_limit_is_refused_and_others_are_not(public_app):
-    alice, bob = visitor(public_app), visitor(public_app)
-    slow = list(refine_args("three purple stars and two yellow diamonds", rounds=6, threshold=4.0))
-    slow[4], slow[12] = 2, 0  # 6 rounds x 2 images, no plateau stop: holds the model for a while
-    first = alice.submit(*slow, api_name="/refine")
-    deadline = time.monotonic() + 60
-    while first.status().code.name not in ("PROCESSING", "ITERATING"):
+def test_a_visitor_over_their_request_limit_is_refused_and_others_are_not(held_critic_app):
+    app, stub = held_critic_app
+    alice, bob = visitor(app), visitor(app)
+    stub.gate.clear()  # the critic now holds every critique until the test releases it
+    first = alice.submit(*refine_args("three purple stars and two yellow diamonds", rounds=1), api_name="/refine")
+    deadline = time.monotonic() + 300  # a fresh app loads its models first
+    while stub.in_flight == 0:  # alice's first request holds the model, waiting on its critique
         assert time.monotonic() < deadline and not first.done(), first.status()
         time.sleep(0.05)
     refused = r"already have 1 request.*1 at a time per visitor.*--max-visitor-requests"
-    with pytest.raises(ValidationError, match=refused):
-        alice.predict(*refine_args("a blue circle", rounds=1), api_name="/refine")
-    assert refine(bob, "a blue circle")  # another visitor waits their turn and is served
-    first.result(timeout=300)
+    second = alice.submit(*refine_args("a blue circle", rounds=1), api_name="/refine")
+    with pytest.raises(ValidationError, match=refused):  # at submission, not after a wait (that would time out)
+        second.result(timeout=60)
+    waiting = bob.submit(*refine_args("a blue circle", rounds=1), api_name="/refine")
+    assert stub.in_flight == 1 and not first.done()  # refused while the first was still running
+    stub.gate.set()
+    assert first.result(timeout=300)[0]
+    assert waiting.result(timeout=300)[0]  # another visitor waited their turn and was served
     assert refine(alice, "a blue circle")  # the first one done: alice may ask again
 
 
