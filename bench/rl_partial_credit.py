@@ -7,7 +7,8 @@
 Each image's reward is the weighted mean of the base critic's ``ScoringPolicy`` reward (its
 ``weights``, in [0, 1]) and the ``bench.rl_sanity`` terms (each in [0, 1]), returned as a scalar
 critique (``overall`` only), which the RL reward path reads as a scalar reward model's score. A
-failed base critique stays a failure (never scored 0).
+failed base critique stays a failure (never scored 0), and so does an image whose terms cannot be
+scored (a prompt that is not a shapes-world prompt).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from typing import Any
 
 from bench.rl_sanity import REWARDS
 from models.critic.scoring import ScoringPolicy
-from models.errors import ConfigError
+from models.errors import ConfigError, InvalidInputError
 from models.registry import load_backend
 from models.types import Critique, CritiqueFailure, CritiqueRequest
 
@@ -58,9 +59,12 @@ class PartialCreditCritic:
                 mixed.append(CritiqueFailure(f"no dimension counted by the {self.policy.name!r} policy was scored",
                                              result.raw))
                 continue
-            value = self.weight * base + sum(w * REWARDS[name].score(request.image, request.prompt)
-                                              for name, w in self.terms.items())
-            mixed.append(Critique(request.task, {}, {}, None, None, None, None, value / total, ""))
+            try:
+                credit = sum(w * REWARDS[name].score(request.image, request.prompt) for name, w in self.terms.items())
+            except InvalidInputError as error:  # e.g. a prompt the terms cannot read: this image fails, not the batch
+                mixed.append(CritiqueFailure(f"partial credit: {error}", result.raw))
+                continue
+            mixed.append(Critique(request.task, {}, {}, None, None, None, None, (self.weight * base + credit) / total, ""))
         return mixed
 
     def close(self) -> None:

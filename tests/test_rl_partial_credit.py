@@ -50,6 +50,16 @@ def test_a_failed_base_critique_stays_a_failure(monkeypatch):
     assert scored.reward is None and scored.failure == "timeout"
 
 
+def test_an_image_whose_terms_cannot_be_scored_fails_alone(monkeypatch):
+    critic = PartialCreditCritic(weights={"text_faithfulness": 1.0}, terms={"colour_match": 1.0})
+    judged = critic.base.critique([CritiqueRequest("t2i", PROMPT, world.render(SCENE))])[0]
+    monkeypatch.setattr(critic.base, "critique", lambda requests: [judged for _ in requests])  # judges any prompt
+    requests = [CritiqueRequest("t2i", p, world.render(SCENE)) for p in ("a photo of a cat on a sofa", PROMPT)]
+    cat, shapes = score_results(critic.critique(requests), ScoringPolicy.rl_reward())
+    assert cat.reward is None and "partial credit" in cat.failure and "a photo of a cat" in cat.failure
+    assert shapes.reward is not None and shapes.reward > 0
+
+
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="Unknown partial-credit"):
         PartialCreditCritic(terms={"sharpness": 1.0})
