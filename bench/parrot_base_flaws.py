@@ -158,11 +158,11 @@ def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSampl
 
 def close_up_scores(model: object, processor: object, count: int, seed: int, probe_renders: int,
                     layers: bool = False) -> dict[str, object]:
-    """The flaw question's greedy answers on ``count`` fresh ``FLAW_CLOSE_UP`` renders seen 3x
+    """The flaw question's greedy answers on ``count`` fresh flawed ``FLAW_CLOSE_UP`` renders seen 3x
     closer (as ``--flaw-zoom`` starts), per true kind, and with ``probe_renders`` the linear
     probe fitted on that many other close-ups and scored on these (with ``layers``, also at each
     depth of the language model: ``layer_probe``)."""
-    drawn = caption_samples(random.Random(seed), stage=FLAW_CLOSE_UP)
+    drawn = caption_samples(random.Random(seed), flaw_prob=1.0, stage=FLAW_CLOSE_UP)
     seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count + probe_renders)]
     seen, train = seen[:count], seen[count:]
     answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in seen]

@@ -217,14 +217,14 @@ def test_flaw_questions_ask_the_flaw_or_the_word_with_a_one_word_answer():
     assert {r["messages"][1]["content"] for r in (early(0) for _ in range(30))} <= {"none"}
 
 
-def test_flaw_zoom_asks_about_one_flawed_object_seen_close_up_then_zooms_out():
+def test_flaw_zoom_asks_about_one_object_seen_close_up_then_zooms_out():
     config = pretrain.PretrainConfig(flaw_questions=1.0, flaw_zoom=0.5, curriculum=0.0, max_steps=100)
     draw = pretrain.training_records(config, set())
     flaw_records = {step: [r for r in (draw(step) for _ in range(60))
                            if r["messages"][0]["content"].endswith(FLAW_QUESTION)] for step in (0, 49, 50)}
     assert all(len(records) > 15 for records in flaw_records.values())  # word questions still half
     close, late = flaw_records[0], flaw_records[50]
-    assert {r["messages"][1]["content"] for r in close} == {"blur", "noise", "colour_bleed", "broken"}
+    assert {r["messages"][1]["content"] for r in close} == {"none", "blur", "noise", "colour_bleed", "broken"}
     assert max(map(_background_share, (r["images"][0] for r in close))) < 0.85  # one object fills the frame
     assert min(map(_background_share, (r["images"][0] for r in flaw_records[49]))) > 0.8  # zoomed out by the end
     assert "none" in {r["messages"][1]["content"] for r in late}  # then every scene, clean ones too
@@ -236,15 +236,48 @@ def test_flaw_warmup_asks_only_the_flaw_of_a_close_up_zooming_out_then_the_usual
     config = pretrain.PretrainConfig(flaw_questions=0.5, flaw_warmup=20, curriculum=0.0, max_steps=100)
     draw = pretrain.training_records(config, set())
     first, last, after = ([draw(step) for _ in range(40)] for step in (0, 19, 20))
-    for records in (first, last):  # only flaw questions, every one about a flawed object
+    for records in (first, last):  # only flaw questions, about a flawed object or a clean one
         assert {r["messages"][0]["content"].removeprefix("<image>") for r in records} == {FLAW_QUESTION}
-        assert {r["messages"][1]["content"] for r in records} <= {"blur", "noise", "colour_bleed", "broken"}
-    assert max(map(_background_share, (r["images"][0] for r in first))) < 0.85  # one object fills the frame
+        assert {r["messages"][1]["content"] for r in records} <= {"none", "blur", "noise", "colour_bleed", "broken"}
+    assert max(map(_background_share, (r["images"][0] for r in first))) < 0.88  # one object fills the frame (~0.8)
     assert min(map(_background_share, (r["images"][0] for r in last))) > 0.8  # at its true size by the end
     asked = {r["messages"][0]["content"].removeprefix("<image>") for r in after}
     assert {CAPTION_REQUEST, WORD_QUESTION} <= asked  # then captions and word questions again
     with pytest.raises(ConfigError, match="flaw_warmup"):
         pretrain.PretrainConfig(flaw_warmup=100, max_steps=100).validate()
+
+
+@pytest.mark.parametrize("flaw_prob", [0.5, 0.2])
+def test_close_up_flaw_questions_show_clean_objects_too_as_often_as_the_renders_are_clean(flaw_prob):
+    """Close-ups that are always flawed never train the answer "none": a base trained on them
+    called clean images "broken" (docs/parrot.md, tenth and eleventh steps)."""
+    for config in (pretrain.PretrainConfig(flaw_questions=1.0, flaw_zoom=1.0, curriculum=0.0, flaw_prob=flaw_prob),
+                   pretrain.PretrainConfig(flaw_warmup=50, curriculum=0.0, flaw_prob=flaw_prob)):
+        draw = pretrain.training_records(config, set())
+        answers = [r["messages"][1]["content"] for r in (draw(0) for _ in range(300))
+                   if r["messages"][0]["content"].endswith(FLAW_QUESTION)]
+        clean = answers.count("none") / len(answers)
+        assert abs(clean - (1 - flaw_prob)) < 0.1, (config, clean)
+        assert set(answers) - {"none"} == {"blur", "noise", "colour_bleed", "broken"}
+
+
+def test_flaw_every_makes_every_kth_step_ask_only_the_flaw_as_the_mix_asks_it():
+    config = pretrain.PretrainConfig(flaw_questions=0.5, flaw_every=4, flaw_zoom=0.5, curriculum=0.0, max_steps=100)
+    draw = pretrain.training_records(config, set())
+    asked = {step: [r["messages"][0]["content"].removeprefix("<image>") for r in (draw(step) for _ in range(40))]
+             for step in (2, 3, 7, 51, 99)}
+    for step in (3, 7, 51, 99):  # the last of every four steps: the flaw question alone
+        assert set(asked[step]) == {FLAW_QUESTION}, step
+    assert {CAPTION_REQUEST, WORD_QUESTION, FLAW_QUESTION} <= set(asked[2])  # the other steps: the usual mix
+    close, late = ([draw(step) for _ in range(40)] for step in (3, 51))
+    assert max(map(_background_share, (r["images"][0] for r in close))) < 0.85  # within --flaw-zoom: close-ups
+    assert min(map(_background_share, (r["images"][0] for r in late))) > 0.5  # then every scene at true size
+    kinds = {r["messages"][1]["content"] for r in late}
+    assert "none" in kinds and len(kinds) >= 4
+    off = pretrain.training_records(pretrain.PretrainConfig(flaw_questions=0.5, curriculum=0.0), set())
+    assert len({r["messages"][0]["content"] for r in (off(3) for _ in range(40))}) == 3  # off by default
+    with pytest.raises(ConfigError, match="flaw_every"):
+        pretrain.PretrainConfig(flaw_every=1).validate()
 
 
 def test_after_the_flaw_warmup_the_vision_tower_can_stay_as_the_warmup_left_it(tmp_path):

@@ -87,10 +87,12 @@ CURRICULUM: tuple[SceneStage, ...] = (
 # The scenes flaw and word questions ask about once the curriculum is over: every scene, with a
 # word twice as often as not (the captions' 0.3 would leave most word questions answered "none").
 QUESTION_SCENES = replace(FULL, word_prob=0.6)
-# Flaw questions seen close up (``--flaw-zoom``): one large centred object, always flawed, seen 3x
-# closer and zooming out, as the curriculum's first stage did for objects. Only the flaws that
-# stay in that crop: a smudge lies outside any object (mostly outside the crop), a bridge needs two.
-FLAW_CLOSE_UP = SceneStage(1, large_only=True, word_prob=0.0, flaw_prob=1.0, exclude_short=False, centred=True,
+# Flaw questions seen close up (``--flaw-zoom``, ``--flaw-warmup``): one large centred object seen 3x
+# closer and zooming out, as the curriculum's first stage did for objects, flawed at the sampler's
+# own share (clean otherwise: always flawed, "none" was never a trained answer and a base trained on
+# them called clean images "broken"; docs/parrot.md, eleventh step). Only the flaws that stay in that
+# crop: a smudge lies outside any object (mostly outside the crop), a bridge needs two.
+FLAW_CLOSE_UP = SceneStage(1, large_only=True, word_prob=0.0, exclude_short=False, centred=True,
                            zoom=3.0, flaws=("blur", "noise", "colour_bleed", "broken"))
 
 

@@ -15,7 +15,8 @@ restate it word for word before the caption, so the base learns to read its prom
 held-out requests it restates word for word (``restated``). With ``--flaw-questions P`` a share P
 asks "What flaw does the image have?" or "What word is written?" with a one-token answer, so the
 flaw and the word carry a whole example's loss; it reports those answers' accuracy (``questions``).
-``--flaw-warmup N`` first asks only the flaw question for N steps, about flawed objects seen close up.
+``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
+``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
 existing base folder instead of building one. The result,
 ``model/``, is a ``save_pretrained`` folder that ``parrot distill --base`` and ``parrot bt --base`` start from.
@@ -102,14 +103,21 @@ class PretrainConfig:
                                         "time: teaches the base what a caption says in its last tokens"})
     flaw_zoom: float = field(
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
-                                        "large centred object with a flaw (blur, noise, colour bleed or a cut) "
-                                        "seen 3x closer, zooming out to its true size by the share's end"})
+                                        "large centred object, flawed at --flaw-prob (blur, noise, colour bleed or "
+                                        "a cut) or clean, seen 3x closer, zooming out to its true size by the "
+                                        "share's end"})
     flaw_warmup: int = field(
         default=0, metadata={"help": "first steps that ask only the flaw question, about one large centred object "
-                                      "with a flaw (blur, noise, colour bleed or a cut) seen 3x closer and zooming "
-                                      "out to its true size by their end; then the usual examples (0: none). The "
+                                      "(flawed at --flaw-prob: blur, noise, colour bleed or a cut) seen 3x closer "
+                                      "and zooming out to its true size by their end; then the usual examples (0: "
+                                      "none). The "
                                       "flaw questions of --flaw-questions alone never make the answer depend on "
                                       "the image (docs/parrot.md, tenth step)"})
+    flaw_every: int = field(
+        default=0, metadata={"help": "every this many steps, a step whose examples all ask the flaw question, as "
+                                      "the mix would ask it then (a close-up within --flaw-zoom's share, else a "
+                                      "render of every scene), so the flaw keeps a whole step's gradient "
+                                      "through the run (0: none; at least 2)"})
     freeze_vision_after_warmup: bool = field(default=False, metadata={
         "help": "with --flaw-warmup: stop training the vision tower once the warm-up is over (the word questions "
                 "and captions otherwise retrain it within ~25 steps into features that no longer carry the flaw)"})
@@ -140,6 +148,9 @@ class PretrainConfig:
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
         _check_int("flaw_warmup", self.flaw_warmup, low=0)
+        if self.flaw_every == 1 or self.flaw_every < 0:
+            raise ConfigError(f"flaw_every must be 0 (off) or at least 2; got {self.flaw_every} (1 would ask "
+                              "nothing but the flaw).")
         if self.flaw_warmup >= self.max_steps:
             raise ConfigError(f"flaw_warmup ({self.flaw_warmup}) must be below max_steps ({self.max_steps}): the "
                               "warm-up steps are part of the schedule.")
@@ -193,7 +204,8 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     request task about a fresh request not in ``exclude``, or with probability ``flaw_questions``
     a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
     first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out). The
-    first ``flaw_warmup`` steps draw only flaw questions about ``FLAW_CLOSE_UP``, zooming out over them."""
+    first ``flaw_warmup`` steps draw only flaw questions about ``FLAW_CLOSE_UP``, zooming out over them,
+    and with ``flaw_every`` K every K-th step draws only flaw questions, as the mix asks them then."""
     rng = random.Random(config.seed + 1)
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
@@ -210,8 +222,9 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             return close_up(step, config.flaw_warmup)
         stage, progress = stage_at(step, config)
         sample = next(samplers[stage])
-        task = rng.random() if any(shares) else 1.0
-        asks_flaw = sum(shares[:2]) <= task < sum(shares)
+        only_flaw = flaw_step(step, config)
+        task = rng.random() if any(shares) and not only_flaw else 1.0
+        asks_flaw = only_flaw or sum(shares[:2]) <= task < sum(shares)
         if asks_flaw and stage == FULL:
             sample = next(samplers[QUESTION_SCENES])
         if stage.zoom > 1:
@@ -222,7 +235,7 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             request = next(requests)
             return caption_record(sample, request_question(request), request_answer(request, sample.caption))
         if asks_flaw:
-            question, answer = ask_flaw_or_word(sample, rng)
+            question, answer = (FLAW_QUESTION, sample.flaw) if only_flaw else ask_flaw_or_word(sample, rng)
             close = config.flaw_zoom * config.max_steps
             if question == FLAW_QUESTION and step < close:
                 return close_up(step, close)
@@ -230,6 +243,11 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         return caption_record(sample)
 
     return draw
+
+
+def flaw_step(step: int, config: PretrainConfig) -> bool:
+    """Whether ``step`` is one of ``flaw_every``'s flaw-only steps: the last of each ``flaw_every`` steps."""
+    return bool(config.flaw_every) and (step + 1) % config.flaw_every == 0
 
 
 def parameter_groups(model: torch.nn.Module, lr: float, vision_lr: float) -> list[dict[str, Any]]:
@@ -272,7 +290,7 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     texts += [caption(random_scene(rng), rng.choice((*FLAWS, NO_FLAW))) for _ in range(5000)]
     if config.request_tasks:
         texts.append(REQUEST_TASK)
-    if config.flaw_questions or config.flaw_warmup:
+    if config.flaw_questions or config.flaw_warmup or config.flaw_every:
         texts += [FLAW_QUESTION, WORD_QUESTION]
     return texts
 
@@ -361,7 +379,7 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     truth = heldout_renders(config, exclude)
     model.eval()
     summary.update(evaluate(model, processor, truth, config.batch_size,
-                            questions=bool(config.flaw_questions or config.flaw_warmup)))
+                            questions=bool(config.flaw_questions or config.flaw_warmup or config.flaw_every)))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
