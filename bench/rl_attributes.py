@@ -2,10 +2,12 @@
 exact-scene accuracy of ``bench.rl_heldout`` was won or lost.
 
     python -m bench.rl_attributes --config docs/rl_shapes_proof_short.json RUN_DIR [--n 100]
+    python -m bench.rl_attributes --config docs/rl_shapes_proof_short.json --against OTHER_FOLDER [--n 100]
 
 The first ``--n`` held-out scenes in both prompt forms, one image each (the evaluation's fixed
-seeds), drawn with the shipped weights and with the run's EMA weights, read by the analyzer and
-compared with the scene asked for:
+seeds), drawn with the shipped weights and with the run's EMA weights (or, with ``--against``, the
+config's generator and another generator folder, as ``bench.rl_heldout``), read by the analyzer
+and compared with the scene asked for:
 
 - per requested object (both forms): ``found`` (an object of its shape and colour is drawn), and
   for detailed prompts, which fix them, ``at_position`` (something is drawn in its cell),
@@ -31,7 +33,7 @@ from statistics import mean
 from PIL import Image
 
 from bench.generator_accuracy import detailed_match, short_match
-from bench.rl_heldout import load_run, run_arguments
+from bench.rl_heldout import comparison, run_arguments
 from bench.rl_sanity import colour_match
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.shapes.world import Scene
@@ -81,21 +83,20 @@ def attribute_rates(items: list[PromptItem], images: list[Image.Image]) -> dict[
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Draw, analyze and compare the shipped and the tuned weights of ``RUN_DIR`` per prompt form."""
+    """Draw, analyze and compare the shipped and the tuned weights of ``RUN_DIR`` (or the config's
+    generator and the ``--against`` folder) per prompt form."""
     args = run_arguments(__doc__.split("\n\n")[0], argv)
-    config, model, weights, state = load_run(args.run_dir, args.config)
+    config, *arms = comparison(args)
     items = eval_items("shapes", None, "t2i", args.n)
-    results: dict[tuple[str, str], dict[str, float]] = {}
+    results: dict[tuple[str, int], dict[str, float]] = {}
     for form in ("detailed", "short"):
         subset = [it for it in items if it.form == form]
-        for label in ("base", "ema"):
-            images = draw_images(model, subset, weights[label], config.sampling_steps)
-            row = attribute_rates(subset, images)
-            results[(form, label)] = row
-            name = "shipped" if label == "base" else f"tuned step {state['step']}"
-            print(json.dumps({"form": form, "weights": name, "n": len(subset), **row}), flush=True)
+        for index, arm in enumerate(arms):
+            row = attribute_rates(subset, draw_images(arm.model, subset, arm.params, config.sampling_steps))
+            results[(form, index)] = row
+            print(json.dumps({"form": form, "weights": arm.label, "n": len(subset), **row}), flush=True)
     for form in ("detailed", "short"):
-        before, after = results[(form, "base")], results[(form, "ema")]
+        before, after = results[(form, 0)], results[(form, 1)]
         print(json.dumps({"form": form, "after_minus_before": {k: round(after[k] - before[k], 4) for k in before
                                                                if k in after and not k.startswith("drawn_as/")}}))
     print(json.dumps({"load_average": os.getloadavg()[0]}))

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
+from pathlib import Path
 
-from bench.rl_attributes import attribute_rates
+import pytest
+
+from bench.rl_attributes import attribute_rates, main
+from models.errors import ConfigError
 from models.shapes import world
+from models.shapes.tiny_flux import TinyFluxConfig
+from models.shapes.train_generator import TrainConfig, Trainer
 from models.shapes.world import Scene, ShapeObject
 from studio.rl.data import PromptItem
 
@@ -53,3 +60,23 @@ def test_ink_in_a_colour_the_prompt_does_not_name_lowers_the_colour_match() -> N
     drawn = replace(SCENE, objects=(SCENE.objects[0], replace(SCENE.objects[1], colour="green")))
     wrong = attribute_rates(items("short"), [world.render(drawn)])["colour_match"]
     assert right > wrong + 0.3
+
+
+def test_against_compares_the_configs_generator_with_another_folder(tmp_path: Path,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    """``--against FOLDER``: the config's generator and another folder draw the same held-out
+    prompts, each with its own weights, and the rows name each folder."""
+    trainer = Trainer(TrainConfig(out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), tasks="t2i",
+                                  vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke()))
+    other = str(trainer.export()[0])  # a barely trained model: it does not draw the scene asked for
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": "assets/shapes-t2i", "data": "shapes", "threads": 1, "sampling_steps": 8,
+                                  "critic": {"backend": "shapes"}}))
+    assert main(["--config", str(config), "--against", other, "--n", "4"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    drawn = {(r["form"], r["weights"]): r for r in rows if "weights" in r}
+    assert set(drawn) == {(f, w) for f in ("detailed", "short") for w in ("assets/shapes-t2i", other)}
+    assert drawn[("detailed", "assets/shapes-t2i")]["object_found"] > drawn[("detailed", other)]["object_found"]
+    for argv in ([str(tmp_path), "--against", other], []):  # a run folder and --against, or neither
+        with pytest.raises(ConfigError, match="exactly one of them"):
+            main(["--config", str(config), *argv])

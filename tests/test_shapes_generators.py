@@ -24,7 +24,7 @@ from models.generator_diffusers import DiffusersGenerator
 from models.shapes.analyzer import analyze
 from models.shapes import world
 from models.shapes.tiny_flux import TinyFluxConfig, corpus_words
-from models.errors import ConfigError, InvalidInputError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.train_generator import (
     EDIT_FOLDER, T2I_FOLDER, StepBatches, TrainConfig, Trainer, heldout_edits, heldout_scenes, parse_args,
 )
@@ -242,6 +242,38 @@ def test_checkpoint_resumes_step_and_weights(tmp_path: Path) -> None:
         assert torch.equal(a, b)
     with pytest.raises(ConfigError, match="trains t2i,edit, but this run asks for edit"):
         Trainer(dataclasses.replace(trainer.cfg, tasks="edit"))
+
+
+def test_init_from_continues_an_exported_folder_from_its_weights(tmp_path: Path) -> None:
+    first = _tiny_trainer(tmp_path / "first", tasks="t2i")
+    first.flux_step()
+    folder = first.export()[0]
+    exported = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+    continued = Trainer(dataclasses.replace(first.cfg, run_dir=str(tmp_path / "next"), init_from=str(folder), seed=1))
+    assert (continued.state.phase, continued.state.step) == ("flux", 0)  # no VAE phase, a fresh schedule
+    for name in ("transformer", "vae", "text_encoder", "text_encoder_2"):
+        loaded, saved = getattr(continued.parts, name).state_dict(), getattr(exported, name).state_dict()
+        assert all(torch.equal(loaded[k], saved[k]) for k in saved), name
+    assert continued.parts.vae.config.scaling_factor == exported.vae.config.scaling_factor
+    for ema, model in zip(continued.ema, continued.trainable):  # the EMA starts from the loaded weights too
+        assert all(torch.equal(a, b) for a, b in zip(ema.parameters(), model.parameters()))
+    before = [p.detach().clone() for p in continued.parts.transformer.parameters()]
+    continued.flux_step()
+    assert any(not torch.equal(a, b) for a, b in zip(before, continued.parts.transformer.parameters()))
+    continued.save()  # a checkpoint in the run dir wins over --init-from: an interrupted continuation resumes
+    assert Trainer(continued.cfg).state.step == 1
+
+
+def test_init_from_needs_a_pipeline_folder_of_the_same_sizes(tmp_path: Path) -> None:
+    with pytest.raises(NotFoundError, match="not an exported pipeline folder"):
+        _tiny_trainer(tmp_path / "a", init_from=str(tmp_path))
+    folder = _tiny_trainer(tmp_path / "b", tasks="t2i").export()[0]
+    wider = dataclasses.replace(TinyFluxConfig.smoke(), heads=TinyFluxConfig.smoke().heads + 1)
+    with pytest.raises(ConfigError, match="transformer of .* does not fit the model sizes"):
+        Trainer(TrainConfig(run_dir=str(tmp_path / "c"), init_from=str(folder), model=wider))
+    with pytest.raises(ConfigError, match="leaves no time for the transformer after the export reserve"):
+        TrainConfig(init_from=str(folder), minutes=1.0)
+    assert TrainConfig(init_from=str(folder), minutes=5.0).vae_minutes == 8.0  # no VAE phase to fit in the budget
 
 
 def test_training_batches_do_not_depend_on_the_number_of_loader_workers(tmp_path: Path) -> None:

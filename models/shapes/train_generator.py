@@ -30,6 +30,16 @@ designs at the step counts a CPU reaches.
 A checkpoint in ``--run-dir`` (default ``runs/shapes-<tasks>``, e.g. ``runs/shapes-t2i``) is written every few minutes;
 running the same command again resumes from it. Held-out scenes (``heldout_scenes``,
 ``heldout_edits``) are never trained on.
+
+``--init-from FOLDER`` continues training an exported pipeline folder (e.g. ``assets/shapes-t2i``)
+instead of starting from random weights: its VAE (with its latent factors), transformer and text
+encoders are loaded, the VAE phase is skipped, and the transformer phase starts at step 0 with a
+fresh optimizer, LR schedule, EMA (from the loaded weights) and binding probe (probes are not
+exported). A checkpoint already in ``--run-dir`` wins over it, so an interrupted continuation
+resumes as any run does. E.g., with short prompts weighted up and a new training stream::
+
+    python -m models.shapes.train_generator --tasks t2i --init-from assets/shapes-t2i --out /tmp/cont \
+        --run-dir /tmp/cont/run --minutes 25 --seed 1 --threads 1 --detailed-prob 0.2 --lr 3e-4
 """
 
 from __future__ import annotations
@@ -55,7 +65,7 @@ from diffusers import AutoencoderKL, FluxPipeline
 from PIL import Image
 from tqdm import tqdm
 
-from models.errors import ConfigError
+from models.errors import ConfigError, NotFoundError
 from models.shapes import world
 from models.shapes.text_probes import BindingProbe, EditProbe
 from models.shapes.tiny_flux import FluxComponents, TinyFluxConfig, assemble_pipelines, build_components, build_scheduler
@@ -137,6 +147,8 @@ class TrainConfig:
     # 100 held-out edits: 31% success at 1, 20% at 1.5, 17% at 2, 10% at 3)
     sample_cfg_t2i: float = 3.0
     sample_cfg_edit: float = 1.0
+    # an exported pipeline folder to continue training from ("": random weights and a VAE phase)
+    init_from: str = ""
     model: TinyFluxConfig = field(default_factory=TinyFluxConfig)
 
     def __post_init__(self) -> None:
@@ -148,7 +160,11 @@ class TrainConfig:
                 f"batch_edit must be between 1 and batch_t2i ({self.batch_t2i}), because edit sources are drawn "
                 f"from the text-to-image batch; got {self.batch_edit}."
             )
-        if self.vae_minutes + self.reserve_minutes >= self.minutes:
+        if self.init_from:
+            if self.reserve_minutes >= self.minutes:
+                raise ConfigError(f"The budget of {self.minutes} minutes leaves no time for the transformer after the "
+                                  f"export reserve ({self.reserve_minutes} min). Raise --minutes.")
+        elif self.vae_minutes + self.reserve_minutes >= self.minutes:
             raise ConfigError(
                 f"The budget of {self.minutes} minutes leaves no time for the transformer after the VAE "
                 f"({self.vae_minutes} min) and the export reserve ({self.reserve_minutes} min). Raise --minutes."
@@ -178,6 +194,33 @@ def heldout_edits(n: int = 200, seed: int = HELDOUT_SEED + 1) -> list[tuple[worl
         if scene not in sources:
             sources[scene] = world.random_edit(scene, rng)
     return list(sources.items())
+
+
+def load_generator_weights(parts: FluxComponents, folder: str | Path) -> None:
+    """Copy the VAE (with its latent scaling and shift), transformer and text encoders of an exported
+    shapes pipeline folder into ``parts`` (in place, keeping each module's dtype and device).
+
+    Raises ``NotFoundError`` when ``folder`` is not a pipeline folder and ``ConfigError`` when its
+    tokenizers or module sizes differ from ``parts`` (other ``--model-json`` sizes)."""
+    from diffusers import DiffusionPipeline
+
+    folder = Path(folder)
+    if not (folder / "model_index.json").is_file():
+        raise NotFoundError(f"{folder} is not an exported pipeline folder (no model_index.json); "
+                            f"--init-from takes e.g. assets/{T2I_FOLDER}.")
+    pipe = DiffusionPipeline.from_pretrained(folder, dtype=torch.float32)
+    for name in ("tokenizer", "tokenizer_2"):
+        if getattr(pipe, name).get_vocab() != getattr(parts, name).get_vocab():
+            raise ConfigError(f"The {name} of {folder} differs from the one this trainer builds; "
+                              "it was exported by another version of the shapes world.")
+    for name in ("vae", "transformer", "text_encoder", "text_encoder_2"):
+        try:
+            getattr(parts, name).load_state_dict(getattr(pipe, name).state_dict())
+        except RuntimeError as err:
+            raise ConfigError(f"The {name} of {folder} does not fit the model sizes of this run "
+                              f"(set them with --model-json): {str(err).splitlines()[0]}") from err
+    vae_config = pipe.vae.config
+    parts.vae.register_to_config(scaling_factor=vae_config.scaling_factor, shift_factor=vae_config.shift_factor)
 
 
 def text_corpus(n_scenes: int = 3000, seed: int = CORPUS_SEED) -> list[str]:
@@ -343,6 +386,10 @@ class Trainer:
         self.device = torch.device(cfg.device)
         self.parts = build_components(cfg.model, text_corpus())
         self.parts.scheduler = build_scheduler(cfg.sigma_shift)
+        self.state = RunState()
+        if cfg.init_from:  # continue an exported model: its weights, no VAE phase
+            load_generator_weights(self.parts, cfg.init_from)
+            self.state.phase = "flux"
         for module in (self.parts.vae, self.parts.transformer, self.parts.text_encoder, self.parts.text_encoder_2):
             module.to(self.device)
         self.t2i = FluxPipeline(**self.parts.as_kwargs())  # prompt encoding and latent packing
@@ -357,7 +404,6 @@ class Trainer:
         params += [p for probe in self.probes.values() for p in probe.parameters()]
         self.opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.99), weight_decay=cfg.weight_decay)
         self.stream = SceneStream(cfg.seed, ExcludedKeys.heldout(cfg.heldout_n))
-        self.state = RunState()
         self._batches = None  # iterator over StepBatches, opened at the first transformer step
         self.session_start = time.time()
         self.elapsed_at_start = 0.0
@@ -660,10 +706,11 @@ class Trainer:
         parts.vae.to(torch.float16)
         t2i, edit = assemble_pipelines(parts)
         out = Path(self.cfg.out)
+        continued = f", continued from {self.cfg.init_from}" if self.cfg.init_from else ""
         description = (
             f"Tiny shapes-world FLUX (guidance is true_cfg_scale with an empty negative prompt), trained "
-            f"by models.shapes.train_generator ({self.cfg.tasks}) with seed {self.cfg.seed}: {self.state.step} steps in "
-            f"{self.elapsed() / 60:.0f} minutes."
+            f"by models.shapes.train_generator ({self.cfg.tasks}) with seed {self.cfg.seed}{continued}: "
+            f"{self.state.step} steps in {self.elapsed() / 60:.0f} minutes."
         )
         paths = []
         for task, pipe in zip(TASKS, (t2i, edit)):
