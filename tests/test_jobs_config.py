@@ -10,6 +10,7 @@ import pytest
 
 from models.errors import ConfigError
 from studio.jobs.config import config_parser, config_to_flags, parse_config, save_config
+from studio.jobs.registry import KINDS, load_kind
 
 
 @dataclass
@@ -67,3 +68,15 @@ def test_a_bad_choice_is_refused_by_the_parser(capsys):
         parse_config(DemoConfig, ["--data", "x", "--mode", "both"])
     assert "invalid choice" in capsys.readouterr().err
     assert "--tie-tolerance" in config_parser(DemoConfig).format_help()
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_built_in_kind_prints_its_help(kind, capsys):
+    # argparse %-formats help texts: one stray "%" in a setting's help crashed `--help` with a TypeError
+    spec = load_kind(kind)
+    with pytest.raises(SystemExit) as exit_info:
+        parse_config(spec.config_cls, ["--help"], prog=kind)
+    assert exit_info.value.code == 0
+    shown = capsys.readouterr().out
+    assert shown.startswith(f"usage: {kind}")
+    assert "--config FILE" in shown

@@ -55,7 +55,8 @@ def config_parser(cls: type, parser: argparse.ArgumentParser | None = None, *,
         default = field_default(f)
         if default is not dataclasses.MISSING:
             help_text += f" (default: {json.dumps(default) if not isinstance(default, str) else default})"
-        options: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text}
+        # argparse %-formats help strings: a literal "%" (e.g. "60% of the scenes") must be doubled
+        options: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
         if kind is bool:
             parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, **options)
         elif kind is list:

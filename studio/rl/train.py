@@ -44,6 +44,8 @@ from studio.rl.weights import export_lora, export_pipeline
 
 logger = logging.getLogger(__name__)
 
+#: The kind's config class (it lives in studio.rl.config, so the job registry is told).
+CONFIG = RLConfig
 DEFAULT_SIZE = 512
 METRICS_FILE = "metrics.jsonl"
 
