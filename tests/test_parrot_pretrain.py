@@ -280,6 +280,20 @@ def test_flaw_every_makes_every_kth_step_ask_only_the_flaw_as_the_mix_asks_it():
         pretrain.PretrainConfig(flaw_every=1).validate()
 
 
+@pytest.mark.parametrize(("patch_size", "tokens"), [(4, 64), (8, 16), (16, 4)])
+def test_a_finer_patch_gives_a_render_more_visual_tokens(tmp_path, patch_size, tokens):
+    pretrain.PretrainConfig(patch_size=patch_size).validate()
+    folder = build_tiny_qwen3vl(tmp_path / "tiny", hidden_size=32, num_layers=1, vision_hidden_size=32,
+                                vision_depth=1, patch_size=patch_size)
+    model = AutoModelForImageTextToText.from_pretrained(str(folder))
+    processor = load_processor(str(folder))
+    render = next(caption_samples(random.Random(0), size=64))
+    batch = collate([encode(pretrain.caption_record(render, FLAW_QUESTION, render.flaw), processor, 512)],
+                    processor.tokenizer.pad_token_id)
+    assert int((batch["input_ids"] == model.config.image_token_id).sum()) == tokens
+    assert torch.isfinite(model(**batch).loss)
+
+
 def test_after_the_flaw_warmup_the_vision_tower_can_stay_as_the_warmup_left_it(tmp_path):
     folder = build_tiny_qwen3vl(tmp_path / "tiny", hidden_size=32, num_layers=1, vision_hidden_size=32,
                                 vision_depth=1, patch_size=8)

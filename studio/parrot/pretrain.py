@@ -73,7 +73,8 @@ class PretrainConfig:
     layers: int = field(default=4, metadata={"help": "language model layers"})
     vision_hidden_size: int = field(default=128, metadata={"help": "vision tower width"})
     vision_depth: int = field(default=3, metadata={"help": "vision tower blocks"})
-    patch_size: int = field(default=8, metadata={"help": "image patch side in pixels (8 or 16)"})
+    patch_size: int = field(default=8, metadata={"help": "image patch side in pixels: 4, 8 or 16 (merged 2x2, so "
+                                                         "a 64-px render is 64, 16 or 4 visual tokens)"})
     image_size: int = field(default=64, metadata={"help": "render side in pixels (the PARROT pairs' size)"})
     vocab_size: int = field(default=2048, metadata={"help": "protocol tokenizer vocabulary"})
     tokenizer_pairs: int = field(default=300, metadata={"help": "world pairs critiqued for the tokenizer's corpus"})
@@ -139,8 +140,8 @@ class PretrainConfig:
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for a value out of range."""
-        if self.patch_size not in (8, 16):
-            raise ConfigError(f"patch_size must be 8 or 16; got {self.patch_size}.")
+        if self.patch_size not in (4, 8, 16):
+            raise ConfigError(f"patch_size must be 4, 8 or 16; got {self.patch_size}.")
         _check_float("flaw_prob", self.flaw_prob, low=0, high=1)
         _check_float("curriculum", self.curriculum, low=0, high=1)
         _check_float("cell_questions", self.cell_questions, low=0, high=1)
