@@ -156,6 +156,14 @@ def flaw_answer_probs(model: object, processor: object, truth: list[CaptionSampl
             for k in kinds if k in rows}
 
 
+def flaw_answer_scores(model: object, processor: object, samples: list[CaptionSample]) -> dict[str, object]:
+    """The flaw question's greedy answers about ``samples``: accuracy (``flaw``), per true kind
+    (``flaw_kinds``) and the distinct answers given (``answers``)."""
+    answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in samples]
+    return {"flaw": round(sum(a == s.flaw for a, s in zip(answers, samples)) / len(samples), 4),
+            "flaw_kinds": flaw_kind_scores(answers, samples), "answers": sorted(set(answers))}
+
+
 def close_up_scores(model: object, processor: object, count: int, seed: int, probe_renders: int,
                     layers: bool = False) -> dict[str, object]:
     """The flaw question's greedy answers on ``count`` fresh flawed ``FLAW_CLOSE_UP`` renders seen 3x
@@ -165,9 +173,7 @@ def close_up_scores(model: object, processor: object, count: int, seed: int, pro
     drawn = caption_samples(random.Random(seed), flaw_prob=1.0, stage=FLAW_CLOSE_UP)
     seen = [zoom_in(next(drawn), FLAW_CLOSE_UP.zoom) for _ in range(count + probe_renders)]
     seen, train = seen[:count], seen[count:]
-    answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in seen]
-    scores = {"flaw": round(sum(a == s.flaw for a, s in zip(answers, seen)) / count, 4),
-              "flaw_kinds": flaw_kind_scores(answers, seen), "answers": sorted(set(answers))}
+    scores = flaw_answer_scores(model, processor, seen)
     if probe_renders:
         scores["probe"] = probe_row(model, processor, train, seen)
         if layers:

@@ -43,22 +43,18 @@ from pathlib import Path
 
 import torch
 
-from bench.parrot_base_flaws import flaw_answer_probs, probe_row, reference_row
+from bench.parrot_base_flaws import flaw_answer_probs, flaw_answer_scores, probe_row, reference_row
 from studio.parrot import pretrain
 from studio.parrot.captions import (FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, NO_FLAW, CaptionSample, caption_samples,
-                                    flaw_kind_scores, heldout_requests, zoom_in)
+                                    heldout_requests, zoom_in)
 from studio.parrot.pairs import HELDOUT_SEED
 from studio.parrot.student_data import collate, encode
 
 
 def answer_scores(model: object, processor: object, truth: list[CaptionSample]) -> dict[str, object]:
-    """The flaw question's greedy answers on ``truth``: accuracy, per true kind, and the answer
+    """The flaw question's greedy answers on ``truth`` (``flaw_answer_scores``) and the answer
     probabilities per true kind (``flaw_answer_probs``)."""
-    answers = [pretrain.generate_caption(model, processor, s.image, FLAW_QUESTION, 8) for s in truth]
-    return {"flaw": round(sum(a == s.flaw for a, s in zip(answers, truth)) / len(truth), 4),
-            "flaw_kinds": flaw_kind_scores(answers, truth),
-            "answers": sorted(set(answers)),
-            "flaw_answer_probs": flaw_answer_probs(model, processor, truth)}
+    return {**flaw_answer_scores(model, processor, truth), "flaw_answer_probs": flaw_answer_probs(model, processor, truth)}
 
 
 def flaw_renders(args: argparse.Namespace, exclude: set[str]) -> Callable[[int], CaptionSample]:
@@ -77,16 +73,18 @@ def flaw_renders(args: argparse.Namespace, exclude: set[str]) -> Callable[[int],
     return draw
 
 
-def patch_row(patch_size: int, args: argparse.Namespace, exclude: set[str], folder: Path) -> dict[str, object]:
-    """Build a fresh base with ``patch_size``-pixel patches, probe its visual tokens for the flaw,
-    and with ``--steps`` train it on the flaw question (``train_on_flaws``) and measure it again."""
+def patch_row(patch_size: int, args: argparse.Namespace, exclude: set[str], truth: list[CaptionSample],
+              folder: Path) -> dict[str, object]:
+    """Build a fresh base with ``patch_size``-pixel patches, probe its visual tokens for the flaw on
+    ``truth`` (the held-out renders), and with ``--steps`` train it on the flaw question
+    (``train_on_flaws``) and measure it again."""
+    # flaw_questions puts the flaw question into the base's tokenizer corpus
     config = pretrain.PretrainConfig(patch_size=patch_size, image_size=args.image_size, flaw_questions=1.0,
                                      learning_rate=args.learning_rate, warmup_steps=args.warmup_steps,
                                      max_steps=max(args.steps, 1), eval_images=args.eval_images, seed=args.seed)
     config.validate()
     torch.manual_seed(config.seed)
     model, processor = pretrain.build_base(config, folder, exclude)
-    truth = pretrain.heldout_renders(config, exclude)
     probe_renders = caption_samples(random.Random(args.seed + 11), size=args.image_size, exclude=exclude)
     probe_train = [next(probe_renders) for _ in range(args.probe_renders)]
     model.eval()
@@ -150,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for patch_size in args.patch_sizes:
-            rows.append(patch_row(patch_size, args, exclude, Path(tmp) / f"patch{patch_size}"))
+            rows.append(patch_row(patch_size, args, exclude, truth, Path(tmp) / f"patch{patch_size}"))
             print(json.dumps(rows[-1]), flush=True)
     summary = {f"patch_{r['patch_size']}": {
         "probe_before": r["probe_before"]["flaw"], **({"probe_after": r["probe_after"]["flaw"],
