@@ -61,6 +61,7 @@ from PIL import Image
 from bench.generator_accuracy import short_match
 from bench.heldout import shipped
 from bench.independent_grader import objects_match
+from bench.paired import paired_difference
 from models.shapes import world
 from models.shapes.analyzer import analyze
 from models.shapes.expand import expand, expansion_rng
@@ -227,13 +228,6 @@ def summary(args: argparse.Namespace, result: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _paired(a: list[bool], b: list[bool], rng: random.Random, draws: int = 4000) -> dict[str, Any]:
-    n = len(a)
-    diffs = sorted(sum(a[j] - b[j] for j in (rng.randrange(n) for _ in range(n))) / n for _ in range(draws))
-    return {"difference_points": round(100 * (sum(a) - sum(b)) / n, 1),
-            "ci95_points": (round(100 * diffs[int(0.025 * draws)], 1), round(100 * diffs[int(0.975 * draws)], 1))}
-
-
 def _label(run: dict[str, Any]) -> str:
     """An arm's name, with the tuned generator's LoRA when it had one."""
     tuned = run["summary"].get("t2i_lora") or run["summary"].get("t2i")
@@ -252,16 +246,15 @@ def compare(path_a: str, path_b: str) -> dict[str, Any]:
     a, b = _load(path_a), _load(path_b)
     if [s["prompt"] for s in a["sessions"]] != [s["prompt"] for s in b["sessions"]]:
         raise SystemExit("the two runs did not use the same prompts; run both arms with the same --n and --offset")
-    rng = random.Random(0)
     out: dict[str, Any] = {"bench": "refinement_compare", "a": _label(a), "b": _label(b),
                            "n": len(a["sessions"])}
     for grader in GRADERS:
         last_a = [s[grader][-1] for s in a["sessions"]]
-        out[grader] = {"a_minus_b_round_1": _paired([s[grader][0] for s in a["sessions"]],
-                                                    [s[grader][0] for s in b["sessions"]], rng),
-                       "a_minus_b_last_round": _paired(last_a, [s[grader][-1] for s in b["sessions"]], rng)}
+        out[grader] = {"a_minus_b_round_1": paired_difference([s[grader][0] for s in a["sessions"]],
+                                                              [s[grader][0] for s in b["sessions"]]),
+                       "a_minus_b_last_round": paired_difference(last_a, [s[grader][-1] for s in b["sessions"]])}
         if len(a["sessions"][0][grader]) >= 3:
-            out[grader]["a_last_minus_a_round_2"] = _paired(last_a, [s[grader][1] for s in a["sessions"]], rng)
+            out[grader]["a_last_minus_a_round_2"] = paired_difference(last_a, [s[grader][1] for s in a["sessions"]])
     return out
 
 

@@ -1,7 +1,7 @@
 """What an RL run changed in the generator's drawings, attribute by attribute: where the held-out
 exact-scene accuracy of ``bench.rl_heldout`` was won or lost.
 
-    python -m bench.rl_attributes --config docs/rl_shapes_proof_short.json RUN_DIR [--n 100]
+    python -m bench.rl_attributes --config docs/rl_shapes_proof_short.json RUN_DIR [RUN_DIR ...] [--n 100]
     python -m bench.rl_attributes --config docs/rl_shapes_proof_short.json --against OTHER_FOLDER [--n 100]
 
 The first ``--n`` held-out scenes in both prompt forms, one image each (the evaluation's fixed
@@ -86,7 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     """Draw, analyze and compare the shipped and the tuned weights of ``RUN_DIR`` (or the config's
     generator and the ``--against`` folder) per prompt form."""
     args = run_arguments(__doc__.split("\n\n")[0], argv)
-    config, *arms = comparison(args)
+    config, before, afters = comparison(args)
+    arms = [before, *afters]
     items = eval_items("shapes", None, "t2i", args.n)
     results: dict[tuple[str, int], dict[str, float]] = {}
     for form in ("detailed", "short"):
@@ -96,9 +97,11 @@ def main(argv: list[str] | None = None) -> int:
             results[(form, index)] = row
             print(json.dumps({"form": form, "weights": arm.label, "n": len(subset), **row}), flush=True)
     for form in ("detailed", "short"):
-        before, after = results[(form, 0)], results[(form, 1)]
-        print(json.dumps({"form": form, "after_minus_before": {k: round(after[k] - before[k], 4) for k in before
-                                                               if k in after and not k.startswith("drawn_as/")}}))
+        first = results[(form, 0)]
+        for index in range(1, len(arms)):
+            after = results[(form, index)]
+            print(json.dumps({"form": form, "tuned": arms[index].label, "after_minus_before": {
+                k: round(after[k] - first[k], 4) for k in first if k in after and not k.startswith("drawn_as/")}}))
     print(json.dumps({"load_average": os.getloadavg()[0]}))
     return 0
 

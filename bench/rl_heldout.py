@@ -1,18 +1,21 @@
-"""Held-out shapes-world numbers of an RL run, before (the shipped model) and after (the run's EMA
-weights), per prompt form: the analyzer's exact-scene accuracy with its Wilson 95% interval and
-the reference critic's scores (the RL preset reward and each dimension), whatever the run was
-rewarded with.
+"""Held-out shapes-world numbers of RL runs, before (the shipped model) and after (each run's EMA
+weights), per prompt form: the analyzer's exact-scene accuracy with its Wilson 95% interval, the
+reference critic's scores (the RL preset reward and each dimension), whatever the run was
+rewarded with, and the paired per-scene difference of the exact-scene check.
 
-    python -m bench.rl_heldout --config docs/rl_shapes_proof_tf.json RUN_DIR [--n 100]
+    python -m bench.rl_heldout --config docs/rl_shapes_proof_tf.json RUN_DIR [RUN_DIR ...] [--n 100]
     python -m bench.rl_heldout --config docs/rl_shapes_proof_tf.json --against OTHER_FOLDER [--n 100]
 
 The first ``--n`` held-out scenes, prompted in the short and the detailed form (one image each,
-the evaluation's fixed seeds, the run's sampling settings); the weights are those of the run
-folder's latest checkpoint (its ``base`` and ``ema`` sets). With ``--against FOLDER`` instead of
-a run folder, it compares the config's generator with another generator folder (e.g. one
-continued by ``models.shapes.train_generator --init-from``), each with its own weights and the
-same prompts and seeds. Prints one JSON line per form and weights, then the after - before
-differences.
+the evaluation's fixed seeds, the run's sampling settings); the weights are those of each run
+folder's latest checkpoint (its ``base`` and ``ema`` sets; several run folders are runs of the same
+config, e.g. two seeds, so they share the base). With ``--against FOLDER`` instead of run folders,
+it compares the config's generator with another generator folder (e.g. one continued by
+``models.shapes.train_generator --init-from``), each with its own weights and the same prompts and
+seeds. Prints one JSON line per form and weights, then per form and tuned weights the after -
+before differences, with ``paired`` (``bench.paired``: the same scenes and seeds before and after,
+so the interval is per scene: scenes gained, lost, and the sign test); with several runs also
+``pooled``, the per-scene share of runs that got the scene right, against before.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.paired import paired_difference
 from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError, NotFoundError
 from studio.evaluation.summary import wilson_interval
@@ -56,19 +60,20 @@ def load_run(run_dir: Path, config_path: str) -> tuple[RLConfig, FlowModel, dict
 
 
 def run_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
-    """The command line of a bench that compares two sets of generator weights: an RL run folder
-    (its shipped and tuned weights) or ``--against`` another generator folder, the ``--config``
-    and ``--n`` held-out scenes per prompt form. Raises ``ConfigError`` unless exactly one of the
-    run folder and ``--against`` is given."""
+    """The command line of a bench that compares generator weights with a base: RL run folders of
+    one config (the shipped and each run's tuned weights) or ``--against`` another generator
+    folder, the ``--config`` and ``--n`` held-out scenes per prompt form. Raises ``ConfigError``
+    unless exactly one of the run folders and ``--against`` is given."""
     parser = argparse.ArgumentParser(description=description)
-    parser.add_argument("run_dir", type=Path, nargs="?", help="the RL run folder (its checkpoints/)")
+    parser.add_argument("run_dirs", type=Path, nargs="*", metavar="RUN_DIR",
+                        help="RL run folders (their checkpoints/) of the --config, e.g. two seeds")
     parser.add_argument("--config", required=True, help="the run's config JSON (its model is the base)")
     parser.add_argument("--against", default="", help="instead of a run folder: a generator folder to compare "
                                                       "with the config's model (no RL run)")
     parser.add_argument("--n", type=int, default=100, help="held-out scenes per prompt form (unseen: at most 200)")
     args = parser.parse_args(argv)
-    if (args.run_dir is None) == (not args.against):
-        raise ConfigError("Give either an RL run folder or --against GENERATOR_FOLDER (exactly one of them).")
+    if bool(args.run_dirs) == bool(args.against):
+        raise ConfigError("Give either RL run folders or --against GENERATOR_FOLDER (exactly one of them).")
     return args
 
 
@@ -82,32 +87,55 @@ class Arm:
     params: Params | None
 
 
-def comparison(args: argparse.Namespace) -> tuple[RLConfig, Arm, Arm]:
-    """The config and the two arms ``run_arguments`` names, before then after: an RL run's
-    shipped and tuned (EMA) weights, or the config's generator and the ``--against`` folder."""
-    if args.run_dir is not None:
-        config, model, weights, state = load_run(args.run_dir, args.config)
-        return config, Arm("shipped", model, weights["base"]), Arm(f"tuned step {state['step']}", model, weights["ema"])
+def comparison(args: argparse.Namespace) -> tuple[RLConfig, Arm, list[Arm]]:
+    """The config, the arm before and the arms after that ``run_arguments`` names: the shipped
+    weights and each run's tuned (EMA) weights, or the config's generator and the ``--against``
+    folder."""
+    if args.run_dirs:
+        afters = []
+        for run_dir in args.run_dirs:
+            config, model, weights, state = load_run(run_dir, args.config)
+            if not afters:
+                before = Arm("shipped", model, weights["base"])
+            label = f"tuned step {state['step']}" + (f" ({run_dir})" if len(args.run_dirs) > 1 else "")
+            afters.append(Arm(label, model, weights["ema"]))
+        return config, before, afters
     import torch
 
-    config: RLConfig = config_from_dict(RLConfig, load_config_values(args.config))
+    config = config_from_dict(RLConfig, load_config_values(args.config))
     torch.set_num_threads(config.threads or 1)
     other = load_flow_model(dataclasses.replace(config, model=args.against))
-    return config, Arm(config.model, load_flow_model(config), None), Arm(args.against, other, None)
+    return config, Arm(config.model, load_flow_model(config), None), [Arm(args.against, other, None)]
+
+
+def paired_rows(form: str, before: list[bool], afters: dict[str, list[bool]]) -> list[dict[str, Any]]:
+    """Per tuned weights, the paired per-scene difference of the exact-scene check against
+    ``before`` (``bench.paired``); with several, also ``pooled``: each scene's share of the tuned
+    weights that got it right."""
+    rows = [{"form": form, "tuned": label, "paired_exact": paired_difference(checks, before)}
+            for label, checks in afters.items()]
+    if len(afters) > 1:
+        shares = [sum(column) / len(afters) for column in zip(*afters.values())]
+        rows.append({"form": form, "tuned": f"pooled over {len(afters)} runs",
+                     "paired_exact": paired_difference(shares, before)})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
     """Evaluate the base and the tuned weights of ``RUN_DIR`` on the held-out scenes."""
     args = run_arguments(__doc__.split("\n\n")[0], argv)
-    config, *arms = comparison(args)
+    config, before, afters = comparison(args)
+    arms = [before, *afters]
     critic = build_critic({"backend": "shapes"})
     items = eval_items("shapes", None, "t2i", args.n)
     results: dict[tuple[str, int], dict[str, float]] = {}
+    checks: dict[tuple[str, int], list[bool]] = {}
     for form in ("detailed", "short"):
         subset = [it for it in items if it.form == form]
         for index, arm in enumerate(arms):
-            metrics = evaluate(arm.model, subset, arm.params, steps=config.sampling_steps, critic=critic,
-                               policy=ScoringPolicy.rl_reward(), shapes=True).metrics
+            result = evaluate(arm.model, subset, arm.params, steps=config.sampling_steps, critic=critic,
+                              policy=ScoringPolicy.rl_reward(), shapes=True)
+            metrics, checks[(form, index)] = result.metrics, result.checks
             exact = round(metrics["eval/check"] * len(subset))
             row = {"form": form, "weights": arm.label,
                    "n": len(subset), "exact": metrics["eval/check"], "exact_ci95": wilson_interval(exact, len(subset)),
@@ -116,9 +144,13 @@ def main(argv: list[str] | None = None) -> int:
             results[(form, index)] = row
             print(json.dumps(row), flush=True)
     for form in ("detailed", "short"):
-        before, after = results[(form, 0)], results[(form, 1)]
-        print(json.dumps({"form": form, "after_minus_before": {
-            k: round(after[k] - before[k], 4) for k in before if isinstance(before[k], float) and k in after}}))
+        first = results[(form, 0)]
+        for index in range(1, len(arms)):
+            after = results[(form, index)]
+            print(json.dumps({"form": form, "tuned": after["weights"], "after_minus_before": {
+                k: round(after[k] - first[k], 4) for k in first if isinstance(first[k], float) and k in after}}))
+        for row in paired_rows(form, checks[(form, 0)], {arms[i].label: checks[(form, i)] for i in range(1, len(arms))}):
+            print(json.dumps(row))
     print(json.dumps({"load_average": os.getloadavg()[0]}))
     return 0
 

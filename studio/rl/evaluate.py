@@ -31,11 +31,13 @@ GRID_COLUMNS = 8
 
 @dataclass
 class EvalResult:
-    """One evaluation: ``metrics`` (name -> value, e.g. ``eval/reward``, ``eval/check``) and the
-    first images (for the grid)."""
+    """One evaluation: ``metrics`` (name -> value, e.g. ``eval/reward``, ``eval/check``), the
+    first images (for the grid) and, in the shapes world, each item's check (the analyzer found
+    exactly the scene asked for), in item order, for paired comparisons."""
 
     metrics: dict[str, float]
     images: list[Image.Image] = field(default_factory=list)
+    checks: list[bool] = field(default_factory=list)
 
 
 def draw_images(model: FlowModel, items: list[PromptItem], params: Params | None, steps: int,
@@ -83,6 +85,7 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
             rewards = [s.reward for it, s in zip(items, scored) if it.form == form and s.reward is not None]
             if rewards:
                 metrics[f"eval/reward_{form}"] = sum(rewards) / len(rewards)  # type: ignore[arg-type]
+    flags: list[bool] = []
     if shapes:
         flags = [shapes_check(it, im) for it, im in zip(items, images)]
         metrics["eval/check"] = sum(flags) / len(flags)
@@ -93,7 +96,7 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
         checked = [s.reward for s in score_results(check_critic.critique(requests), policy) if s.reward is not None]
         if checked:
             metrics["eval/check"] = sum(checked) / len(checked)
-    return EvalResult(metrics=metrics, images=images[:GRID_COLUMNS])
+    return EvalResult(metrics=metrics, images=images[:GRID_COLUMNS], checks=flags)
 
 
 class HackingMonitor:
