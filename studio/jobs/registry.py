@@ -23,6 +23,7 @@ KINDS: dict[str, str] = {
     "diagnose": "studio.jobs.kinds.diagnose",
     "curate": "studio.jobs.kinds.curate",
     "rl": "studio.rl.train",
+    "parrot-vision": "studio.parrot.vision",
     "parrot-pretrain": "studio.parrot.pretrain",
     "parrot-generate": "studio.parrot.generate",
     "parrot-filter": "studio.parrot.filter",

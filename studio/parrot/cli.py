@@ -1,4 +1,4 @@
-"""``python -m studio parrot pretrain|generate|filter|export|distill|bt [--config FILE] [flags]``.
+"""``python -m studio parrot vision|pretrain|generate|filter|export|distill|bt [--config FILE] [flags]``.
 
 Each sub-command is the stage's own ``main``: the flags are generated from its config dataclass
 (``--help`` lists them), the config is saved as ``config.json`` in ``--run-dir``, and the last
@@ -11,6 +11,7 @@ import importlib
 import sys
 
 STAGES = {
+    "vision": "a shapes-world VLM base whose vision tower is trained first, with supervised heads",
     "pretrain": "a shapes-world VLM base (captioning) that distill and bt start from",
     "generate": "anchored generation: a teacher critic explains each pair's label",
     "filter": "consistency filtering: keep rationales whose own scores re-predict the label",

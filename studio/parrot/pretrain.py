@@ -119,6 +119,9 @@ class PretrainConfig:
                                       "the mix would ask it then (a close-up within --flaw-zoom's share, else a "
                                       "render of every scene), so the flaw keeps a whole step's gradient "
                                       "through the run (0: none; at least 2)"})
+    freeze_vision: bool = field(default=False, metadata={
+        "help": "never train the vision tower and its mergers: for an --init base whose tower `parrot vision` "
+                "trained, so the captions teach the language model to read the visual tokens as they are"})
     freeze_vision_after_warmup: bool = field(default=False, metadata={
         "help": "with --flaw-warmup: stop training the vision tower once the warm-up is over (the word questions "
                 "and captions otherwise retrain it within ~25 steps into features that no longer carry the flaw)"})
@@ -361,6 +364,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     summary: dict[str, Any] = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
                                "excluded_requests": len(exclude)}
     model.train()
+    if config.freeze_vision:
+        freeze_vision(model)
     started, step, loss = time.perf_counter(), 0, math.nan
     while step < config.max_steps:
         if config.freeze_vision_after_warmup and step == config.flaw_warmup:
