@@ -115,3 +115,19 @@ class ScalarStubCritic:
         return [Critique(r.task, {}, {}, None, None, None, None,
                          sum(ImageStat.Stat(r.image.convert("RGB")).mean) / (3 * 255), "")
                 for r in requests]
+
+
+def untrained_shapes_comparison(tmp_path: Path) -> tuple[str, Path]:
+    """For the ``--against`` benches: an untrained smoke-size shapes generator folder (it draws
+    no scene asked for) and a config JSON whose model is the shipped ``assets/shapes-t2i``."""
+    import json
+
+    from models.shapes.tiny_flux import TinyFluxConfig
+    from models.shapes.train_generator import TrainConfig, Trainer
+
+    trainer = Trainer(TrainConfig(out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), tasks="t2i",
+                                  vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke()))
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"model": "assets/shapes-t2i", "data": "shapes", "threads": 1, "sampling_steps": 8,
+                                  "critic": {"backend": "shapes"}}))
+    return str(trainer.export()[0]), config

@@ -11,10 +11,9 @@ import pytest
 from bench.rl_attributes import attribute_rates, main
 from models.errors import ConfigError
 from models.shapes import world
-from models.shapes.tiny_flux import TinyFluxConfig
-from models.shapes.train_generator import TrainConfig, Trainer
 from models.shapes.world import Scene, ShapeObject
 from studio.rl.data import PromptItem
+from tests.rl_helpers import untrained_shapes_comparison
 
 SCENE = Scene((ShapeObject("circle", "red", "small", "top left"), ShapeObject("star", "blue", "large", "centre")), "AB")
 
@@ -66,12 +65,7 @@ def test_against_compares_the_configs_generator_with_another_folder(tmp_path: Pa
                                                                     capsys: pytest.CaptureFixture[str]) -> None:
     """``--against FOLDER``: the config's generator and another folder draw the same held-out
     prompts, each with its own weights, and the rows name each folder."""
-    trainer = Trainer(TrainConfig(out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), tasks="t2i",
-                                  vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke()))
-    other = str(trainer.export()[0])  # a barely trained model: it does not draw the scene asked for
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model": "assets/shapes-t2i", "data": "shapes", "threads": 1, "sampling_steps": 8,
-                                  "critic": {"backend": "shapes"}}))
+    other, config = untrained_shapes_comparison(tmp_path)
     assert main(["--config", str(config), "--against", other, "--n", "4"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     drawn = {(r["form"], r["weights"]): r for r in rows if "weights" in r}

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from bench.rl_heldout import main, paired_rows
-from models.shapes.tiny_flux import TinyFluxConfig
-from models.shapes.train_generator import TrainConfig, Trainer
+from tests.rl_helpers import untrained_shapes_comparison
 
 
 def test_paired_rows_per_run_and_pooled_over_runs() -> None:
@@ -28,12 +27,7 @@ def test_against_pairs_each_scene_before_and_after(tmp_path: Path, capsys: pytes
     """The shipped generator against an untrained one on the same held-out scenes and seeds: the
     paired rows count the scenes gained and lost in agreement with the exact rates; against
     itself nothing is gained or lost."""
-    trainer = Trainer(TrainConfig(out=str(tmp_path / "out"), run_dir=str(tmp_path / "run"), tasks="t2i",
-                                  vae_minutes=0.0, minutes=5.0, model=TinyFluxConfig.smoke()))
-    other = str(trainer.export()[0])
-    config = tmp_path / "config.json"
-    config.write_text(json.dumps({"model": "assets/shapes-t2i", "data": "shapes", "threads": 1, "sampling_steps": 8,
-                                  "critic": {"backend": "shapes"}}))
+    other, config = untrained_shapes_comparison(tmp_path)
     assert main(["--config", str(config), "--against", other, "--n", "6"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     exact = {(r["form"], r["weights"]): r for r in rows if "exact" in r}

@@ -66,8 +66,9 @@ REPORT_FILE = "pretrain.json"
 
 
 @dataclass
-class PretrainConfig:
-    """Pretrain a tiny Qwen3-VL to caption shapes-world renders (the base of PARROT students)."""
+class BaseSizes:
+    """The sizes of a new shapes VLM base and of its protocol tokenizer, and its renders' flaw
+    share (shared by ``parrot pretrain`` and ``parrot vision``)."""
 
     hidden_size: int = field(default=256, metadata={"help": "text width (and the vision tower's output)"})
     layers: int = field(default=4, metadata={"help": "language model layers"})
@@ -79,6 +80,12 @@ class PretrainConfig:
     vocab_size: int = field(default=2048, metadata={"help": "protocol tokenizer vocabulary"})
     tokenizer_pairs: int = field(default=300, metadata={"help": "world pairs critiqued for the tokenizer's corpus"})
     flaw_prob: float = field(default=0.5, metadata={"help": "share of renders with an image flaw"})
+
+
+@dataclass
+class PretrainConfig(BaseSizes):
+    """Pretrain a tiny Qwen3-VL to caption shapes-world renders (the base of PARROT students)."""
+
     batch_size: int = field(default=32, metadata={"help": "captions per step"})
     learning_rate: float = field(default=2e-3, metadata={"help": "peak learning rate (cosine decay)"})
     vision_learning_rate: float = field(
