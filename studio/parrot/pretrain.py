@@ -67,8 +67,8 @@ REPORT_FILE = "pretrain.json"
 
 @dataclass
 class BaseSizes:
-    """The sizes of a new shapes VLM base and of its protocol tokenizer, and its renders' flaw
-    share (shared by ``parrot pretrain`` and ``parrot vision``)."""
+    """The sizes of a new shapes VLM base and of its protocol tokenizer, its renders' flaw share,
+    the held-out requests never drawn and the seed (shared by ``parrot pretrain`` and ``parrot vision``)."""
 
     hidden_size: int = field(default=256, metadata={"help": "text width (and the vision tower's output)"})
     layers: int = field(default=4, metadata={"help": "language model layers"})
@@ -80,6 +80,9 @@ class BaseSizes:
     vocab_size: int = field(default=2048, metadata={"help": "protocol tokenizer vocabulary"})
     tokenizer_pairs: int = field(default=300, metadata={"help": "world pairs critiqued for the tokenizer's corpus"})
     flaw_prob: float = field(default=0.5, metadata={"help": "share of renders with an image flaw"})
+    exclude_heldout: int = field(default=2000,
+                                 metadata={"help": "requests of the bench's held-out pairs never drawn as scenes"})
+    seed: int = field(default=0, metadata={"help": "seed of the weights, the scenes and the tokenizer corpus"})
 
 
 @dataclass
@@ -144,9 +147,6 @@ class PretrainConfig(BaseSizes):
     max_steps: int = field(default=3000, metadata={"help": "optimizer steps (the schedule's length)"})
     max_minutes: float = field(default=0.0, metadata={"help": "end training after this long; 0: no limit"})
     eval_images: int = field(default=200, metadata={"help": "held-out renders captioned at the end"})
-    exclude_heldout: int = field(default=2000,
-                                 metadata={"help": "requests of the bench's held-out pairs never drawn as scenes"})
-    seed: int = field(default=0, metadata={"help": "seed of the weights, the scenes and the tokenizer corpus"})
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for a value out of range."""

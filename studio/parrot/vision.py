@@ -56,9 +56,6 @@ class VisionConfig(BaseSizes):
     eval_every: int = field(default=100, metadata={"help": "score the heads on the held-out renders every this "
                                                            "many steps"})
     eval_images: int = field(default=400, metadata={"help": "held-out renders scored"})
-    exclude_heldout: int = field(default=2000,
-                                 metadata={"help": "requests of the bench's held-out pairs never drawn as scenes"})
-    seed: int = field(default=0, metadata={"help": "seed of the weights, the scenes and the tokenizer corpus"})
 
     def validate(self) -> None:
         """Raise ``ConfigError`` for a value out of range."""
@@ -70,10 +67,10 @@ class VisionConfig(BaseSizes):
     def base_config(self) -> PretrainConfig:
         """The ``parrot pretrain`` settings that build this base (sizes, tokenizer, renders): its
         tokenizer learns the request task and the flaw and word questions too, for the stages after."""
-        sizes = {f.name: getattr(self, f.name) for f in fields(BaseSizes)}
-        return PretrainConfig(**sizes, request_tasks=0.25, flaw_questions=0.25, restate_requests=0,
+        shared = {f.name: getattr(self, f.name) for f in fields(BaseSizes)}
+        return PretrainConfig(**shared, request_tasks=0.25, flaw_questions=0.25, restate_requests=0,
                               learning_rate=self.learning_rate, max_steps=self.max_steps, max_minutes=self.max_minutes,
-                              eval_images=self.eval_images, exclude_heldout=self.exclude_heldout, seed=self.seed)
+                              eval_images=self.eval_images)
 
 
 class VisionHeads(torch.nn.Module):
