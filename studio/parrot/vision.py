@@ -11,7 +11,8 @@ tokenizer that also knows the request task and the flaw and word questions, a ti
 the given sizes); the language model stays untrained. It reports, every ``eval_every`` steps,
 the heads' accuracy on held-out renders (the same renders ``parrot pretrain`` is scored on), and
 saves ``model/`` (a ``save_pretrained`` folder for ``parrot pretrain --init DIR --freeze-vision``)
-with ``vision_heads.safetensors`` and ``vision.json`` beside it.
+with ``vision_heads.safetensors`` and ``vision.json`` beside it. It keeps no checkpoints: the
+default run takes about 9 CPU minutes, so a stopped one is run again.
 
     python -m studio parrot vision --run-dir runs/shapes-vision   # 1,500 steps, ~9 CPU minutes
 """
