@@ -60,22 +60,28 @@ def table(rows: dict[Key, dict]) -> str:
 
 
 def _shade(colour: tuple[int, int, int], kind: int) -> tuple[int, ...]:
-    """The variant's colour for the rows' first base, darker for the second, lighter for the rest."""
+    """The variant's colour for the rows' first base, darker for the second, lighter for the third,
+    a little darker for the rest."""
     if kind == 0:
         return colour
     if kind == 1:
         return tuple(int(c * 0.55) for c in colour)
-    return tuple(int(c + (255 - c) * 0.45) for c in colour)
+    if kind == 2:
+        return tuple(int(c + (255 - c) * 0.45) for c in colour)
+    return tuple(int(c * 0.8) for c in colour)
 
 
 def _marker(draw: ImageDraw.ImageDraw, x: float, y: float, kind: int, colour: tuple[int, ...]) -> None:
-    """A point: a disc for the first base, a square for the second, a diamond for the rest."""
+    """A point: a disc for the first base, a square for the second, a diamond for the third, a
+    triangle for the rest."""
     if kind == 0:
         draw.ellipse([x - 4, y - 4, x + 4, y + 4], fill=colour)
     elif kind == 1:
         draw.rectangle([x - 4, y - 4, x + 4, y + 4], fill=colour)
-    else:
+    elif kind == 2:
         draw.polygon([(x, y - 5), (x + 5, y), (x, y + 5), (x - 5, y)], fill=colour)
+    else:
+        draw.polygon([(x, y - 6), (x + 6, y + 5), (x - 6, y + 5)], fill=colour)
 
 
 def plot(rows: dict[Key, dict], out: Path) -> None:

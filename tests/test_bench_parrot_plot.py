@@ -55,3 +55,15 @@ def test_each_base_is_drawn_in_its_own_shade_of_the_variants_colour(tmp_path):
     assert (200, 60, 30) in colours  # parrot from random init: the variant's colour
     assert (110, 33, 16) in colours  # parrot from the second base: the same colour, darker
     assert (22, 49, 110) in colours and (40, 90, 200) not in colours  # bt only from the second base
+
+
+def test_a_fourth_base_has_its_own_shade_too(tmp_path):
+    """Bases after the third are no longer drawn in the third's shade."""
+    rows = latest_rows([_write(tmp_path / "r.jsonl", [
+        _row("parrot", None, 1000, 10), _row("parrot", "/tmp/a/model", 1000, 20),
+        _row("parrot", "/tmp/b/model", 1000, 30), _row("parrot", "/tmp/c/model", 1000, 40)])])
+    out = tmp_path / "plot.png"
+    plot(rows, out)
+    colours = {colour for _, colour in Image.open(out).convert("RGB").getcolors(1 << 20)}
+    third = tuple(int(c + (255 - c) * 0.45) for c in (200, 60, 30))
+    assert third in colours and (160, 48, 24) in colours  # the third base lighter, the fourth a little darker
