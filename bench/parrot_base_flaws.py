@@ -39,6 +39,7 @@ from models.shapes.assess import BLEED_START, BLUR_START, NOISE_START
 from studio.parrot import pretrain
 from studio.parrot.captions import FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, NO_FLAW, CaptionSample, caption_samples, flaw_kind_scores, heldout_requests, letter_share, zoom_in
 from studio.parrot.pairs import HELDOUT_SEED
+from studio.parrot.vision import visual_tokens
 
 CAPTION_KEYS = ("shape", "colour", "size", "object", "word", "letters", "flaw", "flaw_kinds")
 
@@ -74,10 +75,9 @@ def visual_features(model: object, processor: object, samples: list[CaptionSampl
     """Per image, the mean and the max over the visual tokens the language model reads."""
     rows = []
     for start in range(0, len(samples), 64):
-        inputs = processor.image_processor(images=[s.image for s in samples[start:start + 64]], return_tensors="pt")
-        tokens = model.model.get_image_features(inputs["pixel_values"], inputs["image_grid_thw"]).pooler_output
-        rows += [torch.cat([t.mean(0), t.amax(0)]) for t in tokens]
-    return torch.stack(rows)
+        tokens = visual_tokens(model, processor, samples[start:start + 64])
+        rows.append(torch.cat([tokens.mean(1), tokens.amax(1)], dim=1))
+    return torch.cat(rows)
 
 
 def probe_row(model: object, processor: object, train: list[CaptionSample], truth: list[CaptionSample]) -> dict:

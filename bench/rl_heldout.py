@@ -42,21 +42,23 @@ from studio.rl.train import build_critic, load_flow_model
 from studio.rl.trainer import NFTTrainer
 
 
-def load_run(run_dir: Path, config_path: str) -> tuple[RLConfig, FlowModel, dict[str, Params], dict[str, Any]]:
-    """An RL run's config, its model with the run's LoRA adapters, and the weight sets and state of
-    its latest checkpoint (``base`` is the shipped model, ``ema`` the tuned one). Raises
-    ``NotFoundError`` when the run has no checkpoint."""
+def load_runs(run_dirs: list[Path], config_path: str) -> tuple[RLConfig, FlowModel, list[tuple[dict[str, Params], dict[str, Any]]]]:
+    """The config of RL runs, its model with the runs' LoRA adapters (loaded once: runs of one
+    config share the architecture), and per run the weight sets and state of its latest checkpoint
+    (``base`` is the shipped model, ``ema`` the tuned one). Raises ``NotFoundError`` when a run has
+    no checkpoint."""
     import torch
 
     config: RLConfig = config_from_dict(RLConfig, load_config_values(config_path))
     torch.set_num_threads(config.threads or 1)
-    checkpoint = latest_checkpoint(run_dir)
-    if checkpoint is None:
-        raise NotFoundError(f"{run_dir} has no checkpoint to evaluate.")
+    checkpoints = [latest_checkpoint(run_dir) for run_dir in run_dirs]
+    for run_dir, checkpoint in zip(run_dirs, checkpoints):
+        if checkpoint is None:
+            raise NotFoundError(f"{run_dir} has no checkpoint to evaluate.")
     model = load_flow_model(config)
     NFTTrainer(config, model, build_critic({"backend": "shapes"}), prompts=None)  # type: ignore[arg-type]  # adds the LoRA adapters
-    weights, _, state = load_checkpoint(checkpoint, model.device)
-    return config, model, weights, state
+    loaded = [load_checkpoint(checkpoint, model.device) for checkpoint in checkpoints]
+    return config, model, [(weights, state) for weights, _, state in loaded]
 
 
 def run_arguments(description: str, argv: list[str] | None) -> argparse.Namespace:
@@ -92,14 +94,11 @@ def comparison(args: argparse.Namespace) -> tuple[RLConfig, Arm, list[Arm]]:
     weights and each run's tuned (EMA) weights, or the config's generator and the ``--against``
     folder."""
     if args.run_dirs:
-        afters = []
-        for run_dir in args.run_dirs:
-            config, model, weights, state = load_run(run_dir, args.config)
-            if not afters:
-                before = Arm("shipped", model, weights["base"])
-            label = f"tuned step {state['step']}" + (f" ({run_dir})" if len(args.run_dirs) > 1 else "")
-            afters.append(Arm(label, model, weights["ema"]))
-        return config, before, afters
+        config, model, runs = load_runs(args.run_dirs, args.config)
+        named = len(args.run_dirs) > 1
+        afters = [Arm(f"tuned step {state['step']}" + (f" ({run_dir})" if named else ""), model, weights["ema"])
+                  for run_dir, (weights, state) in zip(args.run_dirs, runs)]
+        return config, Arm("shipped", model, runs[0][0]["base"]), afters
     import torch
 
     config = config_from_dict(RLConfig, load_config_values(args.config))

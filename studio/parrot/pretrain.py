@@ -45,7 +45,7 @@ from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, NotFoundError
 from models.shapes.critic_shapes import ShapesCritic
-from models.shapes.world import POSITIONS, random_scene
+from models.shapes.world import POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
 from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
@@ -363,13 +363,13 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     run_dir = Path(ctx.run_dir)
     folder = run_dir / "model"
     torch.manual_seed(config.seed)
-    exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
-    model, processor = build_base(config, folder, exclude)
+    requests, truth, exclude = heldout_split(config)
+    model, processor = build_base(config, folder, requests)
     optimizer, scheduler = optimisation(model, config)
     draw = training_records(config, exclude)
     pad_id = processor.tokenizer.pad_token_id
     summary: dict[str, Any] = {"stage": "pretrain", "parameters": sum(p.numel() for p in model.parameters()),
-                               "excluded_requests": len(exclude)}
+                               "excluded_requests": len(requests), "excluded_heldout_scenes": len(exclude - requests)}
     model.train()
     if config.freeze_vision:
         freeze_vision(model)
@@ -389,7 +389,6 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
             summary["time_limit_reached"] = True
             break
     summary.update(step=step, last_loss=loss, train_seconds=round(time.perf_counter() - started, 1))
-    truth = heldout_renders(config, exclude)
     model.eval()
     summary.update(evaluate(model, processor, truth, config.batch_size,
                             questions=bool(config.flaw_questions or config.flaw_warmup or config.flaw_every)))
@@ -411,6 +410,15 @@ def heldout_renders(config: PretrainConfig, exclude: set[str]) -> list[CaptionSa
     heldout = caption_samples(random.Random(config.seed + 2), size=config.image_size, flaw_prob=config.flaw_prob,
                               exclude=exclude)
     return [next(heldout) for _ in range(config.eval_images)]
+
+
+def heldout_split(config: PretrainConfig) -> tuple[set[str], list[CaptionSample], set[str]]:
+    """The bench's held-out requests, the held-out renders a run is scored on (``heldout_renders``)
+    and what its training must never draw: those requests and the held-out renders' own scenes
+    (their detailed prompts), so a scored scene is never a trained one, by identity."""
+    requests = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
+    truth = heldout_renders(config, requests)
+    return requests, truth, requests | {detailed_prompt(s.scene) for s in truth}
 
 
 def evaluate(model: Any, processor: Any, truth: list[CaptionSample], batch_size: int, *,

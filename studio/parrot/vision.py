@@ -6,7 +6,7 @@ one-word answers, and never kept an image flaw in their visual tokens (``docs/pa
 to twelfth steps). This stage trains the tower and its patch mergers directly: linear heads on the
 flattened visual tokens (the merger's output, which the language model reads) predict each grid
 cell's shape and colour (or "empty"), the render's flaw kind and the word's letters, from fresh
-renders with their known scenes. It builds the base as ``parrot pretrain`` does (a protocol
+renders with their known scenes (never the scenes of the held-out renders). It builds the base as ``parrot pretrain`` does (a protocol
 tokenizer that also knows the request task and the flaw and word questions, a tiny Qwen3-VL of
 the given sizes); the language model stays untrained. It reports, every ``eval_every`` steps,
 the heads' accuracy on held-out renders (the same renders ``parrot pretrain`` is scored on), and
@@ -34,9 +34,8 @@ from models.shapes.world import COLOURS, POSITIONS, SHAPES
 from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
-from studio.parrot.captions import FLAWS, NO_FLAW, CaptionSample, caption_samples, heldout_requests
-from studio.parrot.pairs import HELDOUT_SEED
-from studio.parrot.pretrain import BaseSizes, PretrainConfig, build_base, heldout_renders
+from studio.parrot.captions import FLAWS, NO_FLAW, CaptionSample, caption_samples
+from studio.parrot.pretrain import BaseSizes, PretrainConfig, build_base, heldout_split, parameter_groups
 
 KINDS: tuple[str, ...] = (NO_FLAW, *FLAWS)
 LETTERS = " ABCDEFGHIJKLMNOPQRSTUVWXYZ"  # index 0: no letter in that slot
@@ -153,12 +152,12 @@ def run(config: VisionConfig, ctx: JobContext) -> dict[str, Any]:
     folder = run_dir / "model"
     base = config.base_config()
     torch.manual_seed(config.seed)
-    exclude = heldout_requests(config.exclude_heldout, HELDOUT_SEED)
-    model, processor = build_base(base, folder, exclude)
-    vision = [p for name, p in model.named_parameters() if ".visual." in f".{name}"]
-    for name, param in model.named_parameters():
-        param.requires_grad_(".visual." in f".{name}")
-    truth = heldout_renders(base, exclude)
+    requests, truth, exclude = heldout_split(base)
+    model, processor = build_base(base, folder, requests)
+    vision = parameter_groups(model, 0.0, 0.0)[0]["params"]
+    model.requires_grad_(False)
+    for param in vision:
+        param.requires_grad_(True)
     draw = caption_samples(random.Random(config.seed + 1), size=config.image_size, flaw_prob=config.flaw_prob,
                            exclude=exclude)
     tokens = visual_tokens(model, processor, truth[:1]).shape[1:]
@@ -169,7 +168,7 @@ def run(config: VisionConfig, ctx: JobContext) -> dict[str, Any]:
                                                     total_steps=config.max_steps, pct_start=config.warmup_share)
     summary: dict[str, Any] = {"stage": "vision", "parameters": sum(p.numel() for p in model.parameters()),
                                "vision_parameters": sum(p.numel() for p in vision), "visual_tokens": tokens[0],
-                               "timeline": []}
+                               "excluded_heldout_scenes": len(exclude - requests), "timeline": []}
     started, step, losses = time.perf_counter(), 0, {"total": math.nan}
     model.train()
     while step < config.max_steps:
@@ -187,14 +186,15 @@ def run(config: VisionConfig, ctx: JobContext) -> dict[str, Any]:
             ctx.metric(step, f"loss/{name}" if name != "total" else "loss", value)
         ctx.progress(step, config.max_steps, f"loss {losses['total']:.4f}")
         out_of_time = bool(config.max_minutes) and time.perf_counter() - started > 60 * config.max_minutes
-        if step % config.eval_every == 0 or step == config.max_steps or out_of_time or ctx.should_stop():
+        stop = ctx.should_stop()
+        if step % config.eval_every == 0 or step == config.max_steps or out_of_time or stop:
             model.eval()
             scores = head_scores(model, processor, heads, truth)
             model.train()
             summary["timeline"].append({"step": step, **scores})
             for name in ("cell_shape", "cell_colour", "objects", "flaw", "word"):
                 ctx.metric(step, f"heldout/{name}", scores[name])
-        if ctx.should_stop():
+        if stop:
             summary["status"] = "stopped"
             break
         if out_of_time:
@@ -202,8 +202,7 @@ def run(config: VisionConfig, ctx: JobContext) -> dict[str, Any]:
             break
     summary.update(step=step, last_loss=losses, train_seconds=round(time.perf_counter() - started, 1),
                    heldout=summary["timeline"][-1] if summary["timeline"] else {})
-    for param in model.parameters():
-        param.requires_grad_(True)
+    model.requires_grad_(True)
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     save_file({k: v.contiguous() for k, v in heads.state_dict().items()}, str(run_dir / HEADS_FILE))
