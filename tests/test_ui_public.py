@@ -11,7 +11,7 @@ import pytest
 from models.errors import ConfigError, InvalidInputError
 from studio.store import SessionStore
 from studio.ui import errors
-from studio.ui.limits import ModelQueue, wait_notice
+from studio.ui.limits import Admission, ModelQueue, wait_notice
 from studio.ui.quotas import Limits
 from studio.ui.redact import redact, redact_paths
 from studio.ui.visitors import Visitor, Visitors
@@ -129,6 +129,7 @@ def test_requests_admitted_at_the_same_moment_count_before_gradio_queues_them():
     both see an empty queue."""
     queue = ModelQueue(Visitors(public=True))
     queue.requests = lambda: ([], [])  # type: ignore[method-assign]
+    queue.enqueued = lambda: []  # type: ignore[method-assign]
     seen: list[tuple[int, int]] = []
     alice, bob = Visitor("client:a"), Visitor("client:b")
     for session_hash, who in (("a", alice), ("a", alice), ("b", bob)):
@@ -136,5 +137,22 @@ def test_requests_admitted_at_the_same_moment_count_before_gradio_queues_them():
     assert seen == [(0, 0), (1, 1), (2, 0)]
     queued = SimpleNamespace(session_hash="a", enqueue_time=time.monotonic(), request=None)
     queue.requests = lambda: ([], [queued])  # type: ignore[method-assign]
+    queue.enqueued = lambda: [(time.time(), "a")]  # type: ignore[method-assign]
     queue.admit(lambda waiting, held: seen.append((waiting, held)), "b", bob)
     assert seen[-1] == (3, 1)  # one of alice's two is in the queue now: counted once, not twice
+
+
+def test_a_request_that_already_ran_and_finished_no_longer_counts_for_its_visitor():
+    """A fast request can run and finish between two admissions without ever being seen in the
+    queue; once Gradio has recorded it as queued it holds nothing, so the visitor's next request
+    (an API client calling again at once) is let in under a limit of one."""
+    queue = ModelQueue(Visitors(public=True))
+    queue.requests = lambda: ([], [])  # type: ignore[method-assign]
+    queue.enqueued = lambda: []  # type: ignore[method-assign]
+    alice = Visitor("client:a")
+    limit_one = Admission(Limits(visitor_requests=1))._check
+    queue.admit(limit_one, "a", alice)
+    with pytest.raises(InvalidInputError, match="1 request"):  # not queued yet: still counted
+        queue.admit(limit_one, "a", alice)
+    queue.enqueued = lambda: [(time.time(), "a")]  # type: ignore[method-assign]  # it was queued, ran, finished
+    queue.admit(limit_one, "a", alice)

@@ -15,7 +15,8 @@ so a refused request never waited. The queue itself is Gradio's: the requests th
 hold the slot are read from it, so a request that left (its tab closed) no longer counts. Gradio
 adds a request to its queue only after the validator returned, so requests submitted at the same
 moment would all see the same queue: each admitted request also counts as waiting from its
-admission until it shows in the queue (at most ``ADMISSION_S``), and admissions are one at a time.
+admission until Gradio records it as queued (at most ``ADMISSION_S``; a request that already ran
+and finished counts as queued, so it is never counted twice), and admissions are one at a time.
 """
 
 from __future__ import annotations
@@ -35,9 +36,8 @@ from studio.store import SessionStore
 from studio.ui.quotas import Limits
 from studio.ui.visitors import Visitor, Visitors
 
-#: Seconds an admitted request counts as waiting until it is seen in Gradio's queue. Gradio adds
-#: it within milliseconds of the validator's return; a request that ran and finished before the
-#: next admission looked is never seen, so this is short.
+#: Seconds an admitted request counts as waiting until Gradio records it as queued. Gradio adds
+#: it within milliseconds of the validator's return, so this is short.
 ADMISSION_S = 0.5
 #: The ``concurrency_id`` of every listener that uses a model (one slot: one GPU).
 MODEL_SLOT = "gpu"
@@ -59,7 +59,7 @@ class ModelQueue:
     def __init__(self, visitors: Visitors) -> None:
         self.visitors = visitors
         self.demo: gr.Blocks | None = None
-        self._admitted: list[tuple[float, str | None, str | None]] = []  # (when, session hash, visitor)
+        self._admitted: list[tuple[float, str | None, str | None]] = []  # (time.time(), session hash, visitor)
         self._lock = threading.Lock()
 
     def bind(self, demo: gr.Blocks) -> None:
@@ -83,16 +83,29 @@ class ModelQueue:
         Gradio's queue; when it returns (it raises to refuse), count this request as admitted."""
         with self._lock:
             running, waiting = self.requests()
-            unseen = self._unseen(running + waiting)
+            unseen = self._unseen()
             held = sum(1 for event in running + waiting if self._visitor_of(event) == visitor.id)
             check(len(waiting) + len(unseen), held + sum(1 for _, _, who in unseen if who == visitor.id))
-            self._admitted.append((time.monotonic(), session_hash, visitor.id))
+            self._admitted.append((time.time(), session_hash, visitor.id))
 
-    def _unseen(self, events: list[Any]) -> list[tuple[float, str | None, str | None]]:
-        """The admitted requests not seen in Gradio's queue yet (each queued event, by session
-        hash and time, accounts for one); forgets those seen, and those older than ``ADMISSION_S``."""
-        now = time.monotonic()
-        queued = sorted((event.enqueue_time, event.session_hash) for event in events)
+    def enqueued(self) -> list[tuple[float, str | None]]:
+        """(when, session hash) of the model-slot requests Gradio has queued lately, finished ones
+        included (its queue's record of each event: ``time.time()`` at queueing, the session and
+        the endpoint's name)."""
+        queue = getattr(self.demo, "_queue", None)
+        if queue is None or self.demo is None:
+            return []
+        names = {fn.api_name for fn in self.demo.fns.values() if fn.concurrency_id == MODEL_SLOT}
+        return [(record["time"], record["session_hash"]) for record in list(queue.event_analytics.values())
+                if record.get("function") in names]
+
+    def _unseen(self) -> list[tuple[float, str | None, str | None]]:
+        """The admitted requests Gradio has not queued yet. Each model request it queued from the
+        same session at or after an admission accounts for one, whether it still waits, runs or
+        has already finished (a request that ran between two admissions no longer holds the
+        slot). Forgets those accounted for, and those older than ``ADMISSION_S``."""
+        now = time.time()
+        queued = sorted(self.enqueued())
         unseen = []
         for entry in self._admitted:
             match = next((item for item in queued if item[1] == entry[1] and item[0] >= entry[0]), None)
