@@ -19,15 +19,16 @@ from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
 from models.errors import ConfigError, InvalidInputError, NotFoundError
-from models.shapes.world import POSITIONS, Scene, ShapeObject, detailed_prompt, parse_prompt
+from models.shapes.world import POSITIONS, Scene, ShapeObject, detailed_prompt, parse_prompt, render
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NOTHING, REQUEST_TASK, WORD_QUESTION, CaptionSample,
-    caption, caption_samples, caption_scores, cell_answer, cell_question, flaw_kind_scores, heldout_request_list,
-    heldout_requests, letter_share, question_scores, request_answer, request_texts, restated_share,
+    CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NOTHING, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION,
+    CaptionSample, RequestCheck, caption, caption_samples, caption_scores, cell_answer, cell_question,
+    check_differences, flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, question_scores,
+    request_answer, request_check_scores, request_checks, request_texts, restated_share,
 )
-from studio.parrot.pairs import HELDOUT_SEED
+from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import collate, encode
 from tests.parrot_helpers import scripted_dataset
 
@@ -159,6 +160,53 @@ def test_request_tasks_put_a_fresh_request_in_the_prompt_and_restate_it_before_t
               for p in (0.3, 0.0)]
     asked = [sum(REQUEST_TASK in draw(0)["messages"][0]["content"] for _ in range(200)) for draw in shares]
     assert 35 <= asked[0] <= 85 and asked[1] == 0
+
+
+def test_a_request_check_names_what_the_image_gets_wrong_in_the_critics_words():
+    request = "a large red circle at the top left and a small blue square in the centre"
+    asked = parse_prompt(request)
+    drawn = Scene(tuple(ShapeObject(o.shape, o.colour, o.size, o.position) for o in asked.objects), None)
+    assert check_differences(request, render(drawn, 64)) == ()
+    missing = Scene(drawn.objects[:1], None)
+    assert check_differences(request, render(missing, 64)) == ("the small blue square in the centre is missing",)
+    recoloured = Scene((drawn.objects[0], replace(drawn.objects[1], colour="green")), None)
+    assert check_differences(request, render(recoloured, 64)) == ("the square in the centre is green instead of blue",)
+
+
+def test_request_checks_show_fresh_requests_with_faithful_and_faulty_images_and_their_answers():
+    held = heldout_requests(2000, HELDOUT_SEED)
+    drawn = request_checks(random.Random(3), exclude=held)
+    checks = [next(drawn) for _ in range(120)]
+    assert not {c.request for c in checks} & held
+    faulty = sum(bool(c.differences) for c in checks)
+    assert 20 <= faulty <= 80  # both kinds, in about the pairs' proportion
+    assert all(c.answer == ("; ".join(c.differences) if c.differences else NOTHING) for c in checks)
+    draw = pretrain.training_records(pretrain.PretrainConfig(request_checks=1.0, curriculum=0.0), held)
+    record = draw(0)
+    prompt, answer = record["messages"][0]["content"], record["messages"][1]["content"]
+    request = prompt.removeprefix("<image>User Instruction: ").removesuffix("\n" + REQUEST_CHECK)
+    assert prompt == f"<image>User Instruction: {request}\n{REQUEST_CHECK}" and request not in held
+    assert answer == (NOTHING if not check_differences(request, record["images"][0])
+                      else "; ".join(check_differences(request, record["images"][0])))
+    mixed = pretrain.training_records(pretrain.PretrainConfig(request_checks=0.4, flaw_questions=0.3,
+                                                              curriculum=0.0), held)
+    prompts = [mixed(0)["messages"][0]["content"] for _ in range(200)]
+    assert 50 <= sum(REQUEST_CHECK in p for p in prompts) <= 110
+    assert 35 <= sum(FLAW_QUESTION in p or WORD_QUESTION in p for p in prompts) <= 85
+    with pytest.raises(ConfigError, match="request_checks"):
+        pretrain.PretrainConfig(request_checks=0.5, request_tasks=0.6).validate()
+
+
+def test_request_check_answers_are_scored_by_exact_answer_flags_and_named_differences():
+    image = Image.new("RGB", (8, 8))
+    truth = [RequestCheck("a red circle", image, ()), RequestCheck("a blue square", image, ("x is missing",)),
+             RequestCheck("a red star", image, ("y is green instead of red", "z is missing"))]
+    scores = request_check_scores(["nothing", "x is missing", "z is missing; w is missing"], truth)
+    assert scores == {"checks": 3, "exact": round(2 / 3, 4), "flags": 1.0, "flag_prior": round(2 / 3, 4),
+                      "recall": round(2 / 3, 4), "precision": round(2 / 3, 4)}
+    assert request_check_scores(["nothing"] * 3, truth)["flags"] == round(1 / 3, 4)
+    with pytest.raises(InvalidInputError, match="one answer per check"):
+        request_check_scores(["nothing"], truth)
 
 
 def test_requests_are_drawn_like_the_pairs_short_and_detailed_never_held_out():
@@ -463,6 +511,20 @@ def test_pretraining_continues_from_a_base_folder_and_reports_the_restatement_ra
     assert [e["request"] for e in report["restatement_examples"]] == heldout_request_list(3, HELDOUT_SEED)
     with pytest.raises(ConfigError, match="own output folder"):
         pretrain.run(replace(config, init=str(tmp_path / "more" / "model")), RecordingContext(tmp_path / "more"))
+
+
+@pytest.mark.slow
+def test_a_base_trained_with_request_checks_reports_its_answers_on_held_out_pairs(base, tmp_path):
+    assert "request_checks" not in base[0]  # off by default
+    config = pretrain.PretrainConfig(init=base[0]["model"], request_checks=0.5, curriculum=0.0, batch_size=4,
+                                     warmup_steps=0, max_steps=1, eval_images=4, restate_requests=0,
+                                     exclude_heldout=20)
+    report = json.loads((Path(pretrain.run(config, RecordingContext(tmp_path / "checks"))["model"])
+                         / pretrain.REPORT_FILE).read_text())
+    truth = pretrain.heldout_checks(4, 64)
+    assert [c.request for c in truth] == [p.prompt for p in shapes_pairs(4, seed=HELDOUT_SEED, flip_rate=0.0)]
+    assert report["request_checks"]["checks"] == 4 and 0 <= report["request_checks"]["flags"] <= 1
+    assert [e["truth"] for e in report["request_check_examples"]] == [c.answer for c in truth]
 
 
 @pytest.mark.slow

@@ -17,7 +17,12 @@ for word on its first line before the caption (``request_question``, ``request_a
 ``restated_share`` scores that first line. One aid to seeing flaws and words (docs/parrot.md, eighth
 step): **flaw and word questions** ("What flaw does the image have?" -> "blur" / "none"; "What word
 is written?" -> "AB" / "none"), whose one-token answers put the whole loss on what a caption says
-in its last token or two (``ask_flaw_or_word``, scored by ``question_scores``).
+in its last token or two (``ask_flaw_or_word``, scored by ``question_scores``). One aid to
+comparing a request with an image (docs/parrot.md, fourteenth step): **request checks**, whose
+prompt carries a request and whose image is drawn for it as a preference pair draws its images
+(``request_checks``: sometimes right, sometimes with a missing, extra or wrongly drawn object, a
+flaw), answered with what in the image differs from the request in the reference critic's words, or
+"nothing" (``check_differences``, scored by ``request_check_scores``).
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
 per attribute against the true scenes, with the flaw per true kind (``flaw_kind_scores``) and the
@@ -34,10 +39,14 @@ from typing import Any
 from PIL import Image
 
 from models.errors import InvalidInputError
+from models.shapes.analyzer import analyze
+from models.shapes.assess import assess_t2i
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
+from models.shapes.pairs import make_pair
 from models.shapes.world import (
     POSITIONS, Scene, cell_centre, describe, detailed_prompt, parse_prompt, position_phrase, random_scene, short_prompt,
 )
+from models.types import TEXT_FAITHFULNESS
 from studio.parrot.pairs import shapes_pairs
 
 CAPTION_REQUEST = "Describe the image: each shape's size, colour, shape and position, the word, and any flaw."
@@ -51,6 +60,8 @@ REQUEST_TASK = "Restate the instruction word for word, then describe the image."
 FLAW_QUESTION = "What flaw does the image have?"
 WORD_QUESTION = "What word is written?"
 NO_WORD = "none"
+REQUEST_CHECK = "What in the image differs from the instruction?"
+CHECK_SEPARATOR = "; "
 
 
 @dataclass(frozen=True)
@@ -303,3 +314,65 @@ def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> 
     scores.update({k: round(v / max(objects, 1), 4) for k, v in per_object.items()})
     scores.update(flaw_kinds=flaw_kind_scores(flaws, samples), letters=letter_share(words, samples))
     return scores
+
+
+@dataclass(frozen=True)
+class RequestCheck:
+    """A text-to-image request, an image drawn for it, and what in the image differs from it
+    (``check_differences``, worst first; empty when the image is faithful)."""
+
+    request: str
+    image: Image.Image
+    differences: tuple[str, ...]
+
+    @property
+    def answer(self) -> str:
+        """The check's answer: the differences joined by "; ", or "nothing"."""
+        return CHECK_SEPARATOR.join(self.differences) or NOTHING
+
+
+def check_differences(request: str, image: Image.Image) -> tuple[str, ...]:
+    """What in ``image`` differs from the text-to-image ``request``, worst first: the reference
+    critic's Text Faithfulness findings without perception noise (a missing, extra or wrongly drawn
+    object, a wrong place or size the request pins, a broken relation), in its own words."""
+    judged = assess_t2i(parse_prompt(request), analyze(image))
+    return tuple(f.text for f in judged.about(TEXT_FAITHFULNESS.key))
+
+
+def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset()) -> Iterator[RequestCheck]:
+    """Fresh request checks without end: a known-truth text-to-image pair's request (short or
+    detailed; one in ``exclude`` is drawn again) and one of its two images at even odds, so about
+    half show a fault the request can see and some are faithful, with their differences."""
+    while True:
+        pair = make_pair(rng, "t2i", size=size)
+        if pair.prompt in exclude:
+            continue
+        image = pair.image_a if rng.random() < 0.5 else pair.image_b
+        yield RequestCheck(pair.prompt, image, check_differences(pair.prompt, image))
+
+
+def request_check_question(request: str) -> str:
+    """The prompt text of a request check: the request on the protocol's instruction line, then the question."""
+    return f"{INSTRUCTION_PREFIX}{request}\n{REQUEST_CHECK}"
+
+
+def request_check_scores(answers: Sequence[str], truth: Sequence[RequestCheck]) -> dict[str, Any]:
+    """How well ``answers`` check their requests: ``exact`` (the whole answer right), ``flags``
+    (says "nothing" exactly when the image is faithful; ``flag_prior`` is what always answering
+    the commoner one gets), and over the named differences ``recall`` (true ones named) and
+    ``precision`` (named ones true)."""
+    if not truth or len(answers) != len(truth):
+        raise InvalidInputError(f"Need one answer per check; got {len(answers)} answers for {len(truth)} checks.")
+    exact = flags = named = matched = 0
+    for answer, check in zip(answers, truth):
+        said = {d.strip() for d in answer.strip().split(CHECK_SEPARATOR)} - {NOTHING, ""}
+        exact += answer.strip() == check.answer
+        flags += bool(said) == bool(check.differences)
+        named += len(said)
+        matched += len(said & set(check.differences))
+    faithful = sum(not c.differences for c in truth) / len(truth)
+    total_true = sum(len(c.differences) for c in truth)
+    return {"checks": len(truth), "exact": round(exact / len(truth), 4), "flags": round(flags / len(truth), 4),
+            "flag_prior": round(max(faithful, 1 - faithful), 4),
+            "recall": round(matched / total_true, 4) if total_true else None,
+            "precision": round(matched / named, 4) if named else None}

@@ -15,6 +15,11 @@ restate it word for word before the caption, so the base learns to read its prom
 held-out requests it restates word for word (``restated``). With ``--flaw-questions P`` a share P
 asks "What flaw does the image have?" or "What word is written?" with a one-token answer, so the
 flaw and the word carry a whole example's loss; it reports those answers' accuracy (``questions``).
+With ``--request-checks P`` a share P carries a request and an image drawn for it (sometimes
+faithful, sometimes with a missing, extra or wrongly drawn object) and asks what in the image
+differs from it, answered in the reference critic's words or "nothing", so the base learns to
+compare its prompt with the image; it reports those answers on the bench's held-out pairs
+(``request_checks``).
 ``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
 ``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
@@ -51,10 +56,11 @@ from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES, REQUEST_TASK,
-    WORD_QUESTION, CaptionSample, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores,
-    cell_question, heldout_request_list, heldout_requests, question_scores, request_answer, request_question,
-    request_texts, restated_share, zoom_in,
+    CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES,
+    REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, CaptionSample, RequestCheck, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores,
+    cell_question, check_differences, heldout_request_list, heldout_requests, question_scores, request_answer,
+    request_check_question, request_check_scores, request_checks, request_question, request_texts, restated_share,
+    zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -112,6 +118,13 @@ class PretrainConfig(BaseSizes):
                                         "have?\" -> \"blur\" / \"none\") or its word (\"What word is written?\" "
                                         "-> \"AB\" / \"none\") at even odds, about scenes with a word 60% of the "
                                         "time: teaches the base what a caption says in its last tokens"})
+    request_checks: float = field(
+        default=0.0, metadata={"help": "share of the examples whose prompt carries a text-to-image request and whose "
+                                        "image is drawn for it as a preference pair's (sometimes faithful, "
+                                        "sometimes with a missing, extra or wrongly drawn object), asking what in "
+                                        "the image differs from the request; the answer is the reference "
+                                        "critic's Text Faithfulness findings or \"nothing\": teaches the base to "
+                                        "compare its prompt with the image"})
     flaw_zoom: float = field(
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
                                         "large centred object, flawed at --flaw-prob (blur, noise, colour bleed or "
@@ -157,6 +170,7 @@ class PretrainConfig(BaseSizes):
         _check_float("cell_questions", self.cell_questions, low=0, high=1)
         _check_float("request_tasks", self.request_tasks, low=0, high=1)
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
+        _check_float("request_checks", self.request_checks, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
         _check_int("flaw_warmup", self.flaw_warmup, low=0)
         if self.flaw_every == 1 or self.flaw_every < 0:
@@ -167,9 +181,10 @@ class PretrainConfig(BaseSizes):
                               "warm-up steps are part of the schedule.")
         if self.freeze_vision_after_warmup and not self.flaw_warmup:
             raise ConfigError("freeze_vision_after_warmup needs flaw_warmup (the steps after which the tower stops).")
-        if self.cell_questions + self.request_tasks + self.flaw_questions > 1:
-            raise ConfigError(f"cell_questions + request_tasks + flaw_questions must be at most 1; got "
-                              f"{self.cell_questions} + {self.request_tasks} + {self.flaw_questions}.")
+        shares = (self.cell_questions, self.request_tasks, self.flaw_questions, self.request_checks)
+        if sum(shares) > 1:
+            raise ConfigError("cell_questions + request_tasks + flaw_questions + request_checks must be at most 1; "
+                              f"got {' + '.join(map(str, shares))}.")
         if self.init and not (Path(self.init) / "config.json").is_file():
             raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
                                 "model/ folder.")
@@ -214,14 +229,16 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     ``cell_questions``, a cell question and its answer, or with probability ``request_tasks`` a
     request task about a fresh request not in ``exclude``, or with probability ``flaw_questions``
     a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
-    first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out). The
+    first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out), or
+    with probability ``request_checks`` a request check (``request_checks``, not in ``exclude``). The
     first ``flaw_warmup`` steps draw only flaw questions about ``FLAW_CLOSE_UP``, zooming out over them,
     and with ``flaw_every`` K every K-th step draws only flaw questions, as the mix asks them then."""
     rng = random.Random(config.seed + 1)
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
                                        stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES, FLAW_CLOSE_UP)}
-    shares = (config.cell_questions, config.request_tasks, config.flaw_questions)
+    checks = request_checks(random.Random(config.seed + 4), size=config.image_size, exclude=exclude)
+    shares = (config.cell_questions, config.request_tasks, config.flaw_questions, config.request_checks)
 
     def close_up(step: int, steps: float) -> dict[str, Any]:
         seen = next(samplers[FLAW_CLOSE_UP])
@@ -235,7 +252,9 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         sample = next(samplers[stage])
         only_flaw = flaw_step(step, config)
         task = rng.random() if any(shares) and not only_flaw else 1.0
-        asks_flaw = only_flaw or sum(shares[:2]) <= task < sum(shares)
+        if sum(shares[:3]) <= task < sum(shares):
+            return check_record(next(checks))
+        asks_flaw = only_flaw or sum(shares[:2]) <= task < sum(shares[:3])
         if asks_flaw and stage == FULL:
             sample = next(samplers[QUESTION_SCENES])
         if stage.zoom > 1:
@@ -254,6 +273,13 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         return caption_record(sample)
 
     return draw
+
+
+def check_record(check: RequestCheck) -> dict[str, Any]:
+    """A request check as an example: the request and the question about its image, and the answer."""
+    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + request_check_question(check.request)},
+                         {"role": "assistant", "content": check.answer}],
+            "images": [check.image]}
 
 
 def flaw_step(step: int, config: PretrainConfig) -> bool:
@@ -303,6 +329,8 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
         texts.append(REQUEST_TASK)
     if config.flaw_questions or config.flaw_warmup or config.flaw_every:
         texts += [FLAW_QUESTION, WORD_QUESTION]
+    if config.request_checks:
+        texts.append(REQUEST_CHECK)
     return texts
 
 
@@ -392,6 +420,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     model.eval()
     summary.update(evaluate(model, processor, truth, config.batch_size,
                             questions=bool(config.flaw_questions or config.flaw_warmup or config.flaw_every)))
+    if config.request_checks:
+        summary.update(check_requests(model, processor, heldout_checks(config.eval_images, config.image_size)))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
@@ -447,6 +477,23 @@ def image_reliance(model: Any, processor: Any, samples: list[CaptionSample], bat
     others = samples[1:] + samples[:1]
     return _loss_gap(model, processor, "image", [caption_record(s) for s in samples],
                      [caption_record(replace(s, image=o.image)) for s, o in zip(samples, others)], batch_size)
+
+
+def heldout_checks(count: int, size: int) -> list[RequestCheck]:
+    """``count`` request checks on the bench's held-out pairs (requests never drawn in training):
+    image A of the first pair, image B of the second, and so on."""
+    pairs = shapes_pairs(count, seed=HELDOUT_SEED, flip_rate=0.0, size=size)
+    images = ((p.prompt, p.image_a if i % 2 == 0 else p.image_b) for i, p in enumerate(pairs))
+    return [RequestCheck(prompt, image, check_differences(prompt, image)) for prompt, image in images]
+
+
+def check_requests(model: Any, processor: Any, checks: list[RequestCheck]) -> dict[str, Any]:
+    """How the model checks held-out requests against their images: greedy answers scored by
+    ``request_check_scores``, with a few examples."""
+    answers = [generate_caption(model, processor, c.image, request_check_question(c.request), 64) for c in checks]
+    return {"request_checks": request_check_scores(answers, checks),
+            "request_check_examples": [{"request": c.request, "truth": c.answer, "answer": a}
+                                       for c, a in zip(checks[:5], answers)]}
 
 
 def restatement(model: Any, processor: Any, count: int, samples: list[CaptionSample]) -> dict[str, Any]:
