@@ -195,6 +195,15 @@ def test_request_checks_show_fresh_requests_with_faithful_and_faulty_images_and_
     assert 35 <= sum(FLAW_QUESTION in p or WORD_QUESTION in p for p in prompts) <= 85
     with pytest.raises(ConfigError, match="request_checks"):
         pretrain.PretrainConfig(request_checks=0.5, request_tasks=0.6).validate()
+    # --check-faithful draws faults more often than pairs do, still never a held-out request
+    faults = pretrain.training_records(pretrain.PretrainConfig(request_checks=1.0, check_faithful=0.2,
+                                                               curriculum=0.0), held)
+    answers = [faults(0)["messages"][1]["content"] for _ in range(100)]
+    assert 8 <= answers.count(NOTHING) <= 35  # 20% faithful, not the pairs' ~64%
+    only_faithful = request_checks(random.Random(5), exclude=held, faithful=1.0)
+    assert not any(next(only_faithful).differences for _ in range(30))
+    with pytest.raises(ConfigError, match="check_faithful"):
+        pretrain.PretrainConfig(check_faithful=1.5).validate()
 
 
 def test_request_check_answers_are_scored_by_exact_answer_flags_and_named_differences():

@@ -339,16 +339,24 @@ def check_differences(request: str, image: Image.Image) -> tuple[str, ...]:
     return tuple(f.text for f in judged.about(TEXT_FAITHFULNESS.key))
 
 
-def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset()) -> Iterator[RequestCheck]:
+def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),
+                   faithful: float | None = None) -> Iterator[RequestCheck]:
     """Fresh request checks without end: a known-truth text-to-image pair's request (short or
     detailed; one in ``exclude`` is drawn again) and one of its two images at even odds, so about
-    half show a fault the request can see and some are faithful, with their differences."""
+    a third show a fault the request can see and the rest are faithful, with their differences.
+    With ``faithful`` a share, each check first draws whether its image is faithful at that rate,
+    then draws pairs until one of its images is (so faults can be made commoner than pairs make them)."""
     while True:
-        pair = make_pair(rng, "t2i", size=size)
-        if pair.prompt in exclude:
-            continue
-        image = pair.image_a if rng.random() < 0.5 else pair.image_b
-        yield RequestCheck(pair.prompt, image, check_differences(pair.prompt, image))
+        wanted = None if faithful is None else rng.random() < faithful
+        while True:
+            pair = make_pair(rng, "t2i", size=size)
+            if pair.prompt in exclude:
+                continue
+            image = pair.image_a if rng.random() < 0.5 else pair.image_b
+            differences = check_differences(pair.prompt, image)
+            if wanted is None or wanted == (not differences):
+                break
+        yield RequestCheck(pair.prompt, image, differences)
 
 
 def request_check_question(request: str) -> str:

@@ -19,7 +19,8 @@ With ``--request-checks P`` a share P carries a request and an image drawn for i
 faithful, sometimes with a missing, extra or wrongly drawn object) and asks what in the image
 differs from it, answered in the reference critic's words or "nothing", so the base learns to
 compare its prompt with the image; it reports those answers on the bench's held-out pairs
-(``request_checks``).
+(``request_checks``). ``--check-faithful S`` makes a share S of those images faithful (pairs
+draw about two in three), so faults are seen more often.
 ``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
 ``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
@@ -42,6 +43,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 from transformers import AutoModelForImageTextToText, get_scheduler
 
 from models.critic.critic_transformers import load_processor
@@ -57,10 +59,10 @@ from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES,
-    REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, CaptionSample, RequestCheck, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores,
-    cell_question, check_differences, heldout_request_list, heldout_requests, question_scores, request_answer,
-    request_check_question, request_check_scores, request_checks, request_question, request_texts, restated_share,
-    zoom_in,
+    REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, CaptionSample, RequestCheck, SceneStage, ask_cell,
+    ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question, check_differences,
+    heldout_request_list, heldout_requests, question_scores, request_answer, request_check_question,
+    request_check_scores, request_checks, request_question, request_texts, restated_share, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -125,6 +127,10 @@ class PretrainConfig(BaseSizes):
                                         "the image differs from the request; the answer is the reference "
                                         "critic's Text Faithfulness findings or \"nothing\": teaches the base to "
                                         "compare its prompt with the image"})
+    check_faithful: float = field(
+        default=-1.0, metadata={"help": "share of the request checks (--request-checks) whose image is faithful to "
+                                         "its request, so faults can be drawn more often (negative: as preference "
+                                         "pairs draw them, about two in three faithful)"})
     flaw_zoom: float = field(
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
                                         "large centred object, flawed at --flaw-prob (blur, noise, colour bleed or "
@@ -171,6 +177,8 @@ class PretrainConfig(BaseSizes):
         _check_float("request_tasks", self.request_tasks, low=0, high=1)
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
         _check_float("request_checks", self.request_checks, low=0, high=1)
+        if self.check_faithful >= 0:
+            _check_float("check_faithful", self.check_faithful, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
         _check_int("flaw_warmup", self.flaw_warmup, low=0)
         if self.flaw_every == 1 or self.flaw_every < 0:
@@ -203,12 +211,16 @@ class PretrainConfig(BaseSizes):
             _check_int(name, getattr(self, name), low=low)
 
 
+def image_record(image: Image.Image, question: str, answer: str) -> dict[str, Any]:
+    """One question about ``image`` and its answer, in the sharegpt form the distillation encodes."""
+    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + question},
+                         {"role": "assistant", "content": answer}],
+            "images": [image]}
+
+
 def caption_record(sample: CaptionSample, request: str = CAPTION_REQUEST, answer: str | None = None) -> dict[str, Any]:
-    """An example about ``sample``'s image in the sharegpt form the distillation encodes: by
-    default the captioning request and its caption."""
-    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + request},
-                         {"role": "assistant", "content": sample.caption if answer is None else answer}],
-            "images": [sample.image]}
+    """An example about ``sample``'s image: by default the captioning request and its caption."""
+    return image_record(sample.image, request, sample.caption if answer is None else answer)
 
 
 def stage_at(step: int, config: PretrainConfig) -> tuple[SceneStage, float]:
@@ -237,7 +249,8 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
                                        stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES, FLAW_CLOSE_UP)}
-    checks = request_checks(random.Random(config.seed + 4), size=config.image_size, exclude=exclude)
+    checks = request_checks(random.Random(config.seed + 4), size=config.image_size, exclude=exclude,
+                            faithful=config.check_faithful if config.check_faithful >= 0 else None)
     shares = (config.cell_questions, config.request_tasks, config.flaw_questions, config.request_checks)
 
     def close_up(step: int, steps: float) -> dict[str, Any]:
@@ -248,12 +261,13 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     def draw(step: int) -> dict[str, Any]:
         if step < config.flaw_warmup:
             return close_up(step, config.flaw_warmup)
-        stage, progress = stage_at(step, config)
-        sample = next(samplers[stage])
         only_flaw = flaw_step(step, config)
         task = rng.random() if any(shares) and not only_flaw else 1.0
         if sum(shares[:3]) <= task < sum(shares):
-            return check_record(next(checks))
+            check = next(checks)
+            return image_record(check.image, request_check_question(check.request), check.answer)
+        stage, progress = stage_at(step, config)
+        sample = next(samplers[stage])
         asks_flaw = only_flaw or sum(shares[:2]) <= task < sum(shares[:3])
         if asks_flaw and stage == FULL:
             sample = next(samplers[QUESTION_SCENES])
@@ -273,13 +287,6 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         return caption_record(sample)
 
     return draw
-
-
-def check_record(check: RequestCheck) -> dict[str, Any]:
-    """A request check as an example: the request and the question about its image, and the answer."""
-    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + request_check_question(check.request)},
-                         {"role": "assistant", "content": check.answer}],
-            "images": [check.image]}
 
 
 def flaw_step(step: int, config: PretrainConfig) -> bool:
