@@ -171,6 +171,18 @@ def test_a_request_check_names_what_the_image_gets_wrong_in_the_critics_words():
     assert check_differences(request, render(missing, 64)) == ("the small blue square in the centre is missing",)
     recoloured = Scene((drawn.objects[0], replace(drawn.objects[1], colour="green")), None)
     assert check_differences(request, render(recoloured, 64)) == ("the square in the centre is green instead of blue",)
+    # --check-describe: what the image shows first, then the differences, scored on the differences alone
+    check = RequestCheck(request, render(recoloured, 64), check_differences(request, render(recoloured, 64)))
+    assert check.described_answer == ("a large red circle at the top left and a small green square in the centre\n"
+                                      "Differences: the square in the centre is green instead of blue")
+    empty = RequestCheck(request, Image.new("RGB", (64, 64), "white"), ("x",))
+    assert empty.described_answer == "an empty image\nDifferences: x"
+    assert request_check_scores([check.described_answer, "a red circle\nDifferences: nothing"],
+                                [check, RequestCheck(request, render(drawn, 64), ())])["exact"] == 1.0
+    draw = pretrain.training_records(pretrain.PretrainConfig(request_checks=1.0, check_describe=True,
+                                                             curriculum=0.0), set())
+    answer = draw(0)["messages"][1]["content"]
+    assert "\nDifferences: " in answer and parse_prompt(answer.partition("\n")[0]).objects
 
 
 def test_request_checks_show_fresh_requests_with_faithful_and_faulty_images_and_their_answers():

@@ -62,6 +62,8 @@ WORD_QUESTION = "What word is written?"
 NO_WORD = "none"
 REQUEST_CHECK = "What in the image differs from the instruction?"
 CHECK_SEPARATOR = "; "
+DIFFERENCES_PREFIX = "Differences: "  # after a described check's description
+EMPTY_IMAGE = "an empty image"
 
 
 @dataclass(frozen=True)
@@ -330,6 +332,15 @@ class RequestCheck:
         """The check's answer: the differences joined by "; ", or "nothing"."""
         return CHECK_SEPARATOR.join(self.differences) or NOTHING
 
+    @property
+    def described_answer(self) -> str:
+        """The answer after a description of what the image shows: the detailed prompt of the
+        scene the analyzer reads in it (or "an empty image"), then "Differences: " and the answer,
+        so a model can compare the request with its own words instead of with the pixels."""
+        seen = analyze(self.image)
+        description = detailed_prompt(seen.to_scene()) if seen.objects else EMPTY_IMAGE
+        return f"{description}\n{DIFFERENCES_PREFIX}{self.answer}"
+
 
 def check_differences(request: str, image: Image.Image) -> tuple[str, ...]:
     """What in ``image`` differs from the text-to-image ``request``, worst first: the reference
@@ -373,6 +384,7 @@ def request_check_scores(answers: Sequence[str], truth: Sequence[RequestCheck]) 
         raise InvalidInputError(f"Need one answer per check; got {len(answers)} answers for {len(truth)} checks.")
     exact = flags = named = matched = 0
     for answer, check in zip(answers, truth):
+        answer = answer.rsplit(DIFFERENCES_PREFIX, 1)[-1]  # a described answer is scored on its differences
         said = {d.strip() for d in answer.strip().split(CHECK_SEPARATOR)} - {NOTHING, ""}
         exact += answer.strip() == check.answer
         flags += bool(said) == bool(check.differences)

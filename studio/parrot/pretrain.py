@@ -20,7 +20,8 @@ faithful, sometimes with a missing, extra or wrongly drawn object) and asks what
 differs from it, answered in the reference critic's words or "nothing", so the base learns to
 compare its prompt with the image; it reports those answers on the bench's held-out pairs
 (``request_checks``). ``--check-faithful S`` makes a share S of those images faithful (pairs
-draw about two in three), so faults are seen more often.
+draw about two in three), so faults are seen more often; ``--check-describe`` makes each check's
+answer describe the image first, then name the differences.
 ``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
 ``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
@@ -131,6 +132,10 @@ class PretrainConfig(BaseSizes):
         default=-1.0, metadata={"help": "share of the request checks (--request-checks) whose image is faithful to "
                                          "its request, so faults can be drawn more often (negative: as preference "
                                          "pairs draw them, about two in three faithful)"})
+    check_describe: bool = field(default=False, metadata={
+        "help": "a request check's answer first describes the image (the detailed prompt of the scene the analyzer "
+                "reads in it), then names the differences after \"Differences: \", so the comparison is between "
+                "the request and the model's own words"})
     flaw_zoom: float = field(
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
                                         "large centred object, flawed at --flaw-prob (blur, noise, colour bleed or "
@@ -265,7 +270,8 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         task = rng.random() if any(shares) and not only_flaw else 1.0
         if sum(shares[:3]) <= task < sum(shares):
             check = next(checks)
-            return image_record(check.image, request_check_question(check.request), check.answer)
+            answer = check.described_answer if config.check_describe else check.answer
+            return image_record(check.image, request_check_question(check.request), answer)
         stage, progress = stage_at(step, config)
         sample = next(samplers[stage])
         asks_flaw = only_flaw or sum(shares[:2]) <= task < sum(shares[:3])
@@ -428,7 +434,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     summary.update(evaluate(model, processor, truth, config.batch_size,
                             questions=bool(config.flaw_questions or config.flaw_warmup or config.flaw_every)))
     if config.request_checks:
-        summary.update(check_requests(model, processor, heldout_checks(config.eval_images, config.image_size)))
+        summary.update(check_requests(model, processor, heldout_checks(config.eval_images, config.image_size),
+                                      described=config.check_describe))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
@@ -494,10 +501,12 @@ def heldout_checks(count: int, size: int) -> list[RequestCheck]:
     return [RequestCheck(prompt, image, check_differences(prompt, image)) for prompt, image in images]
 
 
-def check_requests(model: Any, processor: Any, checks: list[RequestCheck]) -> dict[str, Any]:
-    """How the model checks held-out requests against their images: greedy answers scored by
-    ``request_check_scores``, with a few examples."""
-    answers = [generate_caption(model, processor, c.image, request_check_question(c.request), 64) for c in checks]
+def check_requests(model: Any, processor: Any, checks: list[RequestCheck], *,
+                   described: bool = False) -> dict[str, Any]:
+    """How the model checks held-out requests against their images: greedy answers (``described``:
+    with room for the description first) scored by ``request_check_scores``, with a few examples."""
+    room = 160 if described else 64
+    answers = [generate_caption(model, processor, c.image, request_check_question(c.request), room) for c in checks]
     return {"request_checks": request_check_scores(answers, checks),
             "request_check_examples": [{"request": c.request, "truth": c.answer, "answer": a}
                                        for c, a in zip(checks[:5], answers)]}
