@@ -25,8 +25,8 @@ from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NOTHING, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION,
     CaptionSample, RequestCheck, caption, caption_samples, caption_scores, cell_answer, cell_question,
-    check_differences, flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, question_scores,
-    request_answer, request_check_scores, request_checks, request_texts, restated_share,
+    flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, question_scores,
+    request_answer, request_check, request_check_scores, request_checks, request_texts, restated_share,
 )
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import collate, encode
@@ -166,19 +166,19 @@ def test_a_request_check_names_what_the_image_gets_wrong_in_the_critics_words():
     request = "a large red circle at the top left and a small blue square in the centre"
     asked = parse_prompt(request)
     drawn = Scene(tuple(ShapeObject(o.shape, o.colour, o.size, o.position) for o in asked.objects), None)
-    assert check_differences(request, render(drawn, 64)) == ()
-    missing = Scene(drawn.objects[:1], None)
-    assert check_differences(request, render(missing, 64)) == ("the small blue square in the centre is missing",)
+    assert request_check(request, render(drawn, 64)).differences == ()
+    missing = request_check(request, render(Scene(drawn.objects[:1], None), 64))
+    assert missing.differences == ("the small blue square in the centre is missing",)
     recoloured = Scene((drawn.objects[0], replace(drawn.objects[1], colour="green")), None)
-    assert check_differences(request, render(recoloured, 64)) == ("the square in the centre is green instead of blue",)
+    check = request_check(request, render(recoloured, 64))
+    assert check.differences == ("the square in the centre is green instead of blue",)
     # --check-describe: what the image shows first, then the differences, scored on the differences alone
-    check = RequestCheck(request, render(recoloured, 64), check_differences(request, render(recoloured, 64)))
     assert check.described_answer == ("a large red circle at the top left and a small green square in the centre\n"
                                       "Differences: the square in the centre is green instead of blue")
-    empty = RequestCheck(request, Image.new("RGB", (64, 64), "white"), ("x",))
-    assert empty.described_answer == "an empty image\nDifferences: x"
+    empty = request_check(request, Image.new("RGB", (64, 64), "white"))
+    assert len(empty.differences) == 2 and empty.described_answer == f"an empty image\nDifferences: {empty.answer}"
     assert request_check_scores([check.described_answer, "a red circle\nDifferences: nothing"],
-                                [check, RequestCheck(request, render(drawn, 64), ())])["exact"] == 1.0
+                                [check, request_check(request, render(drawn, 64))])["exact"] == 1.0
     draw = pretrain.training_records(pretrain.PretrainConfig(request_checks=1.0, check_describe=True,
                                                              curriculum=0.0), set())
     answer = draw(0)["messages"][1]["content"]
@@ -198,8 +198,8 @@ def test_request_checks_show_fresh_requests_with_faithful_and_faulty_images_and_
     prompt, answer = record["messages"][0]["content"], record["messages"][1]["content"]
     request = prompt.removeprefix("<image>User Instruction: ").removesuffix("\n" + REQUEST_CHECK)
     assert prompt == f"<image>User Instruction: {request}\n{REQUEST_CHECK}" and request not in held
-    assert answer == (NOTHING if not check_differences(request, record["images"][0])
-                      else "; ".join(check_differences(request, record["images"][0])))
+    truth = request_check(request, record["images"][0]).differences
+    assert answer == ("; ".join(truth) if truth else NOTHING)
     mixed = pretrain.training_records(pretrain.PretrainConfig(request_checks=0.4, flaw_questions=0.3,
                                                               curriculum=0.0), held)
     prompts = [mixed(0)["messages"][0]["content"] for _ in range(200)]

@@ -22,7 +22,7 @@ comparing a request with an image (docs/parrot.md, fourteenth step): **request c
 prompt carries a request and whose image is drawn for it as a preference pair draws its images
 (``request_checks``: sometimes right, sometimes with a missing, extra or wrongly drawn object, a
 flaw), answered with what in the image differs from the request in the reference critic's words, or
-"nothing" (``check_differences``, scored by ``request_check_scores``).
+"nothing" (``request_check``, scored by ``request_check_scores``).
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
 per attribute against the true scenes, with the flaw per true kind (``flaw_kind_scores``) and the
@@ -320,12 +320,14 @@ def caption_scores(predicted: Sequence[str], truth: Iterable[CaptionSample]) -> 
 
 @dataclass(frozen=True)
 class RequestCheck:
-    """A text-to-image request, an image drawn for it, and what in the image differs from it
-    (``check_differences``, worst first; empty when the image is faithful)."""
+    """A text-to-image request, an image drawn for it, what in the image differs from it
+    (``request_check``, worst first; empty when the image is faithful) and what the image
+    shows (``description``: the detailed prompt of the scene the analyzer reads in it)."""
 
     request: str
     image: Image.Image
     differences: tuple[str, ...]
+    description: str = ""
 
     @property
     def answer(self) -> str:
@@ -334,20 +336,20 @@ class RequestCheck:
 
     @property
     def described_answer(self) -> str:
-        """The answer after a description of what the image shows: the detailed prompt of the
-        scene the analyzer reads in it (or "an empty image"), then "Differences: " and the answer,
-        so a model can compare the request with its own words instead of with the pixels."""
-        seen = analyze(self.image)
-        description = detailed_prompt(seen.to_scene()) if seen.objects else EMPTY_IMAGE
-        return f"{description}\n{DIFFERENCES_PREFIX}{self.answer}"
+        """The answer after the description of what the image shows, then "Differences: ", so a
+        model can compare the request with its own words instead of with the pixels."""
+        return f"{self.description}\n{DIFFERENCES_PREFIX}{self.answer}"
 
 
-def check_differences(request: str, image: Image.Image) -> tuple[str, ...]:
-    """What in ``image`` differs from the text-to-image ``request``, worst first: the reference
-    critic's Text Faithfulness findings without perception noise (a missing, extra or wrongly drawn
-    object, a wrong place or size the request pins, a broken relation), in its own words."""
-    judged = assess_t2i(parse_prompt(request), analyze(image))
-    return tuple(f.text for f in judged.about(TEXT_FAITHFULNESS.key))
+def request_check(request: str, image: Image.Image) -> RequestCheck:
+    """``image`` checked against the text-to-image ``request`` by one reading of the analyzer: the
+    reference critic's Text Faithfulness findings without perception noise (a missing, extra or
+    wrongly drawn object, a wrong place or size the request pins, a broken relation), worst first
+    and in its own words, and the detailed prompt of the scene read (or "an empty image")."""
+    seen = analyze(image)
+    judged = assess_t2i(parse_prompt(request), seen)
+    description = detailed_prompt(seen.to_scene()) if seen.objects else EMPTY_IMAGE
+    return RequestCheck(request, image, tuple(f.text for f in judged.about(TEXT_FAITHFULNESS.key)), description)
 
 
 def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),
@@ -363,11 +365,10 @@ def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = fr
             pair = make_pair(rng, "t2i", size=size)
             if pair.prompt in exclude:
                 continue
-            image = pair.image_a if rng.random() < 0.5 else pair.image_b
-            differences = check_differences(pair.prompt, image)
-            if wanted is None or wanted == (not differences):
+            check = request_check(pair.prompt, pair.image_a if rng.random() < 0.5 else pair.image_b)
+            if wanted is None or wanted == (not check.differences):
                 break
-        yield RequestCheck(pair.prompt, image, differences)
+        yield check
 
 
 def request_check_question(request: str) -> str:

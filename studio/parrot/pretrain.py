@@ -61,8 +61,8 @@ from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES,
     REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, CaptionSample, RequestCheck, SceneStage, ask_cell,
-    ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question, check_differences,
-    heldout_request_list, heldout_requests, question_scores, request_answer, request_check_question,
+    ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question, heldout_request_list,
+    heldout_requests, question_scores, request_answer, request_check, request_check_question,
     request_check_scores, request_checks, request_question, request_texts, restated_share, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
@@ -498,7 +498,7 @@ def heldout_checks(count: int, size: int) -> list[RequestCheck]:
     image A of the first pair, image B of the second, and so on."""
     pairs = shapes_pairs(count, seed=HELDOUT_SEED, flip_rate=0.0, size=size)
     images = ((p.prompt, p.image_a if i % 2 == 0 else p.image_b) for i, p in enumerate(pairs))
-    return [RequestCheck(prompt, image, check_differences(prompt, image)) for prompt, image in images]
+    return [request_check(prompt, image) for prompt, image in images]
 
 
 def check_requests(model: Any, processor: Any, checks: list[RequestCheck], *,
