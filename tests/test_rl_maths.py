@@ -16,12 +16,13 @@ from models.errors import ConfigError, JobError
 from models.types import Critique, CritiqueFailure, CritiqueRequest
 from studio.jobs.config import config_to_flags, parse_config
 from studio.rl.advantages import EPS, compute_advantages, solved_groups
+from studio.rl.anchor import best_of_groups
 from studio.rl.config import RLConfig
 from studio.rl.data import PromptItem
 from studio.rl.evaluate import HackingMonitor
 from studio.rl.flow import Cond, FlowModel
 from studio.rl.nft import nft_loss
-from studio.rl.reward import RewardQueue, score_results
+from studio.rl.reward import RewardQueue, Scored, score_results
 from studio.rl.weights import blend, old_policy_decay
 
 
@@ -84,6 +85,13 @@ def test_uniformly_solved_groups_are_retired():
     rewards = [0.95, 0.96, 0.97, 0.99, 0.99, 0.80, 0.1, 0.1, 0.1, 0.99]
     stats = compute_advantages(keys, rewards).groups
     assert solved_groups(stats, mean_above=0.9, std_below=0.05) == [("solved", None)]
+
+
+def test_the_anchor_keeps_each_groups_best_scored_image_and_drops_a_group_with_none():
+    keys = [("a", None)] * 3 + [("b", None)] * 2 + [("c", None)] * 2
+    scored = [Scored(0.4), Scored(None, failure="garbage"), Scored(0.7), Scored(None, failure="x"),
+              Scored(None, failure="y"), Scored(0.9), Scored(0.2)]
+    assert best_of_groups(keys, scored) == [2, 5]  # a failed critique is not a candidate, however it would score
 
 
 def test_old_policy_decay_grows_to_its_maximum():
@@ -239,6 +247,9 @@ def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tm
     assert parse_config(RLConfig, config_to_flags(changed)) == changed
     with pytest.raises(ConfigError, match="group_size must be at least 2"):
         parse_config(RLConfig, ["--group-size", "1"])
+    with pytest.raises(ConfigError, match="anchor_prompts must be a whole number of 0"):
+        parse_config(RLConfig, ["--anchor-prompts", "-1"])
+    assert config.anchor_prompts == 0  # no anchor unless asked
     with pytest.raises(ConfigError, match="Unknown dimension"):
         parse_config(RLConfig, ["--weights", '{"beauty": 1}'])
 

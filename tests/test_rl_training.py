@@ -17,12 +17,14 @@ from safetensors.torch import load_file
 from bench.rl_curves import read_series
 from models.errors import ConfigError
 from models.generator_diffusers import DiffusersGenerator
-from models.types import GenerationRequest
+from models.types import CritiqueRequest, GenerationRequest
 from studio.jobs.config import parse_config
 from studio.jobs.context import RecordingContext
 from studio.rl.config import RLConfig
 from studio.rl.nft import nft_loss
-from studio.rl.train import load_flow_model, run
+from studio.rl.anchor import ANCHOR_FILE, anchor_items, anchor_loss, load_pool, save_pool
+from studio.rl.reward import score_results
+from studio.rl.train import build_critic, load_flow_model, run
 from studio.rl.trainer import NFTTrainer, Rollout
 from studio.rl.weights import export_lora
 from studio.ui.jobs_adapt import metrics_frame
@@ -120,24 +122,57 @@ def _step_metric(ctx: RecordingContext, step: int, name: str) -> float:
     return next(v for s, n, v in ctx.metrics if s == step and n == name)
 
 
-def test_resume_reproduces_the_next_step_exactly(tmp_path):
+@pytest.mark.parametrize("anchor", [0, 2], ids=["plain", "anchor"])
+def test_resume_reproduces_the_next_step_exactly(tmp_path, anchor):
     straight = RecordingContext(tmp_path / "straight")
-    run(_shapes_config(), straight)
+    run(_shapes_config(anchor_prompts=anchor), straight)
     first, resumed = RecordingContext(tmp_path / "resumed"), RecordingContext(tmp_path / "resumed", resuming=True)
-    run(_shapes_config(max_steps=1), first)
+    run(_shapes_config(max_steps=1, anchor_prompts=anchor), first)
     with pytest.raises(ConfigError, match="already has a checkpoint"):
         run(_shapes_config(), RecordingContext(tmp_path / "resumed"))  # not asked to resume
-    summary = run(_shapes_config(), resumed)
+    summary = run(_shapes_config(anchor_prompts=anchor), resumed)
+    assert (tmp_path / "resumed" / ANCHOR_FILE).is_file() == bool(anchor)
+    assert any(n == "train/anchor" for _, n, _ in resumed.metrics) == bool(anchor)
 
     assert summary["steps"] == 2 and [s for s, *_ in resumed.steps] == [2]
     for name in ("current", "old", "ema"):
         a = load_file(str(tmp_path / "straight/checkpoints/step_000002" / f"{name}.safetensors"))
         b = load_file(str(tmp_path / "resumed/checkpoints/step_000002" / f"{name}.safetensors"))
         assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    for metric in ("train/loss", "train/reward"):
+    for metric in ("train/loss", "train/reward") + (("train/anchor",) if anchor else ()):
         assert _step_metric(straight, 2, metric) == _step_metric(resumed, 2, metric)
     assert any(kind == "lora" for _, _, kind in resumed.artifacts)
     assert {"eval/reward", "eval/check_short", "eval/check_detailed", "monitor/alert"} <= {n for _, n, _ in straight.metrics}
+
+
+def test_the_anchor_pool_holds_the_base_models_best_detailed_drawings_and_the_anchor_pulls_to_them(tmp_path):
+    config = _shapes_config(anchor_prompts=3, anchor_weight=5.0, anchor_batch=3, group_size=3)
+    model = load_flow_model(config)
+    trainer = NFTTrainer(config, model, build_critic(config.critic), prompts=None)  # type: ignore[arg-type]
+    items = anchor_items(config.data, model.task, config.anchor_form, config.anchor_prompts, config.seed)
+    pool = trainer.draw_anchor(items)
+    assert {it.form for it in items} == {"detailed"} and len(pool) == 3 and pool.items == [0, 1, 2]
+    critic, policy = build_critic(config.critic), config.scoring_policy()
+    kept = score_results(critic.critique([CritiqueRequest("t2i", items[i].prompt, image)
+                                          for i, image in zip(pool.items, model.decode(pool.x0))]), policy)
+    assert [s.reward for s in kept] == pytest.approx(pool.rewards)  # the kept image is the one scored
+    save_pool(tmp_path / ANCHOR_FILE, pool)
+    again = load_pool(tmp_path / ANCHOR_FILE, model, items)
+    assert torch.equal(again.x0, pool.x0) and again.rewards == pool.rewards
+
+    trainer.anchor = pool
+    index, t, noise = torch.arange(3), torch.tensor([0.3, 0.5, 0.8]), model.noise(3, torch.Generator().manual_seed(1))
+    fixed = lambda: float(anchor_loss(model, pool, index, t, noise).detach())  # noqa: E731
+    before = fixed()
+    # weight 0.5 with the old policy equal to the current one: the DiffusionNFT term has no
+    # gradient, so whatever moves comes from the anchor
+    cond = model.encode(["a red circle", "a blue square"])
+    x0 = model.sample(cond, model.noise(2, torch.Generator().manual_seed(2)), 2, trainer.old)
+    metrics = [trainer.update(cond, x0, torch.tensor([0.5, 0.5]), torch.tensor([0.4, 0.6]),
+                              model.noise(2, torch.Generator().manual_seed(3))) for _ in range(3)]
+    assert fixed() < before and all(m["train/anchor"] > 0 for m in metrics)
+    assert metrics[0]["train/loss"] == pytest.approx(metrics[0]["train/policy_loss"] + 1e-4 * metrics[0]["train/kl"]
+                                                     + 5.0 * metrics[0]["train/anchor"])
 
 
 class StopAfterOneStep(RecordingContext):

@@ -61,6 +61,13 @@ class RLConfig:
     guided_loss: bool = _help("with true CFG, the loss is on the guided velocity the sampler drew the images with "
                               "(the policy); off (default: it halved bench.rl_sanity's gain): on the conditional branch alone",
                               default=False)
+    anchor_prompts: int = _help("prompts whose base-model drawings are replayed (0: no anchor): the base draws a group "
+                                "for each before the first step and the best-rewarded image is kept (studio.rl.anchor)",
+                                default=0)
+    anchor_form: Literal["short", "detailed", "both"] = _help(
+        "shapes-world prompt form of the anchor's prompts (JSONL data: its own prompts)", default="detailed")
+    anchor_weight: float = _help("weight of the supervised flow-matching term on replayed anchor images", default=1.0)
+    anchor_batch: int = _help("anchor images replayed in each update", default=4)
     sampling_steps: int = _help("deterministic Euler steps of the old policy", default=10)
     guidance: float | None = _help("sampling guidance (default: the model's own)", default=None)
     resolution: int | None = _help("image side in pixels (default: the model's own, else 512)", default=None)
@@ -99,7 +106,8 @@ class RLConfig:
     def validate(self) -> None:
         """Raise ``ConfigError`` for a setting the trainer cannot use."""
         positive = ("eval_prompts", "lora_rank", "lora_alpha", "group_size", "prompts_per_step", "sample_batch",
-                    "train_batch", "train_epochs", "sampling_steps", "max_steps", "checkpoint_every", "critic_batch")
+                    "train_batch", "train_epochs", "sampling_steps", "max_steps", "checkpoint_every", "critic_batch",
+                    "anchor_batch")
         for name in positive:
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -109,12 +117,14 @@ class RLConfig:
         for name in ("max_minutes", "max_cpu_minutes"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 (no budget) or more, got {getattr(self, name)!r}.")
+        if not isinstance(self.anchor_prompts, int) or isinstance(self.anchor_prompts, bool) or self.anchor_prompts < 0:
+            raise ConfigError(f"anchor_prompts must be a whole number of 0 (no anchor) or more, got {self.anchor_prompts!r}.")
         if self.eval_every < 0:
             raise ConfigError(f"eval_every must be 0 or more, got {self.eval_every!r}.")
         for name in ("learning_rate", "max_grad_norm", "adv_clip", "beta"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be above 0, got {getattr(self, name)!r}.")
-        for name in ("kl_weight", "weight_decay", "retire_std", "alert_tolerance", "old_decay_rate"):
+        for name in ("kl_weight", "weight_decay", "retire_std", "alert_tolerance", "old_decay_rate", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)!r}.")
         for name in ("ema_decay", "old_decay_max"):

@@ -33,6 +33,7 @@ from models.generator_diffusers import DEFAULTS_FILE, DiffusersGenerator
 from models.registry import load_backend
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
+from studio.rl.anchor import ANCHOR_FILE, AnchorPool, anchor_items, load_pool, save_pool
 from studio.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from studio.rl.config import RLConfig
 from studio.rl.data import eval_items, prompt_source
@@ -154,6 +155,8 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         ctx.artifact("checkpoint", folder, "checkpoint")
 
     started, cpu_started, cpu_before = time.monotonic(), time.process_time(), history.get("cpu_seconds", 0.0)
+    if config.anchor_prompts:
+        trainer.anchor = _anchor_pool(config, trainer, run_dir, resumed=checkpoint is not None, is_main=ranks.is_main)
     if trainer.step == 0:
         do_eval()
     stopped = False
@@ -191,6 +194,21 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
         summary.update(export(config, model, trainer, run_dir, ctx))
     ctx.result(summary)
     return summary
+
+
+def _anchor_pool(config: RLConfig, trainer: NFTTrainer, run_dir: Path, *, resumed: bool, is_main: bool) -> AnchorPool:
+    """A new run's base model draws the anchor pool, written to the run folder; a resumed run reads it."""
+    items = anchor_items(config.data, trainer.model.task, config.anchor_form, config.anchor_prompts, config.seed)
+    path = run_dir / ANCHOR_FILE
+    if resumed:
+        return load_pool(path, trainer.model, items)
+    started = time.monotonic()
+    pool = trainer.draw_anchor(items)
+    if is_main:
+        save_pool(path, pool)
+    logger.info("anchor pool: %d of %d prompts' best base drawings (mean reward %.3f) in %.0f s", len(pool),
+                len(items), sum(pool.rewards) / len(pool), time.monotonic() - started)
+    return pool
 
 
 def export(config: RLConfig, model: FlowModel, trainer: NFTTrainer, run_dir: Path, ctx: JobContext) -> dict[str, str]:

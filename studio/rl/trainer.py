@@ -16,10 +16,11 @@ from models.base import Critic
 from models.errors import ConfigError, JobError
 from models.types import CritiqueRequest
 from studio.rl.advantages import compute_advantages, solved_groups
+from studio.rl.anchor import SEED_OFFSET, AnchorPool, anchor_loss, best_of_groups, make_pool
 from studio.rl.config import RLConfig
 from studio.rl.data import PromptItem, PromptSource
 from studio.rl.distributed import Ranks
-from studio.rl.flow import Cond, FlowModel
+from studio.rl.flow import Cond, FlowModel, Params
 from studio.rl.nft import draw_times, nft_loss
 from studio.rl.reward import RewardQueue, Scored
 from studio.rl.weights import blend, make_trainable, old_policy_decay, snapshot
@@ -63,6 +64,7 @@ class NFTTrainer:
         self.generator = torch.Generator().manual_seed(config.seed)
         self.step = 0
         self.retired: set[tuple[str, str | None]] = set()
+        self.anchor: AnchorPool | None = None
 
     # -- one step -------------------------------------------------------------------------------
 
@@ -93,10 +95,24 @@ class NFTTrainer:
         })
         return metrics
 
-    def rollout(self, items: list[PromptItem]) -> tuple[Rollout, dict[str, float]]:
-        """Draw ``group_size`` images per item with the old policy; the critic scores each batch on
-        its own thread while the next batch is drawn (``overlap_reward``)."""
+    def draw_anchor(self, items: list[PromptItem]) -> AnchorPool:
+        """The anchor pool: a group per item drawn by the base model (with noise of the anchor's
+        own seed), the best-rewarded image of each kept (``studio.rl.anchor``)."""
+        noise = torch.Generator().manual_seed(self.config.seed + SEED_OFFSET)
+        rollout, _ = self.rollout(items, params=self.base, generator=noise)
+        chosen = best_of_groups(rollout.keys, rollout.scored)
+        size = self.config.group_size
+        return make_pool(self.model, items, rollout.x0[chosen], [i // size for i in chosen],
+                         [rollout.scored[i].reward for i in chosen])  # type: ignore[misc]
+
+    def rollout(self, items: list[PromptItem], params: Params | None = None,
+                generator: torch.Generator | None = None) -> tuple[Rollout, dict[str, float]]:
+        """Draw ``group_size`` images per item with the old policy (or ``params``; noise from the
+        trainer's generator or ``generator``); the critic scores each batch on its own thread while
+        the next batch is drawn (``overlap_reward``)."""
         cfg, model = self.config, self.model
+        params = self.old if params is None else params
+        generator = self.generator if generator is None else generator
         rewards = RewardQueue(self.critic, self.policy, overlap=cfg.overlap_reward, batch_size=cfg.critic_batch)
         x0s: list[torch.Tensor] = []
         conds: list[Cond] = []
@@ -112,8 +128,8 @@ class NFTTrainer:
                 uncond = None
                 if model.uses_cfg:
                     uncond = model.encode([model.negative_prompt] * len(chunk), sources).repeat(cfg.group_size)
-                noise = model.noise(len(chunk) * cfg.group_size, self.generator)
-                x0 = model.sample(cond, noise, cfg.sampling_steps, self.old, uncond)
+                noise = model.noise(len(chunk) * cfg.group_size, generator)
+                x0 = model.sample(cond, noise, cfg.sampling_steps, params, uncond)
                 images = model.decode(x0)
                 sampling += time.perf_counter() - chunk_started
                 first = len(keys)
@@ -193,11 +209,24 @@ class NFTTrainer:
             (result.loss * share).backward()
             parts = {"train/loss": share * float(result.loss.detach()), "train/policy_loss": share * result.policy,
                      "train/kl": share * result.kl}
+        if self.anchor is not None:
+            parts["train/anchor"] = self._anchor_update()
+            parts["train/loss"] += cfg.anchor_weight * parts["train/anchor"]
         self.ranks.sum_gradients(list(self.trainable.values()))
         grad_norm = torch.nn.utils.clip_grad_norm_(list(self.trainable.values()), cfg.max_grad_norm)
         self.optimizer.step()
         blend(self.ema, self.trainable, cfg.ema_decay)
         return {**{name: self.ranks.total(value) for name, value in parts.items()}, "train/grad_norm": float(grad_norm)}
+
+    def _anchor_update(self) -> float:
+        """Backpropagate the anchor term on ``anchor_batch`` pool images (every rank the same
+        images, each its share of the gradient); this rank's share of its loss."""
+        cfg = self.config
+        index = torch.randint(len(self.anchor), (cfg.anchor_batch,), generator=self.generator)  # type: ignore[arg-type]
+        t, noise = draw_times(cfg.anchor_batch, self.generator), self.model.noise(cfg.anchor_batch, self.generator)
+        loss = anchor_loss(self.model, self.anchor, index, t, noise)  # type: ignore[arg-type]
+        (cfg.anchor_weight * loss / self.ranks.world).backward()
+        return float(loss.detach()) / self.ranks.world
 
     def _reward_metrics(self, scored: list[Scored]) -> dict[str, float]:
         valid = [s for s in scored if s.reward is not None]
