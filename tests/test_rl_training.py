@@ -157,8 +157,11 @@ def test_the_anchor_pool_holds_the_base_models_best_detailed_drawings_and_the_an
                                           for i, image in zip(pool.items, model.decode(pool.x0))]), policy)
     assert [s.reward for s in kept] == pytest.approx(pool.rewards)  # the kept image is the one scored
     save_pool(tmp_path / ANCHOR_FILE, pool)
-    again = load_pool(tmp_path / ANCHOR_FILE, model, items)
+    again = load_pool(tmp_path / ANCHOR_FILE, model, items, guided=True)
     assert torch.equal(again.x0, pool.x0) and again.rewards == pool.rewards
+    # the shapes generator samples with true CFG: the term is on the guided velocity unless asked otherwise
+    assert model.uses_cfg and pool.uncond is not None and again.uncond is not None
+    assert load_pool(tmp_path / ANCHOR_FILE, model, items, guided=False).uncond is None
 
     trainer.anchor = pool
     index, t, noise = torch.arange(3), torch.tensor([0.3, 0.5, 0.8]), model.noise(3, torch.Generator().manual_seed(1))

@@ -5,7 +5,10 @@ prompt form of its own, e.g. the shapes world's detailed prompts while RL trains
 critic scores them, and the best-rewarded image of each group is kept. Every update then adds
 ``anchor_weight`` x a supervised flow-matching term on ``anchor_batch`` of those images: the
 DiffusionNFT positive term with weight 1 (``x0`` predicted from the current velocity pulled to
-the kept image), so the form the RL reward barely defends keeps what the base drew best.
+the kept image), so the form the RL reward barely defends keeps what the base drew best. With
+true CFG the term is on the guided velocity that drew the images (``anchor_guided``): on the
+conditional branch alone it teaches that branch the guided samples, and guidance on top of it
+then overshoots (docs/rl.md, Session 12).
 
 The pool is written to the run folder (``ANCHOR_FILE``) and read back on resume, so a resumed
 run replays the same images.
@@ -32,12 +35,14 @@ SEED_OFFSET = 7919  # the anchor's prompts and noise are drawn apart from the tr
 
 @dataclass
 class AnchorPool:
-    """Replayed images: clean latents, their conditioning, which anchor prompt each drew and its reward."""
+    """Replayed images: clean latents, their conditioning, which anchor prompt each drew and its
+    reward; ``uncond``: the negative prompt's conditioning when the term is on the guided velocity."""
 
     x0: torch.Tensor
     cond: Cond
     items: list[int]
     rewards: list[float]
+    uncond: Cond | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -62,15 +67,17 @@ def best_of_groups(keys: Sequence[Hashable], scored: Sequence[Scored]) -> list[i
 
 
 def make_pool(model: FlowModel, items: list[PromptItem], x0: torch.Tensor, chosen_items: list[int],
-              rewards: list[float]) -> AnchorPool:
-    """The pool of ``x0`` (one kept latent per chosen item), with the chosen items' conditioning."""
+              rewards: list[float], guided: bool) -> AnchorPool:
+    """The pool of ``x0`` (one kept latent per chosen item), with the chosen items' conditioning
+    (and, with ``guided`` and true CFG, the negative prompt's)."""
     if not chosen_items:
         raise JobError("No anchor image was scored (every critique of the base model's drawings failed); "
                        "check the critic, or set anchor_prompts to 0.")
     chosen = [items[i] for i in chosen_items]
     sources = [it.source_image() for it in chosen] if model.task == "edit" else None
     cond = model.encode([it.prompt for it in chosen], sources)
-    return AnchorPool(x0.to(model.device), cond, list(chosen_items), list(rewards))
+    uncond = model.encode([model.negative_prompt] * len(chosen), sources) if guided and model.uses_cfg else None
+    return AnchorPool(x0.to(model.device), cond, list(chosen_items), list(rewards), uncond)
 
 
 def save_pool(path: Path, pool: AnchorPool) -> None:
@@ -79,7 +86,7 @@ def save_pool(path: Path, pool: AnchorPool) -> None:
                "rewards": torch.tensor(pool.rewards, dtype=torch.float64)}, str(path))
 
 
-def load_pool(path: Path, model: FlowModel, items: list[PromptItem]) -> AnchorPool:
+def load_pool(path: Path, model: FlowModel, items: list[PromptItem], guided: bool) -> AnchorPool:
     """The pool ``save_pool`` wrote, for the same anchor prompts."""
     if not path.is_file():
         raise JobError(f"This run replays an anchor pool, but {path} is missing; start a new run folder.")
@@ -88,16 +95,19 @@ def load_pool(path: Path, model: FlowModel, items: list[PromptItem]) -> AnchorPo
     if chosen and max(chosen) >= len(items):
         raise JobError(f"{path} was drawn for more anchor prompts than the config's {len(items)}; "
                        "resume with the settings the run started with.")
-    return make_pool(model, items, tensors["x0"].to(model.dtype), chosen, tensors["rewards"].tolist())
+    return make_pool(model, items, tensors["x0"].to(model.dtype), chosen, tensors["rewards"].tolist(), guided)
 
 
 def anchor_loss(model: FlowModel, pool: AnchorPool, index: torch.Tensor, t: torch.Tensor,
                 noise: torch.Tensor) -> torch.Tensor:
     """The mean supervised flow-matching error on the pool's images at ``index``: each clean
-    latent predicted from the current velocity at time ``t`` (conditional branch), normalised as
-    the DiffusionNFT terms are."""
+    latent predicted from the current velocity at time ``t`` (the guided one when the pool has
+    ``uncond``, else the conditional branch), normalised as the DiffusionNFT terms are."""
     x0 = pool.x0[index.to(pool.x0.device)]
     t_b = t.to(x0.device, x0.dtype).reshape((-1,) + (1,) * (x0.ndim - 1))
     x_t = (1 - t_b) * x0 + t_b * noise.to(x0.device, x0.dtype)
-    v = model.velocity(x_t, t, pool.cond.select(index), None).to(x0.dtype)
+    v = model.velocity(x_t, t, pool.cond.select(index), None)
+    if pool.uncond is not None:
+        v = model.guide(v, model.velocity(x_t, t, pool.uncond.select(index), None))
+    v = v.to(x0.dtype)
     return normalised_error(x_t - t_b * v, x0).mean()

@@ -68,6 +68,9 @@ class RLConfig:
         "shapes-world prompt form of the anchor's prompts (JSONL data: its own prompts)", default="detailed")
     anchor_weight: float = _help("weight of the supervised flow-matching term on replayed anchor images", default=1.0)
     anchor_batch: int = _help("anchor images replayed in each update", default=4)
+    anchor_guided: bool = _help("with true CFG, the anchor term is on the guided velocity that drew the pool; off: on "
+                                "the conditional branch alone (it cost detailed prompts 13-20 points: docs/rl.md)",
+                                default=True)
     sampling_steps: int = _help("deterministic Euler steps of the old policy", default=10)
     guidance: float | None = _help("sampling guidance (default: the model's own)", default=None)
     resolution: int | None = _help("image side in pixels (default: the model's own, else 512)", default=None)

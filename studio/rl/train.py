@@ -201,7 +201,7 @@ def _anchor_pool(config: RLConfig, trainer: NFTTrainer, run_dir: Path, *, resume
     items = anchor_items(config.data, trainer.model.task, config.anchor_form, config.anchor_prompts, config.seed)
     path = run_dir / ANCHOR_FILE
     if resumed:
-        return load_pool(path, trainer.model, items)
+        return load_pool(path, trainer.model, items, config.anchor_guided)
     started = time.monotonic()
     pool = trainer.draw_anchor(items)
     if is_main:

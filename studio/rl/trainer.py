@@ -103,7 +103,7 @@ class NFTTrainer:
         chosen = best_of_groups(rollout.keys, rollout.scored)
         size = self.config.group_size
         return make_pool(self.model, items, rollout.x0[chosen], [i // size for i in chosen],
-                         [rollout.scored[i].reward for i in chosen])  # type: ignore[misc]
+                         [rollout.scored[i].reward for i in chosen], self.config.anchor_guided)  # type: ignore[misc]
 
     def rollout(self, items: list[PromptItem], params: Params | None = None,
                 generator: torch.Generator | None = None) -> tuple[Rollout, dict[str, float]]:
