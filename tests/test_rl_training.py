@@ -166,7 +166,9 @@ def test_the_anchor_pool_holds_the_base_models_best_detailed_drawings_and_the_an
     trainer.anchor = pool
     index, t, noise = torch.arange(3), torch.tensor([0.3, 0.5, 0.8]), model.noise(3, torch.Generator().manual_seed(1))
     fixed = lambda: float(anchor_loss(model, pool, index, t, noise).detach())  # noqa: E731
+    drift = lambda: float(anchor_loss(model, pool, index, t, noise, trainer.base).detach())  # noqa: E731
     before = fixed()
+    assert drift() == 0.0  # the 'kl' term is zero at the base
     # weight 0.5 with the old policy equal to the current one: the DiffusionNFT term has no
     # gradient, so whatever moves comes from the anchor
     cond = model.encode(["a red circle", "a blue square"])
@@ -176,6 +178,14 @@ def test_the_anchor_pool_holds_the_base_models_best_detailed_drawings_and_the_an
     assert fixed() < before and all(m["train/anchor"] > 0 for m in metrics)
     assert metrics[0]["train/loss"] == pytest.approx(metrics[0]["train/policy_loss"] + 1e-4 * metrics[0]["train/kl"]
                                                      + 5.0 * metrics[0]["train/anchor"])
+
+    # the 'kl' term: once the model has drifted (above), it pulls back to the base there
+    trainer.config = dataclasses.replace(config, anchor_term="kl")
+    drifted = drift()
+    for _ in range(3):
+        trainer.update(cond, x0, torch.tensor([0.5, 0.5]), torch.tensor([0.4, 0.6]),
+                       model.noise(2, torch.Generator().manual_seed(3)))
+    assert 0 < drift() < drifted
 
 
 class StopAfterOneStep(RecordingContext):

@@ -5,7 +5,9 @@ prompt form of its own, e.g. the shapes world's detailed prompts while RL trains
 critic scores them, and the best-rewarded image of each group is kept. Every update then adds
 ``anchor_weight`` x a supervised flow-matching term on ``anchor_batch`` of those images: the
 DiffusionNFT positive term with weight 1 (``x0`` predicted from the current velocity pulled to
-the kept image), so the form the RL reward barely defends keeps what the base drew best. With
+the kept image), so the form the RL reward barely defends keeps what the base drew best; or, with
+``anchor_term`` 'kl', the KL term against the base model on those images, which is zero at the
+base and only resists drift there. With
 true CFG the term is on the guided velocity that drew the images (``anchor_guided``): on the
 conditional branch alone it teaches that branch the guided samples, and guidance on top of it
 then overshoots (docs/rl.md, Session 12).
@@ -25,7 +27,7 @@ from safetensors.torch import load_file, save_file
 
 from models.errors import JobError
 from studio.rl.data import PromptItem, prompt_source
-from studio.rl.flow import Cond, FlowModel
+from studio.rl.flow import Cond, FlowModel, Params
 from studio.rl.nft import normalised_error
 from studio.rl.reward import Scored
 
@@ -99,15 +101,23 @@ def load_pool(path: Path, model: FlowModel, items: list[PromptItem], guided: boo
 
 
 def anchor_loss(model: FlowModel, pool: AnchorPool, index: torch.Tensor, t: torch.Tensor,
-                noise: torch.Tensor) -> torch.Tensor:
-    """The mean supervised flow-matching error on the pool's images at ``index``: each clean
-    latent predicted from the current velocity at time ``t`` (the guided one when the pool has
-    ``uncond``, else the conditional branch), normalised as the DiffusionNFT terms are."""
+                noise: torch.Tensor, base: Params | None = None) -> torch.Tensor:
+    """The anchor term on the pool's images at ``index``, noised to time ``t``, with the current
+    velocity (the guided one when the pool has ``uncond``, else the conditional branch).
+    Without ``base``: the mean supervised error of each clean latent predicted from it, normalised
+    as the DiffusionNFT terms are. With ``base`` (the base model's weights): the mean
+    ``|v - v_base|^2``, the KL term of ``nft_loss`` on these images."""
     x0 = pool.x0[index.to(pool.x0.device)]
     t_b = t.to(x0.device, x0.dtype).reshape((-1,) + (1,) * (x0.ndim - 1))
     x_t = (1 - t_b) * x0 + t_b * noise.to(x0.device, x0.dtype)
-    v = model.velocity(x_t, t, pool.cond.select(index), None)
-    if pool.uncond is not None:
-        v = model.guide(v, model.velocity(x_t, t, pool.uncond.select(index), None))
-    v = v.to(x0.dtype)
-    return normalised_error(x_t - t_b * v, x0).mean()
+    cond, uncond = pool.cond.select(index), pool.uncond.select(index) if pool.uncond is not None else None
+
+    def velocity(params: Params | None) -> torch.Tensor:
+        v = model.velocity(x_t, t, cond, params)
+        return (v if uncond is None else model.guide(v, model.velocity(x_t, t, uncond, params))).to(x0.dtype)
+
+    if base is not None:
+        with torch.no_grad():
+            v_base = velocity(base)
+        return ((velocity(None) - v_base) ** 2).mean()
+    return normalised_error(x_t - t_b * velocity(None), x0).mean()

@@ -66,8 +66,14 @@ class RLConfig:
                                 default=0)
     anchor_form: Literal["short", "detailed", "both"] = _help(
         "shapes-world prompt form of the anchor's prompts (JSONL data: its own prompts)", default="detailed")
-    anchor_weight: float = _help("weight of the supervised flow-matching term on replayed anchor images", default=1.0)
+    anchor_weight: float = _help("weight of the supervised flow-matching term on replayed anchor images (in the "
+                                 "shapes world 0.05 and 0.2 both cost the protected form: docs/rl.md, Session 12)",
+                                 default=0.05)
     anchor_batch: int = _help("anchor images replayed in each update", default=4)
+    anchor_term: Literal["supervised", "kl"] = _help(
+        "the anchor's term: 'supervised' pulls the velocity to the pool's images; 'kl' holds it to the base model's "
+        "velocity there (|v - v_base|^2, zero at the base: it only resists drift on the pool's prompts)",
+        default="supervised")
     anchor_guided: bool = _help("with true CFG, the anchor term is on the guided velocity that drew the pool; off: on "
                                 "the conditional branch alone (it cost detailed prompts 13-20 points: docs/rl.md)",
                                 default=True)

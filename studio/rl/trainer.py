@@ -224,7 +224,8 @@ class NFTTrainer:
         cfg = self.config
         index = torch.randint(len(self.anchor), (cfg.anchor_batch,), generator=self.generator)  # type: ignore[arg-type]
         t, noise = draw_times(cfg.anchor_batch, self.generator), self.model.noise(cfg.anchor_batch, self.generator)
-        loss = anchor_loss(self.model, self.anchor, index, t, noise)  # type: ignore[arg-type]
+        base = self.base if cfg.anchor_term == "kl" else None
+        loss = anchor_loss(self.model, self.anchor, index, t, noise, base)  # type: ignore[arg-type]
         (cfg.anchor_weight * loss / self.ranks.world).backward()
         return float(loss.detach()) / self.ranks.world
 
