@@ -24,9 +24,10 @@ from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NOTHING, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION,
-    CaptionSample, RequestCheck, caption, caption_samples, caption_scores, cell_answer, cell_question,
-    flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, question_scores,
-    request_answer, request_check, request_check_scores, request_checks, request_texts, restated_share,
+    CaptionSample, ObjectCheck, RequestCheck, caption, caption_samples, caption_scores, cell_answer, cell_question,
+    flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, object_check_scores, object_checks,
+    object_checks_in, question_scores, request_answer, request_check, request_check_scores, request_checks,
+    request_texts, restated_share,
 )
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import collate, encode
@@ -216,6 +217,64 @@ def test_request_checks_show_fresh_requests_with_faithful_and_faulty_images_and_
     assert not any(next(only_faithful).differences for _ in range(30))
     with pytest.raises(ConfigError, match="check_faithful"):
         pretrain.PretrainConfig(check_faithful=1.5).validate()
+
+
+def test_an_object_check_asks_about_one_requested_object_and_answers_in_the_critics_words():
+    request = "a large red circle at the top left and a small blue square in the centre"
+    asked = parse_prompt(request)
+    drawn = Scene(tuple(ShapeObject(o.shape, o.colour, o.size, o.position) for o in asked.objects), None)
+    right = object_checks_in(request, render(drawn, 64))
+    assert [(c.asked, c.answer) for c in right] == [("large red circle at the top left", "yes"),
+                                                    ("small blue square in the centre", "yes")]
+    assert right[1].question == f"User Instruction: {request}\nIs the small blue square in the centre drawn as asked?"
+    recoloured = Scene((drawn.objects[0], replace(drawn.objects[1], colour="green")), None)
+    assert [c.answer for c in object_checks_in(request, render(recoloured, 64))] == [
+        "yes", "no: the square in the centre is green instead of blue"]
+    assert [c.answer for c in object_checks_in(request, render(Scene(drawn.objects[1:], None), 64))] == [
+        "no: the large red circle at the top left is missing", "yes"]
+    # an object the request names twice is not one thing to check
+    assert [c.asked for c in object_checks_in("two red circles and a blue square", render(drawn, 64))] == ["blue square"]
+
+
+def test_object_checks_are_fresh_held_out_free_and_faulty_at_the_asked_share():
+    held = heldout_requests(2000, HELDOUT_SEED)
+    drawn = object_checks(random.Random(3), exclude=held)
+    checks = [next(drawn) for _ in range(100)]
+    assert not {c.request for c in checks} & held
+    assert 3 <= sum(bool(c.problems) for c in checks) <= 30  # as pairs draw them: most objects right
+    assert all(c.asked in c.request and c.answer == object_checks_in(c.request, c.image)[
+        [o.asked for o in object_checks_in(c.request, c.image)].index(c.asked)].answer for c in checks[:20])
+    draw = pretrain.training_records(pretrain.PretrainConfig(object_checks=1.0, check_faithful=0.4,
+                                                             curriculum=0.0), held)
+    records = [draw(0) for _ in range(60)]
+    answers = [r["messages"][1]["content"] for r in records]
+    assert 12 <= answers.count("yes") <= 38 and all(a == "yes" or a.startswith("no: the ") for a in answers)
+    assert all(r["messages"][0]["content"].startswith("<image>User Instruction: ") for r in records)
+    mixed = pretrain.training_records(pretrain.PretrainConfig(object_checks=0.4, request_checks=0.3,
+                                                              curriculum=0.0), held)
+    prompts = [mixed(0)["messages"][0]["content"] for _ in range(200)]
+    assert 50 <= sum("drawn as asked?" in p for p in prompts) <= 110
+    assert 35 <= sum(REQUEST_CHECK in p for p in prompts) <= 85
+    with pytest.raises(ConfigError, match="object_checks"):
+        pretrain.PretrainConfig(object_checks=0.5, request_checks=0.6).validate()
+
+
+def test_held_out_object_checks_are_balanced_and_scored_so_a_constant_answer_gets_half():
+    checks = pretrain.heldout_object_checks(120, 64)
+    faulty = [c for c in checks if c.problems]
+    assert len(faulty) >= 8 and len(checks) == 2 * len(faulty)
+    held = heldout_requests(2000, HELDOUT_SEED)
+    assert {c.request for c in checks} <= held
+    always_yes = object_check_scores(["yes"] * len(checks), checks)
+    assert (always_yes["flags"], always_yes["balanced"], always_yes["faults_found"]) == (0.5, 0.5, 0.0)
+    image = Image.new("RGB", (8, 8))
+    truth = [ObjectCheck("r", image, "red circle", ()), ObjectCheck("r", image, "blue star", ("the blue star is missing",)),
+             ObjectCheck("r", image, "green square", ("x",)), ObjectCheck("r", image, "red star", ())]
+    scores = object_check_scores(["yes", "no: the blue star is missing", "no: y", "no: z"], truth)
+    assert scores == {"checks": 4, "faulty": 2, "flags": 0.75, "flag_prior": 0.5, "balanced": 0.75,
+                      "faults_found": 1.0, "exact": 0.5}
+    with pytest.raises(InvalidInputError, match="one answer per check"):
+        object_check_scores(["yes"], truth)
 
 
 def test_request_check_answers_are_scored_by_exact_answer_flags_and_named_differences():
@@ -536,8 +595,9 @@ def test_pretraining_continues_from_a_base_folder_and_reports_the_restatement_ra
 
 @pytest.mark.slow
 def test_a_base_trained_with_request_checks_reports_its_answers_on_held_out_pairs(base, tmp_path):
-    assert "request_checks" not in base[0]  # off by default
-    config = pretrain.PretrainConfig(init=base[0]["model"], request_checks=0.5, curriculum=0.0, batch_size=4,
+    assert "request_checks" not in base[0] and "object_checks" not in base[0]  # off by default
+    config = pretrain.PretrainConfig(init=base[0]["model"], request_checks=0.5, object_checks=0.25, curriculum=0.0,
+                                     batch_size=4,
                                      warmup_steps=0, max_steps=1, eval_images=4, restate_requests=0,
                                      exclude_heldout=20)
     report = json.loads((Path(pretrain.run(config, RecordingContext(tmp_path / "checks"))["model"])
@@ -546,6 +606,9 @@ def test_a_base_trained_with_request_checks_reports_its_answers_on_held_out_pair
     assert [c.request for c in truth] == [p.prompt for p in shapes_pairs(4, seed=HELDOUT_SEED, flip_rate=0.0)]
     assert report["request_checks"]["checks"] == 4 and 0 <= report["request_checks"]["flags"] <= 1
     assert [e["truth"] for e in report["request_check_examples"]] == [c.answer for c in truth]
+    objects = pretrain.heldout_object_checks(4, 64)  # one faulty object and one right one
+    assert report["object_checks"]["checks"] == len(objects) == 2 and report["object_checks"]["faulty"] == 1
+    assert [e["truth"] for e in report["object_check_examples"]][:1] == [objects[0].answer]
 
 
 @pytest.mark.slow

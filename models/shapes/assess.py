@@ -154,6 +154,23 @@ def _mismatches(spec: ObjectSpec, obj: AnalyzedObject) -> list[tuple[float, str]
     return found
 
 
+def _missing_text(spec: ObjectSpec) -> str:
+    """The Text Faithfulness finding for a requested object nothing in the image matches."""
+    return f"the {describe(spec, article=False)} is missing"
+
+
+def object_findings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, tuple[str, ...]]:
+    """What is wrong with each requested object in ``seen``, in ``assess_t2i``'s words: missing, or
+    a wrong shape, colour, size or position of the seen object matched to it (empty when it is
+    drawn as asked). Only objects the request names once (an object of "two red circles" is not one
+    thing to check); relations, extra objects and the word belong to no single object."""
+    pairs, missing, _ = match(spec.objects, seen.objects)
+    drawn = dict(pairs)
+    once = [s for s in dict.fromkeys(spec.objects) if spec.objects.count(s) == 1]
+    return {s: (_missing_text(s),) if s in missing else tuple(text for _, text in _mismatches(s, drawn[s]))
+            for s in once}
+
+
 def _deduction(dimension: str, share: float, units: int, text: str) -> Finding:
     """A finding that costs ``share`` of one of the ``units`` a dimension is graded over: the
     whole 1-4 range (3 points) spread evenly over the units."""
@@ -251,7 +268,7 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = F
     its position open (see ``_pinned``)."""
     key, units = TEXT_FAITHFULNESS.key, len(spec.objects) + len(spec.relations)
     pairs, missing, extra = match(spec.objects, seen.objects)
-    findings = [_deduction(key, MISSING, units, f"the {describe(s, article=False)} is missing") for s in missing]
+    findings = [_deduction(key, MISSING, units, _missing_text(s)) for s in missing]
     findings += [_deduction(key, EXTRA, units, f"there is an extra {describe(o.as_object(), article=False)}") for o in extra]
     findings += [_deduction(key, share, units, text) for s, o in pairs for share, text in _mismatches(s, o)]
     checks = check_relations(spec, [(s.colour, s.shape, o.position) for s, o in pairs])

@@ -22,7 +22,10 @@ comparing a request with an image (docs/parrot.md, fourteenth step): **request c
 prompt carries a request and whose image is drawn for it as a preference pair draws its images
 (``request_checks``: sometimes right, sometimes with a missing, extra or wrongly drawn object, a
 flaw), answered with what in the image differs from the request in the reference critic's words, or
-"nothing" (``request_check``, scored by ``request_check_scores``).
+"nothing" (``request_check``, scored by ``request_check_scores``). The same comparison one object at
+a time (docs/parrot.md, sixteenth step): **object checks** ask whether one object the request names
+is drawn as asked ("Is the small blue square in the centre drawn as asked?" -> "yes" / "no: the
+square in the centre is green instead of blue"; ``object_checks``, scored by ``object_check_scores``).
 
 ``caption_scores`` reads generated captions back with the world's prompt parser and scores them
 per attribute against the true scenes, with the flaw per true kind (``flaw_kind_scores``) and the
@@ -40,7 +43,7 @@ from PIL import Image
 
 from models.errors import InvalidInputError
 from models.shapes.analyzer import analyze
-from models.shapes.assess import assess_t2i
+from models.shapes.assess import assess_t2i, object_findings
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
 from models.shapes.pairs import make_pair
 from models.shapes.world import (
@@ -63,6 +66,9 @@ NO_WORD = "none"
 REQUEST_CHECK = "What in the image differs from the instruction?"
 CHECK_SEPARATOR = "; "
 DIFFERENCES_PREFIX = "Differences: "  # after a described check's description
+OBJECT_CHECK = "Is the {} drawn as asked?"
+YES = "yes"
+NO_PREFIX = "no: "
 EMPTY_IMAGE = "an empty image"
 
 
@@ -359,16 +365,23 @@ def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = fr
     a third show a fault the request can see and the rest are faithful, with their differences.
     With ``faithful`` a share, each check first draws whether its image is faithful at that rate,
     then draws pairs until one of its images is (so faults can be made commoner than pairs make them)."""
+    drawn = _pair_images(rng, size, exclude)
     while True:
         wanted = None if faithful is None else rng.random() < faithful
-        while True:
-            pair = make_pair(rng, "t2i", size=size)
-            if pair.prompt in exclude:
-                continue
-            check = request_check(pair.prompt, pair.image_a if rng.random() < 0.5 else pair.image_b)
+        for request, image in drawn:
+            check = request_check(request, image)
             if wanted is None or wanted == (not check.differences):
                 break
         yield check
+
+
+def _pair_images(rng: random.Random, size: int, exclude: set[str]) -> Iterator[tuple[str, Image.Image]]:
+    """Fresh known-truth text-to-image pairs' requests (one in ``exclude`` is drawn again), each
+    with one of its two images at even odds."""
+    while True:
+        pair = make_pair(rng, "t2i", size=size)
+        if pair.prompt not in exclude:
+            yield pair.prompt, pair.image_a if rng.random() < 0.5 else pair.image_b
 
 
 def request_check_question(request: str) -> str:
@@ -397,3 +410,67 @@ def request_check_scores(answers: Sequence[str], truth: Sequence[RequestCheck]) 
             "flag_prior": round(max(faithful, 1 - faithful), 4),
             "recall": round(matched / total_true, 4) if total_true else None,
             "precision": round(matched / named, 4) if named else None}
+
+
+@dataclass(frozen=True)
+class ObjectCheck:
+    """One object a text-to-image request asks for (``asked``, as the request words it), an image
+    drawn for the request, and what is wrong with that object in it (``object_findings``: missing,
+    or a wrong shape, colour, size or position; empty when it is drawn as asked)."""
+
+    request: str
+    image: Image.Image
+    asked: str
+    problems: tuple[str, ...]
+
+    @property
+    def question(self) -> str:
+        """The prompt text: the request on the protocol's instruction line, then the one-object question."""
+        return f"{INSTRUCTION_PREFIX}{self.request}\n{OBJECT_CHECK.format(self.asked)}"
+
+    @property
+    def answer(self) -> str:
+        """"yes", or "no: " and the problems joined by "; "."""
+        return f"{NO_PREFIX}{CHECK_SEPARATOR.join(self.problems)}" if self.problems else YES
+
+
+def object_checks_in(request: str, image: Image.Image) -> list[ObjectCheck]:
+    """A check of each object ``request`` names once against ``image``, by one reading of the analyzer."""
+    findings = object_findings(parse_prompt(request), analyze(image))
+    return [ObjectCheck(request, image, describe(spec, article=False), problems) for spec, problems in findings.items()]
+
+
+def object_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),
+                  faithful: float | None = None) -> Iterator[ObjectCheck]:
+    """Fresh one-object checks without end: a known-truth pair's request and image as
+    ``request_checks`` draws them, and one of the objects the request names once. With
+    ``faithful`` a share, each check first draws whether its object is drawn as asked at that rate,
+    then draws images until one has such an object (pairs' images get ~85% of their objects right)."""
+    drawn = _pair_images(rng, size, exclude)
+    while True:
+        wanted = None if faithful is None else rng.random() < faithful
+        for request, image in drawn:
+            candidates = [c for c in object_checks_in(request, image) if wanted is None or wanted == (not c.problems)]
+            if candidates:
+                break
+        yield rng.choice(candidates)
+
+
+def object_check_scores(answers: Sequence[str], truth: Sequence[ObjectCheck]) -> dict[str, Any]:
+    """How well ``answers`` check one object each: ``flags`` (says yes exactly when the object is
+    drawn as asked; ``flag_prior`` is what always giving the commoner answer gets), ``balanced``
+    (the mean of the flags' accuracy on right and on faulty objects: 0.5 for any constant answer),
+    ``faults_found`` (faulty objects answered "no") and ``exact`` (the whole answer right)."""
+    if not truth or len(answers) != len(truth):
+        raise InvalidInputError(f"Need one answer per check; got {len(answers)} answers for {len(truth)} checks.")
+    said_no = [a.strip().startswith(NO_PREFIX.strip()) for a in answers]
+    faulty = [bool(c.problems) for c in truth]
+    right = [s == f for s, f in zip(said_no, faulty)]
+    on_faulty = [r for r, f in zip(right, faulty) if f]
+    on_fine = [r for r, f in zip(right, faulty) if not f]
+    share = sum(faulty) / len(truth)
+    recalls = [sum(group) / len(group) for group in (on_faulty, on_fine) if group]
+    return {"checks": len(truth), "faulty": sum(faulty), "flags": round(sum(right) / len(truth), 4),
+            "flag_prior": round(max(share, 1 - share), 4), "balanced": round(sum(recalls) / len(recalls), 4),
+            "faults_found": round(sum(on_faulty) / len(on_faulty), 4) if on_faulty else None,
+            "exact": round(sum(a.strip() == c.answer for a, c in zip(answers, truth)) / len(truth), 4)}

@@ -21,7 +21,11 @@ differs from it, answered in the reference critic's words or "nothing", so the b
 compare its prompt with the image; it reports those answers on the bench's held-out pairs
 (``request_checks``). ``--check-faithful S`` makes a share S of those images faithful (pairs
 draw about two in three), so faults are seen more often; ``--check-describe`` makes each check's
-answer describe the image first, then name the differences.
+answer describe the image first, then name the differences. With ``--object-checks P`` a share P
+asks about one object the request names ("Is the small blue square in the centre drawn as asked?"
+-> "yes" / "no: the square in the centre is green instead of blue"), a lookup instead of a whole
+comparison; ``--check-faithful`` sets the share of those answered "yes"; it reports them on the
+bench's held-out pairs (``object_checks``).
 ``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
 ``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
@@ -59,11 +63,12 @@ from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
-    CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NOTHING, QUESTION_SCENES,
-    REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, CaptionSample, RequestCheck, SceneStage, ask_cell,
-    ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question, heldout_request_list,
-    heldout_requests, question_scores, request_answer, request_check, request_check_question,
-    request_check_scores, request_checks, request_question, request_texts, restated_share, zoom_in,
+    CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NO_PREFIX, NOTHING, OBJECT_CHECK,
+    QUESTION_SCENES, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, YES, CaptionSample, ObjectCheck, RequestCheck,
+    SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question,
+    heldout_request_list, heldout_requests, object_check_scores, object_checks, object_checks_in, question_scores,
+    request_answer, request_check, request_check_question, request_check_scores, request_checks, request_question,
+    request_texts, restated_share, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -130,8 +135,15 @@ class PretrainConfig(BaseSizes):
                                         "compare its prompt with the image"})
     check_faithful: float = field(
         default=-1.0, metadata={"help": "share of the request checks (--request-checks) whose image is faithful to "
-                                         "its request, so faults can be drawn more often (negative: as preference "
-                                         "pairs draw them, about two in three faithful)"})
+                                         "its request, and of the object checks (--object-checks) whose object is "
+                                         "drawn as asked, so faults can be drawn more often (negative: as preference "
+                                         "pairs draw them, about two in three images and 85% of objects right)"})
+    object_checks: float = field(
+        default=0.0, metadata={"help": "share of the examples whose prompt carries a text-to-image request and asks "
+                                        "about one object it names (\"Is the small blue square in the centre drawn "
+                                        "as asked?\"), with an image drawn for the request as a preference pair's; "
+                                        "the answer is \"yes\" or \"no: \" and the reference critic's findings "
+                                        "about that object: the comparison one lookup at a time"})
     check_describe: bool = field(default=False, metadata={
         "help": "a request check's answer first describes the image (the detailed prompt of the scene the analyzer "
                 "reads in it), then names the differences after \"Differences: \", so the comparison is between "
@@ -182,6 +194,7 @@ class PretrainConfig(BaseSizes):
         _check_float("request_tasks", self.request_tasks, low=0, high=1)
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
         _check_float("request_checks", self.request_checks, low=0, high=1)
+        _check_float("object_checks", self.object_checks, low=0, high=1)
         if self.check_faithful >= 0:
             _check_float("check_faithful", self.check_faithful, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
@@ -194,10 +207,11 @@ class PretrainConfig(BaseSizes):
                               "warm-up steps are part of the schedule.")
         if self.freeze_vision_after_warmup and not self.flaw_warmup:
             raise ConfigError("freeze_vision_after_warmup needs flaw_warmup (the steps after which the tower stops).")
-        shares = (self.cell_questions, self.request_tasks, self.flaw_questions, self.request_checks)
+        shares = (self.cell_questions, self.request_tasks, self.flaw_questions, self.request_checks,
+                  self.object_checks)
         if sum(shares) > 1:
-            raise ConfigError("cell_questions + request_tasks + flaw_questions + request_checks must be at most 1; "
-                              f"got {' + '.join(map(str, shares))}.")
+            raise ConfigError("cell_questions + request_tasks + flaw_questions + request_checks + object_checks must "
+                              f"be at most 1; got {' + '.join(map(str, shares))}.")
         if self.init and not (Path(self.init) / "config.json").is_file():
             raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
                                 "model/ folder.")
@@ -247,16 +261,21 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     request task about a fresh request not in ``exclude``, or with probability ``flaw_questions``
     a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
     first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out), or
-    with probability ``request_checks`` a request check (``request_checks``, not in ``exclude``). The
+    with probability ``request_checks`` a request check (``request_checks``, not in ``exclude``), or
+    with probability ``object_checks`` a one-object check (``object_checks``, not in ``exclude``). The
     first ``flaw_warmup`` steps draw only flaw questions about ``FLAW_CLOSE_UP``, zooming out over them,
     and with ``flaw_every`` K every K-th step draws only flaw questions, as the mix asks them then."""
     rng = random.Random(config.seed + 1)
     requests = request_texts(random.Random(config.seed + 3), exclude)
     samplers = {stage: caption_samples(rng, size=config.image_size, flaw_prob=config.flaw_prob, exclude=exclude,
                                        stage=stage) for stage in (*CURRICULUM, FULL, QUESTION_SCENES, FLAW_CLOSE_UP)}
+    faithful = config.check_faithful if config.check_faithful >= 0 else None
     checks = request_checks(random.Random(config.seed + 4), size=config.image_size, exclude=exclude,
-                            faithful=config.check_faithful if config.check_faithful >= 0 else None)
-    shares = (config.cell_questions, config.request_tasks, config.flaw_questions, config.request_checks)
+                            faithful=faithful)
+    one_object = object_checks(random.Random(config.seed + 5), size=config.image_size, exclude=exclude,
+                               faithful=faithful)
+    shares = (config.cell_questions, config.request_tasks, config.flaw_questions, config.request_checks,
+              config.object_checks)
 
     def close_up(step: int, steps: float) -> dict[str, Any]:
         seen = next(samplers[FLAW_CLOSE_UP])
@@ -268,7 +287,10 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             return close_up(step, config.flaw_warmup)
         only_flaw = flaw_step(step, config)
         task = rng.random() if any(shares) and not only_flaw else 1.0
-        if sum(shares[:3]) <= task < sum(shares):
+        if sum(shares[:4]) <= task < sum(shares):
+            asked = next(one_object)
+            return image_record(asked.image, asked.question, asked.answer)
+        if sum(shares[:3]) <= task < sum(shares[:4]):
             check = next(checks)
             answer = check.described_answer if config.check_describe else check.answer
             return image_record(check.image, request_check_question(check.request), answer)
@@ -344,6 +366,8 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
         texts += [FLAW_QUESTION, WORD_QUESTION]
     if config.request_checks:
         texts.append(REQUEST_CHECK)
+    if config.object_checks:
+        texts += [OBJECT_CHECK, YES, NO_PREFIX]
     return texts
 
 
@@ -436,6 +460,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     if config.request_checks:
         summary.update(check_requests(model, processor, heldout_checks(config.eval_images, config.image_size),
                                       described=config.check_describe))
+    if config.object_checks:
+        summary.update(check_objects(model, processor, heldout_object_checks(config.eval_images, config.image_size)))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth))
     model.save_pretrained(folder)
@@ -493,12 +519,38 @@ def image_reliance(model: Any, processor: Any, samples: list[CaptionSample], bat
                      [caption_record(replace(s, image=o.image)) for s, o in zip(samples, others)], batch_size)
 
 
-def heldout_checks(count: int, size: int) -> list[RequestCheck]:
-    """``count`` request checks on the bench's held-out pairs (requests never drawn in training):
-    image A of the first pair, image B of the second, and so on."""
+def heldout_check_images(count: int, size: int) -> list[tuple[str, Image.Image]]:
+    """The requests of the bench's first ``count`` held-out pairs (never drawn in training), each
+    with one of its images: image A of the first pair, image B of the second, and so on."""
     pairs = shapes_pairs(count, seed=HELDOUT_SEED, flip_rate=0.0, size=size)
-    images = ((p.prompt, p.image_a if i % 2 == 0 else p.image_b) for i, p in enumerate(pairs))
-    return [request_check(prompt, image) for prompt, image in images]
+    return [(p.prompt, p.image_a if i % 2 == 0 else p.image_b) for i, p in enumerate(pairs)]
+
+
+def heldout_checks(count: int, size: int) -> list[RequestCheck]:
+    """``count`` request checks on ``heldout_check_images``."""
+    return [request_check(prompt, image) for prompt, image in heldout_check_images(count, size)]
+
+
+def heldout_object_checks(count: int, size: int) -> list[ObjectCheck]:
+    """One-object checks on ``count`` of ``heldout_check_images``, balanced: every faulty object
+    (about one in nine) and as many of the right ones, the first in order, so a constant answer
+    scores 0.5."""
+    checks = [check for prompt, image in heldout_check_images(count, size) for check in object_checks_in(prompt, image)]
+    faulty = [c for c in checks if c.problems]
+    return faulty + [c for c in checks if not c.problems][:len(faulty)]
+
+
+def check_objects(model: Any, processor: Any, checks: list[ObjectCheck]) -> dict[str, Any]:
+    """How the model checks ``heldout_object_checks``: greedy answers scored by
+    ``object_check_scores``, with three faulty and two right examples."""
+    if not checks:
+        return {"object_checks": {"checks": 0, "note": "no faulty object among the held-out images; more "
+                                                      "--eval-images draw more of them (about one in nine)"}}
+    answers = [generate_caption(model, processor, c.image, c.question, 48) for c in checks]
+    answered = list(zip(checks, answers))
+    shown = answered[:3] + answered[3:][-2:]
+    return {"object_checks": object_check_scores(answers, checks),
+            "object_check_examples": [{"question": c.question, "truth": c.answer, "answer": a} for c, a in shown]}
 
 
 def check_requests(model: Any, processor: Any, checks: list[RequestCheck], *,
