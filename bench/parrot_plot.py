@@ -10,6 +10,7 @@ each line and pair count counts; each line's points are set a few pixels apart, 
 values stay visible.
 
     python -m bench.parrot_plot --results runs/parrot-results.jsonl --png docs/parrot_data_efficiency.png
+    python -m bench.parrot_plot --results docs/parrot_results.jsonl --bases captions checks-described  # two bases only
 """
 
 from __future__ import annotations
@@ -44,6 +45,17 @@ def latest_rows(paths: list[Path]) -> dict[Key, dict]:
                 row = json.loads(line)
                 rows[(row["variant"], base_name(row), row["pairs"])] = row
     return rows
+
+
+def only_bases(rows: dict[Key, dict], names: list[str] | None) -> dict[Key, dict]:
+    """The rows whose base is one of ``names`` (all of them when ``names`` is None); an unknown
+    name is an error, so a typo does not silently drop a line."""
+    if names is None:
+        return rows
+    known = {base for _, base, _ in rows}
+    if unknown := set(names) - known:
+        raise SystemExit(f"no rows from base(s) {sorted(unknown)}; the results name {sorted(known)}")
+    return {key: row for key, row in rows.items() if key[1] in names}
 
 
 def table(rows: dict[Key, dict]) -> str:
@@ -131,8 +143,11 @@ def main() -> None:
     parser.add_argument("--results", nargs="+", default=["runs/parrot-results.jsonl"],
                         help="bench.parrot_shapes JSONL files, read in order (a later row replaces an earlier one)")
     parser.add_argument("--png", default="docs/parrot_data_efficiency.png")
+    parser.add_argument("--bases", nargs="+", default=None,
+                        help="only the rows of these bases (named as in the table: \"random init\", a folder name); "
+                             "default: every base")
     args = parser.parse_args()
-    rows = latest_rows([Path(p) for p in args.results])
+    rows = only_bases(latest_rows([Path(p) for p in args.results]), args.bases)
     print(table(rows))
     plot(rows, Path(args.png))
 

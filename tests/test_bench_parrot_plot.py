@@ -7,7 +7,9 @@ from pathlib import Path
 
 from PIL import Image
 
-from bench.parrot_plot import base_name, latest_rows, plot, table
+import pytest
+
+from bench.parrot_plot import base_name, latest_rows, only_bases, plot, table
 
 
 def _row(variant: str, base: str | None, pairs: int, correct: int) -> dict:
@@ -67,3 +69,14 @@ def test_a_fourth_base_has_its_own_shade_too(tmp_path):
     colours = {colour for _, colour in Image.open(out).convert("RGB").getcolors(1 << 20)}
     third = tuple(int(c + (255 - c) * 0.45) for c in (200, 60, 30))
     assert third in colours and (160, 48, 24) in colours  # the third base lighter, the fourth a little darker
+
+
+def test_the_plot_can_keep_only_some_bases_and_a_misspelt_base_is_an_error(tmp_path):
+    rows = latest_rows([_write(tmp_path / "r.jsonl", [
+        _row("parrot", None, 1000, 0), _row("parrot", "runs/captions/model", 1000, 44),
+        _row("bt", "runs/checks-described/model", 4000, 33)])])
+    kept = only_bases(rows, ["captions", "checks-described"])
+    assert sorted(kept) == [("bt", "checks-described", 4000), ("parrot", "captions", 1000)]
+    assert only_bases(rows, None) == rows
+    with pytest.raises(SystemExit, match="checks-describd"):
+        only_bases(rows, ["checks-describd"])
