@@ -271,8 +271,11 @@ def test_held_out_object_checks_are_balanced_and_scored_so_a_constant_answer_get
     truth = [ObjectCheck("r", image, "red circle", ()), ObjectCheck("r", image, "blue star", ("the blue star is missing",)),
              ObjectCheck("r", image, "green square", ("x",)), ObjectCheck("r", image, "red star", ())]
     scores = object_check_scores(["yes", "no: the blue star is missing", "no: y", "no: z"], truth)
-    assert scores == {"checks": 4, "faulty": 2, "flags": 0.75, "flag_prior": 0.5, "balanced": 0.75,
-                      "faults_found": 1.0, "exact": 0.5}
+    assert scores == {"checks": 4, "faulty": 2, "unreadable": 0, "flags": 0.75, "flag_prior": 0.5,
+                      "balanced": 0.75, "faults_found": 1.0, "exact": 0.5}
+    # an answer that is neither yes nor no is wrong whatever the truth, never read as "yes"
+    garbled = object_check_scores(["circle", "no: the blue star is missing", "", "yes"], truth)
+    assert (garbled["unreadable"], garbled["flags"], garbled["faults_found"]) == (2, 0.5, 0.5)
     with pytest.raises(InvalidInputError, match="one answer per check"):
         object_check_scores(["yes"], truth)
 

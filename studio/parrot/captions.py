@@ -460,17 +460,20 @@ def object_check_scores(answers: Sequence[str], truth: Sequence[ObjectCheck]) ->
     """How well ``answers`` check one object each: ``flags`` (says yes exactly when the object is
     drawn as asked; ``flag_prior`` is what always giving the commoner answer gets), ``balanced``
     (the mean of the flags' accuracy on right and on faulty objects: 0.5 for any constant answer),
-    ``faults_found`` (faulty objects answered "no") and ``exact`` (the whole answer right)."""
+    ``faults_found`` (faulty objects answered "no") and ``exact`` (the whole answer right). An answer
+    that starts with neither "yes" nor "no" is ``unreadable`` and counts wrong either way."""
     if not truth or len(answers) != len(truth):
         raise InvalidInputError(f"Need one answer per check; got {len(answers)} answers for {len(truth)} checks.")
-    said_no = [a.strip().startswith(NO_PREFIX.strip()) for a in answers]
+    said = [YES if a.strip().startswith(YES) else NO_PREFIX if a.strip().startswith(NO_PREFIX.strip()) else None
+            for a in answers]
     faulty = [bool(c.problems) for c in truth]
-    right = [s == f for s, f in zip(said_no, faulty)]
+    right = [s == (NO_PREFIX if f else YES) for s, f in zip(said, faulty)]
     on_faulty = [r for r, f in zip(right, faulty) if f]
     on_fine = [r for r, f in zip(right, faulty) if not f]
     share = sum(faulty) / len(truth)
     recalls = [sum(group) / len(group) for group in (on_faulty, on_fine) if group]
-    return {"checks": len(truth), "faulty": sum(faulty), "flags": round(sum(right) / len(truth), 4),
+    return {"checks": len(truth), "faulty": sum(faulty), "unreadable": said.count(None),
+            "flags": round(sum(right) / len(truth), 4),
             "flag_prior": round(max(share, 1 - share), 4), "balanced": round(sum(recalls) / len(recalls), 4),
             "faults_found": round(sum(on_faulty) / len(on_faulty), 4) if on_faulty else None,
             "exact": round(sum(a.strip() == c.answer for a, c in zip(answers, truth)) / len(truth), 4)}
