@@ -61,13 +61,17 @@ class PromptSource(Protocol):
 
 
 class ShapesPrompts:
-    """Fresh random shapes-world scenes (never a held-out one): t2i prompts in the short and/or
-    detailed form, or edits of a rendered source scene."""
+    """Fresh random shapes-world scenes: t2i prompts in the short and/or detailed form, or edits of
+    a rendered source scene. Never a held-out scene, and never a held-out scene's prompt text: a
+    short prompt names only shapes and colours, so another scene can have the same text, and
+    training on it would be training on the evaluation prompt."""
 
     def __init__(self, task: Task, form: str = "both", seed: int = 0) -> None:
         self.task, self.form = task, form
         self.rng = random.Random(seed)
-        self._excluded = set(heldout_scenes()) | {scene for scene, _ in heldout_edits()}
+        held_out = heldout_scenes()
+        self._excluded = set(held_out) | {scene for scene, _ in heldout_edits()}
+        self._excluded_texts = {world.short_prompt(s) for s in held_out} | {world.detailed_prompt(s) for s in held_out}
 
     def draw(self, n: int, retired: set[tuple[str, str | None]]) -> list[PromptItem]:
         items: list[PromptItem] = []
@@ -76,7 +80,7 @@ class ShapesPrompts:
             if scene in self._excluded:
                 continue
             item = self._item(scene)
-            if item.key not in retired:
+            if item.key not in retired and item.prompt not in self._excluded_texts:
                 items.append(item)
         return items
 
