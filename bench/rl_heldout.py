@@ -72,7 +72,7 @@ def run_arguments(description: str, argv: list[str] | None) -> argparse.Namespac
     parser.add_argument("--config", required=True, help="the run's config JSON (its model is the base)")
     parser.add_argument("--against", default="", help="instead of a run folder: a generator folder to compare "
                                                       "with the config's model (no RL run)")
-    parser.add_argument("--n", type=int, default=100, help="held-out scenes per prompt form (unseen: at most 200)")
+    parser.add_argument("--n", type=int, default=100, help="held-out scenes per prompt form (at most 200: the ones RL never trains on)")
     args = parser.parse_args(argv)
     if bool(args.run_dirs) == bool(args.against):
         raise ConfigError("Give either RL run folders or --against GENERATOR_FOLDER (exactly one of them).")

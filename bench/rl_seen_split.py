@@ -16,6 +16,7 @@ import json
 
 from bench.generator_accuracy import short_match
 from bench.heldout import shipped
+from studio.rl.data import HELDOUT_SCENES
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,9 +25,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("loras", nargs="*", help="LoRA folders (an RL run's lora/) loaded into --t2i")
     parser.add_argument("--t2i", required=True, help="the generator folder the LoRAs were trained on")
     parser.add_argument("--assets", default="assets", help="folder holding the shipped shapes-t2i")
-    parser.add_argument("--n", type=int, default=200, help="held-out scenes")
+    parser.add_argument("--n", type=int, default=HELDOUT_SCENES, help=f"held-out scenes (at most {HELDOUT_SCENES}, "
+                                                                        "the ones RL never trains on)")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
     args = parser.parse_args(argv)
+    if not 1 <= args.n <= HELDOUT_SCENES:
+        parser.error(f"--n must be 1 to {HELDOUT_SCENES}: later held-out scenes' prompts may be RL training prompts")
 
     import torch
 

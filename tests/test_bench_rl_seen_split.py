@@ -22,3 +22,8 @@ def test_the_split_counts_every_held_out_prompt_once(capsys: pytest.CaptureFixtu
     assert 0 < expected_seen < n  # both groups are present, so the split is tested
     assert (row["seen"][1], row["unseen"][1]) == (expected_seen, n - expected_seen)
     assert row["lora"] is None and row["exact"] == round((row["seen"][0] + row["unseen"][0]) / n, 3)
+
+
+def test_more_scenes_than_rl_leaves_out_is_refused() -> None:
+    with pytest.raises(SystemExit):
+        main(["--t2i", "assets/shapes-t2i", "--n", "201"])

@@ -9,10 +9,10 @@ import random
 import pytest
 from PIL import Image
 
-from models.errors import InvalidInputError, JobError, NotFoundError
+from models.errors import ConfigError, InvalidInputError, JobError, NotFoundError
 from models.shapes import world
 from models.shapes.train_generator import heldout_scenes
-from studio.rl.data import JsonlPrompts, ShapesPrompts, eval_items, read_jsonl
+from studio.rl.data import HELDOUT_SCENES, JsonlPrompts, ShapesPrompts, eval_items, read_jsonl
 
 
 def _write(path, rows):
@@ -83,3 +83,7 @@ def test_shapes_edits_carry_their_source_and_target():
     held = eval_items("shapes", None, "edit", 3)
     assert len(held) == 3 and all(it.source_id for it in held)
     assert [it.form for it in eval_items("shapes", None, "t2i", 2)] == ["short", "short", "detailed", "detailed"]
+    # scenes past the ones training leaves out are not held out: asking for them is an error
+    assert len(eval_items("shapes", None, "t2i", HELDOUT_SCENES)) == 2 * HELDOUT_SCENES
+    with pytest.raises(ConfigError, match="kept out of RL training"):
+        eval_items("shapes", None, "t2i", HELDOUT_SCENES + 1)

@@ -18,9 +18,11 @@ from PIL import Image
 from models.errors import ConfigError, InvalidInputError, JobError, NotFoundError
 from models.images import prepare_image
 from models.shapes import world
-from models.shapes.train_generator import heldout_edits, heldout_scenes
+from models.shapes.train_generator import ExcludedKeys, heldout_edits, heldout_scenes
 from models.types import Task
 from studio.jsonl import read_jsonl_records
+
+HELDOUT_SCENES = 200  # held-out scenes (and edits) RL never trains on: evaluations may use at most these
 
 
 @dataclass(frozen=True)
@@ -62,25 +64,27 @@ class PromptSource(Protocol):
 
 class ShapesPrompts:
     """Fresh random shapes-world scenes: t2i prompts in the short and/or detailed form, or edits of
-    a rendered source scene. Never a held-out scene, and never a held-out scene's prompt text: a
-    short prompt names only shapes and colours, so another scene can have the same text, and
-    training on it would be training on the evaluation prompt."""
+    a rendered source scene. Never one of the first ``HELDOUT_SCENES`` held-out scenes or edit
+    sources, and never a scene with a held-out scene's prompt text in either form
+    (``ExcludedKeys``): a short prompt names only shapes and colours, so another scene can have the
+    same text, and training on it would be training on the evaluation prompt."""
 
     def __init__(self, task: Task, form: str = "both", seed: int = 0) -> None:
         self.task, self.form = task, form
         self.rng = random.Random(seed)
-        held_out = heldout_scenes()
-        self._excluded = set(held_out) | {scene for scene, _ in heldout_edits()}
-        self._excluded_texts = {world.short_prompt(s) for s in held_out} | {world.detailed_prompt(s) for s in held_out}
+        held_out = heldout_scenes(HELDOUT_SCENES)
+        self._excluded = ExcludedKeys(
+            frozenset(held_out) | {scene for scene, _ in heldout_edits(HELDOUT_SCENES)},
+            frozenset(text for s in held_out for text in (world.short_prompt(s), world.detailed_prompt(s))))
 
     def draw(self, n: int, retired: set[tuple[str, str | None]]) -> list[PromptItem]:
         items: list[PromptItem] = []
         while len(items) < n:
             scene = world.random_scene(self.rng)
-            if scene in self._excluded:
+            if self._excluded.excludes(scene):
                 continue
             item = self._item(scene)
-            if item.key not in retired and item.prompt not in self._excluded_texts:
+            if item.key not in retired:
                 items.append(item)
         return items
 
@@ -167,11 +171,15 @@ def prompt_source(data: str, task: Task, form: str, seed: int) -> PromptSource:
 
 def eval_items(data: str, eval_data: str | None, task: Task, n: int) -> list[PromptItem]:
     """Held-out prompts: ``eval_data`` rows, or the shapes world's held-out scenes (``n`` per form)
-    and edits. Raises ``ConfigError`` when JSONL training data comes without held-out prompts."""
+    and edits. Raises ``ConfigError`` when JSONL training data comes without held-out prompts, or
+    when ``n`` is more than the ``HELDOUT_SCENES`` that training leaves out."""
     if eval_data is not None:
         return read_jsonl(eval_data, task)[:n]
     if data != "shapes":
         raise ConfigError("Give eval_data (a JSONL of held-out prompts) to evaluate a JSONL-trained run.")
+    if n > HELDOUT_SCENES:
+        raise ConfigError(f"Only the first {HELDOUT_SCENES} held-out shapes scenes are kept out of RL training; "
+                          f"asked for {n}.")
     if task == "edit":
         return [PromptItem(e.instruction, source_id=repr(s), source_scene=s, form=e.kind, target=e.target)
                 for s, e in heldout_edits(n)]
