@@ -29,6 +29,7 @@ Run from the repository root:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -76,6 +77,12 @@ def short_match(prompt: str, found: AnalyzedScene) -> bool:
     asked = Counter((o.shape, o.colour) for o in spec.objects)
     held = all(c.share == 0 for c in world.check_relations(spec, [(o.colour, o.shape, o.position) for o in found.objects]))
     return asked == Counter((o.shape, o.colour) for o in found.objects) and spec.word == found.word and held
+
+
+def objects_only_match(prompt: str, found: AnalyzedScene) -> bool:
+    """``short_match`` without judging the word: the (shape, colour) multiset and the relations
+    the prompt asks for (what ``bench.independent_grader`` reads, by the analyzer)."""
+    return short_match(prompt, dataclasses.replace(found, word=world.parse_prompt(prompt).word))
 
 
 def detailed_match(prompt: str, found: AnalyzedScene) -> bool:

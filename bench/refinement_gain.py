@@ -30,7 +30,9 @@ results, and ``--compare A.json B.json`` prints the paired difference of two arm
 same prompts (bootstrap 95% interval). ``--t2i-lora`` (an RL run's exported ``lora`` folder,
 loaded into the shipped generator) or ``--t2i`` (a fully fine-tuned run's ``pipeline`` folder)
 runs an arm with a tuned generator, so a tuned and a base run of the same arm can be compared:
-do test-time refinement and RL add up?
+do test-time refinement and RL add up? With ``--t2i-lora`` the prompts come from the first 200
+held-out scenes only, the ones RL leaves out (``studio.rl.data.HELDOUT_SCENES``): ``--offset`` +
+``--n`` past what they hold (about 130 unseen short prompts) is refused.
 
 Run from the repository root:
     python -m bench.refinement_gain [--arm loop|blind|best-of-n] [--form short|relation] [--n 100] [--offset 0] [--rounds 3]
@@ -51,14 +53,13 @@ import random
 import tempfile
 import time
 from pathlib import Path
-from dataclasses import replace
 from typing import Any, Callable
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from PIL import Image
 
-from bench.generator_accuracy import short_match
+from bench.generator_accuracy import objects_only_match, short_match
 from bench.heldout import shipped
 from bench.independent_grader import objects_match
 from bench.paired import paired_difference
@@ -89,16 +90,17 @@ def _asked_word(prompt: str) -> str | None:
     return world.parse_prompt(prompt).word
 
 
-def unseen_prompts(n: int, assets: str, form: str = "short") -> tuple[list[str], int]:
+def unseen_prompts(n: int, assets: str, form: str = "short", scenes: int | None = None) -> tuple[list[str], int]:
     """The first ``n`` held-out prompts the shipped t2i model never trained on (neither the
     scene nor the text), and how many seen ones were skipped on the way. ``form`` ``"short"``
     writes each scene's short prompt; ``"relation"`` one relation the scene satisfies
     (``world.relation_prompt``; scenes of a single kind of object, which have none, are passed
-    over without counting)."""
+    over without counting). ``scenes`` limits the search to the first held-out scenes (an RL run
+    leaves out only ``studio.rl.data.HELDOUT_SCENES``)."""
     from models.shapes.train_generator import heldout_scenes
 
     seen = shipped("t2i", assets)
-    pool = heldout_scenes(max(4 * n, 400))
+    pool = heldout_scenes(scenes or max(4 * n, 400))
     chosen, skipped = [], 0
     for i, scene in enumerate(pool):
         prompt = world.short_prompt(scene) if form == "short" else world.relation_prompt(scene, random.Random(f"relation/{i}"))
@@ -110,7 +112,8 @@ def unseen_prompts(n: int, assets: str, form: str = "short") -> tuple[list[str],
         chosen.append(prompt)
         if len(chosen) == n:
             return chosen, skipped
-    raise SystemExit(f"only {len(chosen)} unseen prompts among {len(pool)} held-out scenes; ask for fewer")
+    raise SystemExit(f"only {len(chosen)} unseen prompts among the first {len(pool)} held-out scenes; ask for fewer"
+                     + (" (with --t2i-lora only the scenes RL leaves out count)" if scenes else ""))
 
 
 Rounds = list[tuple[Image.Image, str]]  # the best image so far after each round, and its prompt
@@ -168,6 +171,11 @@ def _control_rounds(prompt: str, index: int, services: Any, args: argparse.Names
 
 def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     """Run one arm over the unseen prompts; per-session grades after each round."""
+    from studio.rl.data import HELDOUT_SCENES
+
+    # an RL-tuned generator trained on every scene past the first HELDOUT_SCENES held-out ones
+    prompts, skipped = unseen_prompts(args.offset + args.n, args.assets, args.form,
+                                      scenes=HELDOUT_SCENES if args.t2i_lora else None)
     import torch
 
     from models.generator_diffusers import DiffusersGenerator
@@ -177,7 +185,6 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
     from studio.store import SessionStore
 
     torch.set_num_threads(args.threads)
-    prompts, skipped = unseen_prompts(args.offset + args.n, args.assets, args.form)
     sessions = []
     with tempfile.TemporaryDirectory() as tmp:
         services = Services(store=SessionStore(Path(tmp) / "studio.db"), critic=ShapesCritic(resize_failed=args.resize_failed,
@@ -195,7 +202,7 @@ def run_arm(args: argparse.Namespace) -> dict[str, Any]:
             sessions.append({
                 "prompt": prompt,
                 "analyzer": [short_match(prompt, found) for found in seen],
-                "analyzer_objects": [short_match(prompt, replace(found, word=_asked_word(prompt))) for found in seen],
+                "analyzer_objects": [objects_only_match(prompt, found) for found in seen],
                 "independent": [objects_match(prompt, image) for image, _ in rounds],
                 "prompts": [text for _, text in rounds],
                 "round_prompts": log,

@@ -1,7 +1,10 @@
 """Held-out shapes-world numbers of RL runs, before (the shipped model) and after (each run's EMA
 weights), per prompt form: the analyzer's exact-scene accuracy with its Wilson 95% interval, the
 reference critic's scores (the RL preset reward and each dimension), whatever the run was
-rewarded with, and the paired per-scene difference of the exact-scene check.
+rewarded with, and the paired per-scene difference of the exact-scene check. Beside it the same
+for two checks that leave the word out: ``objects``, the analyzer's (shape, colour) multiset and
+relations, and ``independent``, the same read by ``bench.independent_grader``, which shares no
+code with the analyzer the reward and the exact check use.
 
     python -m bench.rl_heldout --config docs/rl_shapes_proof_tf.json RUN_DIR [RUN_DIR ...] [--n 100]
     python -m bench.rl_heldout --config docs/rl_shapes_proof_tf.json --against OTHER_FOLDER [--n 100]
@@ -13,9 +16,10 @@ config, e.g. two seeds, so they share the base). With ``--against FOLDER`` inste
 it compares the config's generator with another generator folder (e.g. one continued by
 ``models.shapes.train_generator --init-from``), each with its own weights and the same prompts and
 seeds. Prints one JSON line per form and weights, then per form and tuned weights the after -
-before differences, with ``paired`` (``bench.paired``: the same scenes and seeds before and after,
-so the interval is per scene: scenes gained, lost, and the sign test); with several runs also
-``pooled``, the per-scene share of runs that got the scene right, against before.
+before differences, with ``paired_<check>`` for each check (``bench.paired``: the same
+scenes and seeds before and after, so the interval is per scene: scenes gained, lost, and the sign
+test); with several runs also ``pooled``, the per-scene share of runs that got the scene right,
+against before.
 """
 
 from __future__ import annotations
@@ -28,9 +32,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bench.generator_accuracy import objects_only_match
+from bench.independent_grader import objects_match
 from bench.paired import paired_difference
 from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError, NotFoundError
+from models.shapes.analyzer import analyze
 from studio.evaluation.summary import wilson_interval
 from studio.jobs.config import config_from_dict, load_config_values
 from studio.rl.checkpoint import latest_checkpoint, load_checkpoint
@@ -107,16 +114,17 @@ def comparison(args: argparse.Namespace) -> tuple[RLConfig, Arm, list[Arm]]:
     return config, Arm(config.model, load_flow_model(config), None), [Arm(args.against, other, None)]
 
 
-def paired_rows(form: str, before: list[bool], afters: dict[str, list[bool]]) -> list[dict[str, Any]]:
-    """Per tuned weights, the paired per-scene difference of the exact-scene check against
+def paired_rows(form: str, before: list[bool], afters: dict[str, list[bool]],
+                check: str = "exact") -> list[dict[str, Any]]:
+    """Per tuned weights, the paired per-scene difference of a check (``paired_<check>``) against
     ``before`` (``bench.paired``); with several, also ``pooled``: each scene's share of the tuned
-    weights that got it right."""
-    rows = [{"form": form, "tuned": label, "paired_exact": paired_difference(checks, before)}
+    weights that passed it."""
+    rows = [{"form": form, "tuned": label, f"paired_{check}": paired_difference(checks, before)}
             for label, checks in afters.items()]
     if len(afters) > 1:
         shares = [sum(column) / len(afters) for column in zip(*afters.values())]
         rows.append({"form": form, "tuned": f"pooled over {len(afters)} runs",
-                     "paired_exact": paired_difference(shares, before)})
+                     f"paired_{check}": paired_difference(shares, before)})
     return rows
 
 
@@ -127,19 +135,23 @@ def main(argv: list[str] | None = None) -> int:
     arms = [before, *afters]
     critic = build_critic({"backend": "shapes"})
     items = eval_items("shapes", None, "t2i", args.n)
-    results: dict[tuple[str, int], dict[str, float]] = {}
-    checks: dict[tuple[str, int], list[bool]] = {}
+    results: dict[tuple[str, int], dict[str, Any]] = {}
+    checks: dict[str, dict[tuple[str, int], list[bool]]] = {name: {} for name in ("exact", "objects", "independent")}
     for form in ("detailed", "short"):
         subset = [it for it in items if it.form == form]
         for index, arm in enumerate(arms):
             result = evaluate(arm.model, subset, arm.params, steps=config.sampling_steps, critic=critic,
                               policy=ScoringPolicy.rl_reward(), shapes=True)
-            metrics, checks[(form, index)] = result.metrics, result.checks
-            exact = round(metrics["eval/check"] * len(subset))
-            row = {"form": form, "weights": arm.label,
-                   "n": len(subset), "exact": metrics["eval/check"], "exact_ci95": wilson_interval(exact, len(subset)),
-                   **{k.removeprefix("eval/"): round(v, 4) for k, v in metrics.items()
-                      if k not in ("eval/check", f"eval/check_{form}")}}
+            drawn = list(zip(subset, result.images, strict=True))
+            checks["exact"][(form, index)] = result.checks
+            checks["objects"][(form, index)] = [objects_only_match(it.prompt, analyze(im)) for it, im in drawn]
+            checks["independent"][(form, index)] = [objects_match(it.prompt, im) for it, im in drawn]
+            row: dict[str, Any] = {"form": form, "weights": arm.label, "n": len(subset)}
+            for name, flags in checks.items():
+                passed = sum(flags[(form, index)])
+                row |= {name: passed / len(subset), f"{name}_ci95": wilson_interval(passed, len(subset))}
+            row |= {k.removeprefix("eval/"): round(v, 4) for k, v in result.metrics.items()
+                    if k not in ("eval/check", f"eval/check_{form}")}
             results[(form, index)] = row
             print(json.dumps(row), flush=True)
     for form in ("detailed", "short"):
@@ -148,8 +160,10 @@ def main(argv: list[str] | None = None) -> int:
             after = results[(form, index)]
             print(json.dumps({"form": form, "tuned": after["weights"], "after_minus_before": {
                 k: round(after[k] - first[k], 4) for k in first if isinstance(first[k], float) and k in after}}))
-        for row in paired_rows(form, checks[(form, 0)], {arms[i].label: checks[(form, i)] for i in range(1, len(arms))}):
-            print(json.dumps(row))
+        for name, flags in checks.items():
+            for row in paired_rows(form, flags[(form, 0)], {arms[i].label: flags[(form, i)] for i in range(1, len(arms))},
+                                   name):
+                print(json.dumps(row))
     print(json.dumps({"load_average": os.getloadavg()[0]}))
     return 0
 

@@ -25,20 +25,41 @@ def test_paired_rows_per_run_and_pooled_over_runs() -> None:
 
 def test_against_pairs_each_scene_before_and_after(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """The shipped generator against an untrained one on the same held-out scenes and seeds: the
-    paired rows count the scenes gained and lost in agreement with the exact rates; against
-    itself nothing is gained or lost."""
+    paired rows count the scenes gained and lost in agreement with the rates of each check (the
+    analyzer's exact scene, its objects alone, the independent reader); against itself nothing is
+    gained or lost."""
     other, config = untrained_shapes_comparison(tmp_path)
     assert main(["--config", str(config), "--against", other, "--n", "6"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     exact = {(r["form"], r["weights"]): r for r in rows if "exact" in r}
-    paired = {r["form"]: r["paired_exact"] for r in rows if "paired_exact" in r}
-    assert set(paired) == {"detailed", "short"}
-    for form, result in paired.items():
-        n = exact[(form, other)]["n"]
-        assert result["n"] == n
-        change = round((exact[(form, other)]["exact"] - exact[(form, "assets/shapes-t2i")]["exact"]) * n)
-        assert result["gained"] - result["lost"] == change
+    # the analyzer's exact scene, its objects without the word, and the reader that shares no code with it
+    for check in ("exact", "objects", "independent"):
+        paired = {r["form"]: r[f"paired_{check}"] for r in rows if f"paired_{check}" in r}
+        assert set(paired) == {"detailed", "short"}
+        for form, result in paired.items():
+            n = exact[(form, other)]["n"]
+            assert result["n"] == n
+            change = round((exact[(form, other)][check] - exact[(form, "assets/shapes-t2i")][check]) * n)
+            assert result["gained"] - result["lost"] == change
     # the same folder on both sides draws the same images from the same seeds: nothing changes
     assert main(["--config", str(config), "--against", "assets/shapes-t2i", "--n", "6"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert [(r["paired_exact"]["gained"], r["paired_exact"]["lost"]) for r in rows if "paired_exact" in r] == [(0, 0)] * 2
+    for check in ("paired_exact", "paired_objects", "paired_independent"):
+        assert [(r[check]["gained"], r[check]["lost"]) for r in rows if check in r] == [(0, 0)] * 2
+
+
+def test_the_objects_check_leaves_out_only_the_word() -> None:
+    """A drawing with the right objects and a wrong word fails the exact check and passes the
+    objects check; a wrong object fails both."""
+    from bench.generator_accuracy import objects_only_match, short_match
+    from models.shapes import world
+    from models.shapes.analyzer import analyze
+
+    scene = world.Scene((world.ShapeObject("circle", "red", "large", "top left"),
+                         world.ShapeObject("star", "blue", "small", "bottom right")), "CAT")
+    found = analyze(world.render(scene))
+    other_word = world.short_prompt(world.Scene(scene.objects, "DOG"))
+    assert short_match(world.short_prompt(scene), found) and objects_only_match(world.short_prompt(scene), found)
+    assert not short_match(other_word, found) and objects_only_match(other_word, found)
+    wrong = world.short_prompt(world.Scene((scene.objects[0], world.ShapeObject("star", "green", "small", "bottom right")), "CAT"))
+    assert not objects_only_match(wrong, found)

@@ -142,3 +142,22 @@ def test_loop_diagnostics_redraws_ask_for_the_same_request():
     for text, _ in redraws.values():
         assert Counter((o.shape, o.colour) for o in world.parse_prompt(text).objects) == Counter(
             {("circle", "red"): 1, ("square", "blue"): 1})
+
+
+def test_a_tuned_generator_is_measured_only_on_scenes_rl_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
+    """RL leaves out only the first ``HELDOUT_SCENES`` held-out scenes, so with ``--t2i-lora`` the
+    refinement bench refuses to reach past them instead of measuring prompts the tuned generator
+    may have trained on; without it the search goes on."""
+    import bench.refinement_gain as gain
+    from studio.rl.data import HELDOUT_SCENES
+
+    class NothingSeen:
+        def is_seen(self, scene: world.Scene, prompt: str) -> bool:
+            return False
+
+    monkeypatch.setattr(gain, "shipped", lambda task, assets: NothingSeen())
+    prompts, skipped = gain.unseen_prompts(HELDOUT_SCENES, "assets", scenes=HELDOUT_SCENES)
+    assert skipped == 0 and prompts == [world.short_prompt(s) for s in heldout_scenes(HELDOUT_SCENES)]
+    assert len(gain.unseen_prompts(HELDOUT_SCENES + 1, "assets")[0]) == HELDOUT_SCENES + 1
+    with pytest.raises(SystemExit, match="--t2i-lora"):
+        gain.main(["--t2i-lora", "runs/any/lora", "--offset", "150", "--n", str(HELDOUT_SCENES - 149)])

@@ -31,9 +31,9 @@ GRID_COLUMNS = 8
 
 @dataclass
 class EvalResult:
-    """One evaluation: ``metrics`` (name -> value, e.g. ``eval/reward``, ``eval/check``), the
-    first images (for the grid) and, in the shapes world, each item's check (the analyzer found
-    exactly the scene asked for), in item order, for paired comparisons."""
+    """One evaluation: ``metrics`` (name -> value, e.g. ``eval/reward``, ``eval/check``), every
+    image (the grid shows the first ``GRID_COLUMNS``) and, in the shapes world, each item's check
+    (the analyzer found exactly the scene asked for), both in item order, for paired comparisons."""
 
     metrics: dict[str, float]
     images: list[Image.Image] = field(default_factory=list)
@@ -96,7 +96,7 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
         checked = [s.reward for s in score_results(check_critic.critique(requests), policy) if s.reward is not None]
         if checked:
             metrics["eval/check"] = sum(checked) / len(checked)
-    return EvalResult(metrics=metrics, images=images[:GRID_COLUMNS], checks=flags)
+    return EvalResult(metrics=metrics, images=images, checks=flags)
 
 
 class HackingMonitor:
