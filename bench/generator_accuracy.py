@@ -101,6 +101,17 @@ def object_recall(prompt: str, found: AnalyzedScene) -> tuple[int, int]:
     return sum((asked & got).values()), sum(asked.values())
 
 
+def word_rates(scenes: list[world.Scene], found: list[AnalyzedScene]) -> dict[str, float]:
+    """On the scenes that ask for a word: the share drawn exactly (``word_exact``), and the share
+    of asked letters drawn in their slot of a word of the right length (``letters``; 1/26 by
+    chance once the length is right)."""
+    pairs = [(scene.word, seen.word) for scene, seen in zip(scenes, found) if scene.word]
+    letters = [a == b for asked, got in pairs if got is not None and len(got) == len(asked) for a, b in zip(asked, got)]
+    total = sum(len(asked) for asked, _ in pairs)
+    return {"word_exact": _rate([asked == got for asked, got in pairs]),
+            "letters": round(sum(letters) / total, 3) if total else float("nan")}
+
+
 def edit_match(target: world.Scene, found: AnalyzedScene) -> bool:
     """The analyzed edit result is exactly the target scene."""
     return bool(found.objects) and found.to_scene() == target
@@ -166,7 +177,8 @@ def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, see
     detailed = [world.detailed_prompt(s) for s in scenes]
     short_images = generate(pipe, short, settings, seed, batch)
     detailed_images = generate(pipe, detailed, settings, seed, batch)
-    short_ok = [short_match(p, analyze(im)) for p, im in zip(short, short_images)]
+    short_found = [analyze(im) for im in short_images]
+    short_ok = [short_match(p, found) for p, found in zip(short, short_found)]
     detailed_found = [analyze(im) for im in detailed_images]
     detailed_ok = [detailed_match(p, found) for p, found in zip(detailed, detailed_found)]
     recall = [object_recall(p, found) for p, found in zip(detailed, detailed_found)]
@@ -185,6 +197,8 @@ def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, see
             for k in sorted({len(s.objects) for s in scenes})
         },
         "detailed_object_recall": round(sum(f for f, _ in recall) / sum(a for _, a in recall), 3),
+        **{f"short_{k}": v for k, v in word_rates(scenes, short_found).items()},
+        **{f"detailed_{k}": v for k, v in word_rates(scenes, detailed_found).items()},
     }
     return report, [[world.render(s) for s in scenes], short_images, detailed_images]
 

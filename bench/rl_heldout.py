@@ -37,7 +37,6 @@ from bench.independent_grader import objects_match
 from bench.paired import paired_difference
 from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError, NotFoundError
-from models.shapes.analyzer import analyze
 from studio.evaluation.summary import wilson_interval
 from studio.jobs.config import config_from_dict, load_config_values
 from studio.rl.checkpoint import latest_checkpoint, load_checkpoint
@@ -142,10 +141,11 @@ def main(argv: list[str] | None = None) -> int:
         for index, arm in enumerate(arms):
             result = evaluate(arm.model, subset, arm.params, steps=config.sampling_steps, critic=critic,
                               policy=ScoringPolicy.rl_reward(), shapes=True)
-            drawn = list(zip(subset, result.images, strict=True))
             checks["exact"][(form, index)] = result.checks
-            checks["objects"][(form, index)] = [objects_only_match(it.prompt, analyze(im)) for it, im in drawn]
-            checks["independent"][(form, index)] = [objects_match(it.prompt, im) for it, im in drawn]
+            checks["objects"][(form, index)] = [objects_only_match(it.prompt, seen)
+                                                for it, seen in zip(subset, result.found, strict=True)]
+            checks["independent"][(form, index)] = [objects_match(it.prompt, im)
+                                                    for it, im in zip(subset, result.images, strict=True)]
             row: dict[str, Any] = {"form": form, "weights": arm.label, "n": len(subset)}
             for name, flags in checks.items():
                 passed = sum(flags[(form, index)])

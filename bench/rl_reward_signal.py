@@ -28,6 +28,7 @@ import statistics
 
 import torch
 
+from models.shapes.analyzer import analyze
 from models.shapes.critic_shapes import ShapesCritic
 from studio.rl.config import RLConfig
 from studio.rl.data import ShapesPrompts
@@ -84,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         items = trainer.prompts.draw(args.prompts, set())
         rollout, _ = trainer.rollout(items)
         images = model.decode(rollout.x0)
-        flags = [shapes_check(items[i // args.group], im) for i, im in enumerate(images)]
+        flags = [shapes_check(items[i // args.group], analyze(im)) for i, im in enumerate(images)]
         groups = [slice(g * args.group, (g + 1) * args.group) for g in range(len(items))]
         overall = [s.reward for s in rollout.scored]
         dims = sorted({k for s in rollout.scored for k in s.dimensions})

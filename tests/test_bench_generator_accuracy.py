@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from bench.generator_accuracy import detailed_match, edit_match, main, object_recall, short_match
+from bench.generator_accuracy import detailed_match, edit_match, main, object_recall, short_match, word_rates
 from models.errors import ConfigError
 from models.shapes import world
 from models.shapes.analyzer import analyze
@@ -32,11 +33,20 @@ def test_matchers_accept_the_requested_scene_and_reject_a_wrong_attribute() -> N
     assert not edit_match(SCENE, analyze(world.render(RECOLOURED)))
 
 
+def test_word_rates_count_letters_in_their_slots_on_word_scenes_only() -> None:
+    asked = [dataclasses.replace(SCENE, word=w) for w in ("CAT", "OX", "Q")] + [SCENE]
+    drawn = [dataclasses.replace(SCENE, word=w) for w in ("CAT", "OXX", "Q")] + [dataclasses.replace(SCENE, word="Z")]
+    drawn[0] = dataclasses.replace(SCENE, word="COT")
+    found = [analyze(world.render(s)) for s in drawn]
+    # CAT drawn COT: 2 of 3 letters; OX drawn OXX: wrong length, no letter; Q right; the word-free scene is left out
+    assert word_rates(asked, found) == {"word_exact": round(1 / 3, 3), "letters": round(3 / 6, 3)}
+
+
 def test_report_splits_detailed_accuracy_by_object_count(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--n", "6", "--steps", "2", "--batch", "6"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["n"] == 6 and report["steps"] == 2
-    for key in ("short_accuracy", "detailed_accuracy", "edit_success", "detailed_object_recall"):
+    for key in ("short_accuracy", "detailed_accuracy", "edit_success", "detailed_object_recall", "short_letters"):
         assert 0.0 <= report[key] <= 1.0, key
     by_objects = report["detailed_accuracy_by_objects"]
     assert set(by_objects) <= {"1", "2", "3", "4"} and by_objects

@@ -286,6 +286,22 @@ def test_training_batches_do_not_depend_on_the_number_of_loader_workers(tmp_path
     assert images.shape == (4 + 2, 64, 64, 3) and images.dtype == torch.uint8
 
 
+def test_word_share_and_word_band_weight_are_settings(tmp_path: Path) -> None:
+    default = _tiny_trainer(tmp_path / "default")
+    wordy = _tiny_trainer(tmp_path / "wordy", word_prob=1.0, word_band_weight=4.0)
+    assert torch.equal(default._token_weights, torch.ones(64))  # the plain mean squared error
+    rows = wordy._token_weights.view(8, 8)  # 8 x 8 packed tokens of 8 x 8 pixels; the band is the bottom 20%
+    assert rows[6:].eq(4.0).all() and rows[:6].eq(1.0).all()
+    scenes = StepBatches(wordy.cfg, wordy.stream, 0).samples(0).scenes
+    assert all(scene.word for scene in scenes)
+    assert sum(bool(s.word) for step in range(10) for s in StepBatches(default.cfg, default.stream, 0).samples(step).scenes) < 40
+    losses = wordy.flux_step()
+    assert np.isfinite(losses["t2i"])
+    for bad in ({"word_prob": 1.5}, {"word_band_weight": 0.0}):
+        with pytest.raises(ConfigError):
+            TrainConfig(**bad)
+
+
 def test_binding_probe_targets_come_from_detailed_prompts_only() -> None:
     from models.shapes.text_probes import cell_targets
 

@@ -60,6 +60,7 @@ GRID_HEIGHT = 0.80
 _EXTENT = {"small": 0.13, "large": 0.22}  # side of a shape's bounding box
 _FONT_SIZE = 0.19
 _SLOT_WIDTH = 0.18
+WORD_PROB = 0.3  # share of random scenes that carry a word
 _SUPERSAMPLE = 4
 STAR_INNER = 0.45  # a star's inner radius as a share of its outer radius
 
@@ -311,7 +312,7 @@ def random_object(rng: random.Random, position: str) -> ShapeObject:
     return ShapeObject(rng.choice(SHAPES), rng.choice(tuple(COLOURS)), rng.choice(SIZES), position)
 
 
-def random_scene(rng: random.Random, *, max_objects: int = 4, word_prob: float = 0.3) -> Scene:
+def random_scene(rng: random.Random, *, max_objects: int = 4, word_prob: float = WORD_PROB) -> Scene:
     """A random scene of 1 to ``max_objects`` objects in distinct cells; with probability
     ``word_prob`` it carries a word."""
     if not 1 <= max_objects <= len(POSITIONS):

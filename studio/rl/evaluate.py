@@ -19,7 +19,7 @@ from PIL import Image
 
 from models.base import Critic
 from models.critic.scoring import ScoringPolicy
-from models.shapes.analyzer import analyze
+from models.shapes.analyzer import AnalyzedScene, analyze
 from models.types import CritiqueRequest
 from studio.rl.data import PromptItem
 from studio.rl.flow import FlowModel, Params
@@ -32,11 +32,13 @@ GRID_COLUMNS = 8
 @dataclass
 class EvalResult:
     """One evaluation: ``metrics`` (name -> value, e.g. ``eval/reward``, ``eval/check``), every
-    image (the grid shows the first ``GRID_COLUMNS``) and, in the shapes world, each item's check
-    (the analyzer found exactly the scene asked for), both in item order, for paired comparisons."""
+    image (the grid shows the first ``GRID_COLUMNS``) and, in the shapes world, what the analyzer
+    read in each image and each item's check (it found exactly the scene asked for), all in item
+    order, for paired comparisons and further checks on the same reading."""
 
     metrics: dict[str, float]
     images: list[Image.Image] = field(default_factory=list)
+    found: list[AnalyzedScene] = field(default_factory=list)
     checks: list[bool] = field(default_factory=list)
 
 
@@ -54,12 +56,11 @@ def draw_images(model: FlowModel, items: list[PromptItem], params: Params | None
     return images
 
 
-def shapes_check(item: PromptItem, image: Image.Image) -> bool:
-    """Exact-scene match by the analyzer: the short prompt's objects and word, the detailed
-    prompt's exact scene, or an edit's exact target."""
+def shapes_check(item: PromptItem, found: AnalyzedScene) -> bool:
+    """Exact-scene match of what the analyzer ``found`` in an image: the short prompt's objects and
+    word, the detailed prompt's exact scene, or an edit's exact target."""
     from bench.generator_accuracy import detailed_match, edit_match, short_match  # the benchmark's own rules
 
-    found = analyze(image)
     if item.source_scene is not None:
         assert item.target is not None
         return edit_match(item.target, found)
@@ -86,8 +87,10 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
             if rewards:
                 metrics[f"eval/reward_{form}"] = sum(rewards) / len(rewards)  # type: ignore[arg-type]
     flags: list[bool] = []
+    found: list[AnalyzedScene] = []
     if shapes:
-        flags = [shapes_check(it, im) for it, im in zip(items, images)]
+        found = [analyze(im) for im in images]
+        flags = [shapes_check(it, seen) for it, seen in zip(items, found)]
         metrics["eval/check"] = sum(flags) / len(flags)
         for form in forms:
             subset = [ok for it, ok in zip(items, flags) if it.form == form]
@@ -96,7 +99,7 @@ def evaluate(model: FlowModel, items: list[PromptItem], params: Params | None, *
         checked = [s.reward for s in score_results(check_critic.critique(requests), policy) if s.reward is not None]
         if checked:
             metrics["eval/check"] = sum(checked) / len(checked)
-    return EvalResult(metrics=metrics, images=images, checks=flags)
+    return EvalResult(metrics=metrics, images=images, found=found, checks=flags)
 
 
 class HackingMonitor:
