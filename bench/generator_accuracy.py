@@ -23,7 +23,7 @@ stream (``bench.heldout``): every rate is also given on the unseen items alone (
 with the share of seen ones (``*_seen_share``).
 
 Run from the repository root:
-    python -m bench.generator_accuracy [--n 200] [--tasks t2i,edit] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
+    python -m bench.generator_accuracy [--n 200] [--offset 0] [--tasks t2i,edit] [--steps 16] [--guidance 3] [--shift 1] [--grid assets/samples_grid.png]
 """
 
 from __future__ import annotations
@@ -62,6 +62,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: studio_defaults.json)")
     parser.add_argument("--guidance", type=float, default=None, help="true_cfg_scale (default: studio_defaults.json)")
     parser.add_argument("--shift", type=float, default=None, help="scheduler shift (default: the shipped scheduler's)")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip the first held-out items (e.g. 200: choose between models on items 200-399 and "
+                             "leave 0-199, the ones RL evaluates on, to measure the chosen one)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first image")
     parser.add_argument("--batch", type=int, default=25, help="images per pipeline call")
     parser.add_argument("--threads", type=int, default=1, help="torch CPU threads")
@@ -169,10 +172,10 @@ def _unseen(name: str, ok: list[bool], seen: list[bool]) -> dict[str, object]:
 
 
 def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, seed: int, batch: int,
-               stream: TrainingStream | None = None) -> tuple[dict[str, object], list[list[Image.Image]]]:
-    """Short and detailed accuracy on ``n`` held-out scenes (and on those ``stream`` never
-    trained on); with the grid rows (targets, short and detailed samples)."""
-    scenes = heldout_scenes(n)
+               stream: TrainingStream | None = None, offset: int = 0) -> tuple[dict[str, object], list[list[Image.Image]]]:
+    """Short and detailed accuracy on ``n`` held-out scenes from the ``offset``-th on (and on those
+    ``stream`` never trained on); with the grid rows (targets, short and detailed samples)."""
+    scenes = heldout_scenes(offset + n)[offset:]
     short = [world.short_prompt(s) for s in scenes]
     detailed = [world.detailed_prompt(s) for s in scenes]
     short_images = generate(pipe, short, settings, seed, batch)
@@ -204,10 +207,10 @@ def t2i_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, see
 
 
 def edit_report(pipe: DiffusionPipeline, settings: dict[str, object], n: int, seed: int, batch: int,
-                stream: TrainingStream | None = None) -> tuple[dict[str, object], list[list[Image.Image]]]:
-    """Edit success on ``n`` held-out edits, overall and by kind (and on those ``stream`` never
-    trained on); with the grid rows (sources, results, targets)."""
-    edits = heldout_edits(n)
+                stream: TrainingStream | None = None, offset: int = 0) -> tuple[dict[str, object], list[list[Image.Image]]]:
+    """Edit success on ``n`` held-out edits from the ``offset``-th on, overall and by kind (and on
+    those ``stream`` never trained on); with the grid rows (sources, results, targets)."""
+    edits = heldout_edits(offset + n)[offset:]
     sources = [world.render(source) for source, _ in edits]
     edited = generate(pipe, [e.instruction for _, e in edits], settings, seed, batch, sources=sources)
     edit_ok = [edit_match(e.target, analyze(im)) for (_, e), im in zip(edits, edited)]
@@ -227,11 +230,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     started = time.time()
     assets = Path(args.assets)
-    report: dict[str, object] = {"n": args.n}
+    report: dict[str, object] = {"n": args.n, "offset": args.offset}
     rows: list[list[Image.Image]] = []
     settings: dict[str, object] = {}
     guidance: dict[str, object] = {}
     tasks = parse_tasks(args.tasks)
+    if args.n < 1 or args.offset < 0:
+        raise ConfigError(f"--n must be at least 1 and --offset at least 0; got {args.n} and {args.offset}.")
     missing = [str(assets / FOLDERS[t]) for t in tasks if not (assets / FOLDERS[t] / "model_index.json").is_file()]
     if missing:
         raise ConfigError(f"No pipeline folder at {', '.join(missing)}; pass --assets, or --tasks for the folders there.")
@@ -249,7 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         except ConfigError as e:  # not a shipped folder: no record of what it trained on
             logger.warning("%s; reporting on all held-out items only.", e)
             stream = None
-        task_report, task_rows = measure(pipe, settings, args.n, args.seed, args.batch, stream)
+        task_report, task_rows = measure(pipe, settings, args.n, args.seed, args.batch, stream, args.offset)
         report.update(task_report)
         rows += task_rows
     report.update(steps=settings["num_inference_steps"], guidance=guidance,

@@ -46,6 +46,9 @@ def test_report_splits_detailed_accuracy_by_object_count(capsys: pytest.CaptureF
     assert main(["--n", "6", "--steps", "2", "--batch", "6"]) == 0
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert report["n"] == 6 and report["steps"] == 2
+    from bench.generator_accuracy import heldout_scenes
+    # held-out lists grow by appending, so --offset 6 reads scenes the first 6 never include
+    assert heldout_scenes(8)[:6] == heldout_scenes(6) and not set(heldout_scenes(8)[6:]) & set(heldout_scenes(6))
     for key in ("short_accuracy", "detailed_accuracy", "edit_success", "detailed_object_recall", "short_letters"):
         assert 0.0 <= report[key] <= 1.0, key
     by_objects = report["detailed_accuracy_by_objects"]
@@ -62,5 +65,7 @@ def test_one_task_is_measured_from_its_folder_alone(tmp_path, capsys: pytest.Cap
     report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert 0.0 <= report["edit_success"] <= 1.0 and "short_accuracy" not in report
     assert Image.open(tmp_path / "grid.png").height == 3 * 64  # sources, results, targets
+    with pytest.raises(ConfigError, match="--offset at least 0"):
+        main(["--assets", str(tmp_path), "--tasks", "edit", "--n", "3", "--offset", "-1"])
     with pytest.raises(ConfigError, match="No pipeline folder at .*shapes-t2i"):
         main(["--assets", str(tmp_path), "--tasks", "t2i", "--n", "3", "--steps", "2"])
