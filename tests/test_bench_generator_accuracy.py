@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 from bench.generator_accuracy import detailed_match, edit_match, main, object_recall, short_match, word_rates
-from models.errors import ConfigError
+from models.errors import ConfigError, NotFoundError
 from models.shapes import world
 from models.shapes.analyzer import analyze
 
@@ -69,3 +69,16 @@ def test_one_task_is_measured_from_its_folder_alone(tmp_path, capsys: pytest.Cap
         main(["--assets", str(tmp_path), "--tasks", "edit", "--n", "3", "--offset", "-1"])
     with pytest.raises(ConfigError, match="No pipeline folder at .*shapes-t2i"):
         main(["--assets", str(tmp_path), "--tasks", "t2i", "--n", "3", "--steps", "2"])
+
+
+def test_word_paths_finds_the_shipped_vae_and_t5_keep_letters(capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped generator's VAE gives words back and its T5 tells letters apart: what it loses
+    of a word, it loses in the transformer."""
+    from bench.word_paths import main as word_paths
+
+    assert word_paths(["--words", "6"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["vae_words_read_back"] == 1.0
+    assert report["t5_letter_cosine"] < 0.9 < report["t5_other_cosine"]
+    with pytest.raises(NotFoundError, match="not a pipeline folder"):
+        word_paths(["--model", "assets"])
