@@ -29,10 +29,10 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
+from bench.vae_ceiling import round_trip  # noqa: E402
 from models.errors import NotFoundError  # noqa: E402
 from models.shapes import world  # noqa: E402
 from models.shapes.analyzer import analyze  # noqa: E402
-from models.shapes.train_generator import IMAGE_SIZE, images_to_tensor  # noqa: E402
 
 LETTERS = ("A", "B", "Q", "X")
 
@@ -40,16 +40,11 @@ LETTERS = ("A", "B", "Q", "X")
 def vae_read_back(folder: Path, n: int, seed: int = 0) -> float:
     """Share of ``n`` random one-to-three-letter words the analyzer reads back after the VAE."""
     from diffusers import AutoencoderKL
-    from PIL import Image
 
     vae = AutoencoderKL.from_pretrained(folder, subfolder="vae").eval()
     rng = random.Random(seed)
     scenes = [world.random_scene(rng, word_prob=1.0) for _ in range(n)]
-    with torch.no_grad():
-        x = images_to_tensor([world.render(s, IMAGE_SIZE) for s in scenes])
-        decoded = vae.decode(vae.encode(x).latent_dist.mode()).sample
-    pixels = ((decoded.clamp(-1, 1) + 1) * 127.5).round().byte().permute(0, 2, 3, 1).numpy()
-    return sum(analyze(Image.fromarray(p)).word == s.word for p, s in zip(pixels, scenes)) / n
+    return sum(analyze(image).word == s.word for image, s in zip(round_trip(vae, scenes), scenes)) / n
 
 
 def t5_cosines(folder: Path) -> tuple[float, float]:
