@@ -8,21 +8,11 @@ items. Used by ``bench.refinement_gain --compare`` and ``bench.rl_heldout``.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from typing import Any
 
-
-def sign_test_p(gained: int, lost: int) -> float:
-    """The exact two-sided sign test's p-value for ``gained`` items that improved against ``lost``
-    that got worse (ties left out; with 0/1 outcomes, McNemar's exact test): the chance of a split
-    at least this uneven when each changed item is a fair coin."""
-    changed = gained + lost
-    if changed == 0:
-        return 1.0
-    tail = sum(math.comb(changed, k) for k in range(min(gained, lost) + 1)) / 2 ** changed
-    return min(1.0, 2 * tail)
+from studio.evaluation.summary import sign_test_p
 
 
 def paired_difference(after: Sequence[float], before: Sequence[float], *, draws: int = 4000,

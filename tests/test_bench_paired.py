@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.paired import paired_difference, sign_test_p
-from studio.evaluation.summary import wilson_interval
+from bench.paired import paired_difference
+from studio.evaluation.summary import sign_test_p, wilson_interval
 
 
 def test_sign_test_on_hand_made_counts() -> None:

@@ -3,6 +3,7 @@ failure exclusion, retirement, the old-policy schedule, the reward-hacking monit
 
 from __future__ import annotations
 
+import json
 import math
 import threading
 import time
@@ -19,7 +20,7 @@ from studio.rl.advantages import EPS, compute_advantages, solved_groups
 from studio.rl.anchor import best_of_groups
 from studio.rl.config import RLConfig
 from studio.rl.data import PromptItem
-from studio.rl.evaluate import HackingMonitor
+from studio.rl.evaluate import HackingMonitor, check_flags
 from studio.rl.flow import Cond, FlowModel
 from studio.rl.nft import nft_loss
 from studio.rl.reward import RewardQueue, Scored, score_results
@@ -234,6 +235,42 @@ def test_a_trade_between_prompt_forms_alerts_for_the_form_that_lost_while_a_unif
     single = HackingMonitor(tolerance=0.02, dimensions=dims)
     single.update({"eval/reward": 0.5, "eval/check": 0.3, "eval/text_faithfulness": 2.5, "eval/check_short": 0.3})
     assert single.metrics([]) == {"monitor/alert": 0.0, "monitor/alert_text_faithfulness": 0.0}
+
+
+def test_with_per_scene_checks_a_few_flipped_scenes_do_not_alert_but_a_significant_loss_does():
+    # the word-base runs of session 17: 50 detailed scenes, 30 right; one to three flipped scenes
+    # (0.02-0.06, above the 0.02 tolerance) raised form_detailed at 9 of 38 evaluations
+    items = [PromptItem(f"p{i}", form="detailed" if i < 50 else "short") for i in range(100)]
+    before = [i < 30 for i in range(50)] + [i < 53 for i in range(50, 100)]
+    first = {"eval/reward": 0.81, "eval/check": 0.33, "eval/reward_short": 0.69, "eval/check_short": 0.06,
+             "eval/reward_detailed": 0.926, "eval/check_detailed": 0.60}
+    monitor = HackingMonitor(tolerance=0.02)
+    assert monitor.update(first, check_flags(items, before)) == []
+
+    def later(lost: int, gained: int) -> tuple[dict[str, float], dict[str, list[bool]]]:
+        now = list(before)
+        for i in range(lost):
+            now[i] = False  # detailed scenes that were right
+        for i in range(gained):
+            now[30 + i] = True  # detailed scenes that were wrong
+        metrics = {**first, "eval/reward_short": 0.80, "eval/check_short": sum(now[50:]) / 50,
+                   "eval/check_detailed": sum(now[:50]) / 50, "eval/check": sum(now) / 100}
+        return metrics, check_flags(items, now)
+
+    assert monitor.update(*later(lost=2, gained=0)) == []  # 0.60 -> 0.56: p = 0.5
+    assert monitor.update(*later(lost=7, gained=2)) == []  # 0.60 -> 0.50, but 7 against 2: p = 0.18
+    assert monitor.update(*later(lost=6, gained=0)) == ["form_detailed"]  # p = 0.031
+    # without per-scene checks (a second critic as the check) the tolerance alone decides, as does p = 1
+    assert monitor.update(later(lost=2, gained=0)[0]) == ["form_detailed"]
+    coarse = HackingMonitor(tolerance=0.02, p=1.0)
+    coarse.update(first, check_flags(items, before))
+    assert coarse.update(*later(lost=2, gained=0)) == ["form_detailed"]
+    # a checkpoint keeps the baseline's scenes
+    resumed = HackingMonitor(tolerance=0.02)
+    resumed.restore(json.loads(json.dumps(monitor.state())))
+    assert resumed.update(*later(lost=2, gained=0)) == [] and resumed.update(*later(lost=6, gained=0)) == ["form_detailed"]
+    assert check_flags(items[:50], before[:50]) == {"check": before[:50]}  # one form: no form's flags
+    assert check_flags(items, []) == {}
 
 
 def test_config_defaults_are_the_public_settings_and_round_trip_through_flags(tmp_path):

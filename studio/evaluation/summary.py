@@ -34,6 +34,17 @@ def wilson_interval(correct: int, n: int, z: float = Z_95) -> list[float] | None
     return [max(0.0, centre - half), min(1.0, centre + half)]
 
 
+def sign_test_p(gained: int, lost: int) -> float:
+    """The exact two-sided sign test's p-value for ``gained`` items that improved against ``lost``
+    that got worse (ties left out; with 0/1 outcomes, McNemar's exact test): the chance of a split
+    at least this uneven when each changed item is a fair coin."""
+    changed = gained + lost
+    if changed == 0:
+        return 1.0
+    tail = sum(math.comb(changed, k) for k in range(min(gained, lost) + 1)) / 2 ** changed
+    return min(1.0, 2 * tail)
+
+
 def ratio(part: int, whole: int) -> float | None:
     """``part / whole``, or ``None`` when ``whole`` is 0."""
     return part / whole if whole else None

@@ -103,6 +103,8 @@ class RLConfig:
     critic_batch: int = _help("images per critic call", default=8)
     alert_tolerance: float = _help("reward rise / check fall that raises the reward-hacking alert",
                                    default=0.02)
+    alert_p: float = _help("a check with per-scene results (the shapes world) has fallen only when the paired sign "
+                           "test over its scenes gives p below this (1: the tolerance alone decides)", default=0.05)
     seed: int = _help("seed of prompts, noise and LoRA init", default=0)
     offload_text_encoders: bool = _help("the text encoders wait on the CPU and visit the device only to encode a step's "
                                         "prompts (the one-GPU preset: FLUX's T5 is 9 GB in bf16)", default=False)
@@ -136,6 +138,8 @@ class RLConfig:
         for name in ("kl_weight", "weight_decay", "retire_std", "alert_tolerance", "old_decay_rate", "anchor_weight"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be 0 or more, got {getattr(self, name)!r}.")
+        if not 0 < self.alert_p <= 1:
+            raise ConfigError(f"alert_p must be in (0, 1], got {self.alert_p!r}.")
         for name in ("ema_decay", "old_decay_max"):
             if not 0 <= getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be in [0, 1), got {getattr(self, name)!r}.")

@@ -21,6 +21,7 @@ from models.base import Critic
 from models.critic.scoring import ScoringPolicy
 from models.shapes.analyzer import AnalyzedScene, analyze
 from models.types import CritiqueRequest
+from studio.evaluation.summary import sign_test_p
 from studio.rl.data import PromptItem
 from studio.rl.flow import FlowModel, Params
 from studio.rl.reward import score_results
@@ -117,19 +118,30 @@ class HackingMonitor:
     reward while the detailed prompts' check falls; the two cancel in the mean). A form whose
     check falls while no form's reward rises is degrading, not hacked: no alert, as for the mean.
 
+    **Paired scenes.** When the evaluation passes each scene's check (``flags``: the same scenes
+    and seeds every time, see ``check_flags``), a check has fallen only if, beside the fall of
+    more than ``tolerance``, the scenes it lost outnumber those it gained by more than chance: the
+    sign test over the changed scenes gives a p-value below ``p``. With 50 scenes one scene is
+    0.02, so the tolerance alone alerts when a single borderline scene flips; with the test and
+    no scene gained, 6 lost scenes alert (p = 0.031) and 5 do not (p = 0.0625).
+
     :param dimensions: the dimension keys the reward counts (weight above 0).
+    :param p: the sign test's level (1: the tolerance alone decides, as without flags).
     """
 
     def __init__(self, tolerance: float, baseline: dict[str, float] | None = None,
-                 dimensions: tuple[str, ...] = ()) -> None:
+                 dimensions: tuple[str, ...] = (), p: float = 0.05) -> None:
         self.tolerance = tolerance
         self.baseline = baseline
         self.dimensions = dimensions
+        self.p = p
+        self.baseline_flags: dict[str, list[bool]] = {}
 
-    def update(self, metrics: dict[str, float]) -> list[str]:
-        """Record an evaluation; the names that raise an alert (``"reward"`` and/or dimension keys
-        that rose while the check fell, then ``form_<form>`` for each form whose check fell while
-        some form's reward rose), empty when none does."""
+    def update(self, metrics: dict[str, float], flags: dict[str, list[bool]] | None = None) -> list[str]:
+        """Record an evaluation (``flags``: each scene's check per check name, e.g. ``check`` and
+        ``check_short``); the names that raise an alert (``"reward"`` and/or dimension keys that
+        rose while the check fell, then ``form_<form>`` for each form whose check fell while some
+        form's reward rose), empty when none does."""
         if "eval/check" not in metrics:
             return []
         watched = {"reward": metrics.get("eval/reward")} | {key: metrics.get(f"eval/{key}") for key in self.dimensions}
@@ -138,19 +150,31 @@ class HackingMonitor:
         watched = {name: value for name, value in watched.items() if value is not None}
         if self.baseline is None:
             self.baseline = {"check": metrics["eval/check"], **watched}
+            self.baseline_flags = dict(flags or {})
             return []
         baseline = self.baseline
+        watched["check"] = metrics["eval/check"]
 
         def change(name: str) -> float:
             return watched[name] - baseline[name] if name in watched and name in baseline else 0.0
 
+        def fell(check: str) -> bool:
+            if -change(check) <= self.tolerance:
+                return False
+            before, now = self.baseline_flags.get(check), (flags or {}).get(check)
+            if before is None or now is None or len(before) != len(now):
+                return True
+            gained = sum(n and not b for b, n in zip(before, now))
+            lost = sum(b and not n for b, n in zip(before, now))
+            return sign_test_p(gained, lost) < self.p
+
         alerts: list[str] = []
-        if baseline["check"] - metrics["eval/check"] > self.tolerance:
+        if fell("check"):
             alerts = [name for name in ("reward", *self.dimensions)
                       if change(name) > self.tolerance * (1 if name == "reward" else 3)]
         forms = self.forms()
         if any(change(f"reward_{form}") > self.tolerance for form in forms):
-            alerts += [f"form_{form}" for form in forms if -change(f"check_{form}") > self.tolerance]
+            alerts += [f"form_{form}" for form in forms if fell(f"check_{form}")]
         return alerts
 
     def forms(self) -> list[str]:
@@ -169,7 +193,27 @@ class HackingMonitor:
         return {"monitor/alert": float(bool(alerts)), **{f"monitor/alert_{key}": float(key in alerts) for key in scored}}
 
     def state(self) -> dict[str, Any]:
-        return {"baseline": self.baseline}
+        """What a checkpoint keeps: the baseline's metrics and per-scene checks."""
+        return {"baseline": self.baseline, "baseline_flags": self.baseline_flags}
+
+    def restore(self, state: dict[str, Any]) -> None:
+        """Continue from ``state()`` (a checkpoint from before per-scene checks has none: the
+        tolerance alone decides)."""
+        self.baseline = state.get("baseline")
+        self.baseline_flags = state.get("baseline_flags") or {}
+
+
+def check_flags(items: list[PromptItem], checks: list[bool]) -> dict[str, list[bool]]:
+    """Each scene's check for the monitor: all of them (``check``) and, when the items have
+    several prompt forms, each form's (``check_<form>``), in item order."""
+    if not checks:
+        return {}
+    flags = {"check": list(checks)}
+    forms = sorted({it.form for it in items if it.form})
+    if len(forms) > 1:
+        for form in forms:
+            flags[f"check_{form}"] = [ok for it, ok in zip(items, checks) if it.form == form]
+    return flags
 
 
 def append_grid_row(path: Path, images: list[Image.Image]) -> Path:

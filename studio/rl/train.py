@@ -38,7 +38,7 @@ from studio.rl.checkpoint import latest_checkpoint, load_checkpoint, save_checkp
 from studio.rl.config import RLConfig
 from studio.rl.data import eval_items, prompt_source
 from studio.rl.distributed import Ranks
-from studio.rl.evaluate import HackingMonitor, append_grid_row, evaluate
+from studio.rl.evaluate import HackingMonitor, append_grid_row, check_flags, evaluate
 from studio.rl.flow import FlowModel, flow_model
 from studio.rl.trainer import NFTTrainer
 from studio.rl.weights import export_lora, export_pipeline
@@ -107,7 +107,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
     held_out = eval_items(config.data, config.eval_data, model.task, config.eval_prompts)
     trainer = NFTTrainer(config, model, critic, prompts, ranks)
     policy = config.scoring_policy()
-    monitor = HackingMonitor(config.alert_tolerance,
+    monitor = HackingMonitor(config.alert_tolerance, p=config.alert_p,
                              dimensions=tuple(key for key in ALL_DIMENSION_KEYS if policy.weight(key) > 0))
     history: dict[str, Any] = {"first_eval": None, "alerts": [], "critic_failures": 0}
     checkpoint = latest_checkpoint(run_dir)
@@ -117,7 +117,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
     if checkpoint is not None:
         weights, torch_state, state = load_checkpoint(checkpoint, model.device)
         trainer.restore(weights, torch_state, state)
-        monitor.baseline = state.get("monitor", {}).get("baseline")
+        monitor.restore(state.get("monitor", {}))
         history = state.get("history", history)
         logger.info("resumed from %s (step %d)", checkpoint, trainer.step)
 
@@ -134,7 +134,7 @@ def _train(config: RLConfig, ctx: JobContext, model: FlowModel, critic: Any, che
             return
         result = evaluate(model, held_out, trainer.ema, steps=config.sampling_steps, critic=critic,
                           policy=trainer.policy, shapes=shapes, check_critic=check_critic)
-        alerts = monitor.update(result.metrics)
+        alerts = monitor.update(result.metrics, check_flags(held_out, result.checks))
         result.metrics.update(monitor.metrics(alerts))
         if alerts:
             history["alerts"].append(trainer.step)
