@@ -1,6 +1,8 @@
 """Curves of RL runs from their ``metrics.jsonl``: held-out exact-scene accuracy per prompt form,
-held-out reward, Text Faithfulness and Text Rendering, and the training reward against the step,
-one colour per run, in one small PNG; prints each run's first and last evaluation as one JSON line.
+held-out reward, Text Faithfulness and Text Rendering, the training reward and the reward-hacking
+alert against the step, one colour per run, in one small PNG (a panel only for what some run
+logged: a reward without dimensions has no Text Faithfulness curve); prints each run's first and
+last evaluation as one JSON line.
 
 Run from the repository root:
     python -m bench.rl_curves RUN_DIR [RUN_DIR ...] [--labels A B ...] --out docs/rl_curves.png
@@ -19,7 +21,8 @@ from studio.rl.train import METRICS_FILE
 
 PANELS = (("eval/check_detailed", "held-out exact scene, detailed"), ("eval/check_short", "held-out exact scene, short"),
           ("eval/reward", "held-out reward (the run's own)"), ("eval/text_faithfulness", "held-out Text Faithfulness"),
-          ("eval/text_rendering", "held-out Text Rendering"), ("train/reward", "training reward (the run's own)"))
+          ("eval/text_rendering", "held-out Text Rendering"), ("train/reward", "training reward (the run's own)"),
+          ("monitor/alert", "reward-hacking alert (1: raised)"))
 COLUMNS = 3
 COLOURS = ((31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189))
 PANEL_W, PANEL_H, MARGIN = 300, 170, 34
@@ -40,22 +43,32 @@ def read_series(run_dir: Path) -> dict[str, list[tuple[int, float]]]:
     return {name: sorted(points.items()) for name, points in values.items()}
 
 
-def draw(runs: list[tuple[str, dict[str, list[tuple[int, float]]]]], out: Path) -> Path:
-    """A grid of panels (``PANELS``, ``COLUMNS`` a row), each run a coloured polyline with dots, a
-    legend on top."""
-    rows = -(-len(PANELS) // COLUMNS)
+Runs = list[tuple[str, dict[str, list[tuple[int, float]]]]]
+
+
+def logged_panels(runs: Runs) -> list[tuple[str, str]]:
+    """The ``PANELS`` (metric, title) some run logged. Raises ``NotFoundError`` when none is."""
+    panels = [(name, title) for name, title in PANELS if any(series.get(name) for _, series in runs)]
+    if not panels:
+        raise NotFoundError("None of the runs logged a curve this plot draws (no evaluation or step yet?).")
+    return panels
+
+
+def draw(runs: Runs, out: Path) -> Path:
+    """A grid of the ``logged_panels``, ``COLUMNS`` a row, each run a coloured polyline with dots,
+    a legend on top."""
+    panels = logged_panels(runs)
+    rows = -(-len(panels) // COLUMNS)
     image = Image.new("RGB", (COLUMNS * PANEL_W, rows * PANEL_H + 20), "white")
     pen = ImageDraw.Draw(image)
     for k, (label, _) in enumerate(runs):
         pen.text((6 + 150 * k, 4), label, fill=COLOURS[k % len(COLOURS)])
-    for p, (name, title) in enumerate(PANELS):
+    for p, (name, title) in enumerate(panels):
         x0, y0 = (p % COLUMNS) * PANEL_W, 20 + (p // COLUMNS) * PANEL_H
         series = [(k, s[name]) for k, (_, s) in enumerate(runs) if s.get(name)]
         pen.text((x0 + MARGIN, y0 + 2), title, fill="black")
         left, top, right, bottom = x0 + MARGIN, y0 + 16, x0 + PANEL_W - 8, y0 + PANEL_H - 16
         pen.rectangle((left, top, right, bottom), outline=(160, 160, 160))
-        if not series:
-            continue
         steps = [st for _, pts in series for st, _ in pts]
         vals = [v for _, pts in series for _, v in pts]
         lo, hi = min(vals), max(vals)

@@ -14,7 +14,7 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from bench.rl_curves import read_series
+from bench.rl_curves import PANEL_H, draw, logged_panels, read_series
 from models.errors import ConfigError
 from models.generator_diffusers import DiffusersGenerator
 from models.types import CritiqueRequest, GenerationRequest
@@ -279,6 +279,9 @@ def test_a_scalar_reward_model_trains_and_the_monitor_still_checks_it(tmp_path):
     curves = read_series(tmp_path / "run")  # the run folder's metrics.jsonl, as bench.rl_curves draws it
     assert [step for step, _ in curves["eval/check_detailed"]] == [0, 1]
     assert curves["train/reward"] == [(1, _step_metric(ctx, 1, "train/reward"))]
+    drawn = [name for name, _ in logged_panels([("run", curves)])]  # no empty panel for an unscored dimension
+    assert "eval/text_faithfulness" not in drawn and {"eval/check_short", "monitor/alert"} <= set(drawn)
+    assert Image.open(draw([("run", curves)], tmp_path / "curves.png")).size[1] == 20 + 2 * PANEL_H
 
 
 def test_train_epochs_make_that_many_passes_over_the_step_samples(folders):
