@@ -29,6 +29,7 @@ from studio.parrot.captions import (
     object_checks_in, question_scores, request_answer, request_check, request_check_scores, request_checks,
     request_texts, restated_share,
 )
+from studio.parrot.examples import sharegpt_to_messages
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import collate, encode
 from tests.parrot_helpers import scripted_dataset
@@ -257,6 +258,24 @@ def test_object_checks_are_fresh_held_out_free_and_faulty_at_the_asked_share():
     assert 35 <= sum(REQUEST_CHECK in p for p in prompts) <= 85
     with pytest.raises(ConfigError, match="object_checks"):
         pretrain.PretrainConfig(object_checks=0.5, request_checks=0.6).validate()
+
+
+def test_request_first_shows_the_instruction_line_before_the_image_as_the_critic_protocol_does():
+    held = heldout_requests(2000, HELDOUT_SEED)
+    config = pretrain.PretrainConfig(object_checks=0.4, request_checks=0.3, request_tasks=0.2, curriculum=0.0,
+                                     request_first=True)
+    draw = pretrain.training_records(config, held)
+    prompts = [draw(0)["messages"][0]["content"] for _ in range(200)]
+    with_request = [p for p in prompts if p.startswith("User Instruction: ")]
+    assert 150 <= len(with_request) <= 200 and all(p.count("<image>") == 1 for p in prompts)
+    for prompt in with_request:  # the request, then the image, then the question
+        instruction, image_and_question = prompt.split("\n", 1)
+        assert "<image>" not in instruction and image_and_question.startswith("<image>")
+        assert image_and_question.removeprefix("<image>") in (REQUEST_CHECK, REQUEST_TASK) or \
+            image_and_question.endswith("drawn as asked?")
+    assert all(p == "<image>" + CAPTION_REQUEST for p in prompts if p not in with_request)  # captions as before
+    with pytest.raises(InvalidInputError, match="instruction line"):
+        pretrain.image_record(Image.new("RGB", (64, 64)), CAPTION_REQUEST, "a red circle", request_first=True)
 
 
 def test_held_out_object_checks_are_balanced_and_scored_so_a_constant_answer_gets_half():
@@ -612,6 +631,22 @@ def test_a_base_trained_with_request_checks_reports_its_answers_on_held_out_pair
     objects = pretrain.heldout_object_checks(4, 64)  # one faulty object and one right one
     assert report["object_checks"]["checks"] == len(objects) == 2 and report["object_checks"]["faulty"] == 1
     assert [e["truth"] for e in report["object_check_examples"]][:1] == [objects[0].answer]
+
+
+@pytest.mark.slow
+def test_a_request_first_base_is_trained_and_asked_with_the_request_before_the_image(base, tmp_path):
+    config = pretrain.PretrainConfig(init=base[0]["model"], object_checks=0.5, request_tasks=0.25, request_first=True,
+                                     curriculum=0.0, batch_size=4, warmup_steps=0, max_steps=1, eval_images=4,
+                                     restate_requests=2, exclude_heldout=20)
+    summary = pretrain.run(config, RecordingContext(tmp_path / "first"))
+    report = json.loads((Path(summary["model"]) / pretrain.REPORT_FILE).read_text())
+    assert report["config"]["request_first"] and report["object_checks"]["checks"] == 2
+    assert report["restated"]["requests"] == 2
+    processor = load_processor(summary["model"])
+    check = pretrain.heldout_object_checks(4, 64)[0]
+    chat, _ = sharegpt_to_messages(pretrain.image_record(check.image, check.question, "", request_first=True))
+    text = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    assert text.index(f"User Instruction: {check.request}") < text.index("<|vision_start|>") < text.index("Is the ")
 
 
 @pytest.mark.slow

@@ -55,7 +55,7 @@ from models.critic.critic_transformers import load_processor
 from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, train_protocol_tokenizer
 from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
-from models.errors import ConfigError, NotFoundError
+from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.world import POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
@@ -70,7 +70,7 @@ from studio.parrot.captions import (
     request_answer, request_check, request_check_question, request_check_scores, request_checks, request_question,
     request_texts, restated_share, zoom_in,
 )
-from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, to_sharegpt
+from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, sharegpt_to_messages, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import IGNORE, collate, encode
 
@@ -144,6 +144,10 @@ class PretrainConfig(BaseSizes):
                                         "as asked?\"), with an image drawn for the request as a preference pair's; "
                                         "the answer is \"yes\" or \"no: \" and the reference critic's findings "
                                         "about that object: the comparison one lookup at a time"})
+    request_first: bool = field(default=False, metadata={
+        "help": "examples that carry a request (request tasks, request checks, object checks) show its instruction "
+                "line before the image and the question after it, as the critic protocol lays out its prompt, so "
+                "the visual tokens can attend to the request (default: the image first, then all the text)"})
     check_describe: bool = field(default=False, metadata={
         "help": "a request check's answer first describes the image (the detailed prompt of the scene the analyzer "
                 "reads in it), then names the differences after \"Differences: \", so the comparison is between "
@@ -230,16 +234,28 @@ class PretrainConfig(BaseSizes):
             _check_int(name, getattr(self, name), low=low)
 
 
-def image_record(image: Image.Image, question: str, answer: str) -> dict[str, Any]:
-    """One question about ``image`` and its answer, in the sharegpt form the distillation encodes."""
-    return {"messages": [{"role": "user", "content": IMAGE_TOKEN + question},
+def image_record(image: Image.Image, question: str, answer: str, *, request_first: bool = False) -> dict[str, Any]:
+    """One question about ``image`` and its answer, in the sharegpt form the distillation encodes:
+    the image first, or with ``request_first`` after the question's first line (its instruction
+    line), as the critic protocol places images after the request."""
+    if request_first:
+        instruction, newline, rest = question.partition("\n")
+        if not newline:
+            raise InvalidInputError(f"request_first needs an instruction line before the question; got {question!r}.")
+        content = f"{instruction}\n{IMAGE_TOKEN}{rest}"
+    else:
+        content = IMAGE_TOKEN + question
+    return {"messages": [{"role": "user", "content": content},
                          {"role": "assistant", "content": answer}],
             "images": [image]}
 
 
-def caption_record(sample: CaptionSample, request: str = CAPTION_REQUEST, answer: str | None = None) -> dict[str, Any]:
-    """An example about ``sample``'s image: by default the captioning request and its caption."""
-    return image_record(sample.image, request, sample.caption if answer is None else answer)
+def caption_record(sample: CaptionSample, request: str = CAPTION_REQUEST, answer: str | None = None, *,
+                   request_first: bool = False) -> dict[str, Any]:
+    """An example about ``sample``'s image: by default the captioning request and its caption
+    (``request_first`` as ``image_record``)."""
+    return image_record(sample.image, request, sample.caption if answer is None else answer,
+                        request_first=request_first)
 
 
 def stage_at(step: int, config: PretrainConfig) -> tuple[SceneStage, float]:
@@ -289,11 +305,12 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         task = rng.random() if any(shares) and not only_flaw else 1.0
         if sum(shares[:4]) <= task < sum(shares):
             asked = next(one_object)
-            return image_record(asked.image, asked.question, asked.answer)
+            return image_record(asked.image, asked.question, asked.answer, request_first=config.request_first)
         if sum(shares[:3]) <= task < sum(shares[:4]):
             check = next(checks)
             answer = check.described_answer if config.check_describe else check.answer
-            return image_record(check.image, request_check_question(check.request), answer)
+            return image_record(check.image, request_check_question(check.request), answer,
+                                request_first=config.request_first)
         stage, progress = stage_at(step, config)
         sample = next(samplers[stage])
         asks_flaw = only_flaw or sum(shares[:2]) <= task < sum(shares[:3])
@@ -305,7 +322,8 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             return caption_record(sample, *ask_cell(sample.scene, rng))
         if task < sum(shares[:2]):
             request = next(requests)
-            return caption_record(sample, request_question(request), request_answer(request, sample.caption))
+            return caption_record(sample, request_question(request), request_answer(request, sample.caption),
+                                  request_first=config.request_first)
         if asks_flaw:
             question, answer = (FLAW_QUESTION, sample.flaw) if only_flaw else ask_flaw_or_word(sample, rng)
             close = config.flaw_zoom * config.max_steps
@@ -457,13 +475,15 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     model.eval()
     summary.update(evaluate(model, processor, truth, config.batch_size,
                             questions=bool(config.flaw_questions or config.flaw_warmup or config.flaw_every)))
+    first = config.request_first
     if config.request_checks:
         summary.update(check_requests(model, processor, heldout_checks(config.eval_images, config.image_size),
-                                      described=config.check_describe))
+                                      described=config.check_describe, request_first=first))
     if config.object_checks:
-        summary.update(check_objects(model, processor, heldout_object_checks(config.eval_images, config.image_size)))
+        summary.update(check_objects(model, processor, heldout_object_checks(config.eval_images, config.image_size),
+                                     request_first=first))
     if config.restate_requests:
-        summary.update(restatement(model, processor, config.restate_requests, truth))
+        summary.update(restatement(model, processor, config.restate_requests, truth, request_first=first))
     model.save_pretrained(folder)
     processor.save_pretrained(folder)
     (folder / REPORT_FILE).write_text(json.dumps({"config": asdict(config), **summary}, indent=2), encoding="utf-8")
@@ -540,44 +560,51 @@ def heldout_object_checks(count: int, size: int) -> list[ObjectCheck]:
     return faulty + [c for c in checks if not c.problems][:len(faulty)]
 
 
-def check_objects(model: Any, processor: Any, checks: list[ObjectCheck]) -> dict[str, Any]:
-    """How the model checks ``heldout_object_checks``: greedy answers scored by
-    ``object_check_scores``, with three faulty and two right examples."""
+def check_objects(model: Any, processor: Any, checks: list[ObjectCheck], *,
+                  request_first: bool = False) -> dict[str, Any]:
+    """How the model checks ``heldout_object_checks`` (laid out as ``image_record`` with
+    ``request_first``): greedy answers scored by ``object_check_scores``, with three faulty and two
+    right examples."""
     if not checks:
         return {"object_checks": {"checks": 0, "note": "no faulty object among the held-out images; more "
                                                       "--eval-images draw more of them (about one in nine)"}}
-    answers = [generate_caption(model, processor, c.image, c.question, 48) for c in checks]
+    answers = [generate_caption(model, processor, c.image, c.question, 48, request_first=request_first)
+               for c in checks]
     answered = list(zip(checks, answers))
     shown = answered[:3] + answered[3:][-2:]
     return {"object_checks": object_check_scores(answers, checks),
             "object_check_examples": [{"question": c.question, "truth": c.answer, "answer": a} for c, a in shown]}
 
 
-def check_requests(model: Any, processor: Any, checks: list[RequestCheck], *,
-                   described: bool = False) -> dict[str, Any]:
+def check_requests(model: Any, processor: Any, checks: list[RequestCheck], *, described: bool = False,
+                   request_first: bool = False) -> dict[str, Any]:
     """How the model checks held-out requests against their images: greedy answers (``described``:
     with room for the description first) scored by ``request_check_scores``, with a few examples."""
     room = 160 if described else 64
-    answers = [generate_caption(model, processor, c.image, request_check_question(c.request), room) for c in checks]
+    answers = [generate_caption(model, processor, c.image, request_check_question(c.request), room,
+                                request_first=request_first) for c in checks]
     return {"request_checks": request_check_scores(answers, checks),
             "request_check_examples": [{"request": c.request, "truth": c.answer, "answer": a}
                                        for c, a in zip(checks[:5], answers)]}
 
 
-def restatement(model: Any, processor: Any, count: int, samples: list[CaptionSample]) -> dict[str, Any]:
+def restatement(model: Any, processor: Any, count: int, samples: list[CaptionSample], *,
+                request_first: bool = False) -> dict[str, Any]:
     """How often the model restates a held-out request word for word: the requests of the bench's
     first ``count`` held-out pairs (never drawn in training), each asked as a request task about
     one of ``samples``' images, answered greedily."""
     requests = heldout_request_list(count, HELDOUT_SEED)
     shown = [samples[i % len(samples)] for i in range(len(requests))]
-    answers = [generate_caption(model, processor, s.image, request_question(r)) for r, s in zip(requests, shown)]
+    answers = [generate_caption(model, processor, s.image, request_question(r), request_first=request_first)
+               for r, s in zip(requests, shown)]
     return {"restated": {"requests": len(requests), "word_for_word": restated_share(answers, requests),
-                         **prompt_reliance(model, processor, requests, shown)},
+                         **prompt_reliance(model, processor, requests, shown, request_first=request_first)},
             "restatement_examples": [{"request": r, "answer": a} for r, a in zip(requests[:3], answers)]}
 
 
 @torch.no_grad()
-def prompt_reliance(model: Any, processor: Any, requests: list[str], samples: list[CaptionSample]) -> dict[str, float]:
+def prompt_reliance(model: Any, processor: Any, requests: list[str], samples: list[CaptionSample], *,
+                    request_first: bool = False) -> dict[str, float]:
     """Mean loss of the request tasks' answers (restatement and caption) with their own request in
     the prompt and with the next one's: a model that copies its prompt does worse with the wrong
     request (``gap`` > 0), one that ignores it equally well. Sensitive before greedy copies are exact."""
@@ -585,8 +612,8 @@ def prompt_reliance(model: Any, processor: Any, requests: list[str], samples: li
         return {}
 
     def records(shift: int) -> list[dict[str, Any]]:
-        return [caption_record(s, request_question(requests[(i + shift) % len(requests)]), request_answer(r, s.caption))
-                for i, (r, s) in enumerate(zip(requests, samples))]
+        return [caption_record(s, request_question(requests[(i + shift) % len(requests)]), request_answer(r, s.caption),
+                               request_first=request_first) for i, (r, s) in enumerate(zip(requests, samples))]
 
     return _loss_gap(model, processor, "request", records(0), records(1), len(requests))
 
@@ -609,9 +636,10 @@ def _loss_gap(model: Any, processor: Any, what: str, own: list[dict[str, Any]], 
 
 @torch.no_grad()
 def generate_caption(model: Any, processor: Any, image: Any, question: str = CAPTION_REQUEST,
-                     max_new_tokens: int = 96) -> str:
-    """The model's greedy answer to ``question`` about ``image`` (by default its caption)."""
-    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+                     max_new_tokens: int = 96, *, request_first: bool = False) -> str:
+    """The model's greedy answer to ``question`` about ``image`` (by default its caption), laid out
+    as ``image_record`` lays it out with ``request_first``."""
+    messages, _ = sharegpt_to_messages(image_record(image, question, "", request_first=request_first))
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[text], images=[image], return_tensors="pt")
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
