@@ -25,6 +25,7 @@ from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_QUESTION, FLAWS, FULL, NOTHING, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION,
     CaptionSample, ObjectCheck, RequestCheck, caption, caption_samples, caption_scores, cell_answer, cell_question,
+    fault_kind,
     flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, object_check_scores, object_checks,
     object_checks_in, question_scores, request_answer, request_check, request_check_scores, request_checks,
     request_texts, restated_share,
@@ -258,6 +259,25 @@ def test_object_checks_are_fresh_held_out_free_and_faulty_at_the_asked_share():
     assert 35 <= sum(REQUEST_CHECK in p for p in prompts) <= 85
     with pytest.raises(ConfigError, match="object_checks"):
         pretrain.PretrainConfig(object_checks=0.5, request_checks=0.6).validate()
+
+
+def test_the_no_leaning_separates_faulty_objects_by_kind_even_when_every_greedy_answer_is_yes():
+    request = "a large red circle at the top left and a small blue square in the centre"
+    asked = parse_prompt(request)
+    drawn = Scene(tuple(ShapeObject(o.shape, o.colour, o.size, o.position) for o in asked.objects), None)
+    right = object_checks_in(request, render(drawn, 64))
+    recoloured = object_checks_in(request, render(Scene((drawn.objects[0], replace(drawn.objects[1], colour="green")),
+                                                        None), 64))[1]
+    missing = object_checks_in(request, render(Scene(drawn.objects[1:], None), 64))[0]
+    moved = object_checks_in(request, render(Scene((drawn.objects[0], replace(drawn.objects[1], position="top")),
+                                                   None), 64))[1]
+    assert [fault_kind(c) for c in (right[0], recoloured, missing, moved)] == ["none", "colour", "missing", "position"]
+    checks = [right[0], right[1], recoloured, missing]
+    # a model that always says "yes" but leans less so on the recoloured square than on any right object
+    report = pretrain.separation([-3.0, -2.0, -1.0, -2.5], checks)
+    assert report["auc"] == 0.75  # the recoloured square above both right objects, the missing one above one of two
+    assert report["above_right_median"] == {"colour": {"faulty": 1, "share": 1.0}, "missing": {"faulty": 1, "share": 0.0}}
+    assert pretrain.separation([1.0, 2.0], right) == {}  # nothing faulty: nothing to separate
 
 
 def test_request_first_shows_the_instruction_line_before_the_image_as_the_critic_protocol_does():
@@ -641,6 +661,7 @@ def test_a_request_first_base_is_trained_and_asked_with_the_request_before_the_i
     summary = pretrain.run(config, RecordingContext(tmp_path / "first"))
     report = json.loads((Path(summary["model"]) / pretrain.REPORT_FILE).read_text())
     assert report["config"]["request_first"] and report["object_checks"]["checks"] == 2
+    assert 0 <= report["object_checks"]["auc"] <= 1
     assert report["restated"]["requests"] == 2
     processor = load_processor(summary["model"])
     check = pretrain.heldout_object_checks(4, 64)[0]

@@ -47,7 +47,8 @@ from models.shapes.assess import assess_t2i, object_findings
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
 from models.shapes.pairs import make_pair
 from models.shapes.world import (
-    POSITIONS, Scene, cell_centre, describe, detailed_prompt, parse_prompt, position_phrase, random_scene, short_prompt,
+    COLOURS, POSITIONS, SIZES, Scene, cell_centre, describe, detailed_prompt, parse_prompt, position_phrase, random_scene,
+    short_prompt,
 )
 from models.types import TEXT_FAITHFULNESS
 from studio.parrot.pairs import shapes_pairs
@@ -438,6 +439,20 @@ def object_checks_in(request: str, image: Image.Image) -> list[ObjectCheck]:
     """A check of each object ``request`` names once against ``image``, by one reading of the analyzer."""
     findings = object_findings(parse_prompt(request), analyze(image))
     return [ObjectCheck(request, image, describe(spec, article=False), problems) for spec, problems in findings.items()]
+
+
+def fault_kind(check: ObjectCheck) -> str:
+    """What is first wrong with ``check``'s object: "missing", "shape", "colour", "size" or
+    "position" (from the critic's wording, ``models.shapes.assess``); "none" when nothing is."""
+    if not check.problems:
+        return "none"
+    problem = check.problems[0]
+    if problem.endswith(" is missing"):
+        return "missing"
+    if " is drawn as a" in problem:
+        return "shape"
+    wanted = problem.rpartition(" instead of ")[2]
+    return "colour" if wanted in COLOURS else "size" if wanted in SIZES else "position"
 
 
 def object_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),

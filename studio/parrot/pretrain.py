@@ -65,7 +65,7 @@ from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NO_PREFIX, NOTHING, OBJECT_CHECK,
     QUESTION_SCENES, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, YES, CaptionSample, ObjectCheck, RequestCheck,
-    SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question,
+    SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question, fault_kind,
     heldout_request_list, heldout_requests, object_check_scores, object_checks, object_checks_in, question_scores,
     request_answer, request_check, request_check_question, request_check_scores, request_checks, request_question,
     request_texts, restated_share, zoom_in,
@@ -572,8 +572,42 @@ def check_objects(model: Any, processor: Any, checks: list[ObjectCheck], *,
                for c in checks]
     answered = list(zip(checks, answers))
     shown = answered[:3] + answered[3:][-2:]
-    return {"object_checks": object_check_scores(answers, checks),
+    leaning = no_leaning(model, processor, checks, request_first=request_first)
+    return {"object_checks": {**object_check_scores(answers, checks), **separation(leaning, checks)},
             "object_check_examples": [{"question": c.question, "truth": c.answer, "answer": a} for c, a in shown]}
+
+
+@torch.no_grad()
+def no_leaning(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False) -> list[float]:
+    """For each check, how much more the model leans to "no" than to "yes" as its answer's first
+    token (the difference of their logits): a threshold-free reading of what a greedy "yes" hides."""
+    first = [processor.tokenizer.encode(word, add_special_tokens=False)[0] for word in (NO_PREFIX, YES)]
+    leaning = []
+    for check in checks:
+        messages, _ = sharegpt_to_messages(image_record(check.image, check.question, "", request_first=request_first))
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        logits = model(**processor(text=[text], images=[check.image], return_tensors="pt")).logits[0, -1]
+        leaning.append(float(logits[first[0]] - logits[first[1]]))
+    return leaning
+
+
+def separation(leaning: list[float], checks: list[ObjectCheck]) -> dict[str, Any]:
+    """How well ``leaning`` (``no_leaning``) tells faulty objects from right ones: ``auc`` (the
+    chance that a faulty object leans further to "no" than a right one; 0.5 is blind, 1 perfect)
+    and, per fault kind (``fault_kind``), the share of faulty objects leaning further to "no" than
+    the median right one."""
+    faulty = [(lean, fault_kind(c)) for lean, c in zip(leaning, checks) if c.problems]
+    right = sorted(lean for lean, c in zip(leaning, checks) if not c.problems)
+    if not faulty or not right:
+        return {}
+    pairs = [(f > r) + 0.5 * (f == r) for f, _ in faulty for r in right]
+    median = right[len(right) // 2]
+    kinds: dict[str, list[bool]] = {}
+    for lean, kind in faulty:
+        kinds.setdefault(kind, []).append(lean > median)
+    return {"auc": round(sum(pairs) / len(pairs), 4),
+            "above_right_median": {kind: {"faulty": len(found), "share": round(sum(found) / len(found), 4)}
+                                   for kind, found in sorted(kinds.items())}}
 
 
 def check_requests(model: Any, processor: Any, checks: list[RequestCheck], *, described: bool = False,

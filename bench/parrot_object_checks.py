@@ -1,0 +1,45 @@
+"""How a shapes VLM base checks one requested object at a time, threshold-free.
+
+Asks each ``--base`` folder (``parrot pretrain``'s ``model/``, never modified) the held-out
+one-object checks ``parrot pretrain --object-checks`` is scored on (``pretrain.heldout_object_checks``:
+every faulty object of the held-out pairs' images and as many right ones), laid out with the request
+before the image (``--request-first``, as the base was trained) or after it. One JSON row per base:
+the greedy answers' scores (``flags``, ``balanced``: 0.5 for any constant answer) and the
+separation of the first answer token's "no" - "yes" logit (``auc``: 0.5 blind, 1 perfect; per fault
+kind, the share of faulty objects leaning further to "no" than the median right one). A base that
+answers "yes" to everything can still separate: the AUC reads what greedy decoding hides.
+
+    python -m bench.parrot_object_checks --base runs/objects-first/model --request-first --eval-images 400
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+from transformers import AutoModelForImageTextToText
+
+from models.critic.critic_transformers import load_processor
+from studio.parrot import pretrain
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--base", nargs="+", required=True, help="base folders (parrot pretrain's model/)")
+    parser.add_argument("--request-first", action="store_true", help="the request's line before the image")
+    parser.add_argument("--eval-images", type=int, default=400, help="held-out pair images whose objects are asked")
+    parser.add_argument("--image-size", type=int, default=64)
+    args = parser.parse_args()
+    checks = pretrain.heldout_object_checks(args.eval_images, args.image_size)
+    for folder in args.base:
+        started = time.perf_counter()
+        model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
+        report = pretrain.check_objects(model, load_processor(folder), checks, request_first=args.request_first)
+        print(json.dumps({"base": folder, "request_first": args.request_first, **report,
+                          "seconds": round(time.perf_counter() - started, 1)}), flush=True)
+
+
+if __name__ == "__main__":
+    main()
