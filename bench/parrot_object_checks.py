@@ -25,13 +25,14 @@ from models.critic.critic_transformers import load_processor
 from studio.parrot import pretrain
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
+    """Print one JSON row per ``--base``."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--base", nargs="+", required=True, help="base folders (parrot pretrain's model/)")
     parser.add_argument("--request-first", action="store_true", help="the request's line before the image")
     parser.add_argument("--eval-images", type=int, default=400, help="held-out pair images whose objects are asked")
     parser.add_argument("--image-size", type=int, default=64)
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     checks = pretrain.heldout_object_checks(args.eval_images, args.image_size)
     for folder in args.base:
         started = time.perf_counter()

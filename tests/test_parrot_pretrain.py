@@ -15,6 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
 from models.critic.critic_transformers import load_processor
+from bench import parrot_object_checks
 from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
@@ -668,6 +669,18 @@ def test_a_request_first_base_is_trained_and_asked_with_the_request_before_the_i
     chat, _ = sharegpt_to_messages(pretrain.image_record(check.image, check.question, "", request_first=True))
     text = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
     assert text.index(f"User Instruction: {check.request}") < text.index("<|vision_start|>") < text.index("Is the ")
+
+
+@pytest.mark.slow
+def test_the_object_check_bench_rescores_a_saved_base_without_changing_it(base, capsys):
+    folder = Path(base[0]["model"])
+    weights = (folder / "model.safetensors").read_bytes()
+    parrot_object_checks.main(["--base", str(folder), "--eval-images", "4"])
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert row["base"] == str(folder) and not row["request_first"]
+    assert row["object_checks"]["checks"] == 2 and 0 <= row["object_checks"]["auc"] <= 1
+    assert set(row["object_checks"]["above_right_median"]) <= {"missing", "shape", "colour", "size", "position"}
+    assert (folder / "model.safetensors").read_bytes() == weights
 
 
 @pytest.mark.slow
