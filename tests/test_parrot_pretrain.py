@@ -31,7 +31,6 @@ from studio.parrot.captions import (
     object_checks_in, question_scores, request_answer, request_check, request_check_scores, request_checks,
     request_texts, restated_share,
 )
-from studio.parrot.examples import sharegpt_to_messages
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import collate, encode
 from tests.parrot_helpers import scripted_dataset
@@ -666,8 +665,8 @@ def test_a_request_first_base_is_trained_and_asked_with_the_request_before_the_i
     assert report["restated"]["requests"] == 2
     processor = load_processor(summary["model"])
     check = pretrain.heldout_object_checks(4, 64)[0]
-    chat, _ = sharegpt_to_messages(pretrain.image_record(check.image, check.question, "", request_first=True))
-    text = processor.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+    inputs = pretrain.question_inputs(processor, check.image, check.question, request_first=True)
+    text = processor.tokenizer.decode(inputs["input_ids"][0])
     assert text.index(f"User Instruction: {check.request}") < text.index("<|vision_start|>") < text.index("Is the ")
 
 

@@ -584,9 +584,8 @@ def no_leaning(model: Any, processor: Any, checks: list[ObjectCheck], *, request
     first = [processor.tokenizer.encode(word, add_special_tokens=False)[0] for word in (NO_PREFIX, YES)]
     leaning = []
     for check in checks:
-        messages, _ = sharegpt_to_messages(image_record(check.image, check.question, "", request_first=request_first))
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        logits = model(**processor(text=[text], images=[check.image], return_tensors="pt")).logits[0, -1]
+        inputs = question_inputs(processor, check.image, check.question, request_first=request_first)
+        logits = model(**inputs).logits[0, -1]
         leaning.append(float(logits[first[0]] - logits[first[1]]))
     return leaning
 
@@ -668,14 +667,20 @@ def _loss_gap(model: Any, processor: Any, what: str, own: list[dict[str, Any]], 
             "gap": round(losses["other"] - losses["own"], 4)}
 
 
+def question_inputs(processor: Any, image: Any, question: str, *, request_first: bool = False) -> dict[str, Any]:
+    """The model inputs that ask ``question`` about ``image``, laid out as ``image_record`` lays it
+    out with ``request_first``, ready for the answer's first token."""
+    messages, _ = sharegpt_to_messages(image_record(image, question, "", request_first=request_first))
+    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    return processor(text=[text], images=[image], return_tensors="pt")
+
+
 @torch.no_grad()
 def generate_caption(model: Any, processor: Any, image: Any, question: str = CAPTION_REQUEST,
                      max_new_tokens: int = 96, *, request_first: bool = False) -> str:
     """The model's greedy answer to ``question`` about ``image`` (by default its caption), laid out
     as ``image_record`` lays it out with ``request_first``."""
-    messages, _ = sharegpt_to_messages(image_record(image, question, "", request_first=request_first))
-    text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-    inputs = processor(text=[text], images=[image], return_tensors="pt")
+    inputs = question_inputs(processor, image, question, request_first=request_first)
     out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
     return processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True).strip()
 
