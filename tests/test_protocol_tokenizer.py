@@ -57,3 +57,25 @@ def test_a_student_with_the_protocol_tokenizer_loads_from_its_folder_as_a_critic
     [result] = critic.critique([CritiqueRequest("t2i", "a red circle", RED)])
     assert critic.completer.stats.new_tokens > 0 and not result.ok  # it loaded and wrote (untrained: no critique)
     critic.close()
+
+
+def test_atomic_words_are_one_token_wherever_they_appear_and_the_rest_still_merges():
+    captions = ["a large red circle in the centre", "a small blue square at the top left and a red square"] * 20
+    texts = [*template_texts(), *sharegpt_texts(_protocol_records()), *captions]
+    phrases = train_protocol_tokenizer(texts, vocab_size=1024)
+    atomic = train_protocol_tokenizer(texts, vocab_size=1024, atomic_words=("red", "blue", "circle", "square"))
+
+    def pieces(tokenizer, text: str) -> list[str]:
+        return [tokenizer.decode([i]) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    request, question = "a large red circle in the centre", "Is the red circle drawn as asked?"
+    assert " red" in pieces(atomic, request) and " red" in pieces(atomic, question)
+    assert " circle" in pieces(atomic, request) and " circle" in pieces(atomic, question)
+    assert " red" not in pieces(phrases, request)  # phrase tokens swallow the word
+    for text in (request, question, "reddish circles: red", *sharegpt_texts(_protocol_records())):
+        assert atomic.decode(atomic(text, add_special_tokens=False)["input_ids"]) == text
+    assert "reddish" not in pieces(atomic, "a reddish square")[1]  # only whole words are isolated
+    prompt = next(sharegpt_texts(_protocol_records()))
+    assert len(atomic(prompt)["input_ids"]) * 3 < len(prompt.encode())  # the rubric still merges into phrases
+    with pytest.raises(InvalidInputError, match="single words"):
+        train_protocol_tokenizer(texts, atomic_words=("top left",))

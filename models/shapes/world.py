@@ -48,6 +48,8 @@ POSITIONS: tuple[str, ...] = (
     "left", "centre", "right",
     "bottom left", "bottom", "bottom right",
 )
+CONTENT_WORDS: tuple[str, ...] = (*SHAPES, *COLOURS, *SIZES, *dict.fromkeys(w for p in POSITIONS for w in p.split()))
+"""The single words that say what a scene holds (a tokenizer can keep each one token)."""
 INK: tuple[int, int, int] = (30, 30, 30)
 BACKGROUND: tuple[int, int, int] = (245, 245, 245)
 MAX_WORD_LETTERS = 3
