@@ -15,7 +15,7 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
 from models.critic.critic_transformers import load_processor
-from bench import parrot_object_checks
+from bench import parrot_object_checks, parrot_text_checks
 from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
@@ -277,6 +277,7 @@ def test_the_no_leaning_separates_faulty_objects_by_kind_even_when_every_greedy_
     report = pretrain.separation([-3.0, -2.0, -1.0, -2.5], checks)
     assert report["auc"] == 0.75  # the recoloured square above both right objects, the missing one above one of two
     assert report["above_right_median"] == {"colour": {"faulty": 1, "share": 1.0}, "missing": {"faulty": 1, "share": 0.0}}
+    assert report["mean_leaning"] == {"faulty": -1.75, "right": -2.5}  # both below 0: every greedy answer "yes"
     assert pretrain.separation([1.0, 2.0], right) == {}  # nothing faulty: nothing to separate
 
 
@@ -679,7 +680,43 @@ def test_the_object_check_bench_rescores_a_saved_base_without_changing_it(base, 
     assert row["base"] == str(folder) and not row["request_first"]
     assert row["object_checks"]["checks"] == 2 and 0 <= row["object_checks"]["auc"] <= 1
     assert set(row["object_checks"]["above_right_median"]) <= {"missing", "shape", "colour", "size", "position"}
+    parrot_object_checks.main(["--base", str(folder), "--drawn", "8", "--exclude-heldout", "5"])
+    drawn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert drawn["checks"] == "8 drawn" and drawn["object_checks"]["checks"] == 8
+    assert 0 < drawn["object_checks"]["faulty"] < 8  # drawn half faulty, as training draws them
     assert (folder / "model.safetensors").read_bytes() == weights
+
+
+def test_text_checks_give_the_description_in_words_and_a_one_line_rule_answers_them():
+    checks = parrot_text_checks.text_checks(40, seed=3, exclude=set())
+    faulty = [c for c in checks if c.problems]
+    assert faulty and len(checks) > len(faulty)
+    assert all(parrot_text_checks.rule_says_faithful(c) == (not c.problems) for c in checks)
+    check = faulty[0]
+    lines = check.question.splitlines()
+    assert lines[0] == f"User Instruction: {check.request}" and lines[1].endswith(check.description)
+    assert lines[2] == f"Is the {check.asked} drawn as asked?" and not check.record("no")["images"]
+
+
+@pytest.mark.slow
+def test_the_text_check_bench_trains_a_base_copy_and_reports_the_separation_as_it_goes(base, capsys):
+    folder = Path(base[0]["model"])
+    weights = (folder / "model.safetensors").read_bytes()
+    parrot_text_checks.main(["--base", str(folder), "--pairs", "60", "--heldout", "3", "--steps", "2",
+                             "--eval-every", "1", "--batch", "2", "--exclude-heldout", "5"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0]["rule_accuracy"] == 1.0 and rows[0]["heldout"] == 6
+    assert [row["step"] for row in rows[1:]] == [0, 1, 2] and rows[1]["loss"] is None and rows[-1]["loss"] > 0
+    assert all(0 <= row["auc"] <= 1 and 0 <= row["sign_accuracy"] <= 1 for row in rows[1:])
+    assert (folder / "model.safetensors").read_bytes() == weights
+
+
+def test_a_base_with_atomic_words_names_each_colour_and_shape_with_one_token(tmp_path):
+    config = pretrain.PretrainConfig(hidden_size=32, layers=1, vision_hidden_size=32, vision_depth=1, vocab_size=600,
+                                     tokenizer_pairs=4, exclude_heldout=5, atomic_words=True)
+    _, processor = pretrain.build_base(config, tmp_path / "atomic", set())
+    pieces = processor.tokenizer.tokenize("a small purple star at the top left")
+    assert [processor.tokenizer.convert_tokens_to_string([p]) for p in pieces][2:4] == [" purple", " star"]
 
 
 @pytest.mark.slow

@@ -57,7 +57,7 @@ from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.critic_shapes import ShapesCritic
-from models.shapes.world import POSITIONS, detailed_prompt, random_scene
+from models.shapes.world import CONTENT_WORDS, POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
 from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
@@ -93,6 +93,9 @@ class BaseSizes:
     image_size: int = field(default=64, metadata={"help": "render side in pixels (the PARROT pairs' size)"})
     vocab_size: int = field(default=2048, metadata={"help": "protocol tokenizer vocabulary"})
     tokenizer_pairs: int = field(default=300, metadata={"help": "world pairs critiqued for the tokenizer's corpus"})
+    atomic_words: bool = field(default=False, metadata={
+        "help": "make each of the world's colours, shapes, sizes and places one token wherever it appears, so a "
+                "request and a description name a thing with the same ids (docs/parrot.md, nineteenth step)"})
     flaw_prob: float = field(default=0.5, metadata={"help": "share of renders with an image flaw"})
     exclude_heldout: int = field(default=2000,
                                  metadata={"help": "requests of the bench's held-out pairs never drawn as scenes"})
@@ -398,7 +401,8 @@ def build_base(config: PretrainConfig, folder: Path, exclude: set[str]) -> tuple
             raise ConfigError(f"init {config.init!r} is this run's own output folder; copy it elsewhere first.")
         return (AutoModelForImageTextToText.from_pretrained(config.init, dtype=torch.float32),
                 load_processor(config.init))
-    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size)
+    tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size,
+                                         atomic_words=CONTENT_WORDS if config.atomic_words else ())
     build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
                        vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
                        patch_size=config.patch_size, tokenizer=tokenizer)
@@ -594,7 +598,8 @@ def separation(leaning: list[float], checks: list[ObjectCheck]) -> dict[str, Any
     """How well ``leaning`` (``no_leaning``) tells faulty objects from right ones: ``auc`` (the
     chance that a faulty object leans further to "no" than a right one; 0.5 is blind, 1 perfect)
     and, per fault kind (``fault_kind``), the share of faulty objects leaning further to "no" than
-    the median right one."""
+    the median right one; ``mean_leaning`` is the mean lean of faulty and of right objects (below 0
+    for both: the greedy answer is "yes" whatever the object)."""
     faulty = [(lean, fault_kind(c)) for lean, c in zip(leaning, checks) if c.problems]
     right = sorted(lean for lean, c in zip(leaning, checks) if not c.problems)
     if not faulty or not right:
@@ -605,6 +610,8 @@ def separation(leaning: list[float], checks: list[ObjectCheck]) -> dict[str, Any
     for lean, kind in faulty:
         kinds.setdefault(kind, []).append(lean > median)
     return {"auc": round(sum(pairs) / len(pairs), 4),
+            "mean_leaning": {"faulty": round(sum(lean for lean, _ in faulty) / len(faulty), 3),
+                             "right": round(sum(right) / len(right), 3)},
             "above_right_median": {kind: {"faulty": len(found), "share": round(sum(found) / len(found), 4)}
                                    for kind, found in sorted(kinds.items())}}
 
