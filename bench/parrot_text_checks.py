@@ -5,9 +5,9 @@ and no base learns it (AUC about 0.7: ``docs/parrot.md``, sixteenth and eighteen
 takes the seeing away. Each check's prompt carries, after the request, the analyzer's description of
 the image as text (the caption the bases write at 0.98 per attribute): the task is text against text,
 is the asked object among the described ones, with the asked shape and colour, and the asked size and
-place where the request gives them? That rule answers ``rule_accuracy`` of the checks (0.9999). The
-bench trains the language model of ``--base`` (vision tower frozen; never modified, nothing is saved)
-or of a fresh untrained base (``--fresh phrase`` or ``--fresh atomic``: its tokenizer with
+place where the request gives them? That rule answers ``rule_accuracy`` of the held-out checks (1.0
+at the defaults). The bench trains the language model of ``--base`` (vision tower frozen; the folder is
+never modified, nothing is saved) or of a fresh untrained base (``--fresh phrase`` or ``--fresh atomic``: its tokenizer with
 ``--atomic-words`` or without; ``--layers`` and ``--hidden-size`` its language model's size) to
 answer "yes" or "no" on checks balanced half and half, drawn from ``--pairs`` known-truth pairs
 (held-out requests left out), and prints one JSON row every ``--eval-every`` steps: the held-out
