@@ -6,13 +6,14 @@ takes the seeing away. Each check's prompt carries, after the request, the analy
 the image as text (the caption the bases write at 0.98 per attribute): the task is text against text,
 is the asked object among the described ones, with the asked shape and colour, and the asked size and
 place where the request gives them? That rule answers ``rule_accuracy`` of the held-out checks (1.0
-at the defaults). The bench trains the language model of ``--base`` (vision tower frozen; the folder is
-never modified, nothing is saved) or of a fresh untrained base (``--fresh phrase`` or ``--fresh atomic``: its tokenizer with
-``--atomic-words`` or without; ``--layers`` and ``--hidden-size`` its language model's size) to
-answer "yes" or "no" on checks balanced half and half, drawn from ``--pairs`` known-truth pairs
-(held-out requests left out), and prints one JSON row every ``--eval-every`` steps: the held-out
-checks' AUC of the "no" - "yes" first-token logit (0.5 blind), the accuracy of its sign, and per
-fault kind the share leaning further to "no" than the median right one.
+at the defaults). The bench trains the language model of ``--base`` (vision tower frozen; the folder
+is never modified, nothing is saved) or of a fresh untrained base (``--fresh phrase`` or ``--fresh
+atomic``: its tokenizer with ``--atomic-words`` or without; ``--layers`` and ``--hidden-size`` its
+language model's size) to answer "yes" or "no" on checks balanced half and half, drawn from
+``--pairs`` known-truth pairs (held-out requests left out), and prints one JSON row every
+``--eval-every`` steps: the held-out checks' AUC of the "no" - "yes" first-token logit (0.5 blind),
+the accuracy of its sign, and per fault kind the share leaning further to "no" than the median right
+one.
 
     python -m bench.parrot_text_checks --base runs/captions-first/model --steps 1000
     python -m bench.parrot_text_checks --fresh atomic --steps 1000 --run-dir runs/text-checks
