@@ -26,6 +26,7 @@ import json
 import random
 import statistics
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,9 +38,11 @@ from models.critic.critic_transformers import load_processor
 from models.shapes.analyzer import analyze
 from models.shapes.assess import object_findings
 from models.shapes.pairs import make_pair
-from models.shapes.world import ObjectSpec, describe, detailed_prompt, parse_prompt
+from models.shapes.world import ObjectSpec, describe, parse_prompt
 from studio.parrot import pretrain
-from studio.parrot.captions import EMPTY_IMAGE, INSTRUCTION_PREFIX, OBJECT_CHECK, YES, heldout_requests
+from studio.parrot.captions import (
+    EMPTY_IMAGE, INSTRUCTION_PREFIX, OBJECT_CHECK, YES, heldout_requests, scene_description,
+)
 from studio.parrot.examples import sharegpt_to_messages
 from studio.parrot.pairs import HELDOUT_SEED
 from studio.parrot.student_data import collate, encode
@@ -81,8 +84,7 @@ def text_checks(pairs: int, seed: int, exclude: set[str]) -> list[TextCheck]:
         spec = parse_prompt(pair.prompt)
         for image in (pair.image_a, pair.image_b):
             seen = analyze(image)
-            description = detailed_prompt(seen.to_scene()) if seen.objects else EMPTY_IMAGE
-            checks += [TextCheck(pair.prompt, description, describe(asked, article=False), problems)
+            checks += [TextCheck(pair.prompt, scene_description(seen), describe(asked, article=False), problems)
                        for asked, problems in object_findings(spec, seen).items()]
     return checks
 
@@ -100,28 +102,38 @@ def _matches(asked: ObjectSpec, shown: ObjectSpec) -> bool:
         and asked.size in (None, shown.size) and asked.position in (None, shown.position)
 
 
-@torch.no_grad()
 def no_leaning(model: Any, processor: Any, checks: list[TextCheck]) -> list[float]:
     """The first answer token's "no" minus "yes" logit for each check."""
-    first = [processor.tokenizer.encode(word, add_special_tokens=False)[0] for word in (NO, YES)]
-    leaning = []
-    for check in checks:
+    def inputs(check: TextCheck) -> dict[str, Any]:
         messages, _ = sharegpt_to_messages(check.record(""))
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        logits = model(**processor(text=[text], return_tensors="pt")).logits[0, -1]
-        leaning.append(float(logits[first[0]] - logits[first[1]]))
-    return leaning
+        return processor(text=[text], return_tensors="pt")
+
+    return pretrain.first_token_leaning(model, processor, map(inputs, checks), (NO, YES))
 
 
 def split(checks: list[TextCheck], heldout: int, seed: int) -> tuple[list[TextCheck], list[TextCheck],
                                                                       list[TextCheck]]:
-    """(faulty, right, held out): ``heldout`` faulty and as many right checks kept apart, the rest by kind."""
-    faulty = [c for c in checks if c.problems]
-    right = [c for c in checks if not c.problems]
-    random.Random(seed).shuffle(right)
-    if len(faulty) <= heldout:
-        raise SystemExit(f"Only {len(faulty)} faulty checks from these pairs; draw more --pairs.")
-    return faulty[heldout:], right[heldout:], faulty[:heldout] + right[:heldout]
+    """(faulty, right, held out). Requests are taken in a seeded order and set apart until their
+    checks hold ``heldout`` faulty ones; those and as many right ones of the same requests are held
+    out, and no check of a set-apart request is trained on (the rest are returned by kind)."""
+    faults = Counter(c.request for c in checks if c.problems)
+    requests = list(dict.fromkeys(c.request for c in checks))
+    random.Random(seed).shuffle(requests)
+    apart, found = set(), 0
+    for request in requests:
+        if found >= heldout:
+            break
+        apart.add(request)
+        found += faults[request]
+    held = [c for c in checks if c.request in apart]
+    faulty_out = [c for c in held if c.problems][:heldout]
+    right_out = [c for c in held if not c.problems][:len(faulty_out)]
+    trained = [c for c in checks if c.request not in apart]
+    faulty = [c for c in trained if c.problems]
+    if len(faulty_out) < heldout or not faulty:
+        raise SystemExit(f"Too few faulty checks from these pairs for {heldout} held out; draw more --pairs.")
+    return faulty, [c for c in trained if not c.problems], faulty_out + right_out
 
 
 def base_model(args: argparse.Namespace) -> tuple[Any, Any]:

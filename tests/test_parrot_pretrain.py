@@ -696,6 +696,9 @@ def test_text_checks_give_the_description_in_words_and_a_one_line_rule_answers_t
     lines = check.question.splitlines()
     assert lines[0] == f"User Instruction: {check.request}" and lines[1].endswith(check.description)
     assert lines[2] == f"Is the {check.asked} drawn as asked?" and not check.record("no")["images"]
+    faulty_in, right_in, held = parrot_text_checks.split(checks, 2, seed=0)
+    assert sum(bool(c.problems) for c in held) == 2 == len(held) - 2  # balanced
+    assert not {c.request for c in held} & {c.request for c in faulty_in + right_in}  # no held-out request trained
 
 
 @pytest.mark.slow

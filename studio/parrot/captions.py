@@ -355,8 +355,14 @@ def request_check(request: str, image: Image.Image) -> RequestCheck:
     and in its own words, and the detailed prompt of the scene read (or "an empty image")."""
     seen = analyze(image)
     judged = assess_t2i(parse_prompt(request), seen)
-    description = detailed_prompt(seen.to_scene()) if seen.objects else EMPTY_IMAGE
-    return RequestCheck(request, image, tuple(f.text for f in judged.about(TEXT_FAITHFULNESS.key)), description)
+    return RequestCheck(request, image, tuple(f.text for f in judged.about(TEXT_FAITHFULNESS.key)),
+                        scene_description(seen))
+
+
+def scene_description(seen: Any) -> str:
+    """What an analyzer reading (``analyze``) shows, as the detailed prompt of its scene, or
+    ``EMPTY_IMAGE`` when it finds no object."""
+    return detailed_prompt(seen.to_scene()) if seen.objects else EMPTY_IMAGE
 
 
 def request_checks(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),

@@ -42,7 +42,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -581,15 +581,22 @@ def check_objects(model: Any, processor: Any, checks: list[ObjectCheck], *,
             "object_check_examples": [{"question": c.question, "truth": c.answer, "answer": a} for c, a in shown]}
 
 
-@torch.no_grad()
 def no_leaning(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False) -> list[float]:
     """For each check, how much more the model leans to "no" than to "yes" as its answer's first
     token (the difference of their logits): a threshold-free reading of what a greedy "yes" hides."""
-    first = [processor.tokenizer.encode(word, add_special_tokens=False)[0] for word in (NO_PREFIX, YES)]
+    return first_token_leaning(model, processor, (
+        question_inputs(processor, check.image, check.question, request_first=request_first) for check in checks))
+
+
+@torch.no_grad()
+def first_token_leaning(model: Any, processor: Any, inputs: Iterable[dict[str, Any]],
+                        answers: tuple[str, str] = (NO_PREFIX, YES)) -> list[float]:
+    """For each of ``inputs`` (model inputs ready for the answer's first token), the logit of the
+    first token of ``answers[0]`` minus that of ``answers[1]``."""
+    first = [processor.tokenizer.encode(word, add_special_tokens=False)[0] for word in answers]
     leaning = []
-    for check in checks:
-        inputs = question_inputs(processor, check.image, check.question, request_first=request_first)
-        logits = model(**inputs).logits[0, -1]
+    for asked in inputs:
+        logits = model(**asked).logits[0, -1]
         leaning.append(float(logits[first[0]] - logits[first[1]]))
     return leaning
 
