@@ -15,12 +15,12 @@ from safetensors.torch import load_file
 from transformers import AutoModelForImageTextToText
 
 from models.critic.critic_transformers import load_processor
-from bench import parrot_object_checks, parrot_text_checks
+from bench import parrot_lookup, parrot_object_checks, parrot_text_checks
 from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
 from models.errors import ConfigError, InvalidInputError, NotFoundError
-from models.shapes.world import POSITIONS, Scene, ShapeObject, detailed_prompt, parse_prompt, render
+from models.shapes.world import POSITIONS, Scene, ShapeObject, describe, detailed_prompt, parse_prompt, render
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
@@ -701,6 +701,74 @@ def test_text_checks_give_the_description_in_words_and_a_one_line_rule_answers_t
     assert not {c.request for c in held} & {c.request for c in faulty_in + right_in}  # no held-out request trained
 
 
+def test_scene_checks_need_no_image_and_the_rule_answers_them():
+    drawn = parrot_text_checks.balanced(parrot_text_checks.scene_checks(random.Random(1), set()), random.Random(2), 60)
+    faulty = [c for c in drawn if c.problems]
+    assert 15 <= len(faulty) <= 45  # drawn at even odds
+    assert all(parrot_text_checks.rule_says_faithful(c) == (not c.problems) for c in drawn)
+    assert {pretrain.fault_kind(c) for c in faulty} >= {"missing", "colour", "shape"}
+    first = next(parrot_text_checks.scene_checks(random.Random(1), set()))
+    assert next(parrot_text_checks.scene_checks(random.Random(1), {first.request})).request != first.request
+    bare = replace(faulty[0], with_request=False)
+    assert bare.question.splitlines() == [f"The image shows: {bare.description}", f"Is the {bare.asked} drawn as asked?"]
+
+
+def test_verdict_checks_name_each_requested_object_in_order_with_its_verdict():
+    group = next(g for g in parrot_text_checks.scene_groups(random.Random(4), set())
+                 if len(g) > 2 and any(c.problems for c in g))
+    listed = [replace(c, verdicts=True) for c in group]
+    assert [c.asked for c in listed] == [describe(o, article=False) for o in dict.fromkeys(
+        parse_prompt(group[0].request).objects)]  # the request's order
+    whole = listed[-1].target
+    assert whole == "; ".join(f"the {c.asked} is {'wrong' if c.problems else 'drawn'}" for c in listed)
+    for check in listed:
+        assert whole.startswith(check.answer_prefix) and check.answer_prefix.endswith(f"the {check.asked}")
+    assert listed[0].question.endswith("Which requested objects are drawn as asked?")
+    assert group[0].answer_prefix == "" and group[0].target in ("yes", "no")
+
+
+def test_the_prompt_token_loss_counts_the_prompt_s_own_tokens_only():
+    ids = torch.tensor([[5, 6, 7, 8, 9, 0]])
+    batch = {"input_ids": ids, "attention_mask": torch.tensor([[1, 1, 1, 1, 1, 0]]),
+             "labels": torch.tensor([[-100, -100, -100, 8, 9, -100]])}
+    logits = torch.randn(1, 6, 12)
+    ce = torch.nn.functional.cross_entropy
+    assert torch.isclose(pretrain.prompt_token_loss(logits, batch, set()), ce(logits[0, :2], ids[0, 1:3]))
+    assert torch.isclose(pretrain.prompt_token_loss(logits, batch, {7}), ce(logits[0, :1], ids[0, 1:2]))
+
+
+def test_a_lookup_is_answered_by_whether_the_asked_object_is_listed():
+    rng, answers = random.Random(0), []
+    for _ in range(60):
+        record, [listed] = parrot_lookup.lookup(rng, 3)
+        shown, question = record["messages"][0]["content"].split("\n")
+        listing = [o.removeprefix("a ") for o in shown.removeprefix("The image shows: ").split(", ")]
+        asked = question.removeprefix("Is the ").removesuffix(" drawn as asked?")
+        assert 1 <= len(listing) <= 3 and (asked in listing) == listed
+        answers.append(record["messages"][1]["content"])
+        assert answers[-1] == ("yes" if listed else "no")
+    assert 15 <= answers.count("yes") <= 45
+    record, listed = parrot_lookup.lookup(rng, 3, queries=4)
+    verdicts = record["messages"][1]["content"].split("; ")
+    assert record["messages"][0]["content"].endswith("Which of the asked objects are drawn?") and len(verdicts) == 4
+    assert [v.endswith(" is drawn") for v in verdicts] == listed
+    copy = parrot_lookup.repeat(rng, 3)
+    assert copy["messages"][0]["content"].split("\n")[0].removeprefix("The image shows: ") == copy["messages"][1]["content"]
+
+
+@pytest.mark.slow
+def test_the_lookup_bench_copies_then_looks_up_and_leaves_the_base_unchanged(base, capsys):
+    folder = Path(base[0]["model"])
+    weights = (folder / "model.safetensors").read_bytes()
+    parrot_lookup.main(["--base", str(folder), "--copy-steps", "1", "--steps", "2", "--eval-every", "1",
+                        "--batch", "2", "--eval-lookups", "6"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [row["step"] for row in rows] == [0, 1, 2] and rows[0]["loss"] is None
+    assert 0 <= rows[1]["copy_token_accuracy"] <= 1 and "copy_token_accuracy" not in rows[0]
+    assert all(0 <= row["auc"] <= 1 and 0 <= row["sign_accuracy"] <= 1 for row in rows)
+    assert (folder / "model.safetensors").read_bytes() == weights
+
+
 @pytest.mark.slow
 def test_the_text_check_bench_trains_a_base_copy_and_reports_the_separation_as_it_goes(base, capsys):
     folder = Path(base[0]["model"])
@@ -712,14 +780,25 @@ def test_the_text_check_bench_trains_a_base_copy_and_reports_the_separation_as_i
     assert [row["step"] for row in rows[1:]] == [0, 1, 2] and rows[1]["loss"] is None and rows[-1]["loss"] > 0
     assert all(0 <= row["auc"] <= 1 and 0 <= row["sign_accuracy"] <= 1 for row in rows[1:])
     assert (folder / "model.safetensors").read_bytes() == weights
+    parrot_text_checks.main(["--base", str(folder), "--pairs", "60", "--heldout", "3", "--steps", "1",
+                             "--eval-every", "1", "--batch", "2", "--exclude-heldout", "5", "--scene-checks",
+                             "--no-request", "--prompt-loss", "1"])
+    rows = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert rows[0]["train_checks"] == "fresh from scenes" and rows[-1]["loss"] > 0
+    assert all(0 <= row["scene_checks"]["auc"] <= 1 for row in rows[1:])
+    assert (folder / "model.safetensors").read_bytes() == weights
 
 
-def test_a_base_with_atomic_words_names_each_colour_and_shape_with_one_token(tmp_path):
+def test_a_base_names_each_colour_and_shape_with_one_token_and_with_object_words_each_pair(tmp_path):
     config = pretrain.PretrainConfig(hidden_size=32, layers=1, vision_hidden_size=32, vision_depth=1, vocab_size=600,
                                      tokenizer_pairs=4, exclude_heldout=5, atomic_words=True)
     _, processor = pretrain.build_base(config, tmp_path / "atomic", set())
     pieces = processor.tokenizer.tokenize("a small purple star at the top left")
     assert [processor.tokenizer.convert_tokens_to_string([p]) for p in pieces][2:4] == [" purple", " star"]
+    config.object_words = True
+    _, processor = pretrain.build_base(config, tmp_path / "objects", set())
+    pieces = processor.tokenizer.tokenize("a small purple star at the top left")
+    assert [processor.tokenizer.convert_tokens_to_string([p]) for p in pieces][2] == " purple star"
 
 
 @pytest.mark.slow

@@ -77,5 +77,22 @@ def test_atomic_words_are_one_token_wherever_they_appear_and_the_rest_still_merg
     assert "reddish" not in pieces(atomic, "a reddish square")[1]  # only whole words are isolated
     prompt = next(sharegpt_texts(_protocol_records()))
     assert len(atomic(prompt)["input_ids"]) * 3 < len(prompt.encode())  # the rubric still merges into phrases
-    with pytest.raises(InvalidInputError, match="single words"):
-        train_protocol_tokenizer(texts, atomic_words=("top left",))
+    with pytest.raises(InvalidInputError, match="single spaces"):
+        train_protocol_tokenizer(texts, atomic_words=("top  left",))
+    with pytest.raises(InvalidInputError, match="single spaces"):
+        train_protocol_tokenizer(texts, atomic_words=("red!",))
+
+
+def test_an_atomic_phrase_is_one_token_and_its_words_stay_atomic_elsewhere():
+    captions = ["a large red circle in the centre", "a small blue square at the top left and a red square"] * 20
+    texts = [*template_texts(), *captions]
+    tokenizer = train_protocol_tokenizer(texts, vocab_size=600,
+                                         atomic_words=("red", "blue", "circle", "square", "red circle"))
+
+    def pieces(text: str) -> list[str]:
+        return [tokenizer.decode([i]) for i in tokenizer(text, add_special_tokens=False)["input_ids"]]
+
+    assert " red circle" in pieces("a large red circle in the centre")  # the phrase wins over its words
+    assert " red circle" in pieces("Is the red circle drawn as asked?")
+    assert " red" in pieces("a red square") and " square" in pieces("a red square")
+    assert tokenizer.decode(tokenizer("a red circles", add_special_tokens=False)["input_ids"]) == "a red circles"

@@ -64,7 +64,7 @@ def train_protocol_tokenizer(
     token); every whole-word occurrence of one of ``atomic_words`` (with the space before it, if
     any) is a piece of its own that no merge crosses. Raises ``InvalidInputError`` for an empty
     corpus, a vocabulary too small to hold the bytes and the special tokens, or an atomic word
-    that is not a single word.
+    that is not words with single spaces between them (a phrase such as "purple star" is one piece too).
     """
     corpus = [text for text in texts if text]
     if not corpus:
@@ -92,8 +92,9 @@ def _pre_tokenizer(atomic_words: Sequence[str]) -> pre_tokenizers.PreTokenizer:
     byte_level = ByteLevel(add_prefix_space=False, use_regex=False)
     if not atomic_words:
         return byte_level
-    bad = [word for word in atomic_words if not re.fullmatch(r"\w+", word)]
+    bad = [word for word in atomic_words if not re.fullmatch(r"\w+( \w+)*", word)]
     if bad:
-        raise InvalidInputError(f"Atomic words must be single words (letters, digits, _); got {bad}.")
+        raise InvalidInputError(f"Atomic words must be words (letters, digits, _) with single spaces between "
+                                f"them; got {bad}.")
     words = "|".join(sorted(set(atomic_words), key=len, reverse=True))
     return pre_tokenizers.Sequence([Split(Regex(rf" ?\b(?:{words})\b"), behavior="isolated"), byte_level])

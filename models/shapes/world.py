@@ -50,6 +50,9 @@ POSITIONS: tuple[str, ...] = (
 )
 CONTENT_WORDS: tuple[str, ...] = (*SHAPES, *COLOURS, *SIZES, *dict.fromkeys(w for p in POSITIONS for w in p.split()))
 """The single words that say what a scene holds (a tokenizer can keep each one token)."""
+OBJECT_WORDS: tuple[str, ...] = tuple(f"{colour} {shape}" for colour in COLOURS for shape in SHAPES)
+"""Each colour-shape pair as one phrase (a tokenizer can keep each one token, so that which colour goes
+with which shape is in the token, not in its neighbour)."""
 INK: tuple[int, int, int] = (30, 30, 30)
 BACKGROUND: tuple[int, int, int] = (245, 245, 245)
 MAX_WORD_LETTERS = 3

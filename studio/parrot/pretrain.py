@@ -57,7 +57,7 @@ from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.critic_shapes import ShapesCritic
-from models.shapes.world import CONTENT_WORDS, POSITIONS, detailed_prompt, random_scene
+from models.shapes.world import CONTENT_WORDS, OBJECT_WORDS, POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
 from studio.config import _check_float, _check_int
 from studio.jobs.context import JobContext
@@ -96,6 +96,9 @@ class BaseSizes:
     atomic_words: bool = field(default=False, metadata={
         "help": "make each of the world's colours, shapes, sizes and places one token wherever it appears, so a "
                 "request and a description name a thing with the same ids (docs/parrot.md, nineteenth step)"})
+    object_words: bool = field(default=False, metadata={
+        "help": "make each colour-shape pair (\"purple star\") one token too, so that which colour "
+                "goes with which shape is in the token (docs/parrot.md, twentieth step)"})
     flaw_prob: float = field(default=0.5, metadata={"help": "share of renders with an image flaw"})
     exclude_heldout: int = field(default=2000,
                                  metadata={"help": "requests of the bench's held-out pairs never drawn as scenes"})
@@ -392,6 +395,11 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
     return texts
 
 
+def tokenizer_words(config: PretrainConfig) -> tuple[str, ...]:
+    """The words and phrases the base's tokenizer keeps one token each (``atomic_words``, ``object_words``)."""
+    return (*(CONTENT_WORDS if config.atomic_words else ()), *(OBJECT_WORDS if config.object_words else ()))
+
+
 def build_base(config: PretrainConfig, folder: Path, exclude: set[str]) -> tuple[Any, Any]:
     """The base to train: ``config.init``'s model and processor, or, without it, an untrained one
     in ``folder``: a protocol tokenizer learnt from ``tokenizer_corpus`` and a tiny Qwen3-VL of
@@ -402,7 +410,7 @@ def build_base(config: PretrainConfig, folder: Path, exclude: set[str]) -> tuple
         return (AutoModelForImageTextToText.from_pretrained(config.init, dtype=torch.float32),
                 load_processor(config.init))
     tokenizer = train_protocol_tokenizer(tokenizer_corpus(config, exclude), vocab_size=config.vocab_size,
-                                         atomic_words=CONTENT_WORDS if config.atomic_words else ())
+                                         atomic_words=tokenizer_words(config))
     build_tiny_qwen3vl(folder, seed=config.seed, hidden_size=config.hidden_size, num_layers=config.layers,
                        vision_hidden_size=config.vision_hidden_size, vision_depth=config.vision_depth,
                        patch_size=config.patch_size, tokenizer=tokenizer)
@@ -428,16 +436,33 @@ def example_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return (per_token.sum(1)[counts > 0] / counts[counts > 0]).mean()
 
 
+def prompt_token_loss(logits: torch.Tensor, batch: dict[str, Any], skip_ids: set[int]) -> torch.Tensor:
+    """The next-token cross-entropy over the prompt's own tokens (attended, not answer tokens,
+    none of ``skip_ids`` such as the visual placeholders): plain language-model pretraining on the
+    request, description and question text, as a real LLM had before it was asked anything."""
+    targets = batch["input_ids"][:, 1:]
+    keep = (batch["attention_mask"][:, 1:] > 0) & (batch["labels"][:, 1:] == IGNORE)
+    for token in skip_ids:
+        keep &= targets != token
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                                  reduction="none").view(targets.shape)
+    return (per_token * keep).sum() / keep.sum().clamp(min=1)
+
+
 def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, *,
-               per_example: bool = False) -> float:
-    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its loss, averaged
-    over all answer tokens or, ``per_example``, per example first (``example_mean_loss``)."""
-    if per_example:
-        inputs = {k: v for k, v in batch.items() if k != "labels"}
-        loss = example_mean_loss(model(**inputs).logits, batch["labels"])
+               per_example: bool = False, prompt_weight: float = 0.0, skip_ids: set[int] = frozenset()) -> float:
+    """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its answer loss,
+    averaged over all answer tokens or, ``per_example``, per example first (``example_mean_loss``).
+    With ``prompt_weight`` the prompt's tokens are predicted too (``prompt_token_loss``), weighted so."""
+    if per_example or prompt_weight:
+        logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+        loss = example_mean_loss(logits, batch["labels"]) if per_example else \
+            torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
+                                              ignore_index=IGNORE)
+        total = loss + prompt_weight * prompt_token_loss(logits, batch, skip_ids) if prompt_weight else loss
     else:
-        loss = model(**batch).loss
-    loss.backward()
+        loss = total = model(**batch).loss
+    total.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     optimizer.step()
     scheduler.step()
