@@ -159,6 +159,17 @@ def balanced(checks: Iterator[TextCheck], rng: random.Random, count: int) -> lis
     return drawn
 
 
+def last_of_each(checks: list[TextCheck]) -> list[TextCheck]:
+    """Of each description's checks, the last in its request's order (with ``verdicts``, its
+    ``target`` is the whole answer)."""
+    last: dict[tuple[str, str], TextCheck] = {}
+    for check in checks:
+        key = (check.request, check.description)
+        if key not in last or len(check.before) > len(last[key].before):
+            last[key] = check
+    return list(last.values())
+
+
 def rule_says_faithful(check: TextCheck) -> bool:
     """The one-line rule: some described object has the asked shape and colour, and the asked size
     and place where the request gives them."""
@@ -247,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--prompt-loss", type=float, default=0.0,
                         help="also predict the prompt's tokens, at this weight against the answer's")
     parser.add_argument("--verdicts", action="store_true",
-                        help="--scene-checks: one example per description, its answer naming every requested object "
+                        help="one example per description (from --scene-checks or the pool), its answer naming "
+                             "every requested object "
                              "with its verdict (\"the purple star is drawn; the red circle is wrong\"), not one "
                              "yes / no question")
     parser.add_argument("--no-request", action="store_true",
@@ -269,14 +281,13 @@ def main(argv: list[str] | None = None) -> None:
     fresh = scene_checks(random.Random(args.seed + 3), apart)
     scene_heldout = [next(c for c in fresh if bool(c.problems) == faulty)
                      for faulty in (True, False) for _ in range(args.heldout)]
-    if args.verdicts and not args.scene_checks:
-        raise SystemExit("--verdicts trains on --scene-checks; add it.")
     form = {"with_request": not args.no_request, "verdicts": args.verdicts}
     groups = ([dataclasses.replace(c, **form) for c in group]
               for group in scene_groups(random.Random(args.seed + 2), apart | {c.request for c in scene_heldout}))
     unending = (check for group in groups for check in group)
     faulty, right, heldout, scene_heldout = ([dataclasses.replace(c, **form) for c in checks]
                                              for checks in (faulty, right, heldout, scene_heldout))
+    whole = last_of_each(faulty + right)
     model, processor = base_model(args)
     pretrain.freeze_vision(model)
     config = pretrain.PretrainConfig(learning_rate=args.lr, vision_learning_rate=0.0, warmup_steps=min(30, args.steps),
@@ -285,7 +296,7 @@ def main(argv: list[str] | None = None) -> None:
     rng, losses = random.Random(args.seed + 1), []
     name = args.base or f"fresh {args.fresh}, {args.layers} layers of {args.hidden_size}"
     pool = {"train_checks": "fresh from scenes"} if args.scene_checks else \
-        {"train_faulty": len(faulty), "train_right": len(right)}
+        {"train_faulty": len(faulty), "train_right": len(right), **({"train_answers": len(whole)} if args.verdicts else {})}
     print(json.dumps({"base": name, **pool,
                       "heldout": len(heldout), "rule_accuracy": round(
                           sum(rule_says_faithful(c) != bool(c.problems) for c in heldout) / len(heldout), 4),
@@ -308,8 +319,10 @@ def main(argv: list[str] | None = None) -> None:
                   flush=True)
         if step == args.steps:
             break
-        if args.verdicts:
+        if args.verdicts and args.scene_checks:
             drawn = [next(groups)[-1] for _ in range(args.batch)]  # a request's last object: its whole answer
+        elif args.verdicts:
+            drawn = [rng.choice(whole) for _ in range(args.batch)]
         elif args.scene_checks:
             drawn = balanced(unending, rng, args.batch)
         else:

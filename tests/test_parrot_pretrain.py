@@ -725,6 +725,7 @@ def test_verdict_checks_name_each_requested_object_in_order_with_its_verdict():
         assert whole.startswith(check.answer_prefix) and check.answer_prefix.endswith(f"the {check.asked}")
     assert listed[0].question.endswith("Which requested objects are drawn as asked?")
     assert group[0].answer_prefix == "" and group[0].target in ("yes", "no")
+    assert parrot_text_checks.last_of_each(listed[1:] + listed[:1]) == [listed[-1]]  # one whole answer each
 
 
 def test_the_prompt_token_loss_counts_the_prompt_s_own_tokens_only():
