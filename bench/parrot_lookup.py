@@ -39,20 +39,30 @@ MULTI_QUESTION = "Which of the asked objects are drawn?"
 DRAWN, MISSING = " is drawn", " is missing"
 
 
-def lookup(rng: random.Random, max_objects: int, queries: int = 1) -> tuple[dict[str, Any], list[bool]]:
+def lookup(rng: random.Random, max_objects: int, queries: int = 1,
+           avoid: frozenset[tuple[str, str]] = frozenset()) -> tuple[dict[str, Any], list[bool]]:
     """One lookup as a text-only sharegpt example, and for each asked object whether it is listed
     (each at even odds). One query asks "Is the X drawn as asked?" -> "yes" / "no"; more name each
     asked object in the answer with its verdict, as a critique would: "the X is drawn; the Y is
-    missing" (a verdict token for every object, and the object just before it)."""
-    shown = rng.sample(OBJECT_WORDS, rng.randint(1, max_objects))
-    listed = [rng.random() < 0.5 for _ in range(queries)]
-    asked = [rng.choice(shown) if there else rng.choice([o for o in OBJECT_WORDS if o not in shown])
-             for there in listed]
+    missing" (a verdict token for every object, and the object just before it). A draw that asks
+    an object of a list as one of ``avoid`` (``lookup_key``) does is drawn again."""
+    while True:
+        shown = rng.sample(OBJECT_WORDS, rng.randint(1, max_objects))
+        listed = [rng.random() < 0.5 for _ in range(queries)]
+        asked = [rng.choice(shown) if there else rng.choice([o for o in OBJECT_WORDS if o not in shown])
+                 for there in listed]
+        if not any(lookup_key(shown, a) in avoid for a in asked):
+            break
     if queries == 1:
         question = f"The image shows: {_listing(shown)}\nIs the {asked[0]} drawn as asked?"
         return _record(question, YES if listed[0] else NO), listed
     answer = "; ".join(f"the {a}{DRAWN if there else MISSING}" for a, there in zip(asked, listed))
     return _record(f"The image shows: {_listing(shown)}\n{MULTI_QUESTION}", answer), listed
+
+
+def lookup_key(shown: list[str], asked: str) -> tuple[str, str]:
+    """What identifies a lookup: its list, as written, and the object asked."""
+    return _listing(shown), asked
 
 
 def repeat(rng: random.Random, max_objects: int) -> dict[str, Any]:
@@ -68,6 +78,12 @@ def _listing(objects: list[str]) -> str:
 def _record(question: str, answer: str) -> dict[str, Any]:
     return {"messages": [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
             "images": []}
+
+
+def _held_key(record: dict[str, Any]) -> tuple[str, str]:
+    """``lookup_key`` of a one-query lookup record."""
+    shown, question = record["messages"][0]["content"].split("\n")
+    return shown.removeprefix("The image shows: "), question.removeprefix("Is the ").removesuffix(" drawn as asked?")
 
 
 def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
@@ -132,6 +148,7 @@ def main(argv: list[str] | None = None) -> None:
     optimizer, scheduler = pretrain.optimisation(model, config)
     rng, held_rng = random.Random(args.seed + 1), random.Random(args.seed + 2)
     held = [lookup(held_rng, args.max_objects) for _ in range(args.eval_lookups)]
+    avoid = frozenset(_held_key(record) for record, _ in held)  # never trained on
     losses, copied, started = [], [], time.perf_counter()
     for step in range(args.steps + 1):
         if step % args.eval_every == 0 or step == args.steps:
@@ -146,7 +163,7 @@ def main(argv: list[str] | None = None) -> None:
         if step == args.steps:
             break
         copying = step < args.copy_steps
-        records = [repeat(rng, args.max_objects) if copying else lookup(rng, args.max_objects, args.queries)[0]
+        records = [repeat(rng, args.max_objects) if copying else lookup(rng, args.max_objects, args.queries, avoid)[0]
                    for _ in range(args.batch)]
         batch = collate([encode(r, processor, 512) for r in records], processor.tokenizer.pad_token_id)
         if copying:

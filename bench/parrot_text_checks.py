@@ -68,7 +68,7 @@ class TextCheck:
     before: tuple[tuple[str, bool], ...] = ()
     """The objects the request names before this one (each checked once), and whether each is drawn as asked."""
     verdicts: bool = False
-    """Asked as one item of a verdict list (``verdict_answer``) rather than as a yes / no question."""
+    """Asked as one item of a verdict list (``target``) rather than as a yes / no question."""
 
     @property
     def question(self) -> str:

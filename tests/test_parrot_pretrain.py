@@ -20,7 +20,7 @@ from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
 from models.errors import ConfigError, InvalidInputError, NotFoundError
-from models.shapes.world import POSITIONS, Scene, ShapeObject, describe, detailed_prompt, parse_prompt, render
+from models.shapes.world import OBJECT_WORDS, POSITIONS, Scene, ShapeObject, describe, detailed_prompt, parse_prompt, render
 from studio.jobs.context import RecordingContext
 from studio.parrot import bt, distill, pretrain
 from studio.parrot.captions import (
@@ -753,6 +753,11 @@ def test_a_lookup_is_answered_by_whether_the_asked_object_is_listed():
     verdicts = record["messages"][1]["content"].split("; ")
     assert record["messages"][0]["content"].endswith("Which of the asked objects are drawn?") and len(verdicts) == 4
     assert [v.endswith(" is drawn") for v in verdicts] == listed
+    listed_once = frozenset(parrot_lookup.lookup_key([o], o) for o in OBJECT_WORDS)  # every "yes" of a one-object list
+    assert not any(parrot_lookup.lookup(rng, 1, avoid=listed_once)[1][0] for _ in range(40))  # all drawn again
+    held, _ = parrot_lookup.lookup(rng, 3)
+    key = parrot_lookup._held_key(held)
+    assert key[1] in held["messages"][0]["content"] and key[0] in held["messages"][0]["content"]
     copy = parrot_lookup.repeat(rng, 3)
     assert copy["messages"][0]["content"].split("\n")[0].removeprefix("The image shows: ") == copy["messages"][1]["content"]
 
