@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from bench.parrot_text_checks import NO, answer_prefix_inputs, base_model
+from bench.parrot_text_checks import NO, base_model, text_inputs
 from models.shapes.world import OBJECT_WORDS
 from studio.parrot import pretrain
 from studio.parrot.captions import YES
@@ -94,20 +94,20 @@ def token_accuracy(logits: torch.Tensor, labels: torch.Tensor) -> float:
 
 def lookup_scores(model: Any, processor: Any, lookups: list[tuple[dict[str, Any], list[bool]]],
                   queries: int) -> dict[str, float]:
-    """The sign accuracy and AUC over one-query ``lookups`` of the verdict's first-token logit, "no"
-    minus "yes" (or, for ``queries`` above 1, " is missing" minus " is drawn" after the answer's
-    "the X", X the asked object)."""
-    def inputs(record: dict[str, Any]) -> dict[str, Any]:
+    """The sign accuracy and AUC over one-query ``lookups`` of the verdict's logit where the two answers
+    part (``pretrain.fork_leaning``), "no" minus "yes" (or, for ``queries`` above 1, " is missing" minus
+    " is drawn" after the answer's "the X", X the asked object)."""
+    def inputs(record: dict[str, Any]) -> tuple[dict[str, Any], str]:
         prefix = ""
         if queries > 1:
             shown, question = record["messages"][0]["content"].split("\n")
             prefix = f"the {question.removeprefix('Is the ').removesuffix(' drawn as asked?')}"
             record = _record(f"{shown}\n{MULTI_QUESTION}", "")
-        return answer_prefix_inputs(processor, record, prefix)
+        return text_inputs(processor, record), prefix
 
     verdicts = (NO, YES) if queries == 1 else (MISSING, DRAWN)
     with torch.no_grad():
-        leaning = pretrain.first_token_leaning(model, processor, (inputs(r) for r, _ in lookups), verdicts)
+        leaning = pretrain.fork_leaning(model, processor, (inputs(r) for r, _ in lookups), verdicts)
     absent = [lean for lean, (_, [listed]) in zip(leaning, lookups) if not listed]
     present = [lean for lean, (_, [listed]) in zip(leaning, lookups) if listed]
     auc = sum((a > p) + 0.5 * (a == p) for a in absent for p in present) / (len(absent) * len(present))

@@ -10,10 +10,13 @@ kind, the share of faulty objects leaning further to "no" than the median right 
 answers "yes" to everything can still separate: the AUC reads what greedy decoding hides. With
 ``--drawn N`` the checks are instead N fresh ones drawn as training draws them (half faulty, held-out
 requests left out), which tells a base that never fitted its training task from one that fitted it
-and does not carry it to the held-out images.
+and does not carry it to the held-out images. With ``--verdicts`` each object is read from a verdict
+list instead (``parrot pretrain --object-verdicts``): the "is wrong" - "is drawn" logit right after the
+object's name, the verdicts before it as the truth has them (``pretrain.verdict_leaning``).
 
     python -m bench.parrot_object_checks --base runs/objects-first/model --request-first --eval-images 400
     python -m bench.parrot_object_checks --base runs/objects-first-2/model --request-first --drawn 230
+    python -m bench.parrot_object_checks --base runs/verdicts-first/model --request-first --verdicts
 """
 
 from __future__ import annotations
@@ -44,6 +47,10 @@ def main(argv: list[str] | None = None) -> None:
                         help="score N fresh checks drawn as training draws them (half faulty) instead")
     parser.add_argument("--exclude-heldout", type=int, default=2000,
                         help="--drawn: requests of the bench's held-out pairs never drawn")
+    parser.add_argument("--verdicts", action="store_true",
+                        help="read each object's verdict from a verdict list (parrot pretrain --object-verdicts)")
+    parser.add_argument("--described", action="store_true",
+                        help="--verdicts: after the image's description line (parrot pretrain --check-describe)")
     args = parser.parse_args(argv)
     if args.drawn:
         fresh = object_checks(random.Random(12345), size=args.image_size, faithful=0.5,
@@ -54,7 +61,10 @@ def main(argv: list[str] | None = None) -> None:
     for folder in args.base:
         started = time.perf_counter()
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
-        report = pretrain.check_objects(model, load_processor(folder), checks, request_first=args.request_first)
+        processor = load_processor(folder)
+        report = (pretrain.check_object_verdicts(model, processor, checks, request_first=args.request_first,
+                                                 described=args.described) if args.verdicts else
+                  pretrain.check_objects(model, processor, checks, request_first=args.request_first))
         print(json.dumps({"base": folder, "request_first": args.request_first,
                           "checks": f"{args.drawn} drawn" if args.drawn else "held out", **report,
                           "seconds": round(time.perf_counter() - started, 1)}), flush=True)

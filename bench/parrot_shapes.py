@@ -79,13 +79,19 @@ class Stages:
         return summary
 
 
+def teacher_spec(args: argparse.Namespace) -> dict[str, Any]:
+    """The noisy reference critic as the teacher (``parrot generate``'s spec), wording its Text
+    Faithfulness as per-object verdicts with ``--teacher-verdicts``."""
+    return {"backend": "shapes", "perception_noise": args.noise, "seed": 1,
+            **({"object_verdicts": True} if args.teacher_verdicts else {})}
+
+
 def train_student(args: argparse.Namespace, stages: Stages) -> tuple[dict[str, Any], dict[str, Any]]:
     """Generate, filter (unless ``no-filter``), export and distil; (the data counts, the distill summary)."""
     anchored = args.variant != "no-anchoring"
     suffix = "" if anchored else "-unanchored"
-    teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
     gen = stages(f"generate{suffix}", generate, generate.GenerateConfig(
-        count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws if anchored else 1,
+        count=args.pairs, flip_rate=args.flip_rate, teacher=teacher_spec(args), draws=args.draws if anchored else 1,
         anchoring=anchored))
     data: dict[str, Any] = {"generate": {k: gen[k] for k in ("rationales", "not_agreeing")}}
     if args.variant == "no-filter":
@@ -133,6 +139,10 @@ def main() -> None:
     parser.add_argument("--flip-rate", type=float, default=0.1)
     parser.add_argument("--noise", type=float, default=0.2, help="the teacher's perception noise")
     parser.add_argument("--draws", type=int, default=4, help="teacher critiques per image (anchoring)")
+    parser.add_argument("--teacher-verdicts", action="store_true",
+                        help="the teacher's Text Faithfulness opens with every requested object's verdict (\"the "
+                             "purple star is drawn; the red circle is wrong.\"); pair it with a base from `parrot "
+                             "pretrain --object-verdicts` and its own --run-dir")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--max-steps", type=int, default=0,
@@ -159,11 +169,11 @@ def main() -> None:
                            "freeze_vision": args.freeze_vision, "vision_lr": args.vision_lr,
                            "max_steps": args.max_steps,
                            "flip_rate": args.flip_rate, "teacher_noise": args.noise, "minutes": args.minutes,
+                           "teacher_verdicts": args.teacher_verdicts,
                            "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
-        teacher = {"backend": "shapes", "perception_noise": args.noise, "seed": 1}
         stages("generate", generate, generate.GenerateConfig(
-            count=args.pairs, flip_rate=args.flip_rate, teacher=teacher, draws=args.draws))
+            count=args.pairs, flip_rate=args.flip_rate, teacher=teacher_spec(args), draws=args.draws))
         model = stages("bt", bt, bt.BTConfig(
             rationales=str(stages.root / "generate" / "rationales.jsonl"), max_steps=args.max_steps,
             max_minutes=args.minutes,

@@ -26,6 +26,12 @@ none), and the student's clauses are compared with the exact critic's, per dimen
   clauses wrong on some dimension), ``comparison`` (every clause right, the verdict wrong), or
   ``right``; and the overall verdicts (A / B / tie) beside the truth's.
 
+With ``--verdicts`` (a student distilled with ``bench.parrot_shapes --teacher-verdicts``) the exact
+critic words its Text Faithfulness as per-object verdicts too, and ``object_verdicts`` reads them: of
+the truth's "the <object> is drawn / is wrong" items, the share the student states at all, states with
+the true verdict (``right``; on the truth's wrong objects ``wrong_found``, on its drawn ones
+``drawn_kept``), and states as the *other* image's truth has it (``other_image``, where the two differ).
+
 Prints one JSON line; ``--show N`` also prints the first N pairs' justifications side by side.
 
     OMP_NUM_THREADS=1 nice python -m bench.parrot_student_reads --critic RUN/distill/critic --run-dir RUN
@@ -54,18 +60,21 @@ from models.types import PairRequest, PairResult, PairwiseJudgement, task_dimens
 
 Clauses = frozenset[str]
 _NAMED = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})s?\b")
+_VERDICT = re.compile(r"\bthe ([a-z ]+?) is (drawn|wrong)\b(?! as)")  # not a finding's "is drawn as a star"
 
 
 def image_clauses(justification: str | None) -> tuple[Clauses, Clauses] | None:
     """The clauses of "Image A: ... Image B: ..." for A and for B (lower case, no final stop);
     ``None`` when the justification does not name both images in that order."""
-    if not justification:
-        return None
-    head, _, rest = justification.partition("Image A:")
+    parts = _halves(justification)
+    return (_split(parts[0]), _split(parts[1])) if parts else None
+
+
+def _halves(justification: str | None) -> tuple[str, str] | None:
+    """The "Image A:" and "Image B:" parts of a justification; ``None`` unless it names both, in that order."""
+    head, _, rest = (justification or "").partition("Image A:")
     part_a, found, part_b = rest.partition("Image B:")
-    if not found or head.strip():
-        return None
-    return _split(part_a), _split(part_b)
+    return (part_a, part_b) if found and not head.strip() else None
 
 
 def _split(part: str) -> Clauses:
@@ -87,6 +96,46 @@ def request_analysis(raw: str) -> str:
 def named_objects(clauses: Clauses) -> list[tuple[str, str]]:
     """The (colour, shape) of every "<colour> <shape>" the clauses name."""
     return [(m.group(1), m.group(2)) for clause in clauses for m in _NAMED.finditer(clause)]
+
+
+def stated_verdicts(part: str) -> dict[str, str]:
+    """The "the <object> is drawn / is wrong" items of one image's justification: object -> verdict."""
+    return {m.group(1): m.group(2) for m in _VERDICT.finditer(part.lower())}
+
+
+def verdict_measures(student: list[PairResult], truth: list[PairResult]) -> dict[str, Any]:
+    """``object_verdicts`` of the module docstring: the student's per-object Text Faithfulness
+    verdicts against the exact verdict-worded critic's, image by image (unparsed answers state none)."""
+    counts: Counter[str] = Counter()
+    key = task_dimensions("t2i")[0].key
+    for mine, exact in zip(student, truth, strict=True):
+        want = _parts(exact, key)
+        if want is None:
+            raise RuntimeError("the exact reference critic's answer did not parse")
+        got = _parts(mine, key) or ("", "")
+        true = [stated_verdicts(part) for part in want]
+        for side in (0, 1):
+            said, other = stated_verdicts(got[side]), true[1 - side]
+            for name, verdict in true[side].items():
+                counts["objects"] += 1
+                counts["stated"] += name in said
+                counts["right"] += said.get(name) == verdict
+                counts[f"true_{verdict}"] += 1
+                counts[f"right_{verdict}"] += said.get(name) == verdict
+                if other.get(name) not in (None, verdict):
+                    counts["differs"] += 1
+                    counts["other_image"] += said.get(name) == other[name]
+    return {"objects": counts["objects"], "stated": _share(counts["stated"], counts["objects"]),
+            "right": _share(counts["right"], counts["objects"]),
+            "wrong_found": _share(counts["right_wrong"], counts["true_wrong"]),
+            "drawn_kept": _share(counts["right_drawn"], counts["true_drawn"]),
+            "differs": counts["differs"], "other_image": _share(counts["other_image"], counts["differs"])}
+
+
+def _parts(result: PairResult, key: str) -> tuple[str, str] | None:
+    """One dimension's justification as its "Image A:" and "Image B:" parts; ``None`` if unreadable."""
+    verdict = result.dimensions.get(key) if isinstance(result, PairwiseJudgement) else None
+    return _halves(verdict.justification) if verdict else None
 
 
 def _share(count: int, total: int) -> float:
@@ -228,6 +277,9 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=400)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--show", type=int, default=0, help="print the first N pairs' Text Faithfulness")
+    parser.add_argument("--verdicts", action="store_true",
+                        help="a student of a verdict-worded teacher (parrot_shapes --teacher-verdicts): the truth is "
+                             "worded so too, and its per-object verdicts are read (object_verdicts)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     heldout, _ = unseen_heldout(args.pairs, Path(args.run_dir))
@@ -235,10 +287,12 @@ def main() -> None:
     swapped = [PairRequest(r.task, r.prompt, r.image_b, r.image_a, r.source_image) for r in requests]
     student = TransformersCritic(model=args.critic, temperature=0, max_new_tokens=args.max_new_tokens, batch_size=8,
                                  parse_retries=0)
-    truth = ShapesCritic(perception_noise=0.0).judge(requests)
+    truth = ShapesCritic(perception_noise=0.0, object_verdicts=args.verdicts).judge(requests)
     mine, flipped = student.judge(requests), student.judge(swapped)
     row = {"critic": args.critic, **compare(mine, truth, flipped, [str(p.truth) for p in heldout],
                                             [p.prompt for p in heldout], ScoringPolicy())}
+    if args.verdicts:
+        row["object_verdicts"] = verdict_measures(mine, truth)
     if args.show:
         _show(args.show, mine, truth, requests)
     print(json.dumps(row))

@@ -37,13 +37,14 @@ from transformers import AutoModelForImageTextToText
 
 from models.critic.critic_transformers import load_processor
 from models.shapes.analyzer import analyze
-from models.shapes.assess import object_findings
+from models.shapes.assess import RIGHT, WRONG, object_findings
 from models.shapes.pairs import make_pair
 from models.shapes.defects import apply_fault, feasible_faults
 from models.shapes.world import ObjectSpec, describe, detailed_prompt, parse_prompt, random_scene, short_prompt
 from studio.parrot import pretrain
 from studio.parrot.captions import (
-    EMPTY_IMAGE, INSTRUCTION_PREFIX, OBJECT_CHECK, YES, heldout_requests, scene_description,
+    EMPTY_IMAGE, INSTRUCTION_PREFIX, OBJECT_CHECK, VERDICT_QUESTION, YES, heldout_requests,
+    scene_description, verdict_prefix,
 )
 from studio.parrot.examples import sharegpt_to_messages
 from studio.parrot.pairs import HELDOUT_SEED
@@ -51,8 +52,6 @@ from studio.parrot.student_data import collate, encode
 
 NO = "no"
 DESCRIPTION_PREFIX = "The image shows: "
-VERDICT_QUESTION = "Which requested objects are drawn as asked?"
-RIGHT, WRONG = " is drawn", " is wrong"
 
 
 @dataclass(frozen=True)
@@ -84,8 +83,7 @@ class TextCheck:
         ``before`` it, then "the" and this object ("" for a yes / no question)."""
         if not self.verdicts:
             return ""
-        return "; ".join([*(f"the {asked}{RIGHT if right else WRONG}" for asked, right in self.before),
-                          f"the {self.asked}"])
+        return verdict_prefix(self.before, self.asked)
 
     @property
     def target(self) -> str:
@@ -184,22 +182,20 @@ def _matches(asked: ObjectSpec, shown: ObjectSpec) -> bool:
 
 
 def no_leaning(model: Any, processor: Any, checks: list[TextCheck]) -> list[float]:
-    """The verdict's first token, "no" minus "yes" logit (with ``verdicts``, ``WRONG`` minus ``RIGHT``
-    after ``answer_prefix``, the verdicts before it as the truth has them), for each check."""
+    """The verdict's "no" minus "yes" logit (with ``verdicts``, ``WRONG`` minus ``RIGHT`` after
+    ``answer_prefix``, the verdicts before it as the truth has them), read where the two answers part
+    (``pretrain.fork_leaning``), for each check."""
     answers = (WRONG, RIGHT) if checks and checks[0].verdicts else (NO, YES)
     with torch.no_grad():
-        return pretrain.first_token_leaning(
-            model, processor, (answer_prefix_inputs(processor, c.record(""), c.answer_prefix) for c in checks), answers)
+        return pretrain.fork_leaning(
+            model, processor, ((text_inputs(processor, c.record("")), c.answer_prefix) for c in checks), answers)
 
 
-def answer_prefix_inputs(processor: Any, record: dict[str, Any], prefix: str) -> dict[str, Any]:
-    """Model inputs for ``record``'s prompt followed by ``prefix``, the start of its answer, each
-    tokenized on its own as ``encode`` tokenizes a prompt and its answer (no merge across the two)."""
+def text_inputs(processor: Any, record: dict[str, Any]) -> dict[str, Any]:
+    """Model inputs for the text-only ``record``'s prompt, ready for its answer's first token."""
     messages, _ = sharegpt_to_messages(record)
     text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     ids = processor(text=[text], return_tensors="pt")["input_ids"]
-    if prefix:
-        ids = torch.cat([ids, processor.tokenizer(prefix, add_special_tokens=False, return_tensors="pt")["input_ids"]], 1)
     return {"input_ids": ids, "attention_mask": torch.ones_like(ids)}
 
 

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from bench.parrot_shapes import accuracy
+import argparse
+
+from bench.parrot_shapes import accuracy, teacher_spec
 from models.critic.scoring import ScoringPolicy
 from models.shapes.critic_shapes import ShapesCritic
 from models.types import CritiqueFailure
 from studio.parrot.pairs import shapes_pairs
+from studio.parrot.teacher import build_critic
 
 
 def test_accuracy_counts_the_verdicts_on_decisive_pairs_and_a_failed_parse_as_wrong():
@@ -22,3 +25,14 @@ def test_accuracy_counts_the_verdicts_on_decisive_pairs_and_a_failed_parse_as_wr
     broken = accuracy(results, pairs, ScoringPolicy())
     assert broken["correct"] == exact["correct"] - 1 and broken["answered"] == exact["n"] - 1
     assert broken["verdicts"]["failed"] == 1
+
+
+def test_the_teacher_words_per_object_verdicts_only_when_asked_and_judges_alike():
+    plain = teacher_spec(argparse.Namespace(noise=0.2, teacher_verdicts=False))
+    assert plain == {"backend": "shapes", "perception_noise": 0.2, "seed": 1}  # earlier runs' teacher, unchanged
+    listed = teacher_spec(argparse.Namespace(noise=0.2, teacher_verdicts=True))
+    requests = [p.to_request() for p in shapes_pairs(6, seed=2, flip_rate=0.0)]
+    with_verdicts, without = build_critic(listed, "teacher").judge(requests), build_critic(plain, "teacher").judge(requests)
+    assert [j.overall_winner for j in with_verdicts] == [j.overall_winner for j in without]
+    assert all(" is drawn" in j.dimensions["text_faithfulness"].justification
+               or " is wrong" in j.dimensions["text_faithfulness"].justification for j in with_verdicts)

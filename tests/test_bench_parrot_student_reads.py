@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bench.parrot_student_reads import compare, image_clauses, request_analysis
+from bench.parrot_student_reads import compare, image_clauses, request_analysis, stated_verdicts, verdict_measures
 from models.critic.scoring import ScoringPolicy
 from models.shapes.critic_shapes import ShapesCritic
 from models.types import PairRequest
@@ -45,3 +45,21 @@ def test_justifications_split_into_each_images_clauses():
     assert image_clauses("Both images are fine.") is None
     assert request_analysis("# User Request Analysis\nThe request asks for a red circle.\n# Detailed Judgement\n1.") \
         == "The request asks for a red circle."
+
+
+def test_a_verdict_students_per_object_verdicts_are_read_against_the_truths_and_the_other_images():
+    pairs = list(shapes_pairs(16, seed=3, flip_rate=0.0))
+    requests = [p.to_request() for p in pairs]
+    swapped = [PairRequest(r.task, r.prompt, r.image_b, r.image_a, r.source_image) for r in requests]
+    exact = ShapesCritic(perception_noise=0.0, object_verdicts=True)
+    truth, flipped = exact.judge(requests), exact.judge(swapped)
+    right = verdict_measures(truth, truth)
+    assert right["objects"] > 20 and (right["stated"], right["right"], right["wrong_found"], right["drawn_kept"]) == (
+        1.0, 1.0, 1.0, 1.0)
+    assert right["differs"] > 0 and right["other_image"] == 0.0
+    mixed = verdict_measures(flipped, truth)  # each image's verdicts given to the other one
+    assert mixed["other_image"] == 1.0 and mixed["right"] < 1.0 and mixed["stated"] == 1.0
+    plain = verdict_measures(ShapesCritic(perception_noise=0.0).judge(requests), truth)
+    assert plain["stated"] < 0.2  # the default wording names only what is wrong, never "is drawn" / "is wrong"
+    assert stated_verdicts("the red circle is drawn; the blue square on the left is wrong. The blue square on the "
+                           "left is drawn as a star.") == {"red circle": "drawn", "blue square on the left": "wrong"}

@@ -19,6 +19,7 @@ from bench import parrot_lookup, parrot_object_checks, parrot_text_checks
 from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
+from models.shapes.assess import RIGHT, WRONG
 from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.world import OBJECT_WORDS, POSITIONS, Scene, ShapeObject, describe, detailed_prompt, parse_prompt, render
 from studio.jobs.context import RecordingContext
@@ -28,8 +29,8 @@ from studio.parrot.captions import (
     CaptionSample, ObjectCheck, RequestCheck, caption, caption_samples, caption_scores, cell_answer, cell_question,
     fault_kind,
     flaw_kind_scores, heldout_request_list, heldout_requests, letter_share, object_check_scores, object_checks,
-    object_checks_in, question_scores, request_answer, request_check, request_check_scores, request_checks,
-    request_texts, restated_share,
+    object_checks_in, object_verdicts, question_scores, request_answer, request_check, request_check_scores,
+    request_checks, request_texts, restated_share, verdict_answer, verdict_start,
 )
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
 from studio.parrot.student_data import collate, encode
@@ -259,6 +260,85 @@ def test_object_checks_are_fresh_held_out_free_and_faulty_at_the_asked_share():
     assert 35 <= sum(REQUEST_CHECK in p for p in prompts) <= 85
     with pytest.raises(ConfigError, match="object_checks"):
         pretrain.PretrainConfig(object_checks=0.5, request_checks=0.6).validate()
+
+
+def test_a_verdict_list_names_every_requested_object_with_its_verdict_right_after_its_name():
+    request = "a large red circle at the top left and a small blue square in the centre"
+    asked = parse_prompt(request)
+    drawn = Scene(tuple(ShapeObject(o.shape, o.colour, o.size, o.position) for o in asked.objects), None)
+    recoloured = object_checks_in(request, render(Scene((replace(drawn.objects[0], colour="green"),
+                                                         drawn.objects[1]), None), 64))
+    assert verdict_answer(recoloured) == ("the large red circle at the top left is wrong; "
+                                          "the small blue square in the centre is drawn")
+    assert [c.verdict_prefix for c in recoloured] == [
+        "the large red circle at the top left",
+        "the large red circle at the top left is wrong; the small blue square in the centre"]
+    assert recoloured[1].verdict_question == f"User Instruction: {request}\nWhich requested objects are drawn as asked?"
+    # described: what the image shows on a line of its own first, so the verdicts compare words with words
+    shown = "a large green circle at the top left and a small blue square in the centre"
+    assert verdict_answer(recoloured, described=True) == f"{shown}\n{verdict_answer(recoloured)}"
+    assert verdict_start(recoloured[1], described=True) == f"{shown}\n{recoloured[1].verdict_prefix}"
+    held = heldout_requests(2000, HELDOUT_SEED)
+    lists = object_verdicts(random.Random(4), exclude=held)
+    drawn_lists = [next(lists) for _ in range(40)]
+    assert not {group[0].request for group in drawn_lists} & held
+    verdicts = [not c.problems for group in drawn_lists for c in group]
+    assert 0.6 <= sum(verdicts) / len(verdicts) < 1  # as pairs draw them: most objects right, some wrong
+    faulty_lists = object_verdicts(random.Random(4), exclude=held, faithful=0.2)
+    all_right = [all(not c.problems for c in next(faulty_lists)) for _ in range(60)]
+    assert 3 <= sum(all_right) <= 24  # a fifth of the lists wholly right, the rest with some object wrong
+    draw = pretrain.training_records(pretrain.PretrainConfig(object_verdicts=0.5, request_tasks=0.3, curriculum=0.0,
+                                                             request_first=True), held)
+    records = [draw(0) for _ in range(100)]
+    listed = [r for r in records if r["messages"][0]["content"].endswith("Which requested objects are drawn as asked?")]
+    assert 30 <= len(listed) <= 70
+    for record in listed:  # the request, the image, the question; then one verdict per object the request names once
+        instruction, rest = record["messages"][0]["content"].split("\n", 1)
+        groups = object_checks_in(instruction.removeprefix("User Instruction: "), record["images"][0])
+        assert rest.startswith("<image>") and record["messages"][1]["content"] == verdict_answer(groups)
+    with pytest.raises(ConfigError, match="object_verdicts"):
+        pretrain.PretrainConfig(object_verdicts=0.5, object_checks=0.6).validate()
+
+
+class _WordTokenizer:
+    """Splits on spaces, each word its own id, "is" sharing one id with the space before it."""
+
+    def __init__(self) -> None:
+        self.ids: dict[str, int] = {}
+
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [self.ids.setdefault(word, len(self.ids)) for word in text.replace(" is ", " is_ ").split(" ") if word]
+
+
+class _LastTokenModel(torch.nn.Module):
+    """Logits that favour the id after the last input id, and record the inputs they saw."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[dict] = []
+
+    def forward(self, **inputs):
+        self.seen.append(inputs)
+        logits = torch.zeros(1, inputs["input_ids"].shape[1], 50)
+        logits[0, -1, int(inputs["input_ids"][0, -1]) + 1] = 3.0
+        return type("Out", (), {"logits": logits})()
+
+
+def test_a_verdict_is_read_where_its_two_wordings_part_with_every_token_before_them_given():
+    tokenizer, model = _WordTokenizer(), _LastTokenModel()
+    processor = type("Processor", (), {"tokenizer": tokenizer})()
+    for word in ("the", "red", "circle", "is_", "wrong", "drawn"):  # "wrong" follows "is_"
+        tokenizer.encode(word)
+    prompt = {"input_ids": torch.tensor([[40, 41]]), "attention_mask": torch.ones(1, 2, dtype=torch.long),
+              "mm_token_type_ids": torch.tensor([[1, 1]]), "pixel_values": torch.zeros(4, 3)}
+    (lean,) = pretrain.fork_leaning(model, processor, [(prompt, "the red circle")], (WRONG, RIGHT))
+    # both verdicts start with " is": read after it, where "wrong" and "drawn" part, not at " is" (a lean of 0)
+    assert lean == 3.0
+    given = model.seen[-1]
+    assert given["input_ids"].tolist() == [[40, 41, 0, 1, 2, 3]] and given["attention_mask"].tolist() == [[1] * 6]
+    assert given["mm_token_type_ids"].tolist() == [[1, 1, 0, 0, 0, 0]] and given["pixel_values"] is prompt["pixel_values"]
+    with pytest.raises(InvalidInputError, match="tokenize alike"):
+        pretrain.fork_leaning(model, processor, [(prompt, "")], (RIGHT, RIGHT))
 
 
 def test_the_no_leaning_separates_faulty_objects_by_kind_even_when_every_greedy_answer_is_yes():
@@ -672,6 +752,19 @@ def test_a_request_first_base_is_trained_and_asked_with_the_request_before_the_i
 
 
 @pytest.mark.slow
+def test_a_verdict_base_reports_how_its_verdicts_separate_faulty_objects_read_right_after_each_name(base, tmp_path):
+    config = pretrain.PretrainConfig(init=base[0]["model"], object_verdicts=0.5, request_first=True, curriculum=0.0,
+                                     batch_size=4, warmup_steps=0, max_steps=1, eval_images=4, restate_requests=0,
+                                     exclude_heldout=20)
+    summary = pretrain.run(config, RecordingContext(tmp_path / "verdicts"))
+    report = json.loads((Path(summary["model"]) / pretrain.REPORT_FILE).read_text())
+    objects = pretrain.heldout_object_checks(4, 64)
+    assert report["object_verdicts"]["checks"] == len(objects) == 2 and 0 <= report["object_verdicts"]["auc"] <= 1
+    assert report["object_verdict_examples"][0]["truth"] == verdict_answer(object_checks_in(objects[0].request,
+                                                                                           objects[0].image))
+
+
+@pytest.mark.slow
 def test_the_object_check_bench_rescores_a_saved_base_without_changing_it(base, capsys):
     folder = Path(base[0]["model"])
     weights = (folder / "model.safetensors").read_bytes()
@@ -684,6 +777,11 @@ def test_the_object_check_bench_rescores_a_saved_base_without_changing_it(base, 
     drawn = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert drawn["checks"] == "8 drawn" and drawn["object_checks"]["checks"] == 8
     assert 0 < drawn["object_checks"]["faulty"] < 8  # drawn half faulty, as training draws them
+    for described in ([], ["--described"]):
+        parrot_object_checks.main(["--base", str(folder), "--eval-images", "4", "--verdicts", *described])
+        verdicts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert verdicts["object_verdicts"]["checks"] == 2 and 0 <= verdicts["object_verdicts"]["auc"] <= 1
+        assert ("\n" in verdicts["object_verdict_examples"][0]["truth"]) == bool(described)
     assert (folder / "model.safetensors").read_bytes() == weights
 
 

@@ -133,6 +133,25 @@ def test_pairwise_judgement_names_the_better_image(critic):
     assert parse_pairwise(ab.raw, "t2i").dimensions == ab.dimensions
 
 
+def test_object_verdicts_name_every_requested_object_with_its_verdict_and_change_no_score(critic):
+    bad = _variant(SCENE, ["wrong_colour"])
+    requests = [PairRequest("t2i", detailed_prompt(SCENE), bad, render(SCENE))]
+    (plain,), (listed,) = critic.judge(requests), ShapesCritic(object_verdicts=True).judge(requests)
+    assert listed.ok and listed.warnings == [] and listed.overall_winner == plain.overall_winner == "B"
+    assert [(d.score_a, d.score_b, d.winner) for d in listed.dimensions.values()] == [
+        (d.score_a, d.score_b, d.winner) for d in plain.dimensions.values()]
+    for_a, for_b = listed.dimensions["text_faithfulness"].justification.removeprefix("Image A: ").split(" Image B: ")
+    wrong = next(o for o in SCENE.objects if f"{o.shape} " in for_a.split(". ", 1)[1])  # the recoloured object
+    names = [f"the {o.size} {o.colour} {o.shape} {'at the' if o.position != 'centre' else 'in the'} {o.position}"
+             for o in SCENE.objects]
+    assert for_b.startswith("; ".join(f"{name} is drawn" for name in names) + ". All 3 requested")
+    assert for_a.startswith("; ".join(f"{name} is {'wrong' if o is wrong else 'drawn'}"
+                                      for name, o in zip(names, SCENE.objects)) + ". ")
+    assert "instead of" in for_a  # the finding still follows its verdict
+    with pytest.raises(ConfigError, match="object_verdicts"):
+        ShapesCritic(object_verdicts="yes")
+
+
 def test_non_shapes_prompt_is_a_failure_not_a_score(critic):
     (result,) = critic.critique([CritiqueRequest("t2i", "a cat sleeping on a sofa", render(SCENE))])
     assert isinstance(result, CritiqueFailure)
@@ -162,5 +181,5 @@ def test_settings_are_checked_and_recorded():
         ShapesCritic(perception_noise=1.5)
     config = ShapesCritic(perception_noise=0.2, seed=3).to_config()
     assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "fresh_layout": True, "move_failed": True,
-                      "parse_retries": 1}
+                      "object_verdicts": False, "parse_retries": 1}
     assert load_backend("critic", "shapes", **config).to_config() == config

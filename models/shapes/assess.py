@@ -35,6 +35,7 @@ of an unmade edit stays 4, as its level sentence says (everything not asked to c
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -69,6 +70,7 @@ BLEED_START = 0.07  # share of an object's pixels in a foreign colour before it 
 BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a clean image stays under
 MISSING_WORD = 3.0
 NOTHING_MADE = 2.0  # Physical Quality deduction for an empty canvas or an edit not made
+RIGHT, WRONG = " is drawn", " is wrong"  # an object's verdict, right after its name in a verdict list
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,8 @@ class Assessment:
     praise: dict[str, str]
     refined_request: str
     failed_share: float = 0.0  # t2i: the share of requested objects missing or drawn with a wrong shape or colour
+    verdicts: tuple[tuple[str, bool], ...] = ()
+    """t2i: each object the request names once (as it words it) and whether it is drawn as asked, in its order."""
 
     def about(self, dimension: str) -> list[Finding]:
         """The findings of one dimension, worst first."""
@@ -169,6 +173,13 @@ def object_findings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, t
     once = [s for s in dict.fromkeys(spec.objects) if spec.objects.count(s) == 1]
     return {s: (_missing_text(s),) if s in missing else tuple(text for _, text in _mismatches(s, drawn[s]))
             for s in once}
+
+
+def verdict_list(verdicts: Iterable[tuple[str, bool]]) -> str:
+    """Each object named with its verdict right after it, joined by "; ": "the purple star is drawn;
+    the red circle is wrong" (``verdicts``: the object as the request words it, and whether it is
+    drawn as asked)."""
+    return "; ".join(f"the {asked}{RIGHT if right else WRONG}" for asked, right in verdicts)
 
 
 def _deduction(dimension: str, share: float, units: int, text: str) -> Finding:
@@ -289,8 +300,9 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = F
     }
     failed = len(missing) + sum(_drawn_wrong(s, o) for s, o in pairs)
     refined = detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed, move_failed=move_failed))
+    verdicts = tuple((describe(s, article=False), not problems) for s, problems in object_findings(spec, seen).items())
     return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, refined,
-                      failed / len(spec.objects))
+                      failed / len(spec.objects), verdicts)
 
 
 def _clean_praise() -> dict[str, str]:

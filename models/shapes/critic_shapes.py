@@ -20,6 +20,13 @@ a request in the generator's detailed form before any image is seen (``models.sh
 ``perception_noise`` makes it an imperfect teacher: each object seen in a judged image is, with
 that probability, missed (half the time) or confused with another colour, shape or size, and
 the word gets a wrong letter with the same probability.
+
+``object_verdicts`` changes the wording of a text-to-image Text Faithfulness justification, not its
+judgement: it opens with every object the request names once and that object's verdict right after
+its name ("the purple star is drawn; the red circle is wrong.", in lower case as ``parrot pretrain
+--object-verdicts`` answers), then the findings as before, so that a student distilled from such
+critiques is taught a verdict for each object right after reading its name (docs/parrot.md,
+twenty-first step); the default names only what is wrong.
 """
 
 from __future__ import annotations
@@ -37,11 +44,12 @@ from models.critic.runner import ProtocolCritic
 from models.critic.scoring import ScoringPolicy
 from models.errors import ConfigError, InvalidInputError
 from models.shapes.analyzer import AnalyzedScene, analyze
-from models.shapes.assess import Assessment, assess_edit, assess_t2i
+from models.shapes.assess import Assessment, assess_edit, assess_t2i, verdict_list
 from models.shapes.expand import expand, expansion_rng
 from models.shapes.world import COLOURS, SHAPES, SIZES, parse_edit, parse_prompt
 from models.types import (
     PHYSICAL_QUALITY,
+    TEXT_FAITHFULNESS,
     CritiqueRequest,
     DimensionVerdict,
     PairRequest,
@@ -96,14 +104,16 @@ class ShapesReferenceChat:
         expansion of the request (``FRESH_LAYOUT_SHARE``).
     :param move_failed: the refined request asks for each wrongly drawn object in another free cell
         (where the request leaves its position open) instead of at the other size.
+    :param object_verdicts: a text-to-image Text Faithfulness justification opens with each
+        requested object's verdict (``models.shapes.assess.verdict_list``).
     """
 
     def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True,
-                 fresh_layout: bool = True, move_failed: bool = True) -> None:
+                 fresh_layout: bool = True, move_failed: bool = True, object_verdicts: bool = False) -> None:
         if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
             raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
         for name, value in (("resize_failed", resize_failed), ("fresh_layout", fresh_layout),
-                            ("move_failed", move_failed)):
+                            ("move_failed", move_failed), ("object_verdicts", object_verdicts)):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false; got {value!r}.")
         self.perception_noise = float(perception_noise)
@@ -111,12 +121,14 @@ class ShapesReferenceChat:
         self.resize_failed = resize_failed
         self.fresh_layout = fresh_layout
         self.move_failed = move_failed
+        self.object_verdicts = object_verdicts
         self._rng = random.Random(seed)
 
     def to_config(self) -> dict[str, object]:
         """Settings that rebuild this backend."""
         return {"perception_noise": self.perception_noise, "seed": self.seed, "resize_failed": self.resize_failed,
-                "fresh_layout": self.fresh_layout, "move_failed": self.move_failed}
+                "fresh_layout": self.fresh_layout, "move_failed": self.move_failed,
+                "object_verdicts": self.object_verdicts}
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
         """Critique text for each prompt, or a ``CompletionError`` when the request is not a
@@ -202,12 +214,12 @@ class ShapesReferenceChat:
 
     # -- wording ------------------------------------------------------------------------------
 
-    @staticmethod
-    def _justify(judged: Assessment, key: str) -> str:
+    def _justify(self, judged: Assessment, key: str) -> str:
         found = judged.about(key)
-        if not found:
-            return judged.praise[key]
-        return _sentence([f.text for f in found])
+        text = _sentence([f.text for f in found]) if found else judged.praise[key]
+        if self.object_verdicts and key == TEXT_FAITHFULNESS.key and judged.verdicts:
+            return f"{verdict_list(judged.verdicts)}. {text}"  # lower case, as parrot pretrain --object-verdicts words it
+        return text
 
     @staticmethod
     def _summary(judged: Assessment) -> str:
@@ -236,15 +248,16 @@ class ShapesCritic(ProtocolCritic):
     :param resize_failed: the refined request asks for each wrongly drawn object at the other size.
     :param fresh_layout: when most requested objects failed, the refined request is a fresh expansion.
     :param move_failed: the refined request moves each wrongly drawn object to another free cell.
+    :param object_verdicts: Text Faithfulness opens with each requested object's verdict.
     """
 
     def __init__(
         self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, fresh_layout: bool = True,
-        move_failed: bool = True, parse_retries: int = 1, name: str = "shapes",
+        move_failed: bool = True, object_verdicts: bool = False, parse_retries: int = 1, name: str = "shapes",
     ) -> None:
         super().__init__(
             ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed,
-                                fresh_layout=fresh_layout, move_failed=move_failed),
+                                fresh_layout=fresh_layout, move_failed=move_failed, object_verdicts=object_verdicts),
             parse_retries=parse_retries, name=name,
         )
 

@@ -43,7 +43,7 @@ from PIL import Image
 
 from models.errors import InvalidInputError
 from models.shapes.analyzer import analyze
-from models.shapes.assess import assess_t2i, object_findings
+from models.shapes.assess import assess_t2i, object_findings, verdict_list
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
 from models.shapes.pairs import make_pair
 from models.shapes.world import (
@@ -70,6 +70,7 @@ DIFFERENCES_PREFIX = "Differences: "  # after a described check's description
 OBJECT_CHECK = "Is the {} drawn as asked?"
 YES = "yes"
 NO_PREFIX = "no: "
+VERDICT_QUESTION = "Which requested objects are drawn as asked?"
 EMPTY_IMAGE = "an empty image"
 
 
@@ -429,11 +430,24 @@ class ObjectCheck:
     image: Image.Image
     asked: str
     problems: tuple[str, ...]
+    before: tuple[tuple[str, bool], ...] = ()
+    """The objects the request names once before this one, each with whether it is drawn as asked."""
 
     @property
     def question(self) -> str:
         """The prompt text: the request on the protocol's instruction line, then the one-object question."""
         return f"{INSTRUCTION_PREFIX}{self.request}\n{OBJECT_CHECK.format(self.asked)}"
+
+    @property
+    def verdict_question(self) -> str:
+        """The prompt text of the verdict list this object is one item of: the request's instruction
+        line, then ``VERDICT_QUESTION``."""
+        return f"{INSTRUCTION_PREFIX}{self.request}\n{VERDICT_QUESTION}"
+
+    @property
+    def verdict_prefix(self) -> str:
+        """The verdict list up to this object's verdict: the verdicts ``before`` it, then "the" and its name."""
+        return verdict_prefix(self.before, self.asked)
 
     @property
     def answer(self) -> str:
@@ -444,7 +458,46 @@ class ObjectCheck:
 def object_checks_in(request: str, image: Image.Image) -> list[ObjectCheck]:
     """A check of each object ``request`` names once against ``image``, by one reading of the analyzer."""
     findings = object_findings(parse_prompt(request), analyze(image))
-    return [ObjectCheck(request, image, describe(spec, article=False), problems) for spec, problems in findings.items()]
+    checks: list[ObjectCheck] = []
+    for spec, problems in findings.items():
+        before = tuple((c.asked, not c.problems) for c in checks)
+        checks.append(ObjectCheck(request, image, describe(spec, article=False), problems, before))
+    return checks
+
+
+def verdict_prefix(before: Sequence[tuple[str, bool]], asked: str) -> str:
+    """A verdict list up to ``asked``'s verdict: the verdicts ``before`` it, then "the" and its name."""
+    return verdict_list(before) + (CHECK_SEPARATOR if before else "") + f"the {asked}"
+
+
+def object_verdicts(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),
+                    faithful: float | None = None) -> Iterator[list[ObjectCheck]]:
+    """Fresh verdict lists without end: a known-truth pair's request (not in ``exclude``) and one of
+    its images as ``request_checks`` draws them, with a check of every object the request names once,
+    in the request's order (about 85% of them drawn as asked); images whose request names no object
+    once are skipped. With ``faithful`` a share, each list first draws whether every object in it is
+    drawn as asked at that rate, then draws images until one is so (or has some object wrong)."""
+    drawn = _pair_images(rng, size, exclude)
+    while True:
+        wanted = None if faithful is None else rng.random() < faithful
+        for request, image in drawn:
+            checks = object_checks_in(request, image)
+            if checks and (wanted is None or wanted == all(not c.problems for c in checks)):
+                yield checks
+                break
+
+
+def verdict_answer(checks: Sequence[ObjectCheck], *, described: bool = False) -> str:
+    """The whole verdict list of one image's ``checks`` (``object_checks_in``); ``described``: after
+    a line with what the image shows (``scene_description``), so the verdicts compare the request
+    with the model's own words."""
+    listed = verdict_list((c.asked, not c.problems) for c in checks)
+    return f"{scene_description(analyze(checks[0].image))}\n{listed}" if described and checks else listed
+
+
+def verdict_start(check: ObjectCheck, *, described: bool = False) -> str:
+    """``verdict_answer`` up to ``check``'s verdict (its ``verdict_prefix``, after the description line if ``described``)."""
+    return f"{scene_description(analyze(check.image))}\n{check.verdict_prefix}" if described else check.verdict_prefix
 
 
 def fault_kind(check: ObjectCheck) -> str:

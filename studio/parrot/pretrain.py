@@ -25,7 +25,10 @@ answer describe the image first, then name the differences. With ``--object-chec
 asks about one object the request names ("Is the small blue square in the centre drawn as asked?"
 -> "yes" / "no: the square in the centre is green instead of blue"), a lookup instead of a whole
 comparison; ``--check-faithful`` sets the share of those answered "yes"; it reports them on the
-bench's held-out pairs (``object_checks``).
+bench's held-out pairs (``object_checks``). With ``--object-verdicts P`` a share P asks which requested
+objects are drawn as asked and is answered with every one's verdict right after its name ("the purple
+star is drawn; the red circle is wrong"); it reports how the verdicts separate faulty from right objects
+on the bench's held-out pairs (``object_verdicts``).
 ``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
 ``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
@@ -56,6 +59,7 @@ from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, tra
 from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError, NotFoundError
+from models.shapes.assess import RIGHT, WRONG
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.world import CONTENT_WORDS, OBJECT_WORDS, POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
@@ -64,11 +68,11 @@ from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NO_PREFIX, NOTHING, OBJECT_CHECK,
-    QUESTION_SCENES, REQUEST_CHECK, REQUEST_TASK, WORD_QUESTION, YES, CaptionSample, ObjectCheck, RequestCheck,
-    SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question, fault_kind,
-    heldout_request_list, heldout_requests, object_check_scores, object_checks, object_checks_in, question_scores,
-    request_answer, request_check, request_check_question, request_check_scores, request_checks, request_question,
-    request_texts, restated_share, zoom_in,
+    QUESTION_SCENES, REQUEST_CHECK, REQUEST_TASK, VERDICT_QUESTION, WORD_QUESTION, YES, CaptionSample, ObjectCheck,
+    RequestCheck, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question,
+    fault_kind, heldout_request_list, heldout_requests, object_check_scores, object_checks, object_checks_in,
+    object_verdicts, question_scores, request_answer, request_check, request_check_question, request_check_scores,
+    request_checks, request_question, request_texts, restated_share, verdict_answer, verdict_start, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, sharegpt_to_messages, to_sharegpt
 from studio.parrot.pairs import HELDOUT_SEED, shapes_pairs
@@ -141,8 +145,9 @@ class PretrainConfig(BaseSizes):
                                         "compare its prompt with the image"})
     check_faithful: float = field(
         default=-1.0, metadata={"help": "share of the request checks (--request-checks) whose image is faithful to "
-                                         "its request, and of the object checks (--object-checks) whose object is "
-                                         "drawn as asked, so faults can be drawn more often (negative: as preference "
+                                         "its request, of the object checks (--object-checks) whose object is "
+                                         "drawn as asked, and of the verdict lists (--object-verdicts) whose every "
+                                         "object is, so faults can be drawn more often (negative: as preference "
                                          "pairs draw them, about two in three images and 85% of objects right)"})
     object_checks: float = field(
         default=0.0, metadata={"help": "share of the examples whose prompt carries a text-to-image request and asks "
@@ -150,14 +155,25 @@ class PretrainConfig(BaseSizes):
                                         "as asked?\"), with an image drawn for the request as a preference pair's; "
                                         "the answer is \"yes\" or \"no: \" and the reference critic's findings "
                                         "about that object: the comparison one lookup at a time"})
+    object_verdicts: float = field(
+        default=0.0, metadata={"help": "share of the examples whose prompt carries a text-to-image request and asks "
+                                        "which requested objects are drawn as asked, with an image drawn for the "
+                                        "request as a preference pair's; the answer names every object the request "
+                                        "names once with its verdict right after it (\"the purple star is drawn; "
+                                        "the red circle is wrong\"): the comparison as a verdict list, which a "
+                                        "tiny language model learns over written descriptions far sooner than a "
+                                        "yes / no lookup, though not yet over images (docs/parrot.md, twentieth "
+                                        "and twenty-first steps)"})
     request_first: bool = field(default=False, metadata={
-        "help": "examples that carry a request (request tasks, request checks, object checks) show its instruction "
-                "line before the image and the question after it, as the critic protocol lays out its prompt, so "
-                "the visual tokens can attend to the request (default: the image first, then all the text)"})
+        "help": "examples that carry a request (request tasks, request checks, object checks, verdict lists) show "
+                "its instruction line before the image and the question after it, as the critic protocol lays out "
+                "its prompt, so the visual tokens can attend to the request (default: the image first, then all "
+                "the text)"})
     check_describe: bool = field(default=False, metadata={
         "help": "a request check's answer first describes the image (the detailed prompt of the scene the analyzer "
-                "reads in it), then names the differences after \"Differences: \", so the comparison is between "
-                "the request and the model's own words"})
+                "reads in it), then names the differences after \"Differences: \", and a verdict list "
+                "(--object-verdicts) opens with that description on a line of its own, so the comparison is "
+                "between the request and the model's own words"})
     flaw_zoom: float = field(
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
                                         "large centred object, flawed at --flaw-prob (blur, noise, colour bleed or "
@@ -205,6 +221,7 @@ class PretrainConfig(BaseSizes):
         _check_float("flaw_questions", self.flaw_questions, low=0, high=1)
         _check_float("request_checks", self.request_checks, low=0, high=1)
         _check_float("object_checks", self.object_checks, low=0, high=1)
+        _check_float("object_verdicts", self.object_verdicts, low=0, high=1)
         if self.check_faithful >= 0:
             _check_float("check_faithful", self.check_faithful, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
@@ -218,10 +235,10 @@ class PretrainConfig(BaseSizes):
         if self.freeze_vision_after_warmup and not self.flaw_warmup:
             raise ConfigError("freeze_vision_after_warmup needs flaw_warmup (the steps after which the tower stops).")
         shares = (self.cell_questions, self.request_tasks, self.flaw_questions, self.request_checks,
-                  self.object_checks)
+                  self.object_checks, self.object_verdicts)
         if sum(shares) > 1:
-            raise ConfigError("cell_questions + request_tasks + flaw_questions + request_checks + object_checks must "
-                              f"be at most 1; got {' + '.join(map(str, shares))}.")
+            raise ConfigError("cell_questions + request_tasks + flaw_questions + request_checks + object_checks + "
+                              f"object_verdicts must be at most 1; got {' + '.join(map(str, shares))}.")
         if self.init and not (Path(self.init) / "config.json").is_file():
             raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
                                 "model/ folder.")
@@ -284,7 +301,8 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
     a flaw or word question (after the curriculum about ``QUESTION_SCENES``, rich in words; in the
     first ``flaw_zoom`` of the steps a flaw question is about ``FLAW_CLOSE_UP``, zooming out), or
     with probability ``request_checks`` a request check (``request_checks``, not in ``exclude``), or
-    with probability ``object_checks`` a one-object check (``object_checks``, not in ``exclude``). The
+    with probability ``object_checks`` a one-object check (``object_checks``, not in ``exclude``), or with
+    probability ``object_verdicts`` the verdict list of an image (``object_verdicts``, not in ``exclude``). The
     first ``flaw_warmup`` steps draw only flaw questions about ``FLAW_CLOSE_UP``, zooming out over them,
     and with ``flaw_every`` K every K-th step draws only flaw questions, as the mix asks them then."""
     rng = random.Random(config.seed + 1)
@@ -296,8 +314,10 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
                             faithful=faithful)
     one_object = object_checks(random.Random(config.seed + 5), size=config.image_size, exclude=exclude,
                                faithful=faithful)
+    verdicts = object_verdicts(random.Random(config.seed + 6), size=config.image_size, exclude=exclude,
+                               faithful=faithful)
     shares = (config.cell_questions, config.request_tasks, config.flaw_questions, config.request_checks,
-              config.object_checks)
+              config.object_checks, config.object_verdicts)
 
     def close_up(step: int, steps: float) -> dict[str, Any]:
         seen = next(samplers[FLAW_CLOSE_UP])
@@ -309,7 +329,12 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             return close_up(step, config.flaw_warmup)
         only_flaw = flaw_step(step, config)
         task = rng.random() if any(shares) and not only_flaw else 1.0
-        if sum(shares[:4]) <= task < sum(shares):
+        if sum(shares[:5]) <= task < sum(shares):
+            listed = next(verdicts)
+            return image_record(listed[0].image, listed[0].verdict_question,
+                                verdict_answer(listed, described=config.check_describe),
+                                request_first=config.request_first)
+        if sum(shares[:4]) <= task < sum(shares[:5]):
             asked = next(one_object)
             return image_record(asked.image, asked.question, asked.answer, request_first=config.request_first)
         if sum(shares[:3]) <= task < sum(shares[:4]):
@@ -392,6 +417,8 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
         texts.append(REQUEST_CHECK)
     if config.object_checks:
         texts += [OBJECT_CHECK, YES, NO_PREFIX]
+    if config.object_verdicts:
+        texts += [VERDICT_QUESTION, RIGHT, WRONG]
     return texts
 
 
@@ -511,6 +538,10 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     if config.object_checks:
         summary.update(check_objects(model, processor, heldout_object_checks(config.eval_images, config.image_size),
                                      request_first=first))
+    if config.object_verdicts:
+        summary.update(check_object_verdicts(model, processor,
+                                             heldout_object_checks(config.eval_images, config.image_size),
+                                             request_first=first, described=config.check_describe))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth, request_first=first))
     model.save_pretrained(folder)
@@ -606,23 +637,71 @@ def check_objects(model: Any, processor: Any, checks: list[ObjectCheck], *,
             "object_check_examples": [{"question": c.question, "truth": c.answer, "answer": a} for c, a in shown]}
 
 
+def check_object_verdicts(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False,
+                          described: bool = False) -> dict[str, Any]:
+    """How the model's verdict lists (``described``: after its description of the image) tell faulty
+    objects from right ones in ``heldout_object_checks``: ``separation`` of ``verdict_leaning``, and
+    the greedy verdict list of three of the images."""
+    if not checks:
+        return {"object_verdicts": {"checks": 0, "note": "no faulty object among the held-out images"}}
+    shown = list({id(c.image): c for c in checks}.values())[:3]
+    return {"object_verdicts": {"checks": len(checks), "faulty": sum(bool(c.problems) for c in checks),
+                                **separation(verdict_leaning(model, processor, checks, request_first=request_first,
+                                                             described=described), checks)},
+            "object_verdict_examples": [
+                {"request": c.request, "truth": verdict_answer(object_checks_in(c.request, c.image), described=described),
+                 "answer": generate_caption(model, processor, c.image, c.verdict_question, 160 if described else 64,
+                                            request_first=request_first)} for c in shown]}
+
+
+def verdict_leaning(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False,
+                    described: bool = False) -> list[float]:
+    """For each check, ``WRONG`` minus ``RIGHT`` as the object's verdict, after its ``verdict_start``
+    (the description line if ``described``, and the verdicts before it, as the truth has them;
+    ``fork_leaning``): how far the verdict list leans to "wrong"."""
+    return fork_leaning(model, processor, (
+        (question_inputs(processor, c.image, c.verdict_question, request_first=request_first),
+         verdict_start(c, described=described)) for c in checks), (WRONG, RIGHT))
+
+
+def followed_by(inputs: dict[str, Any], ids: list[int]) -> dict[str, Any]:
+    """``inputs`` (one example) with the token ``ids`` appended; per-token inputs beside the ids
+    (Qwen3-VL's ``mm_token_type_ids``) are extended with 0, text."""
+    if not ids:
+        return inputs
+    more = torch.tensor([ids], dtype=inputs["input_ids"].dtype)
+    shape = inputs["input_ids"].shape
+    extended = {key: torch.cat([value, torch.zeros_like(more, dtype=value.dtype)], 1)
+                for key, value in inputs.items() if torch.is_tensor(value) and value.shape == shape}
+    input_ids = torch.cat([inputs["input_ids"], more], 1)
+    return {**inputs, **extended, "input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
+
+
 def no_leaning(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False) -> list[float]:
     """For each check, how much more the model leans to "no" than to "yes" as its answer's first
     token (the difference of their logits): a threshold-free reading of what a greedy "yes" hides."""
-    return first_token_leaning(model, processor, (
-        question_inputs(processor, check.image, check.question, request_first=request_first) for check in checks))
+    return fork_leaning(model, processor, (
+        (question_inputs(processor, check.image, check.question, request_first=request_first), "")
+        for check in checks))
 
 
 @torch.no_grad()
-def first_token_leaning(model: Any, processor: Any, inputs: Iterable[dict[str, Any]],
-                        answers: tuple[str, str] = (NO_PREFIX, YES)) -> list[float]:
-    """For each of ``inputs`` (model inputs ready for the answer's first token), the logit of the
-    first token of ``answers[0]`` minus that of ``answers[1]``."""
-    first = [processor.tokenizer.encode(word, add_special_tokens=False)[0] for word in answers]
+def fork_leaning(model: Any, processor: Any, asked: Iterable[tuple[dict[str, Any], str]],
+                 answers: tuple[str, str] = (NO_PREFIX, YES)) -> list[float]:
+    """For each ``(inputs, prefix)`` of ``asked`` (model inputs ready for the answer's first token,
+    and the start of the answer), how much more the model leans to ``answers[0]`` than to
+    ``answers[1]`` after ``prefix``: the answer is tokenized whole both ways, as ``encode`` tokenizes
+    an answer, and the logits of the first tokens where the two differ are subtracted, given the
+    tokens they share (so a tokenizer that merges the prefix's last word with what follows, or starts
+    both verdicts with one token, is read where the verdicts actually part)."""
     leaning = []
-    for asked in inputs:
-        logits = model(**asked).logits[0, -1]
-        leaning.append(float(logits[first[0]] - logits[first[1]]))
+    for inputs, prefix in asked:
+        one, two = (processor.tokenizer.encode(prefix + answer, add_special_tokens=False) for answer in answers)
+        fork = next((i for i, (x, y) in enumerate(zip(one, two)) if x != y), None)
+        if fork is None:
+            raise InvalidInputError(f"{answers[0]!r} and {answers[1]!r} after {prefix!r} tokenize alike.")
+        logits = model(**followed_by(inputs, one[:fork])).logits[0, -1]
+        leaning.append(float(logits[one[fork]] - logits[two[fork]]))
     return leaning
 
 
