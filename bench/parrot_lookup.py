@@ -9,7 +9,7 @@ presence test of one token, no binding of neighbours needed. ``--copy-steps N`` 
 repeating such a list word for word (every answer token supervised: the copying a language model
 learns in pretraining), then the lookup. It prints one JSON row every ``--eval-every`` steps: the
 training loss, the copy steps' token accuracy, and on ``--eval-lookups`` fresh lookups the accuracy of the sign of the
-"no" - "yes" first-token logit and its AUC. ``--queries K`` asks K objects of one list in an example,
+"no" - "yes" logit (read where the two answers part, ``pretrain.fork_leaning``) and its AUC. ``--queries K`` asks K objects of one list in an example,
 the answer naming each with its verdict ("the purple star is missing; the red circle is drawn"), a
 verdict token per object; ``--save DIR`` keeps the trained model as a base for the text-check bench.
 

@@ -463,7 +463,7 @@ def example_mean_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tenso
     return (per_token.sum(1)[counts > 0] / counts[counts > 0]).mean()
 
 
-def prompt_token_loss(logits: torch.Tensor, batch: dict[str, Any], skip_ids: set[int]) -> torch.Tensor:
+def prompt_token_loss(logits: torch.Tensor, batch: dict[str, Any], skip_ids: Iterable[int] = ()) -> torch.Tensor:
     """The next-token cross-entropy over the prompt's own tokens (attended, not answer tokens,
     none of ``skip_ids`` such as the visual placeholders): plain language-model pretraining on the
     request, description and question text, as a real LLM had before it was asked anything."""
@@ -477,7 +477,7 @@ def prompt_token_loss(logits: torch.Tensor, batch: dict[str, Any], skip_ids: set
 
 
 def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, *,
-               per_example: bool = False, prompt_weight: float = 0.0, skip_ids: set[int] = frozenset()) -> float:
+               per_example: bool = False, prompt_weight: float = 0.0) -> float:
     """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its answer loss,
     averaged over all answer tokens or, ``per_example``, per example first (``example_mean_loss``).
     With ``prompt_weight`` the prompt's tokens are predicted too (``prompt_token_loss``), weighted so."""
@@ -486,7 +486,7 @@ def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any
         loss = example_mean_loss(logits, batch["labels"]) if per_example else \
             torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
                                               ignore_index=IGNORE)
-        total = loss + prompt_weight * prompt_token_loss(logits, batch, skip_ids) if prompt_weight else loss
+        total = loss + prompt_weight * prompt_token_loss(logits, batch) if prompt_weight else loss
     else:
         loss = total = model(**batch).loss
     total.backward()
