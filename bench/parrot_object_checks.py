@@ -12,11 +12,14 @@ answers "yes" to everything can still separate: the AUC reads what greedy decodi
 requests left out), which tells a base that never fitted its training task from one that fitted it
 and does not carry it to the held-out images. With ``--verdicts`` each object is read from a verdict
 list instead (``parrot pretrain --object-verdicts``): the "is wrong" - "is drawn" logit right after the
-object's name, the verdicts before it as the truth has them (``pretrain.verdict_leaning``).
+object's name, the verdicts before it as the truth has them (``pretrain.verdict_leaning``); with
+``--sightings`` too (``--verdict-sightings``), given the true sighting, and as ``sighted_verdicts`` after the
+model's own greedy sighting (``pretrain.own_sightings``).
 
     python -m bench.parrot_object_checks --base runs/objects-first/model --request-first --eval-images 400
     python -m bench.parrot_object_checks --base runs/objects-first-2/model --request-first --drawn 230
     python -m bench.parrot_object_checks --base runs/verdicts-first/model --request-first --verdicts
+    python -m bench.parrot_object_checks --base runs/sightings-first/model --request-first --verdicts --sightings
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="read each object's verdict from a verdict list (parrot pretrain --object-verdicts)")
     parser.add_argument("--described", action="store_true",
                         help="--verdicts: after the image's description line (parrot pretrain --check-describe)")
+    parser.add_argument("--sightings", action="store_true",
+                        help="--verdicts: with each object's sighting (parrot pretrain --verdict-sightings)")
     args = parser.parse_args(argv)
     if args.drawn:
         fresh = object_checks(random.Random(12345), size=args.image_size, faithful=0.5,
@@ -63,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
         model = AutoModelForImageTextToText.from_pretrained(folder, dtype=torch.float32).eval()
         processor = load_processor(folder)
         report = (pretrain.check_object_verdicts(model, processor, checks, request_first=args.request_first,
-                                                 described=args.described) if args.verdicts else
+                                                 described=args.described, sighted=args.sightings)
+                  if args.verdicts else
                   pretrain.check_objects(model, processor, checks, request_first=args.request_first))
         print(json.dumps({"base": folder, "request_first": args.request_first,
                           "checks": f"{args.drawn} drawn" if args.drawn else "held out", **report,

@@ -81,9 +81,11 @@ class Stages:
 
 def teacher_spec(args: argparse.Namespace) -> dict[str, Any]:
     """The noisy reference critic as the teacher (``parrot generate``'s spec), wording its Text
-    Faithfulness as per-object verdicts with ``--teacher-verdicts``."""
+    Faithfulness as per-object verdicts with ``--teacher-verdicts``, and with what it sees in each
+    object's place before the verdict with ``--teacher-sightings``."""
     return {"backend": "shapes", "perception_noise": args.noise, "seed": 1,
-            **({"object_verdicts": True} if args.teacher_verdicts else {})}
+            **({"object_verdicts": True} if args.teacher_verdicts else {}),
+            **({"object_sightings": True} if getattr(args, "teacher_sightings", False) else {})}
 
 
 def train_student(args: argparse.Namespace, stages: Stages) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -143,6 +145,10 @@ def main() -> None:
                         help="the teacher's Text Faithfulness opens with every requested object's verdict (\"the "
                              "purple star is drawn; the red circle is wrong.\"); pair it with a base from `parrot "
                              "pretrain --object-verdicts` and its own --run-dir")
+    parser.add_argument("--teacher-sightings", action="store_true",
+                        help="as --teacher-verdicts, with what the teacher sees in each object's place between its "
+                             "name and its verdict (\"the red circle (seen: red square) is wrong\"); pair it with a "
+                             "base from `parrot pretrain --object-verdicts P --verdict-sightings`")
     parser.add_argument("--minutes", type=float, default=20.0, help="training time budget")
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--max-steps", type=int, default=0,

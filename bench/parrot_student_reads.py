@@ -31,6 +31,9 @@ critic words its Text Faithfulness as per-object verdicts too, and ``object_verd
 the truth's "the <object> is drawn / is wrong" items, the share the student states at all, states with
 the true verdict (``right``; on the truth's wrong objects ``wrong_found``, on its drawn ones
 ``drawn_kept``), and states as the *other* image's truth has it (``other_image``, where the two differ).
+With ``--sightings`` (``--teacher-sightings``) each item also says what is seen in the object's place,
+and ``sightings_right`` is the share of the truth's sightings the student writes word for word
+(``sightings_right_wrong`` on the truth's wrong objects).
 
 Prints one JSON line; ``--show N`` also prints the first N pairs' justifications side by side.
 
@@ -60,7 +63,8 @@ from models.types import PairRequest, PairResult, PairwiseJudgement, task_dimens
 
 Clauses = frozenset[str]
 _NAMED = re.compile(rf"\b({'|'.join(COLOURS)}) ({'|'.join(SHAPES)})s?\b")
-_VERDICT = re.compile(r"\bthe ([a-z ]+?) is (drawn|wrong)\b(?! as)")  # not a finding's "is drawn as a star"
+# "the red circle is wrong", or with a sighting "the red circle (seen: red square) is wrong"; not a finding's "is drawn as a star"
+_VERDICT = re.compile(r"\bthe ([a-z ]+?)(?: \(seen: ([a-z ]+)\))? is (drawn|wrong)\b(?! as)")
 
 
 def image_clauses(justification: str | None) -> tuple[Clauses, Clauses] | None:
@@ -100,7 +104,12 @@ def named_objects(clauses: Clauses) -> list[tuple[str, str]]:
 
 def stated_verdicts(part: str) -> dict[str, str]:
     """The "the <object> is drawn / is wrong" items of one image's justification: object -> verdict."""
-    return {m.group(1): m.group(2) for m in _VERDICT.finditer(part.lower())}
+    return {m.group(1): m.group(3) for m in _VERDICT.finditer(part.lower())}
+
+
+def stated_sightings(part: str) -> dict[str, str]:
+    """The sightings of one image's verdict items ("the red circle (seen: red square) is wrong"): object -> what is seen."""
+    return {m.group(1): m.group(2) for m in _VERDICT.finditer(part.lower()) if m.group(2)}
 
 
 def verdict_measures(student: list[PairResult], truth: list[PairResult]) -> dict[str, Any]:
@@ -116,6 +125,12 @@ def verdict_measures(student: list[PairResult], truth: list[PairResult]) -> dict
         true = [stated_verdicts(part) for part in want]
         for side in (0, 1):
             said, other = stated_verdicts(got[side]), true[1 - side]
+            seen, own = stated_sightings(want[side]), stated_sightings(got[side])
+            for name, sighting in seen.items():
+                counts["sighted"] += 1
+                counts["sighted_right"] += own.get(name) == sighting
+                counts["sighted_wrong"] += true[side].get(name) == "wrong"
+                counts["sighted_wrong_right"] += true[side].get(name) == "wrong" and own.get(name) == sighting
             for name, verdict in true[side].items():
                 counts["objects"] += 1
                 counts["stated"] += name in said
@@ -129,7 +144,10 @@ def verdict_measures(student: list[PairResult], truth: list[PairResult]) -> dict
             "right": _share(counts["right"], counts["objects"]),
             "wrong_found": _share(counts["right_wrong"], counts["true_wrong"]),
             "drawn_kept": _share(counts["right_drawn"], counts["true_drawn"]),
-            "differs": counts["differs"], "other_image": _share(counts["other_image"], counts["differs"])}
+            "differs": counts["differs"], "other_image": _share(counts["other_image"], counts["differs"]),
+            **({"sightings_right": _share(counts["sighted_right"], counts["sighted"]),
+                "sightings_right_wrong": _share(counts["sighted_wrong_right"], counts["sighted_wrong"])}
+               if counts["sighted"] else {})}
 
 
 def _parts(result: PairResult, key: str) -> tuple[str, str] | None:
@@ -280,6 +298,9 @@ def main() -> None:
     parser.add_argument("--verdicts", action="store_true",
                         help="a student of a verdict-worded teacher (parrot_shapes --teacher-verdicts): the truth is "
                              "worded so too, and its per-object verdicts are read (object_verdicts)")
+    parser.add_argument("--sightings", action="store_true",
+                        help="with --verdicts: a student of parrot_shapes --teacher-sightings; the truth says what is "
+                             "seen in each object's place too, and the student's sightings are scored")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     heldout, _ = unseen_heldout(args.pairs, Path(args.run_dir))
@@ -287,7 +308,8 @@ def main() -> None:
     swapped = [PairRequest(r.task, r.prompt, r.image_b, r.image_a, r.source_image) for r in requests]
     student = TransformersCritic(model=args.critic, temperature=0, max_new_tokens=args.max_new_tokens, batch_size=8,
                                  parse_retries=0)
-    truth = ShapesCritic(perception_noise=0.0, object_verdicts=args.verdicts).judge(requests)
+    truth = ShapesCritic(perception_noise=0.0, object_verdicts=args.verdicts,
+                         object_sightings=args.sightings).judge(requests)
     mine, flipped = student.judge(requests), student.judge(swapped)
     row = {"critic": args.critic, **compare(mine, truth, flipped, [str(p.truth) for p in heldout],
                                             [p.prompt for p in heldout], ScoringPolicy())}

@@ -37,7 +37,7 @@ from transformers import AutoModelForImageTextToText
 
 from models.critic.critic_transformers import load_processor
 from models.shapes.analyzer import analyze
-from models.shapes.assess import RIGHT, WRONG, object_findings
+from models.shapes.assess import RIGHT, WRONG, ObjectVerdict, object_findings
 from models.shapes.pairs import make_pair
 from models.shapes.defects import apply_fault, feasible_faults
 from models.shapes.world import ObjectSpec, describe, detailed_prompt, parse_prompt, random_scene, short_prompt
@@ -64,8 +64,8 @@ class TextCheck:
     asked: str
     problems: tuple[str, ...]
     with_request: bool = True
-    before: tuple[tuple[str, bool], ...] = ()
-    """The objects the request names before this one (each checked once), and whether each is drawn as asked."""
+    before: tuple[ObjectVerdict, ...] = ()
+    """The objects the request names before this one (each checked once), each with its verdict."""
     verdicts: bool = False
     """Asked as one item of a verdict list (``target``) rather than as a yes / no question."""
 
@@ -103,7 +103,7 @@ def _with_before(request: str, description: str, findings: dict[ObjectSpec, tupl
     """The checks of one description's requested objects, in the request's order, each knowing those before it."""
     checks: list[TextCheck] = []
     for asked, problems in findings.items():
-        before = tuple((c.asked, not c.problems) for c in checks)
+        before = tuple(ObjectVerdict(c.asked, not c.problems) for c in checks)
         checks.append(TextCheck(request, description, describe(asked, article=False), problems, before=before))
     return checks
 

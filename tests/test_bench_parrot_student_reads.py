@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from bench.parrot_student_reads import compare, image_clauses, request_analysis, stated_verdicts, verdict_measures
+from bench.parrot_student_reads import (
+    compare, image_clauses, request_analysis, stated_sightings, stated_verdicts, verdict_measures,
+)
 from models.critic.scoring import ScoringPolicy
 from models.shapes.critic_shapes import ShapesCritic
 from models.types import PairRequest
@@ -63,3 +65,17 @@ def test_a_verdict_students_per_object_verdicts_are_read_against_the_truths_and_
     assert plain["stated"] < 0.2  # the default wording names only what is wrong, never "is drawn" / "is wrong"
     assert stated_verdicts("the red circle is drawn; the blue square on the left is wrong. The blue square on the "
                            "left is drawn as a star.") == {"red circle": "drawn", "blue square on the left": "wrong"}
+    assert "sightings_right" not in right
+
+
+def test_a_sighting_students_sightings_are_scored_word_for_word():
+    requests = [p.to_request() for p in shapes_pairs(16, seed=3, flip_rate=0.0)]
+    sighted = ShapesCritic(perception_noise=0.0, object_sightings=True)
+    truth = sighted.judge(requests)
+    right = verdict_measures(truth, truth)
+    assert (right["stated"], right["right"], right["sightings_right"], right["sightings_right_wrong"]) == (1.0,) * 4
+    plain = verdict_measures(ShapesCritic(perception_noise=0.0, object_verdicts=True).judge(requests), truth)
+    assert plain["right"] == 1.0 and plain["sightings_right"] == 0.0  # verdicts alone, no sighting written
+    said = "the red circle (seen: red square) is wrong; the blue star on the left (seen: blue star on the left) is drawn"
+    assert stated_verdicts(said) == {"red circle": "wrong", "blue star on the left": "drawn"}
+    assert stated_sightings(said) == {"red circle": "red square", "blue star on the left": "blue star on the left"}

@@ -270,14 +270,14 @@ def test_a_verdict_list_names_every_requested_object_with_its_verdict_right_afte
                                                          drawn.objects[1]), None), 64))
     assert verdict_answer(recoloured) == ("the large red circle at the top left is wrong; "
                                           "the small blue square in the centre is drawn")
-    assert [c.verdict_prefix for c in recoloured] == [
+    assert [c.verdict_prefix() for c in recoloured] == [
         "the large red circle at the top left",
         "the large red circle at the top left is wrong; the small blue square in the centre"]
     assert recoloured[1].verdict_question == f"User Instruction: {request}\nWhich requested objects are drawn as asked?"
     # described: what the image shows on a line of its own first, so the verdicts compare words with words
     shown = "a large green circle at the top left and a small blue square in the centre"
     assert verdict_answer(recoloured, described=True) == f"{shown}\n{verdict_answer(recoloured)}"
-    assert verdict_start(recoloured[1], described=True) == f"{shown}\n{recoloured[1].verdict_prefix}"
+    assert verdict_start(recoloured[1], described=True) == f"{shown}\n{recoloured[1].verdict_prefix()}"
     held = heldout_requests(2000, HELDOUT_SEED)
     lists = object_verdicts(random.Random(4), exclude=held)
     drawn_lists = [next(lists) for _ in range(40)]
@@ -298,6 +298,69 @@ def test_a_verdict_list_names_every_requested_object_with_its_verdict_right_afte
         assert rest.startswith("<image>") and record["messages"][1]["content"] == verdict_answer(groups)
     with pytest.raises(ConfigError, match="object_verdicts"):
         pretrain.PretrainConfig(object_verdicts=0.5, object_checks=0.6).validate()
+
+
+def _recoloured_checks() -> list:
+    request = "a large red circle at the top left and a small blue square in the centre"
+    asked = parse_prompt(request)
+    drawn = [ShapeObject(o.shape, o.colour, o.size, o.position) for o in asked.objects]
+    return object_checks_in(request, render(Scene((replace(drawn[0], colour="green"), drawn[1]), None), 64))
+
+
+def test_a_sighted_verdict_list_says_what_is_in_each_objects_place_between_its_name_and_its_verdict():
+    recoloured = _recoloured_checks()
+    assert [c.seen for c in recoloured] == ["large green circle at the top left", "small blue square in the centre"]
+    assert verdict_answer(recoloured, sighted=True) == (
+        "the large red circle at the top left (seen: large green circle at the top left) is wrong; "
+        "the small blue square in the centre (seen: small blue square in the centre) is drawn")
+    assert recoloured[1].verdict_prefix(sighted=True) == (
+        "the large red circle at the top left (seen: large green circle at the top left) is wrong; "
+        "the small blue square in the centre (seen: small blue square in the centre)")
+    # a short request's sighting has only the attributes it asks for; a missing object is seen as "nothing"
+    (short,) = object_checks_in("a yellow star", render(Scene((ShapeObject("star", "red", "large", "top left"),), None), 64))
+    gone, kept = object_checks_in("a yellow star and a red circle",
+                                  render(Scene((ShapeObject("circle", "red", "large", "top left"),), None), 64))
+    assert (short.seen, gone.seen, kept.seen) == ("red star", "nothing", "red circle")
+    assert short.problems and gone.problems and not kept.problems
+    draw = pretrain.training_records(pretrain.PretrainConfig(object_verdicts=1.0, verdict_sightings=True,
+                                                             curriculum=0.0, request_first=True), set())
+    record = draw(0)
+    instruction = record["messages"][0]["content"].split("\n", 1)[0]
+    groups = object_checks_in(instruction.removeprefix("User Instruction: "), record["images"][0])
+    assert record["messages"][1]["content"] == verdict_answer(groups, sighted=True) and " (seen: " in verdict_answer(
+        groups, sighted=True)
+
+
+class _CharTokenizer:
+    def encode(self, text: str, add_special_tokens: bool = False) -> list[int]:
+        return [ord(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens: bool = False) -> str:
+        return "".join(chr(int(i)) for i in ids)
+
+
+class _ScriptedWriter:
+    """``generate`` writes ``script`` after whatever it is given."""
+
+    def __init__(self, script: str) -> None:
+        self.script = script
+
+    def generate(self, input_ids, **_):
+        return torch.cat([input_ids, torch.tensor([[ord(c) for c in self.script]])], 1)
+
+
+def test_an_own_sighting_is_the_models_words_after_the_truths_start_up_to_the_close(monkeypatch):
+    monkeypatch.setattr(pretrain, "question_inputs", lambda *_, **__: {"input_ids": torch.tensor([[1, 2]]),
+                                                                       "attention_mask": torch.ones(1, 2)})
+    processor = type("Processor", (), {"tokenizer": _CharTokenizer()})()
+    check = _recoloured_checks()[1]
+    ((start, seen),) = pretrain.own_sightings(_ScriptedWriter("small blue star in the centre) is drawn"), processor,
+                                              [check])
+    assert seen == "small blue star in the centre"  # its own words, not the truth's "square"
+    assert start == ("the large red circle at the top left (seen: large green circle at the top left) is wrong; "
+                     "the small blue square in the centre (seen: small blue star in the centre)")
+    ((_, never),) = pretrain.own_sightings(_ScriptedWriter("small blue square in the"), processor, [check])
+    assert never == ""  # a sighting it never closes is not read as one
 
 
 class _WordTokenizer:
@@ -762,6 +825,11 @@ def test_a_verdict_base_reports_how_its_verdicts_separate_faulty_objects_read_ri
     assert report["object_verdicts"]["checks"] == len(objects) == 2 and 0 <= report["object_verdicts"]["auc"] <= 1
     assert report["object_verdict_examples"][0]["truth"] == verdict_answer(object_checks_in(objects[0].request,
                                                                                            objects[0].image))
+    assert "sighted_verdicts" not in report
+    sighted = pretrain.run(replace(config, verdict_sightings=True), RecordingContext(tmp_path / "sighted"))
+    report = json.loads((Path(sighted["model"]) / pretrain.REPORT_FILE).read_text())
+    assert " (seen: " in report["object_verdict_examples"][0]["truth"]
+    assert 0 <= report["sighted_verdicts"]["sightings_exact"] <= 1 and 0 <= report["sighted_verdicts"]["auc"] <= 1
 
 
 @pytest.mark.slow
@@ -782,6 +850,9 @@ def test_the_object_check_bench_rescores_a_saved_base_without_changing_it(base, 
         verdicts = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert verdicts["object_verdicts"]["checks"] == 2 and 0 <= verdicts["object_verdicts"]["auc"] <= 1
         assert ("\n" in verdicts["object_verdict_examples"][0]["truth"]) == bool(described)
+    parrot_object_checks.main(["--base", str(folder), "--eval-images", "4", "--verdicts", "--sightings"])
+    sighted = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert sighted["sighted_verdicts"]["examples"][0]["seen"] == pretrain.heldout_object_checks(4, 64)[0].seen
     assert (folder / "model.safetensors").read_bytes() == weights
 
 

@@ -15,7 +15,7 @@ from models.registry import load_backend
 from models.shapes.analyzer import analyze
 from models.shapes.critic_shapes import ShapesCritic, ShapesReferenceChat, perturb
 from models.shapes.defects import Defect, apply_edit_fault, apply_fault, render_with_defects
-from models.shapes.world import Scene, ShapeObject, detailed_prompt, parse_edit, parse_prompt, render, short_prompt
+from models.shapes.world import Scene, ShapeObject, describe, detailed_prompt, parse_edit, parse_prompt, render, short_prompt
 from models.types import CritiqueFailure, CritiqueRequest, PairRequest
 
 SCENE = Scene(
@@ -152,6 +152,26 @@ def test_object_verdicts_name_every_requested_object_with_its_verdict_and_change
         ShapesCritic(object_verdicts="yes")
 
 
+def test_object_sightings_say_what_is_in_each_objects_place_before_its_verdict_and_change_no_score(critic):
+    bad = _variant(SCENE, ["wrong_colour"])
+    requests = [PairRequest("t2i", detailed_prompt(SCENE), bad, render(SCENE))]
+    (plain,), (sighted,) = critic.judge(requests), ShapesCritic(object_sightings=True).judge(requests)
+    assert sighted.ok and sighted.warnings == []
+    assert [(d.score_a, d.score_b, d.winner) for d in sighted.dimensions.values()] == [
+        (d.score_a, d.score_b, d.winner) for d in plain.dimensions.values()]
+    for_a, for_b = sighted.dimensions["text_faithfulness"].justification.removeprefix("Image A: ").split(" Image B: ")
+    names = [describe(o, article=False) for o in SCENE.objects]
+    assert for_b.startswith("; ".join(f"the {name} (seen: {name}) is drawn" for name in names) + ". All 3")
+    items = for_a.split(". ", 1)[0].split("; ")
+    wrong = [item for item in items if item.endswith(" is wrong")]
+    assert len(items) == 3 and len(wrong) == 1  # the recoloured object: the same place and shape, another colour
+    asked, seen = wrong[0].removeprefix("the ").removesuffix(") is wrong").split(" (seen: ")
+    asked_words, seen_words = asked.split(), seen.split()
+    assert len(asked_words) == len(seen_words) and sum(a != b for a, b in zip(asked_words, seen_words)) == 1
+    with pytest.raises(ConfigError, match="object_sightings"):
+        ShapesCritic(object_sightings=1)
+
+
 def test_non_shapes_prompt_is_a_failure_not_a_score(critic):
     (result,) = critic.critique([CritiqueRequest("t2i", "a cat sleeping on a sofa", render(SCENE))])
     assert isinstance(result, CritiqueFailure)
@@ -181,5 +201,5 @@ def test_settings_are_checked_and_recorded():
         ShapesCritic(perception_noise=1.5)
     config = ShapesCritic(perception_noise=0.2, seed=3).to_config()
     assert config == {"perception_noise": 0.2, "seed": 3, "resize_failed": True, "fresh_layout": True, "move_failed": True,
-                      "object_verdicts": False, "parse_retries": 1}
+                      "object_verdicts": False, "object_sightings": False, "parse_retries": 1}
     assert load_backend("critic", "shapes", **config).to_config() == config

@@ -71,6 +71,28 @@ BLUR_START, NOISE_START = 0.5, 3.0  # measured blur (px) and noise (levels) a cl
 MISSING_WORD = 3.0
 NOTHING_MADE = 2.0  # Physical Quality deduction for an empty canvas or an edit not made
 RIGHT, WRONG = " is drawn", " is wrong"  # an object's verdict, right after its name in a verdict list
+SEEN_OPEN, SEEN_CLOSE, SEEN_NOTHING = " (seen: ", ")", "nothing"  # a sighting, between a name and its verdict
+
+
+@dataclass(frozen=True)
+class ObjectVerdict:
+    """One requested object's item of a verdict list: ``asked`` (as the request words it), whether
+    it is ``right`` (drawn as asked), and ``seen``: what the image shows in its place, worded with
+    the attributes the request gives ("small yellow triangle at the bottom left"; ``SEEN_NOTHING``
+    when it is missing; "" when unknown)."""
+
+    asked: str
+    right: bool
+    seen: str = ""
+
+    def text(self, *, sighted: bool = False) -> str:
+        """"the purple star is drawn", or ``sighted`` "the purple star (seen: red star) is wrong"."""
+        return sighting_prefix(self.asked, self.seen if sighted else "") + (RIGHT if self.right else WRONG)
+
+
+def sighting_prefix(asked: str, seen: str = "") -> str:
+    """A verdict list's item up to its verdict: "the purple star", or with ``seen`` "the purple star (seen: red star)"."""
+    return f"the {asked}{SEEN_OPEN}{seen}{SEEN_CLOSE}" if seen else f"the {asked}"
 
 
 @dataclass(frozen=True)
@@ -94,8 +116,8 @@ class Assessment:
     praise: dict[str, str]
     refined_request: str
     failed_share: float = 0.0  # t2i: the share of requested objects missing or drawn with a wrong shape or colour
-    verdicts: tuple[tuple[str, bool], ...] = ()
-    """t2i: each object the request names once (as it words it) and whether it is drawn as asked, in its order."""
+    verdicts: tuple[ObjectVerdict, ...] = ()
+    """t2i: each object the request names once, whether it is drawn as asked and what is seen in its place, in its order."""
 
     def about(self, dimension: str) -> list[Finding]:
         """The findings of one dimension, worst first."""
@@ -175,11 +197,37 @@ def object_findings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, t
             for s in once}
 
 
-def verdict_list(verdicts: Iterable[tuple[str, bool]]) -> str:
+def object_sightings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, str]:
+    """What ``seen`` shows in the place of each object the request names once (as ``object_findings``
+    keys them): the seen object matched to it, worded with just the attributes the request gives
+    ("small yellow triangle at the bottom left" for "small purple triangle at the bottom left", "red
+    star" for "green star"), so that a right object's sighting repeats its name; ``SEEN_NOTHING``
+    when it is missing."""
+    pairs, _, _ = match(spec.objects, seen.objects)
+    drawn = dict(pairs)
+
+    def sighting(asked: ObjectSpec) -> str:
+        obj = drawn.get(asked)
+        if obj is None:
+            return SEEN_NOTHING
+        return describe(ObjectSpec(obj.shape, obj.colour, obj.size if asked.size else None,
+                                   obj.position if asked.position else None), article=False)
+
+    return {s: sighting(s) for s in object_findings(spec, seen)}
+
+
+def object_verdicts(spec: PromptSpec, seen: AnalyzedScene) -> tuple[ObjectVerdict, ...]:
+    """Each object the request names once, in its order, with its verdict and sighting in ``seen``."""
+    sightings = object_sightings(spec, seen)
+    return tuple(ObjectVerdict(describe(s, article=False), not problems, sightings[s])
+                 for s, problems in object_findings(spec, seen).items())
+
+
+def verdict_list(verdicts: Iterable[ObjectVerdict], *, sighted: bool = False) -> str:
     """Each object named with its verdict right after it, joined by "; ": "the purple star is drawn;
-    the red circle is wrong" (``verdicts``: the object as the request words it, and whether it is
-    drawn as asked)."""
-    return "; ".join(f"the {asked}{RIGHT if right else WRONG}" for asked, right in verdicts)
+    the red circle is wrong"; ``sighted``: with what is seen in its place between them ("the red
+    circle (seen: red square) is wrong")."""
+    return "; ".join(v.text(sighted=sighted) for v in verdicts)
 
 
 def _deduction(dimension: str, share: float, units: int, text: str) -> Finding:
@@ -300,9 +348,8 @@ def assess_t2i(spec: PromptSpec, seen: AnalyzedScene, *, resize_failed: bool = F
     }
     failed = len(missing) + sum(_drawn_wrong(s, o) for s, o in pairs)
     refined = detailed_prompt(_pinned(spec, pairs, missing, resize_failed=resize_failed, move_failed=move_failed))
-    verdicts = tuple((describe(s, article=False), not problems) for s, problems in object_findings(spec, seen).items())
     return Assessment("t2i", requested, findings, scores, {**praise, **_clean_praise()}, refined,
-                      failed / len(spec.objects), verdicts)
+                      failed / len(spec.objects), object_verdicts(spec, seen))
 
 
 def _clean_praise() -> dict[str, str]:

@@ -26,7 +26,10 @@ judgement: it opens with every object the request names once and that object's v
 its name ("the purple star is drawn; the red circle is wrong.", in lower case as ``parrot pretrain
 --object-verdicts`` answers), then the findings as before, so that a student distilled from such
 critiques is taught a verdict for each object right after reading its name (docs/parrot.md,
-twenty-first step); the default names only what is wrong.
+twenty-first step); the default names only what is wrong. ``object_sightings`` also writes, between
+each name and its verdict, what the image shows in that object's place, with the attributes the request
+gives ("the small purple triangle at the bottom left (seen: small yellow triangle at the bottom left) is
+wrong"), so that the verdict compares two phrases side by side (twenty-second step).
 """
 
 from __future__ import annotations
@@ -106,14 +109,17 @@ class ShapesReferenceChat:
         (where the request leaves its position open) instead of at the other size.
     :param object_verdicts: a text-to-image Text Faithfulness justification opens with each
         requested object's verdict (``models.shapes.assess.verdict_list``).
+    :param object_sightings: as ``object_verdicts``, with what is seen in each object's place before its verdict.
     """
 
     def __init__(self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True,
-                 fresh_layout: bool = True, move_failed: bool = True, object_verdicts: bool = False) -> None:
+                 fresh_layout: bool = True, move_failed: bool = True, object_verdicts: bool = False,
+                 object_sightings: bool = False) -> None:
         if not isinstance(perception_noise, (int, float)) or not 0 <= perception_noise < 1:
             raise ConfigError(f"perception_noise must be a number in [0, 1); got {perception_noise!r}.")
         for name, value in (("resize_failed", resize_failed), ("fresh_layout", fresh_layout),
-                            ("move_failed", move_failed), ("object_verdicts", object_verdicts)):
+                            ("move_failed", move_failed), ("object_verdicts", object_verdicts),
+                            ("object_sightings", object_sightings)):
             if not isinstance(value, bool):
                 raise ConfigError(f"{name} must be true or false; got {value!r}.")
         self.perception_noise = float(perception_noise)
@@ -122,13 +128,14 @@ class ShapesReferenceChat:
         self.fresh_layout = fresh_layout
         self.move_failed = move_failed
         self.object_verdicts = object_verdicts
+        self.object_sightings = object_sightings
         self._rng = random.Random(seed)
 
     def to_config(self) -> dict[str, object]:
         """Settings that rebuild this backend."""
         return {"perception_noise": self.perception_noise, "seed": self.seed, "resize_failed": self.resize_failed,
                 "fresh_layout": self.fresh_layout, "move_failed": self.move_failed,
-                "object_verdicts": self.object_verdicts}
+                "object_verdicts": self.object_verdicts, "object_sightings": self.object_sightings}
 
     def complete(self, prompts: Sequence[ChatPrompt]) -> list[Union[str, CompletionError]]:
         """Critique text for each prompt, or a ``CompletionError`` when the request is not a
@@ -217,8 +224,9 @@ class ShapesReferenceChat:
     def _justify(self, judged: Assessment, key: str) -> str:
         found = judged.about(key)
         text = _sentence([f.text for f in found]) if found else judged.praise[key]
-        if self.object_verdicts and key == TEXT_FAITHFULNESS.key and judged.verdicts:
-            return f"{verdict_list(judged.verdicts)}. {text}"  # lower case, as parrot pretrain --object-verdicts words it
+        if (self.object_verdicts or self.object_sightings) and key == TEXT_FAITHFULNESS.key and judged.verdicts:
+            listed = verdict_list(judged.verdicts, sighted=self.object_sightings)
+            return f"{listed}. {text}"  # lower case, as parrot pretrain --object-verdicts words it
         return text
 
     @staticmethod
@@ -249,15 +257,18 @@ class ShapesCritic(ProtocolCritic):
     :param fresh_layout: when most requested objects failed, the refined request is a fresh expansion.
     :param move_failed: the refined request moves each wrongly drawn object to another free cell.
     :param object_verdicts: Text Faithfulness opens with each requested object's verdict.
+    :param object_sightings: ... with what is seen in each object's place before its verdict.
     """
 
     def __init__(
         self, *, perception_noise: float = 0.0, seed: int = 0, resize_failed: bool = True, fresh_layout: bool = True,
-        move_failed: bool = True, object_verdicts: bool = False, parse_retries: int = 1, name: str = "shapes",
+        move_failed: bool = True, object_verdicts: bool = False, object_sightings: bool = False,
+        parse_retries: int = 1, name: str = "shapes",
     ) -> None:
         super().__init__(
             ShapesReferenceChat(perception_noise=perception_noise, seed=seed, resize_failed=resize_failed,
-                                fresh_layout=fresh_layout, move_failed=move_failed, object_verdicts=object_verdicts),
+                                fresh_layout=fresh_layout, move_failed=move_failed, object_verdicts=object_verdicts,
+                                object_sightings=object_sightings),
             parse_retries=parse_retries, name=name,
         )
 

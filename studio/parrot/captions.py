@@ -43,7 +43,7 @@ from PIL import Image
 
 from models.errors import InvalidInputError
 from models.shapes.analyzer import analyze
-from models.shapes.assess import assess_t2i, object_findings, verdict_list
+from models.shapes.assess import ObjectVerdict, assess_t2i, object_findings, object_sightings, sighting_prefix, verdict_list
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
 from models.shapes.pairs import make_pair
 from models.shapes.world import (
@@ -430,8 +430,10 @@ class ObjectCheck:
     image: Image.Image
     asked: str
     problems: tuple[str, ...]
-    before: tuple[tuple[str, bool], ...] = ()
-    """The objects the request names once before this one, each with whether it is drawn as asked."""
+    before: tuple[ObjectVerdict, ...] = ()
+    """The objects the request names once before this one, each with its verdict and sighting."""
+    seen: str = ""
+    """What the image shows in this object's place (``models.shapes.assess.object_sightings``)."""
 
     @property
     def question(self) -> str:
@@ -445,9 +447,14 @@ class ObjectCheck:
         return f"{INSTRUCTION_PREFIX}{self.request}\n{VERDICT_QUESTION}"
 
     @property
-    def verdict_prefix(self) -> str:
-        """The verdict list up to this object's verdict: the verdicts ``before`` it, then "the" and its name."""
-        return verdict_prefix(self.before, self.asked)
+    def verdict(self) -> ObjectVerdict:
+        """This object's item of its image's verdict list."""
+        return ObjectVerdict(self.asked, not self.problems, self.seen)
+
+    def verdict_prefix(self, *, sighted: bool = False) -> str:
+        """The verdict list up to this object's verdict: the verdicts ``before`` it, then "the" and its
+        name (``sighted``: every item with its sighting, this one's too)."""
+        return verdict_prefix(self.before, self.asked, self.seen if sighted else "", sighted=sighted)
 
     @property
     def answer(self) -> str:
@@ -457,17 +464,19 @@ class ObjectCheck:
 
 def object_checks_in(request: str, image: Image.Image) -> list[ObjectCheck]:
     """A check of each object ``request`` names once against ``image``, by one reading of the analyzer."""
-    findings = object_findings(parse_prompt(request), analyze(image))
+    spec, seen = parse_prompt(request), analyze(image)
+    sightings = object_sightings(spec, seen)
     checks: list[ObjectCheck] = []
-    for spec, problems in findings.items():
-        before = tuple((c.asked, not c.problems) for c in checks)
-        checks.append(ObjectCheck(request, image, describe(spec, article=False), problems, before))
+    for asked, problems in object_findings(spec, seen).items():
+        before = tuple(c.verdict for c in checks)
+        checks.append(ObjectCheck(request, image, describe(asked, article=False), problems, before, sightings[asked]))
     return checks
 
 
-def verdict_prefix(before: Sequence[tuple[str, bool]], asked: str) -> str:
-    """A verdict list up to ``asked``'s verdict: the verdicts ``before`` it, then "the" and its name."""
-    return verdict_list(before) + (CHECK_SEPARATOR if before else "") + f"the {asked}"
+def verdict_prefix(before: Sequence[ObjectVerdict], asked: str, seen: str = "", *, sighted: bool = False) -> str:
+    """A verdict list up to ``asked``'s verdict: the verdicts ``before`` it (``sighted``: with their
+    sightings), then "the", its name and, given, what is ``seen`` in its place."""
+    return verdict_list(before, sighted=sighted) + (CHECK_SEPARATOR if before else "") + sighting_prefix(asked, seen)
 
 
 def object_verdicts(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset(),
@@ -487,17 +496,18 @@ def object_verdicts(rng: random.Random, *, size: int = 64, exclude: set[str] = f
                 break
 
 
-def verdict_answer(checks: Sequence[ObjectCheck], *, described: bool = False) -> str:
+def verdict_answer(checks: Sequence[ObjectCheck], *, described: bool = False, sighted: bool = False) -> str:
     """The whole verdict list of one image's ``checks`` (``object_checks_in``); ``described``: after
     a line with what the image shows (``scene_description``), so the verdicts compare the request
-    with the model's own words."""
-    listed = verdict_list((c.asked, not c.problems) for c in checks)
+    with the model's own words; ``sighted``: each object's sighting between its name and its verdict."""
+    listed = verdict_list((c.verdict for c in checks), sighted=sighted)
     return f"{scene_description(analyze(checks[0].image))}\n{listed}" if described and checks else listed
 
 
-def verdict_start(check: ObjectCheck, *, described: bool = False) -> str:
+def verdict_start(check: ObjectCheck, *, described: bool = False, sighted: bool = False) -> str:
     """``verdict_answer`` up to ``check``'s verdict (its ``verdict_prefix``, after the description line if ``described``)."""
-    return f"{scene_description(analyze(check.image))}\n{check.verdict_prefix}" if described else check.verdict_prefix
+    prefix = check.verdict_prefix(sighted=sighted)
+    return f"{scene_description(analyze(check.image))}\n{prefix}" if described else prefix
 
 
 def fault_kind(check: ObjectCheck) -> str:

@@ -59,7 +59,7 @@ from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, tra
 from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError, NotFoundError
-from models.shapes.assess import RIGHT, WRONG
+from models.shapes.assess import RIGHT, SEEN_CLOSE, SEEN_NOTHING, SEEN_OPEN, WRONG
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.world import CONTENT_WORDS, OBJECT_WORDS, POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
@@ -174,6 +174,11 @@ class PretrainConfig(BaseSizes):
                 "reads in it), then names the differences after \"Differences: \", and a verdict list "
                 "(--object-verdicts) opens with that description on a line of its own, so the comparison is "
                 "between the request and the model's own words"})
+    verdict_sightings: bool = field(default=False, metadata={
+        "help": "each item of a verdict list (--object-verdicts) writes, between the object's name and its verdict, "
+                "what the image shows in its place with the attributes the request gives (\"the small purple "
+                "triangle at the bottom left (seen: small yellow triangle at the bottom left) is wrong\"; \"(seen: "
+                "nothing)\" when it is missing): a caption of one place, then two phrases compared side by side"})
     flaw_zoom: float = field(
         default=0.0, metadata={"help": "share of the steps whose flaw questions (--flaw-questions) ask about one "
                                         "large centred object, flawed at --flaw-prob (blur, noise, colour bleed or "
@@ -332,7 +337,8 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
         if sum(shares[:5]) <= task < sum(shares):
             listed = next(verdicts)
             return image_record(listed[0].image, listed[0].verdict_question,
-                                verdict_answer(listed, described=config.check_describe),
+                                verdict_answer(listed, described=config.check_describe,
+                                               sighted=config.verdict_sightings),
                                 request_first=config.request_first)
         if sum(shares[:4]) <= task < sum(shares[:5]):
             asked = next(one_object)
@@ -419,6 +425,8 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
         texts += [OBJECT_CHECK, YES, NO_PREFIX]
     if config.object_verdicts:
         texts += [VERDICT_QUESTION, RIGHT, WRONG]
+    if config.object_verdicts and config.verdict_sightings:
+        texts.append(f"{SEEN_OPEN}{SEEN_NOTHING}{SEEN_CLOSE}")
     return texts
 
 
@@ -541,7 +549,8 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     if config.object_verdicts:
         summary.update(check_object_verdicts(model, processor,
                                              heldout_object_checks(config.eval_images, config.image_size),
-                                             request_first=first, described=config.check_describe))
+                                             request_first=first, described=config.check_describe,
+                                             sighted=config.verdict_sightings))
     if config.restate_requests:
         summary.update(restatement(model, processor, config.restate_requests, truth, request_first=first))
     model.save_pretrained(folder)
@@ -638,30 +647,75 @@ def check_objects(model: Any, processor: Any, checks: list[ObjectCheck], *,
 
 
 def check_object_verdicts(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False,
-                          described: bool = False) -> dict[str, Any]:
+                          described: bool = False, sighted: bool = False) -> dict[str, Any]:
     """How the model's verdict lists (``described``: after its description of the image) tell faulty
     objects from right ones in ``heldout_object_checks``: ``separation`` of ``verdict_leaning``, and
-    the greedy verdict list of three of the images."""
+    the greedy verdict list of three of the images. ``sighted`` (``--verdict-sightings``): that
+    reading is given the true sighting of each object, so it measures the comparison alone;
+    ``sighted_verdicts`` reads the verdict after the model's own greedy sighting instead (``own_sightings``),
+    with the share of sightings it writes exactly right."""
     if not checks:
         return {"object_verdicts": {"checks": 0, "note": "no faulty object among the held-out images"}}
     shown = list({id(c.image): c for c in checks}.values())[:3]
-    return {"object_verdicts": {"checks": len(checks), "faulty": sum(bool(c.problems) for c in checks),
-                                **separation(verdict_leaning(model, processor, checks, request_first=request_first,
-                                                             described=described), checks)},
-            "object_verdict_examples": [
-                {"request": c.request, "truth": verdict_answer(object_checks_in(c.request, c.image), described=described),
-                 "answer": generate_caption(model, processor, c.image, c.verdict_question, 160 if described else 64,
-                                            request_first=request_first)} for c in shown]}
+    ask = {"request_first": request_first, "described": described, "sighted": sighted}
+    report = {"object_verdicts": {"checks": len(checks), "faulty": sum(bool(c.problems) for c in checks),
+                                  **separation(verdict_leaning(model, processor, checks, **ask), checks)},
+              "object_verdict_examples": [
+                  {"request": c.request,
+                   "truth": verdict_answer(object_checks_in(c.request, c.image), described=described, sighted=sighted),
+                   "answer": generate_caption(model, processor, c.image, c.verdict_question,
+                                              (160 if described else 64) * (2 if sighted else 1),
+                                              request_first=request_first)} for c in shown]}
+    if sighted:
+        own = own_sightings(model, processor, checks, request_first=request_first, described=described)
+        starts = [start for start, _ in own]
+        right = [seen == c.seen for (_, seen), c in zip(own, checks)]
+        report["sighted_verdicts"] = {
+            "sightings_exact": round(sum(right) / len(right), 4),
+            "sightings_exact_faulty": _share([r for r, c in zip(right, checks) if c.problems]),
+            "sightings_exact_right": _share([r for r, c in zip(right, checks) if not c.problems]),
+            "examples": [{"asked": c.asked, "seen": c.seen, "own": seen} for (_, seen), c in list(zip(own, checks))[:4]],
+            **separation(fork_leaning(model, processor, (
+                (question_inputs(processor, c.image, c.verdict_question, request_first=request_first), start)
+                for c, start in zip(checks, starts)), (WRONG, RIGHT)), checks)}
+    return report
+
+
+def _share(flags: list[bool]) -> float | None:
+    return round(sum(flags) / len(flags), 4) if flags else None
+
+
+@torch.no_grad()
+def own_sightings(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False,
+                  described: bool = False, max_new_tokens: int = 24) -> list[tuple[str, str]]:
+    """For each check, the model's own sighting of its object: the verdict list up to the object's
+    sighting as the truth has it (``verdict_start``), then the model's greedy words up to the sighting's
+    close. Returns (that start with the model's sighting and its close, ready for the verdict; the
+    sighting alone, "" when it never closes it)."""
+    found = []
+    for check in checks:
+        truth = verdict_start(check, described=described, sighted=True)
+        opening = truth[:truth.rindex(SEEN_OPEN) + len(SEEN_OPEN)]
+        ids = processor.tokenizer.encode(truth, add_special_tokens=False)
+        kept = max(k for k in range(len(ids) + 1) if opening.startswith(processor.tokenizer.decode(ids[:k])))
+        inputs = followed_by(question_inputs(processor, check.image, check.verdict_question,
+                                             request_first=request_first), ids[:kept])
+        out = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False)
+        written = processor.tokenizer.decode(out[0, inputs["input_ids"].shape[1] - kept:], skip_special_tokens=True)
+        tail = written[len(opening):] if written.startswith(opening) else ""
+        seen, closed, _ = tail.partition(SEEN_CLOSE)
+        found.append((opening + seen + SEEN_CLOSE, seen if closed else ""))
+    return found
 
 
 def verdict_leaning(model: Any, processor: Any, checks: list[ObjectCheck], *, request_first: bool = False,
-                    described: bool = False) -> list[float]:
+                    described: bool = False, sighted: bool = False) -> list[float]:
     """For each check, ``WRONG`` minus ``RIGHT`` as the object's verdict, after its ``verdict_start``
-    (the description line if ``described``, and the verdicts before it, as the truth has them;
-    ``fork_leaning``): how far the verdict list leans to "wrong"."""
+    (the description line if ``described``, and the verdicts before it, with their sightings and its
+    own if ``sighted``, as the truth has them; ``fork_leaning``): how far the verdict list leans to "wrong"."""
     return fork_leaning(model, processor, (
         (question_inputs(processor, c.image, c.verdict_question, request_first=request_first),
-         verdict_start(c, described=described)) for c in checks), (WRONG, RIGHT))
+         verdict_start(c, described=described, sighted=sighted)) for c in checks), (WRONG, RIGHT))
 
 
 def followed_by(inputs: dict[str, Any], ids: list[int]) -> dict[str, Any]:
