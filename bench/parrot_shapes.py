@@ -175,7 +175,7 @@ def main() -> None:
                            "freeze_vision": args.freeze_vision, "vision_lr": args.vision_lr,
                            "max_steps": args.max_steps,
                            "flip_rate": args.flip_rate, "teacher_noise": args.noise, "minutes": args.minutes,
-                           "teacher_verdicts": args.teacher_verdicts,
+                           "teacher_verdicts": args.teacher_verdicts, "teacher_sightings": args.teacher_sightings,
                            "load": round(os.getloadavg()[0], 1)}
     if args.variant == "bt":
         stages("generate", generate, generate.GenerateConfig(

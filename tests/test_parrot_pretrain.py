@@ -20,6 +20,8 @@ from bench.parrot_base_flaws import fit_probe, layer_states, measured_flaws
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.shapes.analyzer import analyze
 from models.shapes.assess import RIGHT, WRONG
+from models.shapes.critic_shapes import ShapesCritic
+from models.types import PairRequest
 from models.errors import ConfigError, InvalidInputError, NotFoundError
 from models.shapes.world import OBJECT_WORDS, POSITIONS, Scene, ShapeObject, describe, detailed_prompt, parse_prompt, render
 from studio.jobs.context import RecordingContext
@@ -329,6 +331,29 @@ def test_a_sighted_verdict_list_says_what_is_in_each_objects_place_between_its_n
     groups = object_checks_in(instruction.removeprefix("User Instruction: "), record["images"][0])
     assert record["messages"][1]["content"] == verdict_answer(groups, sighted=True) and " (seen: " in verdict_answer(
         groups, sighted=True)
+
+
+def test_a_pair_sighting_example_shows_both_images_as_the_critic_does_and_reads_each_on_its_own():
+    draw = pretrain.training_records(pretrain.PretrainConfig(pair_sightings=1.0, curriculum=0.0, request_first=True),
+                                     set())
+    record = draw(0)
+    prompt, answer = (m["content"] for m in record["messages"])
+    request = prompt.split("\n", 1)[0].removeprefix("User Instruction: ")
+    image_a, image_b = record["images"]
+    assert prompt == (f"User Instruction: {request}\nYou are given two images made for this instruction:\n"
+                      "1. Generated Image A <image>\n2. Generated Image B <image>\n"
+                      "Which requested objects are drawn as asked in each image?")
+    assert answer == (f"Image A: {verdict_answer(object_checks_in(request, image_a), sighted=True)}. "
+                      f"Image B: {verdict_answer(object_checks_in(request, image_b), sighted=True)}.")
+    critic = ShapesCritic(object_sightings=True).judge([PairRequest("t2i", request, image_a, image_b)])[0]
+    said = critic.dimensions["text_faithfulness"].justification
+    for part in answer.removeprefix("Image A: ").split(" Image B: "):
+        assert part.removesuffix(".") in said  # as the sighting teacher opens each image's justification
+    mixed = pretrain.training_records(pretrain.PretrainConfig(pair_sightings=0.5, request_tasks=0.5, curriculum=0.0,
+                                                              request_first=True), set())
+    assert 25 <= sum(len(mixed(0)["images"]) == 2 for _ in range(80)) <= 55
+    with pytest.raises(ConfigError, match="pair_sightings"):
+        pretrain.PretrainConfig(pair_sightings=0.6, object_verdicts=0.6).validate()
 
 
 class _CharTokenizer:
@@ -905,6 +930,23 @@ def test_the_prompt_token_loss_counts_the_prompt_s_own_tokens_only():
     ce = torch.nn.functional.cross_entropy
     assert torch.isclose(pretrain.prompt_token_loss(logits, batch, set()), ce(logits[0, :2], ids[0, 1:3]))
     assert torch.isclose(pretrain.prompt_token_loss(logits, batch, {7}), ce(logits[0, :1], ids[0, 1:2]))
+
+
+def test_verdict_tokens_weigh_as_asked_in_the_answer_loss_and_nothing_else_changes():
+    labels = torch.tensor([[-100, -100, 4, 7, 5, -100]])  # answer tokens 4, 7, 5 (predicted at positions 1-3)
+    logits = torch.randn(1, 6, 12)
+    per_token = torch.nn.functional.cross_entropy(logits[0, 1:4], labels[0, 2:5], reduction="none")
+    plain = pretrain.weighted_token_loss(logits, labels, [7], 1.0)
+    assert torch.isclose(plain, per_token.mean())
+    heavy = pretrain.weighted_token_loss(logits, labels, [7], 10.0)
+    assert torch.isclose(heavy, (per_token[0] + 10 * per_token[1] + per_token[2]) / 12)
+    tokenizer = _WordTokenizer()
+    for word in ("the", "red", "star", "is_", "drawn", "wrong"):
+        tokenizer.encode(word)
+    drawn, wrong = pretrain.verdict_fork_ids(tokenizer)  # both verdicts start with "is_": they part after it
+    assert (drawn, wrong) == (tokenizer.ids["drawn"], tokenizer.ids["wrong"])
+    with pytest.raises(ConfigError, match="verdict_weight"):
+        pretrain.PretrainConfig(object_verdicts=0.5, verdict_weight=5, loss_per_example=True).validate()
 
 
 def test_a_lookup_is_answered_by_whether_the_asked_object_is_listed():

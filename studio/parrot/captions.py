@@ -71,6 +71,7 @@ OBJECT_CHECK = "Is the {} drawn as asked?"
 YES = "yes"
 NO_PREFIX = "no: "
 VERDICT_QUESTION = "Which requested objects are drawn as asked?"
+PAIR_VERDICT_QUESTION = "Which requested objects are drawn as asked in each image?"
 EMPTY_IMAGE = "an empty image"
 
 
@@ -502,6 +503,36 @@ def verdict_answer(checks: Sequence[ObjectCheck], *, described: bool = False, si
     with the model's own words; ``sighted``: each object's sighting between its name and its verdict."""
     listed = verdict_list((c.verdict for c in checks), sighted=sighted)
     return f"{scene_description(analyze(checks[0].image))}\n{listed}" if described and checks else listed
+
+
+@dataclass(frozen=True)
+class PairVerdicts:
+    """Both images of a known-truth pair with the sighted verdict list of each (``object_checks_in``)."""
+
+    request: str
+    image_a: Image.Image
+    image_b: Image.Image
+    checks_a: tuple[ObjectCheck, ...]
+    checks_b: tuple[ObjectCheck, ...]
+
+    @property
+    def answer(self) -> str:
+        """"Image A: <its sighted verdict list>. Image B: <B's>.", as a sighting teacher's Text
+        Faithfulness justifications open (``ShapesCritic(object_sightings=True)``)."""
+        return (f"Image A: {verdict_answer(self.checks_a, sighted=True)}. "
+                f"Image B: {verdict_answer(self.checks_b, sighted=True)}.")
+
+
+def pair_verdicts(rng: random.Random, *, size: int = 64, exclude: set[str] = frozenset()) -> Iterator[PairVerdicts]:
+    """Fresh known-truth text-to-image pairs (a request in ``exclude`` is drawn again; one that names
+    no object once is skipped), both images with their sighted verdict lists."""
+    while True:
+        pair = make_pair(rng, "t2i", size=size)
+        if pair.prompt in exclude:
+            continue
+        checks_a, checks_b = object_checks_in(pair.prompt, pair.image_a), object_checks_in(pair.prompt, pair.image_b)
+        if checks_a:
+            yield PairVerdicts(pair.prompt, pair.image_a, pair.image_b, tuple(checks_a), tuple(checks_b))
 
 
 def verdict_start(check: ObjectCheck, *, described: bool = False, sighted: bool = False) -> str:

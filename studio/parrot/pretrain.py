@@ -28,7 +28,11 @@ comparison; ``--check-faithful`` sets the share of those answered "yes"; it repo
 bench's held-out pairs (``object_checks``). With ``--object-verdicts P`` a share P asks which requested
 objects are drawn as asked and is answered with every one's verdict right after its name ("the purple
 star is drawn; the red circle is wrong"); it reports how the verdicts separate faulty from right objects
-on the bench's held-out pairs (``object_verdicts``).
+on the bench's held-out pairs (``object_verdicts``). ``--verdict-sightings`` writes, between each name and
+its verdict, what the image shows in that object's place ("the red circle (seen: red square) is wrong"),
+read given the true sighting and after the model's own (``sighted_verdicts``); ``--pair-sightings P`` asks
+the same of both images of a pair in the critic's two-image layout; ``--verdict-weight W`` counts the
+verdict's deciding token W times in the loss.
 ``--flaw-warmup N`` first asks only the flaw question for N steps, about objects seen close up;
 ``--flaw-every K`` makes every K-th step ask only the flaw question.
 ``--init DIR`` continues from an
@@ -45,7 +49,7 @@ import logging
 import math
 import random
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -59,7 +63,7 @@ from models.critic.protocol_tokenizer import sharegpt_texts, template_texts, tra
 from models.critic.scoring import ScoringPolicy
 from models.critic.tiny_qwen import build_tiny_qwen3vl
 from models.errors import ConfigError, InvalidInputError, NotFoundError
-from models.shapes.assess import RIGHT, SEEN_CLOSE, SEEN_NOTHING, SEEN_OPEN, WRONG
+from models.shapes.assess import RIGHT, SEEN_CLOSE, SEEN_NOTHING, SEEN_OPEN, WRONG, sighting_prefix
 from models.shapes.critic_shapes import ShapesCritic
 from models.shapes.world import CONTENT_WORDS, OBJECT_WORDS, POSITIONS, detailed_prompt, random_scene
 from models.types import Critique, CritiqueRequest
@@ -68,10 +72,10 @@ from studio.jobs.context import JobContext
 from studio.jobs.entry import run_kind
 from studio.parrot.captions import (
     CAPTION_REQUEST, CURRICULUM, FLAW_CLOSE_UP, FLAW_QUESTION, FLAWS, FULL, NO_FLAW, NO_PREFIX, NOTHING, OBJECT_CHECK,
-    QUESTION_SCENES, REQUEST_CHECK, REQUEST_TASK, VERDICT_QUESTION, WORD_QUESTION, YES, CaptionSample, ObjectCheck,
-    RequestCheck, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question,
+    PAIR_VERDICT_QUESTION, QUESTION_SCENES, REQUEST_CHECK, REQUEST_TASK, VERDICT_QUESTION, WORD_QUESTION, YES, CaptionSample, ObjectCheck,
+    PairVerdicts, RequestCheck, SceneStage, ask_cell, ask_flaw_or_word, caption, caption_samples, caption_scores, cell_question,
     fault_kind, heldout_request_list, heldout_requests, object_check_scores, object_checks, object_checks_in,
-    object_verdicts, question_scores, request_answer, request_check, request_check_question, request_check_scores,
+    object_verdicts, pair_verdicts, question_scores, request_answer, request_check, request_check_question, request_check_scores,
     request_checks, request_question, request_texts, restated_share, verdict_answer, verdict_start, zoom_in,
 )
 from studio.parrot.examples import IMAGE_TOKEN, pairwise_answer, pairwise_prompt, sharegpt_to_messages, to_sharegpt
@@ -174,6 +178,17 @@ class PretrainConfig(BaseSizes):
                 "reads in it), then names the differences after \"Differences: \", and a verdict list "
                 "(--object-verdicts) opens with that description on a line of its own, so the comparison is "
                 "between the request and the model's own words"})
+    verdict_weight: float = field(
+        default=1.0, metadata={"help": "how many times a verdict's deciding token (where \"is drawn\" and \"is "
+                                        "wrong\" part) counts in the loss against any other answer token (1: the "
+                                        "same); with --loss-per-example it must stay 1"})
+    pair_sightings: float = field(
+        default=0.0, metadata={"help": "share of the examples that show both images of a known-truth pair as the "
+                                        "critic's pairwise prompt shows them (request, Image A, Image B) and ask "
+                                        "which requested objects are drawn as asked in each; the answer is "
+                                        "\"Image A: \" and A's sighted verdict list (--verdict-sightings), then "
+                                        "\"Image B: \" and B's, as a sighting teacher's Text Faithfulness opens: "
+                                        "each image read on its own in the student's two-image layout"})
     verdict_sightings: bool = field(default=False, metadata={
         "help": "each item of a verdict list (--object-verdicts) writes, between the object's name and its verdict, "
                 "what the image shows in its place with the attributes the request gives (\"the small purple "
@@ -227,6 +242,10 @@ class PretrainConfig(BaseSizes):
         _check_float("request_checks", self.request_checks, low=0, high=1)
         _check_float("object_checks", self.object_checks, low=0, high=1)
         _check_float("object_verdicts", self.object_verdicts, low=0, high=1)
+        _check_float("pair_sightings", self.pair_sightings, low=0, high=1)
+        _check_float("verdict_weight", self.verdict_weight, low=0)
+        if self.verdict_weight != 1 and self.loss_per_example:
+            raise ConfigError("verdict_weight needs the token-mean loss; drop loss_per_example or keep the weight at 1.")
         if self.check_faithful >= 0:
             _check_float("check_faithful", self.check_faithful, low=0, high=1)
         _check_float("flaw_zoom", self.flaw_zoom, low=0, high=1)
@@ -240,10 +259,10 @@ class PretrainConfig(BaseSizes):
         if self.freeze_vision_after_warmup and not self.flaw_warmup:
             raise ConfigError("freeze_vision_after_warmup needs flaw_warmup (the steps after which the tower stops).")
         shares = (self.cell_questions, self.request_tasks, self.flaw_questions, self.request_checks,
-                  self.object_checks, self.object_verdicts)
+                  self.object_checks, self.object_verdicts, self.pair_sightings)
         if sum(shares) > 1:
             raise ConfigError("cell_questions + request_tasks + flaw_questions + request_checks + object_checks + "
-                              f"object_verdicts must be at most 1; got {' + '.join(map(str, shares))}.")
+                              f"object_verdicts + pair_sightings must be at most 1; got {' + '.join(map(str, shares))}.")
         if self.init and not (Path(self.init) / "config.json").is_file():
             raise NotFoundError(f"init {self.init!r} is not a model folder (no config.json); give parrot pretrain's "
                                 "model/ folder.")
@@ -260,6 +279,19 @@ class PretrainConfig(BaseSizes):
                           ("exclude_heldout", 0),
                           ("seed", 0)):
             _check_int(name, getattr(self, name), low=low)
+
+
+def pair_record(pair: PairVerdicts) -> dict[str, Any]:
+    """The sharegpt example of ``pair`` (``--pair-sightings``): the critic's pairwise prompt up to its second
+    image (``pairwise_prompt``), then ``PAIR_VERDICT_QUESTION``; the answer is ``pair.answer``."""
+    parts = pairwise_prompt("t2i", pair.request, pair.image_a, pair.image_b, None).messages[0]["content"]
+    images = [i for i, part in enumerate(parts) if part["type"] == "image"]
+    if len(images) != 2:
+        raise InvalidInputError(f"The pairwise prompt has {len(images)} image parts; a pair example needs 2.")
+    head = "".join(IMAGE_TOKEN if part["type"] == "image" else part["text"] for part in parts[:images[1] + 1])
+    return {"messages": [{"role": "user", "content": f"{head}\n{PAIR_VERDICT_QUESTION}"},
+                         {"role": "assistant", "content": pair.answer}],
+            "images": [pair.image_a, pair.image_b]}
 
 
 def image_record(image: Image.Image, question: str, answer: str, *, request_first: bool = False) -> dict[str, Any]:
@@ -321,8 +353,9 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
                                faithful=faithful)
     verdicts = object_verdicts(random.Random(config.seed + 6), size=config.image_size, exclude=exclude,
                                faithful=faithful)
+    pairs = pair_verdicts(random.Random(config.seed + 7), size=config.image_size, exclude=exclude)
     shares = (config.cell_questions, config.request_tasks, config.flaw_questions, config.request_checks,
-              config.object_checks, config.object_verdicts)
+              config.object_checks, config.object_verdicts, config.pair_sightings)
 
     def close_up(step: int, steps: float) -> dict[str, Any]:
         seen = next(samplers[FLAW_CLOSE_UP])
@@ -334,7 +367,9 @@ def training_records(config: PretrainConfig, exclude: set[str]) -> Callable[[int
             return close_up(step, config.flaw_warmup)
         only_flaw = flaw_step(step, config)
         task = rng.random() if any(shares) and not only_flaw else 1.0
-        if sum(shares[:5]) <= task < sum(shares):
+        if sum(shares[:6]) <= task < sum(shares):
+            return pair_record(next(pairs))
+        if sum(shares[:5]) <= task < sum(shares[:6]):
             listed = next(verdicts)
             return image_record(listed[0].image, listed[0].verdict_question,
                                 verdict_answer(listed, described=config.check_describe,
@@ -425,8 +460,10 @@ def tokenizer_corpus(config: PretrainConfig, exclude: set[str]) -> list[str]:
         texts += [OBJECT_CHECK, YES, NO_PREFIX]
     if config.object_verdicts:
         texts += [VERDICT_QUESTION, RIGHT, WRONG]
-    if config.object_verdicts and config.verdict_sightings:
+    if (config.object_verdicts and config.verdict_sightings) or config.pair_sightings:
         texts.append(f"{SEEN_OPEN}{SEEN_NOTHING}{SEEN_CLOSE}")
+    if config.pair_sightings:
+        texts.append(PAIR_VERDICT_QUESTION)
     return texts
 
 
@@ -484,14 +521,40 @@ def prompt_token_loss(logits: torch.Tensor, batch: dict[str, Any], skip_ids: Ite
     return (per_token * keep).sum() / keep.sum().clamp(min=1)
 
 
+def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, heavy: Sequence[int],
+                        weight: float) -> torch.Tensor:
+    """The next-token cross-entropy over the answer tokens (``labels`` not ``IGNORE``), each answer
+    token whose id is in ``heavy`` counting ``weight`` times as much as the others."""
+    targets = labels[:, 1:]
+    per_token = torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), targets.flatten(),
+                                                  ignore_index=IGNORE, reduction="none").view(targets.shape)
+    weights = torch.where(torch.isin(targets, torch.tensor(list(heavy), dtype=targets.dtype)), weight, 1.0)
+    weights = weights * (targets != IGNORE)
+    return (per_token * weights).sum() / weights.sum()
+
+
+def verdict_fork_ids(tokenizer: Any, *, sighted: bool = False) -> tuple[int, int]:
+    """The two token ids where a verdict list's "is drawn" and "is wrong" part (as ``fork_leaning``
+    reads them), after an item in the form training writes (``sighted``: with its sighting)."""
+    prefix = sighting_prefix("red star", "red star" if sighted else "")
+    one, two = (tokenizer.encode(prefix + answer, add_special_tokens=False) for answer in (RIGHT, WRONG))
+    fork = next(i for i, (x, y) in enumerate(zip(one, two)) if x != y)
+    return one[fork], two[fork]
+
+
 def train_step(model: Any, batch: dict[str, Any], optimizer: Any, scheduler: Any, *,
-               per_example: bool = False, prompt_weight: float = 0.0) -> float:
+               per_example: bool = False, prompt_weight: float = 0.0,
+               heavy: tuple[Sequence[int], float] | None = None) -> float:
     """One optimiser step on ``batch`` (gradients clipped at norm 1); returns its answer loss,
-    averaged over all answer tokens or, ``per_example``, per example first (``example_mean_loss``).
+    averaged over all answer tokens or, ``per_example``, per example first (``example_mean_loss``),
+    or with ``heavy`` (token ids, weight) those tokens weighted so (``weighted_token_loss``).
     With ``prompt_weight`` the prompt's tokens are predicted too (``prompt_token_loss``), weighted so."""
-    if per_example or prompt_weight:
+    if per_example and heavy:
+        raise ConfigError("A per-example loss and weighted tokens do not combine; choose one.")
+    if per_example or prompt_weight or heavy:
         logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
         loss = example_mean_loss(logits, batch["labels"]) if per_example else \
+            weighted_token_loss(logits, batch["labels"], *heavy) if heavy else \
             torch.nn.functional.cross_entropy(logits[:, :-1].flatten(0, 1).float(), batch["labels"][:, 1:].flatten(),
                                               ignore_index=IGNORE)
         total = loss + prompt_weight * prompt_token_loss(logits, batch) if prompt_weight else loss
@@ -521,11 +584,13 @@ def run(config: PretrainConfig, ctx: JobContext) -> dict[str, Any]:
     if config.freeze_vision:
         freeze_vision(model)
     started, step, loss = time.perf_counter(), 0, math.nan
+    heavy = ((verdict_fork_ids(processor.tokenizer, sighted=config.verdict_sightings), config.verdict_weight)
+             if config.verdict_weight != 1 else None)
     while step < config.max_steps:
         if config.freeze_vision_after_warmup and step == config.flaw_warmup:
             freeze_vision(model)
         batch = collate([encode(draw(step), processor, 512) for _ in range(config.batch_size)], pad_id)
-        loss = train_step(model, batch, optimizer, scheduler, per_example=config.loss_per_example)
+        loss = train_step(model, batch, optimizer, scheduler, per_example=config.loss_per_example, heavy=heavy)
         step += 1
         ctx.metric(step, "loss", loss)
         ctx.progress(step, config.max_steps, f"loss {loss:.4f}")
