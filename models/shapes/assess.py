@@ -185,42 +185,38 @@ def _missing_text(spec: ObjectSpec) -> str:
     return f"the {describe(spec, article=False)} is missing"
 
 
-def object_findings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, tuple[str, ...]]:
-    """What is wrong with each requested object in ``seen``, in ``assess_t2i``'s words: missing, or
-    a wrong shape, colour, size or position of the seen object matched to it (empty when it is
-    drawn as asked). Only objects the request names once (an object of "two red circles" is not one
-    thing to check); relations, extra objects and the word belong to no single object."""
+def checked_objects(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, tuple[tuple[str, ...], str]]:
+    """Each object the request names once (an object of "two red circles" is not one thing to check),
+    in its order, with (what is wrong with it in ``assess_t2i``'s words: missing, or a wrong shape,
+    colour, size or position of the seen object matched to it, empty when it is drawn as asked; its
+    sighting: that seen object worded with just the attributes the request gives, "small yellow triangle
+    at the bottom left" for "small purple triangle at the bottom left", "red star" for "green star", so
+    a right object's sighting repeats its name, ``SEEN_NOTHING`` when it is missing), from one matching.
+    Relations, extra objects and the word belong to no single object."""
     pairs, missing, _ = match(spec.objects, seen.objects)
     drawn = dict(pairs)
     once = [s for s in dict.fromkeys(spec.objects) if spec.objects.count(s) == 1]
-    return {s: (_missing_text(s),) if s in missing else tuple(text for _, text in _mismatches(s, drawn[s]))
-            for s in once}
+
+    def checked(asked: ObjectSpec) -> tuple[tuple[str, ...], str]:
+        if asked in missing:
+            return (_missing_text(asked),), SEEN_NOTHING
+        obj = drawn[asked]
+        sighting = describe(ObjectSpec(obj.shape, obj.colour, obj.size if asked.size else None,
+                                       obj.position if asked.position else None), article=False)
+        return tuple(text for _, text in _mismatches(asked, obj)), sighting
+
+    return {s: checked(s) for s in once}
 
 
-def object_sightings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, str]:
-    """What ``seen`` shows in the place of each object the request names once (as ``object_findings``
-    keys them): the seen object matched to it, worded with just the attributes the request gives
-    ("small yellow triangle at the bottom left" for "small purple triangle at the bottom left", "red
-    star" for "green star"), so that a right object's sighting repeats its name; ``SEEN_NOTHING``
-    when it is missing."""
-    pairs, _, _ = match(spec.objects, seen.objects)
-    drawn = dict(pairs)
-
-    def sighting(asked: ObjectSpec) -> str:
-        obj = drawn.get(asked)
-        if obj is None:
-            return SEEN_NOTHING
-        return describe(ObjectSpec(obj.shape, obj.colour, obj.size if asked.size else None,
-                                   obj.position if asked.position else None), article=False)
-
-    return {s: sighting(s) for s in object_findings(spec, seen)}
+def object_findings(spec: PromptSpec, seen: AnalyzedScene) -> dict[ObjectSpec, tuple[str, ...]]:
+    """What is wrong with each object the request names once in ``seen`` (``checked_objects``)."""
+    return {s: problems for s, (problems, _) in checked_objects(spec, seen).items()}
 
 
 def object_verdicts(spec: PromptSpec, seen: AnalyzedScene) -> tuple[ObjectVerdict, ...]:
     """Each object the request names once, in its order, with its verdict and sighting in ``seen``."""
-    sightings = object_sightings(spec, seen)
-    return tuple(ObjectVerdict(describe(s, article=False), not problems, sightings[s])
-                 for s, problems in object_findings(spec, seen).items())
+    return tuple(ObjectVerdict(describe(s, article=False), not problems, sighting)
+                 for s, (problems, sighting) in checked_objects(spec, seen).items())
 
 
 def verdict_list(verdicts: Iterable[ObjectVerdict], *, sighted: bool = False) -> str:

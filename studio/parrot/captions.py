@@ -43,7 +43,7 @@ from PIL import Image
 
 from models.errors import InvalidInputError
 from models.shapes.analyzer import analyze
-from models.shapes.assess import ObjectVerdict, assess_t2i, object_findings, object_sightings, sighting_prefix, verdict_list
+from models.shapes.assess import ObjectVerdict, assess_t2i, checked_objects, sighting_prefix, verdict_list
 from models.shapes.defects import IMAGE_DEFECTS, Defect, feasible_image_defects, render_with_defects
 from models.shapes.pairs import make_pair
 from models.shapes.world import (
@@ -465,12 +465,10 @@ class ObjectCheck:
 
 def object_checks_in(request: str, image: Image.Image) -> list[ObjectCheck]:
     """A check of each object ``request`` names once against ``image``, by one reading of the analyzer."""
-    spec, seen = parse_prompt(request), analyze(image)
-    sightings = object_sightings(spec, seen)
     checks: list[ObjectCheck] = []
-    for asked, problems in object_findings(spec, seen).items():
+    for asked, (problems, sighting) in checked_objects(parse_prompt(request), analyze(image)).items():
         before = tuple(c.verdict for c in checks)
-        checks.append(ObjectCheck(request, image, describe(asked, article=False), problems, before, sightings[asked]))
+        checks.append(ObjectCheck(request, image, describe(asked, article=False), problems, before, sighting))
     return checks
 
 

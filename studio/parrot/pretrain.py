@@ -535,7 +535,8 @@ def weighted_token_loss(logits: torch.Tensor, labels: torch.Tensor, heavy: Seque
 
 def verdict_fork_ids(tokenizer: Any, *, sighted: bool = False) -> tuple[int, int]:
     """The two token ids where a verdict list's "is drawn" and "is wrong" part (as ``fork_leaning``
-    reads them), after an item in the form training writes (``sighted``: with its sighting)."""
+    reads them), after an item in the form training writes (``sighted``: with its sighting). The loss
+    weights these ids wherever an answer has them (with atomic words one of them is " is")."""
     prefix = sighting_prefix("red star", "red star" if sighted else "")
     one, two = (tokenizer.encode(prefix + answer, add_special_tokens=False) for answer in (RIGHT, WRONG))
     fork = next(i for i, (x, y) in enumerate(zip(one, two)) if x != y)
@@ -736,7 +737,8 @@ def check_object_verdicts(model: Any, processor: Any, checks: list[ObjectCheck],
         starts = [start for start, _ in own]
         right = [seen == c.seen for (_, seen), c in zip(own, checks)]
         report["sighted_verdicts"] = {
-            "sightings_exact": round(sum(right) / len(right), 4),
+            "sightings_exact": _share(right),
+            "sightings_unclosed": sum(not seen for _, seen in own),
             "sightings_exact_faulty": _share([r for r, c in zip(right, checks) if c.problems]),
             "sightings_exact_right": _share([r for r, c in zip(right, checks) if not c.problems]),
             "examples": [{"asked": c.asked, "seen": c.seen, "own": seen} for (_, seen), c in list(zip(own, checks))[:4]],
@@ -756,7 +758,8 @@ def own_sightings(model: Any, processor: Any, checks: list[ObjectCheck], *, requ
     """For each check, the model's own sighting of its object: the verdict list up to the object's
     sighting as the truth has it (``verdict_start``), then the model's greedy words up to the sighting's
     close. Returns (that start with the model's sighting and its close, ready for the verdict; the
-    sighting alone, "" when it never closes it)."""
+    sighting alone, "" when it never closes it: such a sighting is closed for the verdict reading and
+    counted as ``sightings_unclosed`` and never as exact)."""
     found = []
     for check in checks:
         truth = verdict_start(check, described=described, sighted=True)
